@@ -1,0 +1,217 @@
+package enrollment
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
+)
+
+// Limits on operator-supplied values.
+const (
+	MaxIDLength          = 128
+	MaxShardsPerPolicy   = 100
+	MaxCertificatePEM    = 16 << 10
+	VerificationCodeLife = time.Hour
+)
+
+// Meta is what every stored resource carries.
+type Meta struct {
+	// Etag changes on every write; updates and deletes may require it.
+	Etag    string
+	Created time.Time
+	Updated time.Time
+}
+
+// Policy names an allocation policy.
+type Policy string
+
+// The allocation policies an enrollment may name.
+const (
+	PolicyHashed Policy = "hashed"
+	PolicyStatic Policy = "static"
+)
+
+// Allocation is how an enrollment's devices are spread over hub shards.
+type Allocation struct {
+	Policy Policy
+	// Shards the enrollment may use; empty means every shard.
+	Shards []string
+	// StaticShard is the shard for PolicyStatic.
+	StaticShard string
+}
+
+// Validate checks the allocation's shape (not whether the shards exist).
+func (a Allocation) Validate() error {
+	switch a.Policy {
+	case PolicyHashed:
+		if a.StaticShard != "" {
+			return fault.Invalidf("allocation.static_shard is only valid with the static policy")
+		}
+	case PolicyStatic:
+		if err := ValidateID("allocation.static_shard", a.StaticShard); err != nil {
+			return err
+		}
+		if len(a.Shards) > 0 && !contains(a.Shards, a.StaticShard) {
+			return fault.Invalidf("allocation.static_shard %q is not among allocation.shards", a.StaticShard)
+		}
+	default:
+		return fault.Invalidf("allocation.policy %q is not one of hashed, static", a.Policy)
+	}
+	if len(a.Shards) > MaxShardsPerPolicy {
+		return fault.Invalidf("allocation.shards has %d entries, at most %d allowed", len(a.Shards), MaxShardsPerPolicy)
+	}
+	seen := make(map[string]bool, len(a.Shards))
+	for _, s := range a.Shards {
+		if err := ValidateID("allocation.shards", s); err != nil {
+			return err
+		}
+		if seen[s] {
+			return fault.Invalidf("allocation.shards lists %q twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+// ShardNames returns every shard the allocation refers to.
+func (a Allocation) ShardNames() []string {
+	names := append([]string(nil), a.Shards...)
+	if a.StaticShard != "" && !contains(names, a.StaticShard) {
+		names = append(names, a.StaticShard)
+	}
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// CA is an uploaded CA certificate (a root or an intermediate) that
+// enrollment groups can trust once its owner proved possession of its key.
+type CA struct {
+	Name string
+	// DER is the certificate as uploaded.
+	DER []byte
+	// Thumbprint is the hex SHA-256 of DER.
+	Thumbprint string
+	// SubjectKey is the hex SHA-256 of the raw subject, to find the CA as
+	// the issuer of a presented certificate.
+	SubjectKey string
+	Verified   bool
+	// VerificationCode is the outstanding proof-of-possession code, if any.
+	VerificationCode string
+	CodeExpires      time.Time
+	Meta
+}
+
+// Certificate parses the CA's DER.
+func (c *CA) Certificate() (*x509.Certificate, error) {
+	return x509.ParseCertificate(c.DER)
+}
+
+// Group admits every device whose chain leads to its CA certificate.
+type Group struct {
+	ID       string
+	CAName   string
+	Disabled bool
+	Allocation
+	Meta
+}
+
+// Individual admits one device by its leaf certificate's thumbprint.
+type Individual struct {
+	// RegistrationID as given; lookups fold case (see Key).
+	RegistrationID string
+	// DeviceID for the registry identity; empty means RegistrationID.
+	DeviceID   string
+	Thumbprint string
+	Disabled   bool
+	Allocation
+	Meta
+}
+
+// EffectiveDeviceID is the device ID the enrollment assigns.
+func (e *Individual) EffectiveDeviceID() string {
+	if e.DeviceID != "" {
+		return e.DeviceID
+	}
+	return e.RegistrationID
+}
+
+// Thumbprint returns the hex SHA-256 of a DER certificate.
+func Thumbprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// SubjectKey returns the key under which a CA is found as the issuer of a
+// certificate: the hex SHA-256 of a raw (DER) distinguished name.
+func SubjectKey(rawName []byte) string {
+	sum := sha256.Sum256(rawName)
+	return hex.EncodeToString(sum[:])
+}
+
+// Key is the case-folded form of a registration ID used for look-ups:
+// registration IDs are case-insensitive, as in DPS.
+func Key(registrationID string) string { return strings.ToLower(registrationID) }
+
+// ValidThumbprint reports whether s is a lowercase or uppercase hex SHA-256.
+func ValidThumbprint(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// ValidateID checks an operator-chosen identifier (CA names, group IDs,
+// shard IDs, device IDs): 1-128 characters of [A-Za-z0-9-._:].
+func ValidateID(field, id string) error {
+	if id == "" {
+		return fault.Invalidf("%s is required", field)
+	}
+	if len(id) > MaxIDLength {
+		return fault.Invalidf("%s is %d characters long, at most %d allowed", field, len(id), MaxIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		if !idChar(id[i]) {
+			return fault.Invalidf("%s contains %q; only letters, digits and - . _ : are allowed", field, id[i])
+		}
+	}
+	return nil
+}
+
+func idChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == ':'
+}
+
+// ValidateRegistrationID checks a registration ID by DPS's rule: 1-128
+// characters of [A-Za-z0-9-._:], ending in a letter, digit or '-'.
+func ValidateRegistrationID(id string) error {
+	if id == "" {
+		return fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "registration ID is empty")
+	}
+	if len(id) > MaxIDLength {
+		return fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "registration ID is longer than %d characters", MaxIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		if !idChar(id[i]) {
+			return fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "registration ID contains a character outside [A-Za-z0-9-._:]")
+		}
+	}
+	last := id[len(id)-1]
+	if last == '.' || last == '_' || last == ':' {
+		return fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "registration ID must end in a letter, a digit or '-'")
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+// Package registry holds the outcome of provisioning: a device's registration
+// record and the registry identity that its hub needs to admit it, and the
+// store interface that writes both together, atomically.
+//
+// It imports the domain vocabulary (enrollment keys) and internal/fault; it
+// knows nothing of transports or storage engines.
+package registry
+
+import (
+	"context"
+	"time"
+)
+
+// Status of a registration.
+type Status string
+
+// Registration statuses, as in DPS.
+const (
+	Assigned  Status = "assigned"
+	Assigning Status = "assigning"
+	Failed    Status = "failed"
+	Disabled  Status = "disabled"
+)
+
+// Substatus says how the current assignment came about, as in DPS.
+type Substatus string
+
+// Substatuses.
+const (
+	InitialAssignment                Substatus = "initialAssignment"
+	DeviceDataMigrated               Substatus = "deviceDataMigrated"
+	DeviceDataReset                  Substatus = "deviceDataReset"
+	ReprovisionedToInitialAssignment Substatus = "reprovisionedToInitialAssignment"
+)
+
+// AttestationType names how the device proved itself.
+type AttestationType string
+
+// Attestation types.
+const (
+	X509         AttestationType = "x509"
+	TPM          AttestationType = "tpm"
+	SymmetricKey AttestationType = "symmetricKey"
+)
+
+// Registration records that a device registered and where it was assigned.
+type Registration struct {
+	// RegistrationID as the device presented it; stores key it by
+	// enrollment.Key (case folded).
+	RegistrationID string
+	DeviceID       string
+	Shard          string
+	// AssignedHub is the shard's device-facing hostname at assignment.
+	AssignedHub     string
+	Status          Status
+	Substatus       Substatus
+	AttestationType AttestationType
+	// GroupID is set when the device matched an enrollment group.
+	GroupID string
+	// Individual is true when the device matched an individual enrollment.
+	Individual bool
+	// CredentialThumbprint is the hex SHA-256 of the credential used
+	// (the X.509 leaf certificate).
+	CredentialThumbprint string
+	Etag                 string
+	Created              time.Time
+	Updated              time.Time
+}
+
+// Credential is what a hub checks when the device connects.
+type Credential struct {
+	Type AttestationType
+	// X509Thumbprint is the hex SHA-256 of the device's leaf certificate.
+	X509Thumbprint string
+	// CAThumbprint is the hex SHA-256 of the CA the chain was verified to
+	// (enrollment groups only).
+	CAThumbprint string
+}
+
+// IdentityStatus is whether the hub should admit the device.
+type IdentityStatus string
+
+// Identity statuses.
+const (
+	IdentityEnabled  IdentityStatus = "enabled"
+	IdentityDisabled IdentityStatus = "disabled"
+)
+
+// Identity is the device's registry identity on its shard.
+type Identity struct {
+	DeviceID       string
+	RegistrationID string
+	Shard          string
+	Status         IdentityStatus
+	Credential     Credential
+	// Version increases by one on every change of the identity.
+	Version int64
+	Created time.Time
+	Updated time.Time
+}
+
+// Filter narrows a registration list. Empty fields match everything.
+type Filter struct {
+	GroupID string
+	Shard   string
+}
+
+// Store keeps registrations and identities. Registration IDs are looked up
+// case-insensitively (enrollment.Key); device IDs are exact. Errors are
+// fault kinds: NotFound, AlreadyExists, Conflict on etag mismatch,
+// Unavailable when the backend is down.
+type Store interface {
+	// CreateRegistration writes reg and id in one atomic step and returns
+	// the registration's etag. If a registration with the same ID exists it
+	// is AlreadyExists (reason RESOURCE_ALREADY_EXISTS) and nothing is
+	// written; if another registration holds id.DeviceID it is
+	// AlreadyExists with reason DEVICE_ID_CONFLICT.
+	CreateRegistration(ctx context.Context, reg *Registration, id *Identity) (etag string, err error)
+	// UpdateRegistration replaces the registration and its identity in one
+	// atomic step if reg.Etag is current, and returns the new etag. The
+	// device ID must not change.
+	UpdateRegistration(ctx context.Context, reg *Registration, id *Identity) (etag string, err error)
+	GetRegistration(ctx context.Context, registrationID string) (*Registration, error)
+	// ListRegistrations pages through registrations ordered by key.
+	ListRegistrations(ctx context.Context, f Filter, token string, limit int) (regs []*Registration, next string, err error)
+	// DeleteRegistration removes the registration and its identity in one
+	// atomic step. A non-empty etag must be current.
+	DeleteRegistration(ctx context.Context, registrationID, etag string) error
+	// GetIdentity returns the identity of a device.
+	GetIdentity(ctx context.Context, deviceID string) (*Identity, error)
+}

@@ -1,0 +1,199 @@
+// Package embedded is the default store: a single bbolt file in the data
+// directory, so that one Zerotouch node needs no other server. It implements
+// every store interface (enrollment, allocation, registry, access) and
+// passes the storagetest conformance suite.
+//
+// Multi-key writes happen in one bbolt read-write transaction, so they are
+// atomic and serialised; etags come from a store-wide sequence and never
+// repeat. Records are private JSON types with a schema version, never the
+// domain structs themselves.
+package embedded
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
+)
+
+const schemaVersion = 1
+
+var (
+	bMeta        = []byte("meta")
+	bCA          = []byte("ca")
+	bCAThumb     = []byte("ca_thumb")
+	bCASubject   = []byte("ca_subject")
+	bGroup       = []byte("group")
+	bGroupCA     = []byte("group_ca")
+	bIndividual  = []byte("individual")
+	bIndThumb    = []byte("individual_thumb")
+	bShard       = []byte("shard")
+	bReg         = []byte("registration")
+	bRegGroup    = []byte("registration_group")
+	bRegShard    = []byte("registration_shard")
+	bIdentity    = []byte("identity")
+	bIdentityReg = []byte("identity_registration")
+	bAccessKey   = []byte("access_key")
+	allBuckets   = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
+		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey}
+)
+
+// Store is the bbolt-backed store.
+type Store struct {
+	db        *bolt.DB
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store file at path. Only one process
+// may hold it; a second Open waits up to a second, then fails.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get([]byte("schema")); v != nil {
+			if n, _ := strconv.Atoi(string(v)); n != schemaVersion {
+				return fmt.Errorf("store schema version %s, this build reads %d", v, schemaVersion)
+			}
+			return nil
+		}
+		return meta.Put([]byte("schema"), []byte(strconv.Itoa(schemaVersion)))
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise embedded store %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file; calling it again is a no-op.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	return s.closeErr
+}
+
+// Size returns the file size in bytes.
+func (s *Store) Size() (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n, err
+}
+
+// Ping reports whether the store is usable.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.view(ctx, func(*bolt.Tx) error { return nil })
+}
+
+func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.wrap(s.db.View(fn))
+}
+
+func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.wrap(s.db.Update(fn))
+}
+
+func (s *Store) wrap(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return fault.Wrap(fault.Unavailable, fault.StoreUnavailable, err, "the store is closed")
+	}
+	return err
+}
+
+// nextEtag draws a fresh etag from the store-wide sequence.
+func nextEtag(tx *bolt.Tx) (string, error) {
+	seq, err := tx.Bucket(bMeta).NextSequence()
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatUint(seq, 36), nil
+}
+
+func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("decode record %q: %w", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), raw)
+}
+
+// checkEtag enforces compare-and-swap: want "" skips the check on deletes.
+func checkEtag(kind, id, want, have string) error {
+	if want != have {
+		return fault.EtagMismatchf("%s %q was changed by someone else (etag %q is not current)", kind, id, want)
+	}
+	return nil
+}
+
+// page walks bucket b in key order from after token, calling fn for each
+// key/value until limit items were accepted. It returns the next token.
+func page(b *bolt.Bucket, prefix []byte, token string, limit int, fn func(k, v []byte) (bool, error)) (string, error) {
+	c := b.Cursor()
+	var k, v []byte
+	if token == "" {
+		k, v = c.Seek(prefix)
+	} else {
+		after, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil || len(after) < len(prefix) || string(after[:len(prefix)]) != string(prefix) {
+			return "", fault.Invalidf("page_token is not valid")
+		}
+		k, v = c.Seek(after)
+		if k != nil && string(k) == string(after) {
+			k, v = c.Next()
+		}
+	}
+	n := 0
+	for ; k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		ok, err := fn(k, v)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			continue
+		}
+		n++
+		if n == limit {
+			if nk, _ := c.Next(); nk != nil && hasPrefix(nk, prefix) {
+				return base64.RawURLEncoding.EncodeToString(k), nil
+			}
+			return "", nil
+		}
+	}
+	return "", nil
+}
+
+func hasPrefix(k, prefix []byte) bool {
+	return len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix)
+}
