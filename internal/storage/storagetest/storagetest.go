@@ -1,0 +1,672 @@
+// Package storagetest is the conformance suite every store backend must
+// pass: not-found, already-exists, uniqueness of indexes, compare-and-swap
+// under concurrent writers, paging, atomic registration writes, context
+// cancellation and idempotent Close. A backend's test calls Run with a
+// function that returns a fresh, empty store.
+package storagetest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+)
+
+// Store is everything a backend implements.
+type Store interface {
+	enrollment.Store
+	allocation.Store
+	registry.Store
+	access.Store
+	Close() error
+}
+
+// NewFunc returns a fresh, empty store; the suite closes it.
+type NewFunc func(t *testing.T) Store
+
+// Run runs the whole suite.
+func Run(t *testing.T, newStore NewFunc) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Store)
+	}{
+		{"CACreateGet", testCACreateGet},
+		{"CAUniqueness", testCAUniqueness},
+		{"CAUpdateCAS", testCAUpdateCAS},
+		{"CADeleteInUse", testCADeleteInUse},
+		{"CAList", testCAList},
+		{"GroupCreateRules", testGroupCreateRules},
+		{"GroupUpdateDelete", testGroupUpdateDelete},
+		{"IndividualCRUD", testIndividualCRUD},
+		{"ShardCRUD", testShardCRUD},
+		{"RegistrationCreate", testRegistrationCreate},
+		{"RegistrationConcurrentCreate", testRegistrationConcurrentCreate},
+		{"RegistrationUpdateDelete", testRegistrationUpdateDelete},
+		{"RegistrationList", testRegistrationList},
+		{"AccessKeys", testAccessKeys},
+		{"Cancelled", testCancelled},
+		{"CloseTwice", testCloseTwice},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() { s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+func wantKind(t *testing.T, err error, kind fault.Kind, what string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: got no error, want %v", what, kind)
+	}
+	if got := fault.KindOf(err); got != kind {
+		t.Fatalf("%s: got %v (%v), want %v", what, got, err, kind)
+	}
+}
+
+func must(t *testing.T, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// newCA mints a self-signed CA certificate named cn.
+func newCA(t *testing.T, name, cn string) *enrollment.CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err, "key")
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err, "certificate")
+	cert, err := x509.ParseCertificate(der)
+	must(t, err, "parse")
+	return enrollment.NewCA(name, cert, t0)
+}
+
+func hashed(shards ...string) enrollment.Allocation {
+	return enrollment.Allocation{Policy: enrollment.PolicyHashed, Shards: shards}
+}
+
+func testCACreateGet(t *testing.T, s Store) {
+	ctx := t.Context()
+	ca := newCA(t, "root-1", "Root One")
+	etag, err := s.CreateCA(ctx, ca)
+	must(t, err, "CreateCA")
+	if etag == "" {
+		t.Fatal("CreateCA returned an empty etag")
+	}
+	got, err := s.GetCA(ctx, "root-1")
+	must(t, err, "GetCA")
+	if got.Thumbprint != ca.Thumbprint || got.SubjectKey != ca.SubjectKey || string(got.DER) != string(ca.DER) || got.Etag != etag || !got.Created.Equal(t0) {
+		t.Fatalf("GetCA = %+v, want the created CA with etag %q", got, etag)
+	}
+	if _, err := got.Certificate(); err != nil {
+		t.Fatalf("stored DER does not parse: %v", err)
+	}
+	byThumb, err := s.FindCAByThumbprint(ctx, ca.Thumbprint)
+	must(t, err, "FindCAByThumbprint")
+	if byThumb.Name != "root-1" {
+		t.Fatalf("FindCAByThumbprint = %q", byThumb.Name)
+	}
+	bySubj, err := s.FindCAsBySubject(ctx, ca.SubjectKey)
+	must(t, err, "FindCAsBySubject")
+	if len(bySubj) != 1 || bySubj[0].Name != "root-1" {
+		t.Fatalf("FindCAsBySubject = %v", bySubj)
+	}
+	none, err := s.FindCAsBySubject(ctx, enrollment.SubjectKey([]byte("nobody")))
+	must(t, err, "FindCAsBySubject(unknown)")
+	if len(none) != 0 {
+		t.Fatalf("FindCAsBySubject(unknown) = %v", none)
+	}
+	_, err = s.GetCA(ctx, "missing")
+	wantKind(t, err, fault.NotFound, "GetCA(missing)")
+	_, err = s.FindCAByThumbprint(ctx, enrollment.Thumbprint([]byte("x")))
+	wantKind(t, err, fault.NotFound, "FindCAByThumbprint(missing)")
+}
+
+func testCAUniqueness(t *testing.T, s Store) {
+	ctx := t.Context()
+	ca := newCA(t, "root-1", "Root")
+	_, err := s.CreateCA(ctx, ca)
+	must(t, err, "CreateCA")
+	_, err = s.CreateCA(ctx, newCA(t, "root-1", "Other"))
+	wantKind(t, err, fault.AlreadyExists, "same name")
+	dup := *ca
+	dup.Name = "root-2"
+	_, err = s.CreateCA(ctx, &dup)
+	wantKind(t, err, fault.AlreadyExists, "same certificate under another name")
+	if _, err := s.GetCA(ctx, "root-2"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("refused create left a record behind: %v", err)
+	}
+	// Two CAs may share a subject (a renewed root).
+	twin := newCA(t, "root-3", "Root")
+	_, err = s.CreateCA(ctx, twin)
+	must(t, err, "CreateCA(same subject)")
+	cas, err := s.FindCAsBySubject(ctx, ca.SubjectKey)
+	must(t, err, "FindCAsBySubject")
+	if len(cas) != 2 {
+		t.Fatalf("FindCAsBySubject found %d CAs, want 2", len(cas))
+	}
+}
+
+func testCAUpdateCAS(t *testing.T, s Store) {
+	ctx := t.Context()
+	ca := newCA(t, "root", "Root")
+	etag, err := s.CreateCA(ctx, ca)
+	must(t, err, "CreateCA")
+
+	// Many writers race with the same etag: exactly one wins.
+	const writers = 16
+	var wins, conflicts int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := *ca
+			c.Etag = etag
+			c.VerificationCode = fmt.Sprintf("CODE%d", i)
+			c.CodeExpires = t0.Add(time.Hour)
+			_, err := s.UpdateCA(ctx, &c)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case fault.KindOf(err) == fault.Conflict:
+				conflicts++
+			default:
+				t.Errorf("UpdateCA: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 || conflicts != writers-1 {
+		t.Fatalf("%d wins and %d conflicts, want 1 and %d", wins, conflicts, writers-1)
+	}
+	got, err := s.GetCA(ctx, "root")
+	must(t, err, "GetCA")
+	if got.Etag == etag || got.VerificationCode == "" || !got.CodeExpires.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("after update: %+v", got)
+	}
+	got.Verified = true
+	newEtag, err := s.UpdateCA(ctx, got)
+	must(t, err, "UpdateCA(current etag)")
+	if newEtag == got.Etag {
+		t.Fatal("etag did not change on update")
+	}
+	missing := newCA(t, "nope", "Nope")
+	missing.Etag = "x"
+	_, err = s.UpdateCA(ctx, missing)
+	wantKind(t, err, fault.NotFound, "UpdateCA(missing)")
+}
+
+func testCADeleteInUse(t *testing.T, s Store) {
+	ctx := t.Context()
+	ca := newCA(t, "root", "Root")
+	etag, err := s.CreateCA(ctx, ca)
+	must(t, err, "CreateCA")
+	g := &enrollment.Group{ID: "g1", CAName: "root", Allocation: hashed(), Meta: enrollment.Meta{Created: t0, Updated: t0}}
+	_, err = s.CreateGroup(ctx, g)
+	must(t, err, "CreateGroup")
+	err = s.DeleteCA(ctx, "root", "")
+	wantKind(t, err, fault.FailedPrecondition, "DeleteCA(in use)")
+	if fault.ReasonOf(err) != fault.ResourceInUse {
+		t.Fatalf("DeleteCA(in use) reason = %s", fault.ReasonOf(err))
+	}
+	must(t, s.DeleteGroup(ctx, "g1", ""), "DeleteGroup")
+	wantKind(t, s.DeleteCA(ctx, "root", "stale"), fault.Conflict, "DeleteCA(stale etag)")
+	must(t, s.DeleteCA(ctx, "root", etag), "DeleteCA")
+	wantKind(t, s.DeleteCA(ctx, "root", ""), fault.NotFound, "DeleteCA again")
+	if _, err := s.FindCAByThumbprint(ctx, ca.Thumbprint); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("thumbprint index survived the delete: %v", err)
+	}
+	if cas, _ := s.FindCAsBySubject(ctx, ca.SubjectKey); len(cas) != 0 {
+		t.Fatalf("subject index survived the delete: %v", cas)
+	}
+	// The same certificate can be uploaded again.
+	_, err = s.CreateCA(ctx, ca)
+	must(t, err, "CreateCA after delete")
+}
+
+func testCAList(t *testing.T, s Store) {
+	ctx := t.Context()
+	var want []string
+	for i := range 7 {
+		name := fmt.Sprintf("ca-%02d", i)
+		want = append(want, name)
+		_, err := s.CreateCA(ctx, newCA(t, name, name))
+		must(t, err, "CreateCA")
+	}
+	var got []string
+	token := ""
+	pages := 0
+	for {
+		cas, next, err := s.ListCAs(ctx, enrollment.Page{Token: token, Limit: 3})
+		must(t, err, "ListCAs")
+		pages++
+		if len(cas) > 3 {
+			t.Fatalf("page of %d, limit 3", len(cas))
+		}
+		for _, c := range cas {
+			got = append(got, c.Name)
+		}
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || pages != 3 {
+		t.Fatalf("paged list = %v in %d pages, want %v in 3", got, pages, want)
+	}
+	_, _, err := s.ListCAs(ctx, enrollment.Page{Token: "%%%garbage", Limit: 3})
+	wantKind(t, err, fault.InvalidArgument, "ListCAs(bad token)")
+}
+
+func testGroupCreateRules(t *testing.T, s Store) {
+	ctx := t.Context()
+	g := &enrollment.Group{ID: "g1", CAName: "root", Allocation: hashed("s1"), Meta: enrollment.Meta{Created: t0, Updated: t0}}
+	_, err := s.CreateGroup(ctx, g)
+	wantKind(t, err, fault.FailedPrecondition, "CreateGroup(no CA)")
+	_, err = s.CreateCA(ctx, newCA(t, "root", "Root"))
+	must(t, err, "CreateCA")
+	etag, err := s.CreateGroup(ctx, g)
+	must(t, err, "CreateGroup")
+	got, err := s.GetGroup(ctx, "g1")
+	must(t, err, "GetGroup")
+	if got.CAName != "root" || got.Etag != etag || got.Disabled || fmt.Sprint(got.Shards) != "[s1]" || got.Policy != enrollment.PolicyHashed {
+		t.Fatalf("GetGroup = %+v", got)
+	}
+	byCA, err := s.FindGroupByCA(ctx, "root")
+	must(t, err, "FindGroupByCA")
+	if byCA.ID != "g1" {
+		t.Fatalf("FindGroupByCA = %q", byCA.ID)
+	}
+	_, err = s.CreateGroup(ctx, g)
+	wantKind(t, err, fault.AlreadyExists, "CreateGroup(same id)")
+	g2 := *g
+	g2.ID = "g2"
+	_, err = s.CreateGroup(ctx, &g2)
+	wantKind(t, err, fault.AlreadyExists, "CreateGroup(second group on one CA)")
+	_, err = s.GetGroup(ctx, "g2")
+	wantKind(t, err, fault.NotFound, "refused group left behind")
+	_, err = s.FindGroupByCA(ctx, "other")
+	wantKind(t, err, fault.NotFound, "FindGroupByCA(other)")
+}
+
+func testGroupUpdateDelete(t *testing.T, s Store) {
+	ctx := t.Context()
+	_, err := s.CreateCA(ctx, newCA(t, "root", "Root"))
+	must(t, err, "CreateCA")
+	g := &enrollment.Group{ID: "g1", CAName: "root", Allocation: hashed(), Meta: enrollment.Meta{Created: t0, Updated: t0}}
+	etag, err := s.CreateGroup(ctx, g)
+	must(t, err, "CreateGroup")
+	upd := *g
+	upd.Etag = etag
+	upd.Disabled = true
+	upd.Allocation = enrollment.Allocation{Policy: enrollment.PolicyStatic, StaticShard: "s9"}
+	upd.Updated = t0.Add(time.Minute)
+	etag2, err := s.UpdateGroup(ctx, &upd)
+	must(t, err, "UpdateGroup")
+	got, err := s.GetGroup(ctx, "g1")
+	must(t, err, "GetGroup")
+	if !got.Disabled || got.Policy != enrollment.PolicyStatic || got.StaticShard != "s9" || got.Etag != etag2 || !got.Updated.Equal(upd.Updated) || !got.Created.Equal(t0) {
+		t.Fatalf("after update: %+v", got)
+	}
+	_, err = s.UpdateGroup(ctx, &upd) // stale etag
+	wantKind(t, err, fault.Conflict, "UpdateGroup(stale)")
+	wantKind(t, s.DeleteGroup(ctx, "g1", etag), fault.Conflict, "DeleteGroup(stale)")
+	must(t, s.DeleteGroup(ctx, "g1", etag2), "DeleteGroup")
+	_, err = s.FindGroupByCA(ctx, "root")
+	wantKind(t, err, fault.NotFound, "CA index after delete")
+	wantKind(t, s.DeleteGroup(ctx, "g1", ""), fault.NotFound, "DeleteGroup again")
+}
+
+func testIndividualCRUD(t *testing.T, s Store) {
+	ctx := t.Context()
+	thumb := enrollment.Thumbprint([]byte("leaf-1"))
+	e := &enrollment.Individual{RegistrationID: "Device-1", Thumbprint: thumb, Allocation: hashed(), Meta: enrollment.Meta{Created: t0, Updated: t0}}
+	etag, err := s.CreateIndividual(ctx, e)
+	must(t, err, "CreateIndividual")
+	got, err := s.GetIndividual(ctx, "DEVICE-1")
+	must(t, err, "GetIndividual(other case)")
+	if got.RegistrationID != "Device-1" || got.Thumbprint != thumb || got.Etag != etag {
+		t.Fatalf("GetIndividual = %+v", got)
+	}
+	byThumb, err := s.FindIndividualByThumbprint(ctx, thumb)
+	must(t, err, "FindIndividualByThumbprint")
+	if byThumb.RegistrationID != "Device-1" {
+		t.Fatalf("FindIndividualByThumbprint = %+v", byThumb)
+	}
+	dupID := *e
+	dupID.RegistrationID = "device-1"
+	dupID.Thumbprint = enrollment.Thumbprint([]byte("leaf-2"))
+	_, err = s.CreateIndividual(ctx, &dupID)
+	wantKind(t, err, fault.AlreadyExists, "same registration ID, other case")
+	dupThumb := *e
+	dupThumb.RegistrationID = "device-2"
+	_, err = s.CreateIndividual(ctx, &dupThumb)
+	wantKind(t, err, fault.AlreadyExists, "same thumbprint")
+	_, err = s.GetIndividual(ctx, "device-2")
+	wantKind(t, err, fault.NotFound, "refused create left behind")
+
+	upd := *got
+	upd.Disabled = true
+	upd.DeviceID = "dev-one"
+	etag2, err := s.UpdateIndividual(ctx, &upd)
+	must(t, err, "UpdateIndividual")
+	got, err = s.GetIndividual(ctx, "device-1")
+	must(t, err, "GetIndividual")
+	if !got.Disabled || got.DeviceID != "dev-one" || got.EffectiveDeviceID() != "dev-one" || got.Etag != etag2 {
+		t.Fatalf("after update: %+v", got)
+	}
+	_, err = s.UpdateIndividual(ctx, &upd)
+	wantKind(t, err, fault.Conflict, "UpdateIndividual(stale)")
+
+	for i := range 4 {
+		_, err := s.CreateIndividual(ctx, &enrollment.Individual{RegistrationID: fmt.Sprintf("d-%d", i),
+			Thumbprint: enrollment.Thumbprint(fmt.Appendf(nil, "l%d", i)), Allocation: hashed()})
+		must(t, err, "CreateIndividual")
+	}
+	all, next, err := s.ListIndividuals(ctx, enrollment.Page{Limit: 10})
+	must(t, err, "ListIndividuals")
+	if len(all) != 5 || next != "" {
+		t.Fatalf("ListIndividuals = %d items, next %q", len(all), next)
+	}
+	must(t, s.DeleteIndividual(ctx, "DEVICE-1", etag2), "DeleteIndividual")
+	_, err = s.FindIndividualByThumbprint(ctx, thumb)
+	wantKind(t, err, fault.NotFound, "thumbprint index after delete")
+}
+
+func testShardCRUD(t *testing.T, s Store) {
+	ctx := t.Context()
+	sh := &allocation.Shard{ID: "s1", Hostname: "hub1.example.com", Weight: 10, State: allocation.Active, Created: t0, Updated: t0}
+	etag, err := s.CreateShard(ctx, sh)
+	must(t, err, "CreateShard")
+	_, err = s.CreateShard(ctx, sh)
+	wantKind(t, err, fault.AlreadyExists, "CreateShard again")
+	got, err := s.GetShard(ctx, "s1")
+	must(t, err, "GetShard")
+	if got.Hostname != sh.Hostname || got.Weight != 10 || got.State != allocation.Active || got.Etag != etag {
+		t.Fatalf("GetShard = %+v", got)
+	}
+	got.State = allocation.Draining
+	got.Weight = 500
+	etag2, err := s.UpdateShard(ctx, got)
+	must(t, err, "UpdateShard")
+	_, err = s.UpdateShard(ctx, got)
+	wantKind(t, err, fault.Conflict, "UpdateShard(stale)")
+	_, err = s.CreateShard(ctx, &allocation.Shard{ID: "s2", Hostname: "hub2.example.com", Weight: 1, State: allocation.Active})
+	must(t, err, "CreateShard(s2)")
+	all, err := s.AllShards(ctx)
+	must(t, err, "AllShards")
+	if len(all) != 2 {
+		t.Fatalf("AllShards = %d", len(all))
+	}
+	page1, next, err := s.ListShards(ctx, "", 1)
+	must(t, err, "ListShards")
+	page2, next2, err := s.ListShards(ctx, next, 1)
+	must(t, err, "ListShards(2)")
+	if len(page1) != 1 || page1[0].ID != "s1" || len(page2) != 1 || page2[0].ID != "s2" || next2 != "" {
+		t.Fatalf("paging: %v %q %v %q", page1, next, page2, next2)
+	}
+
+	reg, id := newRegistration("dev-a", "s1")
+	_, err = s.CreateRegistration(ctx, reg, id)
+	must(t, err, "CreateRegistration")
+	err = s.DeleteShard(ctx, "s1", "")
+	wantKind(t, err, fault.FailedPrecondition, "DeleteShard(in use)")
+	must(t, s.DeleteRegistration(ctx, "dev-a", ""), "DeleteRegistration")
+	wantKind(t, s.DeleteShard(ctx, "s1", etag), fault.Conflict, "DeleteShard(stale)")
+	must(t, s.DeleteShard(ctx, "s1", etag2), "DeleteShard")
+	_, err = s.GetShard(ctx, "s1")
+	wantKind(t, err, fault.NotFound, "GetShard after delete")
+}
+
+func newRegistration(regID, shard string) (*registry.Registration, *registry.Identity) {
+	thumb := enrollment.Thumbprint([]byte(regID))
+	reg := &registry.Registration{RegistrationID: regID, DeviceID: regID, Shard: shard, AssignedHub: shard + ".example.com",
+		Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: registry.X509, GroupID: "g1",
+		CredentialThumbprint: thumb, Created: t0, Updated: t0}
+	id := &registry.Identity{DeviceID: regID, RegistrationID: regID, Shard: shard, Status: registry.IdentityEnabled,
+		Credential: registry.Credential{Type: registry.X509, X509Thumbprint: thumb}, Version: 1, Created: t0, Updated: t0}
+	return reg, id
+}
+
+func testRegistrationCreate(t *testing.T, s Store) {
+	ctx := t.Context()
+	reg, id := newRegistration("Dev-1", "s1")
+	etag, err := s.CreateRegistration(ctx, reg, id)
+	must(t, err, "CreateRegistration")
+	got, err := s.GetRegistration(ctx, "dev-1")
+	must(t, err, "GetRegistration(other case)")
+	if got.RegistrationID != "Dev-1" || got.DeviceID != "Dev-1" || got.Shard != "s1" || got.AssignedHub != "s1.example.com" ||
+		got.Status != registry.Assigned || got.Substatus != registry.InitialAssignment || got.AttestationType != registry.X509 ||
+		got.GroupID != "g1" || got.CredentialThumbprint != reg.CredentialThumbprint || got.Etag != etag || !got.Created.Equal(t0) {
+		t.Fatalf("GetRegistration = %+v", got)
+	}
+	ident, err := s.GetIdentity(ctx, "Dev-1")
+	must(t, err, "GetIdentity")
+	if ident.RegistrationID != "Dev-1" || ident.Shard != "s1" || ident.Version != 1 || ident.Credential.X509Thumbprint != reg.CredentialThumbprint || ident.Status != registry.IdentityEnabled {
+		t.Fatalf("GetIdentity = %+v", ident)
+	}
+
+	// Same registration ID again: refused, nothing changes.
+	again, againID := newRegistration("DEV-1", "s2")
+	_, err = s.CreateRegistration(ctx, again, againID)
+	wantKind(t, err, fault.AlreadyExists, "CreateRegistration(same id)")
+	got, _ = s.GetRegistration(ctx, "dev-1")
+	if got.Shard != "s1" || got.Etag != etag {
+		t.Fatalf("refused create changed the registration: %+v", got)
+	}
+
+	// Another registration claiming the same device ID: refused, nothing written.
+	other, otherID := newRegistration("dev-2", "s1")
+	other.DeviceID, otherID.DeviceID = "Dev-1", "Dev-1"
+	_, err = s.CreateRegistration(ctx, other, otherID)
+	wantKind(t, err, fault.AlreadyExists, "CreateRegistration(device ID taken)")
+	if fault.ReasonOf(err) != fault.DeviceIDConflict {
+		t.Fatalf("reason = %s, want %s", fault.ReasonOf(err), fault.DeviceIDConflict)
+	}
+	_, err = s.GetRegistration(ctx, "dev-2")
+	wantKind(t, err, fault.NotFound, "refused registration left behind")
+	_, err = s.GetIdentity(ctx, "dev-2")
+	wantKind(t, err, fault.NotFound, "refused identity left behind")
+	_, err = s.GetIdentity(ctx, "nobody")
+	wantKind(t, err, fault.NotFound, "GetIdentity(missing)")
+}
+
+func testRegistrationConcurrentCreate(t *testing.T, s Store) {
+	ctx := t.Context()
+	const racers = 32
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created := 0
+	for range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reg, id := newRegistration("racer", "s1")
+			_, err := s.CreateRegistration(ctx, reg, id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				created++
+			case fault.KindOf(err) != fault.AlreadyExists:
+				t.Errorf("CreateRegistration: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if created != 1 {
+		t.Fatalf("%d concurrent creates succeeded, want 1", created)
+	}
+	regs, _, err := s.ListRegistrations(ctx, registry.Filter{}, "", 100)
+	must(t, err, "ListRegistrations")
+	if len(regs) != 1 {
+		t.Fatalf("%d registrations, want 1", len(regs))
+	}
+}
+
+func testRegistrationUpdateDelete(t *testing.T, s Store) {
+	ctx := t.Context()
+	reg, id := newRegistration("dev-1", "s1")
+	etag, err := s.CreateRegistration(ctx, reg, id)
+	must(t, err, "CreateRegistration")
+	reg.Etag = etag
+	reg.Shard, id.Shard = "s2", "s2"
+	reg.Substatus = registry.DeviceDataReset
+	id.Version = 2
+	etag2, err := s.UpdateRegistration(ctx, reg, id)
+	must(t, err, "UpdateRegistration")
+	got, _ := s.GetRegistration(ctx, "dev-1")
+	ident, _ := s.GetIdentity(ctx, "dev-1")
+	if got.Shard != "s2" || got.Substatus != registry.DeviceDataReset || got.Etag != etag2 || ident.Shard != "s2" || ident.Version != 2 {
+		t.Fatalf("after update: %+v %+v", got, ident)
+	}
+	// The shard index follows the move.
+	onS1, _, err := s.ListRegistrations(ctx, registry.Filter{Shard: "s1"}, "", 10)
+	must(t, err, "ListRegistrations(s1)")
+	onS2, _, err := s.ListRegistrations(ctx, registry.Filter{Shard: "s2"}, "", 10)
+	must(t, err, "ListRegistrations(s2)")
+	if len(onS1) != 0 || len(onS2) != 1 {
+		t.Fatalf("shard index: s1 %d, s2 %d", len(onS1), len(onS2))
+	}
+	_, err = s.UpdateRegistration(ctx, reg, id) // stale etag
+	wantKind(t, err, fault.Conflict, "UpdateRegistration(stale)")
+	reg.Etag = etag2
+	reg.DeviceID, id.DeviceID = "renamed", "renamed"
+	_, err = s.UpdateRegistration(ctx, reg, id)
+	wantKind(t, err, fault.InvalidArgument, "UpdateRegistration(device ID change)")
+
+	wantKind(t, s.DeleteRegistration(ctx, "dev-1", etag), fault.Conflict, "DeleteRegistration(stale)")
+	must(t, s.DeleteRegistration(ctx, "DEV-1", etag2), "DeleteRegistration")
+	_, err = s.GetRegistration(ctx, "dev-1")
+	wantKind(t, err, fault.NotFound, "GetRegistration after delete")
+	_, err = s.GetIdentity(ctx, "dev-1")
+	wantKind(t, err, fault.NotFound, "GetIdentity after delete")
+	// The device ID is free again.
+	reg2, id2 := newRegistration("dev-1", "s1")
+	_, err = s.CreateRegistration(ctx, reg2, id2)
+	must(t, err, "CreateRegistration after delete")
+}
+
+func testRegistrationList(t *testing.T, s Store) {
+	ctx := t.Context()
+	var want []string
+	for i := range 9 {
+		reg, id := newRegistration(fmt.Sprintf("dev-%d", i), fmt.Sprintf("s%d", i%3))
+		if i%2 == 1 {
+			reg.GroupID = "g2"
+		}
+		_, err := s.CreateRegistration(ctx, reg, id)
+		must(t, err, "CreateRegistration")
+		want = append(want, reg.RegistrationID)
+	}
+	collect := func(f registry.Filter) []string {
+		var ids []string
+		token := ""
+		for {
+			regs, next, err := s.ListRegistrations(ctx, f, token, 2)
+			must(t, err, "ListRegistrations")
+			if len(regs) > 2 {
+				t.Fatalf("page of %d, limit 2", len(regs))
+			}
+			for _, r := range regs {
+				ids = append(ids, r.RegistrationID)
+			}
+			if next == "" {
+				sort.Strings(ids)
+				return ids
+			}
+			token = next
+		}
+	}
+	if got := collect(registry.Filter{}); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("all = %v", got)
+	}
+	if got := collect(registry.Filter{GroupID: "g2"}); fmt.Sprint(got) != "[dev-1 dev-3 dev-5 dev-7]" {
+		t.Fatalf("group g2 = %v", got)
+	}
+	if got := collect(registry.Filter{Shard: "s0"}); fmt.Sprint(got) != "[dev-0 dev-3 dev-6]" {
+		t.Fatalf("shard s0 = %v", got)
+	}
+	if got := collect(registry.Filter{GroupID: "g1", Shard: "s0"}); fmt.Sprint(got) != "[dev-0 dev-6]" {
+		t.Fatalf("group g1 on s0 = %v", got)
+	}
+	if got := collect(registry.Filter{GroupID: "none"}); len(got) != 0 {
+		t.Fatalf("unknown group = %v", got)
+	}
+}
+
+func testAccessKeys(t *testing.T, s Store) {
+	ctx := t.Context()
+	n, err := s.CountKeys(ctx)
+	must(t, err, "CountKeys")
+	if n != 0 {
+		t.Fatalf("fresh store has %d keys", n)
+	}
+	token, k, err := access.Generate(rand.Reader, "owner", access.All, t0)
+	must(t, err, "Generate")
+	must(t, s.CreateKey(ctx, k), "CreateKey")
+	wantKind(t, s.CreateKey(ctx, k), fault.AlreadyExists, "CreateKey again")
+	got, err := access.Authenticate(ctx, s, token)
+	must(t, err, "Authenticate")
+	if got.Name != "owner" || !got.Has(access.ServiceConfig) || len(got.Permissions) != len(access.All) {
+		t.Fatalf("Authenticate = %+v", got)
+	}
+	_, err = access.Authenticate(ctx, s, token+"x")
+	wantKind(t, err, fault.Unauthenticated, "Authenticate(wrong secret)")
+	n, _ = s.CountKeys(ctx)
+	if n != 1 {
+		t.Fatalf("CountKeys = %d", n)
+	}
+}
+
+func testCancelled(t *testing.T, s Store) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.CreateCA(ctx, newCA(t, "root", "Root")); err == nil {
+		t.Fatal("CreateCA with a cancelled context succeeded")
+	}
+	if _, err := s.GetCA(t.Context(), "root"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("cancelled create left state: %v", err)
+	}
+	reg, id := newRegistration("dev", "s1")
+	if _, err := s.CreateRegistration(ctx, reg, id); err == nil {
+		t.Fatal("CreateRegistration with a cancelled context succeeded")
+	}
+}
+
+func testCloseTwice(t *testing.T, s Store) {
+	must(t, s.Close(), "Close")
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
