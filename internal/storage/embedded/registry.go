@@ -199,7 +199,7 @@ func toIdentityRecord(id *registry.Identity) *identityRecord {
 func (r *identityRecord) domain() *registry.Identity {
 	return &registry.Identity{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Shard: r.Shard, Status: registry.IdentityStatus(r.Status),
 		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint},
-		Version: r.Version, Created: r.Created, Updated: r.Updated}
+		Version:    r.Version, Created: r.Created, Updated: r.Updated}
 }
 
 func getRegistration(tx *bolt.Tx, key string) (*registrationRecord, error) {

@@ -1,0 +1,252 @@
+// Package admin holds the operator use cases behind the management API:
+// uploading and verifying CA certificates, creating and changing enrollment
+// groups, individual enrollments and hub shards. It validates every
+// operator-supplied field before anything is written, so that a refused
+// request leaves nothing behind. Transports (gRPC/REST now, the DPS service
+// API later) convert their messages to domain types and call it.
+package admin
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	x509att "github.com/zerotouch/zerotouch/attestation/x509"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+)
+
+// Store is what the operator use cases read and write.
+type Store interface {
+	enrollment.Store
+	allocation.Store
+	registry.Store
+}
+
+// Service runs operator use cases against a store.
+type Service struct {
+	Store Store
+	Now   func() time.Time
+	Rand  io.Reader
+}
+
+// CreateCA uploads a CA certificate. It is unverified until VerifyCA.
+func (s *Service) CreateCA(ctx context.Context, name, certPEM string) (*enrollment.CA, error) {
+	if err := enrollment.ValidateID("name", name); err != nil {
+		return nil, err
+	}
+	cert, err := enrollment.ParseCertificatePEM("certificate_pem", certPEM)
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	if err := enrollment.CheckCACertificate(cert, now); err != nil {
+		return nil, err
+	}
+	if err := x509att.CheckPublicKey(cert.PublicKey); err != nil {
+		return nil, fault.Wrap(fault.InvalidArgument, fault.ReasonOf(err), err, "CA certificate key is not acceptable")
+	}
+	ca := enrollment.NewCA(name, cert, now)
+	if ca.Etag, err = s.Store.CreateCA(ctx, ca); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// GenerateVerificationCode issues a fresh proof-of-possession code.
+func (s *Service) GenerateVerificationCode(ctx context.Context, name, etag string) (*enrollment.CA, string, error) {
+	ca, err := s.Store.GetCA(ctx, name)
+	if err != nil {
+		return nil, "", err
+	}
+	if etag != "" && etag != ca.Etag {
+		return nil, "", fault.EtagMismatchf("CA certificate %q was changed by someone else", name)
+	}
+	code, err := ca.IssueVerificationCode(s.Rand, s.Now())
+	if err != nil {
+		return nil, "", err
+	}
+	if ca.Etag, err = s.Store.UpdateCA(ctx, ca); err != nil {
+		return nil, "", err
+	}
+	return ca, code, nil
+}
+
+// VerifyCA checks the proof of possession and marks the CA verified.
+func (s *Service) VerifyCA(ctx context.Context, name, etag, proofPEM string) (*enrollment.CA, error) {
+	proof, err := enrollment.ParseCertificatePEM("certificate_pem", proofPEM)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := s.Store.GetCA(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if etag != "" && etag != ca.Etag {
+		return nil, fault.EtagMismatchf("CA certificate %q was changed by someone else", name)
+	}
+	if err := ca.Verify(proof, s.Now()); err != nil {
+		return nil, err
+	}
+	if ca.Etag, err = s.Store.UpdateCA(ctx, ca); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// checkShards refuses an allocation naming shards that do not exist.
+func (s *Service) checkShards(ctx context.Context, a enrollment.Allocation) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	for _, id := range a.ShardNames() {
+		if _, err := s.Store.GetShard(ctx, id); err != nil {
+			if errors.Is(err, fault.ErrNotFound) {
+				return fault.New(fault.InvalidArgument, fault.FieldInvalid, "allocation names shard %q, which does not exist", id)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateGroup creates an enrollment group on an existing CA.
+func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enrollment.Group, error) {
+	if err := enrollment.ValidateID("id", g.ID); err != nil {
+		return nil, err
+	}
+	if err := enrollment.ValidateID("ca_certificate", g.CAName); err != nil {
+		return nil, err
+	}
+	if err := s.checkShards(ctx, g.Allocation); err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	g.Created, g.Updated = now, now
+	var err error
+	if g.Etag, err = s.Store.CreateGroup(ctx, g); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// UpdateGroup writes the mutable fields of g (Disabled, Allocation) if
+// g.Etag is current.
+func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enrollment.Group, error) {
+	if g.Etag == "" {
+		return nil, fault.Invalidf("etag is required to update an enrollment group")
+	}
+	if err := s.checkShards(ctx, g.Allocation); err != nil {
+		return nil, err
+	}
+	g.Updated = s.Now()
+	var err error
+	if g.Etag, err = s.Store.UpdateGroup(ctx, g); err != nil {
+		return nil, err
+	}
+	return s.Store.GetGroup(ctx, g.ID)
+}
+
+// CreateIndividual creates an individual enrollment from a leaf
+// certificate (PEM) or its SHA-256 thumbprint.
+func (s *Service) CreateIndividual(ctx context.Context, e *enrollment.Individual, certPEM string) (*enrollment.Individual, error) {
+	if err := enrollment.ValidateRegistrationID(e.RegistrationID); err != nil {
+		return nil, fault.Wrap(fault.InvalidArgument, fault.RegistrationIDInvalid, err, "registration_id is not valid")
+	}
+	if e.DeviceID != "" {
+		if err := enrollment.ValidateID("device_id", e.DeviceID); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case certPEM != "":
+		cert, err := enrollment.ParseCertificatePEM("certificate_pem", certPEM)
+		if err != nil {
+			return nil, err
+		}
+		cn, err := x509att.CommonName(cert)
+		if err != nil || !strings.EqualFold(cn, e.RegistrationID) {
+			return nil, fault.Invalidf("the certificate's subject CN must equal registration_id %q", e.RegistrationID)
+		}
+		thumb := enrollment.Thumbprint(cert.Raw)
+		if e.Thumbprint != "" && !strings.EqualFold(e.Thumbprint, thumb) {
+			return nil, fault.Invalidf("sha256_thumbprint does not match certificate_pem")
+		}
+		e.Thumbprint = thumb
+	case e.Thumbprint != "":
+		if !enrollment.ValidThumbprint(e.Thumbprint) {
+			return nil, fault.Invalidf("sha256_thumbprint must be 64 hex digits")
+		}
+		e.Thumbprint = strings.ToLower(e.Thumbprint)
+	default:
+		return nil, fault.Invalidf("certificate_pem or sha256_thumbprint is required")
+	}
+	if err := s.checkShards(ctx, e.Allocation); err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	e.Created, e.Updated = now, now
+	var err error
+	if e.Etag, err = s.Store.CreateIndividual(ctx, e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// UpdateIndividual writes the mutable fields of e (DeviceID, Disabled,
+// Allocation) if e.Etag is current.
+func (s *Service) UpdateIndividual(ctx context.Context, e *enrollment.Individual) (*enrollment.Individual, error) {
+	if e.Etag == "" {
+		return nil, fault.Invalidf("etag is required to update an enrollment")
+	}
+	if e.DeviceID != "" {
+		if err := enrollment.ValidateID("device_id", e.DeviceID); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.checkShards(ctx, e.Allocation); err != nil {
+		return nil, err
+	}
+	e.Updated = s.Now()
+	if _, err := s.Store.UpdateIndividual(ctx, e); err != nil {
+		return nil, err
+	}
+	return s.Store.GetIndividual(ctx, e.RegistrationID)
+}
+
+// CreateShard creates a hub shard.
+func (s *Service) CreateShard(ctx context.Context, sh *allocation.Shard) (*allocation.Shard, error) {
+	if err := enrollment.ValidateID("id", sh.ID); err != nil {
+		return nil, err
+	}
+	if err := sh.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	sh.Created, sh.Updated = now, now
+	var err error
+	if sh.Etag, err = s.Store.CreateShard(ctx, sh); err != nil {
+		return nil, err
+	}
+	return sh, nil
+}
+
+// UpdateShard writes a shard's hostname, weight and state if sh.Etag is
+// current.
+func (s *Service) UpdateShard(ctx context.Context, sh *allocation.Shard) (*allocation.Shard, error) {
+	if sh.Etag == "" {
+		return nil, fault.Invalidf("etag is required to update a shard")
+	}
+	if err := sh.Validate(); err != nil {
+		return nil, err
+	}
+	sh.Updated = s.Now()
+	if _, err := s.Store.UpdateShard(ctx, sh); err != nil {
+		return nil, err
+	}
+	return s.Store.GetShard(ctx, sh.ID)
+}
