@@ -1,0 +1,165 @@
+package server
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// Paging limits for every List call.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+func pageSize(n int32) (int, error) {
+	switch {
+	case n < 0:
+		return 0, fault.Invalidf("page_size must not be negative")
+	case n == 0:
+		return defaultPageSize, nil
+	case n > maxPageSize:
+		return maxPageSize, nil
+	}
+	return int(n), nil
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func statusToDisabled(s pb.ProvisioningStatus) (bool, error) {
+	switch s {
+	case pb.ProvisioningStatus_PROVISIONING_STATUS_UNSPECIFIED, pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED:
+		return false, nil
+	case pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED:
+		return true, nil
+	}
+	return false, fault.Invalidf("provisioning_status %d is not known", s)
+}
+
+func disabledToStatus(disabled bool) pb.ProvisioningStatus {
+	if disabled {
+		return pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED
+	}
+	return pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED
+}
+
+func allocationFromPB(a *pb.Allocation) (enrollment.Allocation, error) {
+	if a == nil {
+		return enrollment.Allocation{Policy: enrollment.PolicyHashed}, nil
+	}
+	out := enrollment.Allocation{Shards: a.GetShards(), StaticShard: a.GetStaticShard()}
+	switch a.GetPolicy() {
+	case pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED, pb.AllocationPolicy_ALLOCATION_POLICY_HASHED:
+		out.Policy = enrollment.PolicyHashed
+	case pb.AllocationPolicy_ALLOCATION_POLICY_STATIC:
+		out.Policy = enrollment.PolicyStatic
+	default:
+		return out, fault.Invalidf("allocation.policy %d is not known", a.GetPolicy())
+	}
+	return out, nil
+}
+
+func allocationToPB(a enrollment.Allocation) *pb.Allocation {
+	p := pb.AllocationPolicy_ALLOCATION_POLICY_HASHED
+	if a.Policy == enrollment.PolicyStatic {
+		p = pb.AllocationPolicy_ALLOCATION_POLICY_STATIC
+	}
+	return &pb.Allocation{Policy: p, Shards: a.Shards, StaticShard: a.StaticShard}
+}
+
+func caToPB(ca *enrollment.CA) *pb.CaCertificate {
+	out := &pb.CaCertificate{
+		Name: ca.Name, Sha256Thumbprint: ca.Thumbprint, Verified: ca.Verified,
+		CreateTime: ts(ca.Created), UpdateTime: ts(ca.Updated), Etag: ca.Etag,
+	}
+	if cert, err := ca.Certificate(); err == nil {
+		out.CertificatePem = pemCertificate(cert.Raw)
+		out.Subject = cert.Subject.String()
+		out.Issuer = cert.Issuer.String()
+		out.NotBefore = ts(cert.NotBefore)
+		out.NotAfter = ts(cert.NotAfter)
+	}
+	return out
+}
+
+func groupToPB(g *enrollment.Group) *pb.EnrollmentGroup {
+	return &pb.EnrollmentGroup{
+		Id: g.ID, CaCertificate: g.CAName, ProvisioningStatus: disabledToStatus(g.Disabled),
+		Allocation: allocationToPB(g.Allocation), CreateTime: ts(g.Created), UpdateTime: ts(g.Updated), Etag: g.Etag,
+	}
+}
+
+func individualToPB(e *enrollment.Individual) *pb.Enrollment {
+	return &pb.Enrollment{
+		RegistrationId: e.RegistrationID, DeviceId: e.DeviceID, Sha256Thumbprint: e.Thumbprint,
+		ProvisioningStatus: disabledToStatus(e.Disabled), Allocation: allocationToPB(e.Allocation),
+		CreateTime: ts(e.Created), UpdateTime: ts(e.Updated), Etag: e.Etag,
+	}
+}
+
+var shardStates = map[pb.ShardState]allocation.State{
+	pb.ShardState_SHARD_STATE_UNSPECIFIED: allocation.Active,
+	pb.ShardState_SHARD_STATE_ACTIVE:      allocation.Active,
+	pb.ShardState_SHARD_STATE_DRAINING:    allocation.Draining,
+	pb.ShardState_SHARD_STATE_DISABLED:    allocation.Disabled,
+}
+
+func shardStateFromPB(s pb.ShardState) (allocation.State, error) {
+	st, ok := shardStates[s]
+	if !ok {
+		return "", fault.Invalidf("shard state %d is not known", s)
+	}
+	return st, nil
+}
+
+func shardToPB(s *allocation.Shard) *pb.Shard {
+	state := pb.ShardState_SHARD_STATE_ACTIVE
+	switch s.State {
+	case allocation.Draining:
+		state = pb.ShardState_SHARD_STATE_DRAINING
+	case allocation.Disabled:
+		state = pb.ShardState_SHARD_STATE_DISABLED
+	}
+	return &pb.Shard{Id: s.ID, Hostname: s.Hostname, Weight: int32(s.Weight), State: state,
+		CreateTime: ts(s.Created), UpdateTime: ts(s.Updated), Etag: s.Etag}
+}
+
+var (
+	regStatuses = map[registry.Status]pb.RegistrationStatus{
+		registry.Assigned:  pb.RegistrationStatus_REGISTRATION_STATUS_ASSIGNED,
+		registry.Assigning: pb.RegistrationStatus_REGISTRATION_STATUS_ASSIGNING,
+		registry.Failed:    pb.RegistrationStatus_REGISTRATION_STATUS_FAILED,
+		registry.Disabled:  pb.RegistrationStatus_REGISTRATION_STATUS_DISABLED,
+	}
+	regSubstatuses = map[registry.Substatus]pb.RegistrationSubstatus{
+		registry.InitialAssignment:                pb.RegistrationSubstatus_REGISTRATION_SUBSTATUS_INITIAL_ASSIGNMENT,
+		registry.DeviceDataMigrated:               pb.RegistrationSubstatus_REGISTRATION_SUBSTATUS_DEVICE_DATA_MIGRATED,
+		registry.DeviceDataReset:                  pb.RegistrationSubstatus_REGISTRATION_SUBSTATUS_DEVICE_DATA_RESET,
+		registry.ReprovisionedToInitialAssignment: pb.RegistrationSubstatus_REGISTRATION_SUBSTATUS_REPROVISIONED_TO_INITIAL_ASSIGNMENT,
+	}
+	attestationTypes = map[registry.AttestationType]pb.AttestationType{
+		registry.X509:         pb.AttestationType_ATTESTATION_TYPE_X509,
+		registry.TPM:          pb.AttestationType_ATTESTATION_TYPE_TPM,
+		registry.SymmetricKey: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY,
+	}
+)
+
+func registrationToPB(r *registry.Registration) *pb.Registration {
+	return &pb.Registration{
+		RegistrationId: r.RegistrationID, DeviceId: r.DeviceID, AssignedHub: r.AssignedHub, Shard: r.Shard,
+		Status: regStatuses[r.Status], Substatus: regSubstatuses[r.Substatus], AttestationType: attestationTypes[r.AttestationType],
+		EnrollmentGroupId: r.GroupID, IndividualEnrollment: r.Individual, CredentialThumbprint: r.CredentialThumbprint,
+		CreateTime: ts(r.Created), UpdateTime: ts(r.Updated), Etag: r.Etag,
+	}
+}

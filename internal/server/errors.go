@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
+)
+
+// ErrorDomain is the ErrorInfo domain of every Zerotouch error.
+const ErrorDomain = "zerotouch.dev"
+
+var kindCodes = map[fault.Kind]codes.Code{
+	fault.Internal:           codes.Internal,
+	fault.NotFound:           codes.NotFound,
+	fault.AlreadyExists:      codes.AlreadyExists,
+	fault.Conflict:           codes.Aborted,
+	fault.InvalidArgument:    codes.InvalidArgument,
+	fault.FailedPrecondition: codes.FailedPrecondition,
+	fault.PermissionDenied:   codes.PermissionDenied,
+	fault.Unauthenticated:    codes.Unauthenticated,
+	fault.ResourceExhausted:  codes.ResourceExhausted,
+	fault.Unavailable:        codes.Unavailable,
+}
+
+// toStatus is the one place where errors become gRPC status (and, through
+// the gateway, HTTP). Classified errors keep their caller-safe message and
+// carry their reason in an ErrorInfo; anything else is logged once and
+// answered with a bare "internal error". When device is true the message is
+// reduced to the reason: a device learns why it was refused, not what the
+// service knows about its enrollment.
+func toStatus(ctx context.Context, log *slog.Logger, err error, device bool) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	fe, ok := fault.As(err)
+	if !ok || fe.Kind == fault.Internal {
+		log.ErrorContext(ctx, "internal error", "request_id", requestID(ctx), "err", err)
+		fe = &fault.Error{Kind: fault.Internal, Reason: fault.InternalError, Msg: "internal error"}
+	}
+	msg := fe.Msg
+	switch {
+	case device:
+		msg = "registration refused: " + string(fe.Reason)
+	case msg == "":
+		msg = string(fe.Reason)
+	}
+	st := status.New(kindCodes[fe.Kind], msg)
+	info := &errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: ErrorDomain}
+	if fe.Kind == fault.Unavailable {
+		info.Metadata = map[string]string{"retry_after_seconds": "1"}
+	}
+	if withDetails, err := st.WithDetails(info); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}

@@ -1,0 +1,267 @@
+// Package server exposes Zerotouch over gRPC and over REST (grpc-gateway,
+// in-process), with health checking, reflection, the OpenAPI document and
+// graceful shutdown. It converts between protobuf and domain types, and
+// errors to status in exactly one place (toStatus). It knows stores only as
+// interfaces.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+//go:embed openapi/zerotouch.swagger.json
+var openAPIDocument []byte
+
+// Limits on what a client can make the server hold.
+const (
+	maxRequestBytes      = 1 << 20
+	maxConcurrentStreams = 256
+	readHeaderTimeout    = 10 * time.Second
+	requestTimeout       = 30 * time.Second
+	idleTimeout          = 2 * time.Minute
+)
+
+// Config is what the server needs. TLS must hold the server certificate;
+// the server requests (never requires) client certificates itself.
+type Config struct {
+	TLS          *tls.Config
+	Provisioning *provisioning.Service
+	Admin        *admin.Service
+	Store        Store
+	Log          *slog.Logger
+	// Ready reports whether the service can serve (the store answers).
+	Ready func(context.Context) error
+	// ShutdownGrace bounds how long in-flight requests may finish.
+	ShutdownGrace time.Duration
+}
+
+// Server is a running Zerotouch API.
+type Server struct {
+	cfg    Config
+	grpc   *grpc.Server
+	http   *http.Server
+	health *health.Server
+}
+
+// New builds the gRPC server and the REST gateway.
+func New(cfg Config) (*Server, error) {
+	if cfg.TLS == nil || len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
+		return nil, errors.New("server: a TLS server certificate is required")
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 20 * time.Second
+	}
+	tlsCfg := cfg.TLS.Clone()
+	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
+	// Devices with TPM or symmetric keys share this endpoint, so a client
+	// certificate is requested, not required. Go still checks the client's
+	// CertificateVerify (possession of the leaf key); chains are verified
+	// once, by attestation, against the enrollment's CA.
+	tlsCfg.ClientAuth = tls.RequestClientCert
+
+	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, store: cfg.Store, log: cfg.Log}
+	s := &Server{cfg: cfg, health: health.NewServer()}
+
+	s.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.ConnectionTimeout(readHeaderTimeout),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+	)
+	pb.RegisterDeviceRegistrationServiceServer(s.grpc, svc)
+	pb.RegisterCertificateAuthorityServiceServer(s.grpc, svc)
+	pb.RegisterEnrollmentServiceServer(s.grpc, svc)
+	pb.RegisterHubServiceServer(s.grpc, svc)
+	pb.RegisterRegistrationServiceServer(s.grpc, svc)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	gw := runtime.NewServeMux()
+	ctx := context.Background()
+	for _, err := range []error{
+		pb.RegisterDeviceRegistrationServiceHandlerServer(ctx, gw, svc),
+		pb.RegisterCertificateAuthorityServiceHandlerServer(ctx, gw, svc),
+		pb.RegisterEnrollmentServiceHandlerServer(ctx, gw, svc),
+		pb.RegisterHubServiceHandlerServer(ctx, gw, svc),
+		pb.RegisterRegistrationServiceHandlerServer(ctx, gw, svc),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("server: register gateway: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", gw)
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPIDocument)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.ready(r.Context()); err != nil {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+
+	httpTLS := tlsCfg.Clone()
+	httpTLS.NextProtos = []string{"h2", "http/1.1"}
+	s.http = &http.Server{
+		Handler:           s.httpMiddleware(mux),
+		TLSConfig:         httpTLS,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       requestTimeout,
+		WriteTimeout:      requestTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+func (s *Server) ready(ctx context.Context) error {
+	if s.cfg.Ready == nil {
+		return nil
+	}
+	return s.cfg.Ready(ctx)
+}
+
+// Serve serves gRPC on grpcLis and REST on httpLis until ctx is done, then
+// shuts down gracefully: it stops taking connections, lets in-flight
+// requests finish within ShutdownGrace, and then closes what is left.
+func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(grpcLis) }()
+	go func() { errc <- s.http.Serve(tlsListener(httpLis, s.http.TLSConfig)) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.health.Shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-sctx.Done():
+			s.grpc.Stop()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.http.Shutdown(sctx); err != nil {
+			s.http.Close()
+		}
+	}()
+	wg.Wait()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
+		return serveErr
+	}
+	return nil
+}
+
+func tlsListener(l net.Listener, cfg *tls.Config) net.Listener { return tls.NewListener(l, cfg) }
+
+// unaryInterceptor gives each call a request ID, turns panics into
+// Internal, and logs the outcome.
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	id := newRequestID(firstMetadata(ctx, "x-request-id"))
+	ctx = withRequestID(ctx, id)
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			s.cfg.Log.ErrorContext(ctx, "panic", "request_id", id, "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+		s.logCall(ctx, id, info.FullMethod, status.Code(err), time.Since(start))
+	}()
+	return handler(ctx, req)
+}
+
+func (s *Server) logCall(ctx context.Context, id, method string, code codes.Code, d time.Duration) {
+	level := slog.LevelInfo
+	if strings.HasPrefix(method, "/zerotouch.v1.DeviceRegistrationService/") || strings.HasPrefix(method, "/grpc.health") {
+		level = slog.LevelDebug
+	}
+	s.cfg.Log.Log(ctx, level, "call", "request_id", id, "method", method, "code", code.String(), "duration", d)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// httpMiddleware does for REST what unaryInterceptor does for gRPC, bounds
+// request bodies, and hands the TLS state to the in-process services.
+func (s *Server) httpMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := newRequestID(r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Request-Id", id)
+		r.Header.Set("X-Request-Id", id)
+		ctx := withHTTPPeer(withRequestID(r.Context(), id), r.RemoteAddr, r.TLS)
+		r = r.WithContext(ctx)
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		start := time.Now()
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.cfg.Log.ErrorContext(ctx, "panic", "request_id", id, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				http.Error(rec, "internal error", http.StatusInternalServerError)
+			}
+			level := slog.LevelInfo
+			if strings.HasSuffix(r.URL.Path, ":register") || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+				level = slog.LevelDebug
+			}
+			s.cfg.Log.Log(ctx, level, "http", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", rec.code, "duration", time.Since(start))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}

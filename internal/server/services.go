@@ -1,0 +1,518 @@
+package server
+
+import (
+	"context"
+	"encoding/pem"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// Store is what the services read directly; writes go through admin.
+type Store interface {
+	admin.Store
+	access.Store
+}
+
+// services implements every gRPC service of the API. Each management
+// method authenticates its caller first, so the check holds whichever
+// transport (gRPC, or REST through the in-process gateway) called it.
+type services struct {
+	pb.UnsafeDeviceRegistrationServiceServer
+	pb.UnsafeCertificateAuthorityServiceServer
+	pb.UnsafeEnrollmentServiceServer
+	pb.UnsafeHubServiceServer
+	pb.UnsafeRegistrationServiceServer
+
+	prov  *provisioning.Service
+	admin *admin.Service
+	store Store
+	log   *slog.Logger
+}
+
+// authorize authenticates the caller's access key and checks p.
+func (s *services) authorize(ctx context.Context, p access.Permission) error {
+	token, ok := strings.CutPrefix(firstMetadata(ctx, "authorization"), "Bearer ")
+	if !ok {
+		return fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid access key is required (authorization: Bearer ztk...)")
+	}
+	k, err := access.Authenticate(ctx, s.store, strings.TrimSpace(token))
+	if err != nil {
+		return err
+	}
+	return access.Require(k, p)
+}
+
+func (s *services) fail(ctx context.Context, err error) error { return toStatus(ctx, s.log, err, false) }
+
+func pemCertificate(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// Register implements DeviceRegistrationService.
+func (s *services) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {
+	addr, state := peerInfo(ctx)
+	xr := provisioning.X509Request{RegistrationID: req.GetRegistrationId(), Peer: addr}
+	if state != nil {
+		xr.Chain = state.PeerCertificates
+	}
+	reg, err := s.prov.RegisterX509(ctx, xr)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err, true)
+	}
+	return &pb.RegisterResponse{Registration: registrationToPB(reg)}, nil
+}
+
+// CreateCaCertificate implements CertificateAuthorityService.
+func (s *services) CreateCaCertificate(ctx context.Context, req *pb.CreateCaCertificateRequest) (*pb.CaCertificate, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetCaCertificate()
+	ca, err := s.admin.CreateCA(ctx, in.GetName(), in.GetCertificatePem())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return caToPB(ca), nil
+}
+
+// GetCaCertificate implements CertificateAuthorityService.
+func (s *services) GetCaCertificate(ctx context.Context, req *pb.GetCaCertificateRequest) (*pb.CaCertificate, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	ca, err := s.store.GetCA(ctx, req.GetName())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return caToPB(ca), nil
+}
+
+// ListCaCertificates implements CertificateAuthorityService.
+func (s *services) ListCaCertificates(ctx context.Context, req *pb.ListCaCertificatesRequest) (*pb.ListCaCertificatesResponse, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	n, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	cas, next, err := s.store.ListCAs(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListCaCertificatesResponse{NextPageToken: next}
+	for _, ca := range cas {
+		out.CaCertificates = append(out.CaCertificates, caToPB(ca))
+	}
+	return out, nil
+}
+
+// DeleteCaCertificate implements CertificateAuthorityService.
+func (s *services) DeleteCaCertificate(ctx context.Context, req *pb.DeleteCaCertificateRequest) (*emptypb.Empty, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.store.DeleteCA(ctx, req.GetName(), req.GetEtag()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// GenerateVerificationCode implements CertificateAuthorityService.
+func (s *services) GenerateVerificationCode(ctx context.Context, req *pb.GenerateVerificationCodeRequest) (*pb.GenerateVerificationCodeResponse, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	ca, code, err := s.admin.GenerateVerificationCode(ctx, req.GetName(), req.GetEtag())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &pb.GenerateVerificationCodeResponse{VerificationCode: code, ExpireTime: ts(ca.CodeExpires), CaCertificate: caToPB(ca)}, nil
+}
+
+// VerifyCaCertificate implements CertificateAuthorityService.
+func (s *services) VerifyCaCertificate(ctx context.Context, req *pb.VerifyCaCertificateRequest) (*pb.CaCertificate, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	ca, err := s.admin.VerifyCA(ctx, req.GetName(), req.GetEtag(), req.GetCertificatePem())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return caToPB(ca), nil
+}
+
+// maskPaths validates an update mask against the allowed paths; an empty
+// mask means all of them.
+func maskPaths(m *fieldmaskpb.FieldMask, allowed ...string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(m.GetPaths()) == 0 {
+		for _, p := range allowed {
+			out[p] = true
+		}
+		return out, nil
+	}
+	for _, p := range m.GetPaths() {
+		ok := false
+		for _, a := range allowed {
+			if p == a {
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, fault.Invalidf("update_mask path %q is not updatable; allowed: %s", p, strings.Join(allowed, ", "))
+		}
+		out[p] = true
+	}
+	return out, nil
+}
+
+// CreateEnrollmentGroup implements EnrollmentService.
+func (s *services) CreateEnrollmentGroup(ctx context.Context, req *pb.CreateEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
+	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetEnrollmentGroup()
+	disabled, err := statusToDisabled(in.GetProvisioningStatus())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	alloc, err := allocationFromPB(in.GetAllocation())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	g, err := s.admin.CreateGroup(ctx, &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc})
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return groupToPB(g), nil
+}
+
+// GetEnrollmentGroup implements EnrollmentService.
+func (s *services) GetEnrollmentGroup(ctx context.Context, req *pb.GetEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
+	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	g, err := s.store.GetGroup(ctx, req.GetId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return groupToPB(g), nil
+}
+
+// ListEnrollmentGroups implements EnrollmentService.
+func (s *services) ListEnrollmentGroups(ctx context.Context, req *pb.ListEnrollmentGroupsRequest) (*pb.ListEnrollmentGroupsResponse, error) {
+	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	n, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	groups, next, err := s.store.ListGroups(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListEnrollmentGroupsResponse{NextPageToken: next}
+	for _, g := range groups {
+		out.EnrollmentGroups = append(out.EnrollmentGroups, groupToPB(g))
+	}
+	return out, nil
+}
+
+// UpdateEnrollmentGroup implements EnrollmentService.
+func (s *services) UpdateEnrollmentGroup(ctx context.Context, req *pb.UpdateEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
+	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetEnrollmentGroup()
+	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation")
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	g, err := s.store.GetGroup(ctx, in.GetId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if in.GetCaCertificate() != "" && in.GetCaCertificate() != g.CAName {
+		return nil, s.fail(ctx, fault.Invalidf("ca_certificate is immutable; create a new group instead"))
+	}
+	g.Etag = in.GetEtag()
+	if paths["provisioning_status"] {
+		if g.Disabled, err = statusToDisabled(in.GetProvisioningStatus()); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+	}
+	if paths["allocation"] {
+		if g.Allocation, err = allocationFromPB(in.GetAllocation()); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+	}
+	if g, err = s.admin.UpdateGroup(ctx, g); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return groupToPB(g), nil
+}
+
+// DeleteEnrollmentGroup implements EnrollmentService.
+func (s *services) DeleteEnrollmentGroup(ctx context.Context, req *pb.DeleteEnrollmentGroupRequest) (*emptypb.Empty, error) {
+	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.store.DeleteGroup(ctx, req.GetId(), req.GetEtag()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// CreateEnrollment implements EnrollmentService.
+func (s *services) CreateEnrollment(ctx context.Context, req *pb.CreateEnrollmentRequest) (*pb.Enrollment, error) {
+	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetEnrollment()
+	disabled, err := statusToDisabled(in.GetProvisioningStatus())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	alloc, err := allocationFromPB(in.GetAllocation())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	e, err := s.admin.CreateIndividual(ctx, &enrollment.Individual{
+		RegistrationID: in.GetRegistrationId(), DeviceID: in.GetDeviceId(), Thumbprint: in.GetSha256Thumbprint(),
+		Disabled: disabled, Allocation: alloc,
+	}, in.GetCertificatePem())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return individualToPB(e), nil
+}
+
+// GetEnrollment implements EnrollmentService.
+func (s *services) GetEnrollment(ctx context.Context, req *pb.GetEnrollmentRequest) (*pb.Enrollment, error) {
+	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	e, err := s.store.GetIndividual(ctx, req.GetRegistrationId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return individualToPB(e), nil
+}
+
+// ListEnrollments implements EnrollmentService.
+func (s *services) ListEnrollments(ctx context.Context, req *pb.ListEnrollmentsRequest) (*pb.ListEnrollmentsResponse, error) {
+	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	n, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	es, next, err := s.store.ListIndividuals(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListEnrollmentsResponse{NextPageToken: next}
+	for _, e := range es {
+		out.Enrollments = append(out.Enrollments, individualToPB(e))
+	}
+	return out, nil
+}
+
+// UpdateEnrollment implements EnrollmentService.
+func (s *services) UpdateEnrollment(ctx context.Context, req *pb.UpdateEnrollmentRequest) (*pb.Enrollment, error) {
+	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetEnrollment()
+	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "device_id")
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	e, err := s.store.GetIndividual(ctx, in.GetRegistrationId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if in.GetSha256Thumbprint() != "" && !strings.EqualFold(in.GetSha256Thumbprint(), e.Thumbprint) || in.GetCertificatePem() != "" {
+		return nil, s.fail(ctx, fault.Invalidf("the enrolled certificate is immutable; create a new enrollment instead"))
+	}
+	e.Etag = in.GetEtag()
+	if paths["provisioning_status"] {
+		if e.Disabled, err = statusToDisabled(in.GetProvisioningStatus()); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+	}
+	if paths["allocation"] {
+		if e.Allocation, err = allocationFromPB(in.GetAllocation()); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+	}
+	if paths["device_id"] {
+		e.DeviceID = in.GetDeviceId()
+	}
+	if e, err = s.admin.UpdateIndividual(ctx, e); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return individualToPB(e), nil
+}
+
+// DeleteEnrollment implements EnrollmentService.
+func (s *services) DeleteEnrollment(ctx context.Context, req *pb.DeleteEnrollmentRequest) (*emptypb.Empty, error) {
+	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.store.DeleteIndividual(ctx, req.GetRegistrationId(), req.GetEtag()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// CreateShard implements HubService.
+func (s *services) CreateShard(ctx context.Context, req *pb.CreateShardRequest) (*pb.Shard, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetShard()
+	state, err := shardStateFromPB(in.GetState())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh, err := s.admin.CreateShard(ctx, &allocation.Shard{ID: in.GetId(), Hostname: in.GetHostname(), Weight: int(in.GetWeight()), State: state})
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return shardToPB(sh), nil
+}
+
+// GetShard implements HubService.
+func (s *services) GetShard(ctx context.Context, req *pb.GetShardRequest) (*pb.Shard, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh, err := s.store.GetShard(ctx, req.GetId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return shardToPB(sh), nil
+}
+
+// ListShards implements HubService.
+func (s *services) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*pb.ListShardsResponse, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	n, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	shards, next, err := s.store.ListShards(ctx, req.GetPageToken(), n)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListShardsResponse{NextPageToken: next}
+	for _, sh := range shards {
+		out.Shards = append(out.Shards, shardToPB(sh))
+	}
+	return out, nil
+}
+
+// UpdateShard implements HubService.
+func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.Shard, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetShard()
+	paths, err := maskPaths(req.GetUpdateMask(), "hostname", "weight", "state")
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh, err := s.store.GetShard(ctx, in.GetId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh.Etag = in.GetEtag()
+	if paths["hostname"] {
+		sh.Hostname = in.GetHostname()
+	}
+	if paths["weight"] {
+		sh.Weight = int(in.GetWeight())
+	}
+	if paths["state"] {
+		if sh.State, err = shardStateFromPB(in.GetState()); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+	}
+	if sh, err = s.admin.UpdateShard(ctx, sh); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return shardToPB(sh), nil
+}
+
+// DeleteShard implements HubService.
+func (s *services) DeleteShard(ctx context.Context, req *pb.DeleteShardRequest) (*emptypb.Empty, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.store.DeleteShard(ctx, req.GetId(), req.GetEtag()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// GetRegistration implements RegistrationService.
+func (s *services) GetRegistration(ctx context.Context, req *pb.GetRegistrationRequest) (*pb.Registration, error) {
+	if err := s.authorize(ctx, access.RegistrationRead); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	r, err := s.store.GetRegistration(ctx, req.GetRegistrationId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return registrationToPB(r), nil
+}
+
+// ListRegistrations implements RegistrationService.
+func (s *services) ListRegistrations(ctx context.Context, req *pb.ListRegistrationsRequest) (*pb.ListRegistrationsResponse, error) {
+	if err := s.authorize(ctx, access.RegistrationRead); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	n, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	f := registry.Filter{GroupID: req.GetEnrollmentGroupId(), Shard: req.GetShard()}
+	regs, next, err := s.store.ListRegistrations(ctx, f, req.GetPageToken(), n)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListRegistrationsResponse{NextPageToken: next}
+	for _, r := range regs {
+		out.Registrations = append(out.Registrations, registrationToPB(r))
+	}
+	return out, nil
+}
+
+// DeleteRegistration implements RegistrationService.
+func (s *services) DeleteRegistration(ctx context.Context, req *pb.DeleteRegistrationRequest) (*emptypb.Empty, error) {
+	if err := s.authorize(ctx, access.RegistrationWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.store.DeleteRegistration(ctx, req.GetRegistrationId(), req.GetEtag()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &emptypb.Empty{}, nil
+}
