@@ -1,0 +1,163 @@
+// Package app is the one place that wires Zerotouch together: it opens the
+// store, bootstraps the owner access key, builds the services and servers,
+// runs them until the context ends, and closes everything in reverse order.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
+	"github.com/zerotouch/zerotouch/internal/server"
+	"github.com/zerotouch/zerotouch/internal/storage/embedded"
+)
+
+// OwnerKeyFile is where the bootstrap owner key is written, in the data
+// directory, readable only by the user.
+const OwnerKeyFile = "owner.key"
+
+// Options carries what tests and main inject.
+type Options struct {
+	// Stdout receives the one-time owner key and the start-up summary.
+	Stdout io.Writer
+	// Log receives structured logs.
+	Log *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Started, if set, is called with the bound addresses once serving.
+	Started func(grpcAddr, httpAddr string)
+}
+
+// NewLogger builds the logger the configuration asks for.
+func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, cfg *config.Config, opt Options) error {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Stdout == nil {
+		opt.Stdout = io.Discard
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	certFile, keyFile, caFile := cfg.TLS.CertFile, cfg.TLS.KeyFile, ""
+	if certFile == "" && cfg.Dev {
+		dev, err := pki.EnsureDev(filepath.Join(cfg.DataDir, "pki"), opt.Now())
+		if err != nil {
+			return fmt.Errorf("development PKI: %w", err)
+		}
+		certFile, keyFile, caFile = dev.CertFile, dev.KeyFile, dev.CAFile
+	}
+	serverCert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+
+	store, err := embedded.Open(cfg.StorePath())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	if err := bootstrapOwnerKey(ctx, store, cfg.DataDir, opt); err != nil {
+		return err
+	}
+
+	prov := &provisioning.Service{
+		Enrollments: store, Shards: store, Registry: store, Now: opt.Now,
+		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log,
+	}
+	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader}
+	srv, err := server.New(server.Config{
+		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
+		Provisioning:  prov,
+		Admin:         adm,
+		Store:         store,
+		Log:           opt.Log,
+		Ready:         store.Ping,
+		ShutdownGrace: cfg.ShutdownGrace,
+	})
+	if err != nil {
+		return err
+	}
+
+	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
+	if err != nil {
+		return fmt.Errorf("listen gRPC: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.Listen.HTTP)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen REST: %w", err)
+	}
+	fmt.Fprintf(opt.Stdout, "zerotouch serving gRPC on %s and REST on https://%s (store %s)\n", grpcLis.Addr(), httpLis.Addr(), cfg.StorePath())
+	if caFile != "" {
+		fmt.Fprintf(opt.Stdout, "development CA (trust it in clients): %s\n", caFile)
+	}
+	opt.Log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+	if opt.Started != nil {
+		opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())
+	}
+	err = srv.Serve(ctx, grpcLis, httpLis)
+	opt.Log.Info("stopped")
+	return err
+}
+
+// bootstrapOwnerKey creates the first access key, with every permission,
+// when the store has none: it is printed once and written to the data
+// directory with mode 0600. Only its hash is stored.
+func bootstrapOwnerKey(ctx context.Context, store access.Store, dataDir string, opt Options) error {
+	n, err := store.CountKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("count access keys: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	token, key, err := access.Generate(rand.Reader, "owner", access.All, opt.Now())
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dataDir, OwnerKeyFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write owner key: %w", err)
+	}
+	_, werr := fmt.Fprintln(f, token)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("write owner key: %w", err)
+	}
+	if err := store.CreateKey(ctx, key); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("store owner key: %w", err)
+	}
+	fmt.Fprintf(opt.Stdout, "created the owner access key (shown once; also in %s):\n  %s\n", path, token)
+	return nil
+}
