@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	x509att "github.com/zerotouch/zerotouch/attestation/x509"
+	"github.com/zerotouch/zerotouch/internal/pki"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+const defaultRESTServer = "localhost:8443"
+
+func runDevice(ctx context.Context, env Env, args []string) error {
+	if _, args2, err := subcommand(args, "register"); err != nil {
+		return err
+	} else {
+		args = args2
+	}
+	fs := flag.NewFlagSet("device register", flag.ContinueOnError)
+	c := &conn{}
+	c.register(fs, env, "")
+	certFile := fs.String("cert", "", "the device certificate, PEM; may also hold the chain")
+	keyFile := fs.String("key", "", "the device private key, PEM")
+	chainFile := fs.String("chain", "", "intermediate certificates to present after the leaf, PEM")
+	regID := fs.String("registration-id", "", "registration ID (default: the certificate's CN)")
+	transport := fs.String("transport", "grpc", "grpc or rest")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *certFile == "" || *keyFile == "" {
+		return fmt.Errorf("%w: --cert and --key are required", errUsage)
+	}
+	dev, err := pki.Load(*certFile, *keyFile)
+	if err != nil {
+		return err
+	}
+	chain, err := pki.LoadCertificates(*certFile)
+	if err != nil {
+		return err
+	}
+	if *chainFile != "" {
+		more, err := pki.LoadCertificates(*chainFile)
+		if err != nil {
+			return err
+		}
+		chain = append(chain, more...)
+	}
+	cert := &tls.Certificate{PrivateKey: dev.Key, Leaf: dev.Cert}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	if *regID == "" {
+		if *regID, err = x509att.CommonName(dev.Cert); err != nil {
+			return err
+		}
+	}
+	cfg, err := c.tlsConfig(cert)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	switch *transport {
+	case "grpc":
+		cc, err := grpc.NewClient(or(c.server, defaultGRPCServer), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			return err
+		}
+		defer cc.Close()
+		resp, err := pb.NewDeviceRegistrationServiceClient(cc).Register(ctx, &pb.RegisterRequest{RegistrationId: *regID})
+		if err != nil {
+			return err
+		}
+		return printJSON(env.Stdout, resp)
+	case "rest":
+		resp, err := RegisterREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, or(c.server, defaultRESTServer), *regID)
+		if err != nil {
+			return err
+		}
+		return printJSON(env.Stdout, resp)
+	}
+	return fmt.Errorf("%w: --transport %q is not grpc or rest", errUsage, *transport)
+}
+
+// RESTError is a non-2xx answer of the REST API.
+type RESTError struct {
+	StatusCode int
+	Body       string
+}
+
+func (e *RESTError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.StatusCode, e.Body) }
+
+// RegisterREST registers over the REST API with the client's TLS identity.
+func RegisterREST(ctx context.Context, client *http.Client, server, registrationID string) (*pb.RegisterResponse, error) {
+	u := "https://" + server + "/v1/registrations/" + url.PathEscape(registrationID) + ":register"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte("{}")))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, &RESTError{StatusCode: res.StatusCode, Body: string(body)}
+	}
+	out := &pb.RegisterResponse{}
+	if err := protojson.Unmarshal(body, out); err != nil {
+		return nil, fmt.Errorf("decode response: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,396 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+const defaultGRPCServer = "localhost:8444"
+
+// opFlags makes a flag set with the connection flags.
+func opFlags(name string, env Env) (*flag.FlagSet, *conn) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	c := &conn{}
+	c.register(fs, env, defaultGRPCServer)
+	return fs, c
+}
+
+// withConn dials, runs fn, prints its result, and closes.
+func withConn(ctx context.Context, env Env, c *conn, fn func(*grpc.ClientConn) (proto.Message, error)) error {
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	m, err := fn(cc)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return nil
+	}
+	return printJSON(env.Stdout, m)
+}
+
+func readFile(flagName, path string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("%w: --%s is required", errUsage, flagName)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+func runCA(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "create", "get", "list", "delete", "verification-code", "verify")
+	if err != nil {
+		return err
+	}
+	fs, c := opFlags("ca "+sub, env)
+	certFile := fs.String("cert", "", "PEM certificate file (create: the CA; verify: the proof)")
+	etag := fs.String("etag", "", "act only if the CA's etag is this")
+	pageSize := fs.Int("page-size", 100, "list page size")
+	want := []string{"NAME"}
+	if sub == "list" {
+		want = nil
+	}
+	pos, err := parse(fs, args, want...)
+	if err != nil {
+		return err
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		cl := pb.NewCertificateAuthorityServiceClient(cc)
+		switch sub {
+		case "create":
+			pemText, err := readFile("cert", *certFile)
+			if err != nil {
+				return nil, err
+			}
+			return cl.CreateCaCertificate(ctx, &pb.CreateCaCertificateRequest{CaCertificate: &pb.CaCertificate{Name: pos[0], CertificatePem: pemText}})
+		case "get":
+			return cl.GetCaCertificate(ctx, &pb.GetCaCertificateRequest{Name: pos[0]})
+		case "list":
+			out := &pb.ListCaCertificatesResponse{}
+			for token := ""; ; {
+				page, err := cl.ListCaCertificates(ctx, &pb.ListCaCertificatesRequest{PageSize: int32(*pageSize), PageToken: token})
+				if err != nil {
+					return nil, err
+				}
+				out.CaCertificates = append(out.CaCertificates, page.CaCertificates...)
+				if token = page.NextPageToken; token == "" {
+					return out, nil
+				}
+			}
+		case "delete":
+			_, err := cl.DeleteCaCertificate(ctx, &pb.DeleteCaCertificateRequest{Name: pos[0], Etag: *etag})
+			return nil, err
+		case "verification-code":
+			return cl.GenerateVerificationCode(ctx, &pb.GenerateVerificationCodeRequest{Name: pos[0], Etag: *etag})
+		default: // verify
+			pemText, err := readFile("cert", *certFile)
+			if err != nil {
+				return nil, err
+			}
+			return cl.VerifyCaCertificate(ctx, &pb.VerifyCaCertificateRequest{Name: pos[0], CertificatePem: pemText, Etag: *etag})
+		}
+	})
+}
+
+// allocFlags are the allocation flags of groups and enrollments.
+type allocFlags struct {
+	shards, policy, static *string
+	disabled               *bool
+}
+
+func addAllocFlags(fs *flag.FlagSet) allocFlags {
+	return allocFlags{
+		shards:   fs.String("shards", "", "comma-separated shard IDs the enrollment may use (default: all)"),
+		policy:   fs.String("policy", "hashed", "allocation policy: hashed or static"),
+		static:   fs.String("static-shard", "", "the shard for the static policy"),
+		disabled: fs.Bool("disabled", false, "create disabled"),
+	}
+}
+
+func (a allocFlags) allocation() (*pb.Allocation, error) {
+	out := &pb.Allocation{StaticShard: *a.static}
+	if *a.shards != "" {
+		out.Shards = strings.Split(*a.shards, ",")
+	}
+	switch *a.policy {
+	case "hashed":
+		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_HASHED
+	case "static":
+		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_STATIC
+	default:
+		return nil, fmt.Errorf("%w: --policy %q is not hashed or static", errUsage, *a.policy)
+	}
+	return out, nil
+}
+
+func (a allocFlags) status() pb.ProvisioningStatus {
+	if *a.disabled {
+		return pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED
+	}
+	return pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED
+}
+
+func runGroup(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "create", "get", "list", "update", "enable", "disable", "delete")
+	if err != nil {
+		return err
+	}
+	fs, c := opFlags("group "+sub, env)
+	ca := fs.String("ca", "", "name of the CA certificate the group trusts (create)")
+	af := addAllocFlags(fs)
+	etag := fs.String("etag", "", "act only if the group's etag is this (delete)")
+	want := []string{"ID"}
+	if sub == "list" {
+		want = nil
+	}
+	pos, err := parse(fs, args, want...)
+	if err != nil {
+		return err
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		cl := pb.NewEnrollmentServiceClient(cc)
+		switch sub {
+		case "create":
+			alloc, err := af.allocation()
+			if err != nil {
+				return nil, err
+			}
+			return cl.CreateEnrollmentGroup(ctx, &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{
+				Id: pos[0], CaCertificate: *ca, ProvisioningStatus: af.status(), Allocation: alloc}})
+		case "get":
+			return cl.GetEnrollmentGroup(ctx, &pb.GetEnrollmentGroupRequest{Id: pos[0]})
+		case "list":
+			out := &pb.ListEnrollmentGroupsResponse{}
+			for token := ""; ; {
+				page, err := cl.ListEnrollmentGroups(ctx, &pb.ListEnrollmentGroupsRequest{PageSize: 500, PageToken: token})
+				if err != nil {
+					return nil, err
+				}
+				out.EnrollmentGroups = append(out.EnrollmentGroups, page.EnrollmentGroups...)
+				if token = page.NextPageToken; token == "" {
+					return out, nil
+				}
+			}
+		case "delete":
+			_, err := cl.DeleteEnrollmentGroup(ctx, &pb.DeleteEnrollmentGroupRequest{Id: pos[0], Etag: *etag})
+			return nil, err
+		}
+		cur, err := cl.GetEnrollmentGroup(ctx, &pb.GetEnrollmentGroupRequest{Id: pos[0]})
+		if err != nil {
+			return nil, err
+		}
+		upd := &pb.EnrollmentGroup{Id: pos[0], Etag: cur.Etag}
+		var mask []string
+		switch sub {
+		case "enable":
+			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED, []string{"provisioning_status"}
+		case "disable":
+			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED, []string{"provisioning_status"}
+		default: // update
+			if upd.Allocation, err = af.allocation(); err != nil {
+				return nil, err
+			}
+			mask = []string{"allocation"}
+		}
+		return cl.UpdateEnrollmentGroup(ctx, &pb.UpdateEnrollmentGroupRequest{EnrollmentGroup: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
+	})
+}
+
+func runEnrollment(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "create", "get", "list", "update", "enable", "disable", "delete")
+	if err != nil {
+		return err
+	}
+	fs, c := opFlags("enrollment "+sub, env)
+	certFile := fs.String("cert", "", "the device's leaf certificate, PEM (create)")
+	thumb := fs.String("thumbprint", "", "or the leaf certificate's SHA-256 thumbprint, hex (create)")
+	deviceID := fs.String("device-id", "", "device ID for the registry identity (default: the registration ID)")
+	af := addAllocFlags(fs)
+	etag := fs.String("etag", "", "act only if the enrollment's etag is this (delete)")
+	want := []string{"REGISTRATION_ID"}
+	if sub == "list" {
+		want = nil
+	}
+	pos, err := parse(fs, args, want...)
+	if err != nil {
+		return err
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		cl := pb.NewEnrollmentServiceClient(cc)
+		switch sub {
+		case "create":
+			alloc, err := af.allocation()
+			if err != nil {
+				return nil, err
+			}
+			e := &pb.Enrollment{RegistrationId: pos[0], DeviceId: *deviceID, Sha256Thumbprint: *thumb, ProvisioningStatus: af.status(), Allocation: alloc}
+			if *certFile != "" {
+				if e.CertificatePem, err = readFile("cert", *certFile); err != nil {
+					return nil, err
+				}
+			}
+			return cl.CreateEnrollment(ctx, &pb.CreateEnrollmentRequest{Enrollment: e})
+		case "get":
+			return cl.GetEnrollment(ctx, &pb.GetEnrollmentRequest{RegistrationId: pos[0]})
+		case "list":
+			out := &pb.ListEnrollmentsResponse{}
+			for token := ""; ; {
+				page, err := cl.ListEnrollments(ctx, &pb.ListEnrollmentsRequest{PageSize: 500, PageToken: token})
+				if err != nil {
+					return nil, err
+				}
+				out.Enrollments = append(out.Enrollments, page.Enrollments...)
+				if token = page.NextPageToken; token == "" {
+					return out, nil
+				}
+			}
+		case "delete":
+			_, err := cl.DeleteEnrollment(ctx, &pb.DeleteEnrollmentRequest{RegistrationId: pos[0], Etag: *etag})
+			return nil, err
+		}
+		cur, err := cl.GetEnrollment(ctx, &pb.GetEnrollmentRequest{RegistrationId: pos[0]})
+		if err != nil {
+			return nil, err
+		}
+		upd := &pb.Enrollment{RegistrationId: pos[0], Etag: cur.Etag}
+		var mask []string
+		switch sub {
+		case "enable":
+			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED, []string{"provisioning_status"}
+		case "disable":
+			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED, []string{"provisioning_status"}
+		default: // update
+			if upd.Allocation, err = af.allocation(); err != nil {
+				return nil, err
+			}
+			upd.DeviceId = *deviceID
+			mask = []string{"allocation", "device_id"}
+		}
+		return cl.UpdateEnrollment(ctx, &pb.UpdateEnrollmentRequest{Enrollment: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
+	})
+}
+
+var shardStateNames = map[string]pb.ShardState{
+	"active":   pb.ShardState_SHARD_STATE_ACTIVE,
+	"draining": pb.ShardState_SHARD_STATE_DRAINING,
+	"disabled": pb.ShardState_SHARD_STATE_DISABLED,
+}
+
+func runShard(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "create", "get", "list", "update", "delete")
+	if err != nil {
+		return err
+	}
+	fs, c := opFlags("shard "+sub, env)
+	hostname := fs.String("hostname", "", "device-facing hostname")
+	weight := fs.Int("weight", 100, "weight 1-1000")
+	state := fs.String("state", "active", "active, draining or disabled")
+	etag := fs.String("etag", "", "act only if the shard's etag is this (delete)")
+	want := []string{"ID"}
+	if sub == "list" {
+		want = nil
+	}
+	pos, err := parse(fs, args, want...)
+	if err != nil {
+		return err
+	}
+	st, ok := shardStateNames[*state]
+	if !ok {
+		return fmt.Errorf("%w: --state %q is not active, draining or disabled", errUsage, *state)
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		cl := pb.NewHubServiceClient(cc)
+		switch sub {
+		case "create":
+			return cl.CreateShard(ctx, &pb.CreateShardRequest{Shard: &pb.Shard{Id: pos[0], Hostname: *hostname, Weight: int32(*weight), State: st}})
+		case "get":
+			return cl.GetShard(ctx, &pb.GetShardRequest{Id: pos[0]})
+		case "list":
+			out := &pb.ListShardsResponse{}
+			for token := ""; ; {
+				page, err := cl.ListShards(ctx, &pb.ListShardsRequest{PageSize: 500, PageToken: token})
+				if err != nil {
+					return nil, err
+				}
+				out.Shards = append(out.Shards, page.Shards...)
+				if token = page.NextPageToken; token == "" {
+					return out, nil
+				}
+			}
+		case "delete":
+			_, err := cl.DeleteShard(ctx, &pb.DeleteShardRequest{Id: pos[0], Etag: *etag})
+			return nil, err
+		}
+		cur, err := cl.GetShard(ctx, &pb.GetShardRequest{Id: pos[0]})
+		if err != nil {
+			return nil, err
+		}
+		upd := &pb.Shard{Id: pos[0], Etag: cur.Etag, Hostname: *hostname, Weight: int32(*weight), State: st}
+		var mask []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "hostname", "weight", "state":
+				mask = append(mask, f.Name)
+			}
+		})
+		if len(mask) == 0 {
+			return nil, fmt.Errorf("%w: give at least one of --hostname, --weight, --state", errUsage)
+		}
+		return cl.UpdateShard(ctx, &pb.UpdateShardRequest{Shard: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
+	})
+}
+
+func runRegistration(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "get", "list", "delete")
+	if err != nil {
+		return err
+	}
+	fs, c := opFlags("registration "+sub, env)
+	group := fs.String("group", "", "only this enrollment group's registrations (list)")
+	shard := fs.String("shard", "", "only this shard's registrations (list)")
+	etag := fs.String("etag", "", "act only if the registration's etag is this (delete)")
+	want := []string{"REGISTRATION_ID"}
+	if sub == "list" {
+		want = nil
+	}
+	pos, err := parse(fs, args, want...)
+	if err != nil {
+		return err
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		cl := pb.NewRegistrationServiceClient(cc)
+		switch sub {
+		case "get":
+			return cl.GetRegistration(ctx, &pb.GetRegistrationRequest{RegistrationId: pos[0]})
+		case "delete":
+			_, err := cl.DeleteRegistration(ctx, &pb.DeleteRegistrationRequest{RegistrationId: pos[0], Etag: *etag})
+			return nil, err
+		}
+		out := &pb.ListRegistrationsResponse{}
+		for token := ""; ; {
+			page, err := cl.ListRegistrations(ctx, &pb.ListRegistrationsRequest{PageSize: 500, PageToken: token, EnrollmentGroupId: *group, Shard: *shard})
+			if err != nil {
+				return nil, err
+			}
+			out.Registrations = append(out.Registrations, page.Registrations...)
+			if token = page.NextPageToken; token == "" {
+				return out, nil
+			}
+		}
+	})
+}

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/pki"
+)
+
+// runPKI mints evaluation certificates so that the quick start needs no
+// other tool. Production CAs live in an HSM, not here.
+func runPKI(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "ca", "proof", "device")
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("pki "+sub, flag.ContinueOnError)
+	out := fs.String("out", "", "output directory (ca, device) or file (proof)")
+	parent := fs.String("ca", "", "directory of the issuing CA (ca.pem, ca-key.pem); for ca: makes an intermediate")
+	cn := fs.String("cn", "", "subject CN (ca)")
+	code := fs.String("code", "", "the verification code (proof)")
+	id := fs.String("id", "", "the device's registration ID, used as its CN (device)")
+	days := fs.Int("days", 365, "validity in days")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: --out is required", errUsage)
+	}
+	now := time.Now()
+	validity := time.Duration(*days) * 24 * time.Hour
+	var issuer *pki.Issued
+	var chain []byte
+	if *parent != "" {
+		if issuer, err = pki.Load(filepath.Join(*parent, "ca.pem"), filepath.Join(*parent, "ca-key.pem")); err != nil {
+			return err
+		}
+		if chain, err = os.ReadFile(filepath.Join(*parent, "ca.pem")); err != nil {
+			return err
+		}
+	}
+	switch sub {
+	case "ca":
+		if *cn == "" {
+			return fmt.Errorf("%w: --cn is required", errUsage)
+		}
+		ca, err := pki.NewCA(*cn, issuer, now, validity)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(*out, 0o700); err != nil {
+			return err
+		}
+		if err := writeIssued(ca, *out, "ca", nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s and %s\n", filepath.Join(*out, "ca.pem"), filepath.Join(*out, "ca-key.pem"))
+	case "proof":
+		if issuer == nil || *code == "" {
+			return fmt.Errorf("%w: --ca and --code are required", errUsage)
+		}
+		proof, err := pki.NewProof(issuer, *code, now)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out, pki.CertPEM(proof.Cert), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s\n", *out)
+	case "device":
+		if issuer == nil || *id == "" {
+			return fmt.Errorf("%w: --ca and --id are required", errUsage)
+		}
+		dev, err := pki.NewDevice(*id, issuer, now, validity)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(*out, 0o700); err != nil {
+			return err
+		}
+		if err := writeIssued(dev, *out, "device", chain); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s (certificate and chain) and %s\n", filepath.Join(*out, "device.pem"), filepath.Join(*out, "device-key.pem"))
+	}
+	return nil
+}
+
+// writeIssued writes NAME.pem (the certificate, then chainPEM) and
+// NAME-key.pem into dir.
+func writeIssued(i *pki.Issued, dir, name string, chainPEM []byte) error {
+	key, err := pki.KeyPEM(i.Key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".pem"), append(pki.CertPEM(i.Cert), chainPEM...), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name+"-key.pem"), key, 0o600)
+}
