@@ -1,0 +1,257 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/cli"
+	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/server"
+	"github.com/zerotouch/zerotouch/internal/storage/embedded"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// env is one running server and what tests need to talk to it.
+type env struct {
+	t          *testing.T
+	store      *embedded.Store
+	grpcAddr   string
+	httpAddr   string
+	roots      *x509.CertPool
+	ownerKey   string
+	readerKey  string // EnrollmentRead only
+	admin      *grpc.ClientConn
+	now        time.Time
+	serverCert *pki.Issued
+}
+
+// start runs a server on loopback with a store in t.TempDir().
+func start(t *testing.T) *env {
+	t.Helper()
+	now := time.Now()
+	store, err := embedded.Open(filepath.Join(t.TempDir(), "zerotouch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, store: store, now: now, roots: x509.NewCertPool()}
+
+	ca, err := pki.NewCA("test server CA", nil, now, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.roots.AddCert(ca.Cert)
+	if e.serverCert, err = pki.NewServer([]string{"localhost", "127.0.0.1"}, ca, now, 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	e.ownerKey = e.newKey("owner", access.All...)
+	e.readerKey = e.newKey("reader", access.EnrollmentRead)
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	srv, err := server.New(server.Config{
+		TLS: &tls.Config{Certificates: []tls.Certificate{{
+			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
+		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: store, Now: time.Now, Log: log},
+		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader},
+		Store:        store,
+		Log:          log,
+		Ready:        store.Ping,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.grpcAddr, e.httpAddr = gl.Addr().String(), hl.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, gl, hl) }()
+	t.Cleanup(func() {
+		if e.admin != nil {
+			e.admin.Close()
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		store.Close()
+	})
+	e.admin = e.dial(nil)
+	return e
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func (e *env) newKey(name string, perms ...access.Permission) string {
+	token, k, err := access.Generate(rand.Reader, name, perms, e.now)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.CreateKey(context.Background(), k); err != nil {
+		e.t.Fatal(err)
+	}
+	return token
+}
+
+// clientTLS trusts the test server CA and presents chain (leaf first) with
+// key, if given. Devices offer X25519 or P-256, as embedded stacks do.
+func (e *env) clientTLS(dev *pki.Issued, chain ...*x509.Certificate) *tls.Config {
+	cfg := &tls.Config{RootCAs: e.roots, MinVersion: tls.VersionTLS12, ServerName: "localhost",
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
+	if dev != nil {
+		c := tls.Certificate{PrivateKey: dev.Key, Leaf: dev.Cert, Certificate: [][]byte{dev.Cert.Raw}}
+		for _, x := range chain {
+			c.Certificate = append(c.Certificate, x.Raw)
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return cfg
+}
+
+func (e *env) dial(cfg *tls.Config) *grpc.ClientConn {
+	if cfg == nil {
+		cfg = e.clientTLS(nil)
+	}
+	cc, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cc
+}
+
+// as returns a context carrying an access key.
+func as(ctx context.Context, key string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key)
+}
+
+func (e *env) owner() context.Context { return as(e.t.Context(), e.ownerKey) }
+
+// registerGRPC registers over a fresh gRPC connection.
+func (e *env) registerGRPC(regID string, dev *pki.Issued, chain ...*x509.Certificate) (*pb.Registration, error) {
+	cc := e.dial(e.clientTLS(dev, chain...))
+	defer cc.Close()
+	resp, err := pb.NewDeviceRegistrationServiceClient(cc).Register(e.t.Context(), &pb.RegisterRequest{RegistrationId: regID})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetRegistration(), nil
+}
+
+// registerREST registers over a fresh HTTPS connection.
+func (e *env) registerREST(regID string, dev *pki.Issued, chain ...*x509.Certificate) (*pb.Registration, error) {
+	tr := &http.Transport{TLSClientConfig: e.clientTLS(dev, chain...), DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := cli.RegisterREST(e.t.Context(), &http.Client{Transport: tr}, e.httpAddr, regID)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetRegistration(), nil
+}
+
+type transport struct {
+	name     string
+	register func(e *env, regID string, dev *pki.Issued, chain ...*x509.Certificate) (*pb.Registration, error)
+}
+
+var transports = []transport{
+	{"grpc", (*env).registerGRPC},
+	{"rest", (*env).registerREST},
+}
+
+// reasonOf extracts the stable reason of an API error over either
+// transport.
+func reasonOf(t *testing.T, err error) string {
+	t.Helper()
+	if err == nil {
+		return ""
+	}
+	var re *cli.RESTError
+	if errors.As(err, &re) {
+		st := restStatus(t, re)
+		return st.reason
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		t.Fatalf("not a status error: %v", err)
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			if info.GetDomain() != server.ErrorDomain {
+				t.Fatalf("ErrorInfo domain %q", info.GetDomain())
+			}
+			return info.GetReason()
+		}
+	}
+	t.Fatalf("status without ErrorInfo: %v", err)
+	return ""
+}
+
+func codeOf(err error) codes.Code { return status.Code(err) }
+
+// assertNoRegistration checks that nothing was written for regID.
+func (e *env) assertNoRegistration(regID string) {
+	e.t.Helper()
+	if _, err := e.store.GetRegistration(context.Background(), regID); err == nil {
+		e.t.Fatalf("a registration for %q was written", regID)
+	}
+	if _, err := e.store.GetIdentity(context.Background(), regID); err == nil {
+		e.t.Fatalf("an identity for %q was written", regID)
+	}
+	regs, _, err := e.store.ListRegistrations(context.Background(), registry.Filter{}, "", 1000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range regs {
+		if r.RegistrationID == regID {
+			e.t.Fatalf("registration %q listed", regID)
+		}
+	}
+}
+
+// concurrently runs fn n times at once and waits.
+func concurrently(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
