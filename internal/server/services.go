@@ -155,7 +155,9 @@ func (s *services) VerifyCaCertificate(ctx context.Context, req *pb.VerifyCaCert
 }
 
 // maskPaths validates an update mask against the allowed paths; an empty
-// mask means all of them.
+// mask means all of them. The etag and the resource's identifier may appear
+// (the REST gateway derives a PATCH's mask from the body's fields) and are
+// not updates.
 func maskPaths(m *fieldmaskpb.FieldMask, allowed ...string) (map[string]bool, error) {
 	out := map[string]bool{}
 	if len(m.GetPaths()) == 0 {
@@ -165,6 +167,9 @@ func maskPaths(m *fieldmaskpb.FieldMask, allowed ...string) (map[string]bool, er
 		return out, nil
 	}
 	for _, p := range m.GetPaths() {
+		if p == "etag" || p == "id" || p == "registration_id" {
+			continue
+		}
 		ok := false
 		for _, a := range allowed {
 			if p == a {
