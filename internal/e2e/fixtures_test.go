@@ -137,4 +137,6 @@ func leaf(t *testing.T, tmpl *x509.Certificate, parent *pki.Issued) *pki.Issued 
 	return d
 }
 
-func hasPrefixFold(s, prefix string) bool { return strings.HasPrefix(strings.ToLower(s), strings.ToLower(prefix)) }
+func hasPrefixFold(s, prefix string) bool {
+	return strings.HasPrefix(strings.ToLower(s), strings.ToLower(prefix))
+}

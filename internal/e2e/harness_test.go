@@ -45,10 +45,16 @@ type env struct {
 	admin      *grpc.ClientConn
 	now        time.Time
 	serverCert *pki.Issued
+	// stop shuts the server down gracefully and waits; idempotent.
+	stop func()
 }
 
 // start runs a server on loopback with a store in t.TempDir().
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startWith(t, nil) }
+
+// startWith is start with the registration use case's registry wrapped,
+// for fault injection.
+func startWith(t *testing.T, wrap func(registry.Store) registry.Store) *env {
 	t.Helper()
 	now := time.Now()
 	store, err := embedded.Open(filepath.Join(t.TempDir(), "zerotouch.db"))
@@ -68,6 +74,10 @@ func start(t *testing.T) *env {
 	e.ownerKey = e.newKey("owner", access.All...)
 	e.readerKey = e.newKey("reader", access.EnrollmentRead)
 
+	var reg registry.Store = store
+	if wrap != nil {
+		reg = wrap(store)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -75,7 +85,7 @@ func start(t *testing.T) *env {
 	srv, err := server.New(server.Config{
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
-		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: store, Now: time.Now, Log: log},
+		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Now: time.Now, Log: log},
 		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader},
 		Store:        store,
 		Log:          log,
@@ -96,14 +106,20 @@ func start(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, gl, hl) }()
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
 	t.Cleanup(func() {
 		if e.admin != nil {
 			e.admin.Close()
 		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+		e.stop()
 		store.Close()
 	})
 	e.admin = e.dial(nil)

@@ -278,18 +278,30 @@ func TestMalformedOperatorInput(t *testing.T) {
 		}, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Group/UpdateWithoutEtag", func() error { return updateGroup(&pb.EnrollmentGroup{Id: "acme"}, "provisioning_status") }, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Group/UpdateStaleEtag", func() error { return updateGroup(&pb.EnrollmentGroup{Id: "acme", Etag: "0"}, "provisioning_status") }, codes.Aborted, "ETAG_MISMATCH"},
-		{"Group/UpdateBadMask", func() error { return updateGroup(&pb.EnrollmentGroup{Id: "acme", Etag: grp.GetEtag()}, "ca_certificate") }, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Group/UpdateBadMask", func() error {
+			return updateGroup(&pb.EnrollmentGroup{Id: "acme", Etag: grp.GetEtag()}, "ca_certificate")
+		}, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Group/UpdateCA", func() error {
 			return updateGroup(&pb.EnrollmentGroup{Id: "acme", Etag: grp.GetEtag(), CaCertificate: "other"}, "provisioning_status")
 		}, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Group/UpdateMissing", func() error { return updateGroup(&pb.EnrollmentGroup{Id: "nope", Etag: "1"}) }, codes.NotFound, "RESOURCE_NOT_FOUND"},
 
-		{"Enrollment/BadRegistrationID", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "bad id", Sha256Thumbprint: strings.Repeat("a", 64)}) }, codes.InvalidArgument, "REGISTRATION_ID_INVALID"},
-		{"Enrollment/RegistrationIDEndsInDot", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "dev.", Sha256Thumbprint: strings.Repeat("a", 64)}) }, codes.InvalidArgument, "REGISTRATION_ID_INVALID"},
+		{"Enrollment/BadRegistrationID", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "bad id", Sha256Thumbprint: strings.Repeat("a", 64)})
+		}, codes.InvalidArgument, "REGISTRATION_ID_INVALID"},
+		{"Enrollment/RegistrationIDEndsInDot", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "dev.", Sha256Thumbprint: strings.Repeat("a", 64)})
+		}, codes.InvalidArgument, "REGISTRATION_ID_INVALID"},
 		{"Enrollment/NoCredential", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "dev-1"}) }, codes.InvalidArgument, "FIELD_INVALID"},
-		{"Enrollment/ShortThumbprint", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "dev-1", Sha256Thumbprint: "abcd"}) }, codes.InvalidArgument, "FIELD_INVALID"},
-		{"Enrollment/NonHexThumbprint", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "dev-1", Sha256Thumbprint: strings.Repeat("z", 64)}) }, codes.InvalidArgument, "FIELD_INVALID"},
-		{"Enrollment/CNMismatch", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "dev-2", CertificatePem: pemOf(devCert)}) }, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Enrollment/ShortThumbprint", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "dev-1", Sha256Thumbprint: "abcd"})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Enrollment/NonHexThumbprint", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "dev-1", Sha256Thumbprint: strings.Repeat("z", 64)})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Enrollment/CNMismatch", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "dev-2", CertificatePem: pemOf(devCert)})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Enrollment/ThumbprintMismatch", func() error {
 			return createEnrollment(&pb.Enrollment{RegistrationId: "dev-1", CertificatePem: pemOf(devCert), Sha256Thumbprint: strings.Repeat("a", 64)})
 		}, codes.InvalidArgument, "FIELD_INVALID"},
@@ -308,7 +320,9 @@ func TestMalformedOperatorInput(t *testing.T) {
 		{"Shard/HostnameUnderscore", func() error { return createShard(&pb.Shard{Id: "s9", Hostname: "a_b.example.com", Weight: 1}) }, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Shard/HostnameLeadingHyphen", func() error { return createShard(&pb.Shard{Id: "s9", Hostname: "-a.example.com", Weight: 1}) }, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Shard/HostnameEmptyLabel", func() error { return createShard(&pb.Shard{Id: "s9", Hostname: "a..example.com", Weight: 1}) }, codes.InvalidArgument, "FIELD_INVALID"},
-		{"Shard/HostnameLongLabel", func() error { return createShard(&pb.Shard{Id: "s9", Hostname: strings.Repeat("a", 64) + ".com", Weight: 1}) }, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Shard/HostnameLongLabel", func() error {
+			return createShard(&pb.Shard{Id: "s9", Hostname: strings.Repeat("a", 64) + ".com", Weight: 1})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Shard/UnknownState", func() error { return createShard(&pb.Shard{Id: "s9", Hostname: "h.example.com", Weight: 1, State: 42}) }, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Shard/Duplicate", func() error { return createShard(&pb.Shard{Id: "shard-a", Hostname: "h.example.com", Weight: 1}) }, codes.AlreadyExists, "RESOURCE_ALREADY_EXISTS"},
 

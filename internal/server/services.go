@@ -54,7 +54,9 @@ func (s *services) authorize(ctx context.Context, p access.Permission) error {
 	return access.Require(k, p)
 }
 
-func (s *services) fail(ctx context.Context, err error) error { return toStatus(ctx, s.log, err, false) }
+func (s *services) fail(ctx context.Context, err error) error {
+	return toStatus(ctx, s.log, err, false)
+}
 
 func pemCertificate(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))

@@ -1,0 +1,101 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/config"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestPrecedenceFileEnvFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "zerotouch.yaml")
+	os.WriteFile(file, []byte(`
+dev: true
+data_dir: /from/file
+listen:
+  grpc: 127.0.0.1:1001
+  http: 127.0.0.1:1002
+log:
+  level: warn
+x509:
+  max_chain_length: 4
+shutdown_grace: 5s
+`), 0o600)
+	cfg, err := config.Load(
+		[]string{"--config", file, "--http-listen", "127.0.0.1:3002"},
+		envOf(map[string]string{"ZEROTOUCH_LISTEN_GRPC": "127.0.0.1:2001", "ZEROTOUCH_HTTP": "ignored", "ZEROTOUCH_LISTEN_HTTP": "127.0.0.1:2002", "ZEROTOUCH_LOG_FORMAT": "json"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Dev || cfg.DataDir != "/from/file" || cfg.Listen.GRPC != "127.0.0.1:2001" || cfg.Listen.HTTP != "127.0.0.1:3002" ||
+		cfg.Log.Level != "warn" || cfg.Log.Format != "json" || cfg.X509.MaxChainLength != 4 || cfg.ShutdownGrace != 5*time.Second {
+		t.Fatalf("config = %+v", cfg)
+	}
+	if cfg.StorePath() != "/from/file/zerotouch.db" {
+		t.Fatalf("StorePath = %s", cfg.StorePath())
+	}
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(file, []byte("log:\n  level: loud\n"), 0o600)
+	_, err := config.Load(
+		[]string{"--config", file, "--grpc-listen", "nonsense", "--log-format", "xml", "--tls-cert", "/nope.pem"},
+		envOf(map[string]string{"ZEROTOUCH_STORAGE_BACKEND": "mysql", "ZEROTOUCH_X509_MAX_CHAIN_LENGTH": "lots", "ZEROTOUCH_SHUTDOWN_GRACE": "-1s", "ZEROTOUCH_DEV": "maybe"}))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"listen.grpc", "log.level", "log.format", "tls.cert_file and tls.key_file must be given together",
+		"storage.backend", "ZEROTOUCH_X509_MAX_CHAIN_LENGTH", "ZEROTOUCH_DEV", "shutdown_grace", "x509.max_chain_length",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestTLSRequiredOutsideDevMode(t *testing.T) {
+	_, err := config.Load(nil, envOf(nil))
+	if err == nil || !strings.Contains(err.Error(), "--dev") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := config.Load([]string{"--dev"}, envOf(nil)); err != nil {
+		t.Fatalf("--dev: %v", err)
+	}
+}
+
+func TestFileRejectsUnknownKeysAndHugeFiles(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte("dev: true\nlisten:\n  grcp: 127.0.0.1:1\n"), 0o600)
+	if _, err := config.Load([]string{"--config", typo}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "grcp") {
+		t.Fatalf("typo: %v", err)
+	}
+	huge := filepath.Join(dir, "huge.yaml")
+	os.WriteFile(huge, []byte("# "+strings.Repeat("x", config.MaxFileSize)), 0o600)
+	if _, err := config.Load([]string{"--config", huge, "--dev"}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "larger") {
+		t.Fatalf("huge: %v", err)
+	}
+	empty := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(empty, nil, 0o600)
+	if _, err := config.Load([]string{"--config", empty, "--dev"}, envOf(nil)); err != nil {
+		t.Fatalf("empty file: %v", err)
+	}
+	if _, err := config.Load([]string{"--config", filepath.Join(dir, "missing.yaml"), "--dev"}, envOf(nil)); err == nil {
+		t.Fatal("missing file accepted")
+	}
+	if _, err := config.Load([]string{"--dev", "stray"}, envOf(nil)); err == nil {
+		t.Fatal("stray argument accepted")
+	}
+	if _, err := config.Load([]string{"--dev", "--grpc-listen", "127.0.0.1:9", "--http-listen", "127.0.0.1:9"}, envOf(nil)); err == nil {
+		t.Fatal("one address for both listeners accepted")
+	}
+}
