@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, vet, tidy modules, buf lint, generated
+# code drift, the race-enabled tests, and short runs of every fuzzer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "modules tidy"
+go mod tidy -diff
+(cd tools && go mod tidy -diff)
+
+step "buf lint (buf builds from tools/go.mod on first use)"
+go tool -modfile=tools/go.mod buf lint
+
+step "generated code is current"
+go tool -modfile=tools/go.mod buf generate
+if [ -d .git ] && [ -n "$(git status --porcelain -- proto internal/server/openapi)" ]; then
+  echo "buf generate changed generated files; run it and commit the result:"
+  git status --porcelain -- proto internal/server/openapi
+  git diff --stat -- proto internal/server/openapi
+  exit 1
+fi
+
+step "fuzzers (short runs; the seed corpora also run in go test)"
+for target in \
+  ./enrollment:FuzzValidateRegistrationID \
+  ./enrollment:FuzzParseCertificatePEM \
+  ./attestation/x509:FuzzLeafChecks \
+  ./allocation:FuzzValidateHostname; do
+  pkg=${target%%:*} name=${target##*:}
+  go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-5s}" "$pkg"
+done
+
+step "go test -race"
+go test -race -count=1 ./...
