@@ -1,8 +1,14 @@
 package embedded_test
 
 import (
+	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/registry"
 
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 	"github.com/zerotouch/zerotouch/internal/storage/storagetest"
@@ -29,4 +35,49 @@ func TestSecondOpenFails(t *testing.T) {
 		s2.Close()
 		t.Fatal("a second Open of a held store file succeeded")
 	}
+}
+
+func BenchmarkCreateRegistration(b *testing.B) {
+	s, err := embedded.Open(filepath.Join(b.TempDir(), "zerotouch.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("device-%08d", i)
+		reg := &registry.Registration{RegistrationID: id, DeviceID: id, Shard: "s1", AssignedHub: "hub.example.com",
+			Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: registry.X509, GroupID: "g1",
+			CredentialThumbprint: enrollment.Thumbprint([]byte(id)), Created: now, Updated: now}
+		ident := &registry.Identity{DeviceID: id, RegistrationID: id, Shard: "s1", Status: registry.IdentityEnabled,
+			Credential: registry.Credential{Type: registry.X509, X509Thumbprint: reg.CredentialThumbprint}, Version: 1, Created: now, Updated: now}
+		if _, err := s.CreateRegistration(b.Context(), reg, ident); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if size, err := s.Size(); err == nil {
+		b.ReportMetric(float64(size)/float64(b.N), "file-bytes/device")
+	}
+}
+
+func BenchmarkCreateRegistrationParallel(b *testing.B) {
+	s, err := embedded.Open(filepath.Join(b.TempDir(), "zerotouch.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("device-%08d", n.Add(1))
+			reg := &registry.Registration{RegistrationID: id, DeviceID: id, Shard: "s1", Status: registry.Assigned, Created: now, Updated: now}
+			ident := &registry.Identity{DeviceID: id, RegistrationID: id, Shard: "s1", Version: 1, Created: now, Updated: now}
+			if _, err := s.CreateRegistration(b.Context(), reg, ident); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

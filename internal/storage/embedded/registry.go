@@ -259,7 +259,7 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	}
 	key := enrollment.Key(reg.RegistrationID)
 	var etag string
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bReg).Get([]byte(key)) != nil {
 			return fault.Existsf("registration %q already exists", reg.RegistrationID)
 		}
@@ -282,7 +282,7 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	}
 	key := enrollment.Key(reg.RegistrationID)
 	var etag string
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		old, err := getRegistration(tx, key)
 		if err != nil {
 			return err
