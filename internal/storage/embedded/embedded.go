@@ -143,17 +143,6 @@ func nextEtag(tx *bolt.Tx) (string, error) {
 	return strconv.FormatUint(seq, 36), nil
 }
 
-func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
-	raw := b.Get([]byte(key))
-	if raw == nil {
-		return false, nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("decode record %q: %w", key, err)
-	}
-	return true, nil
-}
-
 func putJSON(b *bolt.Bucket, key string, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/enrollment"
-	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
@@ -29,23 +28,13 @@ func (r *shardRecord) domain() *allocation.Shard {
 		Etag: r.Etag, Created: r.Created, Updated: r.Updated}
 }
 
-func getShard(tx *bolt.Tx, id string) (*shardRecord, error) {
-	var rec shardRecord
-	ok, err := getJSON(tx.Bucket(bShard), id, &rec)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fault.NotFoundf("shard %q not found", id)
-	}
-	return &rec, nil
-}
+var shards = table[shardRecord, *allocation.Shard]{bShard, "shard", (*shardRecord).domain, func(r *shardRecord) string { return r.Etag }}
 
 // CreateShard implements allocation.Store.
 func (s *Store) CreateShard(ctx context.Context, sh *allocation.Shard) (string, error) {
 	var etag string
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		if tx.Bucket(bShard).Get([]byte(sh.ID)) != nil {
+		if shards.exists(tx, sh.ID) {
 			return fault.Existsf("shard %q already exists", sh.ID)
 		}
 		var err error
@@ -54,54 +43,31 @@ func (s *Store) CreateShard(ctx context.Context, sh *allocation.Shard) (string, 
 		}
 		rec := shardRecord{V: schemaVersion, ID: sh.ID, Hostname: sh.Hostname, Weight: sh.Weight, State: string(sh.State),
 			Etag: etag, Created: sh.Created, Updated: sh.Updated}
-		return putJSON(tx.Bucket(bShard), sh.ID, &rec)
+		return shards.put(tx, sh.ID, &rec)
 	})
 	return etag, err
 }
 
 // GetShard implements allocation.Store.
 func (s *Store) GetShard(ctx context.Context, id string) (*allocation.Shard, error) {
-	var out *allocation.Shard
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		rec, err := getShard(tx, id)
-		if err == nil {
-			out = rec.domain()
-		}
-		return err
-	})
-	return out, err
+	return shards.get(ctx, s, id)
 }
 
 // ListShards implements allocation.Store.
 func (s *Store) ListShards(ctx context.Context, token string, limit int) ([]*allocation.Shard, string, error) {
-	var out []*allocation.Shard
-	var next string
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		var err error
-		next, err = page(tx.Bucket(bShard), nil, token, limit, func(k, v []byte) (bool, error) {
-			rec, err := getShard(tx, string(k))
-			if err != nil {
-				return false, err
-			}
-			out = append(out, rec.domain())
-			return true, nil
-		})
-		return err
-	})
-	return out, next, err
+	return shards.list(ctx, s, token, limit)
 }
 
 // AllShards implements allocation.Store.
 func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
 	var out []*allocation.Shard
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bShard).ForEach(func(k, v []byte) error {
-			rec, err := getShard(tx, string(k))
-			if err != nil {
-				return err
+		return tx.Bucket(bShard).ForEach(func(k, _ []byte) error {
+			rec, err := shards.load(tx, string(k))
+			if err == nil {
+				out = append(out, rec.domain())
 			}
-			out = append(out, rec.domain())
-			return nil
+			return err
 		})
 	})
 	return out, err
@@ -111,18 +77,13 @@ func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
 func (s *Store) UpdateShard(ctx context.Context, sh *allocation.Shard) (string, error) {
 	var etag string
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		rec, err := getShard(tx, sh.ID)
+		rec, e, err := shards.cas(tx, sh.ID, sh.Etag)
 		if err != nil {
 			return err
 		}
-		if err := checkEtag("shard", sh.ID, sh.Etag, rec.Etag); err != nil {
-			return err
-		}
-		if etag, err = nextEtag(tx); err != nil {
-			return err
-		}
+		etag = e
 		rec.Hostname, rec.Weight, rec.State, rec.Updated, rec.Etag = sh.Hostname, sh.Weight, string(sh.State), sh.Updated, etag
-		return putJSON(tx.Bucket(bShard), sh.ID, rec)
+		return shards.put(tx, sh.ID, rec)
 	})
 	return etag, err
 }
@@ -130,20 +91,12 @@ func (s *Store) UpdateShard(ctx context.Context, sh *allocation.Shard) (string, 
 // DeleteShard implements allocation.Store.
 func (s *Store) DeleteShard(ctx context.Context, id, etag string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		rec, err := getShard(tx, id)
-		if err != nil {
-			return err
-		}
-		if etag != "" {
-			if err := checkEtag("shard", id, etag, rec.Etag); err != nil {
-				return err
-			}
-		}
-		prefix := []byte(id + "\x00")
+		prefix := indexKey(id, "")
 		if k, _ := tx.Bucket(bRegShard).Cursor().Seek(prefix); k != nil && hasPrefix(k, prefix) {
 			return fault.New(fault.FailedPrecondition, fault.ResourceInUse, "shard %q still has registered devices", id)
 		}
-		return tx.Bucket(bShard).Delete([]byte(id))
+		_, err := shards.loadForDelete(tx, id, etag)
+		return err
 	})
 }
 
@@ -202,17 +155,10 @@ func (r *identityRecord) domain() *registry.Identity {
 		Version:    r.Version, Created: r.Created, Updated: r.Updated}
 }
 
-func getRegistration(tx *bolt.Tx, key string) (*registrationRecord, error) {
-	var rec registrationRecord
-	ok, err := getJSON(tx.Bucket(bReg), key, &rec)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fault.NotFoundf("registration %q not found", key)
-	}
-	return &rec, nil
-}
+var (
+	registrations = table[registrationRecord, *registry.Registration]{bReg, "registration", (*registrationRecord).domain, func(r *registrationRecord) string { return r.Etag }}
+	identities    = table[identityRecord, *registry.Identity]{bIdentity, "identity", (*identityRecord).domain, func(*identityRecord) string { return "" }}
+)
 
 func indexKey(a, key string) []byte { return []byte(a + "\x00" + key) }
 
@@ -260,7 +206,7 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	key := enrollment.Key(reg.RegistrationID)
 	var etag string
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
-		if tx.Bucket(bReg).Get([]byte(key)) != nil {
+		if registrations.exists(tx, key) {
 			return fault.Existsf("registration %q already exists", reg.RegistrationID)
 		}
 		if tx.Bucket(bIdentityReg).Get([]byte(id.DeviceID)) != nil {
@@ -283,11 +229,8 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	key := enrollment.Key(reg.RegistrationID)
 	var etag string
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
-		old, err := getRegistration(tx, key)
+		old, e, err := registrations.cas(tx, key, reg.Etag)
 		if err != nil {
-			return err
-		}
-		if err := checkEtag("registration", reg.RegistrationID, reg.Etag, old.Etag); err != nil {
 			return err
 		}
 		if old.DeviceID != reg.DeviceID {
@@ -296,9 +239,7 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 		if err := removeRegistration(tx, key, old); err != nil {
 			return err
 		}
-		if etag, err = nextEtag(tx); err != nil {
-			return err
-		}
+		etag = e
 		return putRegistration(tx, key, toRegistrationRecord(reg, etag), toIdentityRecord(id))
 	})
 	return etag, err
@@ -306,15 +247,7 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 
 // GetRegistration implements registry.Store.
 func (s *Store) GetRegistration(ctx context.Context, registrationID string) (*registry.Registration, error) {
-	var out *registry.Registration
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		rec, err := getRegistration(tx, enrollment.Key(registrationID))
-		if err == nil {
-			out = rec.domain()
-		}
-		return err
-	})
-	return out, err
+	return registrations.get(ctx, s, enrollment.Key(registrationID))
 }
 
 // ListRegistrations implements registry.Store. A group or shard filter
@@ -332,7 +265,7 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 		}
 		var err error
 		next, err = page(bucket, prefix, token, limit, func(k, v []byte) (bool, error) {
-			rec, err := getRegistration(tx, string(k[len(prefix):]))
+			rec, err := registrations.load(tx, string(k[len(prefix):]))
 			if err != nil {
 				return false, err
 			}
@@ -351,91 +284,15 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
 	key := enrollment.Key(registrationID)
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		rec, err := getRegistration(tx, key)
+		rec, err := registrations.loadForDelete(tx, key, etag)
 		if err != nil {
 			return err
 		}
-		if etag != "" {
-			if err := checkEtag("registration", registrationID, etag, rec.Etag); err != nil {
-				return err
-			}
-		}
-		if err := removeRegistration(tx, key, rec); err != nil {
-			return err
-		}
-		return tx.Bucket(bReg).Delete([]byte(key))
+		return removeRegistration(tx, key, rec)
 	})
 }
 
 // GetIdentity implements registry.Store.
 func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Identity, error) {
-	var out *registry.Identity
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		var rec identityRecord
-		ok, err := getJSON(tx.Bucket(bIdentity), deviceID, &rec)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fault.NotFoundf("identity %q not found", deviceID)
-		}
-		out = rec.domain()
-		return nil
-	})
-	return out, err
-}
-
-type accessKeyRecord struct {
-	V           int       `json:"v"`
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Permissions []string  `json:"perms"`
-	SecretHash  []byte    `json:"hash"`
-	Created     time.Time `json:"created"`
-}
-
-// CreateKey implements access.Store.
-func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bAccessKey)
-		if b.Get([]byte(k.ID)) != nil {
-			return fault.Existsf("access key %q already exists", k.ID)
-		}
-		rec := accessKeyRecord{V: schemaVersion, ID: k.ID, Name: k.Name, SecretHash: k.SecretHash, Created: k.Created}
-		for _, p := range k.Permissions {
-			rec.Permissions = append(rec.Permissions, string(p))
-		}
-		return putJSON(b, k.ID, &rec)
-	})
-}
-
-// GetKey implements access.Store.
-func (s *Store) GetKey(ctx context.Context, id string) (*access.Key, error) {
-	var out *access.Key
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		var rec accessKeyRecord
-		ok, err := getJSON(tx.Bucket(bAccessKey), id, &rec)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fault.NotFoundf("access key not found")
-		}
-		out = &access.Key{ID: rec.ID, Name: rec.Name, SecretHash: rec.SecretHash, Created: rec.Created}
-		for _, p := range rec.Permissions {
-			out.Permissions = append(out.Permissions, access.Permission(p))
-		}
-		return nil
-	})
-	return out, err
-}
-
-// CountKeys implements access.Store.
-func (s *Store) CountKeys(ctx context.Context) (int, error) {
-	var n int
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		n = tx.Bucket(bAccessKey).Stats().KeyN
-		return nil
-	})
-	return n, err
+	return identities.get(ctx, s, deviceID)
 }
