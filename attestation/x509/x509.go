@@ -12,7 +12,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	cx509 "crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"time"
@@ -186,6 +185,3 @@ func classify(err error, presented, anchors []*cx509.Certificate, now time.Time)
 func IsSelfIssued(c *cx509.Certificate) bool {
 	return string(c.RawIssuer) == string(c.RawSubject)
 }
-
-// Name renders a distinguished name for display.
-func Name(n pkix.Name) string { return n.String() }

@@ -41,6 +41,22 @@ func withConn(ctx context.Context, env Env, c *conn, fn func(*grpc.ClientConn) (
 	return printJSON(env.Stdout, m)
 }
 
+// allPages fetches every page of a List call.
+func allPages[T any](fetch func(token string) ([]T, string, error)) ([]T, error) {
+	var all []T
+	for token := ""; ; {
+		items, next, err := fetch(token)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
+		}
+		token = next
+	}
+}
+
 func readFile(flagName, path string) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("%w: --%s is required", errUsage, flagName)
@@ -81,17 +97,11 @@ func runCA(ctx context.Context, env Env, args []string) error {
 		case "get":
 			return cl.GetCaCertificate(ctx, &pb.GetCaCertificateRequest{Name: pos[0]})
 		case "list":
-			out := &pb.ListCaCertificatesResponse{}
-			for token := ""; ; {
-				page, err := cl.ListCaCertificates(ctx, &pb.ListCaCertificatesRequest{PageSize: int32(*pageSize), PageToken: token})
-				if err != nil {
-					return nil, err
-				}
-				out.CaCertificates = append(out.CaCertificates, page.CaCertificates...)
-				if token = page.NextPageToken; token == "" {
-					return out, nil
-				}
-			}
+			all, err := allPages(func(token string) ([]*pb.CaCertificate, string, error) {
+				p, err := cl.ListCaCertificates(ctx, &pb.ListCaCertificatesRequest{PageSize: int32(*pageSize), PageToken: token})
+				return p.GetCaCertificates(), p.GetNextPageToken(), err
+			})
+			return &pb.ListCaCertificatesResponse{CaCertificates: all}, err
 		case "delete":
 			_, err := cl.DeleteCaCertificate(ctx, &pb.DeleteCaCertificateRequest{Name: pos[0], Etag: *etag})
 			return nil, err
@@ -175,17 +185,11 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 		case "get":
 			return cl.GetEnrollmentGroup(ctx, &pb.GetEnrollmentGroupRequest{Id: pos[0]})
 		case "list":
-			out := &pb.ListEnrollmentGroupsResponse{}
-			for token := ""; ; {
-				page, err := cl.ListEnrollmentGroups(ctx, &pb.ListEnrollmentGroupsRequest{PageSize: 500, PageToken: token})
-				if err != nil {
-					return nil, err
-				}
-				out.EnrollmentGroups = append(out.EnrollmentGroups, page.EnrollmentGroups...)
-				if token = page.NextPageToken; token == "" {
-					return out, nil
-				}
-			}
+			all, err := allPages(func(token string) ([]*pb.EnrollmentGroup, string, error) {
+				p, err := cl.ListEnrollmentGroups(ctx, &pb.ListEnrollmentGroupsRequest{PageSize: 500, PageToken: token})
+				return p.GetEnrollmentGroups(), p.GetNextPageToken(), err
+			})
+			return &pb.ListEnrollmentGroupsResponse{EnrollmentGroups: all}, err
 		case "delete":
 			_, err := cl.DeleteEnrollmentGroup(ctx, &pb.DeleteEnrollmentGroupRequest{Id: pos[0], Etag: *etag})
 			return nil, err
@@ -248,17 +252,11 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 		case "get":
 			return cl.GetEnrollment(ctx, &pb.GetEnrollmentRequest{RegistrationId: pos[0]})
 		case "list":
-			out := &pb.ListEnrollmentsResponse{}
-			for token := ""; ; {
-				page, err := cl.ListEnrollments(ctx, &pb.ListEnrollmentsRequest{PageSize: 500, PageToken: token})
-				if err != nil {
-					return nil, err
-				}
-				out.Enrollments = append(out.Enrollments, page.Enrollments...)
-				if token = page.NextPageToken; token == "" {
-					return out, nil
-				}
-			}
+			all, err := allPages(func(token string) ([]*pb.Enrollment, string, error) {
+				p, err := cl.ListEnrollments(ctx, &pb.ListEnrollmentsRequest{PageSize: 500, PageToken: token})
+				return p.GetEnrollments(), p.GetNextPageToken(), err
+			})
+			return &pb.ListEnrollmentsResponse{Enrollments: all}, err
 		case "delete":
 			_, err := cl.DeleteEnrollment(ctx, &pb.DeleteEnrollmentRequest{RegistrationId: pos[0], Etag: *etag})
 			return nil, err
@@ -321,17 +319,11 @@ func runShard(ctx context.Context, env Env, args []string) error {
 		case "get":
 			return cl.GetShard(ctx, &pb.GetShardRequest{Id: pos[0]})
 		case "list":
-			out := &pb.ListShardsResponse{}
-			for token := ""; ; {
-				page, err := cl.ListShards(ctx, &pb.ListShardsRequest{PageSize: 500, PageToken: token})
-				if err != nil {
-					return nil, err
-				}
-				out.Shards = append(out.Shards, page.Shards...)
-				if token = page.NextPageToken; token == "" {
-					return out, nil
-				}
-			}
+			all, err := allPages(func(token string) ([]*pb.Shard, string, error) {
+				p, err := cl.ListShards(ctx, &pb.ListShardsRequest{PageSize: 500, PageToken: token})
+				return p.GetShards(), p.GetNextPageToken(), err
+			})
+			return &pb.ListShardsResponse{Shards: all}, err
 		case "delete":
 			_, err := cl.DeleteShard(ctx, &pb.DeleteShardRequest{Id: pos[0], Etag: *etag})
 			return nil, err
@@ -381,16 +373,10 @@ func runRegistration(ctx context.Context, env Env, args []string) error {
 			_, err := cl.DeleteRegistration(ctx, &pb.DeleteRegistrationRequest{RegistrationId: pos[0], Etag: *etag})
 			return nil, err
 		}
-		out := &pb.ListRegistrationsResponse{}
-		for token := ""; ; {
-			page, err := cl.ListRegistrations(ctx, &pb.ListRegistrationsRequest{PageSize: 500, PageToken: token, EnrollmentGroupId: *group, Shard: *shard})
-			if err != nil {
-				return nil, err
-			}
-			out.Registrations = append(out.Registrations, page.Registrations...)
-			if token = page.NextPageToken; token == "" {
-				return out, nil
-			}
-		}
+		all, err := allPages(func(token string) ([]*pb.Registration, string, error) {
+			p, err := cl.ListRegistrations(ctx, &pb.ListRegistrationsRequest{PageSize: 500, PageToken: token, EnrollmentGroupId: *group, Shard: *shard})
+			return p.GetRegistrations(), p.GetNextPageToken(), err
+		})
+		return &pb.ListRegistrationsResponse{Registrations: all}, err
 	})
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"os"
@@ -34,12 +35,12 @@ func runPKI(ctx context.Context, env Env, args []string) error {
 	now := time.Now()
 	validity := time.Duration(*days) * 24 * time.Hour
 	var issuer *pki.Issued
-	var chain []byte
+	var chain []*x509.Certificate // the issuer and the chain above it, as in its ca.pem
 	if *parent != "" {
 		if issuer, err = pki.Load(filepath.Join(*parent, "ca.pem"), filepath.Join(*parent, "ca-key.pem")); err != nil {
 			return err
 		}
-		if chain, err = os.ReadFile(filepath.Join(*parent, "ca.pem")); err != nil {
+		if chain, err = pki.LoadCertificates(filepath.Join(*parent, "ca.pem")); err != nil {
 			return err
 		}
 	}
@@ -55,7 +56,7 @@ func runPKI(ctx context.Context, env Env, args []string) error {
 		if err := os.MkdirAll(*out, 0o700); err != nil {
 			return err
 		}
-		if err := writeIssued(ca, *out, "ca", nil); err != nil {
+		if err := ca.WriteFiles(filepath.Join(*out, "ca.pem"), filepath.Join(*out, "ca-key.pem")); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "wrote %s and %s\n", filepath.Join(*out, "ca.pem"), filepath.Join(*out, "ca-key.pem"))
@@ -82,23 +83,10 @@ func runPKI(ctx context.Context, env Env, args []string) error {
 		if err := os.MkdirAll(*out, 0o700); err != nil {
 			return err
 		}
-		if err := writeIssued(dev, *out, "device", chain); err != nil {
+		if err := dev.WriteFiles(filepath.Join(*out, "device.pem"), filepath.Join(*out, "device-key.pem"), chain...); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "wrote %s (certificate and chain) and %s\n", filepath.Join(*out, "device.pem"), filepath.Join(*out, "device-key.pem"))
 	}
 	return nil
-}
-
-// writeIssued writes NAME.pem (the certificate, then chainPEM) and
-// NAME-key.pem into dir.
-func writeIssued(i *pki.Issued, dir, name string, chainPEM []byte) error {
-	key, err := pki.KeyPEM(i.Key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".pem"), append(pki.CertPEM(i.Cert), chainPEM...), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, name+"-key.pem"), key, 0o600)
 }

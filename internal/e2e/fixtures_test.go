@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"crypto/x509"
-	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,9 +25,6 @@ func restStatus(t *testing.T, re *cli.RESTError) restErr {
 	t.Helper()
 	var st spb.Status
 	if err := protojson.Unmarshal([]byte(re.Body), &st); err != nil {
-		// Fall back to a plain look at the JSON, to report something useful.
-		var raw map[string]any
-		_ = json.Unmarshal([]byte(re.Body), &raw)
 		t.Fatalf("REST error body is not a google.rpc.Status: %v: %s", err, re.Body)
 	}
 	out := restErr{code: codes.Code(st.GetCode()), http: re.StatusCode}
@@ -135,8 +130,4 @@ func leaf(t *testing.T, tmpl *x509.Certificate, parent *pki.Issued) *pki.Issued 
 		t.Fatal(err)
 	}
 	return d
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return strings.HasPrefix(strings.ToLower(s), strings.ToLower(prefix))
 }
