@@ -2,49 +2,15 @@ package embedded
 
 import (
 	"context"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/storage/record"
 )
 
-type allocationRecord struct {
-	Policy      string   `json:"p"`
-	Shards      []string `json:"s,omitempty"`
-	StaticShard string   `json:"st,omitempty"`
-}
-
-func toAllocationRecord(a enrollment.Allocation) allocationRecord {
-	return allocationRecord{Policy: string(a.Policy), Shards: a.Shards, StaticShard: a.StaticShard}
-}
-
-func (r allocationRecord) domain() enrollment.Allocation {
-	return enrollment.Allocation{Policy: enrollment.Policy(r.Policy), Shards: r.Shards, StaticShard: r.StaticShard}
-}
-
-type caRecord struct {
-	V           int       `json:"v"`
-	Name        string    `json:"name"`
-	DER         []byte    `json:"der"`
-	Thumbprint  string    `json:"thumb"`
-	SubjectKey  string    `json:"subj"`
-	Verified    bool      `json:"verified"`
-	Code        string    `json:"code,omitempty"`
-	CodeExpires time.Time `json:"code_exp,omitzero"`
-	Etag        string    `json:"etag"`
-	Created     time.Time `json:"created"`
-	Updated     time.Time `json:"updated"`
-}
-
-func (r *caRecord) domain() *enrollment.CA {
-	return &enrollment.CA{Name: r.Name, DER: r.DER, Thumbprint: r.Thumbprint, SubjectKey: r.SubjectKey,
-		Verified: r.Verified, VerificationCode: r.Code, CodeExpires: r.CodeExpires,
-		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
-}
-
-var cas = table[caRecord, *enrollment.CA]{bCA, "CA certificate", (*caRecord).domain, func(r *caRecord) string { return r.Etag }}
+var cas = table[record.CA, *enrollment.CA]{bCA, "CA certificate", (*record.CA).Domain, func(r *record.CA) string { return r.Etag }}
 
 func caSubjectKey(subjectKey, name string) string { return subjectKey + "/" + name }
 
@@ -62,9 +28,7 @@ func (s *Store) CreateCA(ctx context.Context, ca *enrollment.CA) (string, error)
 		if etag, err = nextEtag(tx); err != nil {
 			return err
 		}
-		rec := caRecord{V: schemaVersion, Name: ca.Name, DER: ca.DER, Thumbprint: ca.Thumbprint, SubjectKey: ca.SubjectKey,
-			Verified: ca.Verified, Code: ca.VerificationCode, CodeExpires: ca.CodeExpires, Etag: etag, Created: ca.Created, Updated: ca.Updated}
-		if err := cas.put(tx, ca.Name, &rec); err != nil {
+		if err := cas.put(tx, ca.Name, record.FromCA(ca, etag)); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bCAThumb).Put([]byte(ca.Thumbprint), []byte(ca.Name)); err != nil {
@@ -96,7 +60,7 @@ func (s *Store) FindCAsBySubject(ctx context.Context, subjectKey string) ([]*enr
 			if err != nil {
 				return err
 			}
-			out = append(out, rec.domain())
+			out = append(out, rec.Domain())
 		}
 		return nil
 	})
@@ -117,7 +81,7 @@ func (s *Store) UpdateCA(ctx context.Context, ca *enrollment.CA) (string, error)
 			return err
 		}
 		etag = e
-		rec.Verified, rec.Code, rec.CodeExpires, rec.Updated, rec.Etag = ca.Verified, ca.VerificationCode, ca.CodeExpires, ca.Updated, etag
+		rec.ApplyUpdate(ca, etag)
 		return cas.put(tx, ca.Name, rec)
 	})
 	return etag, err
@@ -143,23 +107,7 @@ func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
 	})
 }
 
-type groupRecord struct {
-	V          int              `json:"v"`
-	ID         string           `json:"id"`
-	CAName     string           `json:"ca"`
-	Disabled   bool             `json:"disabled,omitempty"`
-	Allocation allocationRecord `json:"alloc"`
-	Etag       string           `json:"etag"`
-	Created    time.Time        `json:"created"`
-	Updated    time.Time        `json:"updated"`
-}
-
-func (r *groupRecord) domain() *enrollment.Group {
-	return &enrollment.Group{ID: r.ID, CAName: r.CAName, Disabled: r.Disabled, Allocation: r.Allocation.domain(),
-		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
-}
-
-var groups = table[groupRecord, *enrollment.Group]{bGroup, "enrollment group", (*groupRecord).domain, func(r *groupRecord) string { return r.Etag }}
+var groups = table[record.Group, *enrollment.Group]{bGroup, "enrollment group", (*record.Group).Domain, func(r *record.Group) string { return r.Etag }}
 
 // CreateGroup implements enrollment.GroupStore.
 func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, error) {
@@ -178,9 +126,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, e
 		if etag, err = nextEtag(tx); err != nil {
 			return err
 		}
-		rec := groupRecord{V: schemaVersion, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled,
-			Allocation: toAllocationRecord(g.Allocation), Etag: etag, Created: g.Created, Updated: g.Updated}
-		if err := groups.put(tx, g.ID, &rec); err != nil {
+		if err := groups.put(tx, g.ID, record.FromGroup(g, etag)); err != nil {
 			return err
 		}
 		return tx.Bucket(bGroupCA).Put([]byte(g.CAName), []byte(g.ID))
@@ -212,7 +158,7 @@ func (s *Store) UpdateGroup(ctx context.Context, g *enrollment.Group) (string, e
 			return err
 		}
 		etag = e
-		rec.Disabled, rec.Allocation, rec.Updated, rec.Etag = g.Disabled, toAllocationRecord(g.Allocation), g.Updated, etag
+		rec.ApplyUpdate(g, etag)
 		return groups.put(tx, g.ID, rec)
 	})
 	return etag, err
@@ -229,25 +175,7 @@ func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
 	})
 }
 
-type individualRecord struct {
-	V              int              `json:"v"`
-	RegistrationID string           `json:"reg"`
-	DeviceID       string           `json:"dev,omitempty"`
-	Thumbprint     string           `json:"thumb"`
-	Disabled       bool             `json:"disabled,omitempty"`
-	Allocation     allocationRecord `json:"alloc"`
-	Etag           string           `json:"etag"`
-	Created        time.Time        `json:"created"`
-	Updated        time.Time        `json:"updated"`
-}
-
-func (r *individualRecord) domain() *enrollment.Individual {
-	return &enrollment.Individual{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Thumbprint: r.Thumbprint,
-		Disabled: r.Disabled, Allocation: r.Allocation.domain(),
-		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
-}
-
-var individuals = table[individualRecord, *enrollment.Individual]{bIndividual, "enrollment", (*individualRecord).domain, func(r *individualRecord) string { return r.Etag }}
+var individuals = table[record.Individual, *enrollment.Individual]{bIndividual, "enrollment", (*record.Individual).Domain, func(r *record.Individual) string { return r.Etag }}
 
 // CreateIndividual implements enrollment.IndividualStore.
 func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
@@ -264,9 +192,7 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 		if etag, err = nextEtag(tx); err != nil {
 			return err
 		}
-		rec := individualRecord{V: schemaVersion, RegistrationID: e.RegistrationID, DeviceID: e.DeviceID, Thumbprint: e.Thumbprint,
-			Disabled: e.Disabled, Allocation: toAllocationRecord(e.Allocation), Etag: etag, Created: e.Created, Updated: e.Updated}
-		if err := individuals.put(tx, key, &rec); err != nil {
+		if err := individuals.put(tx, key, record.FromIndividual(e, etag)); err != nil {
 			return err
 		}
 		return tx.Bucket(bIndThumb).Put([]byte(e.Thumbprint), []byte(key))
@@ -299,7 +225,7 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 			return err
 		}
 		etag = en
-		rec.DeviceID, rec.Disabled, rec.Allocation, rec.Updated, rec.Etag = e.DeviceID, e.Disabled, toAllocationRecord(e.Allocation), e.Updated, etag
+		rec.ApplyUpdate(e, etag)
 		return individuals.put(tx, key, rec)
 	})
 	return etag, err

@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -10,25 +9,10 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/storage/record"
 )
 
-type shardRecord struct {
-	V        int       `json:"v"`
-	ID       string    `json:"id"`
-	Hostname string    `json:"host"`
-	Weight   int       `json:"w"`
-	State    string    `json:"state"`
-	Etag     string    `json:"etag"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
-}
-
-func (r *shardRecord) domain() *allocation.Shard {
-	return &allocation.Shard{ID: r.ID, Hostname: r.Hostname, Weight: r.Weight, State: allocation.State(r.State),
-		Etag: r.Etag, Created: r.Created, Updated: r.Updated}
-}
-
-var shards = table[shardRecord, *allocation.Shard]{bShard, "shard", (*shardRecord).domain, func(r *shardRecord) string { return r.Etag }}
+var shards = table[record.Shard, *allocation.Shard]{bShard, "shard", (*record.Shard).Domain, func(r *record.Shard) string { return r.Etag }}
 
 // CreateShard implements allocation.Store.
 func (s *Store) CreateShard(ctx context.Context, sh *allocation.Shard) (string, error) {
@@ -41,9 +25,7 @@ func (s *Store) CreateShard(ctx context.Context, sh *allocation.Shard) (string, 
 		if etag, err = nextEtag(tx); err != nil {
 			return err
 		}
-		rec := shardRecord{V: schemaVersion, ID: sh.ID, Hostname: sh.Hostname, Weight: sh.Weight, State: string(sh.State),
-			Etag: etag, Created: sh.Created, Updated: sh.Updated}
-		return shards.put(tx, sh.ID, &rec)
+		return shards.put(tx, sh.ID, record.FromShard(sh, etag))
 	})
 	return etag, err
 }
@@ -65,7 +47,7 @@ func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
 		return tx.Bucket(bShard).ForEach(func(k, _ []byte) error {
 			rec, err := shards.load(tx, string(k))
 			if err == nil {
-				out = append(out, rec.domain())
+				out = append(out, rec.Domain())
 			}
 			return err
 		})
@@ -82,7 +64,7 @@ func (s *Store) UpdateShard(ctx context.Context, sh *allocation.Shard) (string, 
 			return err
 		}
 		etag = e
-		rec.Hostname, rec.Weight, rec.State, rec.Updated, rec.Etag = sh.Hostname, sh.Weight, string(sh.State), sh.Updated, etag
+		rec.ApplyUpdate(sh, etag)
 		return shards.put(tx, sh.ID, rec)
 	})
 	return etag, err
@@ -100,70 +82,15 @@ func (s *Store) DeleteShard(ctx context.Context, id, etag string) error {
 	})
 }
 
-type registrationRecord struct {
-	V              int       `json:"v"`
-	RegistrationID string    `json:"reg"`
-	DeviceID       string    `json:"dev"`
-	Shard          string    `json:"shard"`
-	Hub            string    `json:"hub"`
-	Status         string    `json:"st"`
-	Substatus      string    `json:"sub"`
-	Attestation    string    `json:"att"`
-	GroupID        string    `json:"grp,omitempty"`
-	Individual     bool      `json:"ind,omitempty"`
-	Thumbprint     string    `json:"thumb,omitempty"`
-	Etag           string    `json:"etag"`
-	Created        time.Time `json:"created"`
-	Updated        time.Time `json:"updated"`
-}
-
-func (r *registrationRecord) domain() *registry.Registration {
-	return &registry.Registration{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, AssignedHub: r.Hub,
-		Status: registry.Status(r.Status), Substatus: registry.Substatus(r.Substatus), AttestationType: registry.AttestationType(r.Attestation),
-		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, Etag: r.Etag, Created: r.Created, Updated: r.Updated}
-}
-
-func toRegistrationRecord(r *registry.Registration, etag string) *registrationRecord {
-	return &registrationRecord{V: schemaVersion, RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, Hub: r.AssignedHub,
-		Status: string(r.Status), Substatus: string(r.Substatus), Attestation: string(r.AttestationType), GroupID: r.GroupID,
-		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, Etag: etag, Created: r.Created, Updated: r.Updated}
-}
-
-type identityRecord struct {
-	V              int       `json:"v"`
-	DeviceID       string    `json:"dev"`
-	RegistrationID string    `json:"reg"`
-	Shard          string    `json:"shard"`
-	Status         string    `json:"st"`
-	CredType       string    `json:"ct"`
-	X509Thumbprint string    `json:"x5t,omitempty"`
-	CAThumbprint   string    `json:"cat,omitempty"`
-	Version        int64     `json:"ver"`
-	Created        time.Time `json:"created"`
-	Updated        time.Time `json:"updated"`
-}
-
-func toIdentityRecord(id *registry.Identity) *identityRecord {
-	return &identityRecord{V: schemaVersion, DeviceID: id.DeviceID, RegistrationID: id.RegistrationID, Shard: id.Shard,
-		Status: string(id.Status), CredType: string(id.Credential.Type), X509Thumbprint: id.Credential.X509Thumbprint,
-		CAThumbprint: id.Credential.CAThumbprint, Version: id.Version, Created: id.Created, Updated: id.Updated}
-}
-
-func (r *identityRecord) domain() *registry.Identity {
-	return &registry.Identity{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Shard: r.Shard, Status: registry.IdentityStatus(r.Status),
-		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint},
-		Version:    r.Version, Created: r.Created, Updated: r.Updated}
-}
-
 var (
-	registrations = table[registrationRecord, *registry.Registration]{bReg, "registration", (*registrationRecord).domain, func(r *registrationRecord) string { return r.Etag }}
-	identities    = table[identityRecord, *registry.Identity]{bIdentity, "identity", (*identityRecord).domain, func(*identityRecord) string { return "" }}
+	registrations = table[record.Registration, *registry.Registration]{bReg, "registration", (*record.Registration).Domain, func(r *record.Registration) string { return r.Etag }}
+	identities    = table[record.Identity, *registry.Identity]{bIdentity, "identity", (*record.Identity).Domain, func(*record.Identity) string { return "" }}
 )
 
 func indexKey(a, key string) []byte { return []byte(a + "\x00" + key) }
 
 // putRegistration writes the registration, its identity and its indexes.
-func putRegistration(tx *bolt.Tx, key string, reg *registrationRecord, id *identityRecord) error {
+func putRegistration(tx *bolt.Tx, key string, reg *record.Registration, id *record.Identity) error {
 	if err := putJSON(tx.Bucket(bReg), key, reg); err != nil {
 		return err
 	}
@@ -183,7 +110,7 @@ func putRegistration(tx *bolt.Tx, key string, reg *registrationRecord, id *ident
 
 // removeRegistration deletes the registration's indexes and identity (not
 // the registration record itself, which the caller overwrites or deletes).
-func removeRegistration(tx *bolt.Tx, key string, reg *registrationRecord) error {
+func removeRegistration(tx *bolt.Tx, key string, reg *record.Registration) error {
 	if reg.GroupID != "" {
 		if err := tx.Bucket(bRegGroup).Delete(indexKey(reg.GroupID, key)); err != nil {
 			return err
@@ -216,7 +143,7 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		if etag, err = nextEtag(tx); err != nil {
 			return err
 		}
-		return putRegistration(tx, key, toRegistrationRecord(reg, etag), toIdentityRecord(id))
+		return putRegistration(tx, key, record.FromRegistration(reg, etag), record.FromIdentity(id))
 	})
 	return etag, err
 }
@@ -240,7 +167,7 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 			return err
 		}
 		etag = e
-		return putRegistration(tx, key, toRegistrationRecord(reg, etag), toIdentityRecord(id))
+		return putRegistration(tx, key, record.FromRegistration(reg, etag), record.FromIdentity(id))
 	})
 	return etag, err
 }
@@ -272,7 +199,7 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 			if f.Shard != "" && rec.Shard != f.Shard {
 				return false, nil
 			}
-			out = append(out, rec.domain())
+			out = append(out, rec.Domain())
 			return true, nil
 		})
 		return err

@@ -1,0 +1,245 @@
+// Package record defines how domain values are persisted: private-to-storage
+// JSON record types with a schema version, and their conversions to and from
+// the domain types. Every backend stores these records, never the domain
+// structs, so that a domain change cannot silently change what is on disk.
+package record
+
+import (
+	"time"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/registry"
+)
+
+// Version is the schema version written into every record.
+const Version = 1
+
+// Allocation is an enrollment's allocation.
+type Allocation struct {
+	Policy      string   `json:"p"`
+	Shards      []string `json:"s,omitempty"`
+	StaticShard string   `json:"st,omitempty"`
+}
+
+// FromAllocation converts a domain allocation.
+func FromAllocation(a enrollment.Allocation) Allocation {
+	return Allocation{Policy: string(a.Policy), Shards: a.Shards, StaticShard: a.StaticShard}
+}
+
+// Domain converts back.
+func (r Allocation) Domain() enrollment.Allocation {
+	return enrollment.Allocation{Policy: enrollment.Policy(r.Policy), Shards: r.Shards, StaticShard: r.StaticShard}
+}
+
+// CA is a stored CA certificate.
+type CA struct {
+	V           int       `json:"v"`
+	Name        string    `json:"name"`
+	DER         []byte    `json:"der"`
+	Thumbprint  string    `json:"thumb"`
+	SubjectKey  string    `json:"subj"`
+	Verified    bool      `json:"verified"`
+	Code        string    `json:"code,omitempty"`
+	CodeExpires time.Time `json:"code_exp,omitzero"`
+	Etag        string    `json:"etag"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
+}
+
+// FromCA converts a domain CA, with the etag the write will carry.
+func FromCA(ca *enrollment.CA, etag string) *CA {
+	return &CA{V: Version, Name: ca.Name, DER: ca.DER, Thumbprint: ca.Thumbprint, SubjectKey: ca.SubjectKey,
+		Verified: ca.Verified, Code: ca.VerificationCode, CodeExpires: ca.CodeExpires, Etag: etag, Created: ca.Created, Updated: ca.Updated}
+}
+
+// Domain converts back.
+func (r *CA) Domain() *enrollment.CA {
+	return &enrollment.CA{Name: r.Name, DER: r.DER, Thumbprint: r.Thumbprint, SubjectKey: r.SubjectKey,
+		Verified: r.Verified, VerificationCode: r.Code, CodeExpires: r.CodeExpires,
+		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+}
+
+// ApplyUpdate copies the fields UpdateCA may change.
+func (r *CA) ApplyUpdate(ca *enrollment.CA, etag string) {
+	r.Verified, r.Code, r.CodeExpires, r.Updated, r.Etag = ca.Verified, ca.VerificationCode, ca.CodeExpires, ca.Updated, etag
+}
+
+// Group is a stored enrollment group.
+type Group struct {
+	V          int        `json:"v"`
+	ID         string     `json:"id"`
+	CAName     string     `json:"ca"`
+	Disabled   bool       `json:"disabled,omitempty"`
+	Allocation Allocation `json:"alloc"`
+	Etag       string     `json:"etag"`
+	Created    time.Time  `json:"created"`
+	Updated    time.Time  `json:"updated"`
+}
+
+// FromGroup converts a domain group.
+func FromGroup(g *enrollment.Group, etag string) *Group {
+	return &Group{V: Version, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled, Allocation: FromAllocation(g.Allocation),
+		Etag: etag, Created: g.Created, Updated: g.Updated}
+}
+
+// Domain converts back.
+func (r *Group) Domain() *enrollment.Group {
+	return &enrollment.Group{ID: r.ID, CAName: r.CAName, Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
+		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+}
+
+// ApplyUpdate copies the fields UpdateGroup may change.
+func (r *Group) ApplyUpdate(g *enrollment.Group, etag string) {
+	r.Disabled, r.Allocation, r.Updated, r.Etag = g.Disabled, FromAllocation(g.Allocation), g.Updated, etag
+}
+
+// Individual is a stored individual enrollment.
+type Individual struct {
+	V              int        `json:"v"`
+	RegistrationID string     `json:"reg"`
+	DeviceID       string     `json:"dev,omitempty"`
+	Thumbprint     string     `json:"thumb"`
+	Disabled       bool       `json:"disabled,omitempty"`
+	Allocation     Allocation `json:"alloc"`
+	Etag           string     `json:"etag"`
+	Created        time.Time  `json:"created"`
+	Updated        time.Time  `json:"updated"`
+}
+
+// FromIndividual converts a domain individual enrollment.
+func FromIndividual(e *enrollment.Individual, etag string) *Individual {
+	return &Individual{V: Version, RegistrationID: e.RegistrationID, DeviceID: e.DeviceID, Thumbprint: e.Thumbprint,
+		Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Etag: etag, Created: e.Created, Updated: e.Updated}
+}
+
+// Domain converts back.
+func (r *Individual) Domain() *enrollment.Individual {
+	return &enrollment.Individual{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Thumbprint: r.Thumbprint,
+		Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
+		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+}
+
+// ApplyUpdate copies the fields UpdateIndividual may change.
+func (r *Individual) ApplyUpdate(e *enrollment.Individual, etag string) {
+	r.DeviceID, r.Disabled, r.Allocation, r.Updated, r.Etag = e.DeviceID, e.Disabled, FromAllocation(e.Allocation), e.Updated, etag
+}
+
+// Shard is a stored hub shard.
+type Shard struct {
+	V        int       `json:"v"`
+	ID       string    `json:"id"`
+	Hostname string    `json:"host"`
+	Weight   int       `json:"w"`
+	State    string    `json:"state"`
+	Etag     string    `json:"etag"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+}
+
+// FromShard converts a domain shard.
+func FromShard(s *allocation.Shard, etag string) *Shard {
+	return &Shard{V: Version, ID: s.ID, Hostname: s.Hostname, Weight: s.Weight, State: string(s.State),
+		Etag: etag, Created: s.Created, Updated: s.Updated}
+}
+
+// Domain converts back.
+func (r *Shard) Domain() *allocation.Shard {
+	return &allocation.Shard{ID: r.ID, Hostname: r.Hostname, Weight: r.Weight, State: allocation.State(r.State),
+		Etag: r.Etag, Created: r.Created, Updated: r.Updated}
+}
+
+// ApplyUpdate copies the fields UpdateShard may change.
+func (r *Shard) ApplyUpdate(s *allocation.Shard, etag string) {
+	r.Hostname, r.Weight, r.State, r.Updated, r.Etag = s.Hostname, s.Weight, string(s.State), s.Updated, etag
+}
+
+// Registration is a stored registration.
+type Registration struct {
+	V              int       `json:"v"`
+	RegistrationID string    `json:"reg"`
+	DeviceID       string    `json:"dev"`
+	Shard          string    `json:"shard"`
+	Hub            string    `json:"hub"`
+	Status         string    `json:"st"`
+	Substatus      string    `json:"sub"`
+	Attestation    string    `json:"att"`
+	GroupID        string    `json:"grp,omitempty"`
+	Individual     bool      `json:"ind,omitempty"`
+	Thumbprint     string    `json:"thumb,omitempty"`
+	Etag           string    `json:"etag"`
+	Created        time.Time `json:"created"`
+	Updated        time.Time `json:"updated"`
+}
+
+// FromRegistration converts a domain registration.
+func FromRegistration(r *registry.Registration, etag string) *Registration {
+	return &Registration{V: Version, RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, Hub: r.AssignedHub,
+		Status: string(r.Status), Substatus: string(r.Substatus), Attestation: string(r.AttestationType), GroupID: r.GroupID,
+		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, Etag: etag, Created: r.Created, Updated: r.Updated}
+}
+
+// Domain converts back.
+func (r *Registration) Domain() *registry.Registration {
+	return &registry.Registration{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, AssignedHub: r.Hub,
+		Status: registry.Status(r.Status), Substatus: registry.Substatus(r.Substatus), AttestationType: registry.AttestationType(r.Attestation),
+		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, Etag: r.Etag, Created: r.Created, Updated: r.Updated}
+}
+
+// Identity is a stored registry identity.
+type Identity struct {
+	V              int       `json:"v"`
+	DeviceID       string    `json:"dev"`
+	RegistrationID string    `json:"reg"`
+	Shard          string    `json:"shard"`
+	Status         string    `json:"st"`
+	CredType       string    `json:"ct"`
+	X509Thumbprint string    `json:"x5t,omitempty"`
+	CAThumbprint   string    `json:"cat,omitempty"`
+	Version        int64     `json:"ver"`
+	Created        time.Time `json:"created"`
+	Updated        time.Time `json:"updated"`
+}
+
+// FromIdentity converts a domain identity.
+func FromIdentity(id *registry.Identity) *Identity {
+	return &Identity{V: Version, DeviceID: id.DeviceID, RegistrationID: id.RegistrationID, Shard: id.Shard,
+		Status: string(id.Status), CredType: string(id.Credential.Type), X509Thumbprint: id.Credential.X509Thumbprint,
+		CAThumbprint: id.Credential.CAThumbprint, Version: id.Version, Created: id.Created, Updated: id.Updated}
+}
+
+// Domain converts back.
+func (r *Identity) Domain() *registry.Identity {
+	return &registry.Identity{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Shard: r.Shard, Status: registry.IdentityStatus(r.Status),
+		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint},
+		Version:    r.Version, Created: r.Created, Updated: r.Updated}
+}
+
+// AccessKey is a stored access key (the secret's hash, never the secret).
+type AccessKey struct {
+	V           int       `json:"v"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Permissions []string  `json:"perms"`
+	SecretHash  []byte    `json:"hash"`
+	Created     time.Time `json:"created"`
+}
+
+// FromAccessKey converts a domain access key.
+func FromAccessKey(k *access.Key) *AccessKey {
+	r := &AccessKey{V: Version, ID: k.ID, Name: k.Name, SecretHash: k.SecretHash, Created: k.Created}
+	for _, p := range k.Permissions {
+		r.Permissions = append(r.Permissions, string(p))
+	}
+	return r
+}
+
+// Domain converts back.
+func (r *AccessKey) Domain() *access.Key {
+	k := &access.Key{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, Created: r.Created}
+	for _, p := range r.Permissions {
+		k.Permissions = append(k.Permissions, access.Permission(p))
+	}
+	return k
+}
