@@ -1,0 +1,267 @@
+package redis
+
+import (
+	"context"
+	"errors"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/storage/record"
+)
+
+var (
+	cas         = table[record.CA, *enrollment.CA]{"ca", "CA certificate", (*record.CA).Domain, func(r *record.CA) string { return r.Etag }}
+	groups      = table[record.Group, *enrollment.Group]{"grp", "enrollment group", (*record.Group).Domain, func(r *record.Group) string { return r.Etag }}
+	individuals = table[record.Individual, *enrollment.Individual]{"ind", "enrollment", (*record.Individual).Domain, func(r *record.Individual) string { return r.Etag }}
+	shards      = table[record.Shard, *allocation.Shard]{"shard", "shard", (*record.Shard).Domain, func(r *record.Shard) string { return r.Etag }}
+	accessKeys  = table[record.AccessKey, *access.Key]{"akey", "access key", (*record.AccessKey).Domain, func(*record.AccessKey) string { return "" }}
+)
+
+// Index keys, all in the configuration slot.
+func (s *Store) caThumbIndex() string             { return s.cfgKey("ca_thumb") }
+func (s *Store) caSubjectIndex(key string) string { return s.cfgKey("ca_subj", key) }
+func (s *Store) groupCAIndex() string             { return s.cfgKey("grp_ca") }
+func (s *Store) indThumbIndex() string            { return s.cfgKey("ind_thumb") }
+
+// hget returns a hash field, "" when absent.
+func hget(ctx context.Context, c goredis.Cmdable, key, field string) (string, error) {
+	v, err := c.HGet(ctx, key, field).Result()
+	if errors.Is(err, goredis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
+// CreateCA implements enrollment.CAStore.
+func (s *Store) CreateCA(ctx context.Context, ca *enrollment.CA) (string, error) {
+	etag := newEtag()
+	subj := s.caSubjectIndex(ca.SubjectKey)
+	err := cas.create(ctx, s, ca.Name, record.FromCA(ca, etag), []string{s.caThumbIndex()},
+		func(tx *goredis.Tx) error {
+			other, err := hget(ctx, tx, s.caThumbIndex(), ca.Thumbprint)
+			if err != nil {
+				return err
+			}
+			if other != "" {
+				return fault.Existsf("this certificate is already uploaded as CA certificate %q", other)
+			}
+			return nil
+		},
+		func(p goredis.Pipeliner) {
+			p.HSet(ctx, s.caThumbIndex(), ca.Thumbprint, ca.Name)
+			p.SAdd(ctx, subj, ca.Name)
+		})
+	return etag, err
+}
+
+// GetCA implements enrollment.CAStore.
+func (s *Store) GetCA(ctx context.Context, name string) (*enrollment.CA, error) {
+	return cas.get(ctx, s, name)
+}
+
+// FindCAByThumbprint implements enrollment.CAStore.
+func (s *Store) FindCAByThumbprint(ctx context.Context, thumbprint string) (*enrollment.CA, error) {
+	return cas.via(ctx, s, s.caThumbIndex(), thumbprint)
+}
+
+// FindCAsBySubject implements enrollment.CAStore.
+func (s *Store) FindCAsBySubject(ctx context.Context, subjectKey string) ([]*enrollment.CA, error) {
+	names, err := s.c.SMembers(ctx, s.caSubjectIndex(subjectKey)).Result()
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return cas.many(ctx, s, names)
+}
+
+// ListCAs implements enrollment.CAStore.
+func (s *Store) ListCAs(ctx context.Context, p enrollment.Page) ([]*enrollment.CA, string, error) {
+	return cas.page(ctx, s, p.Token, p.Limit)
+}
+
+// UpdateCA implements enrollment.CAStore.
+func (s *Store) UpdateCA(ctx context.Context, ca *enrollment.CA) (string, error) {
+	return cas.update(ctx, s, ca.Name, ca.Etag, func(r *record.CA, etag string) { r.ApplyUpdate(ca, etag) })
+}
+
+// DeleteCA implements enrollment.CAStore.
+func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
+	return cas.remove(ctx, s, name, etag, []string{s.groupCAIndex()},
+		func(tx *goredis.Tx, rec *record.CA) error {
+			g, err := hget(ctx, tx, s.groupCAIndex(), name)
+			if err != nil {
+				return err
+			}
+			if g != "" {
+				return fault.New(fault.FailedPrecondition, fault.ResourceInUse, "CA certificate %q is used by enrollment group %q; delete the group first", name, g)
+			}
+			return nil
+		},
+		func(p goredis.Pipeliner, rec *record.CA) {
+			p.HDel(ctx, s.caThumbIndex(), rec.Thumbprint)
+			p.SRem(ctx, s.caSubjectIndex(rec.SubjectKey), name)
+		})
+}
+
+// CreateGroup implements enrollment.GroupStore.
+func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, error) {
+	etag := newEtag()
+	err := groups.create(ctx, s, g.ID, record.FromGroup(g, etag), []string{cas.key(s, g.CAName), s.groupCAIndex()},
+		func(tx *goredis.Tx) error {
+			n, err := tx.Exists(ctx, cas.key(s, g.CAName)).Result()
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return fault.New(fault.FailedPrecondition, fault.ResourceNotFound, "CA certificate %q does not exist", g.CAName)
+			}
+			other, err := hget(ctx, tx, s.groupCAIndex(), g.CAName)
+			if err != nil {
+				return err
+			}
+			if other != "" {
+				return fault.Existsf("CA certificate %q already has enrollment group %q", g.CAName, other)
+			}
+			return nil
+		},
+		func(p goredis.Pipeliner) { p.HSet(ctx, s.groupCAIndex(), g.CAName, g.ID) })
+	return etag, err
+}
+
+// GetGroup implements enrollment.GroupStore.
+func (s *Store) GetGroup(ctx context.Context, id string) (*enrollment.Group, error) {
+	return groups.get(ctx, s, id)
+}
+
+// FindGroupByCA implements enrollment.GroupStore.
+func (s *Store) FindGroupByCA(ctx context.Context, caName string) (*enrollment.Group, error) {
+	return groups.via(ctx, s, s.groupCAIndex(), caName)
+}
+
+// ListGroups implements enrollment.GroupStore.
+func (s *Store) ListGroups(ctx context.Context, p enrollment.Page) ([]*enrollment.Group, string, error) {
+	return groups.page(ctx, s, p.Token, p.Limit)
+}
+
+// UpdateGroup implements enrollment.GroupStore.
+func (s *Store) UpdateGroup(ctx context.Context, g *enrollment.Group) (string, error) {
+	return groups.update(ctx, s, g.ID, g.Etag, func(r *record.Group, etag string) { r.ApplyUpdate(g, etag) })
+}
+
+// DeleteGroup implements enrollment.GroupStore.
+func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
+	return groups.remove(ctx, s, id, etag, nil, nil, func(p goredis.Pipeliner, rec *record.Group) {
+		p.HDel(ctx, s.groupCAIndex(), rec.CAName)
+	})
+}
+
+// CreateIndividual implements enrollment.IndividualStore.
+func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
+	etag := newEtag()
+	key := enrollment.Key(e.RegistrationID)
+	err := individuals.create(ctx, s, key, record.FromIndividual(e, etag), []string{s.indThumbIndex()},
+		func(tx *goredis.Tx) error {
+			other, err := hget(ctx, tx, s.indThumbIndex(), e.Thumbprint)
+			if err != nil {
+				return err
+			}
+			if other != "" {
+				return fault.Existsf("this certificate is already enrolled as %q", other)
+			}
+			return nil
+		},
+		func(p goredis.Pipeliner) { p.HSet(ctx, s.indThumbIndex(), e.Thumbprint, key) })
+	return etag, err
+}
+
+// GetIndividual implements enrollment.IndividualStore.
+func (s *Store) GetIndividual(ctx context.Context, registrationID string) (*enrollment.Individual, error) {
+	return individuals.get(ctx, s, enrollment.Key(registrationID))
+}
+
+// FindIndividualByThumbprint implements enrollment.IndividualStore.
+func (s *Store) FindIndividualByThumbprint(ctx context.Context, thumbprint string) (*enrollment.Individual, error) {
+	return individuals.via(ctx, s, s.indThumbIndex(), thumbprint)
+}
+
+// ListIndividuals implements enrollment.IndividualStore.
+func (s *Store) ListIndividuals(ctx context.Context, p enrollment.Page) ([]*enrollment.Individual, string, error) {
+	return individuals.page(ctx, s, p.Token, p.Limit)
+}
+
+// UpdateIndividual implements enrollment.IndividualStore.
+func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
+	return individuals.update(ctx, s, enrollment.Key(e.RegistrationID), e.Etag, func(r *record.Individual, etag string) { r.ApplyUpdate(e, etag) })
+}
+
+// DeleteIndividual implements enrollment.IndividualStore.
+func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag string) error {
+	return individuals.remove(ctx, s, enrollment.Key(registrationID), etag, nil, nil, func(p goredis.Pipeliner, rec *record.Individual) {
+		p.HDel(ctx, s.indThumbIndex(), rec.Thumbprint)
+	})
+}
+
+// CreateShard implements allocation.Store.
+func (s *Store) CreateShard(ctx context.Context, sh *allocation.Shard) (string, error) {
+	etag := newEtag()
+	return etag, shards.create(ctx, s, sh.ID, record.FromShard(sh, etag), nil, nil, nil)
+}
+
+// GetShard implements allocation.Store.
+func (s *Store) GetShard(ctx context.Context, id string) (*allocation.Shard, error) {
+	return shards.get(ctx, s, id)
+}
+
+// ListShards implements allocation.Store.
+func (s *Store) ListShards(ctx context.Context, token string, limit int) ([]*allocation.Shard, string, error) {
+	return shards.page(ctx, s, token, limit)
+}
+
+// AllShards implements allocation.Store. Shards are few (an operator
+// creates them), so one read of the list and one MGET suffice.
+func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
+	ids, err := s.c.ZRange(ctx, shards.list(s), 0, -1).Result()
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return shards.many(ctx, s, ids)
+}
+
+// UpdateShard implements allocation.Store.
+func (s *Store) UpdateShard(ctx context.Context, sh *allocation.Shard) (string, error) {
+	return shards.update(ctx, s, sh.ID, sh.Etag, func(r *record.Shard, etag string) { r.ApplyUpdate(sh, etag) })
+}
+
+// DeleteShard implements allocation.Store.
+func (s *Store) DeleteShard(ctx context.Context, id, etag string) error {
+	inUse, err := s.shardInUse(ctx, id)
+	if err != nil {
+		return err
+	}
+	if inUse {
+		if _, err := shards.load(ctx, s, s.c, id); err != nil {
+			return err
+		}
+		return fault.New(fault.FailedPrecondition, fault.ResourceInUse, "shard %q still has registered devices", id)
+	}
+	return shards.remove(ctx, s, id, etag, nil, nil, nil)
+}
+
+// CreateKey implements access.Store.
+func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
+	return accessKeys.create(ctx, s, k.ID, record.FromAccessKey(k), nil, nil, nil)
+}
+
+// GetKey implements access.Store.
+func (s *Store) GetKey(ctx context.Context, id string) (*access.Key, error) {
+	return accessKeys.get(ctx, s, id)
+}
+
+// CountKeys implements access.Store.
+func (s *Store) CountKeys(ctx context.Context) (int, error) {
+	n, err := s.c.ZCard(ctx, accessKeys.list(s)).Result()
+	return int(n), s.fail(ctx, err)
+}

@@ -1,0 +1,396 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/storage/record"
+)
+
+// Device-ID claims. A claim names the registration that holds a device ID.
+// A creator writes its registration only while its claim is younger than
+// claimFreshFor; another registration may take over a claim only when it
+// is older than claimStaleAfter and its holder has no registration with
+// that device ID. With replica clocks within (claimStaleAfter -
+// claimFreshFor) of each other, two registrations never hold one device ID.
+const (
+	claimFreshFor   = time.Minute
+	claimStaleAfter = 2 * time.Minute
+)
+
+// device is a registration and its identity: one key, so one write.
+type device struct {
+	R *record.Registration `json:"r"`
+	I *record.Identity     `json:"i"`
+}
+
+func (s *Store) regKey(key string) string        { return "{" + s.prefix + ":r:" + key + "}" }
+func (s *Store) claimKey(deviceID string) string { return "{" + s.prefix + ":d:" + deviceID + "}" }
+func (s *Store) idxAll() string                  { return s.prefix + ":ix:regs" }
+func (s *Store) idxShard(id string) string       { return s.prefix + ":ix:shard:" + id }
+func (s *Store) idxGroup(id string) string       { return s.prefix + ":ix:grp:" + id }
+
+func (s *Store) loadDevice(ctx context.Context, c goredis.Cmdable, key string) (*device, error) {
+	var d device
+	ok, err := getJSON(ctx, c, s.regKey(key), &d)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if !ok || d.R == nil || d.I == nil {
+		return nil, fault.NotFoundf("registration %q not found", key)
+	}
+	return &d, nil
+}
+
+// addIndexes records key in the list indexes before the registration is
+// written: a failure between the two leaves an entry that lists skip.
+func (s *Store) addIndexes(ctx context.Context, key, shard, group string) error {
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.ZAdd(ctx, s.idxAll(), goredis.Z{Member: key})
+		p.ZAdd(ctx, s.idxShard(shard), goredis.Z{Member: key})
+		if group != "" {
+			p.ZAdd(ctx, s.idxGroup(group), goredis.Z{Member: key})
+		}
+		return nil
+	})
+	return s.fail(ctx, err)
+}
+
+// dropIndexes removes key from the indexes named (best effort: a leftover
+// entry is skipped by lists).
+func (s *Store) dropIndexes(ctx context.Context, key string, all bool, shard, group string) {
+	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if all {
+			p.ZRem(ctx, s.idxAll(), key)
+		}
+		if shard != "" {
+			p.ZRem(ctx, s.idxShard(shard), key)
+		}
+		if group != "" {
+			p.ZRem(ctx, s.idxGroup(group), key)
+		}
+		return nil
+	})
+}
+
+func parseClaim(v string) (owner string, at time.Time) {
+	owner, ts, _ := strings.Cut(v, "\x00")
+	n, _ := strconv.ParseInt(ts, 10, 64)
+	return owner, time.Unix(0, n)
+}
+
+// claimDevice makes key the holder of deviceID's claim, or fails with
+// DEVICE_ID_CONFLICT. It returns when the claim was (re)stamped.
+func (s *Store) claimDevice(ctx context.Context, deviceID, key string) (time.Time, error) {
+	ck := s.claimKey(deviceID)
+	var stamped time.Time
+	err := s.watch(ctx, func(tx *goredis.Tx) error {
+		v, err := tx.Get(ctx, ck).Result()
+		switch {
+		case errors.Is(err, goredis.Nil):
+		case err != nil:
+			return err
+		default:
+			owner, at := parseClaim(v)
+			if owner == key && time.Since(at) < claimFreshFor/2 {
+				stamped = at // a concurrent registration of the same device claimed it just now
+				return nil
+			}
+			if owner != key {
+				other, err := s.loadDevice(ctx, s.c, owner)
+				switch {
+				case err == nil && other.I.DeviceID == deviceID:
+					return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q belongs to another registration", deviceID)
+				case err != nil && !errors.Is(err, fault.ErrNotFound):
+					return err
+				case time.Since(at) < claimStaleAfter:
+					return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q is being claimed by another registration", deviceID)
+				}
+			}
+		}
+		stamped = time.Now()
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, ck, key+"\x00"+strconv.FormatInt(stamped.UnixNano(), 10), 0)
+			return nil
+		})
+		return err
+	}, ck)
+	return stamped, err
+}
+
+// CreateRegistration implements registry.Store: claim the device ID, add
+// the index entries, then write registration and identity as one key.
+func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registration, id *registry.Identity) (string, error) {
+	if reg.DeviceID != id.DeviceID {
+		return "", fault.New(fault.Internal, fault.InternalError, "registration and identity name different devices")
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	key := enrollment.Key(reg.RegistrationID)
+	etag := newEtag()
+	raw, err := encode(device{R: record.FromRegistration(reg, etag), I: record.FromIdentity(id)})
+	if err != nil {
+		return "", err
+	}
+	// Refuse an existing registration before touching the claim or indexes.
+	if n, err := s.c.Exists(ctx, s.regKey(key)).Result(); err != nil {
+		return "", s.fail(ctx, err)
+	} else if n > 0 {
+		return "", fault.Existsf("registration %q already exists", reg.RegistrationID)
+	}
+	claimed, err := s.claimDevice(ctx, id.DeviceID, key)
+	if err != nil {
+		return "", err
+	}
+	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID); err != nil {
+		return "", err
+	}
+	err = s.watch(ctx, func(tx *goredis.Tx) error {
+		n, err := tx.Exists(ctx, s.regKey(key)).Result()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fault.Existsf("registration %q already exists", reg.RegistrationID)
+		}
+		if time.Since(claimed) > claimFreshFor {
+			return fault.New(fault.Unavailable, fault.StoreUnavailable, "registration took too long; retry")
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, s.regKey(key), raw, 0)
+			return nil
+		})
+		return err
+	}, s.regKey(key))
+	if err != nil {
+		return "", err
+	}
+	return etag, nil
+}
+
+// UpdateRegistration implements registry.Store.
+func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registration, id *registry.Identity) (string, error) {
+	if reg.DeviceID != id.DeviceID {
+		return "", fault.New(fault.Internal, fault.InternalError, "registration and identity name different devices")
+	}
+	key := enrollment.Key(reg.RegistrationID)
+	etag := newEtag()
+	raw, err := encode(device{R: record.FromRegistration(reg, etag), I: record.FromIdentity(id)})
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.loadDevice(ctx, s.c, key); err != nil {
+		return "", err
+	}
+	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID); err != nil {
+		return "", err
+	}
+	var old *device
+	err = s.watch(ctx, func(tx *goredis.Tx) error {
+		d, err := s.loadDevice(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if err := checkEtag("registration", reg.RegistrationID, reg.Etag, d.R.Etag); err != nil {
+			return err
+		}
+		if d.R.DeviceID != reg.DeviceID {
+			return fault.Invalidf("the device ID of registration %q cannot change", reg.RegistrationID)
+		}
+		old = d
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, s.regKey(key), raw, 0)
+			return nil
+		})
+		return err
+	}, s.regKey(key))
+	if err != nil {
+		return "", err
+	}
+	shard, group := "", ""
+	if old.R.Shard != reg.Shard {
+		shard = old.R.Shard
+	}
+	if old.R.GroupID != reg.GroupID {
+		group = old.R.GroupID
+	}
+	s.dropIndexes(ctx, key, false, shard, group)
+	return etag, nil
+}
+
+// GetRegistration implements registry.Store.
+func (s *Store) GetRegistration(ctx context.Context, registrationID string) (*registry.Registration, error) {
+	d, err := s.loadDevice(ctx, s.c, enrollment.Key(registrationID))
+	if err != nil {
+		return nil, err
+	}
+	return d.R.Domain(), nil
+}
+
+// GetIdentity implements registry.Store.
+func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Identity, error) {
+	v, err := s.c.Get(ctx, s.claimKey(deviceID)).Result()
+	if errors.Is(err, goredis.Nil) {
+		return nil, fault.NotFoundf("identity %q not found", deviceID)
+	}
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	owner, _ := parseClaim(v)
+	d, err := s.loadDevice(ctx, s.c, owner)
+	if err != nil || d.I.DeviceID != deviceID {
+		if err == nil || errors.Is(err, fault.ErrNotFound) {
+			return nil, fault.NotFoundf("identity %q not found", deviceID)
+		}
+		return nil, err
+	}
+	return d.I.Domain(), nil
+}
+
+// DeleteRegistration implements registry.Store.
+func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
+	key := enrollment.Key(registrationID)
+	var old *device
+	err := s.watch(ctx, func(tx *goredis.Tx) error {
+		d, err := s.loadDevice(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if etag != "" {
+			if err := checkEtag("registration", registrationID, etag, d.R.Etag); err != nil {
+				return err
+			}
+		}
+		old = d
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Del(ctx, s.regKey(key))
+			return nil
+		})
+		return err
+	}, s.regKey(key))
+	if err != nil {
+		return err
+	}
+	s.dropIndexes(ctx, key, true, old.R.Shard, old.R.GroupID)
+	s.releaseClaim(ctx, old.I.DeviceID, key)
+	return nil
+}
+
+// releaseClaim deletes deviceID's claim if key still holds it (best
+// effort: a leftover claim is taken over once stale).
+func (s *Store) releaseClaim(ctx context.Context, deviceID, key string) {
+	ck := s.claimKey(deviceID)
+	_ = s.watch(ctx, func(tx *goredis.Tx) error {
+		v, err := tx.Get(ctx, ck).Result()
+		if err != nil {
+			return nil
+		}
+		if owner, _ := parseClaim(v); owner != key {
+			return nil
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Del(ctx, ck)
+			return nil
+		})
+		return err
+	}, ck)
+}
+
+// ListRegistrations implements registry.Store. It walks the group, shard or
+// global index and reads the registrations in one pipeline; entries whose
+// registration is gone or no longer matches are skipped, so a page may
+// hold fewer than limit items.
+func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token string, limit int) ([]*registry.Registration, string, error) {
+	idx := s.idxAll()
+	switch {
+	case f.GroupID != "":
+		idx = s.idxGroup(f.GroupID)
+	case f.Shard != "":
+		idx = s.idxShard(f.Shard)
+	}
+	keys, next, err := rangePage(ctx, s.c, idx, "", token, limit)
+	if err != nil {
+		return nil, "", s.fail(ctx, err)
+	}
+	devs, err := s.loadDevices(ctx, keys)
+	if err != nil {
+		return nil, "", err
+	}
+	var out []*registry.Registration
+	for _, d := range devs {
+		if d == nil || f.GroupID != "" && d.R.GroupID != f.GroupID || f.Shard != "" && d.R.Shard != f.Shard {
+			continue
+		}
+		out = append(out, d.R.Domain())
+	}
+	return out, next, nil
+}
+
+// loadDevices reads registrations in one pipeline (they live in different
+// slots); absent ones come back nil.
+func (s *Store) loadDevices(ctx context.Context, keys []string) ([]*device, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*goredis.StringCmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, s.regKey(k))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, s.fail(ctx, err)
+	}
+	out := make([]*device, len(keys))
+	for i, c := range cmds {
+		v, err := c.Result()
+		if errors.Is(err, goredis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		var d device
+		if err := decodeString(v, &d); err != nil {
+			return nil, err
+		}
+		if d.R != nil && d.I != nil {
+			out[i] = &d
+		}
+	}
+	return out, nil
+}
+
+// shardInUse reports whether any registration is assigned to the shard.
+func (s *Store) shardInUse(ctx context.Context, id string) (bool, error) {
+	token := ""
+	for {
+		keys, next, err := rangePage(ctx, s.c, s.idxShard(id), "", token, 100)
+		if err != nil {
+			return false, s.fail(ctx, err)
+		}
+		devs, err := s.loadDevices(ctx, keys)
+		if err != nil {
+			return false, err
+		}
+		for _, d := range devs {
+			if d != nil && d.R.Shard == id {
+				return true, nil
+			}
+		}
+		if next == "" {
+			return false, nil
+		}
+		token = next
+	}
+}
