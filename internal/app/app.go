@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/zerotouch/zerotouch/internal/access"
@@ -22,7 +23,6 @@ import (
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/server"
-	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 )
 
 // OwnerKeyFile is where the bootstrap owner key is written, in the data
@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		return fmt.Errorf("server certificate: %w", err)
 	}
 
-	store, err := embedded.Open(cfg.StorePath())
+	store, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen REST: %w", err)
 	}
-	fmt.Fprintf(opt.Stdout, "zerotouch serving gRPC on %s and REST on https://%s (store %s)\n", grpcLis.Addr(), httpLis.Addr(), cfg.StorePath())
+	where := cfg.StorePath()
+	if cfg.Storage.Backend == "redis" {
+		where = "redis " + strings.Join(cfg.Storage.Redis.Addrs, ",")
+	}
+	fmt.Fprintf(opt.Stdout, "zerotouch serving gRPC on %s and REST on https://%s (store %s)\n", grpcLis.Addr(), httpLis.Addr(), where)
 	if caFile != "" {
 		fmt.Fprintf(opt.Stdout, "development CA (trust it in clients): %s\n", caFile)
 	}

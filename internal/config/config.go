@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -32,9 +33,11 @@ type Config struct {
 		KeyFile  string `yaml:"key_file"`
 	} `yaml:"tls"`
 	Storage struct {
+		// Backend is "embedded" (one node) or "redis" (replicas).
 		Backend string `yaml:"backend"`
 		// Path of the embedded store file; default DataDir/zerotouch.db.
-		Path string `yaml:"path"`
+		Path  string `yaml:"path"`
+		Redis Redis  `yaml:"redis"`
 	} `yaml:"storage"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -46,6 +49,32 @@ type Config struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 }
 
+// Redis configures the Redis backend.
+type Redis struct {
+	// Addrs: one address (standalone), the cluster's nodes (with Cluster
+	// or several addresses), or the sentinels (with MasterName).
+	Addrs      []string `yaml:"addrs"`
+	Cluster    bool     `yaml:"cluster"`
+	MasterName string   `yaml:"master_name"`
+	Username   string   `yaml:"username"`
+	Password   string   `yaml:"password"`
+	DB         int      `yaml:"db"`
+	KeyPrefix  string   `yaml:"key_prefix"`
+	PoolSize   int      `yaml:"pool_size"`
+	// Timeouts keep a request from hanging on an unreachable Redis.
+	DialTimeout  time.Duration `yaml:"dial_timeout"`
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	PoolTimeout  time.Duration `yaml:"pool_timeout"`
+	TLS          struct {
+		Enabled    bool   `yaml:"enabled"`
+		CAFile     string `yaml:"ca_file"`
+		CertFile   string `yaml:"cert_file"`
+		KeyFile    string `yaml:"key_file"`
+		ServerName string `yaml:"server_name"`
+	} `yaml:"tls"`
+}
+
 // Default returns the configuration used where nothing else is said.
 func Default() Config {
 	var c Config
@@ -53,6 +82,11 @@ func Default() Config {
 	c.Listen.GRPC = "127.0.0.1:8444"
 	c.Listen.HTTP = "127.0.0.1:8443"
 	c.Storage.Backend = "embedded"
+	c.Storage.Redis.KeyPrefix = "zt"
+	c.Storage.Redis.DialTimeout = time.Second
+	c.Storage.Redis.ReadTimeout = 500 * time.Millisecond
+	c.Storage.Redis.WriteTimeout = 500 * time.Millisecond
+	c.Storage.Redis.PoolTimeout = time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.X509.MaxChainLength = 5
@@ -87,6 +121,8 @@ func Load(args []string, env func(string) string) (*Config, error) {
 	flagKey := fs.String("tls-key", "", "server private key (PEM)")
 	flagLevel := fs.String("log-level", "", "debug, info, warn or error")
 	flagFormat := fs.String("log-format", "", "text or json")
+	flagStorage := fs.String("storage", "", "embedded or redis")
+	flagRedis := fs.String("redis-addrs", "", "comma-separated Redis addresses")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
 	}
@@ -119,6 +155,10 @@ func Load(args []string, env func(string) string) (*Config, error) {
 			c.Log.Level = *flagLevel
 		case "log-format":
 			c.Log.Format = *flagFormat
+		case "storage":
+			c.Storage.Backend = *flagStorage
+		case "redis-addrs":
+			c.Storage.Redis.Addrs = splitList(*flagRedis)
 		}
 	})
 	if err := c.Validate(); err != nil {
@@ -164,11 +204,25 @@ func applyEnv(c *Config, env func(string) string) []error {
 		"ZEROTOUCH_STORAGE_PATH":    &c.Storage.Path,
 		"ZEROTOUCH_LOG_LEVEL":       &c.Log.Level,
 		"ZEROTOUCH_LOG_FORMAT":      &c.Log.Format,
+		"ZEROTOUCH_REDIS_USERNAME":  &c.Storage.Redis.Username,
+		"ZEROTOUCH_REDIS_PASSWORD":  &c.Storage.Redis.Password,
+		"ZEROTOUCH_REDIS_MASTER":    &c.Storage.Redis.MasterName,
+		"ZEROTOUCH_REDIS_PREFIX":    &c.Storage.Redis.KeyPrefix,
 	}
 	for name, p := range str {
 		if v := env(name); v != "" {
 			*p = v
 		}
+	}
+	if v := env("ZEROTOUCH_REDIS_ADDRS"); v != "" {
+		c.Storage.Redis.Addrs = splitList(v)
+	}
+	if v := env("ZEROTOUCH_REDIS_CLUSTER"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ZEROTOUCH_REDIS_CLUSTER=%q is not a boolean", v))
+		}
+		c.Storage.Redis.Cluster = b
 	}
 	if v := env("ZEROTOUCH_DEV"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -222,8 +276,12 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.Storage.Backend != "embedded" {
-		p = append(p, fmt.Errorf("storage.backend %q is not supported (embedded)", c.Storage.Backend))
+	switch c.Storage.Backend {
+	case "embedded":
+	case "redis":
+		p = append(p, c.Storage.Redis.validate()...)
+	default:
+		p = append(p, fmt.Errorf("storage.backend %q is not one of embedded, redis", c.Storage.Backend))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -242,6 +300,64 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("shutdown_grace %s is outside (0, 10m]", c.ShutdownGrace))
 	}
 	return errors.Join(p...)
+}
+
+func (r *Redis) validate() []error {
+	var p []error
+	if len(r.Addrs) == 0 {
+		p = append(p, errors.New("storage.redis.addrs is required for the redis backend"))
+	}
+	for _, a := range r.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			p = append(p, fmt.Errorf("storage.redis.addrs: %q is not host:port", a))
+		}
+	}
+	if r.Cluster && r.MasterName != "" {
+		p = append(p, errors.New("storage.redis: cluster and master_name (Sentinel) exclude each other"))
+	}
+	if r.DB != 0 && (r.Cluster || len(r.Addrs) > 1 && r.MasterName == "") {
+		p = append(p, errors.New("storage.redis.db must be 0 with Redis Cluster"))
+	}
+	if r.DB < 0 || r.DB > 15 {
+		p = append(p, fmt.Errorf("storage.redis.db %d is outside 0-15", r.DB))
+	}
+	if r.KeyPrefix == "" || strings.ContainsAny(r.KeyPrefix, "{}: ") {
+		p = append(p, fmt.Errorf("storage.redis.key_prefix %q must be non-empty without braces, colons or spaces", r.KeyPrefix))
+	}
+	if r.PoolSize < 0 || r.PoolSize > 10000 {
+		p = append(p, fmt.Errorf("storage.redis.pool_size %d is outside 0-10000", r.PoolSize))
+	}
+	for name, d := range map[string]time.Duration{"dial_timeout": r.DialTimeout, "read_timeout": r.ReadTimeout, "write_timeout": r.WriteTimeout, "pool_timeout": r.PoolTimeout} {
+		if d <= 0 || d > time.Minute {
+			p = append(p, fmt.Errorf("storage.redis.%s %s is outside (0, 1m]", name, d))
+		}
+	}
+	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
+		p = append(p, errors.New("storage.redis.tls.cert_file and key_file must be given together"))
+	}
+	for _, f := range []string{r.TLS.CAFile, r.TLS.CertFile, r.TLS.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if !r.TLS.Enabled {
+			p = append(p, errors.New("storage.redis.tls files are given but tls.enabled is false"))
+			break
+		}
+		if _, err := os.Stat(f); err != nil {
+			p = append(p, fmt.Errorf("storage.redis.tls: %v", err))
+		}
+	}
+	return p
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func hasZeroPort(addr string) bool {

@@ -4,6 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -27,6 +34,10 @@ var kindCodes = map[fault.Kind]codes.Code{
 	fault.ResourceExhausted:  codes.ResourceExhausted,
 	fault.Unavailable:        codes.Unavailable,
 }
+
+// retryAfter is the hint given with retryable errors (RetryInfo over gRPC,
+// Retry-After over REST).
+const retryAfter = time.Second
 
 // toStatus is the one place where errors become gRPC status (and, through
 // the gateway, HTTP). Classified errors keep their caller-safe message and
@@ -60,12 +71,25 @@ func toStatus(ctx context.Context, log *slog.Logger, err error, device bool) err
 		msg = string(fe.Reason)
 	}
 	st := status.New(kindCodes[fe.Kind], msg)
-	info := &errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: ErrorDomain}
-	if fe.Kind == fault.Unavailable {
-		info.Metadata = map[string]string{"retry_after_seconds": "1"}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: ErrorDomain}}
+	if fe.Kind == fault.Unavailable || fe.Kind == fault.ResourceExhausted {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
 	}
-	if withDetails, err := st.WithDetails(info); err == nil {
+	if withDetails, err := st.WithDetails(details...); err == nil {
 		st = withDetails
 	}
 	return st.Err()
+}
+
+// httpErrorHandler is the gateway's error handler plus a Retry-After header
+// on retryable errors.
+func httpErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if st, ok := status.FromError(err); ok {
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(ri.GetRetryDelay().AsDuration().Seconds()))))
+			}
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -105,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	gw := runtime.NewServeMux()
+	gw := runtime.NewServeMux(runtime.WithErrorHandler(httpErrorHandler))
 	ctx := context.Background()
 	for _, err := range []error{
 		pb.RegisterDeviceRegistrationServiceHandlerServer(ctx, gw, svc),
@@ -160,6 +160,9 @@ func (s *Server) ready(ctx context.Context) error {
 // requests finish within ShutdownGrace, and then closes what is left.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watchReadiness(watchCtx)
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(grpcLis) }()
 	go func() { errc <- s.http.Serve(tlsListener(httpLis, s.http.TLSConfig)) }()
@@ -195,6 +198,34 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		return serveErr
 	}
 	return nil
+}
+
+// watchReadiness keeps the gRPC health status in step with the store:
+// NOT_SERVING while it does not answer, SERVING again once it does.
+func (s *Server) watchReadiness(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	serving := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		ok := s.ready(cctx) == nil
+		cancel()
+		if ok == serving || ctx.Err() != nil {
+			continue
+		}
+		serving = ok
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ok {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		s.health.SetServingStatus("", st)
+		s.cfg.Log.Warn("readiness changed", "serving", ok)
+	}
 }
 
 func tlsListener(l net.Listener, cfg *tls.Config) net.Listener { return tls.NewListener(l, cfg) }

@@ -1,0 +1,68 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/storage/embedded"
+	"github.com/zerotouch/zerotouch/internal/storage/redis"
+)
+
+// store is what the service needs of a backend.
+type store interface {
+	admin.Store
+	access.Store
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// openStore opens the configured backend.
+func openStore(cfg *config.Config) (store, error) {
+	switch cfg.Storage.Backend {
+	case "redis":
+		r := cfg.Storage.Redis
+		opt := redis.Options{
+			Addrs: r.Addrs, Cluster: r.Cluster, MasterName: r.MasterName, Username: r.Username, Password: r.Password,
+			DB: r.DB, KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize, DialTimeout: r.DialTimeout,
+			ReadTimeout: r.ReadTimeout, WriteTimeout: r.WriteTimeout, PoolTimeout: r.PoolTimeout,
+		}
+		if r.TLS.Enabled {
+			tc, err := redisTLS(r)
+			if err != nil {
+				return nil, err
+			}
+			opt.TLS = tc
+		}
+		return redis.Open(opt)
+	default:
+		return embedded.Open(cfg.StorePath())
+	}
+}
+
+func redisTLS(r config.Redis) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLS.ServerName}
+	if r.TLS.CAFile != "" {
+		pem, err := os.ReadFile(r.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis tls: no certificate in %s", r.TLS.CAFile)
+		}
+	}
+	if r.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(r.TLS.CertFile, r.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
