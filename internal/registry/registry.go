@@ -121,7 +121,10 @@ type Store interface {
 	// device ID must not change.
 	UpdateRegistration(ctx context.Context, reg *Registration, id *Identity) (etag string, err error)
 	GetRegistration(ctx context.Context, registrationID string) (*Registration, error)
-	// ListRegistrations pages through registrations ordered by key.
+	// ListRegistrations pages through registrations. With a group or shard
+	// filter it walks that index in key order; unfiltered it lists the
+	// registrations of every existing shard. A page may hold fewer than
+	// limit items even when more follow.
 	ListRegistrations(ctx context.Context, f Filter, token string, limit int) (regs []*Registration, next string, err error)
 	// DeleteRegistration removes the registration and its identity in one
 	// atomic step. A non-empty etag must be current.

@@ -21,15 +21,17 @@ var (
 	accessKeys  = table[record.AccessKey, *access.Key]{"akey", "access key", (*record.AccessKey).Domain, func(*record.AccessKey) string { return "" }}
 )
 
-// Index keys, all in the configuration slot.
-func (s *Store) caThumbIndex() string             { return s.cfgKey("ca_thumb") }
-func (s *Store) caSubjectIndex(key string) string { return s.cfgKey("ca_subj", key) }
-func (s *Store) groupCAIndex() string             { return s.cfgKey("grp_ca") }
-func (s *Store) indThumbIndex() string            { return s.cfgKey("ind_thumb") }
+// Index keys, all in the configuration slot. Unique indexes are one string
+// key per value, so a transaction watches only the values it touches and
+// concurrent creates (a bulk upload) do not collide.
+func (s *Store) caThumbIndex(thumb string) string  { return s.cfgKey("ca_thumb", thumb) }
+func (s *Store) caSubjectIndex(key string) string  { return s.cfgKey("ca_subj", key) }
+func (s *Store) groupCAIndex(ca string) string     { return s.cfgKey("grp_ca", ca) }
+func (s *Store) indThumbIndex(thumb string) string { return s.cfgKey("ind_thumb", thumb) }
 
-// hget returns a hash field, "" when absent.
-func hget(ctx context.Context, c goredis.Cmdable, key, field string) (string, error) {
-	v, err := c.HGet(ctx, key, field).Result()
+// getString returns a string key's value, "" when absent.
+func getString(ctx context.Context, c goredis.Cmdable, key string) (string, error) {
+	v, err := c.Get(ctx, key).Result()
 	if errors.Is(err, goredis.Nil) {
 		return "", nil
 	}
@@ -40,9 +42,9 @@ func hget(ctx context.Context, c goredis.Cmdable, key, field string) (string, er
 func (s *Store) CreateCA(ctx context.Context, ca *enrollment.CA) (string, error) {
 	etag := newEtag()
 	subj := s.caSubjectIndex(ca.SubjectKey)
-	err := cas.create(ctx, s, ca.Name, record.FromCA(ca, etag), []string{s.caThumbIndex()},
+	err := cas.create(ctx, s, ca.Name, record.FromCA(ca, etag), []string{s.caThumbIndex(ca.Thumbprint)},
 		func(tx *goredis.Tx) error {
-			other, err := hget(ctx, tx, s.caThumbIndex(), ca.Thumbprint)
+			other, err := getString(ctx, tx, s.caThumbIndex(ca.Thumbprint))
 			if err != nil {
 				return err
 			}
@@ -52,7 +54,7 @@ func (s *Store) CreateCA(ctx context.Context, ca *enrollment.CA) (string, error)
 			return nil
 		},
 		func(p goredis.Pipeliner) {
-			p.HSet(ctx, s.caThumbIndex(), ca.Thumbprint, ca.Name)
+			p.Set(ctx, s.caThumbIndex(ca.Thumbprint), ca.Name, 0)
 			p.SAdd(ctx, subj, ca.Name)
 		})
 	return etag, err
@@ -65,7 +67,7 @@ func (s *Store) GetCA(ctx context.Context, name string) (*enrollment.CA, error) 
 
 // FindCAByThumbprint implements enrollment.CAStore.
 func (s *Store) FindCAByThumbprint(ctx context.Context, thumbprint string) (*enrollment.CA, error) {
-	return cas.via(ctx, s, s.caThumbIndex(), thumbprint)
+	return cas.via(ctx, s, s.caThumbIndex(thumbprint))
 }
 
 // FindCAsBySubject implements enrollment.CAStore.
@@ -89,9 +91,9 @@ func (s *Store) UpdateCA(ctx context.Context, ca *enrollment.CA) (string, error)
 
 // DeleteCA implements enrollment.CAStore.
 func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
-	return cas.remove(ctx, s, name, etag, []string{s.groupCAIndex()},
+	return cas.remove(ctx, s, name, etag, []string{s.groupCAIndex(name)},
 		func(tx *goredis.Tx, rec *record.CA) error {
-			g, err := hget(ctx, tx, s.groupCAIndex(), name)
+			g, err := getString(ctx, tx, s.groupCAIndex(name))
 			if err != nil {
 				return err
 			}
@@ -101,7 +103,7 @@ func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
 			return nil
 		},
 		func(p goredis.Pipeliner, rec *record.CA) {
-			p.HDel(ctx, s.caThumbIndex(), rec.Thumbprint)
+			p.Del(ctx, s.caThumbIndex(rec.Thumbprint))
 			p.SRem(ctx, s.caSubjectIndex(rec.SubjectKey), name)
 		})
 }
@@ -109,7 +111,7 @@ func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
 // CreateGroup implements enrollment.GroupStore.
 func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, error) {
 	etag := newEtag()
-	err := groups.create(ctx, s, g.ID, record.FromGroup(g, etag), []string{cas.key(s, g.CAName), s.groupCAIndex()},
+	err := groups.create(ctx, s, g.ID, record.FromGroup(g, etag), []string{cas.key(s, g.CAName), s.groupCAIndex(g.CAName)},
 		func(tx *goredis.Tx) error {
 			n, err := tx.Exists(ctx, cas.key(s, g.CAName)).Result()
 			if err != nil {
@@ -118,7 +120,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, e
 			if n == 0 {
 				return fault.New(fault.FailedPrecondition, fault.ResourceNotFound, "CA certificate %q does not exist", g.CAName)
 			}
-			other, err := hget(ctx, tx, s.groupCAIndex(), g.CAName)
+			other, err := getString(ctx, tx, s.groupCAIndex(g.CAName))
 			if err != nil {
 				return err
 			}
@@ -127,7 +129,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, e
 			}
 			return nil
 		},
-		func(p goredis.Pipeliner) { p.HSet(ctx, s.groupCAIndex(), g.CAName, g.ID) })
+		func(p goredis.Pipeliner) { p.Set(ctx, s.groupCAIndex(g.CAName), g.ID, 0) })
 	return etag, err
 }
 
@@ -138,7 +140,7 @@ func (s *Store) GetGroup(ctx context.Context, id string) (*enrollment.Group, err
 
 // FindGroupByCA implements enrollment.GroupStore.
 func (s *Store) FindGroupByCA(ctx context.Context, caName string) (*enrollment.Group, error) {
-	return groups.via(ctx, s, s.groupCAIndex(), caName)
+	return groups.via(ctx, s, s.groupCAIndex(caName))
 }
 
 // ListGroups implements enrollment.GroupStore.
@@ -154,7 +156,7 @@ func (s *Store) UpdateGroup(ctx context.Context, g *enrollment.Group) (string, e
 // DeleteGroup implements enrollment.GroupStore.
 func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
 	return groups.remove(ctx, s, id, etag, nil, nil, func(p goredis.Pipeliner, rec *record.Group) {
-		p.HDel(ctx, s.groupCAIndex(), rec.CAName)
+		p.Del(ctx, s.groupCAIndex(rec.CAName))
 	})
 }
 
@@ -162,9 +164,9 @@ func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
 func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
 	etag := newEtag()
 	key := enrollment.Key(e.RegistrationID)
-	err := individuals.create(ctx, s, key, record.FromIndividual(e, etag), []string{s.indThumbIndex()},
+	err := individuals.create(ctx, s, key, record.FromIndividual(e, etag), []string{s.indThumbIndex(e.Thumbprint)},
 		func(tx *goredis.Tx) error {
-			other, err := hget(ctx, tx, s.indThumbIndex(), e.Thumbprint)
+			other, err := getString(ctx, tx, s.indThumbIndex(e.Thumbprint))
 			if err != nil {
 				return err
 			}
@@ -173,7 +175,7 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 			}
 			return nil
 		},
-		func(p goredis.Pipeliner) { p.HSet(ctx, s.indThumbIndex(), e.Thumbprint, key) })
+		func(p goredis.Pipeliner) { p.Set(ctx, s.indThumbIndex(e.Thumbprint), key, 0) })
 	return etag, err
 }
 
@@ -184,7 +186,7 @@ func (s *Store) GetIndividual(ctx context.Context, registrationID string) (*enro
 
 // FindIndividualByThumbprint implements enrollment.IndividualStore.
 func (s *Store) FindIndividualByThumbprint(ctx context.Context, thumbprint string) (*enrollment.Individual, error) {
-	return individuals.via(ctx, s, s.indThumbIndex(), thumbprint)
+	return individuals.via(ctx, s, s.indThumbIndex(thumbprint))
 }
 
 // ListIndividuals implements enrollment.IndividualStore.
@@ -200,7 +202,7 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 // DeleteIndividual implements enrollment.IndividualStore.
 func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag string) error {
 	return individuals.remove(ctx, s, enrollment.Key(registrationID), etag, nil, nil, func(p goredis.Pipeliner, rec *record.Individual) {
-		p.HDel(ctx, s.indThumbIndex(), rec.Thumbprint)
+		p.Del(ctx, s.indThumbIndex(rec.Thumbprint))
 	})
 }
 

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"strconv"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
-	"github.com/zerotouch/zerotouch/internal/storage/record"
 )
 
 // Device-ID claims. A claim names the registration that holds a device ID.
@@ -26,35 +26,26 @@ const (
 	claimStaleAfter = 2 * time.Minute
 )
 
-// device is a registration and its identity: one key, so one write.
-type device struct {
-	R *record.Registration `json:"r"`
-	I *record.Identity     `json:"i"`
-}
-
 func (s *Store) regKey(key string) string        { return "{" + s.prefix + ":r:" + key + "}" }
 func (s *Store) claimKey(deviceID string) string { return "{" + s.prefix + ":d:" + deviceID + "}" }
-func (s *Store) idxAll() string                  { return s.prefix + ":ix:regs" }
 func (s *Store) idxShard(id string) string       { return s.prefix + ":ix:shard:" + id }
 func (s *Store) idxGroup(id string) string       { return s.prefix + ":ix:grp:" + id }
 
 func (s *Store) loadDevice(ctx context.Context, c goredis.Cmdable, key string) (*device, error) {
-	var d device
-	ok, err := getJSON(ctx, c, s.regKey(key), &d)
+	raw, err := c.Get(ctx, s.regKey(key)).Result()
+	if errors.Is(err, goredis.Nil) {
+		return nil, fault.NotFoundf("registration %q not found", key)
+	}
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if !ok || d.R == nil || d.I == nil {
-		return nil, fault.NotFoundf("registration %q not found", key)
-	}
-	return &d, nil
+	return decodeDevice(raw)
 }
 
 // addIndexes records key in the list indexes before the registration is
 // written: a failure between the two leaves an entry that lists skip.
 func (s *Store) addIndexes(ctx context.Context, key, shard, group string) error {
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.ZAdd(ctx, s.idxAll(), goredis.Z{Member: key})
 		p.ZAdd(ctx, s.idxShard(shard), goredis.Z{Member: key})
 		if group != "" {
 			p.ZAdd(ctx, s.idxGroup(group), goredis.Z{Member: key})
@@ -66,11 +57,8 @@ func (s *Store) addIndexes(ctx context.Context, key, shard, group string) error 
 
 // dropIndexes removes key from the indexes named (best effort: a leftover
 // entry is skipped by lists).
-func (s *Store) dropIndexes(ctx context.Context, key string, all bool, shard, group string) {
+func (s *Store) dropIndexes(ctx context.Context, key, shard, group string) {
 	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		if all {
-			p.ZRem(ctx, s.idxAll(), key)
-		}
 		if shard != "" {
 			p.ZRem(ctx, s.idxShard(shard), key)
 		}
@@ -81,10 +69,12 @@ func (s *Store) dropIndexes(ctx context.Context, key string, all bool, shard, gr
 	})
 }
 
+// A claim's value is the holder's registration key and, after a NUL, when
+// it was stamped (Unix milliseconds, base 36).
 func parseClaim(v string) (owner string, at time.Time) {
 	owner, ts, _ := strings.Cut(v, "\x00")
-	n, _ := strconv.ParseInt(ts, 10, 64)
-	return owner, time.Unix(0, n)
+	n, _ := strconv.ParseInt(ts, 36, 64)
+	return owner, time.UnixMilli(n)
 }
 
 // claimDevice makes key the holder of deviceID's claim, or fails with
@@ -118,7 +108,7 @@ func (s *Store) claimDevice(ctx context.Context, deviceID, key string) (time.Tim
 		}
 		stamped = time.Now()
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.Set(ctx, ck, key+"\x00"+strconv.FormatInt(stamped.UnixNano(), 10), 0)
+			p.Set(ctx, ck, key+"\x00"+strconv.FormatInt(stamped.UnixMilli(), 36), 0)
 			return nil
 		})
 		return err
@@ -137,7 +127,7 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	}
 	key := enrollment.Key(reg.RegistrationID)
 	etag := newEtag()
-	raw, err := encode(device{R: record.FromRegistration(reg, etag), I: record.FromIdentity(id)})
+	raw, err := encodeDevice(reg, etag, id)
 	if err != nil {
 		return "", err
 	}
@@ -184,7 +174,7 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	}
 	key := enrollment.Key(reg.RegistrationID)
 	etag := newEtag()
-	raw, err := encode(device{R: record.FromRegistration(reg, etag), I: record.FromIdentity(id)})
+	raw, err := encodeDevice(reg, etag, id)
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +213,7 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	if old.R.GroupID != reg.GroupID {
 		group = old.R.GroupID
 	}
-	s.dropIndexes(ctx, key, false, shard, group)
+	s.dropIndexes(ctx, key, shard, group)
 	return etag, nil
 }
 
@@ -233,7 +223,7 @@ func (s *Store) GetRegistration(ctx context.Context, registrationID string) (*re
 	if err != nil {
 		return nil, err
 	}
-	return d.R.Domain(), nil
+	return d.R, nil
 }
 
 // GetIdentity implements registry.Store.
@@ -253,7 +243,7 @@ func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Ide
 		}
 		return nil, err
 	}
-	return d.I.Domain(), nil
+	return d.I, nil
 }
 
 // DeleteRegistration implements registry.Store.
@@ -280,7 +270,7 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 	if err != nil {
 		return err
 	}
-	s.dropIndexes(ctx, key, true, old.R.Shard, old.R.GroupID)
+	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID)
 	s.releaseClaim(ctx, old.I.DeviceID, key)
 	return nil
 }
@@ -305,19 +295,23 @@ func (s *Store) releaseClaim(ctx context.Context, deviceID, key string) {
 	}, ck)
 }
 
-// ListRegistrations implements registry.Store. It walks the group, shard or
-// global index and reads the registrations in one pipeline; entries whose
+// ListRegistrations implements registry.Store. It walks the group index,
+// or the shard index, or (unfiltered) every shard's index in shard order,
+// and reads the registrations in one pipeline per page; entries whose
 // registration is gone or no longer matches are skipped, so a page may
 // hold fewer than limit items.
 func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token string, limit int) ([]*registry.Registration, string, error) {
-	idx := s.idxAll()
+	var keys []string
+	var next string
+	var err error
 	switch {
 	case f.GroupID != "":
-		idx = s.idxGroup(f.GroupID)
+		keys, next, err = rangePage(ctx, s.c, s.idxGroup(f.GroupID), "", token, limit)
 	case f.Shard != "":
-		idx = s.idxShard(f.Shard)
+		keys, next, err = rangePage(ctx, s.c, s.idxShard(f.Shard), "", token, limit)
+	default:
+		keys, next, err = s.pageAcrossShards(ctx, token, limit)
 	}
-	keys, next, err := rangePage(ctx, s.c, idx, "", token, limit)
 	if err != nil {
 		return nil, "", s.fail(ctx, err)
 	}
@@ -330,9 +324,52 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 		if d == nil || f.GroupID != "" && d.R.GroupID != f.GroupID || f.Shard != "" && d.R.Shard != f.Shard {
 			continue
 		}
-		out = append(out, d.R.Domain())
+		out = append(out, d.R)
 	}
 	return out, next, nil
+}
+
+// pageAcrossShards pages through every shard's index, shards in ID order;
+// its token is the shard and the last key, so a registration that moves
+// between shards during a walk may be seen twice or not at all, as with any
+// paged list under concurrent change.
+func (s *Store) pageAcrossShards(ctx context.Context, token string, limit int) ([]string, string, error) {
+	ids, err := s.c.ZRange(ctx, shards.list(s), 0, -1).Result()
+	if err != nil {
+		return nil, "", err
+	}
+	startShard, after := "", ""
+	if token != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(token)
+		sh, k, ok := strings.Cut(string(raw), "\x00")
+		if err != nil || !ok {
+			return nil, "", fault.Invalidf("page_token is not valid")
+		}
+		startShard, after = sh, k
+	}
+	var keys []string
+	for _, sh := range ids {
+		if sh < startShard {
+			continue
+		}
+		inner := ""
+		if sh == startShard && after != "" {
+			inner = base64.RawURLEncoding.EncodeToString([]byte(after))
+		}
+		got, more, err := rangePage(ctx, s.c, s.idxShard(sh), "", inner, limit-len(keys))
+		if err != nil {
+			return nil, "", err
+		}
+		keys = append(keys, got...)
+		if len(keys) == limit {
+			last := keys[len(keys)-1]
+			if more == "" && sh == ids[len(ids)-1] {
+				return keys, "", nil
+			}
+			return keys, base64.RawURLEncoding.EncodeToString([]byte(sh + "\x00" + last)), nil
+		}
+	}
+	return keys, "", nil
 }
 
 // loadDevices reads registrations in one pipeline (they live in different
@@ -360,12 +397,8 @@ func (s *Store) loadDevices(ctx context.Context, keys []string) ([]*device, erro
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
-		var d device
-		if err := decodeString(v, &d); err != nil {
+		if out[i], err = decodeDevice(v); err != nil {
 			return nil, err
-		}
-		if d.R != nil && d.I != nil {
-			out[i] = &d
 		}
 	}
 	return out, nil

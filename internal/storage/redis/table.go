@@ -44,12 +44,12 @@ func (t table[R, D]) get(ctx context.Context, s *Store, id string) (D, error) {
 	return t.domain(rec), nil
 }
 
-// via reads the record that field of the index hash names, or NotFound.
-func (t table[R, D]) via(ctx context.Context, s *Store, index, field string) (D, error) {
+// via reads the record that an index key names, or NotFound.
+func (t table[R, D]) via(ctx context.Context, s *Store, index string) (D, error) {
 	var zero D
-	id, err := s.c.HGet(ctx, index, field).Result()
+	id, err := s.c.Get(ctx, index).Result()
 	if errors.Is(err, goredis.Nil) {
-		return zero, fault.NotFoundf("no %s for %q", t.what, field)
+		return zero, fault.NotFoundf("no %s for %q", t.what, index)
 	}
 	if err != nil {
 		return zero, s.fail(ctx, err)

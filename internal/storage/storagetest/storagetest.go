@@ -448,6 +448,16 @@ func testShardCRUD(t *testing.T, s Store) {
 	wantKind(t, err, fault.NotFound, "GetShard after delete")
 }
 
+// ensureShards creates shards that registrations refer to, as in a real
+// deployment, where every registration's shard exists.
+func ensureShards(t *testing.T, s Store, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		_, err := s.CreateShard(t.Context(), &allocation.Shard{ID: id, Hostname: id + ".example.com", Weight: 1, State: allocation.Active})
+		must(t, err, "CreateShard "+id)
+	}
+}
+
 func newRegistration(regID, shard string) (*registry.Registration, *registry.Identity) {
 	thumb := enrollment.Thumbprint([]byte(regID))
 	reg := &registry.Registration{RegistrationID: regID, DeviceID: regID, Shard: shard, AssignedHub: shard + ".example.com",
@@ -460,6 +470,7 @@ func newRegistration(regID, shard string) (*registry.Registration, *registry.Ide
 
 func testRegistrationCreate(t *testing.T, s Store) {
 	ctx := t.Context()
+	ensureShards(t, s, "s0", "s1", "s2")
 	reg, id := newRegistration("Dev-1", "s1")
 	etag, err := s.CreateRegistration(ctx, reg, id)
 	must(t, err, "CreateRegistration")
@@ -503,6 +514,7 @@ func testRegistrationCreate(t *testing.T, s Store) {
 
 func testRegistrationConcurrentCreate(t *testing.T, s Store) {
 	ctx := t.Context()
+	ensureShards(t, s, "s0", "s1", "s2")
 	const racers = 32
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -536,6 +548,7 @@ func testRegistrationConcurrentCreate(t *testing.T, s Store) {
 
 func testRegistrationUpdateDelete(t *testing.T, s Store) {
 	ctx := t.Context()
+	ensureShards(t, s, "s0", "s1", "s2")
 	reg, id := newRegistration("dev-1", "s1")
 	etag, err := s.CreateRegistration(ctx, reg, id)
 	must(t, err, "CreateRegistration")
@@ -579,6 +592,7 @@ func testRegistrationUpdateDelete(t *testing.T, s Store) {
 
 func testRegistrationList(t *testing.T, s Store) {
 	ctx := t.Context()
+	ensureShards(t, s, "s0", "s1", "s2")
 	var want []string
 	for i := range 9 {
 		reg, id := newRegistration(fmt.Sprintf("dev-%d", i), fmt.Sprintf("s%d", i%3))

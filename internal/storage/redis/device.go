@@ -1,0 +1,138 @@
+package redis
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+)
+
+// device is a registration and its identity: one key, so one write.
+type device struct {
+	R *registry.Registration
+	I *registry.Identity
+}
+
+// deviceRecord is how a device is stored: registration and identity in one
+// compact JSON value (the bulk of Redis memory per device), with the
+// fields they share written once, thumbprints as raw bytes and times as
+// Unix nanoseconds. See docs/adr/0007-redis-layout.md.
+type deviceRecord struct {
+	V          int    `json:"v"`
+	Reg        string `json:"r"`
+	Dev        string `json:"d,omitempty"` // when it differs from Reg
+	Shard      string `json:"s"`
+	Hub        string `json:"h"`
+	Status     string `json:"st,omitempty"` // omitted when "assigned"
+	Substatus  string `json:"su,omitempty"` // omitted when "initialAssignment"
+	Att        string `json:"a"`
+	Group      string `json:"g,omitempty"`
+	Individual bool   `json:"in,omitempty"`
+	Thumb      []byte `json:"t,omitempty"`
+	Etag       string `json:"e"`
+	Created    int64  `json:"c"`
+	Updated    int64  `json:"u"`
+	// Identity fields that are not the registration's.
+	IStatus  string `json:"is,omitempty"` // omitted when "enabled"
+	ICred    string `json:"ic,omitempty"` // when it differs from Att
+	IThumb   []byte `json:"it,omitempty"` // when it differs from Thumb
+	ICA      []byte `json:"ica,omitempty"`
+	IVersion int64  `json:"iv"`
+	ICreated int64  `json:"icr,omitempty"` // when it differs from Created
+	IUpdated int64  `json:"iu,omitempty"`  // when it differs from Updated
+}
+
+const deviceRecordVersion = 1
+
+func unhex(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return hex.DecodeString(s)
+}
+
+func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) ([]byte, error) {
+	thumb, err := unhex(r.CredentialThumbprint)
+	if err != nil {
+		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "credential thumbprint is not hex")
+	}
+	ca, err := unhex(id.Credential.CAThumbprint)
+	if err != nil {
+		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "CA thumbprint is not hex")
+	}
+	rec := deviceRecord{V: deviceRecordVersion, Reg: r.RegistrationID, Shard: r.Shard, Hub: r.AssignedHub,
+		Status: omitDefault(string(r.Status), string(registry.Assigned)), Substatus: omitDefault(string(r.Substatus), string(registry.InitialAssignment)),
+		Att: string(r.AttestationType), Group: r.GroupID, Individual: r.Individual, Thumb: thumb, Etag: etag,
+		Created: r.Created.UnixNano(), Updated: r.Updated.UnixNano(),
+		IStatus: omitDefault(string(id.Status), string(registry.IdentityEnabled)), ICA: ca, IVersion: id.Version}
+	if r.DeviceID != r.RegistrationID {
+		rec.Dev = r.DeviceID
+	}
+	if string(id.Credential.Type) != rec.Att {
+		rec.ICred = string(id.Credential.Type)
+	}
+	if id.Credential.X509Thumbprint != r.CredentialThumbprint {
+		if rec.IThumb, err = unhex(id.Credential.X509Thumbprint); err != nil {
+			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "identity thumbprint is not hex")
+		}
+	}
+	if !id.Created.Equal(r.Created) {
+		rec.ICreated = id.Created.UnixNano()
+	}
+	if !id.Updated.Equal(r.Updated) {
+		rec.IUpdated = id.Updated.UnixNano()
+	}
+	return encode(&rec)
+}
+
+func omitDefault(v, def string) string {
+	if v == def {
+		return ""
+	}
+	return v
+}
+
+func orDefaultString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func decodeDevice(raw string) (*device, error) {
+	var rec deviceRecord
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.V != deviceRecordVersion {
+		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode device record (version %d)", rec.V)
+	}
+	devID := rec.Dev
+	if devID == "" {
+		devID = rec.Reg
+	}
+	thumb := hex.EncodeToString(rec.Thumb)
+	r := &registry.Registration{RegistrationID: rec.Reg, DeviceID: devID, Shard: rec.Shard, AssignedHub: rec.Hub,
+		Status: registry.Status(orDefaultString(rec.Status, string(registry.Assigned))),
+		Substatus: registry.Substatus(orDefaultString(rec.Substatus, string(registry.InitialAssignment))), AttestationType: registry.AttestationType(rec.Att),
+		GroupID: rec.Group, Individual: rec.Individual, CredentialThumbprint: thumb, Etag: rec.Etag,
+		Created: time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
+	id := &registry.Identity{DeviceID: devID, RegistrationID: rec.Reg, Shard: rec.Shard, Status: registry.IdentityStatus(orDefaultString(rec.IStatus, string(registry.IdentityEnabled))),
+		Credential: registry.Credential{Type: r.AttestationType, X509Thumbprint: thumb}, Version: rec.IVersion,
+		Created: r.Created, Updated: r.Updated}
+	if rec.ICred != "" {
+		id.Credential.Type = registry.AttestationType(rec.ICred)
+	}
+	if rec.IThumb != nil {
+		id.Credential.X509Thumbprint = hex.EncodeToString(rec.IThumb)
+	}
+	if rec.ICA != nil {
+		id.Credential.CAThumbprint = hex.EncodeToString(rec.ICA)
+	}
+	if rec.ICreated != 0 {
+		id.Created = time.Unix(0, rec.ICreated).UTC()
+	}
+	if rec.IUpdated != 0 {
+		id.Updated = time.Unix(0, rec.IUpdated).UTC()
+	}
+	return &device{R: r, I: id}, nil
+}
