@@ -74,6 +74,15 @@ func Generate(rand io.Reader, name string, perms []Permission, now time.Time) (t
 	return tokenPrefix + k.ID + "." + sec, k, nil
 }
 
+// WithID returns the token and key re-labelled with a chosen ID (the
+// bootstrap owner key's is fixed); the secret is unchanged.
+func WithID(token string, k *Key, id string) (string, *Key) {
+	secret := token[strings.LastIndexByte(token, '.')+1:]
+	c := *k
+	c.ID = id
+	return tokenPrefix + id + "." + secret, &c
+}
+
 // dummyHash keeps the work for unknown key IDs the same as for known ones.
 var dummyHash = sha256.Sum256([]byte("zerotouch-unknown-key"))
 

@@ -20,6 +20,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/server"
@@ -136,7 +137,8 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 
 // bootstrapOwnerKey creates the first access key, with every permission,
 // when the store has none: it is printed once and written to the data
-// directory with mode 0600. Only its hash is stored.
+// directory with mode 0600. Only its hash is stored. Its ID is fixed, so
+// when replicas on one Redis start together exactly one of them creates it.
 func bootstrapOwnerKey(ctx context.Context, store access.Store, dataDir string, opt Options) error {
 	n, err := store.CountKeys(ctx)
 	if err != nil {
@@ -149,19 +151,35 @@ func bootstrapOwnerKey(ctx context.Context, store access.Store, dataDir string, 
 	if err != nil {
 		return err
 	}
+	token, key = access.WithID(token, key, ownerKeyID)
+	// Write the secret to a private temporary file first, store the key,
+	// and only then move the file into place: the secret is never lost
+	// after the key is stored, and a replica that loses the race (even one
+	// sharing the data directory) leaves the winner's file alone.
 	path := filepath.Join(dataDir, OwnerKeyFile)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(dataDir, OwnerKeyFile+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write owner key: %w", err)
 	}
+	tmp := f.Name()
 	_, werr := fmt.Fprintln(f, token)
-	if err := errors.Join(werr, f.Close()); err != nil {
+	if err := errors.Join(werr, f.Chmod(0o600), f.Close()); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write owner key: %w", err)
 	}
 	if err := store.CreateKey(ctx, key); err != nil {
-		os.Remove(path)
+		os.Remove(tmp)
+		if errors.Is(err, fault.ErrAlreadyExists) {
+			return nil // another replica created it first
+		}
 		return fmt.Errorf("store owner key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write owner key (the key is stored; its secret is in %s): %w", tmp, err)
 	}
 	fmt.Fprintf(opt.Stdout, "created the owner access key (shown once; also in %s):\n  %s\n", path, token)
 	return nil
 }
+
+// ownerKeyID is the ID of the bootstrap owner key.
+const ownerKeyID = "owner"
