@@ -1,13 +1,26 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the package if a test leaves goroutines behind: every
-// server, connection and store the tests open must be closed.
+// TestMain removes the binary the replica tests built, and fails the
+// package if a test leaves goroutines behind: every server, connection and
+// store the tests open must be closed.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -2,8 +2,15 @@ package e2e
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -62,4 +69,44 @@ func TestGracefulShutdownFinishesInFlightRegistrations(t *testing.T) {
 	if _, err := e.registerGRPC("dev-late", f.device(t, "dev-late"), f.inter.Cert); err == nil {
 		t.Error("a registration after shutdown succeeded")
 	}
+}
+
+// failingRegistry fails every registration write as an unreachable store does.
+type failingRegistry struct{ registry.Store }
+
+func (failingRegistry) CreateRegistration(context.Context, *registry.Registration, *registry.Identity) (string, error) {
+	return "", fault.New(fault.Unavailable, fault.StoreUnavailable, "the store is unavailable; retry shortly")
+}
+
+// TestUnavailableCarriesRetryHint: a store outage answers devices with
+// STORE_UNAVAILABLE and a retry hint, RetryInfo over gRPC and Retry-After
+// over REST, and writes nothing.
+func TestUnavailableCarriesRetryHint(t *testing.T) {
+	e := startWith(t, func(s registry.Store) registry.Store { return failingRegistry{s} })
+	f := e.newFleet()
+	dev := f.device(t, "dev-retry")
+	_, err := e.registerGRPC("dev-retry", dev, f.inter.Cert)
+	if codeOf(err) != codes.Unavailable || reasonOf(t, err) != "STORE_UNAVAILABLE" {
+		t.Fatalf("gRPC: %v", err)
+	}
+	hasRetry := false
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+			hasRetry = true
+		}
+	}
+	if !hasRetry {
+		t.Fatalf("gRPC error without RetryInfo: %v", status.Convert(err).Details())
+	}
+	tr := &http.Transport{TLSClientConfig: e.clientTLS(dev, f.inter.Cert)}
+	defer tr.CloseIdleConnections()
+	res, err := (&http.Client{Transport: tr}).Post("https://"+e.httpAddr+"/v1/registrations/dev-retry:register", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("REST: %s, Retry-After %q", res.Status, res.Header.Get("Retry-After"))
+	}
+	e.assertNoRegistration("dev-retry")
 }
