@@ -46,7 +46,7 @@ func TestOnlyWiringImportsBackends(t *testing.T) {
 }
 
 func TestStorageAndDomainNeverSpeakGRPC(t *testing.T) {
-	for _, pkg := range []string{"internal/storage/embedded", "internal/provisioning", "internal/admin", "internal/registry", "enrollment", "allocation"} {
+	for _, pkg := range []string{"internal/storage/embedded", "internal/storage/redis", "internal/provisioning", "internal/admin", "internal/registry", "enrollment", "allocation"} {
 		for _, d := range deps(t, pkg) {
 			if strings.HasPrefix(d, "google.golang.org/grpc") || strings.HasPrefix(d, "google.golang.org/protobuf") || strings.HasPrefix(d, module+"/proto") {
 				t.Errorf("%s imports %s", pkg, d)

@@ -99,3 +99,47 @@ func TestFileRejectsUnknownKeysAndHugeFiles(t *testing.T) {
 		t.Fatal("one address for both listeners accepted")
 	}
 }
+
+func TestRedisBackend(t *testing.T) {
+	cfg, err := config.Load([]string{"--dev", "--storage", "redis", "--redis-addrs", "r1:6379, r2:6379"},
+		envOf(map[string]string{"ZEROTOUCH_REDIS_PASSWORD": "s3cret", "ZEROTOUCH_REDIS_CLUSTER": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Storage.Redis
+	if cfg.Storage.Backend != "redis" || len(r.Addrs) != 2 || r.Addrs[1] != "r2:6379" || r.Password != "s3cret" || !r.Cluster || r.KeyPrefix != "zt" || r.ReadTimeout != 500*time.Millisecond {
+		t.Fatalf("redis config = %+v", r)
+	}
+	// The example configuration in deploy/ is valid apart from its TLS paths.
+	dir := t.TempDir()
+	_, err = config.Load([]string{"--config", "../../deploy/zerotouch.yaml", "--tls-cert", filepath.Join(dir, "c"), "--tls-key", filepath.Join(dir, "k")}, envOf(nil))
+	if err == nil || strings.Contains(err.Error(), "config file") || !strings.Contains(err.Error(), "tls:") {
+		t.Fatalf("deploy/zerotouch.yaml: %v", err)
+	}
+
+	file := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(file, []byte(`
+dev: true
+storage:
+  backend: redis
+  redis:
+    addrs: [nohost, "a:1", "b:2"]
+    cluster: true
+    master_name: m
+    db: 3
+    key_prefix: "{x}"
+    pool_size: -1
+    read_timeout: 0s
+    tls:
+      cert_file: /nope.pem
+`), 0o600)
+	_, err = config.Load([]string{"--config", file}, envOf(nil))
+	for _, want := range []string{"nohost", "exclude each other", "db must be 0", "key_prefix", "pool_size", "read_timeout", "cert_file and key_file", "tls.enabled is false"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q: %v", want, err)
+		}
+	}
+	if _, err := config.Load([]string{"--dev", "--storage", "redis"}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "addrs is required") {
+		t.Errorf("redis without addrs: %v", err)
+	}
+}
