@@ -190,4 +190,3 @@ func (c *cluster) env(i int) *env {
 	t.Cleanup(func() { e.admin.Close() })
 	return e
 }
-

@@ -77,6 +77,7 @@ const (
 	NoShardAvailable       Reason = "NO_SHARD_AVAILABLE"
 	DeviceIDConflict       Reason = "DEVICE_ID_CONFLICT"
 	RateLimited            Reason = "RATE_LIMITED"
+	ChallengeExpired       Reason = "CHALLENGE_EXPIRED"
 )
 
 // Operator-facing reasons.

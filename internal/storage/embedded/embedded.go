@@ -27,23 +27,25 @@ import (
 const schemaVersion = 1
 
 var (
-	bMeta        = []byte("meta")
-	bCA          = []byte("ca")
-	bCAThumb     = []byte("ca_thumb")
-	bCASubject   = []byte("ca_subject")
-	bGroup       = []byte("group")
-	bGroupCA     = []byte("group_ca")
-	bIndividual  = []byte("individual")
-	bIndThumb    = []byte("individual_thumb")
-	bShard       = []byte("shard")
-	bReg         = []byte("registration")
-	bRegGroup    = []byte("registration_group")
-	bRegShard    = []byte("registration_shard")
-	bIdentity    = []byte("identity")
-	bIdentityReg = []byte("identity_registration")
-	bAccessKey   = []byte("access_key")
-	allBuckets   = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
-		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey}
+	bMeta         = []byte("meta")
+	bCA           = []byte("ca")
+	bCAThumb      = []byte("ca_thumb")
+	bCASubject    = []byte("ca_subject")
+	bGroup        = []byte("group")
+	bGroupCA      = []byte("group_ca")
+	bIndividual   = []byte("individual")
+	bIndThumb     = []byte("individual_thumb")
+	bShard        = []byte("shard")
+	bReg          = []byte("registration")
+	bRegGroup     = []byte("registration_group")
+	bRegShard     = []byte("registration_shard")
+	bIdentity     = []byte("identity")
+	bIdentityReg  = []byte("identity_registration")
+	bAccessKey    = []byte("access_key")
+	bChallenge    = []byte("challenge")
+	bChallengeExp = []byte("challenge_expiry")
+	allBuckets    = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
+		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bChallenge, bChallengeExp}
 )
 
 // Store is the bbolt-backed store.

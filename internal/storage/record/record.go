@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -242,4 +243,23 @@ func (r *AccessKey) Domain() *access.Key {
 		k.Permissions = append(k.Permissions, access.Permission(p))
 	}
 	return k
+}
+
+// Challenge is a stored attestation challenge.
+type Challenge struct {
+	V              int    `json:"v"`
+	ID             string `json:"id"`
+	RegistrationID string `json:"reg"`
+	Data           []byte `json:"data"`
+	Expires        int64  `json:"exp"` // Unix nanoseconds
+}
+
+// FromChallenge converts a domain challenge.
+func FromChallenge(c *attestation.Challenge) *Challenge {
+	return &Challenge{V: Version, ID: c.ID, RegistrationID: c.RegistrationID, Data: c.Data, Expires: c.Expires.UnixNano()}
+}
+
+// Domain converts back.
+func (r *Challenge) Domain() *attestation.Challenge {
+	return &attestation.Challenge{ID: r.ID, RegistrationID: r.RegistrationID, Data: r.Data, Expires: time.Unix(0, r.Expires)}
 }

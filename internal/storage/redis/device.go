@@ -112,7 +112,7 @@ func decodeDevice(raw string) (*device, error) {
 	}
 	thumb := hex.EncodeToString(rec.Thumb)
 	r := &registry.Registration{RegistrationID: rec.Reg, DeviceID: devID, Shard: rec.Shard, AssignedHub: rec.Hub,
-		Status: registry.Status(orDefaultString(rec.Status, string(registry.Assigned))),
+		Status:    registry.Status(orDefaultString(rec.Status, string(registry.Assigned))),
 		Substatus: registry.Substatus(orDefaultString(rec.Substatus, string(registry.InitialAssignment))), AttestationType: registry.AttestationType(rec.Att),
 		GroupID: rec.Group, Individual: rec.Individual, CredentialThumbprint: thumb, Etag: rec.Etag,
 		Created: time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
