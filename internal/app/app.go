@@ -23,6 +23,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
+	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/server"
 )
 
@@ -91,9 +92,17 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		return err
 	}
 
+	var counter ratelimit.Counter = &ratelimit.Memory{}
+	if shared, ok := store.(ratelimit.Counter); ok {
+		counter = shared // replicas share their counts
+	}
+	rl := cfg.Device.RateLimit
 	prov := &provisioning.Service{
 		Enrollments: store, Shards: store, Registry: store, Now: opt.Now,
 		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log,
+		Limiter: &ratelimit.Limiter{Counter: counter, Now: opt.Now,
+			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
+			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
 	}
 	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader}
 	srv, err := server.New(server.Config{

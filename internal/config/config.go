@@ -46,7 +46,21 @@ type Config struct {
 	X509 struct {
 		MaxChainLength int `yaml:"max_chain_length"`
 	} `yaml:"x509"`
+	Device struct {
+		RateLimit struct {
+			// PerIP bounds requests from one source address.
+			PerIP RateRule `yaml:"per_ip"`
+			// PerRegistration bounds registrations of one attested device.
+			PerRegistration RateRule `yaml:"per_registration"`
+		} `yaml:"rate_limit"`
+	} `yaml:"device"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// RateRule allows Limit events per Window; Limit 0 turns the rule off.
+type RateRule struct {
+	Limit  int64         `yaml:"limit"`
+	Window time.Duration `yaml:"window"`
 }
 
 // Redis configures the Redis backend.
@@ -90,6 +104,8 @@ func Default() Config {
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.X509.MaxChainLength = 5
+	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
+	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.ShutdownGrace = 20 * time.Second
 	return c
 }
@@ -295,6 +311,11 @@ func (c *Config) Validate() error {
 	}
 	if c.X509.MaxChainLength < 1 || c.X509.MaxChainLength > 10 {
 		p = append(p, fmt.Errorf("x509.max_chain_length %d is outside 1-10", c.X509.MaxChainLength))
+	}
+	for name, r := range map[string]RateRule{"per_ip": c.Device.RateLimit.PerIP, "per_registration": c.Device.RateLimit.PerRegistration} {
+		if r.Limit < 0 || r.Limit > 0 && (r.Window < time.Second || r.Window > 24*time.Hour) {
+			p = append(p, fmt.Errorf("device.rate_limit.%s: limit %d per %s; want a limit >= 0 and a window of 1s-24h", name, r.Limit, r.Window))
+		}
 	}
 	if c.ShutdownGrace <= 0 || c.ShutdownGrace > 10*time.Minute {
 		p = append(p, fmt.Errorf("shutdown_grace %s is outside (0, 10m]", c.ShutdownGrace))

@@ -27,6 +27,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/cli"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
+	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/server"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
@@ -50,11 +51,17 @@ type env struct {
 }
 
 // start runs a server on loopback with a store in t.TempDir().
-func start(t *testing.T) *env { return startWith(t, nil) }
+func start(t *testing.T) *env { return startWith(t, options{}) }
 
-// startWith is start with the registration use case's registry wrapped,
-// for fault injection.
-func startWith(t *testing.T, wrap func(registry.Store) registry.Store) *env {
+// options vary the server start: a wrapped registry for fault injection,
+// a rate limiter.
+type options struct {
+	wrap    func(registry.Store) registry.Store
+	limiter *ratelimit.Limiter
+}
+
+// startWith is start with options.
+func startWith(t *testing.T, opt options) *env {
 	t.Helper()
 	now := time.Now()
 	store, err := embedded.Open(filepath.Join(t.TempDir(), "zerotouch.db"))
@@ -75,8 +82,8 @@ func startWith(t *testing.T, wrap func(registry.Store) registry.Store) *env {
 	e.readerKey = e.newKey("reader", access.EnrollmentRead)
 
 	var reg registry.Store = store
-	if wrap != nil {
-		reg = wrap(store)
+	if opt.wrap != nil {
+		reg = opt.wrap(store)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -85,7 +92,7 @@ func startWith(t *testing.T, wrap func(registry.Store) registry.Store) *env {
 	srv, err := server.New(server.Config{
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
-		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Now: time.Now, Log: log},
+		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Now: time.Now, Log: log, Limiter: opt.limiter},
 		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader},
 		Store:        store,
 		Log:          log,

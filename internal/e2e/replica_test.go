@@ -125,6 +125,9 @@ storage:
     addrs: [%s]
 log:
   level: warn
+device:
+  rate_limit:
+    per_ip: {limit: 0}   # every test device comes from 127.0.0.1
 shutdown_grace: 5s
 `, r.dataDir, r.grpcAddr, r.httpAddr, c.certFile, c.keyFile, c.redis.Addr())
 	cfgFile := filepath.Join(c.dir, fmt.Sprintf("replica-%d.yaml", i))

@@ -33,7 +33,7 @@ func (g *gatedRegistry) CreateRegistration(ctx context.Context, reg *registry.Re
 // then stops taking connections.
 func TestGracefulShutdownFinishesInFlightRegistrations(t *testing.T) {
 	gate := &gatedRegistry{entered: make(chan struct{}, 2), release: make(chan struct{})}
-	e := startWith(t, func(s registry.Store) registry.Store { gate.Store = s; return gate })
+	e := startWith(t, options{wrap: func(s registry.Store) registry.Store { gate.Store = s; return gate }})
 	f := e.newFleet()
 	type result struct {
 		reg *pb.Registration
@@ -82,7 +82,7 @@ func (failingRegistry) CreateRegistration(context.Context, *registry.Registratio
 // STORE_UNAVAILABLE and a retry hint, RetryInfo over gRPC and Retry-After
 // over REST, and writes nothing.
 func TestUnavailableCarriesRetryHint(t *testing.T) {
-	e := startWith(t, func(s registry.Store) registry.Store { return failingRegistry{s} })
+	e := startWith(t, options{wrap: func(s registry.Store) registry.Store { return failingRegistry{s} }})
 	f := e.newFleet()
 	dev := f.device(t, "dev-retry")
 	_, err := e.registerGRPC("dev-retry", dev, f.inter.Cert)

@@ -10,6 +10,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Kind is the class of an error, independent of any transport.
@@ -103,6 +104,8 @@ type Error struct {
 	Msg string
 	// Err is the underlying cause; it is logged, never sent to a device.
 	Err error
+	// RetryAfter, when set, is how long the caller should wait.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

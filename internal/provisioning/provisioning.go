@@ -18,6 +18,7 @@ import (
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
@@ -35,6 +36,9 @@ type Service struct {
 	Now            func() time.Time
 	MaxChainLength int
 	Log            *slog.Logger
+	// Limiter, if set, bounds requests per source address and
+	// registrations per attested device.
+	Limiter *ratelimit.Limiter
 }
 
 // X509Request is an X.509 registration as a transport saw it.
@@ -64,6 +68,9 @@ func (s *Service) RegisterX509(ctx context.Context, req X509Request) (*registry.
 }
 
 func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.Registration, error) {
+	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
+		return nil, err
+	}
 	now := s.Now()
 	maxLen := s.MaxChainLength
 	if maxLen <= 0 {
@@ -148,6 +155,9 @@ func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", anchor.Group.ID)
 		}
 		out.deviceID, out.alloc, out.groupID, out.caThumbprint = regID, anchor.Group.Allocation, anchor.Group.ID, anchor.CA.Thumbprint
+	}
+	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(regID)); err != nil {
+		return nil, err
 	}
 	return s.record(ctx, out, now)
 }

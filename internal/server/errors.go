@@ -73,7 +73,11 @@ func toStatus(ctx context.Context, log *slog.Logger, err error, device bool) err
 	st := status.New(kindCodes[fe.Kind], msg)
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: ErrorDomain}}
 	if fe.Kind == fault.Unavailable || fe.Kind == fault.ResourceExhausted {
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
+		wait := retryAfter
+		if fe.RetryAfter > 0 {
+			wait = fe.RetryAfter
+		}
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(wait)})
 	}
 	if withDetails, err := st.WithDetails(details...); err == nil {
 		st = withDetails
@@ -87,7 +91,8 @@ func httpErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Mars
 	if st, ok := status.FromError(err); ok {
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok {
-				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(ri.GetRetryDelay().AsDuration().Seconds()))))
+				secs := int((ri.GetRetryDelay().AsDuration() + time.Second - 1) / time.Second)
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, secs)))
 			}
 		}
 	}

@@ -62,3 +62,32 @@ func TestChallengeKeysExpire(t *testing.T) {
 		t.Fatalf("challenge TTL %v, %v", ttl, err)
 	}
 }
+
+func TestRateCounter(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Minute)
+	for want := int64(1); want <= 3; want++ {
+		n, err := s.Hit(ctx, "ip:192.0.2.1", start, time.Minute)
+		if err != nil || n != want {
+			t.Fatalf("Hit = %d, %v; want %d", n, err, want)
+		}
+	}
+	if n, _ := s.Hit(ctx, "ip:192.0.2.1", start.Add(time.Minute), time.Minute); n != 1 {
+		t.Fatalf("the next window counted from %d", n)
+	}
+	keys, err := s.Client().Keys(ctx, "zt:rl:*").Result() // test-only keyspace look
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("keys %v, %v", keys, err)
+	}
+	for _, k := range keys {
+		if ttl, _ := s.Client().TTL(ctx, k).Result(); ttl <= 0 || ttl > 3*time.Minute {
+			t.Fatalf("%s has TTL %v", k, ttl)
+		}
+	}
+}
