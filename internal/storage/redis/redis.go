@@ -1,8 +1,8 @@
 // Package redis is the production store: every store interface on Redis
 // (standalone, Sentinel or Cluster, through go-redis's UniversalClient), so
 // that Zerotouch replicas are stateless and any replica serves any request.
-// It passes the storagetest conformance suite against a real redis-server
-// and a real 3-master cluster.
+// It passes the storagetest conformance suite against a real redis-server,
+// a real 3-master cluster, and a master behind a real Sentinel.
 //
 // Layout (see docs/adr/0007-redis-layout.md): enrollment configuration
 // (CAs, groups, individual enrollments, shards, access keys) shares one hash

@@ -91,3 +91,20 @@ func TestRateCounter(t *testing.T) {
 		}
 	}
 }
+
+func TestConformanceSentinel(t *testing.T) {
+	master := redistest.Start(t, redistest.Options{})
+	sentinel := redistest.StartSentinel(t, master)
+	n := 0
+	storagetest.Run(t, func(t *testing.T) storagetest.Store {
+		n++
+		s, err := redis.Open(redis.Options{Addrs: []string{sentinel}, MasterName: "zerotouch", KeyPrefix: "s" + string(rune('a'+n%26)) + string(rune('a'+n/26))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

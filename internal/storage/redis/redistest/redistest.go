@@ -223,3 +223,22 @@ func clusterKnown(info string) int {
 	}
 	return 0
 }
+
+// StartSentinel runs a Sentinel that monitors master under the name
+// "zerotouch" (quorum 1) and returns its address.
+func StartSentinel(t testing.TB, master *Server) string {
+	t.Helper()
+	bin := Require(t)
+	dir := t.TempDir()
+	port := FreePort(t)
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\nsentinel monitor zerotouch 127.0.0.1 %d 1\nsentinel down-after-milliseconds zerotouch 2000\n", port, master.Port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, bin: bin, dir: dir, Port: port,
+		args: []string{conf, "--sentinel", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log")}}
+	s.start()
+	t.Cleanup(s.Kill)
+	return s.Addr()
+}
