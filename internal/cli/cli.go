@@ -52,6 +52,7 @@ func commands() map[string]command {
 		"shard":        {"hub shards: create, get, list, update, delete", runShard},
 		"registration": {"registrations: get, list, delete", runRegistration},
 		"pki":          {"mint evaluation certificates: ca, proof, device", runPKI},
+		"bench":        {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
 	}
 }
 

@@ -1,0 +1,414 @@
+// Package bench is the load generator behind `zerotouch bench`: it
+// enrolls simulated X.509 devices, registers each over a fresh TLS
+// connection (gRPC or REST, no connection reuse, no session resumption),
+// and reports throughput, latency, errors by reason, and the server's CPU
+// per registration read from /proc. Its ceiling mode makes the same fresh
+// mTLS handshakes followed by one trivial call (gRPC health check, HTTPS
+// GET /healthz) so that registration cost can be stated as a ratio to the
+// machine's own TLS ceiling.
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/zerotouch/zerotouch/internal/pki"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// Config is one benchmark run.
+type Config struct {
+	GRPCAddr  string
+	HTTPAddr  string
+	RootCAs   *x509.CertPool
+	AccessKey string
+	// Transport is "grpc" or "rest".
+	Transport string
+	// Mode is "register" or "ceiling".
+	Mode        string
+	Devices     int
+	Concurrency int
+	// Rate, if positive, is an open-loop arrival rate (devices per second);
+	// otherwise Concurrency devices run back to back (closed loop).
+	Rate float64
+	// KEX is the key exchange simulated devices offer: "x25519", "p256",
+	// or "default" (Go's hybrid post-quantum preference).
+	KEX string
+	// ServerPID, if set, is read from /proc for CPU per operation.
+	ServerPID int
+	// StoreFile, if set, is measured for store bytes per device.
+	StoreFile string
+}
+
+// Report is a run's result.
+type Report struct {
+	Mode              string         `json:"mode"`
+	Transport         string         `json:"transport"`
+	KEX               string         `json:"kex"`
+	Concurrency       int            `json:"concurrency"`
+	Rate              float64        `json:"target_rate,omitempty"`
+	Attempted         int            `json:"attempted"`
+	Succeeded         int            `json:"succeeded"`
+	Errors            map[string]int `json:"errors"`
+	Seconds           float64        `json:"seconds"`
+	PerSecond         float64        `json:"per_second"`
+	LatencyMs         Latency        `json:"latency_ms"`
+	ServerCPUPerOpUs  float64        `json:"server_cpu_per_op_us,omitempty"`
+	ClientCPUPerOpUs  float64        `json:"client_cpu_per_op_us"`
+	StoreBytesPerOp   float64        `json:"store_bytes_per_device,omitempty"`
+	ServerCPUMeasured bool           `json:"server_cpu_measured"`
+}
+
+// Latency percentiles in milliseconds.
+type Latency struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// Fleet is the enrolled simulated devices.
+type Fleet struct {
+	Inter   *pki.Issued
+	Devices []*pki.Issued
+}
+
+func (c *Config) authCtx(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.AccessKey)
+}
+
+func (c *Config) serverTLS() *tls.Config {
+	return &tls.Config{RootCAs: c.RootCAs, MinVersion: tls.VersionTLS12, ServerName: "localhost"}
+}
+
+// Prepare enrolls a fresh CA (uploaded and verified by proof of
+// possession), an enrollment group on it and, if the service has no shard,
+// one shard; then it mints n device certificates. Nothing here is timed.
+func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
+	cc, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(c.serverTLS())))
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	actx := c.authCtx(ctx)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	now := time.Now()
+	root, err := pki.NewCA("bench root "+run, nil, now, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	inter, err := pki.NewCA("bench issuing "+run, root, now, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	cas := pb.NewCertificateAuthorityServiceClient(cc)
+	name := "bench-" + run
+	if _, err := cas.CreateCaCertificate(actx, &pb.CreateCaCertificateRequest{CaCertificate: &pb.CaCertificate{Name: name, CertificatePem: string(pki.CertPEM(root.Cert))}}); err != nil {
+		return nil, fmt.Errorf("upload CA: %w", err)
+	}
+	code, err := cas.GenerateVerificationCode(actx, &pb.GenerateVerificationCodeRequest{Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("verification code: %w", err)
+	}
+	proof, err := pki.NewProof(root, code.GetVerificationCode(), now)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cas.VerifyCaCertificate(actx, &pb.VerifyCaCertificateRequest{Name: name, CertificatePem: string(pki.CertPEM(proof.Cert))}); err != nil {
+		return nil, fmt.Errorf("verify CA: %w", err)
+	}
+	hubs := pb.NewHubServiceClient(cc)
+	shards, err := hubs.ListShards(actx, &pb.ListShardsRequest{PageSize: 1})
+	if err != nil {
+		return nil, fmt.Errorf("list shards: %w", err)
+	}
+	if len(shards.GetShards()) == 0 {
+		if _, err := hubs.CreateShard(actx, &pb.CreateShardRequest{Shard: &pb.Shard{Id: "bench-shard", Hostname: "hub.bench.example.com", Weight: 100}}); err != nil {
+			return nil, fmt.Errorf("create shard: %w", err)
+		}
+	}
+	if _, err := pb.NewEnrollmentServiceClient(cc).CreateEnrollmentGroup(actx, &pb.CreateEnrollmentGroupRequest{
+		EnrollmentGroup: &pb.EnrollmentGroup{Id: name, CaCertificate: name}}); err != nil {
+		return nil, fmt.Errorf("create group: %w", err)
+	}
+	f := &Fleet{Inter: inter, Devices: make([]*pki.Issued, n)}
+	for i := range f.Devices {
+		if f.Devices[i], err = pki.NewDevice(fmt.Sprintf("bench-%s-%07d", run, i), inter, now, 24*time.Hour); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func (c *Config) deviceTLS(f *Fleet, dev *pki.Issued) *tls.Config {
+	cfg := c.serverTLS()
+	cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{dev.Cert.Raw, f.Inter.Cert.Raw}, PrivateKey: dev.Key, Leaf: dev.Cert}}
+	cfg.ClientSessionCache = nil // no resumption: every device is a first boot
+	switch c.KEX {
+	case "x25519":
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+	case "p256":
+		cfg.CurvePreferences = []tls.CurveID{tls.CurveP256}
+	}
+	return cfg
+}
+
+// one runs a single operation for device dev over a fresh connection.
+func (c *Config) one(ctx context.Context, f *Fleet, dev *pki.Issued) error {
+	tc := c.deviceTLS(f, dev)
+	switch c.Transport {
+	case "grpc":
+		cc, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		if err != nil {
+			return err
+		}
+		defer cc.Close()
+		if c.Mode == "ceiling" {
+			_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		}
+		resp, err := pb.NewDeviceRegistrationServiceClient(cc).Register(ctx, &pb.RegisterRequest{RegistrationId: dev.Cert.Subject.CommonName})
+		if err == nil && resp.GetRegistration().GetStatus() != pb.RegistrationStatus_REGISTRATION_STATUS_ASSIGNED {
+			return fmt.Errorf("status %s", resp.GetRegistration().GetStatus())
+		}
+		return err
+	default:
+		tr := &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		var req *http.Request
+		var err error
+		if c.Mode == "ceiling" {
+			req, err = http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.HTTPAddr+"/healthz", nil)
+		} else {
+			req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+c.HTTPAddr+"/v1/registrations/"+dev.Cert.Subject.CommonName+":register", strings.NewReader("{}"))
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if err != nil {
+			return err
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != http.StatusOK {
+			return &httpError{status: res.StatusCode, body: body}
+		}
+		return nil
+	}
+}
+
+type httpError struct {
+	status int
+	body   []byte
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
+
+// reason names an error for the report: the API's stable reason where
+// there is one.
+func reason(err error) string {
+	var he *httpError
+	if errors.As(err, &he) {
+		var st spb.Status
+		if protojson.Unmarshal(he.body, &st) == nil {
+			for _, d := range st.GetDetails() {
+				info := &errdetails.ErrorInfo{}
+				if d.UnmarshalTo(info) == nil && info.GetReason() != "" {
+					return info.GetReason()
+				}
+			}
+		}
+		return "HTTP_" + strconv.Itoa(he.status)
+	}
+	if st, ok := status.FromError(err); ok {
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				return info.GetReason()
+			}
+		}
+		return st.Code().String()
+	}
+	return "TRANSPORT"
+}
+
+// Run drives the fleet and reports.
+func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
+	n := len(f.Devices)
+	if n == 0 {
+		return nil, errors.New("bench: no devices")
+	}
+	conc := max(1, c.Concurrency)
+	lat := make([]time.Duration, n)
+	errs := make([]error, n)
+	cpu0, err := processCPU(c.ServerPID)
+	if err != nil {
+		return nil, err
+	}
+	store0 := fileSize(c.StoreFile)
+	self0 := selfCPU()
+	start := time.Now()
+
+	do := func(i int) {
+		t := time.Now()
+		errs[i] = c.one(ctx, f, f.Devices[i])
+		lat[i] = time.Since(t)
+	}
+	var wg sync.WaitGroup
+	if c.Rate > 0 {
+		interval := time.Duration(float64(time.Second) / c.Rate)
+		inflight := make(chan struct{}, 10000) // bounds memory, not the rate
+		for i := range n {
+			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+				time.Sleep(d)
+			}
+			inflight <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				do(i)
+				<-inflight
+			}()
+		}
+	} else {
+		var next atomic.Int64
+		for range conc {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n || ctx.Err() != nil {
+						return
+					}
+					do(i)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu1, err := processCPU(c.ServerPID)
+	if err != nil {
+		return nil, err
+	}
+	self1 := selfCPU()
+
+	r := &Report{Mode: c.Mode, Transport: c.Transport, KEX: c.KEX, Concurrency: conc, Rate: c.Rate,
+		Attempted: n, Errors: map[string]int{}, Seconds: elapsed.Seconds()}
+	var ok []time.Duration
+	for i, e := range errs {
+		if e != nil {
+			r.Errors[reason(e)]++
+			continue
+		}
+		ok = append(ok, lat[i])
+	}
+	r.Succeeded = len(ok)
+	r.PerSecond = float64(r.Succeeded) / elapsed.Seconds()
+	sort.Slice(ok, func(a, b int) bool { return ok[a] < ok[b] })
+	if len(ok) > 0 {
+		pct := func(p float64) float64 { return ms(ok[min(len(ok)-1, int(p*float64(len(ok))))]) }
+		r.LatencyMs = Latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: ms(ok[len(ok)-1])}
+	}
+	if c.ServerPID > 0 && n > 0 {
+		r.ServerCPUMeasured = true
+		r.ServerCPUPerOpUs = float64((cpu1 - cpu0).Microseconds()) / float64(n)
+	}
+	r.ClientCPUPerOpUs = float64((self1 - self0).Microseconds()) / float64(n)
+	if c.StoreFile != "" && c.Mode == "register" && r.Succeeded > 0 {
+		r.StoreBytesPerOp = float64(fileSize(c.StoreFile)-store0) / float64(r.Succeeded)
+	}
+	return r, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// clockTicks is Linux's USER_HZ, the unit of /proc/<pid>/stat times.
+const clockTicks = 100
+
+// processCPU reads a process's user+system CPU time from /proc.
+func processCPU(pid int) (time.Duration, error) {
+	if pid <= 0 {
+		return 0, nil
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: %w", err)
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the line.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("server CPU: short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func fileSize(path string) int64 {
+	if path == "" {
+		return 0
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// Print writes a human-readable report.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "%-8s %-4s kex=%-7s c=%-3d  %6d/%-6d ok  %8.1f/s  p50 %6.1f ms  p90 %6.1f  p99 %6.1f  max %6.1f",
+		r.Mode, r.Transport, r.KEX, r.Concurrency, r.Succeeded, r.Attempted, r.PerSecond, r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)
+	if r.ServerCPUMeasured {
+		fmt.Fprintf(w, "  server %5.0f µs/op", r.ServerCPUPerOpUs)
+	}
+	fmt.Fprintf(w, "  client %5.0f µs/op", r.ClientCPUPerOpUs)
+	if r.StoreBytesPerOp > 0 {
+		fmt.Fprintf(w, "  store %5.0f B/device", r.StoreBytesPerOp)
+	}
+	if len(r.Errors) > 0 {
+		b, _ := json.Marshal(r.Errors)
+		fmt.Fprintf(w, "  errors %s", b)
+	}
+	fmt.Fprintln(w)
+}

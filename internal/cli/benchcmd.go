@@ -1,0 +1,253 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/bench"
+	"github.com/zerotouch/zerotouch/internal/pki"
+)
+
+// runBench is `zerotouch bench`: the load generator. With --spawn it
+// starts its own `zerotouch serve` as a separate process (so that server
+// CPU can be read from /proc) on a fresh data directory.
+func runBench(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	c := &conn{}
+	c.register(fs, env, defaultGRPCServer)
+	httpServer := fs.String("http-server", defaultRESTServer, "REST address of the server")
+	spawn := fs.Bool("spawn", false, "start a zerotouch server as a child process for the run")
+	storage := fs.String("storage", "embedded", "with --spawn: embedded or redis")
+	redisAddrs := fs.String("redis-addrs", "", "with --spawn --storage redis: Redis addresses")
+	serverPID := fs.Int("server-pid", 0, "server process ID, for CPU per operation (set by --spawn)")
+	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
+	transport := fs.String("transport", "both", "grpc, rest or both")
+	mode := fs.String("mode", "both", "register, ceiling or both")
+	devices := fs.Int("devices", 2000, "devices per measurement")
+	concurrency := fs.Int("concurrency", 8, "devices in flight (closed loop)")
+	rate := fs.Float64("rate", 0, "open-loop arrival rate in devices per second (0: closed loop)")
+	rounds := fs.Int("rounds", 1, "interleaved repetitions; medians are reported")
+	kex := fs.String("kex", "x25519", "key exchange devices offer: x25519, p256 or default")
+	asJSON := fs.Bool("json", false, "print the reports as JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	transports, err := choice("transport", *transport, "grpc", "rest")
+	if err != nil {
+		return err
+	}
+	modes, err := choice("mode", *mode, "ceiling", "register")
+	if err != nil {
+		return err
+	}
+	if *devices < 1 || *devices > 1_000_000 || *concurrency < 1 || *concurrency > 10_000 || *rounds < 1 || *rounds > 100 || *rate < 0 {
+		return fmt.Errorf("%w: --devices 1-1000000, --concurrency 1-10000, --rounds 1-100, --rate >= 0", errUsage)
+	}
+	if *kex != "x25519" && *kex != "p256" && *kex != "default" {
+		return fmt.Errorf("%w: --kex %q is not x25519, p256 or default", errUsage, *kex)
+	}
+
+	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex,
+		ServerPID: *serverPID, StoreFile: *storeFile}
+	if *spawn {
+		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if cfg.AccessKey, err = c.key(); err != nil {
+		return err
+	}
+	tc, err := c.tlsConfig(nil)
+	if err != nil {
+		return err
+	}
+	cfg.RootCAs = tc.RootCAs
+
+	needed := *devices * *rounds * len(transports)
+	fmt.Fprintf(env.Stderr, "enrolling %d simulated devices...\n", needed)
+	fleet, err := bench.Prepare(ctx, &cfg, needed)
+	if err != nil {
+		return err
+	}
+	var reports []*bench.Report
+	used := 0
+	for range *rounds {
+		for _, tr := range transports {
+			slice := &bench.Fleet{Inter: fleet.Inter, Devices: fleet.Devices[used : used+*devices]}
+			used += *devices
+			for _, m := range modes {
+				run := cfg
+				run.Transport, run.Mode = tr, m
+				r, err := bench.Run(ctx, &run, slice)
+				if err != nil {
+					return err
+				}
+				if !*asJSON {
+					r.Print(env.Stdout)
+				}
+				reports = append(reports, r)
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"reports": reports, "ratios": ratios(reports)})
+	}
+	for _, line := range ratios(reports) {
+		fmt.Fprintln(env.Stdout, line)
+	}
+	return nil
+}
+
+func choice(name, v string, all ...string) ([]string, error) {
+	if v == "both" {
+		return all, nil
+	}
+	for _, a := range all {
+		if v == a {
+			return []string{v}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: --%s %q is not one of %s or both", errUsage, name, v, strings.Join(all, ", "))
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	return xs[len(xs)/2]
+}
+
+// ratios states registration against the ceiling, per transport, as
+// medians over rounds: the machine-independent figures.
+func ratios(reports []*bench.Report) []string {
+	var out []string
+	for _, tr := range []string{"grpc", "rest"} {
+		var regRate, ceilRate, regCPU, ceilCPU []float64
+		for _, r := range reports {
+			if r.Transport != tr {
+				continue
+			}
+			if r.Mode == "register" {
+				regRate, regCPU = append(regRate, r.PerSecond), append(regCPU, r.ServerCPUPerOpUs)
+			} else {
+				ceilRate, ceilCPU = append(ceilRate, r.PerSecond), append(ceilCPU, r.ServerCPUPerOpUs)
+			}
+		}
+		if len(regRate) == 0 || len(ceilRate) == 0 {
+			continue
+		}
+		line := fmt.Sprintf("%s: registration rate %.0f/s is %.0f%% of the ceiling's %.0f/s", tr, median(regRate), 100*median(regRate)/median(ceilRate), median(ceilRate))
+		if c := median(ceilCPU); c > 0 {
+			line += fmt.Sprintf("; server CPU %.0f µs per registration is %.2fx the ceiling's %.0f µs per handshake", median(regCPU), median(regCPU)/c, c)
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// spawnServer starts `zerotouch serve` (this binary) with a fresh data
+// directory on free loopback ports, rate limits off, and points cfg and c
+// at it.
+func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, storage, redisAddrs string) (func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "zerotouch-bench-")
+	if err != nil {
+		return nil, err
+	}
+	grpcAddr, httpAddr, err := freeAddr(), freeAddr(), nil
+	if grpcAddr == "" || httpAddr == "" {
+		return nil, fmt.Errorf("no free port")
+	}
+	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, storage)
+	if storage == "redis" {
+		conf += fmt.Sprintf("  redis: {addrs: [%s]}\n", redisAddrs)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "zerotouch.yaml"), []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "serve", "--config", filepath.Join(dir, "zerotouch.yaml"))
+	cmd.Stderr = env.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	c.server, c.dataDir, c.accessKey = grpcAddr, dir, ""
+	c.caFile = filepath.Join(dir, "pki", "ca.pem")
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.ServerPID = grpcAddr, httpAddr, cmd.Process.Pid
+	if storage != "redis" {
+		cfg.StoreFile = filepath.Join(dir, "zerotouch.db")
+	}
+	if err := waitReady(ctx, httpAddr, c.caFile, 30*time.Second); err != nil {
+		stop()
+		return nil, fmt.Errorf("spawned server: %w", err)
+	}
+	return stop, nil
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return ""
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitReady(ctx context.Context, httpAddr, caFile string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := func() error {
+			cas, err := pki.LoadCertificates(caFile)
+			if err != nil {
+				return err
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(cas[0])
+			c := &conn{caFile: caFile}
+			tc, err := c.tlsConfig(nil)
+			if err != nil {
+				return err
+			}
+			tc.RootCAs = roots
+			tr := &http.Transport{TLSClientConfig: tc}
+			defer tr.CloseIdleConnections()
+			res, err := (&http.Client{Transport: tr, Timeout: time.Second}).Get("https://" + httpAddr + "/readyz")
+			if err != nil {
+				return err
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				return fmt.Errorf("readyz: %s", res.Status)
+			}
+			return nil
+		}()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

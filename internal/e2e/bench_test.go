@@ -1,0 +1,54 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"testing"
+
+	"github.com/zerotouch/zerotouch/internal/bench"
+)
+
+// TestBenchTool runs `zerotouch bench --spawn` for a short run and checks
+// the report's counts and fields (never its speed).
+func TestBenchTool(t *testing.T) {
+	bin := zerotouchBinary(t)
+	out, err := exec.Command(bin, "bench", "--spawn", "--devices", "40", "--concurrency", "4", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var res struct {
+		Reports []bench.Report `json:"reports"`
+		Ratios  []string       `json:"ratios"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out)
+	}
+	if len(res.Reports) != 4 || len(res.Ratios) != 2 {
+		t.Fatalf("%d reports and %d ratios, want 4 and 2:\n%s", len(res.Reports), len(res.Ratios), out)
+	}
+	seen := map[string]bool{}
+	for _, r := range res.Reports {
+		seen[r.Mode+"/"+r.Transport] = true
+		if r.Attempted != 40 || r.Succeeded != 40 || len(r.Errors) != 0 {
+			t.Errorf("%s/%s: %d of %d succeeded, errors %v", r.Mode, r.Transport, r.Succeeded, r.Attempted, r.Errors)
+		}
+		if r.PerSecond <= 0 || r.LatencyMs.P50 <= 0 || r.LatencyMs.P50 > r.LatencyMs.P99 || r.LatencyMs.P99 > r.LatencyMs.Max || !r.ServerCPUMeasured || r.KEX != "x25519" {
+			t.Errorf("%s/%s: implausible report %+v", r.Mode, r.Transport, r)
+		}
+		if r.Mode == "register" && r.StoreBytesPerOp <= 0 {
+			t.Errorf("%s/%s: no store bytes per device", r.Mode, r.Transport)
+		}
+	}
+	for _, k := range []string{"ceiling/grpc", "register/grpc", "ceiling/rest", "register/rest"} {
+		if !seen[k] {
+			t.Errorf("no %s report", k)
+		}
+	}
+
+	// Bad flags are usage errors.
+	if err := exec.Command(bin, "bench", "--kex", "rsa").Run(); err == nil {
+		t.Error("bench --kex rsa succeeded")
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Errorf("bench --kex rsa: %v, want exit status 2", err)
+	}
+}
