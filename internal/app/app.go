@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,6 +137,15 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if caFile != "" {
 		fmt.Fprintf(opt.Stdout, "development CA (trust it in clients): %s\n", caFile)
 	}
+	if cfg.Debug.PprofListen != "" {
+		stopPprof, err := servePprof(cfg.Debug.PprofListen, opt.Log)
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return err
+		}
+		defer stopPprof()
+	}
 	opt.Log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
 	if opt.Started != nil {
 		opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())
@@ -192,3 +203,21 @@ func bootstrapOwnerKey(ctx context.Context, store access.Store, dataDir string, 
 
 // ownerKeyID is the ID of the bootstrap owner key.
 const ownerKeyID = "owner"
+
+// servePprof serves the Go profiler on a loopback address, for profiling
+// under load (docs/performance.md).
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	log.Info("pprof listening", "addr", l.Addr().String())
+	return func() { srv.Close() }, nil
+}

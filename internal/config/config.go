@@ -55,6 +55,10 @@ type Config struct {
 		} `yaml:"rate_limit"`
 	} `yaml:"device"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	Debug         struct {
+		// PprofListen, if set, serves net/http/pprof there (loopback only).
+		PprofListen string `yaml:"pprof_listen"`
+	} `yaml:"debug"`
 }
 
 // RateRule allows Limit events per Window; Limit 0 turns the rule off.
@@ -224,6 +228,7 @@ func applyEnv(c *Config, env func(string) string) []error {
 		"ZEROTOUCH_REDIS_PASSWORD":  &c.Storage.Redis.Password,
 		"ZEROTOUCH_REDIS_MASTER":    &c.Storage.Redis.MasterName,
 		"ZEROTOUCH_REDIS_PREFIX":    &c.Storage.Redis.KeyPrefix,
+		"ZEROTOUCH_PPROF_LISTEN":    &c.Debug.PprofListen,
 	}
 	for name, p := range str {
 		if v := env(name); v != "" {
@@ -315,6 +320,12 @@ func (c *Config) Validate() error {
 	for name, r := range map[string]RateRule{"per_ip": c.Device.RateLimit.PerIP, "per_registration": c.Device.RateLimit.PerRegistration} {
 		if r.Limit < 0 || r.Limit > 0 && (r.Window < time.Second || r.Window > 24*time.Hour) {
 			p = append(p, fmt.Errorf("device.rate_limit.%s: limit %d per %s; want a limit >= 0 and a window of 1s-24h", name, r.Limit, r.Window))
+		}
+	}
+	if a := c.Debug.PprofListen; a != "" {
+		host, _, err := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			p = append(p, fmt.Errorf("debug.pprof_listen %q must be a loopback host:port", a))
 		}
 	}
 	if c.ShutdownGrace <= 0 || c.ShutdownGrace > 10*time.Minute {
