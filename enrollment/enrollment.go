@@ -127,13 +127,28 @@ type Group struct {
 	Meta
 }
 
-// Individual admits one device by its leaf certificate's thumbprint.
+// Mechanism is how an individual enrollment's device attests.
+type Mechanism string
+
+// Attestation mechanisms of individual enrollments.
+const (
+	MechanismX509 Mechanism = "x509"
+	MechanismTPM  Mechanism = "tpm"
+)
+
+// Individual admits one device: by its leaf certificate's thumbprint
+// (X.509), or by its TPM's endorsement key (TPM).
 type Individual struct {
 	// RegistrationID as given; lookups fold case (see Key).
 	RegistrationID string
 	// DeviceID for the registry identity; empty means RegistrationID.
-	DeviceID   string
+	DeviceID  string
+	Mechanism Mechanism
+	// Thumbprint is the hex SHA-256 of the leaf certificate (X.509) or of
+	// the EK's TPM2B_PUBLIC (TPM): unique across individual enrollments.
 	Thumbprint string
+	// EKPublic is the TPM2B_PUBLIC of the endorsement key (TPM only).
+	EKPublic []byte
 	Disabled   bool
 	Allocation
 	Meta

@@ -59,8 +59,8 @@ type Registration struct {
 	GroupID string
 	// Individual is true when the device matched an individual enrollment.
 	Individual bool
-	// CredentialThumbprint is the hex SHA-256 of the credential used
-	// (the X.509 leaf certificate).
+	// CredentialThumbprint is the hex SHA-256 of the credential used: the
+	// X.509 leaf certificate, or the TPM's EK (TPM2B_PUBLIC).
 	CredentialThumbprint string
 	Etag                 string
 	Created              time.Time
@@ -75,6 +75,11 @@ type Credential struct {
 	// CAThumbprint is the hex SHA-256 of the CA the chain was verified to
 	// (enrollment groups only).
 	CAThumbprint string
+	// TPMEKHash is the hex SHA-256 of the TPM's endorsement key (TPM2B_PUBLIC).
+	TPMEKHash string
+	// TPMBoundKey is the TPM2B_PUBLIC of the key the device holds in its
+	// TPM and proved bound to the EK: the hub authenticates the device with it.
+	TPMBoundKey []byte
 }
 
 // IdentityStatus is whether the hub should admit the device.

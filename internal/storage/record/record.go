@@ -101,7 +101,9 @@ type Individual struct {
 	V              int        `json:"v"`
 	RegistrationID string     `json:"reg"`
 	DeviceID       string     `json:"dev,omitempty"`
+	Mechanism      string     `json:"mech,omitempty"` // "" is x509
 	Thumbprint     string     `json:"thumb"`
+	EKPublic       []byte     `json:"ek,omitempty"`
 	Disabled       bool       `json:"disabled,omitempty"`
 	Allocation     Allocation `json:"alloc"`
 	Etag           string     `json:"etag"`
@@ -111,14 +113,22 @@ type Individual struct {
 
 // FromIndividual converts a domain individual enrollment.
 func FromIndividual(e *enrollment.Individual, etag string) *Individual {
-	return &Individual{V: Version, RegistrationID: e.RegistrationID, DeviceID: e.DeviceID, Thumbprint: e.Thumbprint,
-		Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Etag: etag, Created: e.Created, Updated: e.Updated}
+	mech := string(e.Mechanism)
+	if e.Mechanism == enrollment.MechanismX509 {
+		mech = ""
+	}
+	return &Individual{V: Version, RegistrationID: e.RegistrationID, DeviceID: e.DeviceID, Mechanism: mech, Thumbprint: e.Thumbprint,
+		EKPublic: e.EKPublic, Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Etag: etag, Created: e.Created, Updated: e.Updated}
 }
 
 // Domain converts back.
 func (r *Individual) Domain() *enrollment.Individual {
-	return &enrollment.Individual{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Thumbprint: r.Thumbprint,
-		Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
+	mech := enrollment.Mechanism(r.Mechanism)
+	if mech == "" {
+		mech = enrollment.MechanismX509
+	}
+	return &enrollment.Individual{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Mechanism: mech, Thumbprint: r.Thumbprint,
+		EKPublic: r.EKPublic, Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
 		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
 }
 
@@ -198,6 +208,8 @@ type Identity struct {
 	CredType       string    `json:"ct"`
 	X509Thumbprint string    `json:"x5t,omitempty"`
 	CAThumbprint   string    `json:"cat,omitempty"`
+	TPMEKHash      string    `json:"ekh,omitempty"`
+	TPMBoundKey    []byte    `json:"bk,omitempty"`
 	Version        int64     `json:"ver"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
@@ -207,14 +219,16 @@ type Identity struct {
 func FromIdentity(id *registry.Identity) *Identity {
 	return &Identity{V: Version, DeviceID: id.DeviceID, RegistrationID: id.RegistrationID, Shard: id.Shard,
 		Status: string(id.Status), CredType: string(id.Credential.Type), X509Thumbprint: id.Credential.X509Thumbprint,
-		CAThumbprint: id.Credential.CAThumbprint, Version: id.Version, Created: id.Created, Updated: id.Updated}
+		CAThumbprint: id.Credential.CAThumbprint, TPMEKHash: id.Credential.TPMEKHash, TPMBoundKey: id.Credential.TPMBoundKey,
+		Version: id.Version, Created: id.Created, Updated: id.Updated}
 }
 
 // Domain converts back.
 func (r *Identity) Domain() *registry.Identity {
 	return &registry.Identity{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Shard: r.Shard, Status: registry.IdentityStatus(r.Status),
-		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint},
-		Version:    r.Version, Created: r.Created, Updated: r.Updated}
+		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint,
+			TPMEKHash: r.TPMEKHash, TPMBoundKey: r.TPMBoundKey},
+		Version: r.Version, Created: r.Created, Updated: r.Updated}
 }
 
 // AccessKey is a stored access key (the secret's hash, never the secret).

@@ -39,6 +39,8 @@ type deviceRecord struct {
 	ICred    string `json:"ic,omitempty"` // when it differs from Att
 	IThumb   []byte `json:"it,omitempty"` // when it differs from Thumb
 	ICA      []byte `json:"ica,omitempty"`
+	IFP      []byte `json:"ifp,omitempty"` // credential fingerprint, when it differs from Thumb
+	IBK      []byte `json:"ibk,omitempty"` // TPM: the bound key's TPM2B_PUBLIC
 	IVersion int64  `json:"iv"`
 	ICreated int64  `json:"icr,omitempty"` // when it differs from Created
 	IUpdated int64  `json:"iu,omitempty"`  // when it differs from Updated
@@ -73,8 +75,20 @@ func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) 
 	if string(id.Credential.Type) != rec.Att {
 		rec.ICred = string(id.Credential.Type)
 	}
-	if id.Credential.X509Thumbprint != r.CredentialThumbprint {
-		if rec.IThumb, err = unhex(id.Credential.X509Thumbprint); err != nil {
+	// The credential's fingerprint is the registration's thumbprint unless
+	// recorded otherwise: the leaf's for X.509, the EK's for TPM.
+	fingerprint, other := id.Credential.X509Thumbprint, id.Credential.TPMEKHash
+	if id.Credential.Type == registry.TPM {
+		fingerprint, other = id.Credential.TPMEKHash, id.Credential.X509Thumbprint
+		rec.IBK = id.Credential.TPMBoundKey
+	}
+	if fingerprint != r.CredentialThumbprint {
+		if rec.IFP, err = unhex(fingerprint); err != nil {
+			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "identity fingerprint is not hex")
+		}
+	}
+	if other != "" {
+		if rec.IThumb, err = unhex(other); err != nil {
 			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "identity thumbprint is not hex")
 		}
 	}
@@ -117,13 +131,22 @@ func decodeDevice(raw string) (*device, error) {
 		GroupID: rec.Group, Individual: rec.Individual, CredentialThumbprint: thumb, Etag: rec.Etag,
 		Created: time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
 	id := &registry.Identity{DeviceID: devID, RegistrationID: rec.Reg, Shard: rec.Shard, Status: registry.IdentityStatus(orDefaultString(rec.IStatus, string(registry.IdentityEnabled))),
-		Credential: registry.Credential{Type: r.AttestationType, X509Thumbprint: thumb}, Version: rec.IVersion,
+		Credential: registry.Credential{Type: r.AttestationType}, Version: rec.IVersion,
 		Created: r.Created, Updated: r.Updated}
 	if rec.ICred != "" {
 		id.Credential.Type = registry.AttestationType(rec.ICred)
 	}
+	fingerprint, other := thumb, ""
+	if rec.IFP != nil {
+		fingerprint = hex.EncodeToString(rec.IFP)
+	}
 	if rec.IThumb != nil {
-		id.Credential.X509Thumbprint = hex.EncodeToString(rec.IThumb)
+		other = hex.EncodeToString(rec.IThumb)
+	}
+	if id.Credential.Type == registry.TPM {
+		id.Credential.TPMEKHash, id.Credential.X509Thumbprint, id.Credential.TPMBoundKey = fingerprint, other, rec.IBK
+	} else {
+		id.Credential.X509Thumbprint, id.Credential.TPMEKHash = fingerprint, other
 	}
 	if rec.ICA != nil {
 		id.Credential.CAThumbprint = hex.EncodeToString(rec.ICA)

@@ -354,14 +354,24 @@ func testGroupUpdateDelete(t *testing.T, s Store) {
 func testIndividualCRUD(t *testing.T, s Store) {
 	ctx := t.Context()
 	thumb := enrollment.Thumbprint([]byte("leaf-1"))
-	e := &enrollment.Individual{RegistrationID: "Device-1", Thumbprint: thumb, Allocation: hashed(), Meta: enrollment.Meta{Created: t0, Updated: t0}}
+	e := &enrollment.Individual{RegistrationID: "Device-1", Mechanism: enrollment.MechanismX509, Thumbprint: thumb, Allocation: hashed(), Meta: enrollment.Meta{Created: t0, Updated: t0}}
 	etag, err := s.CreateIndividual(ctx, e)
 	must(t, err, "CreateIndividual")
 	got, err := s.GetIndividual(ctx, "DEVICE-1")
 	must(t, err, "GetIndividual(other case)")
-	if got.RegistrationID != "Device-1" || got.Thumbprint != thumb || got.Etag != etag {
+	if got.RegistrationID != "Device-1" || got.Thumbprint != thumb || got.Etag != etag || got.Mechanism != enrollment.MechanismX509 {
 		t.Fatalf("GetIndividual = %+v", got)
 	}
+	tpmE := &enrollment.Individual{RegistrationID: "tpm-1", Mechanism: enrollment.MechanismTPM, EKPublic: []byte{0, 2, 9, 9},
+		Thumbprint: enrollment.Thumbprint([]byte{0, 2, 9, 9}), Allocation: hashed()}
+	_, err = s.CreateIndividual(ctx, tpmE)
+	must(t, err, "CreateIndividual(TPM)")
+	gotTPM, err := s.FindIndividualByThumbprint(ctx, tpmE.Thumbprint)
+	must(t, err, "FindIndividualByThumbprint(TPM)")
+	if gotTPM.Mechanism != enrollment.MechanismTPM || string(gotTPM.EKPublic) != string(tpmE.EKPublic) {
+		t.Fatalf("TPM enrollment = %+v", gotTPM)
+	}
+	must(t, s.DeleteIndividual(ctx, "tpm-1", ""), "DeleteIndividual(TPM)")
 	byThumb, err := s.FindIndividualByThumbprint(ctx, thumb)
 	must(t, err, "FindIndividualByThumbprint")
 	if byThumb.RegistrationID != "Device-1" {
@@ -514,6 +524,30 @@ func testRegistrationCreate(t *testing.T, s Store) {
 	wantKind(t, err, fault.NotFound, "refused identity left behind")
 	_, err = s.GetIdentity(ctx, "nobody")
 	wantKind(t, err, fault.NotFound, "GetIdentity(missing)")
+
+	// A TPM device's identity carries its EK hash and bound key.
+	tpmReg, tpmID := newRegistration("tpm-dev", "s1")
+	ekHash := enrollment.Thumbprint([]byte("ek"))
+	tpmReg.AttestationType, tpmReg.CredentialThumbprint, tpmReg.GroupID, tpmReg.Individual = registry.TPM, ekHash, "", true
+	tpmID.Credential = registry.Credential{Type: registry.TPM, TPMEKHash: ekHash, TPMBoundKey: []byte{0, 3, 1, 2, 3}}
+	_, err = s.CreateRegistration(ctx, tpmReg, tpmID)
+	must(t, err, "CreateRegistration(TPM)")
+	gotTPM, err := s.GetIdentity(ctx, "tpm-dev")
+	must(t, err, "GetIdentity(TPM)")
+	if gotTPM.Credential.Type != registry.TPM || gotTPM.Credential.TPMEKHash != ekHash || string(gotTPM.Credential.TPMBoundKey) != string(tpmID.Credential.TPMBoundKey) || gotTPM.Credential.X509Thumbprint != "" {
+		t.Fatalf("TPM identity = %+v", gotTPM.Credential)
+	}
+	// An X.509 identity whose certificate differs from the registration's
+	// (mid-renewal) keeps its own thumbprint.
+	renewReg, renewID := newRegistration("renewing", "s1")
+	renewID.Credential.X509Thumbprint = enrollment.Thumbprint([]byte("new leaf"))
+	_, err = s.CreateRegistration(ctx, renewReg, renewID)
+	must(t, err, "CreateRegistration(renewing)")
+	gotRenew, err := s.GetIdentity(ctx, "renewing")
+	must(t, err, "GetIdentity(renewing)")
+	if gotRenew.Credential.X509Thumbprint != renewID.Credential.X509Thumbprint || gotRenew.Credential.TPMEKHash != "" {
+		t.Fatalf("renewing identity = %+v", gotRenew.Credential)
+	}
 }
 
 func testRegistrationConcurrentCreate(t *testing.T, s Store) {
