@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/attestation/tpm"
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
@@ -151,6 +152,35 @@ func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	return s.Store.GetGroup(ctx, g.ID)
 }
 
+// CreateTPMIndividual creates an individual TPM enrollment from the EK as
+// TPM2B_PUBLIC or as a PEM public key; an empty registration ID is derived
+// from the EK.
+func (s *Service) CreateTPMIndividual(ctx context.Context, e *enrollment.Individual, ekPublic []byte, ekPEM string) (*enrollment.Individual, error) {
+	switch {
+	case len(ekPublic) > 0 && ekPEM != "":
+		return nil, fault.Invalidf("give tpm.endorsement_key or tpm.endorsement_key_pem, not both")
+	case ekPEM != "":
+		var err error
+		if ekPublic, err = tpm.EKFromPEM(ekPEM); err != nil {
+			return nil, err
+		}
+	case len(ekPublic) == 0:
+		return nil, fault.Invalidf("tpm.endorsement_key or tpm.endorsement_key_pem is required")
+	}
+	ek, err := tpm.ParsePublic("tpm.endorsement_key", ekPublic)
+	if err != nil {
+		return nil, err
+	}
+	if err := tpm.CheckEK(ek); err != nil {
+		return nil, err
+	}
+	if e.RegistrationID == "" {
+		e.RegistrationID = tpm.RegistrationID(ekPublic)
+	}
+	e.Mechanism, e.EKPublic, e.Thumbprint = enrollment.MechanismTPM, ekPublic, tpm.EKHash(ekPublic)
+	return s.createIndividual(ctx, e)
+}
+
 // CreateIndividual creates an individual enrollment from a leaf
 // certificate (PEM) or its SHA-256 thumbprint.
 func (s *Service) CreateIndividual(ctx context.Context, e *enrollment.Individual, certPEM string) (*enrollment.Individual, error) {
@@ -184,6 +214,19 @@ func (s *Service) CreateIndividual(ctx context.Context, e *enrollment.Individual
 		e.Thumbprint = strings.ToLower(e.Thumbprint)
 	default:
 		return nil, fault.Invalidf("certificate_pem or sha256_thumbprint is required")
+	}
+	e.Mechanism = enrollment.MechanismX509
+	return s.createIndividual(ctx, e)
+}
+
+func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual) (*enrollment.Individual, error) {
+	if err := enrollment.ValidateRegistrationID(e.RegistrationID); err != nil {
+		return nil, fault.Wrap(fault.InvalidArgument, fault.RegistrationIDInvalid, err, "registration_id is not valid")
+	}
+	if e.DeviceID != "" {
+		if err := enrollment.ValidateID("device_id", e.DeviceID); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.checkShards(ctx, e.Allocation); err != nil {
 		return nil, err

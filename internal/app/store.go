@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/config"
@@ -17,6 +18,7 @@ import (
 // store is what the service needs of a backend.
 type store interface {
 	admin.Store
+	attestation.ChallengeStore
 	access.Store
 	Ping(ctx context.Context) error
 	Close() error

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -15,22 +16,71 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/zerotouch/zerotouch/attestation/tpm"
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/tpmdevice"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
 const defaultRESTServer = "localhost:8443"
 
+// tpmFlags select a TPM.
+type tpmFlags struct {
+	path *string
+	seed *int64
+	kind *string
+}
+
+func addTPMFlags(fs *flag.FlagSet) tpmFlags {
+	return tpmFlags{
+		path: fs.String("tpm-path", "simulator", "TPM character device (e.g. /dev/tpmrm0), or simulator for the in-process TPM simulator"),
+		seed: fs.Int64("tpm-seed", 1, "with the simulator: its seed, so the same EK comes back every run"),
+		kind: fs.String("tpm-ek", "ecc", "EK algorithm: rsa or ecc"),
+	}
+}
+
+func (f tpmFlags) open() (*tpmdevice.Device, func(), error) {
+	if *f.kind != "rsa" && *f.kind != "ecc" {
+		return nil, nil, fmt.Errorf("%w: --tpm-ek %q is not rsa or ecc", errUsage, *f.kind)
+	}
+	t, err := tpmdevice.Open(*f.path, *f.seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := tpmdevice.New(t, tpmdevice.KeyType(*f.kind), tpmdevice.Options{})
+	if err != nil {
+		t.Close()
+		return nil, nil, err
+	}
+	return d, func() { d.Close(); t.Close() }, nil
+}
+
 func runDevice(ctx context.Context, env Env, args []string) error {
-	if _, args2, err := subcommand(args, "register"); err != nil {
+	sub, args, err := subcommand(args, "register", "tpm-ek")
+	if err != nil {
 		return err
-	} else {
-		args = args2
+	}
+	if sub == "tpm-ek" {
+		fs := flag.NewFlagSet("device tpm-ek", flag.ContinueOnError)
+		tf := addTPMFlags(fs)
+		if _, err := parse(fs, args); err != nil {
+			return err
+		}
+		d, closeTPM, err := tf.open()
+		if err != nil {
+			return err
+		}
+		defer closeTPM()
+		fmt.Fprintf(env.Stdout, "registration ID: %s\nendorsement key (TPM2B_PUBLIC, base64): %s\n",
+			tpm.RegistrationID(d.EKPublic()), base64.StdEncoding.EncodeToString(d.EKPublic()))
+		return nil
 	}
 	fs := flag.NewFlagSet("device register", flag.ContinueOnError)
 	c := &conn{}
 	c.register(fs, env, "")
+	useTPM := fs.Bool("tpm", false, "attest with the TPM (two steps) instead of a certificate")
+	tf := addTPMFlags(fs)
 	certFile := fs.String("cert", "", "the device certificate, PEM; may also hold the chain")
 	keyFile := fs.String("key", "", "the device private key, PEM")
 	chainFile := fs.String("chain", "", "intermediate certificates to present after the leaf, PEM")
@@ -39,6 +89,9 @@ func runDevice(ctx context.Context, env Env, args []string) error {
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *useTPM {
+		return registerTPM(ctx, env, c, tf, *regID, *transport, *timeout)
 	}
 	if *certFile == "" || *keyFile == "" {
 		return fmt.Errorf("%w: --cert and --key are required", errUsage)
@@ -94,6 +147,41 @@ func runDevice(ctx context.Context, env Env, args []string) error {
 		return printJSON(env.Stdout, resp)
 	}
 	return fmt.Errorf("%w: --transport %q is not grpc or rest", errUsage, *transport)
+}
+
+func registerTPM(ctx context.Context, env Env, c *conn, tf tpmFlags, regID, transport string, timeout time.Duration) error {
+	d, closeTPM, err := tf.open()
+	if err != nil {
+		return err
+	}
+	defer closeTPM()
+	cfg, err := c.tlsConfig(nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var resp *pb.RegisterResponse
+	switch transport {
+	case "grpc":
+		cc, err := grpc.NewClient(or(c.server, defaultGRPCServer), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			return err
+		}
+		defer cc.Close()
+		resp, err = RegisterTPMGRPC(ctx, pb.NewDeviceRegistrationServiceClient(cc), d, regID)
+		if err != nil {
+			return err
+		}
+	case "rest":
+		resp, err = RegisterTPMREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, or(c.server, defaultRESTServer), d, regID)
+		if err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: --transport %q is not grpc or rest", errUsage, transport)
+	}
+	return printJSON(env.Stdout, resp)
 }
 
 // RESTError is a non-2xx answer of the REST API.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"os"
@@ -223,6 +224,7 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 	fs, c := opFlags("enrollment "+sub, env)
 	certFile := fs.String("cert", "", "the device's leaf certificate, PEM (create)")
 	thumb := fs.String("thumbprint", "", "or the leaf certificate's SHA-256 thumbprint, hex (create)")
+	tpmEK := fs.String("tpm-ek", "", "or, for a TPM: its EK as base64 TPM2B_PUBLIC, or @FILE holding a PEM public key (create)")
 	deviceID := fs.String("device-id", "", "device ID for the registry identity (default: the registration ID)")
 	af := addAllocFlags(fs)
 	etag := fs.String("etag", "", "act only if the enrollment's etag is this (delete)")
@@ -243,6 +245,19 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 				return nil, err
 			}
 			e := &pb.Enrollment{RegistrationId: pos[0], DeviceId: *deviceID, Sha256Thumbprint: *thumb, ProvisioningStatus: af.status(), Allocation: alloc}
+			if v, isFile := strings.CutPrefix(*tpmEK, "@"); isFile {
+				pemText, err := readFile("tpm-ek", v)
+				if err != nil {
+					return nil, err
+				}
+				e.Tpm = &pb.TpmAttestation{EndorsementKeyPem: pemText}
+			} else if *tpmEK != "" {
+				raw, err := base64.StdEncoding.DecodeString(*tpmEK)
+				if err != nil {
+					return nil, fmt.Errorf("%w: --tpm-ek is not base64: %v", errUsage, err)
+				}
+				e.Tpm = &pb.TpmAttestation{EndorsementKey: raw}
+			}
 			if *certFile != "" {
 				if e.CertificatePem, err = readFile("cert", *certFile); err != nil {
 					return nil, err

@@ -6,15 +6,18 @@
 package provisioning
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/attestation"
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
@@ -31,6 +34,10 @@ type ShardSource interface {
 // MaxChainLength (default x509.DefaultMaxChainLength).
 type Service struct {
 	Enrollments    enrollment.Lookup
+	// Challenges holds TPM challenges between the two steps.
+	Challenges attestation.ChallengeStore
+	// Rand is the randomness source for challenges (crypto/rand when nil).
+	Rand io.Reader
 	Shards         ShardSource
 	Registry       registry.Store
 	Now            func() time.Time
@@ -62,7 +69,11 @@ const maxWriteAttempts = 8
 func (s *Service) RegisterX509(ctx context.Context, req X509Request) (*registry.Registration, error) {
 	reg, err := s.registerX509(ctx, req)
 	if err != nil {
-		s.logFailure(req, err)
+		var attrs []any
+		if len(req.Chain) > 0 {
+			attrs = append(attrs, "subject", req.Chain[0].Subject.String(), "thumbprint", enrollment.Thumbprint(req.Chain[0].Raw))
+		}
+		s.logRefusal(req.Peer, req.RegistrationID, err, attrs...)
 	}
 	return reg, err
 }
@@ -109,8 +120,10 @@ func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.
 		return nil, err
 	}
 
-	out := plan{regID: regID, thumbprint: presented.Thumbprints[0]}
-	if ind := match.Individual; ind != nil {
+	out := plan{regID: regID, thumbprint: presented.Thumbprints[0], attType: registry.X509}
+	if ind := match.Individual; ind != nil && ind.Mechanism != enrollment.MechanismX509 {
+		return nil, fault.New(fault.Unauthenticated, fault.CertificateUntrusted, "the certificate is not enrolled")
+	} else if ind != nil {
 		// The enrolled leaf is the trust anchor: TLS proved possession of
 		// its key and the thumbprint matched exactly.
 		if !strings.EqualFold(ind.RegistrationID, regID) {
@@ -154,8 +167,10 @@ func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.
 		if anchor.Group.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", anchor.Group.ID)
 		}
-		out.deviceID, out.alloc, out.groupID, out.caThumbprint = regID, anchor.Group.Allocation, anchor.Group.ID, anchor.CA.Thumbprint
+		out.deviceID, out.alloc, out.groupID = regID, anchor.Group.Allocation, anchor.Group.ID
+		out.cred.CAThumbprint = anchor.CA.Thumbprint
 	}
+	out.cred.Type, out.cred.X509Thumbprint = registry.X509, out.thumbprint
 	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(regID)); err != nil {
 		return nil, err
 	}
@@ -164,15 +179,26 @@ func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.
 
 // plan is what attestation and matching decided.
 type plan struct {
-	regID, deviceID, thumbprint, caThumbprint, groupID string
-	individual                                         bool
-	alloc                                              enrollment.Allocation
+	regID, deviceID, groupID string
+	// thumbprint identifies the device's credential: the leaf certificate
+	// (X.509) or the EK (TPM).
+	thumbprint string
+	attType    registry.AttestationType
+	individual bool
+	alloc      enrollment.Allocation
+	cred       registry.Credential
+}
+
+// sameCredential reports whether an identity already holds the credential.
+func sameCredential(a, b registry.Credential) bool {
+	return a.Type == b.Type && a.X509Thumbprint == b.X509Thumbprint && a.CAThumbprint == b.CAThumbprint &&
+		a.TPMEKHash == b.TPMEKHash && bytes.Equal(a.TPMBoundKey, b.TPMBoundKey)
 }
 
 // record makes the registration real: sticky on re-registration, one
 // atomic write, safe against concurrent duplicates.
 func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.Registration, error) {
-	cred := registry.Credential{Type: registry.X509, X509Thumbprint: p.thumbprint, CAThumbprint: p.caThumbprint}
+	cred := p.cred
 	for range maxWriteAttempts {
 		existing, err := s.Registry.GetRegistration(ctx, p.regID)
 		switch {
@@ -185,17 +211,23 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 		case err != nil:
 			return nil, err
 		}
-		if existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual {
-			return existing, nil // idempotent: nothing changed
+		if existing.AttestationType == registry.TPM && p.attType == registry.TPM && existing.CredentialThumbprint != p.thumbprint {
+			s.log(slog.LevelWarn, "registration refused: a different TPM claims an existing registration (possible cloned or duplicated device)",
+				"registration_id", p.regID, "registered_ek", existing.CredentialThumbprint, "presented_ek", p.thumbprint)
+			return nil, fault.New(fault.PermissionDenied, fault.TPMEKMismatch, "the registration belongs to a different TPM")
 		}
-		// Same device, new credential (a renewed certificate) or a new
-		// enrollment: keep the shard and device ID, update the credential.
 		ident, err := s.Registry.GetIdentity(ctx, existing.DeviceID)
 		if err != nil {
 			return nil, err
 		}
+		if existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual &&
+			existing.AttestationType == p.attType && sameCredential(ident.Credential, cred) {
+			return existing, nil // idempotent: nothing changed
+		}
+		// Same device, new credential (a renewed certificate, a new bound
+		// key) or a new enrollment: keep the shard and device ID, update.
 		upd := *existing
-		upd.CredentialThumbprint, upd.GroupID, upd.Individual, upd.Updated = p.thumbprint, p.groupID, p.individual, now
+		upd.CredentialThumbprint, upd.GroupID, upd.Individual, upd.AttestationType, upd.Updated = p.thumbprint, p.groupID, p.individual, p.attType, now
 		ident.Credential, ident.Version, ident.Updated = cred, ident.Version+1, now
 		etag, err := s.Registry.UpdateRegistration(ctx, &upd, ident)
 		if fault.KindOf(err) == fault.Conflict {
@@ -217,7 +249,7 @@ func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, 
 	}
 	reg := &registry.Registration{
 		RegistrationID: p.regID, DeviceID: p.deviceID, Shard: shard.ID, AssignedHub: shard.Hostname,
-		Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: registry.X509,
+		Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: p.attType,
 		GroupID: p.groupID, Individual: p.individual, CredentialThumbprint: p.thumbprint, Created: now, Updated: now,
 	}
 	ident := &registry.Identity{
@@ -251,22 +283,22 @@ func (s *Service) allocate(ctx context.Context, p plan) (*allocation.Shard, erro
 	}
 }
 
-// logFailure records a refused attempt: who, from where, why. The device
+func (s *Service) log(level slog.Level, msg string, attrs ...any) {
+	if s.Log != nil {
+		s.Log.Log(context.Background(), level, msg, attrs...)
+	}
+}
+
+// logRefusal records a refused attempt: who, from where, why. The device
 // gets only the reason; the log gets the detail. No secrets are logged.
-func (s *Service) logFailure(req X509Request, err error) {
-	if s.Log == nil {
-		return
-	}
-	attrs := []any{"peer", req.Peer, "reason", string(fault.ReasonOf(err)), "detail", err.Error()}
-	if len(req.Chain) > 0 {
-		attrs = append(attrs, "subject", req.Chain[0].Subject.String(), "thumbprint", enrollment.Thumbprint(req.Chain[0].Raw))
-	}
-	if req.RegistrationID != "" {
-		attrs = append(attrs, "registration_id", req.RegistrationID)
+func (s *Service) logRefusal(peer, registrationID string, err error, attrs ...any) {
+	attrs = append(attrs, "peer", peer, "reason", string(fault.ReasonOf(err)), "detail", err.Error())
+	if registrationID != "" {
+		attrs = append(attrs, "registration_id", registrationID)
 	}
 	level := slog.LevelWarn
 	if fault.KindOf(err) == fault.Internal || fault.KindOf(err) == fault.Unavailable {
 		level = slog.LevelError
 	}
-	s.Log.Log(context.Background(), level, "registration refused", attrs...)
+	s.log(level, "registration refused", attrs...)
 }

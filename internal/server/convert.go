@@ -101,11 +101,17 @@ func groupToPB(g *enrollment.Group) *pb.EnrollmentGroup {
 }
 
 func individualToPB(e *enrollment.Individual) *pb.Enrollment {
-	return &pb.Enrollment{
+	out := &pb.Enrollment{
 		RegistrationId: e.RegistrationID, DeviceId: e.DeviceID, Sha256Thumbprint: e.Thumbprint,
 		ProvisioningStatus: disabledToStatus(e.Disabled), Allocation: allocationToPB(e.Allocation),
 		CreateTime: ts(e.Created), UpdateTime: ts(e.Updated), Etag: e.Etag,
+		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509,
 	}
+	if e.Mechanism == enrollment.MechanismTPM {
+		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
+		out.Tpm = &pb.TpmAttestation{EndorsementKey: e.EKPublic}
+	}
+	return out
 }
 
 var shardStates = map[pb.ShardState]allocation.State{

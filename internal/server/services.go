@@ -76,6 +76,33 @@ func (s *services) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.R
 	return &pb.RegisterResponse{Registration: registrationToPB(reg)}, nil
 }
 
+// BeginTpmAttestation implements DeviceRegistrationService.
+func (s *services) BeginTpmAttestation(ctx context.Context, req *pb.BeginTpmAttestationRequest) (*pb.BeginTpmAttestationResponse, error) {
+	addr, _ := peerInfo(ctx)
+	ch, err := s.prov.BeginTPM(ctx, provisioning.TPMBeginRequest{RegistrationID: req.GetRegistrationId(),
+		EKPublic: req.GetEndorsementKey(), BoundKey: req.GetBoundKey(), Peer: addr})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err, true)
+	}
+	return &pb.BeginTpmAttestationResponse{RegistrationId: ch.RegistrationID, ChallengeId: ch.ID, CredentialBlob: ch.CredentialBlob,
+		EncryptedSecret: ch.EncryptedSecret, ExpireTime: ts(ch.Expires)}, nil
+}
+
+// CompleteTpmAttestation implements DeviceRegistrationService.
+func (s *services) CompleteTpmAttestation(ctx context.Context, req *pb.CompleteTpmAttestationRequest) (*pb.RegisterResponse, error) {
+	addr, _ := peerInfo(ctx)
+	reg, err := s.prov.CompleteTPM(ctx, provisioning.TPMCompleteRequest{RegistrationID: req.GetRegistrationId(),
+		ChallengeID: req.GetChallengeId(), Secret: req.GetSecret(), Peer: addr})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err, true)
+	}
+	out := registrationToPB(reg)
+	if id, err := s.store.GetIdentity(ctx, reg.DeviceID); err == nil {
+		out.TpmBoundKey = id.Credential.TPMBoundKey
+	}
+	return &pb.RegisterResponse{Registration: out}, nil
+}
+
 // CreateCaCertificate implements CertificateAuthorityService.
 func (s *services) CreateCaCertificate(ctx context.Context, req *pb.CreateCaCertificateRequest) (*pb.CaCertificate, error) {
 	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
@@ -298,10 +325,16 @@ func (s *services) CreateEnrollment(ctx context.Context, req *pb.CreateEnrollmen
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	e, err := s.admin.CreateIndividual(ctx, &enrollment.Individual{
-		RegistrationID: in.GetRegistrationId(), DeviceID: in.GetDeviceId(), Thumbprint: in.GetSha256Thumbprint(),
-		Disabled: disabled, Allocation: alloc,
-	}, in.GetCertificatePem())
+	e := &enrollment.Individual{RegistrationID: in.GetRegistrationId(), DeviceID: in.GetDeviceId(), Disabled: disabled, Allocation: alloc}
+	if t := in.GetTpm(); t != nil {
+		if in.GetCertificatePem() != "" || in.GetSha256Thumbprint() != "" {
+			return nil, s.fail(ctx, fault.Invalidf("a TPM enrollment takes no certificate_pem or sha256_thumbprint"))
+		}
+		e, err = s.admin.CreateTPMIndividual(ctx, e, t.GetEndorsementKey(), t.GetEndorsementKeyPem())
+	} else {
+		e.Thumbprint = in.GetSha256Thumbprint()
+		e, err = s.admin.CreateIndividual(ctx, e, in.GetCertificatePem())
+	}
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -354,7 +387,7 @@ func (s *services) UpdateEnrollment(ctx context.Context, req *pb.UpdateEnrollmen
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if in.GetSha256Thumbprint() != "" && !strings.EqualFold(in.GetSha256Thumbprint(), e.Thumbprint) || in.GetCertificatePem() != "" {
+	if in.GetSha256Thumbprint() != "" && !strings.EqualFold(in.GetSha256Thumbprint(), e.Thumbprint) || in.GetCertificatePem() != "" || in.GetTpm() != nil {
 		return nil, s.fail(ctx, fault.Invalidf("the enrolled certificate is immutable; create a new enrollment instead"))
 	}
 	e.Etag = in.GetEtag()

@@ -125,6 +125,59 @@ func (AllocationPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
+// AttestationType is how a device proves who it is.
+type AttestationType int32
+
+const (
+	AttestationType_ATTESTATION_TYPE_UNSPECIFIED   AttestationType = 0
+	AttestationType_ATTESTATION_TYPE_X509          AttestationType = 1
+	AttestationType_ATTESTATION_TYPE_TPM           AttestationType = 2
+	AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY AttestationType = 3
+)
+
+// Enum value maps for AttestationType.
+var (
+	AttestationType_name = map[int32]string{
+		0: "ATTESTATION_TYPE_UNSPECIFIED",
+		1: "ATTESTATION_TYPE_X509",
+		2: "ATTESTATION_TYPE_TPM",
+		3: "ATTESTATION_TYPE_SYMMETRIC_KEY",
+	}
+	AttestationType_value = map[string]int32{
+		"ATTESTATION_TYPE_UNSPECIFIED":   0,
+		"ATTESTATION_TYPE_X509":          1,
+		"ATTESTATION_TYPE_TPM":           2,
+		"ATTESTATION_TYPE_SYMMETRIC_KEY": 3,
+	}
+)
+
+func (x AttestationType) Enum() *AttestationType {
+	p := new(AttestationType)
+	*p = x
+	return p
+}
+
+func (x AttestationType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AttestationType) Descriptor() protoreflect.EnumDescriptor {
+	return file_zerotouch_v1_common_proto_enumTypes[2].Descriptor()
+}
+
+func (AttestationType) Type() protoreflect.EnumType {
+	return &file_zerotouch_v1_common_proto_enumTypes[2]
+}
+
+func (x AttestationType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AttestationType.Descriptor instead.
+func (AttestationType) EnumDescriptor() ([]byte, []int) {
+	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
 // Allocation is an enrollment's shard selection.
 type Allocation struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -205,7 +258,12 @@ const file_zerotouch_v1_common_proto_rawDesc = "" +
 	"\x10AllocationPolicy\x12!\n" +
 	"\x1dALLOCATION_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_POLICY_HASHED\x10\x01\x12\x1c\n" +
-	"\x18ALLOCATION_POLICY_STATIC\x10\x02B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x18ALLOCATION_POLICY_STATIC\x10\x02*\x8c\x01\n" +
+	"\x0fAttestationType\x12 \n" +
+	"\x1cATTESTATION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ATTESTATION_TYPE_X509\x10\x01\x12\x18\n" +
+	"\x14ATTESTATION_TYPE_TPM\x10\x02\x12\"\n" +
+	"\x1eATTESTATION_TYPE_SYMMETRIC_KEY\x10\x03B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_common_proto_rawDescOnce sync.Once
@@ -219,12 +277,13 @@ func file_zerotouch_v1_common_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_common_proto_rawDescData
 }
 
-var file_zerotouch_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_zerotouch_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_zerotouch_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_zerotouch_v1_common_proto_goTypes = []any{
 	(ProvisioningStatus)(0), // 0: zerotouch.v1.ProvisioningStatus
 	(AllocationPolicy)(0),   // 1: zerotouch.v1.AllocationPolicy
-	(*Allocation)(nil),      // 2: zerotouch.v1.Allocation
+	(AttestationType)(0),    // 2: zerotouch.v1.AttestationType
+	(*Allocation)(nil),      // 3: zerotouch.v1.Allocation
 }
 var file_zerotouch_v1_common_proto_depIdxs = []int32{
 	1, // 0: zerotouch.v1.Allocation.policy:type_name -> zerotouch.v1.AllocationPolicy
@@ -245,7 +304,7 @@ func file_zerotouch_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_common_proto_rawDesc), len(file_zerotouch_v1_common_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,

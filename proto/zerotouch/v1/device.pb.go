@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -22,6 +23,210 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type BeginTpmAttestationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registration ID; over gRPC it may be empty, to derive it from the
+	// EK (lowercase base32 of SHA-256 of endorsement_key, unpadded).
+	RegistrationId string `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	// The EK as TPM2B_PUBLIC.
+	EndorsementKey []byte `protobuf:"bytes,2,opt,name=endorsement_key,json=endorsementKey,proto3" json:"endorsement_key,omitempty"`
+	// The TPM2B_PUBLIC of a signing key created in the same TPM (an
+	// attestation key or another non-exportable signing key).
+	BoundKey      []byte `protobuf:"bytes,3,opt,name=bound_key,json=boundKey,proto3" json:"bound_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginTpmAttestationRequest) Reset() {
+	*x = BeginTpmAttestationRequest{}
+	mi := &file_zerotouch_v1_device_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginTpmAttestationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginTpmAttestationRequest) ProtoMessage() {}
+
+func (x *BeginTpmAttestationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_device_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginTpmAttestationRequest.ProtoReflect.Descriptor instead.
+func (*BeginTpmAttestationRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_device_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BeginTpmAttestationRequest) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
+	}
+	return ""
+}
+
+func (x *BeginTpmAttestationRequest) GetEndorsementKey() []byte {
+	if x != nil {
+		return x.EndorsementKey
+	}
+	return nil
+}
+
+func (x *BeginTpmAttestationRequest) GetBoundKey() []byte {
+	if x != nil {
+		return x.BoundKey
+	}
+	return nil
+}
+
+type BeginTpmAttestationResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	ChallengeId    string                 `protobuf:"bytes,2,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	// TPM2B_ID_OBJECT contents for ActivateCredential's credentialBlob.
+	CredentialBlob []byte `protobuf:"bytes,3,opt,name=credential_blob,json=credentialBlob,proto3" json:"credential_blob,omitempty"`
+	// TPM2B_ENCRYPTED_SECRET contents for ActivateCredential's secret.
+	EncryptedSecret []byte                 `protobuf:"bytes,4,opt,name=encrypted_secret,json=encryptedSecret,proto3" json:"encrypted_secret,omitempty"`
+	ExpireTime      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BeginTpmAttestationResponse) Reset() {
+	*x = BeginTpmAttestationResponse{}
+	mi := &file_zerotouch_v1_device_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginTpmAttestationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginTpmAttestationResponse) ProtoMessage() {}
+
+func (x *BeginTpmAttestationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_device_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginTpmAttestationResponse.ProtoReflect.Descriptor instead.
+func (*BeginTpmAttestationResponse) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_device_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BeginTpmAttestationResponse) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
+	}
+	return ""
+}
+
+func (x *BeginTpmAttestationResponse) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *BeginTpmAttestationResponse) GetCredentialBlob() []byte {
+	if x != nil {
+		return x.CredentialBlob
+	}
+	return nil
+}
+
+func (x *BeginTpmAttestationResponse) GetEncryptedSecret() []byte {
+	if x != nil {
+		return x.EncryptedSecret
+	}
+	return nil
+}
+
+func (x *BeginTpmAttestationResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+type CompleteTpmAttestationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	ChallengeId    string                 `protobuf:"bytes,2,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	// What ActivateCredential returned.
+	Secret        []byte `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteTpmAttestationRequest) Reset() {
+	*x = CompleteTpmAttestationRequest{}
+	mi := &file_zerotouch_v1_device_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteTpmAttestationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteTpmAttestationRequest) ProtoMessage() {}
+
+func (x *CompleteTpmAttestationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_device_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteTpmAttestationRequest.ProtoReflect.Descriptor instead.
+func (*CompleteTpmAttestationRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_device_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CompleteTpmAttestationRequest) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
+	}
+	return ""
+}
+
+func (x *CompleteTpmAttestationRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *CompleteTpmAttestationRequest) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The registration ID. For X.509 it must equal the leaf certificate's
@@ -33,7 +238,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_zerotouch_v1_device_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_device_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +250,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_device_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_device_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +263,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_device_proto_rawDescGZIP(), []int{0}
+	return file_zerotouch_v1_device_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterRequest) GetRegistrationId() string {
@@ -77,7 +282,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_zerotouch_v1_device_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_device_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -89,7 +294,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_device_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_device_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -102,7 +307,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_device_proto_rawDescGZIP(), []int{1}
+	return file_zerotouch_v1_device_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterResponse) GetRegistration() *Registration {
@@ -116,13 +321,30 @@ var File_zerotouch_v1_device_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/device.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fzerotouch/v1/registration.proto\":\n" +
+	"\x19zerotouch/v1/device.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fzerotouch/v1/registration.proto\"\x8b\x01\n" +
+	"\x1aBeginTpmAttestationRequest\x12'\n" +
+	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12'\n" +
+	"\x0fendorsement_key\x18\x02 \x01(\fR\x0eendorsementKey\x12\x1b\n" +
+	"\tbound_key\x18\x03 \x01(\fR\bboundKey\"\xfa\x01\n" +
+	"\x1bBeginTpmAttestationResponse\x12'\n" +
+	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12!\n" +
+	"\fchallenge_id\x18\x02 \x01(\tR\vchallengeId\x12'\n" +
+	"\x0fcredential_blob\x18\x03 \x01(\fR\x0ecredentialBlob\x12)\n" +
+	"\x10encrypted_secret\x18\x04 \x01(\fR\x0fencryptedSecret\x12;\n" +
+	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x83\x01\n" +
+	"\x1dCompleteTpmAttestationRequest\x12'\n" +
+	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12!\n" +
+	"\fchallenge_id\x18\x02 \x01(\tR\vchallengeId\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\fR\x06secret\":\n" +
 	"\x0fRegisterRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"R\n" +
 	"\x10RegisterResponse\x12>\n" +
-	"\fregistration\x18\x01 \x01(\v2\x1a.zerotouch.v1.RegistrationR\fregistration2\xa0\x01\n" +
+	"\fregistration\x18\x01 \x01(\v2\x1a.zerotouch.v1.RegistrationR\fregistration2\x80\x04\n" +
 	"\x19DeviceRegistrationService\x12\x82\x01\n" +
-	"\bRegister\x12\x1d.zerotouch.v1.RegisterRequest\x1a\x1e.zerotouch.v1.RegisterResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/registrations/{registration_id}:registerB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\bRegister\x12\x1d.zerotouch.v1.RegisterRequest\x1a\x1e.zerotouch.v1.RegisterResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/registrations/{registration_id}:register\x12\xae\x01\n" +
+	"\x13BeginTpmAttestation\x12(.zerotouch.v1.BeginTpmAttestationRequest\x1a).zerotouch.v1.BeginTpmAttestationResponse\"B\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/registrations/{registration_id}:beginTpmAttestation\x12\xac\x01\n" +
+	"\x16CompleteTpmAttestation\x12+.zerotouch.v1.CompleteTpmAttestationRequest\x1a\x1e.zerotouch.v1.RegisterResponse\"E\x82\xd3\xe4\x93\x02?:\x01*\":/v1/registrations/{registration_id}:completeTpmAttestationB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_device_proto_rawDescOnce sync.Once
@@ -136,21 +358,30 @@ func file_zerotouch_v1_device_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_device_proto_rawDescData
 }
 
-var file_zerotouch_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_zerotouch_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_zerotouch_v1_device_proto_goTypes = []any{
-	(*RegisterRequest)(nil),  // 0: zerotouch.v1.RegisterRequest
-	(*RegisterResponse)(nil), // 1: zerotouch.v1.RegisterResponse
-	(*Registration)(nil),     // 2: zerotouch.v1.Registration
+	(*BeginTpmAttestationRequest)(nil),    // 0: zerotouch.v1.BeginTpmAttestationRequest
+	(*BeginTpmAttestationResponse)(nil),   // 1: zerotouch.v1.BeginTpmAttestationResponse
+	(*CompleteTpmAttestationRequest)(nil), // 2: zerotouch.v1.CompleteTpmAttestationRequest
+	(*RegisterRequest)(nil),               // 3: zerotouch.v1.RegisterRequest
+	(*RegisterResponse)(nil),              // 4: zerotouch.v1.RegisterResponse
+	(*timestamppb.Timestamp)(nil),         // 5: google.protobuf.Timestamp
+	(*Registration)(nil),                  // 6: zerotouch.v1.Registration
 }
 var file_zerotouch_v1_device_proto_depIdxs = []int32{
-	2, // 0: zerotouch.v1.RegisterResponse.registration:type_name -> zerotouch.v1.Registration
-	0, // 1: zerotouch.v1.DeviceRegistrationService.Register:input_type -> zerotouch.v1.RegisterRequest
-	1, // 2: zerotouch.v1.DeviceRegistrationService.Register:output_type -> zerotouch.v1.RegisterResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	5, // 0: zerotouch.v1.BeginTpmAttestationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	6, // 1: zerotouch.v1.RegisterResponse.registration:type_name -> zerotouch.v1.Registration
+	3, // 2: zerotouch.v1.DeviceRegistrationService.Register:input_type -> zerotouch.v1.RegisterRequest
+	0, // 3: zerotouch.v1.DeviceRegistrationService.BeginTpmAttestation:input_type -> zerotouch.v1.BeginTpmAttestationRequest
+	2, // 4: zerotouch.v1.DeviceRegistrationService.CompleteTpmAttestation:input_type -> zerotouch.v1.CompleteTpmAttestationRequest
+	4, // 5: zerotouch.v1.DeviceRegistrationService.Register:output_type -> zerotouch.v1.RegisterResponse
+	1, // 6: zerotouch.v1.DeviceRegistrationService.BeginTpmAttestation:output_type -> zerotouch.v1.BeginTpmAttestationResponse
+	4, // 7: zerotouch.v1.DeviceRegistrationService.CompleteTpmAttestation:output_type -> zerotouch.v1.RegisterResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_device_proto_init() }
@@ -165,7 +396,7 @@ func file_zerotouch_v1_device_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_device_proto_rawDesc), len(file_zerotouch_v1_device_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DeviceRegistrationService_Register_FullMethodName = "/zerotouch.v1.DeviceRegistrationService/Register"
+	DeviceRegistrationService_Register_FullMethodName               = "/zerotouch.v1.DeviceRegistrationService/Register"
+	DeviceRegistrationService_BeginTpmAttestation_FullMethodName    = "/zerotouch.v1.DeviceRegistrationService/BeginTpmAttestation"
+	DeviceRegistrationService_CompleteTpmAttestation_FullMethodName = "/zerotouch.v1.DeviceRegistrationService/CompleteTpmAttestation"
 )
 
 // DeviceRegistrationServiceClient is the client API for DeviceRegistrationService service.
@@ -34,6 +36,16 @@ type DeviceRegistrationServiceClient interface {
 	// registry identity and answers with the assignment. Registering again is
 	// idempotent.
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
+	// BeginTpmAttestation is a TPM device's first step: it sends its EK and
+	// the public area of a key it created in the same TPM, and gets a
+	// credential challenge (TPM2 MakeCredential) bound to that key's name.
+	// The challenge is single-use, expires in minutes, and any replica can
+	// take the second step.
+	BeginTpmAttestation(ctx context.Context, in *BeginTpmAttestationRequest, opts ...grpc.CallOption) (*BeginTpmAttestationResponse, error)
+	// CompleteTpmAttestation is the second step: the device proves it
+	// recovered the challenge's secret with ActivateCredential, and is
+	// registered with the bound key as its credential.
+	CompleteTpmAttestation(ctx context.Context, in *CompleteTpmAttestationRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
 }
 
 type deviceRegistrationServiceClient struct {
@@ -54,6 +66,26 @@ func (c *deviceRegistrationServiceClient) Register(ctx context.Context, in *Regi
 	return out, nil
 }
 
+func (c *deviceRegistrationServiceClient) BeginTpmAttestation(ctx context.Context, in *BeginTpmAttestationRequest, opts ...grpc.CallOption) (*BeginTpmAttestationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginTpmAttestationResponse)
+	err := c.cc.Invoke(ctx, DeviceRegistrationService_BeginTpmAttestation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deviceRegistrationServiceClient) CompleteTpmAttestation(ctx context.Context, in *CompleteTpmAttestationRequest, opts ...grpc.CallOption) (*RegisterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterResponse)
+	err := c.cc.Invoke(ctx, DeviceRegistrationService_CompleteTpmAttestation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeviceRegistrationServiceServer is the server API for DeviceRegistrationService service.
 // All implementations must embed UnimplementedDeviceRegistrationServiceServer
 // for forward compatibility.
@@ -66,6 +98,16 @@ type DeviceRegistrationServiceServer interface {
 	// registry identity and answers with the assignment. Registering again is
 	// idempotent.
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
+	// BeginTpmAttestation is a TPM device's first step: it sends its EK and
+	// the public area of a key it created in the same TPM, and gets a
+	// credential challenge (TPM2 MakeCredential) bound to that key's name.
+	// The challenge is single-use, expires in minutes, and any replica can
+	// take the second step.
+	BeginTpmAttestation(context.Context, *BeginTpmAttestationRequest) (*BeginTpmAttestationResponse, error)
+	// CompleteTpmAttestation is the second step: the device proves it
+	// recovered the challenge's secret with ActivateCredential, and is
+	// registered with the bound key as its credential.
+	CompleteTpmAttestation(context.Context, *CompleteTpmAttestationRequest) (*RegisterResponse, error)
 	mustEmbedUnimplementedDeviceRegistrationServiceServer()
 }
 
@@ -78,6 +120,12 @@ type UnimplementedDeviceRegistrationServiceServer struct{}
 
 func (UnimplementedDeviceRegistrationServiceServer) Register(context.Context, *RegisterRequest) (*RegisterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Register not implemented")
+}
+func (UnimplementedDeviceRegistrationServiceServer) BeginTpmAttestation(context.Context, *BeginTpmAttestationRequest) (*BeginTpmAttestationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginTpmAttestation not implemented")
+}
+func (UnimplementedDeviceRegistrationServiceServer) CompleteTpmAttestation(context.Context, *CompleteTpmAttestationRequest) (*RegisterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteTpmAttestation not implemented")
 }
 func (UnimplementedDeviceRegistrationServiceServer) mustEmbedUnimplementedDeviceRegistrationServiceServer() {
 }
@@ -119,6 +167,42 @@ func _DeviceRegistrationService_Register_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeviceRegistrationService_BeginTpmAttestation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginTpmAttestationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceRegistrationServiceServer).BeginTpmAttestation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceRegistrationService_BeginTpmAttestation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceRegistrationServiceServer).BeginTpmAttestation(ctx, req.(*BeginTpmAttestationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeviceRegistrationService_CompleteTpmAttestation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteTpmAttestationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceRegistrationServiceServer).CompleteTpmAttestation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceRegistrationService_CompleteTpmAttestation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceRegistrationServiceServer).CompleteTpmAttestation(ctx, req.(*CompleteTpmAttestationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeviceRegistrationService_ServiceDesc is the grpc.ServiceDesc for DeviceRegistrationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -129,6 +213,14 @@ var DeviceRegistrationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Register",
 			Handler:    _DeviceRegistrationService_Register_Handler,
+		},
+		{
+			MethodName: "BeginTpmAttestation",
+			Handler:    _DeviceRegistrationService_BeginTpmAttestation_Handler,
+		},
+		{
+			MethodName: "CompleteTpmAttestation",
+			Handler:    _DeviceRegistrationService_CompleteTpmAttestation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -419,25 +419,34 @@ func (x *DeleteEnrollmentGroupRequest) GetEtag() string {
 	return ""
 }
 
-// Enrollment admits one device, identified by its X.509 leaf certificate.
+// Enrollment admits one device, identified by its X.509 leaf certificate
+// or by its TPM's endorsement key.
 type Enrollment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The device's registration ID: the leaf certificate's subject CN.
+	// The device's registration ID: the leaf certificate's subject CN. For a
+	// TPM it may be left empty on create: it is then derived from the EK as
+	// DPS does (lowercase base32 of SHA-256 of the TPM2B_PUBLIC, unpadded).
 	RegistrationId string `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
 	// Device ID for the registry identity; defaults to registration_id.
 	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// PEM of the device's leaf certificate, or leave it empty and give
 	// sha256_thumbprint. Input only.
 	CertificatePem string `protobuf:"bytes,3,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
-	// Hex SHA-256 of the DER leaf certificate. Immutable.
+	// Hex SHA-256 of the DER leaf certificate (X.509) or of the EK's
+	// TPM2B_PUBLIC (TPM; output only). Immutable.
 	Sha256Thumbprint   string                 `protobuf:"bytes,4,opt,name=sha256_thumbprint,json=sha256Thumbprint,proto3" json:"sha256_thumbprint,omitempty"`
 	ProvisioningStatus ProvisioningStatus     `protobuf:"varint,5,opt,name=provisioning_status,json=provisioningStatus,proto3,enum=zerotouch.v1.ProvisioningStatus" json:"provisioning_status,omitempty"`
 	Allocation         *Allocation            `protobuf:"bytes,6,opt,name=allocation,proto3" json:"allocation,omitempty"`
 	CreateTime         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime         *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	Etag               string                 `protobuf:"bytes,9,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Set for a TPM device instead of certificate_pem / sha256_thumbprint.
+	// Immutable.
+	Tpm *TpmAttestation `protobuf:"bytes,10,opt,name=tpm,proto3" json:"tpm,omitempty"`
+	// Output: X509 or TPM.
+	AttestationType AttestationType `protobuf:"varint,11,opt,name=attestation_type,json=attestationType,proto3,enum=zerotouch.v1.AttestationType" json:"attestation_type,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Enrollment) Reset() {
@@ -533,6 +542,75 @@ func (x *Enrollment) GetEtag() string {
 	return ""
 }
 
+func (x *Enrollment) GetTpm() *TpmAttestation {
+	if x != nil {
+		return x.Tpm
+	}
+	return nil
+}
+
+func (x *Enrollment) GetAttestationType() AttestationType {
+	if x != nil {
+		return x.AttestationType
+	}
+	return AttestationType_ATTESTATION_TYPE_UNSPECIFIED
+}
+
+// TpmAttestation names a TPM by its endorsement key (RSA-2048 or ECC P-256).
+type TpmAttestation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The EK as TPM2B_PUBLIC (base64 in JSON), as DPS takes it.
+	EndorsementKey []byte `protobuf:"bytes,1,opt,name=endorsement_key,json=endorsementKey,proto3" json:"endorsement_key,omitempty"`
+	// Or the EK public key as PEM; the TCG default EK template is assumed.
+	EndorsementKeyPem string `protobuf:"bytes,2,opt,name=endorsement_key_pem,json=endorsementKeyPem,proto3" json:"endorsement_key_pem,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TpmAttestation) Reset() {
+	*x = TpmAttestation{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TpmAttestation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TpmAttestation) ProtoMessage() {}
+
+func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
+func (*TpmAttestation) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TpmAttestation) GetEndorsementKey() []byte {
+	if x != nil {
+		return x.EndorsementKey
+	}
+	return nil
+}
+
+func (x *TpmAttestation) GetEndorsementKeyPem() string {
+	if x != nil {
+		return x.EndorsementKeyPem
+	}
+	return ""
+}
+
 type CreateEnrollmentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Enrollment    *Enrollment            `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
@@ -542,7 +620,7 @@ type CreateEnrollmentRequest struct {
 
 func (x *CreateEnrollmentRequest) Reset() {
 	*x = CreateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +632,7 @@ func (x *CreateEnrollmentRequest) String() string {
 func (*CreateEnrollmentRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +645,7 @@ func (x *CreateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{8}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -586,7 +664,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +676,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +689,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{9}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetEnrollmentRequest) GetRegistrationId() string {
@@ -631,7 +709,7 @@ type ListEnrollmentsRequest struct {
 
 func (x *ListEnrollmentsRequest) Reset() {
 	*x = ListEnrollmentsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +721,7 @@ func (x *ListEnrollmentsRequest) String() string {
 func (*ListEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +734,7 @@ func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListEnrollmentsRequest) GetPageSize() int32 {
@@ -683,7 +761,7 @@ type ListEnrollmentsResponse struct {
 
 func (x *ListEnrollmentsResponse) Reset() {
 	*x = ListEnrollmentsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +773,7 @@ func (x *ListEnrollmentsResponse) String() string {
 func (*ListEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +786,7 @@ func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListEnrollmentsResponse) GetEnrollments() []*Enrollment {
@@ -736,7 +814,7 @@ type UpdateEnrollmentRequest struct {
 
 func (x *UpdateEnrollmentRequest) Reset() {
 	*x = UpdateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +826,7 @@ func (x *UpdateEnrollmentRequest) String() string {
 func (*UpdateEnrollmentRequest) ProtoMessage() {}
 
 func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +839,7 @@ func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -788,7 +866,7 @@ type DeleteEnrollmentRequest struct {
 
 func (x *DeleteEnrollmentRequest) Reset() {
 	*x = DeleteEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +878,7 @@ func (x *DeleteEnrollmentRequest) String() string {
 func (*DeleteEnrollmentRequest) ProtoMessage() {}
 
 func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +891,7 @@ func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteEnrollmentRequest) GetRegistrationId() string {
@@ -864,7 +942,7 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateMask\"B\n" +
 	"\x1cDeleteEnrollmentGroupRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xc3\x03\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xbd\x04\n" +
 	"\n" +
 	"Enrollment\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
@@ -879,7 +957,13 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\t \x01(\tR\x04etag\"S\n" +
+	"\x04etag\x18\t \x01(\tR\x04etag\x12.\n" +
+	"\x03tpm\x18\n" +
+	" \x01(\v2\x1c.zerotouch.v1.TpmAttestationR\x03tpm\x12H\n" +
+	"\x10attestation_type\x18\v \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\"i\n" +
+	"\x0eTpmAttestation\x12'\n" +
+	"\x0fendorsement_key\x18\x01 \x01(\fR\x0eendorsementKey\x12.\n" +
+	"\x13endorsement_key_pem\x18\x02 \x01(\tR\x11endorsementKeyPem\"S\n" +
 	"\x17CreateEnrollmentRequest\x128\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x18.zerotouch.v1.EnrollmentR\n" +
@@ -929,7 +1013,7 @@ func file_zerotouch_v1_enrollment_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_enrollment_proto_rawDescData
 }
 
-var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(*EnrollmentGroup)(nil),              // 0: zerotouch.v1.EnrollmentGroup
 	(*CreateEnrollmentGroupRequest)(nil), // 1: zerotouch.v1.CreateEnrollmentGroupRequest
@@ -939,60 +1023,64 @@ var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(*UpdateEnrollmentGroupRequest)(nil), // 5: zerotouch.v1.UpdateEnrollmentGroupRequest
 	(*DeleteEnrollmentGroupRequest)(nil), // 6: zerotouch.v1.DeleteEnrollmentGroupRequest
 	(*Enrollment)(nil),                   // 7: zerotouch.v1.Enrollment
-	(*CreateEnrollmentRequest)(nil),      // 8: zerotouch.v1.CreateEnrollmentRequest
-	(*GetEnrollmentRequest)(nil),         // 9: zerotouch.v1.GetEnrollmentRequest
-	(*ListEnrollmentsRequest)(nil),       // 10: zerotouch.v1.ListEnrollmentsRequest
-	(*ListEnrollmentsResponse)(nil),      // 11: zerotouch.v1.ListEnrollmentsResponse
-	(*UpdateEnrollmentRequest)(nil),      // 12: zerotouch.v1.UpdateEnrollmentRequest
-	(*DeleteEnrollmentRequest)(nil),      // 13: zerotouch.v1.DeleteEnrollmentRequest
-	(ProvisioningStatus)(0),              // 14: zerotouch.v1.ProvisioningStatus
-	(*Allocation)(nil),                   // 15: zerotouch.v1.Allocation
-	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 17: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                // 18: google.protobuf.Empty
+	(*TpmAttestation)(nil),               // 8: zerotouch.v1.TpmAttestation
+	(*CreateEnrollmentRequest)(nil),      // 9: zerotouch.v1.CreateEnrollmentRequest
+	(*GetEnrollmentRequest)(nil),         // 10: zerotouch.v1.GetEnrollmentRequest
+	(*ListEnrollmentsRequest)(nil),       // 11: zerotouch.v1.ListEnrollmentsRequest
+	(*ListEnrollmentsResponse)(nil),      // 12: zerotouch.v1.ListEnrollmentsResponse
+	(*UpdateEnrollmentRequest)(nil),      // 13: zerotouch.v1.UpdateEnrollmentRequest
+	(*DeleteEnrollmentRequest)(nil),      // 14: zerotouch.v1.DeleteEnrollmentRequest
+	(ProvisioningStatus)(0),              // 15: zerotouch.v1.ProvisioningStatus
+	(*Allocation)(nil),                   // 16: zerotouch.v1.Allocation
+	(*timestamppb.Timestamp)(nil),        // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 18: google.protobuf.FieldMask
+	(AttestationType)(0),                 // 19: zerotouch.v1.AttestationType
+	(*emptypb.Empty)(nil),                // 20: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
-	14, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	15, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
-	16, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
-	16, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
+	15, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	16, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
+	17, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
+	17, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 4: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
 	0,  // 5: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
 	0,  // 6: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	17, // 7: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	14, // 8: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	15, // 9: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	16, // 10: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	16, // 11: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 12: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	7,  // 13: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
-	7,  // 14: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	17, // 15: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 16: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
-	2,  // 17: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
-	3,  // 18: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
-	5,  // 19: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
-	6,  // 20: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
-	8,  // 21: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
-	9,  // 22: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
-	10, // 23: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
-	12, // 24: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
-	13, // 25: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	0,  // 26: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	0,  // 27: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	4,  // 28: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	0,  // 29: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	18, // 30: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	7,  // 31: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	7,  // 32: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	11, // 33: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	7,  // 34: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	18, // 35: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	18, // 7: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 8: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	16, // 9: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	17, // 10: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	17, // 11: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 12: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
+	19, // 13: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	7,  // 14: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	7,  // 15: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
+	7,  // 16: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	18, // 17: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 18: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
+	2,  // 19: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
+	3,  // 20: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
+	5,  // 21: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
+	6,  // 22: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
+	9,  // 23: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
+	10, // 24: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
+	11, // 25: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
+	13, // 26: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
+	14, // 27: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
+	0,  // 28: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	0,  // 29: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	4,  // 30: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	0,  // 31: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	20, // 32: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	7,  // 33: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	7,  // 34: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	12, // 35: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	7,  // 36: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	20, // 37: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	28, // [28:38] is the sub-list for method output_type
+	18, // [18:28] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_enrollment_proto_init() }
@@ -1007,7 +1095,7 @@ func file_zerotouch_v1_enrollment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_enrollment_proto_rawDesc), len(file_zerotouch_v1_enrollment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -134,58 +134,6 @@ func (RegistrationSubstatus) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{1}
 }
 
-type AttestationType int32
-
-const (
-	AttestationType_ATTESTATION_TYPE_UNSPECIFIED   AttestationType = 0
-	AttestationType_ATTESTATION_TYPE_X509          AttestationType = 1
-	AttestationType_ATTESTATION_TYPE_TPM           AttestationType = 2
-	AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY AttestationType = 3
-)
-
-// Enum value maps for AttestationType.
-var (
-	AttestationType_name = map[int32]string{
-		0: "ATTESTATION_TYPE_UNSPECIFIED",
-		1: "ATTESTATION_TYPE_X509",
-		2: "ATTESTATION_TYPE_TPM",
-		3: "ATTESTATION_TYPE_SYMMETRIC_KEY",
-	}
-	AttestationType_value = map[string]int32{
-		"ATTESTATION_TYPE_UNSPECIFIED":   0,
-		"ATTESTATION_TYPE_X509":          1,
-		"ATTESTATION_TYPE_TPM":           2,
-		"ATTESTATION_TYPE_SYMMETRIC_KEY": 3,
-	}
-)
-
-func (x AttestationType) Enum() *AttestationType {
-	p := new(AttestationType)
-	*p = x
-	return p
-}
-
-func (x AttestationType) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (AttestationType) Descriptor() protoreflect.EnumDescriptor {
-	return file_zerotouch_v1_registration_proto_enumTypes[2].Descriptor()
-}
-
-func (AttestationType) Type() protoreflect.EnumType {
-	return &file_zerotouch_v1_registration_proto_enumTypes[2]
-}
-
-func (x AttestationType) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use AttestationType.Descriptor instead.
-func (AttestationType) EnumDescriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{2}
-}
-
 // Registration is the outcome of a device's registration.
 type Registration struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -201,13 +149,17 @@ type Registration struct {
 	EnrollmentGroupId string `protobuf:"bytes,8,opt,name=enrollment_group_id,json=enrollmentGroupId,proto3" json:"enrollment_group_id,omitempty"`
 	// Set when the device matched an individual enrollment.
 	IndividualEnrollment bool `protobuf:"varint,9,opt,name=individual_enrollment,json=individualEnrollment,proto3" json:"individual_enrollment,omitempty"`
-	// SHA-256 thumbprint (hex) of the credential the device registered with.
+	// SHA-256 (hex) of the credential the device registered with: the X.509
+	// leaf certificate, or the TPM's endorsement key (TPM2B_PUBLIC).
 	CredentialThumbprint string                 `protobuf:"bytes,10,opt,name=credential_thumbprint,json=credentialThumbprint,proto3" json:"credential_thumbprint,omitempty"`
 	CreateTime           *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime           *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	Etag                 string                 `protobuf:"bytes,13,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// TPM devices: the TPM2B_PUBLIC of the key bound to the EK, which the
+	// registry identity holds as the device's credential.
+	TpmBoundKey   []byte `protobuf:"bytes,14,opt,name=tpm_bound_key,json=tpmBoundKey,proto3" json:"tpm_bound_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Registration) Reset() {
@@ -329,6 +281,13 @@ func (x *Registration) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Registration) GetTpmBoundKey() []byte {
+	if x != nil {
+		return x.TpmBoundKey
+	}
+	return nil
 }
 
 type GetRegistrationRequest struct {
@@ -555,7 +514,7 @@ var File_zerotouch_v1_registration_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1fzerotouch/v1/registration.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x04\n" +
+	"\x1fzerotouch/v1/registration.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xa0\x05\n" +
 	"\fRegistration\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12!\n" +
@@ -572,7 +531,8 @@ const file_zerotouch_v1_registration_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\r \x01(\tR\x04etag\"A\n" +
+	"\x04etag\x18\r \x01(\tR\x04etag\x12\"\n" +
+	"\rtpm_bound_key\x18\x0e \x01(\fR\vtpmBoundKey\"A\n" +
 	"\x16GetRegistrationRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"\x9c\x01\n" +
 	"\x18ListRegistrationsRequest\x12\x1b\n" +
@@ -598,12 +558,7 @@ const file_zerotouch_v1_registration_proto_rawDesc = "" +
 	")REGISTRATION_SUBSTATUS_INITIAL_ASSIGNMENT\x10\x01\x12/\n" +
 	"+REGISTRATION_SUBSTATUS_DEVICE_DATA_MIGRATED\x10\x02\x12,\n" +
 	"(REGISTRATION_SUBSTATUS_DEVICE_DATA_RESET\x10\x03\x12>\n" +
-	":REGISTRATION_SUBSTATUS_REPROVISIONED_TO_INITIAL_ASSIGNMENT\x10\x04*\x8c\x01\n" +
-	"\x0fAttestationType\x12 \n" +
-	"\x1cATTESTATION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
-	"\x15ATTESTATION_TYPE_X509\x10\x01\x12\x18\n" +
-	"\x14ATTESTATION_TYPE_TPM\x10\x02\x12\"\n" +
-	"\x1eATTESTATION_TYPE_SYMMETRIC_KEY\x10\x032\x9e\x03\n" +
+	":REGISTRATION_SUBSTATUS_REPROVISIONED_TO_INITIAL_ASSIGNMENT\x10\x042\x9e\x03\n" +
 	"\x13RegistrationService\x12\x80\x01\n" +
 	"\x0fGetRegistration\x12$.zerotouch.v1.GetRegistrationRequest\x1a\x1a.zerotouch.v1.Registration\"+\x82\xd3\xe4\x93\x02%\x12#/v1/registrations/{registration_id}\x12\x7f\n" +
 	"\x11ListRegistrations\x12&.zerotouch.v1.ListRegistrationsRequest\x1a'.zerotouch.v1.ListRegistrationsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/registrations\x12\x82\x01\n" +
@@ -621,32 +576,32 @@ func file_zerotouch_v1_registration_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_registration_proto_rawDescData
 }
 
-var file_zerotouch_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_zerotouch_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_zerotouch_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_zerotouch_v1_registration_proto_goTypes = []any{
 	(RegistrationStatus)(0),           // 0: zerotouch.v1.RegistrationStatus
 	(RegistrationSubstatus)(0),        // 1: zerotouch.v1.RegistrationSubstatus
-	(AttestationType)(0),              // 2: zerotouch.v1.AttestationType
-	(*Registration)(nil),              // 3: zerotouch.v1.Registration
-	(*GetRegistrationRequest)(nil),    // 4: zerotouch.v1.GetRegistrationRequest
-	(*ListRegistrationsRequest)(nil),  // 5: zerotouch.v1.ListRegistrationsRequest
-	(*ListRegistrationsResponse)(nil), // 6: zerotouch.v1.ListRegistrationsResponse
-	(*DeleteRegistrationRequest)(nil), // 7: zerotouch.v1.DeleteRegistrationRequest
+	(*Registration)(nil),              // 2: zerotouch.v1.Registration
+	(*GetRegistrationRequest)(nil),    // 3: zerotouch.v1.GetRegistrationRequest
+	(*ListRegistrationsRequest)(nil),  // 4: zerotouch.v1.ListRegistrationsRequest
+	(*ListRegistrationsResponse)(nil), // 5: zerotouch.v1.ListRegistrationsResponse
+	(*DeleteRegistrationRequest)(nil), // 6: zerotouch.v1.DeleteRegistrationRequest
+	(AttestationType)(0),              // 7: zerotouch.v1.AttestationType
 	(*timestamppb.Timestamp)(nil),     // 8: google.protobuf.Timestamp
 	(*emptypb.Empty)(nil),             // 9: google.protobuf.Empty
 }
 var file_zerotouch_v1_registration_proto_depIdxs = []int32{
 	0, // 0: zerotouch.v1.Registration.status:type_name -> zerotouch.v1.RegistrationStatus
 	1, // 1: zerotouch.v1.Registration.substatus:type_name -> zerotouch.v1.RegistrationSubstatus
-	2, // 2: zerotouch.v1.Registration.attestation_type:type_name -> zerotouch.v1.AttestationType
+	7, // 2: zerotouch.v1.Registration.attestation_type:type_name -> zerotouch.v1.AttestationType
 	8, // 3: zerotouch.v1.Registration.create_time:type_name -> google.protobuf.Timestamp
 	8, // 4: zerotouch.v1.Registration.update_time:type_name -> google.protobuf.Timestamp
-	3, // 5: zerotouch.v1.ListRegistrationsResponse.registrations:type_name -> zerotouch.v1.Registration
-	4, // 6: zerotouch.v1.RegistrationService.GetRegistration:input_type -> zerotouch.v1.GetRegistrationRequest
-	5, // 7: zerotouch.v1.RegistrationService.ListRegistrations:input_type -> zerotouch.v1.ListRegistrationsRequest
-	7, // 8: zerotouch.v1.RegistrationService.DeleteRegistration:input_type -> zerotouch.v1.DeleteRegistrationRequest
-	3, // 9: zerotouch.v1.RegistrationService.GetRegistration:output_type -> zerotouch.v1.Registration
-	6, // 10: zerotouch.v1.RegistrationService.ListRegistrations:output_type -> zerotouch.v1.ListRegistrationsResponse
+	2, // 5: zerotouch.v1.ListRegistrationsResponse.registrations:type_name -> zerotouch.v1.Registration
+	3, // 6: zerotouch.v1.RegistrationService.GetRegistration:input_type -> zerotouch.v1.GetRegistrationRequest
+	4, // 7: zerotouch.v1.RegistrationService.ListRegistrations:input_type -> zerotouch.v1.ListRegistrationsRequest
+	6, // 8: zerotouch.v1.RegistrationService.DeleteRegistration:input_type -> zerotouch.v1.DeleteRegistrationRequest
+	2, // 9: zerotouch.v1.RegistrationService.GetRegistration:output_type -> zerotouch.v1.Registration
+	5, // 10: zerotouch.v1.RegistrationService.ListRegistrations:output_type -> zerotouch.v1.ListRegistrationsResponse
 	9, // 11: zerotouch.v1.RegistrationService.DeleteRegistration:output_type -> google.protobuf.Empty
 	9, // [9:12] is the sub-list for method output_type
 	6, // [6:9] is the sub-list for method input_type
@@ -660,12 +615,13 @@ func file_zerotouch_v1_registration_proto_init() {
 	if File_zerotouch_v1_registration_proto != nil {
 		return
 	}
+	file_zerotouch_v1_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_registration_proto_rawDesc), len(file_zerotouch_v1_registration_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      2,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
