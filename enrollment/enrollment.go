@@ -149,7 +149,7 @@ type Individual struct {
 	Thumbprint string
 	// EKPublic is the TPM2B_PUBLIC of the endorsement key (TPM only).
 	EKPublic []byte
-	Disabled   bool
+	Disabled bool
 	Allocation
 	Meta
 }

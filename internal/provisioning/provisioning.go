@@ -33,11 +33,11 @@ type ShardSource interface {
 // Service registers devices. All fields are required except Log and
 // MaxChainLength (default x509.DefaultMaxChainLength).
 type Service struct {
-	Enrollments    enrollment.Lookup
+	Enrollments enrollment.Lookup
 	// Challenges holds TPM challenges between the two steps.
 	Challenges attestation.ChallengeStore
 	// Rand is the randomness source for challenges (crypto/rand when nil).
-	Rand io.Reader
+	Rand           io.Reader
 	Shards         ShardSource
 	Registry       registry.Store
 	Now            func() time.Time
