@@ -31,13 +31,14 @@ import (
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/server"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
+	"github.com/zerotouch/zerotouch/internal/storage/storagetest"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
 // env is one running server and what tests need to talk to it.
 type env struct {
 	t          *testing.T
-	store      *embedded.Store
+	store      storagetest.Store
 	grpcAddr   string
 	httpAddr   string
 	roots      *x509.CertPool
@@ -54,19 +55,29 @@ type env struct {
 func start(t *testing.T) *env { return startWith(t, options{}) }
 
 // options vary the server start: a wrapped registry for fault injection,
-// a rate limiter.
+// a rate limiter, another store (Redis), a clock.
 type options struct {
 	wrap    func(registry.Store) registry.Store
 	limiter *ratelimit.Limiter
+	store   storagetest.Store
+	now     func() time.Time
 }
 
 // startWith is start with options.
 func startWith(t *testing.T, opt options) *env {
 	t.Helper()
 	now := time.Now()
-	store, err := embedded.Open(filepath.Join(t.TempDir(), "zerotouch.db"))
-	if err != nil {
-		t.Fatal(err)
+	store := opt.store
+	if store == nil {
+		s, err := embedded.Open(filepath.Join(t.TempDir(), "zerotouch.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		store = s
+	}
+	clock := opt.now
+	if clock == nil {
+		clock = time.Now
 	}
 	e := &env{t: t, store: store, now: now, roots: x509.NewCertPool()}
 
@@ -92,11 +103,16 @@ func startWith(t *testing.T, opt options) *env {
 	srv, err := server.New(server.Config{
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
-		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Now: time.Now, Log: log, Limiter: opt.limiter},
+		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter},
 		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader},
 		Store:        store,
 		Log:          log,
-		Ready:        store.Ping,
+		Ready: func(ctx context.Context) error {
+			if p, ok := store.(interface{ Ping(context.Context) error }); ok {
+				return p.Ping(ctx)
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
