@@ -6,7 +6,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-# The Redis backend's tests start real redis-server processes.
+# The Redis backend's tests start real redis-server processes; the TPM
+# simulator (cgo) links the system OpenSSL.
+if ! dpkg -s libssl-dev >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  step "installing libssl-dev (apt), for the TPM simulator"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq libssl-dev >/dev/null
+fi
 if ! command -v redis-server >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     step "installing redis-server (apt)"
@@ -47,7 +53,9 @@ for target in \
   ./enrollment:FuzzValidateRegistrationID \
   ./enrollment:FuzzParseCertificatePEM \
   ./attestation/x509:FuzzLeafChecks \
-  ./allocation:FuzzValidateHostname; do
+  ./allocation:FuzzValidateHostname \
+  ./attestation/tpm:FuzzParsePublic \
+  ./attestation/tpm:FuzzEKFromPEM; do
   pkg=${target%%:*} name=${target##*:}
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-5s}" "$pkg"
 done
