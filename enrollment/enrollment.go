@@ -118,13 +118,45 @@ func (c *CA) Certificate() (*x509.Certificate, error) {
 	return x509.ParseCertificate(c.DER)
 }
 
-// Group admits every device whose chain leads to its CA certificate.
+// MaxEKAllowList bounds a TPM group's allow-list; larger sets belong in
+// individual enrollments.
+const MaxEKAllowList = 10000
+
+// Group admits every device whose chain leads to its CA certificate: X.509
+// devices by their certificate chain, TPM devices by their EK certificate
+// chain (the CA is then a TPM vendor's).
 type Group struct {
 	ID       string
 	CAName   string
 	Disabled bool
+	// Mechanism is X.509 (the default) or TPM.
+	Mechanism Mechanism
+	// EKAllowList, for a TPM group, optionally limits it to these EK hashes
+	// (hex SHA-256 of TPM2B_PUBLIC).
+	EKAllowList []string
 	Allocation
 	Meta
+}
+
+// EffectiveMechanism is the group's mechanism, X.509 when unset.
+func (g *Group) EffectiveMechanism() Mechanism {
+	if g.Mechanism == "" {
+		return MechanismX509
+	}
+	return g.Mechanism
+}
+
+// AllowsEK reports whether a TPM group admits the EK hash.
+func (g *Group) AllowsEK(ekHash string) bool {
+	if len(g.EKAllowList) == 0 {
+		return true
+	}
+	for _, h := range g.EKAllowList {
+		if strings.EqualFold(h, ekHash) {
+			return true
+		}
+	}
+	return false
 }
 
 // Mechanism is how an individual enrollment's device attests.

@@ -42,7 +42,13 @@ type Match struct {
 	// anchor is Thumbprints[Depth], or above the chain when Depth ==
 	// len(Thumbprints).
 	Depth int
+	// Intermediates are uploaded CA certificates between the presented
+	// chain and the anchor (the device did not send them).
+	Intermediates []*CA
 }
+
+// maxUploadedHops bounds the walk through uploaded CAs above a chain.
+const maxUploadedHops = 4
 
 // Resolve applies the lookup order: an individual enrollment for the leaf
 // wins; otherwise the enrollment group of the nearest certificate up the
@@ -63,7 +69,21 @@ func Resolve(ctx context.Context, l Lookup, p Presented) (*Match, error) {
 	case !errors.Is(err, fault.ErrNotFound):
 		return nil, err
 	}
+	return ResolveGroup(ctx, l, p, MechanismX509)
+}
 
+// ResolveGroup finds the enrollment group, of mechanism mech, of the
+// nearest certificate up the chain: among the presented certificates, then
+// the uploaded CA that issued the topmost one, and up through uploaded CAs
+// from there. Groups of another mechanism are passed over.
+func ResolveGroup(ctx context.Context, l Lookup, p Presented, mech Mechanism) (*Match, error) {
+	groupOf := func(ca *CA) (*Group, error) {
+		g, err := l.FindGroupByCA(ctx, ca.Name)
+		if errors.Is(err, fault.ErrNotFound) || err == nil && g.EffectiveMechanism() != mech {
+			return nil, nil
+		}
+		return g, err
+	}
 	knownCA := false
 	for depth := 1; depth < len(p.Thumbprints); depth++ {
 		ca, err := l.FindCAByThumbprint(ctx, p.Thumbprints[depth])
@@ -74,36 +94,49 @@ func Resolve(ctx context.Context, l Lookup, p Presented) (*Match, error) {
 			return nil, err
 		}
 		knownCA = true
-		g, err := l.FindGroupByCA(ctx, ca.Name)
-		if errors.Is(err, fault.ErrNotFound) {
-			continue
-		}
+		g, err := groupOf(ca)
 		if err != nil {
 			return nil, err
 		}
-		return &Match{Anchors: []Anchor{{CA: ca, Group: g}}, Depth: depth}, nil
+		if g != nil {
+			return &Match{Anchors: []Anchor{{CA: ca, Group: g}}, Depth: depth}, nil
+		}
 	}
 
-	if p.TopIssuerKey != "" {
-		cas, err := l.FindCAsBySubject(ctx, p.TopIssuerKey)
+	key := p.TopIssuerKey
+	var above []*CA
+	for hop := 0; key != "" && hop < maxUploadedHops; hop++ {
+		cas, err := l.FindCAsBySubject(ctx, key)
 		if err != nil {
 			return nil, err
 		}
 		var anchors []Anchor
+		var next *CA
 		for _, ca := range cas {
 			knownCA = true
-			g, err := l.FindGroupByCA(ctx, ca.Name)
-			if errors.Is(err, fault.ErrNotFound) {
-				continue
-			}
+			g, err := groupOf(ca)
 			if err != nil {
 				return nil, err
 			}
-			anchors = append(anchors, Anchor{CA: ca, Group: g})
+			if g != nil {
+				anchors = append(anchors, Anchor{CA: ca, Group: g})
+			} else if next == nil {
+				next = ca
+			}
 		}
 		if len(anchors) > 0 {
-			return &Match{Anchors: anchors, Depth: len(p.Thumbprints)}, nil
+			return &Match{Anchors: anchors, Depth: len(p.Thumbprints), Intermediates: above}, nil
 		}
+		if next == nil {
+			break
+		}
+		// An uploaded intermediate without a group: keep walking up from it.
+		cert, err := next.Certificate()
+		if err != nil || string(cert.RawIssuer) == string(cert.RawSubject) {
+			break
+		}
+		above = append(above, next)
+		key = SubjectKey(cert.RawIssuer)
 	}
 	if knownCA {
 		return nil, fault.New(fault.Unauthenticated, fault.EnrollmentNotFound, "no enrollment group for the certificate chain")

@@ -43,8 +43,8 @@ type GroupStore interface {
 	// FindGroupByCA returns the group keyed on the named CA, or NotFound.
 	FindGroupByCA(ctx context.Context, caName string) (*Group, error)
 	ListGroups(ctx context.Context, p Page) (groups []*Group, next string, err error)
-	// UpdateGroup replaces the mutable fields (Disabled, Allocation,
-	// Updated) if g.Etag is current, and returns the new etag.
+	// UpdateGroup replaces the mutable fields (Disabled, EKAllowList,
+	// Allocation, Updated) if g.Etag is current, and returns the new etag.
 	UpdateGroup(ctx context.Context, g *Group) (etag string, err error)
 	DeleteGroup(ctx context.Context, id, etag string) error
 }

@@ -129,10 +129,11 @@ func checkValidity(c *cx509.Certificate, now time.Time) error {
 }
 
 // Verify builds and verifies a path from the leaf chain[0] through the
-// presented intermediates chain[1:depth] to one of anchors, at time now,
-// for client authentication. RFC 5280 path length and name constraints
-// apply. It returns the verified path, leaf first, anchor last.
-func Verify(chain []*cx509.Certificate, depth int, anchors []*cx509.Certificate, now time.Time) ([]*cx509.Certificate, error) {
+// presented intermediates chain[1:depth] (and uploaded ones, extra) to one
+// of anchors, at time now, for client authentication. RFC 5280 path length
+// and name constraints apply. It returns the verified path, leaf first,
+// anchor last.
+func Verify(chain []*cx509.Certificate, depth int, extra, anchors []*cx509.Certificate, now time.Time) ([]*cx509.Certificate, error) {
 	if len(chain) == 0 {
 		return nil, fault.New(fault.Unauthenticated, fault.CertificateMissing, "no client certificate was presented")
 	}
@@ -147,6 +148,9 @@ func Verify(chain []*cx509.Certificate, depth int, anchors []*cx509.Certificate,
 	for _, c := range chain[1:depth] {
 		inters.AddCert(c)
 	}
+	for _, c := range extra {
+		inters.AddCert(c)
+	}
 	chains, err := chain[0].Verify(cx509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inters,
@@ -154,7 +158,7 @@ func Verify(chain []*cx509.Certificate, depth int, anchors []*cx509.Certificate,
 		KeyUsages:     []cx509.ExtKeyUsage{cx509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
-		return nil, classify(err, chain[:depth], anchors, now)
+		return nil, classify(err, append(chain[:depth:depth], extra...), anchors, now)
 	}
 	return chains[0], nil
 }

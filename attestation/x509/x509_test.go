@@ -49,12 +49,12 @@ func TestVerifyPathLengthConstraint(t *testing.T) {
 	root, _ := pki.Issue(tmpl, key, nil)
 	inter, _ := pki.NewCA("Inter", root, now, time.Hour)
 	dev, _ := pki.NewDevice("dev", inter, now, time.Hour)
-	_, err := x509att.Verify([]*cx509.Certificate{dev.Cert, inter.Cert}, 2, []*cx509.Certificate{root.Cert}, now)
+	_, err := x509att.Verify([]*cx509.Certificate{dev.Cert, inter.Cert}, 2, nil, []*cx509.Certificate{root.Cert}, now)
 	if fault.ReasonOf(err) != fault.ChainTooLong {
 		t.Fatalf("path length violation: %v", err)
 	}
 	direct, _ := pki.NewDevice("dev", root, now, time.Hour)
-	if _, err := x509att.Verify([]*cx509.Certificate{direct.Cert}, 1, []*cx509.Certificate{root.Cert}, now); err != nil {
+	if _, err := x509att.Verify([]*cx509.Certificate{direct.Cert}, 1, nil, []*cx509.Certificate{root.Cert}, now); err != nil {
 		t.Fatalf("leaf under a pathlen-0 root: %v", err)
 	}
 }
@@ -67,7 +67,7 @@ func TestVerifyExpiredIntermediate(t *testing.T) {
 	key, _ := pki.NewKey()
 	inter, _ := pki.Issue(tmpl, key, root)
 	dev, _ := pki.NewDevice("dev", inter, now, time.Hour)
-	_, err := x509att.Verify([]*cx509.Certificate{dev.Cert, inter.Cert}, 2, []*cx509.Certificate{root.Cert}, now)
+	_, err := x509att.Verify([]*cx509.Certificate{dev.Cert, inter.Cert}, 2, nil, []*cx509.Certificate{root.Cert}, now)
 	if fault.ReasonOf(err) != fault.CertificateExpired {
 		t.Fatalf("expired intermediate: %v", err)
 	}
@@ -104,7 +104,7 @@ func BenchmarkVerifyChain(b *testing.B) {
 	chain := []*cx509.Certificate{dev.Cert, inter.Cert}
 	anchors := []*cx509.Certificate{root.Cert}
 	for b.Loop() {
-		if _, err := x509att.Verify(chain, 2, anchors, now); err != nil {
+		if _, err := x509att.Verify(chain, 2, nil, anchors, now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	rl := cfg.Device.RateLimit
 	prov := &provisioning.Service{
-		Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: opt.Now,
+		Enrollments: store, Groups: store, Shards: store, Registry: store, Challenges: store, Now: opt.Now,
 		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log,
 		Limiter: &ratelimit.Limiter{Counter: counter, Now: opt.Now,
 			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},

@@ -83,6 +83,7 @@ const (
 	TPMKeyAttributesInvalid Reason = "TPM_KEY_ATTRIBUTES_INVALID"
 	TPMEKUnknown            Reason = "TPM_EK_UNKNOWN"
 	TPMEKMismatch           Reason = "TPM_EK_MISMATCH"
+	TPMEKCertificateInvalid Reason = "TPM_EK_CERTIFICATE_INVALID"
 	TPMChallengeExpired     Reason = "TPM_CHALLENGE_EXPIRED"
 	TPMChallengeFailed      Reason = "TPM_CHALLENGE_FAILED"
 )

@@ -34,6 +34,10 @@ type ShardSource interface {
 // MaxChainLength (default x509.DefaultMaxChainLength).
 type Service struct {
 	Enrollments enrollment.Lookup
+	// Groups reads enrollment groups (TPM groups' second step).
+	Groups interface {
+		GetGroup(ctx context.Context, id string) (*enrollment.Group, error)
+	}
 	// Challenges holds TPM challenges between the two steps.
 	Challenges attestation.ChallengeStore
 	// Rand is the randomness source for challenges (crypto/rand when nil).
@@ -150,7 +154,13 @@ func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.
 		if !verified {
 			return nil, fault.New(fault.Unauthenticated, fault.CANotVerified, "the enrollment group's CA certificate %q has not been verified by proof of possession", match.Anchors[0].CA.Name)
 		}
-		path, err := x509att.Verify(req.Chain, match.Depth, anchors, now)
+		var extra []*x509.Certificate
+		for _, ca := range match.Intermediates {
+			if c, err := ca.Certificate(); err == nil {
+				extra = append(extra, c)
+			}
+		}
+		path, err := x509att.Verify(req.Chain, match.Depth, extra, anchors, now)
 		if err != nil {
 			return nil, err
 		}

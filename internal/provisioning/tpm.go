@@ -3,12 +3,15 @@ package provisioning
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
@@ -26,6 +29,9 @@ type TPMBeginRequest struct {
 	RegistrationID string
 	EKPublic       []byte // TPM2B_PUBLIC
 	BoundKey       []byte // TPM2B_PUBLIC
+	// EKCertificates is the EK certificate, then any intermediates (for
+	// group enrollments by TPM vendor CA).
+	EKCertificates [][]byte
 	Peer           string
 }
 
@@ -49,6 +55,7 @@ type TPMCompleteRequest struct {
 // tpmChallengeState is what the first step leaves for the second.
 type tpmChallengeState struct {
 	EKHash     string `json:"ek"`
+	GroupID    string `json:"g,omitempty"`
 	BoundKey   []byte `json:"bk"`
 	SecretHash []byte `json:"sh"`
 }
@@ -85,15 +92,30 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 	if err := tpm.CheckEK(ek); err != nil {
 		return nil, err
 	}
-	regID := req.RegistrationID
-	if regID == "" {
-		regID = tpm.RegistrationID(req.EKPublic)
+	ekHash := tpm.EKHash(req.EKPublic)
+	regID, groupID := req.RegistrationID, ""
+	ind, err := s.Enrollments.FindIndividualByThumbprint(ctx, ekHash)
+	switch {
+	case err == nil && ind.Mechanism == enrollment.MechanismTPM:
+		if regID == "" {
+			regID = ind.RegistrationID
+		}
+		if _, err := s.tpmEnrollment(ctx, regID, ekHash); err != nil {
+			return nil, err
+		}
+	case err != nil && !errors.Is(err, fault.ErrNotFound):
+		return nil, err
+	default:
+		g, err := s.tpmGroup(ctx, ek, ekHash, req.EKCertificates, now)
+		if err != nil {
+			return nil, err
+		}
+		groupID = g.ID
+		if regID == "" {
+			regID = tpm.RegistrationID(req.EKPublic)
+		}
 	}
 	if err := enrollment.ValidateRegistrationID(regID); err != nil {
-		return nil, err
-	}
-	ekHash := tpm.EKHash(req.EKPublic)
-	if _, err := s.tpmEnrollment(ctx, regID, ekHash); err != nil {
 		return nil, err
 	}
 	if err := s.checkSameTPM(ctx, regID, ekHash); err != nil {
@@ -118,7 +140,7 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 	if err != nil {
 		return nil, err
 	}
-	state, err := json.Marshal(tpmChallengeState{EKHash: ekHash, BoundKey: req.BoundKey, SecretHash: cred.SecretHash})
+	state, err := json.Marshal(tpmChallengeState{EKHash: ekHash, GroupID: groupID, BoundKey: req.BoundKey, SecretHash: cred.SecretHash})
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "encode challenge")
 	}
@@ -146,6 +168,66 @@ func (s *Service) tpmEnrollment(ctx context.Context, regID, ekHash string) (*enr
 		return nil, fault.New(fault.Unauthenticated, fault.RegistrationIDInvalid, "the endorsement key is enrolled under another registration ID")
 	}
 	return ind, nil
+}
+
+// tpmGroup finds the TPM enrollment group whose vendor CA the EK
+// certificate chains to, and verifies that chain. TPM vendor CAs need no
+// proof of possession: the operator's upload is the trust decision.
+func (s *Service) tpmGroup(ctx context.Context, ek *tpm2.TPMTPublic, ekHash string, ders [][]byte, now time.Time) (*enrollment.Group, error) {
+	if len(ders) == 0 {
+		return nil, fault.New(fault.Unauthenticated, fault.TPMEKUnknown, "the endorsement key is not enrolled, and no EK certificate was presented")
+	}
+	if len(ders) > tpm.MaxEKChainLength {
+		return nil, fault.New(fault.Unauthenticated, fault.ChainTooLong, "%d EK certificates presented, at most %d allowed", len(ders), tpm.MaxEKChainLength)
+	}
+	certs := make([]*x509.Certificate, len(ders))
+	presented := enrollment.Presented{}
+	for i, der := range ders {
+		c, err := tpm.ParseEKCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		certs[i] = c
+		presented.Thumbprints = append(presented.Thumbprints, enrollment.Thumbprint(c.Raw))
+	}
+	if err := tpm.CheckEKCertificate(certs[0], ek); err != nil {
+		return nil, err
+	}
+	if top := certs[len(certs)-1]; string(top.RawIssuer) != string(top.RawSubject) {
+		presented.TopIssuerKey = enrollment.SubjectKey(top.RawIssuer)
+	}
+	match, err := enrollment.ResolveGroup(ctx, s.Enrollments, presented, enrollment.MechanismTPM)
+	if err != nil {
+		return nil, fault.Wrap(fault.Unauthenticated, fault.TPMEKUnknown, err, "the endorsement key is not enrolled, and its certificate leads to no TPM enrollment group")
+	}
+	var anchors, inters []*x509.Certificate
+	for _, a := range match.Anchors {
+		c, err := a.CA.Certificate()
+		if err != nil {
+			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "parse stored CA %q", a.CA.Name)
+		}
+		anchors = append(anchors, c)
+	}
+	inters = append(inters, certs[1:match.Depth]...)
+	for _, ca := range match.Intermediates {
+		if c, err := ca.Certificate(); err == nil {
+			inters = append(inters, c)
+		}
+	}
+	path, err := tpm.VerifyEKChain(certs[0], inters, anchors, now)
+	if err != nil {
+		return nil, err
+	}
+	top := enrollment.Thumbprint(path[len(path)-1].Raw)
+	for _, a := range match.Anchors {
+		if a.CA.Thumbprint == top {
+			if !a.Group.AllowsEK(ekHash) {
+				return nil, fault.New(fault.Unauthenticated, fault.TPMEKUnknown, "the endorsement key is not on the group's allow-list")
+			}
+			return a.Group, nil
+		}
+	}
+	return nil, fault.New(fault.Internal, fault.InternalError, "verified EK chain ends at an unexpected anchor")
 }
 
 // checkSameTPM refuses a registration ID already registered by another TPM.
@@ -205,19 +287,36 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 	if err := tpm.CheckSecret(state.SecretHash, req.Secret); err != nil {
 		return nil, err
 	}
+	p := plan{regID: c.RegistrationID, thumbprint: state.EKHash, attType: registry.TPM,
+		cred: registry.Credential{Type: registry.TPM, TPMEKHash: state.EKHash, TPMBoundKey: state.BoundKey}}
 	// The enrollment may have changed since the first step.
-	ind, err := s.tpmEnrollment(ctx, c.RegistrationID, state.EKHash)
-	if err != nil {
-		return nil, err
-	}
-	if ind.Disabled {
-		return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
+	if state.GroupID != "" {
+		g, err := s.Groups.GetGroup(ctx, state.GroupID)
+		if errors.Is(err, fault.ErrNotFound) {
+			return nil, fault.New(fault.Unauthenticated, fault.EnrollmentNotFound, "the enrollment group is gone")
+		}
+		if err != nil {
+			return nil, err
+		}
+		if g.Disabled {
+			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", g.ID)
+		}
+		if !g.AllowsEK(state.EKHash) {
+			return nil, fault.New(fault.Unauthenticated, fault.TPMEKUnknown, "the endorsement key is not on the group's allow-list")
+		}
+		p.deviceID, p.alloc, p.groupID = c.RegistrationID, g.Allocation, g.ID
+	} else {
+		ind, err := s.tpmEnrollment(ctx, c.RegistrationID, state.EKHash)
+		if err != nil {
+			return nil, err
+		}
+		if ind.Disabled {
+			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
+		}
+		p.deviceID, p.alloc, p.individual = ind.EffectiveDeviceID(), ind.Allocation, true
 	}
 	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(c.RegistrationID)); err != nil {
 		return nil, err
 	}
-	p := plan{regID: c.RegistrationID, deviceID: ind.EffectiveDeviceID(), thumbprint: state.EKHash, attType: registry.TPM,
-		individual: true, alloc: ind.Allocation,
-		cred: registry.Credential{Type: registry.TPM, TPMEKHash: state.EKHash, TPMBoundKey: state.BoundKey}}
 	return s.record(ctx, p, now)
 }

@@ -73,6 +73,8 @@ type Group struct {
 	ID         string     `json:"id"`
 	CAName     string     `json:"ca"`
 	Disabled   bool       `json:"disabled,omitempty"`
+	Mechanism  string     `json:"mech,omitempty"` // "" is x509
+	EKAllow    []string   `json:"ekallow,omitempty"`
 	Allocation Allocation `json:"alloc"`
 	Etag       string     `json:"etag"`
 	Created    time.Time  `json:"created"`
@@ -81,19 +83,25 @@ type Group struct {
 
 // FromGroup converts a domain group.
 func FromGroup(g *enrollment.Group, etag string) *Group {
-	return &Group{V: Version, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled, Allocation: FromAllocation(g.Allocation),
-		Etag: etag, Created: g.Created, Updated: g.Updated}
+	mech := string(g.Mechanism)
+	if g.Mechanism == enrollment.MechanismX509 {
+		mech = ""
+	}
+	return &Group{V: Version, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled, Mechanism: mech, EKAllow: g.EKAllowList,
+		Allocation: FromAllocation(g.Allocation), Etag: etag, Created: g.Created, Updated: g.Updated}
 }
 
 // Domain converts back.
 func (r *Group) Domain() *enrollment.Group {
-	return &enrollment.Group{ID: r.ID, CAName: r.CAName, Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
-		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+	g := &enrollment.Group{ID: r.ID, CAName: r.CAName, Disabled: r.Disabled, Mechanism: enrollment.Mechanism(r.Mechanism),
+		EKAllowList: r.EKAllow, Allocation: r.Allocation.Domain(), Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+	g.Mechanism = g.EffectiveMechanism()
+	return g
 }
 
 // ApplyUpdate copies the fields UpdateGroup may change.
 func (r *Group) ApplyUpdate(g *enrollment.Group, etag string) {
-	r.Disabled, r.Allocation, r.Updated, r.Etag = g.Disabled, FromAllocation(g.Allocation), g.Updated, etag
+	r.Disabled, r.EKAllow, r.Allocation, r.Updated, r.Etag = g.Disabled, g.EKAllowList, FromAllocation(g.Allocation), g.Updated, etag
 }
 
 // Individual is a stored individual enrollment.

@@ -303,7 +303,8 @@ func testGroupCreateRules(t *testing.T, s Store) {
 	must(t, err, "CreateGroup")
 	got, err := s.GetGroup(ctx, "g1")
 	must(t, err, "GetGroup")
-	if got.CAName != "root" || got.Etag != etag || got.Disabled || fmt.Sprint(got.Shards) != "[s1]" || got.Policy != enrollment.PolicyHashed {
+	if got.CAName != "root" || got.Etag != etag || got.Disabled || fmt.Sprint(got.Shards) != "[s1]" || got.Policy != enrollment.PolicyHashed ||
+		got.Mechanism != enrollment.MechanismX509 {
 		t.Fatalf("GetGroup = %+v", got)
 	}
 	byCA, err := s.FindGroupByCA(ctx, "root")
@@ -333,14 +334,24 @@ func testGroupUpdateDelete(t *testing.T, s Store) {
 	upd := *g
 	upd.Etag = etag
 	upd.Disabled = true
+	upd.EKAllowList = []string{enrollment.Thumbprint([]byte("ek"))}
 	upd.Allocation = enrollment.Allocation{Policy: enrollment.PolicyStatic, StaticShard: "s9"}
 	upd.Updated = t0.Add(time.Minute)
 	etag2, err := s.UpdateGroup(ctx, &upd)
 	must(t, err, "UpdateGroup")
 	got, err := s.GetGroup(ctx, "g1")
 	must(t, err, "GetGroup")
-	if !got.Disabled || got.Policy != enrollment.PolicyStatic || got.StaticShard != "s9" || got.Etag != etag2 || !got.Updated.Equal(upd.Updated) || !got.Created.Equal(t0) {
+	if !got.Disabled || got.Policy != enrollment.PolicyStatic || got.StaticShard != "s9" || got.Etag != etag2 || !got.Updated.Equal(upd.Updated) ||
+		!got.Created.Equal(t0) || fmt.Sprint(got.EKAllowList) != fmt.Sprint(upd.EKAllowList) {
 		t.Fatalf("after update: %+v", got)
+	}
+	// A TPM group keeps its mechanism.
+	_, err = s.CreateCA(ctx, newCA(t, "vendor", "TPM Vendor Root"))
+	must(t, err, "CreateCA(vendor)")
+	_, err = s.CreateGroup(ctx, &enrollment.Group{ID: "tpm-g", CAName: "vendor", Mechanism: enrollment.MechanismTPM, Allocation: hashed()})
+	must(t, err, "CreateGroup(TPM)")
+	if tg, err := s.FindGroupByCA(ctx, "vendor"); err != nil || tg.Mechanism != enrollment.MechanismTPM {
+		t.Fatalf("TPM group = %+v, %v", tg, err)
 	}
 	_, err = s.UpdateGroup(ctx, &upd) // stale etag
 	wantKind(t, err, fault.Conflict, "UpdateGroup(stale)")
