@@ -55,7 +55,8 @@ for target in \
   ./attestation/x509:FuzzLeafChecks \
   ./allocation:FuzzValidateHostname \
   ./attestation/tpm:FuzzParsePublic \
-  ./attestation/tpm:FuzzEKFromPEM; do
+  ./attestation/tpm:FuzzEKFromPEM \
+  ./attestation/tpm:FuzzParseEKCertificate; do
   pkg=${target%%:*} name=${target##*:}
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-5s}" "$pkg"
 done

@@ -136,4 +136,3 @@ func VerifyEKChain(leaf *x509.Certificate, intermediates, anchors []*x509.Certif
 	}
 	return chains[0], nil
 }
-
