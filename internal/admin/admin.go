@@ -115,12 +115,42 @@ func (s *Service) checkShards(ctx context.Context, a enrollment.Allocation) erro
 	return nil
 }
 
+// checkAllowList validates and normalises a TPM group's EK allow-list.
+func checkAllowList(g *enrollment.Group) error {
+	if g.EffectiveMechanism() != enrollment.MechanismTPM {
+		if len(g.EKAllowList) > 0 {
+			return fault.Invalidf("tpm_ek_allow_list is only for TPM groups")
+		}
+		return nil
+	}
+	if len(g.EKAllowList) > enrollment.MaxEKAllowList {
+		return fault.Invalidf("tpm_ek_allow_list has %d entries, at most %d allowed; enroll larger sets individually", len(g.EKAllowList), enrollment.MaxEKAllowList)
+	}
+	seen := make(map[string]bool, len(g.EKAllowList))
+	for i, h := range g.EKAllowList {
+		if !enrollment.ValidThumbprint(h) {
+			return fault.Invalidf("tpm_ek_allow_list[%d] is not 64 hex digits", i)
+		}
+		h = strings.ToLower(h)
+		if seen[h] {
+			return fault.Invalidf("tpm_ek_allow_list lists %s twice", h)
+		}
+		seen[h] = true
+		g.EKAllowList[i] = h
+	}
+	return nil
+}
+
 // CreateGroup creates an enrollment group on an existing CA.
 func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enrollment.Group, error) {
 	if err := enrollment.ValidateID("id", g.ID); err != nil {
 		return nil, err
 	}
 	if err := enrollment.ValidateID("ca_certificate", g.CAName); err != nil {
+		return nil, err
+	}
+	g.Mechanism = g.EffectiveMechanism()
+	if err := checkAllowList(g); err != nil {
 		return nil, err
 	}
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
@@ -140,6 +170,9 @@ func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enrollment.Group, error) {
 	if g.Etag == "" {
 		return nil, fault.Invalidf("etag is required to update an enrollment group")
+	}
+	if err := checkAllowList(g); err != nil {
+		return nil, err
 	}
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, err

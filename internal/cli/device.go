@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,6 +31,7 @@ type tpmFlags struct {
 	path *string
 	seed *int64
 	kind *string
+	cert *string
 }
 
 func addTPMFlags(fs *flag.FlagSet) tpmFlags {
@@ -37,6 +39,7 @@ func addTPMFlags(fs *flag.FlagSet) tpmFlags {
 		path: fs.String("tpm-path", "simulator", "TPM character device (e.g. /dev/tpmrm0), or simulator for the in-process TPM simulator"),
 		seed: fs.Int64("tpm-seed", 1, "with the simulator: its seed, so the same EK comes back every run"),
 		kind: fs.String("tpm-ek", "ecc", "EK algorithm: rsa or ecc"),
+		cert: fs.String("tpm-ek-cert", "", "EK certificate (DER or PEM) to present instead of the TPM's NV copy"),
 	}
 }
 
@@ -48,7 +51,22 @@ func (f tpmFlags) open() (*tpmdevice.Device, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := tpmdevice.New(t, tpmdevice.KeyType(*f.kind), tpmdevice.Options{})
+	var opt tpmdevice.Options
+	if *f.cert != "" {
+		raw, err := os.ReadFile(*f.cert)
+		if err != nil {
+			t.Close()
+			return nil, nil, err
+		}
+		if certs, err := pki.LoadCertificates(*f.cert); err == nil {
+			for _, c := range certs {
+				opt.EKCertificates = append(opt.EKCertificates, c.Raw)
+			}
+		} else {
+			opt.EKCertificates = [][]byte{raw}
+		}
+	}
+	d, err := tpmdevice.New(t, tpmdevice.KeyType(*f.kind), opt)
 	if err != nil {
 		t.Close()
 		return nil, nil, err

@@ -18,6 +18,7 @@ import (
 // TPMDevice is what the TPM registration flow needs of a device.
 type TPMDevice interface {
 	EKPublic() []byte
+	EKCertificates() [][]byte
 	BoundKeyPublic() []byte
 	Activate(credentialBlob, encryptedSecret []byte) ([]byte, error)
 }
@@ -25,7 +26,8 @@ type TPMDevice interface {
 // RegisterTPMGRPC runs the two TPM steps over gRPC. An empty regID is
 // derived from the EK by the service.
 func RegisterTPMGRPC(ctx context.Context, c pb.DeviceRegistrationServiceClient, d TPMDevice, regID string) (*pb.RegisterResponse, error) {
-	ch, err := c.BeginTpmAttestation(ctx, &pb.BeginTpmAttestationRequest{RegistrationId: regID, EndorsementKey: d.EKPublic(), BoundKey: d.BoundKeyPublic()})
+	ch, err := c.BeginTpmAttestation(ctx, &pb.BeginTpmAttestationRequest{RegistrationId: regID, EndorsementKey: d.EKPublic(),
+		BoundKey: d.BoundKeyPublic(), EndorsementKeyCertificates: d.EKCertificates()})
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +48,7 @@ func RegisterTPMREST(ctx context.Context, client *http.Client, server string, d 
 	base := "https://" + server + "/v1/registrations/" + url.PathEscape(regID)
 	ch := &pb.BeginTpmAttestationResponse{}
 	if err := postJSON(ctx, client, base+":beginTpmAttestation",
-		&pb.BeginTpmAttestationRequest{EndorsementKey: d.EKPublic(), BoundKey: d.BoundKeyPublic()}, ch); err != nil {
+		&pb.BeginTpmAttestationRequest{EndorsementKey: d.EKPublic(), BoundKey: d.BoundKeyPublic(), EndorsementKeyCertificates: d.EKCertificates()}, ch); err != nil {
 		return nil, err
 	}
 	secret, err := d.Activate(ch.GetCredentialBlob(), ch.GetEncryptedSecret())

@@ -313,6 +313,32 @@ func TestMalformedOperatorInput(t *testing.T) {
 			return err
 		}, codes.NotFound, "RESOURCE_NOT_FOUND"},
 
+		{"Enrollment/TPMGarbageEK", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", Tpm: &pb.TpmAttestation{EndorsementKey: []byte{0, 3, 1, 2, 3}}})
+		}, codes.InvalidArgument, "TPM_STRUCTURE_INVALID"},
+		{"Enrollment/TPMNoEK", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", Tpm: &pb.TpmAttestation{}}) }, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Enrollment/TPMBadPEM", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", Tpm: &pb.TpmAttestation{EndorsementKeyPem: "not pem"}})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Enrollment/TPMWithCertificate", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", CertificatePem: pemOf(devCert), Tpm: &pb.TpmAttestation{EndorsementKeyPem: "x"}})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Group/AllowListOnX509", func() error {
+			return createGroup(&pb.EnrollmentGroup{Id: "g1", CaCertificate: "acme-root", TpmEkAllowList: []string{strings.Repeat("a", 64)}})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Group/BadAllowListEntry", func() error {
+			return createGroup(&pb.EnrollmentGroup{Id: "g1", CaCertificate: "acme-root", AttestationType: pb.AttestationType_ATTESTATION_TYPE_TPM, TpmEkAllowList: []string{"xyz"}})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Group/DuplicateAllowListEntry", func() error {
+			return createGroup(&pb.EnrollmentGroup{Id: "g1", CaCertificate: "acme-root", AttestationType: pb.AttestationType_ATTESTATION_TYPE_TPM,
+				TpmEkAllowList: []string{strings.Repeat("a", 64), strings.Repeat("A", 64)}})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Group/SymmetricKeyType", func() error {
+			return createGroup(&pb.EnrollmentGroup{Id: "g1", CaCertificate: "acme-root", AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Group/UpdateAttestationType", func() error {
+			return updateGroup(&pb.EnrollmentGroup{Id: "acme", Etag: grp.GetEtag(), AttestationType: pb.AttestationType_ATTESTATION_TYPE_TPM}, "provisioning_status")
+		}, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Shard/BadID", func() error { return createShard(&pb.Shard{Id: "", Hostname: "h.example.com", Weight: 1}) }, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Shard/WeightZero", func() error { return createShard(&pb.Shard{Id: "s9", Hostname: "h.example.com", Weight: 0}) }, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Shard/WeightTooBig", func() error { return createShard(&pb.Shard{Id: "s9", Hostname: "h.example.com", Weight: 1001}) }, codes.InvalidArgument, "FIELD_INVALID"},
@@ -351,8 +377,10 @@ func TestMalformedOperatorInput(t *testing.T) {
 	if _, err := e.store.GetGroup(t.Context(), "g1"); err == nil {
 		t.Error("a refused group was stored")
 	}
-	if _, err := e.store.GetIndividual(t.Context(), "dev-1"); err == nil {
-		t.Error("a refused enrollment was stored")
+	for _, id := range []string{"dev-1", "tpm-1"} {
+		if _, err := e.store.GetIndividual(t.Context(), id); err == nil {
+			t.Errorf("a refused enrollment %s was stored", id)
+		}
 	}
 	if _, err := e.store.GetShard(t.Context(), "s9"); err == nil {
 		t.Error("a refused shard was stored")

@@ -318,3 +318,19 @@ func (f *fleet) deviceFrom(t *testing.T, regID string, ca *pki.Issued) *pki.Issu
 	}
 	return d
 }
+
+// TestUploadedIntermediateCompletesChain: a device that presents only its
+// leaf registers when the operator uploaded the intermediate (without a
+// group) under the group's root.
+func TestUploadedIntermediateCompletesChain(t *testing.T) {
+	e := start(t)
+	f := e.newFleet()
+	e.uploadCA("acme-issuing", f.inter, false)
+	reg, err := e.registerGRPC("dev-leaf-only", f.device(t, "dev-leaf-only"))
+	if err != nil {
+		t.Fatalf("leaf only, intermediate uploaded: %v", err)
+	}
+	if reg.GetEnrollmentGroupId() != "acme" {
+		t.Fatalf("group %q", reg.GetEnrollmentGroupId())
+	}
+}

@@ -59,6 +59,27 @@ func Issue(tmpl *x509.Certificate, key crypto.Signer, parent *Issued) (*Issued, 
 	return &Issued{Cert: cert, Key: key}, nil
 }
 
+// IssueFor signs tmpl for a public key whose private key is elsewhere (an
+// EK in a TPM, say); the result carries no key.
+func IssueFor(tmpl *x509.Certificate, pub crypto.PublicKey, parent *Issued) (*Issued, error) {
+	if tmpl.SerialNumber == nil {
+		sn, err := serial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl.SerialNumber = sn
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, pub, parent.Key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &Issued{Cert: cert}, nil
+}
+
 // CATemplate is a CA certificate template valid from now-1h for validity.
 func CATemplate(cn string, now time.Time, validity time.Duration) *x509.Certificate {
 	return &x509.Certificate{

@@ -94,10 +94,25 @@ func caToPB(ca *enrollment.CA) *pb.CaCertificate {
 }
 
 func groupToPB(g *enrollment.Group) *pb.EnrollmentGroup {
-	return &pb.EnrollmentGroup{
+	out := &pb.EnrollmentGroup{
 		Id: g.ID, CaCertificate: g.CAName, ProvisioningStatus: disabledToStatus(g.Disabled),
 		Allocation: allocationToPB(g.Allocation), CreateTime: ts(g.Created), UpdateTime: ts(g.Updated), Etag: g.Etag,
+		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, TpmEkAllowList: g.EKAllowList,
 	}
+	if g.EffectiveMechanism() == enrollment.MechanismTPM {
+		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
+	}
+	return out
+}
+
+func mechanismFromPB(t pb.AttestationType) (enrollment.Mechanism, error) {
+	switch t {
+	case pb.AttestationType_ATTESTATION_TYPE_UNSPECIFIED, pb.AttestationType_ATTESTATION_TYPE_X509:
+		return enrollment.MechanismX509, nil
+	case pb.AttestationType_ATTESTATION_TYPE_TPM:
+		return enrollment.MechanismTPM, nil
+	}
+	return "", fault.Invalidf("attestation_type %s is not supported for enrollments (X509 or TPM)", t)
 }
 
 func individualToPB(e *enrollment.Individual) *pb.Enrollment {

@@ -80,7 +80,7 @@ func (s *services) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.R
 func (s *services) BeginTpmAttestation(ctx context.Context, req *pb.BeginTpmAttestationRequest) (*pb.BeginTpmAttestationResponse, error) {
 	addr, _ := peerInfo(ctx)
 	ch, err := s.prov.BeginTPM(ctx, provisioning.TPMBeginRequest{RegistrationID: req.GetRegistrationId(),
-		EKPublic: req.GetEndorsementKey(), BoundKey: req.GetBoundKey(), Peer: addr})
+		EKPublic: req.GetEndorsementKey(), BoundKey: req.GetBoundKey(), EKCertificates: req.GetEndorsementKeyCertificates(), Peer: addr})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err, true)
 	}
@@ -227,7 +227,12 @@ func (s *services) CreateEnrollmentGroup(ctx context.Context, req *pb.CreateEnro
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	g, err := s.admin.CreateGroup(ctx, &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc})
+	mech, err := mechanismFromPB(in.GetAttestationType())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	g, err := s.admin.CreateGroup(ctx, &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc,
+		Mechanism: mech, EKAllowList: in.GetTpmEkAllowList()})
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -272,7 +277,7 @@ func (s *services) UpdateEnrollmentGroup(ctx context.Context, req *pb.UpdateEnro
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollmentGroup()
-	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation")
+	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "tpm_ek_allow_list")
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -282,6 +287,9 @@ func (s *services) UpdateEnrollmentGroup(ctx context.Context, req *pb.UpdateEnro
 	}
 	if in.GetCaCertificate() != "" && in.GetCaCertificate() != g.CAName {
 		return nil, s.fail(ctx, fault.Invalidf("ca_certificate is immutable; create a new group instead"))
+	}
+	if m, err := mechanismFromPB(in.GetAttestationType()); err != nil || in.GetAttestationType() != 0 && m != g.EffectiveMechanism() {
+		return nil, s.fail(ctx, fault.Invalidf("attestation_type is immutable; create a new group instead"))
 	}
 	g.Etag = in.GetEtag()
 	if paths["provisioning_status"] {
@@ -293,6 +301,9 @@ func (s *services) UpdateEnrollmentGroup(ctx context.Context, req *pb.UpdateEnro
 		if g.Allocation, err = allocationFromPB(in.GetAllocation()); err != nil {
 			return nil, s.fail(ctx, err)
 		}
+	}
+	if paths["tpm_ek_allow_list"] {
+		g.EKAllowList = in.GetTpmEkAllowList()
 	}
 	if g, err = s.admin.UpdateGroup(ctx, g); err != nil {
 		return nil, s.fail(ctx, err)

@@ -60,13 +60,23 @@ type Device struct {
 	key      tpm2.NamedHandle
 	ekPub    []byte
 	boundPub []byte
+	ekCerts  [][]byte
 }
 
-// Options vary the keys, for tests of refusals.
+// Options vary the keys.
 type Options struct {
-	// BoundKey replaces the bound key's template.
+	// BoundKey replaces the bound key's template (tests of refusals).
 	BoundKey *tpm2.TPMTPublic
+	// EKCertificates, if set, replace what the TPM's NV index holds (the EK
+	// certificate, then any intermediates).
+	EKCertificates [][]byte
 }
+
+// TCG NV indexes of the EK certificates (TCG EK Credential Profile).
+const (
+	nvRSAEKCert = 0x01C00002
+	nvECCEKCert = 0x01C0000A
+)
 
 // New creates (deterministically, from the TPM's seeds) the EK of the
 // given type and a fresh bound signing key under the storage root key.
@@ -103,8 +113,53 @@ func New(t transport.TPM, kt KeyType, opt Options) (*Device, error) {
 	}
 	d.key = tpm2.NamedHandle{Handle: loaded.ObjectHandle, Name: loaded.Name}
 	d.boundPub = tpm2.Marshal(created.OutPublic)
+	d.ekCerts = opt.EKCertificates
+	if d.ekCerts == nil {
+		index := tpm2.TPMHandle(nvECCEKCert)
+		if kt == RSA {
+			index = nvRSAEKCert
+		}
+		if cert, err := readNV(t, index); err == nil && len(cert) > 0 {
+			d.ekCerts = [][]byte{cert}
+		}
+	}
 	return d, nil
 }
+
+// readNV reads a whole NV index with owner authorization (how EK
+// certificates are read), in chunks.
+func readNV(t transport.TPM, index tpm2.TPMHandle) ([]byte, error) {
+	pub, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t)
+	if err != nil {
+		return nil, err
+	}
+	contents, err := pub.NVPublic.Contents()
+	if err != nil {
+		return nil, err
+	}
+	size := int(contents.DataSize)
+	if size > 8<<10 {
+		return nil, fmt.Errorf("NV index %#x holds %d bytes", uint32(index), size)
+	}
+	var out []byte
+	for len(out) < size {
+		n := min(size-len(out), 512)
+		rsp, err := tpm2.NVRead{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			NVIndex:    tpm2.NamedHandle{Handle: index, Name: pub.NVName},
+			Size:       uint16(n), Offset: uint16(len(out)),
+		}.Execute(t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rsp.Data.Buffer...)
+	}
+	return out, nil
+}
+
+// EKCertificates is the EK certificate (and any intermediates) the device
+// presents for group enrollment, or nil when the TPM holds none.
+func (d *Device) EKCertificates() [][]byte { return d.ekCerts }
 
 // EKPublic is the EK as TPM2B_PUBLIC.
 func (d *Device) EKPublic() []byte { return d.ekPub }

@@ -32,9 +32,13 @@ type BeginTpmAttestationRequest struct {
 	EndorsementKey []byte `protobuf:"bytes,2,opt,name=endorsement_key,json=endorsementKey,proto3" json:"endorsement_key,omitempty"`
 	// The TPM2B_PUBLIC of a signing key created in the same TPM (an
 	// attestation key or another non-exportable signing key).
-	BoundKey      []byte `protobuf:"bytes,3,opt,name=bound_key,json=boundKey,proto3" json:"bound_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BoundKey []byte `protobuf:"bytes,3,opt,name=bound_key,json=boundKey,proto3" json:"bound_key,omitempty"`
+	// For devices enrolled through a TPM group: the EK certificate (DER, as
+	// read from the TPM's NV index; a TCG NV header and padding are
+	// accepted), then any intermediates.
+	EndorsementKeyCertificates [][]byte `protobuf:"bytes,4,rep,name=endorsement_key_certificates,json=endorsementKeyCertificates,proto3" json:"endorsement_key_certificates,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
 }
 
 func (x *BeginTpmAttestationRequest) Reset() {
@@ -84,6 +88,13 @@ func (x *BeginTpmAttestationRequest) GetEndorsementKey() []byte {
 func (x *BeginTpmAttestationRequest) GetBoundKey() []byte {
 	if x != nil {
 		return x.BoundKey
+	}
+	return nil
+}
+
+func (x *BeginTpmAttestationRequest) GetEndorsementKeyCertificates() [][]byte {
+	if x != nil {
+		return x.EndorsementKeyCertificates
 	}
 	return nil
 }
@@ -321,11 +332,12 @@ var File_zerotouch_v1_device_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/device.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fzerotouch/v1/registration.proto\"\x8b\x01\n" +
+	"\x19zerotouch/v1/device.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fzerotouch/v1/registration.proto\"\xcd\x01\n" +
 	"\x1aBeginTpmAttestationRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12'\n" +
 	"\x0fendorsement_key\x18\x02 \x01(\fR\x0eendorsementKey\x12\x1b\n" +
-	"\tbound_key\x18\x03 \x01(\fR\bboundKey\"\xfa\x01\n" +
+	"\tbound_key\x18\x03 \x01(\fR\bboundKey\x12@\n" +
+	"\x1cendorsement_key_certificates\x18\x04 \x03(\fR\x1aendorsementKeyCertificates\"\xfa\x01\n" +
 	"\x1bBeginTpmAttestationResponse\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12!\n" +
 	"\fchallenge_id\x18\x02 \x01(\tR\vchallengeId\x12'\n" +

@@ -26,20 +26,29 @@ const (
 )
 
 // EnrollmentGroup admits every device whose certificate chain leads to its
-// CA certificate. At most one group per CA certificate.
+// CA certificate: X.509 devices by their certificate chain, or TPM devices
+// by their EK certificate chain to a TPM vendor CA. At most one group per
+// CA certificate.
 type EnrollmentGroup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier chosen by the operator: 1-128 of [A-Za-z0-9-._:].
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Name of a CaCertificate (root or intermediate). Immutable.
+	// Name of a CaCertificate (root or intermediate). Immutable. For X.509
+	// groups it must be verified by proof of possession; a TPM vendor CA
+	// need not be.
 	CaCertificate      string                 `protobuf:"bytes,2,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
 	ProvisioningStatus ProvisioningStatus     `protobuf:"varint,3,opt,name=provisioning_status,json=provisioningStatus,proto3,enum=zerotouch.v1.ProvisioningStatus" json:"provisioning_status,omitempty"`
 	Allocation         *Allocation            `protobuf:"bytes,4,opt,name=allocation,proto3" json:"allocation,omitempty"`
 	CreateTime         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	Etag               string                 `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// X509 (the default) or TPM. Immutable.
+	AttestationType AttestationType `protobuf:"varint,8,opt,name=attestation_type,json=attestationType,proto3,enum=zerotouch.v1.AttestationType" json:"attestation_type,omitempty"`
+	// TPM groups: if set, only EKs with these hashes (hex SHA-256 of the
+	// TPM2B_PUBLIC), at most 10,000, are admitted.
+	TpmEkAllowList []string `protobuf:"bytes,9,rep,name=tpm_ek_allow_list,json=tpmEkAllowList,proto3" json:"tpm_ek_allow_list,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *EnrollmentGroup) Reset() {
@@ -119,6 +128,20 @@ func (x *EnrollmentGroup) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *EnrollmentGroup) GetAttestationType() AttestationType {
+	if x != nil {
+		return x.AttestationType
+	}
+	return AttestationType_ATTESTATION_TYPE_UNSPECIFIED
+}
+
+func (x *EnrollmentGroup) GetTpmEkAllowList() []string {
+	if x != nil {
+		return x.TpmEkAllowList
+	}
+	return nil
 }
 
 type CreateEnrollmentGroupRequest struct {
@@ -317,7 +340,7 @@ type UpdateEnrollmentGroupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Must carry id and the etag the caller last read.
 	EnrollmentGroup *EnrollmentGroup `protobuf:"bytes,1,opt,name=enrollment_group,json=enrollmentGroup,proto3" json:"enrollment_group,omitempty"`
-	// Paths among "provisioning_status", "allocation".
+	// Paths among "provisioning_status", "allocation", "tpm_ek_allow_list".
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -912,7 +935,7 @@ var File_zerotouch_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xe3\x02\n" +
+	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xd8\x03\n" +
 	"\x0fEnrollmentGroup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0eca_certificate\x18\x02 \x01(\tR\rcaCertificate\x12Q\n" +
@@ -924,7 +947,9 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\a \x01(\tR\x04etag\"h\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\x12H\n" +
+	"\x10attestation_type\x18\b \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\x12)\n" +
+	"\x11tpm_ek_allow_list\x18\t \x03(\tR\x0etpmEkAllowList\"h\n" +
 	"\x1cCreateEnrollmentGroupRequest\x12H\n" +
 	"\x10enrollment_group\x18\x01 \x01(\v2\x1d.zerotouch.v1.EnrollmentGroupR\x0fenrollmentGroup\"+\n" +
 	"\x19GetEnrollmentGroupRequest\x12\x0e\n" +
@@ -1033,8 +1058,8 @@ var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(ProvisioningStatus)(0),              // 15: zerotouch.v1.ProvisioningStatus
 	(*Allocation)(nil),                   // 16: zerotouch.v1.Allocation
 	(*timestamppb.Timestamp)(nil),        // 17: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 18: google.protobuf.FieldMask
-	(AttestationType)(0),                 // 19: zerotouch.v1.AttestationType
+	(AttestationType)(0),                 // 18: zerotouch.v1.AttestationType
+	(*fieldmaskpb.FieldMask)(nil),        // 19: google.protobuf.FieldMask
 	(*emptypb.Empty)(nil),                // 20: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
@@ -1042,45 +1067,46 @@ var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
 	16, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
 	17, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
 	17, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 4: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 5: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 6: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	18, // 7: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	15, // 8: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	16, // 9: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	17, // 10: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	17, // 11: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 12: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
-	19, // 13: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
-	7,  // 14: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	7,  // 15: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
-	7,  // 16: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	18, // 17: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 18: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
-	2,  // 19: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
-	3,  // 20: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
-	5,  // 21: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
-	6,  // 22: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
-	9,  // 23: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
-	10, // 24: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
-	11, // 25: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
-	13, // 26: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
-	14, // 27: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	0,  // 28: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	0,  // 29: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	4,  // 30: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	0,  // 31: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	20, // 32: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	7,  // 33: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	7,  // 34: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	12, // 35: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	7,  // 36: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	20, // 37: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
+	0,  // 5: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	0,  // 6: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
+	0,  // 7: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	19, // 8: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 9: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	16, // 10: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	17, // 11: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	17, // 12: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 13: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
+	18, // 14: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	7,  // 15: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	7,  // 16: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
+	7,  // 17: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	19, // 18: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 19: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
+	2,  // 20: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
+	3,  // 21: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
+	5,  // 22: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
+	6,  // 23: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
+	9,  // 24: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
+	10, // 25: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
+	11, // 26: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
+	13, // 27: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
+	14, // 28: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
+	0,  // 29: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	0,  // 30: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	4,  // 31: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	0,  // 32: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	20, // 33: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	7,  // 34: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	7,  // 35: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	12, // 36: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	7,  // 37: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	20, // 38: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_enrollment_proto_init() }
