@@ -3,6 +3,12 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/internal/app"
 	"github.com/zerotouch/zerotouch/internal/cli"
 	"github.com/zerotouch/zerotouch/internal/config"
@@ -103,6 +110,34 @@ func TestWalkThrough(t *testing.T) {
 	run(0, "shard", "update", "hub-1", "--weight", "500")
 	if out := run(0, "shard", "get", "hub-1"); !strings.Contains(out, "500") {
 		t.Fatalf("shard update: %s", out)
+	}
+
+	// A factory's EK list, imported in batches, then a TPM's first boot.
+	out = run(0, "device", "tpm-ek", "--tpm-seed", "7")
+	ekLine := regexp.MustCompile(`base64\): (\S+)`).FindStringSubmatch(out)
+	if ekLine == nil {
+		t.Fatalf("tpm-ek printed %q", out)
+	}
+	var lines []string
+	lines = append(lines, "# registration_id,endorsement_key", ","+ekLine[1])
+	for range 1500 {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		spki, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		ek, err := tpm.EKFromPEM(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, ","+base64.StdEncoding.EncodeToString(ek))
+	}
+	lines = append(lines, "broken-ek,"+base64.StdEncoding.EncodeToString([]byte{0, 1, 2}))
+	if err := os.WriteFile("eks.csv", []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(1, "enrollment", "import", "eks.csv"); !strings.Contains(out, "1501 created, 1 refused") || !strings.Contains(out, "eks.csv:1503: TPM_STRUCTURE_INVALID") {
+		t.Fatalf("import: %s", out)
+	}
+	if out := run(0, "device", "register", "--tpm", "--tpm-seed", "7"); !strings.Contains(out, "ATTESTATION_TYPE_TPM") || !strings.Contains(out, "REGISTRATION_STATUS_ASSIGNED") {
+		t.Fatalf("TPM registration: %s", out)
 	}
 
 	// Usage and access errors.

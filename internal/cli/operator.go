@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -156,6 +157,66 @@ func (a allocFlags) status() pb.ProvisioningStatus {
 	return pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED
 }
 
+// importBatch is how many enrollments one BatchCreateEnrollments call carries.
+const importBatch = 1000
+
+// runEnrollmentImport creates TPM enrollments from a file of lines
+// "registration_id,endorsement_key" (the EK as base64 TPM2B_PUBLIC; an
+// empty registration ID is derived from the EK), in batches, and reports
+// each refusal.
+func runEnrollmentImport(ctx context.Context, env Env, args []string) error {
+	fs, c := opFlags("enrollment import", env)
+	pos, err := parse(fs, args, "FILE")
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(pos[0])
+	if err != nil {
+		return err
+	}
+	var items []*pb.Enrollment
+	var lines []int
+	for n, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		id, ek, ok := strings.Cut(line, ",")
+		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(ek))
+		if !ok || err != nil {
+			return fmt.Errorf("%s:%d: want registration_id,endorsement_key_base64", pos[0], n+1)
+		}
+		items = append(items, &pb.Enrollment{RegistrationId: strings.TrimSpace(id), Tpm: &pb.TpmAttestation{EndorsementKey: key}})
+		lines = append(lines, n+1)
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	cl := pb.NewEnrollmentServiceClient(cc)
+	created, failed := 0, 0
+	for start := 0; start < len(items); start += importBatch {
+		end := min(start+importBatch, len(items))
+		resp, err := cl.BatchCreateEnrollments(ctx, &pb.BatchCreateEnrollmentsRequest{Enrollments: items[start:end]})
+		if err != nil {
+			return fmt.Errorf("after %d created: %w", created, err)
+		}
+		for i, r := range resp.GetResults() {
+			if e := r.GetError(); e != nil {
+				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s\n", pos[0], lines[start+i], e.GetReason(), e.GetMessage())
+			}
+		}
+		created += int(resp.GetCreated())
+		failed += int(resp.GetFailed())
+	}
+	fmt.Fprintf(env.Stdout, "%d created, %d refused\n", created, failed)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d enrollments were refused", failed, len(items))
+	}
+	return nil
+}
+
 func runGroup(ctx context.Context, env Env, args []string) error {
 	sub, args, err := subcommand(args, "create", "get", "list", "update", "enable", "disable", "delete")
 	if err != nil {
@@ -163,6 +224,8 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 	}
 	fs, c := opFlags("group "+sub, env)
 	ca := fs.String("ca", "", "name of the CA certificate the group trusts (create)")
+	attestation := fs.String("attestation", "x509", "x509, or tpm for a group of TPMs whose EK certificates chain to the CA (create)")
+	ekAllow := fs.String("tpm-ek-allow", "", "TPM groups: comma-separated EK hashes to admit (create, update)")
 	af := addAllocFlags(fs)
 	etag := fs.String("etag", "", "act only if the group's etag is this (delete)")
 	want := []string{"ID"}
@@ -181,8 +244,18 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 			if err != nil {
 				return nil, err
 			}
-			return cl.CreateEnrollmentGroup(ctx, &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{
-				Id: pos[0], CaCertificate: *ca, ProvisioningStatus: af.status(), Allocation: alloc}})
+			g := &pb.EnrollmentGroup{Id: pos[0], CaCertificate: *ca, ProvisioningStatus: af.status(), Allocation: alloc}
+			switch *attestation {
+			case "x509":
+			case "tpm":
+				g.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
+			default:
+				return nil, fmt.Errorf("%w: --attestation %q is not x509 or tpm", errUsage, *attestation)
+			}
+			if *ekAllow != "" {
+				g.TpmEkAllowList = strings.Split(*ekAllow, ",")
+			}
+			return cl.CreateEnrollmentGroup(ctx, &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: g})
 		case "get":
 			return cl.GetEnrollmentGroup(ctx, &pb.GetEnrollmentGroupRequest{Id: pos[0]})
 		case "list":
@@ -206,20 +279,38 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED, []string{"provisioning_status"}
 		case "disable":
 			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED, []string{"provisioning_status"}
-		default: // update
+		default: // update: only what the flags name
+			fs.Visit(func(f *flag.Flag) {
+				switch f.Name {
+				case "shards", "policy", "static-shard":
+					if !slices.Contains(mask, "allocation") {
+						mask = append(mask, "allocation")
+					}
+				case "tpm-ek-allow":
+					mask = append(mask, "tpm_ek_allow_list")
+				}
+			})
+			if len(mask) == 0 {
+				return nil, fmt.Errorf("%w: give --shards/--policy/--static-shard or --tpm-ek-allow", errUsage)
+			}
 			if upd.Allocation, err = af.allocation(); err != nil {
 				return nil, err
 			}
-			mask = []string{"allocation"}
+			if *ekAllow != "" {
+				upd.TpmEkAllowList = strings.Split(*ekAllow, ",")
+			}
 		}
 		return cl.UpdateEnrollmentGroup(ctx, &pb.UpdateEnrollmentGroupRequest{EnrollmentGroup: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
 	})
 }
 
 func runEnrollment(ctx context.Context, env Env, args []string) error {
-	sub, args, err := subcommand(args, "create", "get", "list", "update", "enable", "disable", "delete")
+	sub, args, err := subcommand(args, "create", "import", "get", "list", "update", "enable", "disable", "delete")
 	if err != nil {
 		return err
+	}
+	if sub == "import" {
+		return runEnrollmentImport(ctx, env, args)
 	}
 	fs, c := opFlags("enrollment "+sub, env)
 	certFile := fs.String("cert", "", "the device's leaf certificate, PEM (create)")

@@ -316,7 +316,9 @@ func TestMalformedOperatorInput(t *testing.T) {
 		{"Enrollment/TPMGarbageEK", func() error {
 			return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", Tpm: &pb.TpmAttestation{EndorsementKey: []byte{0, 3, 1, 2, 3}}})
 		}, codes.InvalidArgument, "TPM_STRUCTURE_INVALID"},
-		{"Enrollment/TPMNoEK", func() error { return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", Tpm: &pb.TpmAttestation{}}) }, codes.InvalidArgument, "FIELD_INVALID"},
+		{"Enrollment/TPMNoEK", func() error {
+			return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", Tpm: &pb.TpmAttestation{}})
+		}, codes.InvalidArgument, "FIELD_INVALID"},
 		{"Enrollment/TPMBadPEM", func() error {
 			return createEnrollment(&pb.Enrollment{RegistrationId: "tpm-1", Tpm: &pb.TpmAttestation{EndorsementKeyPem: "not pem"}})
 		}, codes.InvalidArgument, "FIELD_INVALID"},

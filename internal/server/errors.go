@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
 // ErrorDomain is the ErrorInfo domain of every Zerotouch error.
@@ -97,4 +98,16 @@ func httpErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Mars
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// itemError is toStatus for one item of a batch.
+func itemError(ctx context.Context, log *slog.Logger, err error) *pb.ItemError {
+	st := status.Convert(toStatus(ctx, log, err, false))
+	out := &pb.ItemError{Code: int32(st.Code()), Message: st.Message()}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			out.Reason = info.GetReason()
+		}
+	}
+	return out
 }

@@ -40,7 +40,13 @@ var openAPIDocument []byte
 
 // Limits on what a client can make the server hold.
 const (
-	maxRequestBytes      = 1 << 20
+	maxRequestBytes = 1 << 20
+	// maxBatchBytes bounds a REST batch create (JSON and base64 inflate
+	// what gRPC carries in under maxGRPCBytes).
+	maxBatchBytes = 4 << 20
+	// maxGRPCBytes bounds any gRPC message: a batch of 1,000 TPM EKs is
+	// about 350 KB.
+	maxGRPCBytes         = 2 << 20
 	maxConcurrentStreams = 256
 	readHeaderTimeout    = 10 * time.Second
 	requestTimeout       = 30 * time.Second
@@ -90,7 +96,7 @@ func New(cfg Config) (*Server, error) {
 
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.MaxRecvMsgSize(maxGRPCBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ConnectionTimeout(readHeaderTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -276,7 +282,11 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		r.Header.Set("X-Request-Id", id)
 		ctx := withHTTPPeer(withRequestID(r.Context(), id), r.RemoteAddr, r.TLS)
 		r = r.WithContext(ctx)
-		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
+		limit := int64(maxRequestBytes)
+		if r.URL.Path == "/v1/enrollments:batchCreate" {
+			limit = maxBatchBytes
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		start := time.Now()
 		defer func() {

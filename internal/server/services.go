@@ -5,6 +5,8 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -327,19 +329,26 @@ func (s *services) CreateEnrollment(ctx context.Context, req *pb.CreateEnrollmen
 	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	in := req.GetEnrollment()
-	disabled, err := statusToDisabled(in.GetProvisioningStatus())
+	e, err := s.createEnrollment(ctx, req.GetEnrollment())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
+	return e, nil
+}
+
+func (s *services) createEnrollment(ctx context.Context, in *pb.Enrollment) (*pb.Enrollment, error) {
+	disabled, err := statusToDisabled(in.GetProvisioningStatus())
+	if err != nil {
+		return nil, err
+	}
 	alloc, err := allocationFromPB(in.GetAllocation())
 	if err != nil {
-		return nil, s.fail(ctx, err)
+		return nil, err
 	}
 	e := &enrollment.Individual{RegistrationID: in.GetRegistrationId(), DeviceID: in.GetDeviceId(), Disabled: disabled, Allocation: alloc}
 	if t := in.GetTpm(); t != nil {
 		if in.GetCertificatePem() != "" || in.GetSha256Thumbprint() != "" {
-			return nil, s.fail(ctx, fault.Invalidf("a TPM enrollment takes no certificate_pem or sha256_thumbprint"))
+			return nil, fault.Invalidf("a TPM enrollment takes no certificate_pem or sha256_thumbprint")
 		}
 		e, err = s.admin.CreateTPMIndividual(ctx, e, t.GetEndorsementKey(), t.GetEndorsementKeyPem())
 	} else {
@@ -347,9 +356,53 @@ func (s *services) CreateEnrollment(ctx context.Context, req *pb.CreateEnrollmen
 		e, err = s.admin.CreateIndividual(ctx, e, in.GetCertificatePem())
 	}
 	if err != nil {
-		return nil, s.fail(ctx, err)
+		return nil, err
 	}
 	return individualToPB(e), nil
+}
+
+// MaxBatch bounds a batch create.
+const MaxBatch = 1000
+
+// BatchCreateEnrollments implements EnrollmentService.
+func (s *services) BatchCreateEnrollments(ctx context.Context, req *pb.BatchCreateEnrollmentsRequest) (*pb.BatchCreateEnrollmentsResponse, error) {
+	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	items := req.GetEnrollments()
+	if len(items) == 0 || len(items) > MaxBatch {
+		return nil, s.fail(ctx, fault.Invalidf("a batch holds 1-%d enrollments, not %d", MaxBatch, len(items)))
+	}
+	out := &pb.BatchCreateEnrollmentsResponse{Results: make([]*pb.BatchCreateEnrollmentsResult, len(items))}
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(items) {
+					return
+				}
+				e, err := s.createEnrollment(ctx, items[i])
+				if err != nil {
+					out.Results[i] = &pb.BatchCreateEnrollmentsResult{Error: itemError(ctx, s.log, err)}
+				} else {
+					out.Results[i] = &pb.BatchCreateEnrollmentsResult{Enrollment: e}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range out.Results {
+		if r.Error != nil {
+			out.Failed++
+		} else {
+			out.Created++
+		}
+	}
+	return out, nil
 }
 
 // GetEnrollment implements EnrollmentService.

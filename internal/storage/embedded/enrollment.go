@@ -181,7 +181,7 @@ var individuals = table[record.Individual, *enrollment.Individual]{bIndividual, 
 func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
 	var etag string
 	key := enrollment.Key(e.RegistrationID)
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, func(tx *bolt.Tx) error { // bulk uploads share commits
 		if individuals.exists(tx, key) {
 			return fault.Existsf("enrollment %q already exists", e.RegistrationID)
 		}

@@ -678,6 +678,228 @@ func (x *CreateEnrollmentRequest) GetEnrollment() *Enrollment {
 	return nil
 }
 
+type BatchCreateEnrollmentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enrollments   []*Enrollment          `protobuf:"bytes,1,rep,name=enrollments,proto3" json:"enrollments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCreateEnrollmentsRequest) Reset() {
+	*x = BatchCreateEnrollmentsRequest{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCreateEnrollmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCreateEnrollmentsRequest) ProtoMessage() {}
+
+func (x *BatchCreateEnrollmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCreateEnrollmentsRequest.ProtoReflect.Descriptor instead.
+func (*BatchCreateEnrollmentsRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BatchCreateEnrollmentsRequest) GetEnrollments() []*Enrollment {
+	if x != nil {
+		return x.Enrollments
+	}
+	return nil
+}
+
+type BatchCreateEnrollmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per request item, in the same order.
+	Results       []*BatchCreateEnrollmentsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Created       int32                           `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Failed        int32                           `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCreateEnrollmentsResponse) Reset() {
+	*x = BatchCreateEnrollmentsResponse{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCreateEnrollmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCreateEnrollmentsResponse) ProtoMessage() {}
+
+func (x *BatchCreateEnrollmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCreateEnrollmentsResponse.ProtoReflect.Descriptor instead.
+func (*BatchCreateEnrollmentsResponse) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BatchCreateEnrollmentsResponse) GetResults() []*BatchCreateEnrollmentsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *BatchCreateEnrollmentsResponse) GetCreated() int32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *BatchCreateEnrollmentsResponse) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+type BatchCreateEnrollmentsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when the item was created.
+	Enrollment *Enrollment `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
+	// Set when it was refused.
+	Error         *ItemError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCreateEnrollmentsResult) Reset() {
+	*x = BatchCreateEnrollmentsResult{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCreateEnrollmentsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCreateEnrollmentsResult) ProtoMessage() {}
+
+func (x *BatchCreateEnrollmentsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCreateEnrollmentsResult.ProtoReflect.Descriptor instead.
+func (*BatchCreateEnrollmentsResult) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BatchCreateEnrollmentsResult) GetEnrollment() *Enrollment {
+	if x != nil {
+		return x.Enrollment
+	}
+	return nil
+}
+
+func (x *BatchCreateEnrollmentsResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ItemError is why one item of a batch was refused.
+type ItemError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC code number.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The stable reason, as in ErrorInfo.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ItemError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type GetEnrollmentRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
@@ -687,7 +909,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +921,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +934,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetEnrollmentRequest) GetRegistrationId() string {
@@ -732,7 +954,7 @@ type ListEnrollmentsRequest struct {
 
 func (x *ListEnrollmentsRequest) Reset() {
 	*x = ListEnrollmentsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +966,7 @@ func (x *ListEnrollmentsRequest) String() string {
 func (*ListEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +979,7 @@ func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListEnrollmentsRequest) GetPageSize() int32 {
@@ -784,7 +1006,7 @@ type ListEnrollmentsResponse struct {
 
 func (x *ListEnrollmentsResponse) Reset() {
 	*x = ListEnrollmentsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +1018,7 @@ func (x *ListEnrollmentsResponse) String() string {
 func (*ListEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1031,7 @@ func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListEnrollmentsResponse) GetEnrollments() []*Enrollment {
@@ -837,7 +1059,7 @@ type UpdateEnrollmentRequest struct {
 
 func (x *UpdateEnrollmentRequest) Reset() {
 	*x = UpdateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +1071,7 @@ func (x *UpdateEnrollmentRequest) String() string {
 func (*UpdateEnrollmentRequest) ProtoMessage() {}
 
 func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +1084,7 @@ func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -889,7 +1111,7 @@ type DeleteEnrollmentRequest struct {
 
 func (x *DeleteEnrollmentRequest) Reset() {
 	*x = DeleteEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1123,7 @@ func (x *DeleteEnrollmentRequest) String() string {
 func (*DeleteEnrollmentRequest) ProtoMessage() {}
 
 func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1136,7 @@ func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{14}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteEnrollmentRequest) GetRegistrationId() string {
@@ -992,7 +1214,22 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x17CreateEnrollmentRequest\x128\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x18.zerotouch.v1.EnrollmentR\n" +
-	"enrollment\"?\n" +
+	"enrollment\"[\n" +
+	"\x1dBatchCreateEnrollmentsRequest\x12:\n" +
+	"\venrollments\x18\x01 \x03(\v2\x18.zerotouch.v1.EnrollmentR\venrollments\"\x98\x01\n" +
+	"\x1eBatchCreateEnrollmentsResponse\x12D\n" +
+	"\aresults\x18\x01 \x03(\v2*.zerotouch.v1.BatchCreateEnrollmentsResultR\aresults\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\x05R\acreated\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\x05R\x06failed\"\x87\x01\n" +
+	"\x1cBatchCreateEnrollmentsResult\x128\n" +
+	"\n" +
+	"enrollment\x18\x01 \x01(\v2\x18.zerotouch.v1.EnrollmentR\n" +
+	"enrollment\x12-\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.zerotouch.v1.ItemErrorR\x05error\"Q\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"?\n" +
 	"\x14GetEnrollmentRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"T\n" +
 	"\x16ListEnrollmentsRequest\x12\x1b\n" +
@@ -1010,8 +1247,7 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateMask\"V\n" +
 	"\x17DeleteEnrollmentRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag2\xe5\n" +
-	"\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag2\x83\f\n" +
 	"\x11EnrollmentService\x12\x92\x01\n" +
 	"\x15CreateEnrollmentGroup\x12*.zerotouch.v1.CreateEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\".\x82\xd3\xe4\x93\x02(:\x10enrollment_group\"\x14/v1/enrollmentGroups\x12\x7f\n" +
 	"\x12GetEnrollmentGroup\x12'.zerotouch.v1.GetEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/enrollmentGroups/{id}\x12\x8b\x01\n" +
@@ -1019,7 +1255,8 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x15UpdateEnrollmentGroup\x12*.zerotouch.v1.UpdateEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\"D\x82\xd3\xe4\x93\x02>:\x10enrollment_group2*/v1/enrollmentGroups/{enrollment_group.id}\x12~\n" +
 	"\x15DeleteEnrollmentGroup\x12*.zerotouch.v1.DeleteEnrollmentGroupRequest\x1a\x16.google.protobuf.Empty\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/enrollmentGroups/{id}\x12x\n" +
 	"\x10CreateEnrollment\x12%.zerotouch.v1.CreateEnrollmentRequest\x1a\x18.zerotouch.v1.Enrollment\"#\x82\xd3\xe4\x93\x02\x1d:\n" +
-	"enrollment\"\x0f/v1/enrollments\x12x\n" +
+	"enrollment\"\x0f/v1/enrollments\x12\x9b\x01\n" +
+	"\x16BatchCreateEnrollments\x12+.zerotouch.v1.BatchCreateEnrollmentsRequest\x1a,.zerotouch.v1.BatchCreateEnrollmentsResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/enrollments:batchCreate\x12x\n" +
 	"\rGetEnrollment\x12\".zerotouch.v1.GetEnrollmentRequest\x1a\x18.zerotouch.v1.Enrollment\")\x82\xd3\xe4\x93\x02#\x12!/v1/enrollments/{registration_id}\x12w\n" +
 	"\x0fListEnrollments\x12$.zerotouch.v1.ListEnrollmentsRequest\x1a%.zerotouch.v1.ListEnrollmentsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/enrollments\x12\x95\x01\n" +
 	"\x10UpdateEnrollment\x12%.zerotouch.v1.UpdateEnrollmentRequest\x1a\x18.zerotouch.v1.Enrollment\"@\x82\xd3\xe4\x93\x02::\n" +
@@ -1038,75 +1275,85 @@ func file_zerotouch_v1_enrollment_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_enrollment_proto_rawDescData
 }
 
-var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_zerotouch_v1_enrollment_proto_goTypes = []any{
-	(*EnrollmentGroup)(nil),              // 0: zerotouch.v1.EnrollmentGroup
-	(*CreateEnrollmentGroupRequest)(nil), // 1: zerotouch.v1.CreateEnrollmentGroupRequest
-	(*GetEnrollmentGroupRequest)(nil),    // 2: zerotouch.v1.GetEnrollmentGroupRequest
-	(*ListEnrollmentGroupsRequest)(nil),  // 3: zerotouch.v1.ListEnrollmentGroupsRequest
-	(*ListEnrollmentGroupsResponse)(nil), // 4: zerotouch.v1.ListEnrollmentGroupsResponse
-	(*UpdateEnrollmentGroupRequest)(nil), // 5: zerotouch.v1.UpdateEnrollmentGroupRequest
-	(*DeleteEnrollmentGroupRequest)(nil), // 6: zerotouch.v1.DeleteEnrollmentGroupRequest
-	(*Enrollment)(nil),                   // 7: zerotouch.v1.Enrollment
-	(*TpmAttestation)(nil),               // 8: zerotouch.v1.TpmAttestation
-	(*CreateEnrollmentRequest)(nil),      // 9: zerotouch.v1.CreateEnrollmentRequest
-	(*GetEnrollmentRequest)(nil),         // 10: zerotouch.v1.GetEnrollmentRequest
-	(*ListEnrollmentsRequest)(nil),       // 11: zerotouch.v1.ListEnrollmentsRequest
-	(*ListEnrollmentsResponse)(nil),      // 12: zerotouch.v1.ListEnrollmentsResponse
-	(*UpdateEnrollmentRequest)(nil),      // 13: zerotouch.v1.UpdateEnrollmentRequest
-	(*DeleteEnrollmentRequest)(nil),      // 14: zerotouch.v1.DeleteEnrollmentRequest
-	(ProvisioningStatus)(0),              // 15: zerotouch.v1.ProvisioningStatus
-	(*Allocation)(nil),                   // 16: zerotouch.v1.Allocation
-	(*timestamppb.Timestamp)(nil),        // 17: google.protobuf.Timestamp
-	(AttestationType)(0),                 // 18: zerotouch.v1.AttestationType
-	(*fieldmaskpb.FieldMask)(nil),        // 19: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                // 20: google.protobuf.Empty
+	(*EnrollmentGroup)(nil),                // 0: zerotouch.v1.EnrollmentGroup
+	(*CreateEnrollmentGroupRequest)(nil),   // 1: zerotouch.v1.CreateEnrollmentGroupRequest
+	(*GetEnrollmentGroupRequest)(nil),      // 2: zerotouch.v1.GetEnrollmentGroupRequest
+	(*ListEnrollmentGroupsRequest)(nil),    // 3: zerotouch.v1.ListEnrollmentGroupsRequest
+	(*ListEnrollmentGroupsResponse)(nil),   // 4: zerotouch.v1.ListEnrollmentGroupsResponse
+	(*UpdateEnrollmentGroupRequest)(nil),   // 5: zerotouch.v1.UpdateEnrollmentGroupRequest
+	(*DeleteEnrollmentGroupRequest)(nil),   // 6: zerotouch.v1.DeleteEnrollmentGroupRequest
+	(*Enrollment)(nil),                     // 7: zerotouch.v1.Enrollment
+	(*TpmAttestation)(nil),                 // 8: zerotouch.v1.TpmAttestation
+	(*CreateEnrollmentRequest)(nil),        // 9: zerotouch.v1.CreateEnrollmentRequest
+	(*BatchCreateEnrollmentsRequest)(nil),  // 10: zerotouch.v1.BatchCreateEnrollmentsRequest
+	(*BatchCreateEnrollmentsResponse)(nil), // 11: zerotouch.v1.BatchCreateEnrollmentsResponse
+	(*BatchCreateEnrollmentsResult)(nil),   // 12: zerotouch.v1.BatchCreateEnrollmentsResult
+	(*ItemError)(nil),                      // 13: zerotouch.v1.ItemError
+	(*GetEnrollmentRequest)(nil),           // 14: zerotouch.v1.GetEnrollmentRequest
+	(*ListEnrollmentsRequest)(nil),         // 15: zerotouch.v1.ListEnrollmentsRequest
+	(*ListEnrollmentsResponse)(nil),        // 16: zerotouch.v1.ListEnrollmentsResponse
+	(*UpdateEnrollmentRequest)(nil),        // 17: zerotouch.v1.UpdateEnrollmentRequest
+	(*DeleteEnrollmentRequest)(nil),        // 18: zerotouch.v1.DeleteEnrollmentRequest
+	(ProvisioningStatus)(0),                // 19: zerotouch.v1.ProvisioningStatus
+	(*Allocation)(nil),                     // 20: zerotouch.v1.Allocation
+	(*timestamppb.Timestamp)(nil),          // 21: google.protobuf.Timestamp
+	(AttestationType)(0),                   // 22: zerotouch.v1.AttestationType
+	(*fieldmaskpb.FieldMask)(nil),          // 23: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 24: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
-	15, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	16, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
-	17, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
-	17, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
-	18, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
+	19, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	20, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
+	21, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
+	21, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
+	22, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
 	0,  // 5: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
 	0,  // 6: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
 	0,  // 7: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	19, // 8: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	15, // 9: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	16, // 10: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	17, // 11: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	17, // 12: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	23, // 8: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 9: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	20, // 10: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	21, // 11: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	21, // 12: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
 	8,  // 13: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
-	18, // 14: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	22, // 14: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
 	7,  // 15: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	7,  // 16: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
-	7,  // 17: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	19, // 18: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 19: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
-	2,  // 20: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
-	3,  // 21: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
-	5,  // 22: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
-	6,  // 23: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
-	9,  // 24: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
-	10, // 25: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
-	11, // 26: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
-	13, // 27: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
-	14, // 28: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	0,  // 29: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	0,  // 30: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	4,  // 31: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	0,  // 32: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	20, // 33: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	7,  // 34: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	7,  // 35: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	12, // 36: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	7,  // 37: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	20, // 38: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	29, // [29:39] is the sub-list for method output_type
-	19, // [19:29] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	7,  // 16: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
+	12, // 17: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
+	7,  // 18: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
+	13, // 19: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
+	7,  // 20: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
+	7,  // 21: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	23, // 22: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 23: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
+	2,  // 24: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
+	3,  // 25: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
+	5,  // 26: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
+	6,  // 27: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
+	9,  // 28: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
+	10, // 29: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
+	14, // 30: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
+	15, // 31: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
+	17, // 32: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
+	18, // 33: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
+	0,  // 34: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	0,  // 35: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	4,  // 36: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	0,  // 37: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	24, // 38: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	7,  // 39: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	11, // 40: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
+	7,  // 41: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	16, // 42: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	7,  // 43: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	24, // 44: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_enrollment_proto_init() }
@@ -1121,7 +1368,7 @@ func file_zerotouch_v1_enrollment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_enrollment_proto_rawDesc), len(file_zerotouch_v1_enrollment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

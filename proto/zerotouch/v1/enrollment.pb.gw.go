@@ -297,6 +297,33 @@ func local_request_EnrollmentService_CreateEnrollment_0(ctx context.Context, mar
 	return msg, metadata, err
 }
 
+func request_EnrollmentService_BatchCreateEnrollments_0(ctx context.Context, marshaler runtime.Marshaler, client EnrollmentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq BatchCreateEnrollmentsRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.BatchCreateEnrollments(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_EnrollmentService_BatchCreateEnrollments_0(ctx context.Context, marshaler runtime.Marshaler, server EnrollmentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq BatchCreateEnrollmentsRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.BatchCreateEnrollments(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_EnrollmentService_GetEnrollment_0(ctx context.Context, marshaler runtime.Marshaler, client EnrollmentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq GetEnrollmentRequest
@@ -631,6 +658,26 @@ func RegisterEnrollmentServiceHandlerServer(ctx context.Context, mux *runtime.Se
 		}
 		forward_EnrollmentService_CreateEnrollment_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_EnrollmentService_BatchCreateEnrollments_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/zerotouch.v1.EnrollmentService/BatchCreateEnrollments", runtime.WithHTTPPathPattern("/v1/enrollments:batchCreate"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_EnrollmentService_BatchCreateEnrollments_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_EnrollmentService_BatchCreateEnrollments_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_EnrollmentService_GetEnrollment_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -853,6 +900,23 @@ func RegisterEnrollmentServiceHandlerClient(ctx context.Context, mux *runtime.Se
 		}
 		forward_EnrollmentService_CreateEnrollment_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_EnrollmentService_BatchCreateEnrollments_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/zerotouch.v1.EnrollmentService/BatchCreateEnrollments", runtime.WithHTTPPathPattern("/v1/enrollments:batchCreate"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_EnrollmentService_BatchCreateEnrollments_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_EnrollmentService_BatchCreateEnrollments_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_EnrollmentService_GetEnrollment_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -925,27 +989,29 @@ func RegisterEnrollmentServiceHandlerClient(ctx context.Context, mux *runtime.Se
 }
 
 var (
-	pattern_EnrollmentService_CreateEnrollmentGroup_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollmentGroups"}, ""))
-	pattern_EnrollmentService_GetEnrollmentGroup_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollmentGroups", "id"}, ""))
-	pattern_EnrollmentService_ListEnrollmentGroups_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollmentGroups"}, ""))
-	pattern_EnrollmentService_UpdateEnrollmentGroup_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollmentGroups", "enrollment_group.id"}, ""))
-	pattern_EnrollmentService_DeleteEnrollmentGroup_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollmentGroups", "id"}, ""))
-	pattern_EnrollmentService_CreateEnrollment_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollments"}, ""))
-	pattern_EnrollmentService_GetEnrollment_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollments", "registration_id"}, ""))
-	pattern_EnrollmentService_ListEnrollments_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollments"}, ""))
-	pattern_EnrollmentService_UpdateEnrollment_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollments", "enrollment.registration_id"}, ""))
-	pattern_EnrollmentService_DeleteEnrollment_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollments", "registration_id"}, ""))
+	pattern_EnrollmentService_CreateEnrollmentGroup_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollmentGroups"}, ""))
+	pattern_EnrollmentService_GetEnrollmentGroup_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollmentGroups", "id"}, ""))
+	pattern_EnrollmentService_ListEnrollmentGroups_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollmentGroups"}, ""))
+	pattern_EnrollmentService_UpdateEnrollmentGroup_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollmentGroups", "enrollment_group.id"}, ""))
+	pattern_EnrollmentService_DeleteEnrollmentGroup_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollmentGroups", "id"}, ""))
+	pattern_EnrollmentService_CreateEnrollment_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollments"}, ""))
+	pattern_EnrollmentService_BatchCreateEnrollments_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollments"}, "batchCreate"))
+	pattern_EnrollmentService_GetEnrollment_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollments", "registration_id"}, ""))
+	pattern_EnrollmentService_ListEnrollments_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "enrollments"}, ""))
+	pattern_EnrollmentService_UpdateEnrollment_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollments", "enrollment.registration_id"}, ""))
+	pattern_EnrollmentService_DeleteEnrollment_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "enrollments", "registration_id"}, ""))
 )
 
 var (
-	forward_EnrollmentService_CreateEnrollmentGroup_0 = runtime.ForwardResponseMessage
-	forward_EnrollmentService_GetEnrollmentGroup_0    = runtime.ForwardResponseMessage
-	forward_EnrollmentService_ListEnrollmentGroups_0  = runtime.ForwardResponseMessage
-	forward_EnrollmentService_UpdateEnrollmentGroup_0 = runtime.ForwardResponseMessage
-	forward_EnrollmentService_DeleteEnrollmentGroup_0 = runtime.ForwardResponseMessage
-	forward_EnrollmentService_CreateEnrollment_0      = runtime.ForwardResponseMessage
-	forward_EnrollmentService_GetEnrollment_0         = runtime.ForwardResponseMessage
-	forward_EnrollmentService_ListEnrollments_0       = runtime.ForwardResponseMessage
-	forward_EnrollmentService_UpdateEnrollment_0      = runtime.ForwardResponseMessage
-	forward_EnrollmentService_DeleteEnrollment_0      = runtime.ForwardResponseMessage
+	forward_EnrollmentService_CreateEnrollmentGroup_0  = runtime.ForwardResponseMessage
+	forward_EnrollmentService_GetEnrollmentGroup_0     = runtime.ForwardResponseMessage
+	forward_EnrollmentService_ListEnrollmentGroups_0   = runtime.ForwardResponseMessage
+	forward_EnrollmentService_UpdateEnrollmentGroup_0  = runtime.ForwardResponseMessage
+	forward_EnrollmentService_DeleteEnrollmentGroup_0  = runtime.ForwardResponseMessage
+	forward_EnrollmentService_CreateEnrollment_0       = runtime.ForwardResponseMessage
+	forward_EnrollmentService_BatchCreateEnrollments_0 = runtime.ForwardResponseMessage
+	forward_EnrollmentService_GetEnrollment_0          = runtime.ForwardResponseMessage
+	forward_EnrollmentService_ListEnrollments_0        = runtime.ForwardResponseMessage
+	forward_EnrollmentService_UpdateEnrollment_0       = runtime.ForwardResponseMessage
+	forward_EnrollmentService_DeleteEnrollment_0       = runtime.ForwardResponseMessage
 )

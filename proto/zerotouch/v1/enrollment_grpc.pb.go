@@ -20,16 +20,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EnrollmentService_CreateEnrollmentGroup_FullMethodName = "/zerotouch.v1.EnrollmentService/CreateEnrollmentGroup"
-	EnrollmentService_GetEnrollmentGroup_FullMethodName    = "/zerotouch.v1.EnrollmentService/GetEnrollmentGroup"
-	EnrollmentService_ListEnrollmentGroups_FullMethodName  = "/zerotouch.v1.EnrollmentService/ListEnrollmentGroups"
-	EnrollmentService_UpdateEnrollmentGroup_FullMethodName = "/zerotouch.v1.EnrollmentService/UpdateEnrollmentGroup"
-	EnrollmentService_DeleteEnrollmentGroup_FullMethodName = "/zerotouch.v1.EnrollmentService/DeleteEnrollmentGroup"
-	EnrollmentService_CreateEnrollment_FullMethodName      = "/zerotouch.v1.EnrollmentService/CreateEnrollment"
-	EnrollmentService_GetEnrollment_FullMethodName         = "/zerotouch.v1.EnrollmentService/GetEnrollment"
-	EnrollmentService_ListEnrollments_FullMethodName       = "/zerotouch.v1.EnrollmentService/ListEnrollments"
-	EnrollmentService_UpdateEnrollment_FullMethodName      = "/zerotouch.v1.EnrollmentService/UpdateEnrollment"
-	EnrollmentService_DeleteEnrollment_FullMethodName      = "/zerotouch.v1.EnrollmentService/DeleteEnrollment"
+	EnrollmentService_CreateEnrollmentGroup_FullMethodName  = "/zerotouch.v1.EnrollmentService/CreateEnrollmentGroup"
+	EnrollmentService_GetEnrollmentGroup_FullMethodName     = "/zerotouch.v1.EnrollmentService/GetEnrollmentGroup"
+	EnrollmentService_ListEnrollmentGroups_FullMethodName   = "/zerotouch.v1.EnrollmentService/ListEnrollmentGroups"
+	EnrollmentService_UpdateEnrollmentGroup_FullMethodName  = "/zerotouch.v1.EnrollmentService/UpdateEnrollmentGroup"
+	EnrollmentService_DeleteEnrollmentGroup_FullMethodName  = "/zerotouch.v1.EnrollmentService/DeleteEnrollmentGroup"
+	EnrollmentService_CreateEnrollment_FullMethodName       = "/zerotouch.v1.EnrollmentService/CreateEnrollment"
+	EnrollmentService_BatchCreateEnrollments_FullMethodName = "/zerotouch.v1.EnrollmentService/BatchCreateEnrollments"
+	EnrollmentService_GetEnrollment_FullMethodName          = "/zerotouch.v1.EnrollmentService/GetEnrollment"
+	EnrollmentService_ListEnrollments_FullMethodName        = "/zerotouch.v1.EnrollmentService/ListEnrollments"
+	EnrollmentService_UpdateEnrollment_FullMethodName       = "/zerotouch.v1.EnrollmentService/UpdateEnrollment"
+	EnrollmentService_DeleteEnrollment_FullMethodName       = "/zerotouch.v1.EnrollmentService/DeleteEnrollment"
 )
 
 // EnrollmentServiceClient is the client API for EnrollmentService service.
@@ -48,6 +49,10 @@ type EnrollmentServiceClient interface {
 	UpdateEnrollmentGroup(ctx context.Context, in *UpdateEnrollmentGroupRequest, opts ...grpc.CallOption) (*EnrollmentGroup, error)
 	DeleteEnrollmentGroup(ctx context.Context, in *DeleteEnrollmentGroupRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	CreateEnrollment(ctx context.Context, in *CreateEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error)
+	// BatchCreateEnrollments creates up to 1,000 individual enrollments (a
+	// factory's EK list, say) and answers for each: created, or why not.
+	// Items are independent: one refusal does not stop the others.
+	BatchCreateEnrollments(ctx context.Context, in *BatchCreateEnrollmentsRequest, opts ...grpc.CallOption) (*BatchCreateEnrollmentsResponse, error)
 	GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error)
 	ListEnrollments(ctx context.Context, in *ListEnrollmentsRequest, opts ...grpc.CallOption) (*ListEnrollmentsResponse, error)
 	UpdateEnrollment(ctx context.Context, in *UpdateEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error)
@@ -122,6 +127,16 @@ func (c *enrollmentServiceClient) CreateEnrollment(ctx context.Context, in *Crea
 	return out, nil
 }
 
+func (c *enrollmentServiceClient) BatchCreateEnrollments(ctx context.Context, in *BatchCreateEnrollmentsRequest, opts ...grpc.CallOption) (*BatchCreateEnrollmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchCreateEnrollmentsResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_BatchCreateEnrollments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *enrollmentServiceClient) GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Enrollment)
@@ -178,6 +193,10 @@ type EnrollmentServiceServer interface {
 	UpdateEnrollmentGroup(context.Context, *UpdateEnrollmentGroupRequest) (*EnrollmentGroup, error)
 	DeleteEnrollmentGroup(context.Context, *DeleteEnrollmentGroupRequest) (*emptypb.Empty, error)
 	CreateEnrollment(context.Context, *CreateEnrollmentRequest) (*Enrollment, error)
+	// BatchCreateEnrollments creates up to 1,000 individual enrollments (a
+	// factory's EK list, say) and answers for each: created, or why not.
+	// Items are independent: one refusal does not stop the others.
+	BatchCreateEnrollments(context.Context, *BatchCreateEnrollmentsRequest) (*BatchCreateEnrollmentsResponse, error)
 	GetEnrollment(context.Context, *GetEnrollmentRequest) (*Enrollment, error)
 	ListEnrollments(context.Context, *ListEnrollmentsRequest) (*ListEnrollmentsResponse, error)
 	UpdateEnrollment(context.Context, *UpdateEnrollmentRequest) (*Enrollment, error)
@@ -209,6 +228,9 @@ func (UnimplementedEnrollmentServiceServer) DeleteEnrollmentGroup(context.Contex
 }
 func (UnimplementedEnrollmentServiceServer) CreateEnrollment(context.Context, *CreateEnrollmentRequest) (*Enrollment, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateEnrollment not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) BatchCreateEnrollments(context.Context, *BatchCreateEnrollmentsRequest) (*BatchCreateEnrollmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchCreateEnrollments not implemented")
 }
 func (UnimplementedEnrollmentServiceServer) GetEnrollment(context.Context, *GetEnrollmentRequest) (*Enrollment, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEnrollment not implemented")
@@ -351,6 +373,24 @@ func _EnrollmentService_CreateEnrollment_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnrollmentService_BatchCreateEnrollments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchCreateEnrollmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).BatchCreateEnrollments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_BatchCreateEnrollments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).BatchCreateEnrollments(ctx, req.(*BatchCreateEnrollmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _EnrollmentService_GetEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetEnrollmentRequest)
 	if err := dec(in); err != nil {
@@ -453,6 +493,10 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateEnrollment",
 			Handler:    _EnrollmentService_CreateEnrollment_Handler,
+		},
+		{
+			MethodName: "BatchCreateEnrollments",
+			Handler:    _EnrollmentService_BatchCreateEnrollments_Handler,
 		},
 		{
 			MethodName: "GetEnrollment",
