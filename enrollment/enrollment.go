@@ -134,6 +134,9 @@ type Group struct {
 	// EKAllowList, for a TPM group, optionally limits it to these EK hashes
 	// (hex SHA-256 of TPM2B_PUBLIC).
 	EKAllowList []string
+	// SealedKeys are a symmetric-key group's keys, sealed; such a group has
+	// no CA.
+	SealedKeys []byte
 	Allocation
 	Meta
 }
@@ -164,8 +167,9 @@ type Mechanism string
 
 // Attestation mechanisms of individual enrollments.
 const (
-	MechanismX509 Mechanism = "x509"
-	MechanismTPM  Mechanism = "tpm"
+	MechanismX509         Mechanism = "x509"
+	MechanismTPM          Mechanism = "tpm"
+	MechanismSymmetricKey Mechanism = "symmetricKey"
 )
 
 // Individual admits one device: by its leaf certificate's thumbprint
@@ -181,7 +185,9 @@ type Individual struct {
 	Thumbprint string
 	// EKPublic is the TPM2B_PUBLIC of the endorsement key (TPM only).
 	EKPublic []byte
-	Disabled bool
+	// SealedKeys are the symmetric keys, sealed (symmetric key only).
+	SealedKeys []byte
+	Disabled   bool
 	Allocation
 	Meta
 }

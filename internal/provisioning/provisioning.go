@@ -202,7 +202,7 @@ type plan struct {
 // sameCredential reports whether an identity already holds the credential.
 func sameCredential(a, b registry.Credential) bool {
 	return a.Type == b.Type && a.X509Thumbprint == b.X509Thumbprint && a.CAThumbprint == b.CAThumbprint &&
-		a.TPMEKHash == b.TPMEKHash && bytes.Equal(a.TPMBoundKey, b.TPMBoundKey)
+		a.TPMEKHash == b.TPMEKHash && bytes.Equal(a.TPMBoundKey, b.TPMBoundKey) && a.SymmetricKeyHash == b.SymmetricKeyHash
 }
 
 // record makes the registration real: sticky on re-registration, one

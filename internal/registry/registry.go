@@ -80,6 +80,9 @@ type Credential struct {
 	// TPMBoundKey is the TPM2B_PUBLIC of the key the device holds in its
 	// TPM and proved bound to the EK: the hub authenticates the device with it.
 	TPMBoundKey []byte
+	// SymmetricKeyHash is the hex SHA-256 of the key a symmetric-key device
+	// signed with (never the key).
+	SymmetricKeyHash string
 }
 
 // IdentityStatus is whether the hub should admit the device.

@@ -116,11 +116,13 @@ func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, e
 		if groups.exists(tx, g.ID) {
 			return fault.Existsf("enrollment group %q already exists", g.ID)
 		}
-		if !cas.exists(tx, g.CAName) {
-			return fault.New(fault.FailedPrecondition, fault.ResourceNotFound, "CA certificate %q does not exist", g.CAName)
-		}
-		if other := tx.Bucket(bGroupCA).Get([]byte(g.CAName)); other != nil {
-			return fault.Existsf("CA certificate %q already has enrollment group %q", g.CAName, other)
+		if g.CAName != "" { // symmetric-key groups have no CA
+			if !cas.exists(tx, g.CAName) {
+				return fault.New(fault.FailedPrecondition, fault.ResourceNotFound, "CA certificate %q does not exist", g.CAName)
+			}
+			if other := tx.Bucket(bGroupCA).Get([]byte(g.CAName)); other != nil {
+				return fault.Existsf("CA certificate %q already has enrollment group %q", g.CAName, other)
+			}
 		}
 		var err error
 		if etag, err = nextEtag(tx); err != nil {
@@ -128,6 +130,9 @@ func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, e
 		}
 		if err := groups.put(tx, g.ID, record.FromGroup(g, etag)); err != nil {
 			return err
+		}
+		if g.CAName == "" {
+			return nil
 		}
 		return tx.Bucket(bGroupCA).Put([]byte(g.CAName), []byte(g.ID))
 	})
@@ -168,7 +173,7 @@ func (s *Store) UpdateGroup(ctx context.Context, g *enrollment.Group) (string, e
 func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		rec, err := groups.loadForDelete(tx, id, etag)
-		if err != nil {
+		if err != nil || rec.CAName == "" {
 			return err
 		}
 		return tx.Bucket(bGroupCA).Delete([]byte(rec.CAName))

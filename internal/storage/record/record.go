@@ -75,6 +75,7 @@ type Group struct {
 	Disabled   bool       `json:"disabled,omitempty"`
 	Mechanism  string     `json:"mech,omitempty"` // "" is x509
 	EKAllow    []string   `json:"ekallow,omitempty"`
+	SealedKeys []byte     `json:"sk,omitempty"`
 	Allocation Allocation `json:"alloc"`
 	Etag       string     `json:"etag"`
 	Created    time.Time  `json:"created"`
@@ -87,14 +88,14 @@ func FromGroup(g *enrollment.Group, etag string) *Group {
 	if g.Mechanism == enrollment.MechanismX509 {
 		mech = ""
 	}
-	return &Group{V: Version, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled, Mechanism: mech, EKAllow: g.EKAllowList,
+	return &Group{V: Version, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled, Mechanism: mech, EKAllow: g.EKAllowList, SealedKeys: g.SealedKeys,
 		Allocation: FromAllocation(g.Allocation), Etag: etag, Created: g.Created, Updated: g.Updated}
 }
 
 // Domain converts back.
 func (r *Group) Domain() *enrollment.Group {
 	g := &enrollment.Group{ID: r.ID, CAName: r.CAName, Disabled: r.Disabled, Mechanism: enrollment.Mechanism(r.Mechanism),
-		EKAllowList: r.EKAllow, Allocation: r.Allocation.Domain(), Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+		EKAllowList: r.EKAllow, SealedKeys: r.SealedKeys, Allocation: r.Allocation.Domain(), Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
 	g.Mechanism = g.EffectiveMechanism()
 	return g
 }
@@ -112,6 +113,7 @@ type Individual struct {
 	Mechanism      string     `json:"mech,omitempty"` // "" is x509
 	Thumbprint     string     `json:"thumb"`
 	EKPublic       []byte     `json:"ek,omitempty"`
+	SealedKeys     []byte     `json:"sk,omitempty"`
 	Disabled       bool       `json:"disabled,omitempty"`
 	Allocation     Allocation `json:"alloc"`
 	Etag           string     `json:"etag"`
@@ -126,7 +128,7 @@ func FromIndividual(e *enrollment.Individual, etag string) *Individual {
 		mech = ""
 	}
 	return &Individual{V: Version, RegistrationID: e.RegistrationID, DeviceID: e.DeviceID, Mechanism: mech, Thumbprint: e.Thumbprint,
-		EKPublic: e.EKPublic, Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Etag: etag, Created: e.Created, Updated: e.Updated}
+		EKPublic: e.EKPublic, SealedKeys: e.SealedKeys, Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Etag: etag, Created: e.Created, Updated: e.Updated}
 }
 
 // Domain converts back.
@@ -136,7 +138,7 @@ func (r *Individual) Domain() *enrollment.Individual {
 		mech = enrollment.MechanismX509
 	}
 	return &enrollment.Individual{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Mechanism: mech, Thumbprint: r.Thumbprint,
-		EKPublic: r.EKPublic, Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
+		EKPublic: r.EKPublic, SealedKeys: r.SealedKeys, Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
 		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
 }
 
@@ -218,6 +220,7 @@ type Identity struct {
 	CAThumbprint   string    `json:"cat,omitempty"`
 	TPMEKHash      string    `json:"ekh,omitempty"`
 	TPMBoundKey    []byte    `json:"bk,omitempty"`
+	SymKeyHash     string    `json:"skh,omitempty"`
 	Version        int64     `json:"ver"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
@@ -228,14 +231,15 @@ func FromIdentity(id *registry.Identity) *Identity {
 	return &Identity{V: Version, DeviceID: id.DeviceID, RegistrationID: id.RegistrationID, Shard: id.Shard,
 		Status: string(id.Status), CredType: string(id.Credential.Type), X509Thumbprint: id.Credential.X509Thumbprint,
 		CAThumbprint: id.Credential.CAThumbprint, TPMEKHash: id.Credential.TPMEKHash, TPMBoundKey: id.Credential.TPMBoundKey,
-		Version: id.Version, Created: id.Created, Updated: id.Updated}
+		SymKeyHash: id.Credential.SymmetricKeyHash,
+		Version:    id.Version, Created: id.Created, Updated: id.Updated}
 }
 
 // Domain converts back.
 func (r *Identity) Domain() *registry.Identity {
 	return &registry.Identity{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Shard: r.Shard, Status: registry.IdentityStatus(r.Status),
 		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint,
-			TPMEKHash: r.TPMEKHash, TPMBoundKey: r.TPMBoundKey},
+			TPMEKHash: r.TPMEKHash, TPMBoundKey: r.TPMBoundKey, SymmetricKeyHash: r.SymKeyHash},
 		Version: r.Version, Created: r.Created, Updated: r.Updated}
 }
 

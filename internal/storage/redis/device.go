@@ -78,9 +78,12 @@ func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) 
 	// The credential's fingerprint is the registration's thumbprint unless
 	// recorded otherwise: the leaf's for X.509, the EK's for TPM.
 	fingerprint, other := id.Credential.X509Thumbprint, id.Credential.TPMEKHash
-	if id.Credential.Type == registry.TPM {
+	switch id.Credential.Type {
+	case registry.TPM:
 		fingerprint, other = id.Credential.TPMEKHash, id.Credential.X509Thumbprint
 		rec.IBK = id.Credential.TPMBoundKey
+	case registry.SymmetricKey:
+		fingerprint, other = id.Credential.SymmetricKeyHash, ""
 	}
 	if fingerprint != r.CredentialThumbprint {
 		if rec.IFP, err = unhex(fingerprint); err != nil {
@@ -143,9 +146,12 @@ func decodeDevice(raw string) (*device, error) {
 	if rec.IThumb != nil {
 		other = hex.EncodeToString(rec.IThumb)
 	}
-	if id.Credential.Type == registry.TPM {
+	switch id.Credential.Type {
+	case registry.TPM:
 		id.Credential.TPMEKHash, id.Credential.X509Thumbprint, id.Credential.TPMBoundKey = fingerprint, other, rec.IBK
-	} else {
+	case registry.SymmetricKey:
+		id.Credential.SymmetricKeyHash = fingerprint
+	default:
 		id.Credential.X509Thumbprint, id.Credential.TPMEKHash = fingerprint, other
 	}
 	if rec.ICA != nil {

@@ -111,6 +111,9 @@ func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
 // CreateGroup implements enrollment.GroupStore.
 func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, error) {
 	etag := newEtag()
+	if g.CAName == "" { // symmetric-key groups have no CA
+		return etag, groups.create(ctx, s, g.ID, record.FromGroup(g, etag), nil, nil, nil)
+	}
 	err := groups.create(ctx, s, g.ID, record.FromGroup(g, etag), []string{cas.key(s, g.CAName), s.groupCAIndex(g.CAName)},
 		func(tx *goredis.Tx) error {
 			n, err := tx.Exists(ctx, cas.key(s, g.CAName)).Result()
@@ -156,7 +159,9 @@ func (s *Store) UpdateGroup(ctx context.Context, g *enrollment.Group) (string, e
 // DeleteGroup implements enrollment.GroupStore.
 func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
 	return groups.remove(ctx, s, id, etag, nil, nil, func(p goredis.Pipeliner, rec *record.Group) {
-		p.Del(ctx, s.groupCAIndex(rec.CAName))
+		if rec.CAName != "" {
+			p.Del(ctx, s.groupCAIndex(rec.CAName))
+		}
 	})
 }
 

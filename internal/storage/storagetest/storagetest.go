@@ -353,6 +353,16 @@ func testGroupUpdateDelete(t *testing.T, s Store) {
 	if tg, err := s.FindGroupByCA(ctx, "vendor"); err != nil || tg.Mechanism != enrollment.MechanismTPM {
 		t.Fatalf("TPM group = %+v, %v", tg, err)
 	}
+	// Symmetric-key groups have no CA, and several may coexist.
+	for _, id := range []string{"sym-1", "sym-2"} {
+		_, err = s.CreateGroup(ctx, &enrollment.Group{ID: id, Mechanism: enrollment.MechanismSymmetricKey, SealedKeys: []byte{1, 2, 3}, Allocation: hashed()})
+		must(t, err, "CreateGroup(symmetric)")
+	}
+	sg, err := s.GetGroup(ctx, "sym-2")
+	if err != nil || sg.Mechanism != enrollment.MechanismSymmetricKey || string(sg.SealedKeys) != "\x01\x02\x03" || sg.CAName != "" {
+		t.Fatalf("symmetric group = %+v, %v", sg, err)
+	}
+	must(t, s.DeleteGroup(ctx, "sym-1", ""), "DeleteGroup(symmetric)")
 	_, err = s.UpdateGroup(ctx, &upd) // stale etag
 	wantKind(t, err, fault.Conflict, "UpdateGroup(stale)")
 	wantKind(t, s.DeleteGroup(ctx, "g1", etag), fault.Conflict, "DeleteGroup(stale)")
@@ -547,6 +557,17 @@ func testRegistrationCreate(t *testing.T, s Store) {
 	must(t, err, "GetIdentity(TPM)")
 	if gotTPM.Credential.Type != registry.TPM || gotTPM.Credential.TPMEKHash != ekHash || string(gotTPM.Credential.TPMBoundKey) != string(tpmID.Credential.TPMBoundKey) || gotTPM.Credential.X509Thumbprint != "" {
 		t.Fatalf("TPM identity = %+v", gotTPM.Credential)
+	}
+	// A symmetric-key device's identity carries its key's hash.
+	symReg, symID := newRegistration("sym-dev", "s1")
+	keyHash := enrollment.Thumbprint([]byte("device key"))
+	symReg.AttestationType, symReg.CredentialThumbprint = registry.SymmetricKey, keyHash
+	symID.Credential = registry.Credential{Type: registry.SymmetricKey, SymmetricKeyHash: keyHash}
+	_, err = s.CreateRegistration(ctx, symReg, symID)
+	must(t, err, "CreateRegistration(symmetric)")
+	gotSym, err := s.GetIdentity(ctx, "sym-dev")
+	if err != nil || gotSym.Credential.Type != registry.SymmetricKey || gotSym.Credential.SymmetricKeyHash != keyHash || gotSym.Credential.X509Thumbprint != "" {
+		t.Fatalf("symmetric identity = %+v, %v", gotSym, err)
 	}
 	// An X.509 identity whose certificate differs from the registration's
 	// (mid-renewal) keeps its own thumbprint.
