@@ -8,17 +8,23 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 )
 
 // Store is what the operator use cases read and write.
@@ -33,6 +39,77 @@ type Service struct {
 	Store Store
 	Now   func() time.Time
 	Rand  io.Reader
+	// Secrets seals symmetric keys; nil refuses symmetric-key enrollments.
+	Secrets *secrets.Sealer
+}
+
+// symmetricKeys fills in generated keys, checks them, and seals them.
+func (s *Service) symmetricKeys(primary, secondary []byte, aad string) (*provisioning.SymmetricKeys, []byte, error) {
+	if s.Secrets == nil {
+		return nil, nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "symmetric keys are turned off (no data key)")
+	}
+	keys := &provisioning.SymmetricKeys{Primary: primary, Secondary: secondary}
+	for _, k := range []*[]byte{&keys.Primary, &keys.Secondary} {
+		if len(*k) == 0 {
+			*k = make([]byte, 32)
+			if _, err := io.ReadFull(s.Rand, *k); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if err := symkey.CheckKey("symmetric_key.primary_key", keys.Primary); err != nil {
+		return nil, nil, err
+	}
+	if err := symkey.CheckKey("symmetric_key.secondary_key", keys.Secondary); err != nil {
+		return nil, nil, err
+	}
+	plain, err := json.Marshal(keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err := s.Secrets.Seal(plain, aad)
+	return keys, sealed, err
+}
+
+// CreateSymmetricIndividual creates a symmetric-key individual enrollment
+// and returns its keys (shown once).
+func (s *Service) CreateSymmetricIndividual(ctx context.Context, e *enrollment.Individual, primary, secondary []byte) (*enrollment.Individual, *provisioning.SymmetricKeys, error) {
+	if err := enrollment.ValidateRegistrationID(e.RegistrationID); err != nil {
+		return nil, nil, fault.Wrap(fault.InvalidArgument, fault.RegistrationIDInvalid, err, "registration_id is not valid")
+	}
+	keys, sealed, err := s.symmetricKeys(primary, secondary, provisioning.IndividualAAD(e.RegistrationID))
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256([]byte("symmetricKey:" + enrollment.Key(e.RegistrationID)))
+	e.Mechanism, e.SealedKeys, e.Thumbprint = enrollment.MechanismSymmetricKey, sealed, hex.EncodeToString(sum[:])
+	e, err = s.createIndividual(ctx, e)
+	return e, keys, err
+}
+
+// CreateSymmetricGroup creates a symmetric-key enrollment group (no CA) and
+// returns its keys (shown once).
+func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group, primary, secondary []byte) (*enrollment.Group, *provisioning.SymmetricKeys, error) {
+	if err := enrollment.ValidateID("id", g.ID); err != nil {
+		return nil, nil, err
+	}
+	if g.CAName != "" {
+		return nil, nil, fault.Invalidf("a symmetric-key group has no ca_certificate")
+	}
+	keys, sealed, err := s.symmetricKeys(primary, secondary, provisioning.GroupAAD(g.ID))
+	if err != nil {
+		return nil, nil, err
+	}
+	g.Mechanism, g.SealedKeys = enrollment.MechanismSymmetricKey, sealed
+	if err := s.checkShards(ctx, g.Allocation); err != nil {
+		return nil, nil, err
+	}
+	now := s.Now()
+	g.Created, g.Updated = now, now
+	if g.Etag, err = s.Store.CreateGroup(ctx, g); err != nil {
+		return nil, nil, err
+	}
+	return g, keys, nil
 }
 
 // CreateCA uploads a CA certificate. It is unverified until VerifyCA.

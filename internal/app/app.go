@@ -26,6 +26,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 	"github.com/zerotouch/zerotouch/internal/server"
 )
 
@@ -93,6 +94,12 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if err := bootstrapOwnerKey(ctx, store, cfg.DataDir, opt); err != nil {
 		return err
 	}
+	// The data key seals symmetric enrollment keys. A single node makes
+	// its own; replicas on Redis must share one, given in the config.
+	sealer, err := secrets.LoadOrCreate(cfg.DataKeyPath(), cfg.Storage.Backend == "embedded" || cfg.Dev)
+	if err != nil {
+		return err
+	}
 
 	var counter ratelimit.Counter = &ratelimit.Memory{}
 	if shared, ok := store.(ratelimit.Counter); ok {
@@ -100,13 +107,14 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	rl := cfg.Device.RateLimit
 	prov := &provisioning.Service{
-		Enrollments: store, Groups: store, Shards: store, Registry: store, Challenges: store, Now: opt.Now,
+		Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: opt.Now,
+		Secrets: sealer, SymmetricKeysDisabled: !cfg.SymmetricKeys.Enabled,
 		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log,
 		Limiter: &ratelimit.Limiter{Counter: counter, Now: opt.Now,
 			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
 	}
-	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader}
+	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer}
 	srv, err := server.New(server.Config{
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,

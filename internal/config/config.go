@@ -46,6 +46,21 @@ type Config struct {
 	X509 struct {
 		MaxChainLength int `yaml:"max_chain_length"`
 	} `yaml:"x509"`
+	Secrets struct {
+		// DataKeyFile holds the data key that seals symmetric enrollment
+		// keys (base64 of 32 bytes); default DataDir/data.key. The embedded
+		// store creates it; every Redis replica needs the same file.
+		DataKeyFile string `yaml:"data_key_file"`
+	} `yaml:"secrets"`
+	SymmetricKeys struct {
+		// Enabled allows symmetric-key attestation (evaluation) service-wide.
+		Enabled bool `yaml:"enabled"`
+	} `yaml:"symmetric_keys"`
+	DPS struct {
+		// IDScope is the DPS ID scope devices use in the DPS-compatible
+		// API's paths; "" turns that API off.
+		IDScope string `yaml:"id_scope"`
+	} `yaml:"dps"`
 	Device struct {
 		RateLimit struct {
 			// PerIP bounds requests from one source address.
@@ -108,10 +123,20 @@ func Default() Config {
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.X509.MaxChainLength = 5
+	c.SymmetricKeys.Enabled = true
+	c.DPS.IDScope = "0ne00000001"
 	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
 	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.ShutdownGrace = 20 * time.Second
 	return c
+}
+
+// DataKeyPath is the data key file.
+func (c *Config) DataKeyPath() string {
+	if c.Secrets.DataKeyFile != "" {
+		return c.Secrets.DataKeyFile
+	}
+	return filepath.Join(c.DataDir, "data.key")
 }
 
 // StorePath is the embedded store's file.
@@ -229,6 +254,8 @@ func applyEnv(c *Config, env func(string) string) []error {
 		"ZEROTOUCH_REDIS_MASTER":    &c.Storage.Redis.MasterName,
 		"ZEROTOUCH_REDIS_PREFIX":    &c.Storage.Redis.KeyPrefix,
 		"ZEROTOUCH_PPROF_LISTEN":    &c.Debug.PprofListen,
+		"ZEROTOUCH_DATA_KEY_FILE":   &c.Secrets.DataKeyFile,
+		"ZEROTOUCH_DPS_ID_SCOPE":    &c.DPS.IDScope,
 	}
 	for name, p := range str {
 		if v := env(name); v != "" {
@@ -321,6 +348,20 @@ func (c *Config) Validate() error {
 		if r.Limit < 0 || r.Limit > 0 && (r.Window < time.Second || r.Window > 24*time.Hour) {
 			p = append(p, fmt.Errorf("device.rate_limit.%s: limit %d per %s; want a limit >= 0 and a window of 1s-24h", name, r.Limit, r.Window))
 		}
+	}
+	if sc := c.DPS.IDScope; sc != "" {
+		ok := len(sc) <= 32 && sc != "v1" && sc != "healthz" && sc != "readyz"
+		for i := 0; i < len(sc); i++ {
+			if ch := sc[i]; !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') {
+				ok = false
+			}
+		}
+		if !ok {
+			p = append(p, fmt.Errorf("dps.id_scope %q must be 1-32 letters and digits", sc))
+		}
+	}
+	if c.Storage.Backend == "redis" && c.Secrets.DataKeyFile == "" && !c.Dev {
+		p = append(p, errors.New("secrets.data_key_file is required with the redis backend: every replica must seal with the same data key"))
 	}
 	if a := c.Debug.PprofListen; a != "" {
 		host, _, err := net.SplitHostPort(a)

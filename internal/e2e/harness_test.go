@@ -103,7 +103,7 @@ func startWith(t *testing.T, opt options) *env {
 	srv, err := server.New(server.Config{
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
-		Provisioning: &provisioning.Service{Enrollments: store, Groups: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter},
+		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter},
 		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader},
 		Store:        store,
 		Log:          log,

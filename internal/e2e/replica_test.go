@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 )
 
@@ -97,6 +98,9 @@ func newCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	c.roots = &pkiRoots{ca: ca}
+	if _, err := secrets.LoadOrCreate(filepath.Join(c.dir, "data.key"), true); err != nil {
+		t.Fatal(err)
+	}
 	c.certFile, c.keyFile = filepath.Join(c.dir, "server.pem"), filepath.Join(c.dir, "server-key.pem")
 	if err := srv.WriteFiles(c.certFile, c.keyFile); err != nil {
 		t.Fatal(err)
@@ -123,13 +127,15 @@ storage:
   backend: redis
   redis:
     addrs: [%s]
+secrets:
+  data_key_file: %s
 log:
   level: warn
 device:
   rate_limit:
     per_ip: {limit: 0}   # every test device comes from 127.0.0.1
 shutdown_grace: 5s
-`, r.dataDir, r.grpcAddr, r.httpAddr, c.certFile, c.keyFile, c.redis.Addr())
+`, r.dataDir, r.grpcAddr, r.httpAddr, c.certFile, c.keyFile, c.redis.Addr(), filepath.Join(c.dir, "data.key"))
 	cfgFile := filepath.Join(c.dir, fmt.Sprintf("replica-%d.yaml", i))
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 )
 
 // ShardSource lists the shards allocation chooses from.
@@ -32,12 +33,20 @@ type ShardSource interface {
 
 // Service registers devices. All fields are required except Log and
 // MaxChainLength (default x509.DefaultMaxChainLength).
+// EnrollmentStore is what registration reads of the enrollments.
+type EnrollmentStore interface {
+	enrollment.Lookup
+	GetGroup(ctx context.Context, id string) (*enrollment.Group, error)
+	ListGroups(ctx context.Context, p enrollment.Page) ([]*enrollment.Group, string, error)
+	GetIndividual(ctx context.Context, registrationID string) (*enrollment.Individual, error)
+}
+
 type Service struct {
-	Enrollments enrollment.Lookup
-	// Groups reads enrollment groups (TPM groups' second step).
-	Groups interface {
-		GetGroup(ctx context.Context, id string) (*enrollment.Group, error)
-	}
+	Enrollments EnrollmentStore
+	// Secrets opens symmetric enrollment keys; nil turns symmetric keys off.
+	Secrets *secrets.Sealer
+	// SymmetricKeysDisabled turns symmetric-key attestation off service-wide.
+	SymmetricKeysDisabled bool
 	// Challenges holds TPM challenges between the two steps.
 	Challenges attestation.ChallengeStore
 	// Rand is the randomness source for challenges (crypto/rand when nil).

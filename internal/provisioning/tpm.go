@@ -291,7 +291,7 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 		cred: registry.Credential{Type: registry.TPM, TPMEKHash: state.EKHash, TPMBoundKey: state.BoundKey}}
 	// The enrollment may have changed since the first step.
 	if state.GroupID != "" {
-		g, err := s.Groups.GetGroup(ctx, state.GroupID)
+		g, err := s.Enrollments.GetGroup(ctx, state.GroupID)
 		if errors.Is(err, fault.ErrNotFound) {
 			return nil, fault.New(fault.Unauthenticated, fault.EnrollmentNotFound, "the enrollment group is gone")
 		}

@@ -100,7 +100,7 @@ func BenchmarkTPMRegistration(b *testing.B) {
 			}
 			bk := boundKey()
 			rec := &recorder{}
-			svc := &provisioning.Service{Enrollments: store, Groups: store, Shards: store, Registry: store, Challenges: store, Now: time.Now, Rand: rec}
+			svc := &provisioning.Service{Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: time.Now, Rand: rec}
 			i := 0
 			cpu0 := cpuTime()
 			for b.Loop() {

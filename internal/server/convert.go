@@ -99,8 +99,11 @@ func groupToPB(g *enrollment.Group) *pb.EnrollmentGroup {
 		Allocation: allocationToPB(g.Allocation), CreateTime: ts(g.Created), UpdateTime: ts(g.Updated), Etag: g.Etag,
 		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, TpmEkAllowList: g.EKAllowList,
 	}
-	if g.EffectiveMechanism() == enrollment.MechanismTPM {
+	switch g.EffectiveMechanism() {
+	case enrollment.MechanismTPM:
 		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
+	case enrollment.MechanismSymmetricKey:
+		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY
 	}
 	return out
 }
@@ -111,8 +114,10 @@ func mechanismFromPB(t pb.AttestationType) (enrollment.Mechanism, error) {
 		return enrollment.MechanismX509, nil
 	case pb.AttestationType_ATTESTATION_TYPE_TPM:
 		return enrollment.MechanismTPM, nil
+	case pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY:
+		return enrollment.MechanismSymmetricKey, nil
 	}
-	return "", fault.Invalidf("attestation_type %s is not supported for enrollments (X509 or TPM)", t)
+	return "", fault.Invalidf("attestation_type %d is not known", t)
 }
 
 func individualToPB(e *enrollment.Individual) *pb.Enrollment {
@@ -122,9 +127,13 @@ func individualToPB(e *enrollment.Individual) *pb.Enrollment {
 		CreateTime: ts(e.Created), UpdateTime: ts(e.Updated), Etag: e.Etag,
 		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509,
 	}
-	if e.Mechanism == enrollment.MechanismTPM {
+	switch e.Mechanism {
+	case enrollment.MechanismTPM:
 		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
 		out.Tpm = &pb.TpmAttestation{EndorsementKey: e.EKPublic}
+	case enrollment.MechanismSymmetricKey:
+		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY
+		out.Sha256Thumbprint = ""
 	}
 	return out
 }

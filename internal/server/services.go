@@ -346,6 +346,18 @@ func (s *services) createEnrollment(ctx context.Context, in *pb.Enrollment) (*pb
 		return nil, err
 	}
 	e := &enrollment.Individual{RegistrationID: in.GetRegistrationId(), DeviceID: in.GetDeviceId(), Disabled: disabled, Allocation: alloc}
+	if sk := in.GetSymmetricKey(); sk != nil {
+		if in.GetCertificatePem() != "" || in.GetSha256Thumbprint() != "" || in.GetTpm() != nil {
+			return nil, fault.Invalidf("a symmetric-key enrollment takes no certificate or TPM")
+		}
+		e, keys, err := s.admin.CreateSymmetricIndividual(ctx, e, sk.GetPrimaryKey(), sk.GetSecondaryKey())
+		if err != nil {
+			return nil, err
+		}
+		out := individualToPB(e)
+		out.SymmetricKey = &pb.SymmetricKeyAttestation{PrimaryKey: keys.Primary, SecondaryKey: keys.Secondary}
+		return out, nil
+	}
 	if t := in.GetTpm(); t != nil {
 		if in.GetCertificatePem() != "" || in.GetSha256Thumbprint() != "" {
 			return nil, fault.Invalidf("a TPM enrollment takes no certificate_pem or sha256_thumbprint")

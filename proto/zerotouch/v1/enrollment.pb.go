@@ -47,8 +47,10 @@ type EnrollmentGroup struct {
 	// TPM groups: if set, only EKs with these hashes (hex SHA-256 of the
 	// TPM2B_PUBLIC), at most 10,000, are admitted.
 	TpmEkAllowList []string `protobuf:"bytes,9,rep,name=tpm_ek_allow_list,json=tpmEkAllowList,proto3" json:"tpm_ek_allow_list,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Symmetric-key groups (no ca_certificate): the group keys.
+	SymmetricKey  *SymmetricKeyAttestation `protobuf:"bytes,10,opt,name=symmetric_key,json=symmetricKey,proto3" json:"symmetric_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnrollmentGroup) Reset() {
@@ -140,6 +142,13 @@ func (x *EnrollmentGroup) GetAttestationType() AttestationType {
 func (x *EnrollmentGroup) GetTpmEkAllowList() []string {
 	if x != nil {
 		return x.TpmEkAllowList
+	}
+	return nil
+}
+
+func (x *EnrollmentGroup) GetSymmetricKey() *SymmetricKeyAttestation {
+	if x != nil {
+		return x.SymmetricKey
 	}
 	return nil
 }
@@ -466,10 +475,12 @@ type Enrollment struct {
 	// Set for a TPM device instead of certificate_pem / sha256_thumbprint.
 	// Immutable.
 	Tpm *TpmAttestation `protobuf:"bytes,10,opt,name=tpm,proto3" json:"tpm,omitempty"`
-	// Output: X509 or TPM.
+	// Output: X509, TPM or SYMMETRIC_KEY.
 	AttestationType AttestationType `protobuf:"varint,11,opt,name=attestation_type,json=attestationType,proto3,enum=zerotouch.v1.AttestationType" json:"attestation_type,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set for a symmetric-key device (evaluation). Immutable.
+	SymmetricKey  *SymmetricKeyAttestation `protobuf:"bytes,12,opt,name=symmetric_key,json=symmetricKey,proto3" json:"symmetric_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Enrollment) Reset() {
@@ -579,6 +590,69 @@ func (x *Enrollment) GetAttestationType() AttestationType {
 	return AttestationType_ATTESTATION_TYPE_UNSPECIFIED
 }
 
+func (x *Enrollment) GetSymmetricKey() *SymmetricKeyAttestation {
+	if x != nil {
+		return x.SymmetricKey
+	}
+	return nil
+}
+
+// SymmetricKeyAttestation holds a symmetric-key enrollment's keys: 16-64
+// bytes each (base64 in JSON); left empty on create, 32 random bytes are
+// generated. Keys are returned by create only; they are stored sealed.
+// A group's devices sign with HMAC-SHA256(group key, registration ID).
+type SymmetricKeyAttestation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PrimaryKey    []byte                 `protobuf:"bytes,1,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	SecondaryKey  []byte                 `protobuf:"bytes,2,opt,name=secondary_key,json=secondaryKey,proto3" json:"secondary_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SymmetricKeyAttestation) Reset() {
+	*x = SymmetricKeyAttestation{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SymmetricKeyAttestation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SymmetricKeyAttestation) ProtoMessage() {}
+
+func (x *SymmetricKeyAttestation) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SymmetricKeyAttestation.ProtoReflect.Descriptor instead.
+func (*SymmetricKeyAttestation) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SymmetricKeyAttestation) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *SymmetricKeyAttestation) GetSecondaryKey() []byte {
+	if x != nil {
+		return x.SecondaryKey
+	}
+	return nil
+}
+
 // TpmAttestation names a TPM by its endorsement key (RSA-2048 or ECC P-256).
 type TpmAttestation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -592,7 +666,7 @@ type TpmAttestation struct {
 
 func (x *TpmAttestation) Reset() {
 	*x = TpmAttestation{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +678,7 @@ func (x *TpmAttestation) String() string {
 func (*TpmAttestation) ProtoMessage() {}
 
 func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +691,7 @@ func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
 func (*TpmAttestation) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{8}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TpmAttestation) GetEndorsementKey() []byte {
@@ -643,7 +717,7 @@ type CreateEnrollmentRequest struct {
 
 func (x *CreateEnrollmentRequest) Reset() {
 	*x = CreateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +729,7 @@ func (x *CreateEnrollmentRequest) String() string {
 func (*CreateEnrollmentRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +742,7 @@ func (x *CreateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{9}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -687,7 +761,7 @@ type BatchCreateEnrollmentsRequest struct {
 
 func (x *BatchCreateEnrollmentsRequest) Reset() {
 	*x = BatchCreateEnrollmentsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +773,7 @@ func (x *BatchCreateEnrollmentsRequest) String() string {
 func (*BatchCreateEnrollmentsRequest) ProtoMessage() {}
 
 func (x *BatchCreateEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +786,7 @@ func (x *BatchCreateEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCreateEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*BatchCreateEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BatchCreateEnrollmentsRequest) GetEnrollments() []*Enrollment {
@@ -734,7 +808,7 @@ type BatchCreateEnrollmentsResponse struct {
 
 func (x *BatchCreateEnrollmentsResponse) Reset() {
 	*x = BatchCreateEnrollmentsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +820,7 @@ func (x *BatchCreateEnrollmentsResponse) String() string {
 func (*BatchCreateEnrollmentsResponse) ProtoMessage() {}
 
 func (x *BatchCreateEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +833,7 @@ func (x *BatchCreateEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCreateEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*BatchCreateEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchCreateEnrollmentsResponse) GetResults() []*BatchCreateEnrollmentsResult {
@@ -795,7 +869,7 @@ type BatchCreateEnrollmentsResult struct {
 
 func (x *BatchCreateEnrollmentsResult) Reset() {
 	*x = BatchCreateEnrollmentsResult{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +881,7 @@ func (x *BatchCreateEnrollmentsResult) String() string {
 func (*BatchCreateEnrollmentsResult) ProtoMessage() {}
 
 func (x *BatchCreateEnrollmentsResult) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +894,7 @@ func (x *BatchCreateEnrollmentsResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCreateEnrollmentsResult.ProtoReflect.Descriptor instead.
 func (*BatchCreateEnrollmentsResult) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchCreateEnrollmentsResult) GetEnrollment() *Enrollment {
@@ -851,7 +925,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +937,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +950,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -909,7 +983,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +995,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1008,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{14}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetEnrollmentRequest) GetRegistrationId() string {
@@ -954,7 +1028,7 @@ type ListEnrollmentsRequest struct {
 
 func (x *ListEnrollmentsRequest) Reset() {
 	*x = ListEnrollmentsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1040,7 @@ func (x *ListEnrollmentsRequest) String() string {
 func (*ListEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1053,7 @@ func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{15}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListEnrollmentsRequest) GetPageSize() int32 {
@@ -1006,7 +1080,7 @@ type ListEnrollmentsResponse struct {
 
 func (x *ListEnrollmentsResponse) Reset() {
 	*x = ListEnrollmentsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1092,7 @@ func (x *ListEnrollmentsResponse) String() string {
 func (*ListEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1105,7 @@ func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{16}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListEnrollmentsResponse) GetEnrollments() []*Enrollment {
@@ -1059,7 +1133,7 @@ type UpdateEnrollmentRequest struct {
 
 func (x *UpdateEnrollmentRequest) Reset() {
 	*x = UpdateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1145,7 @@ func (x *UpdateEnrollmentRequest) String() string {
 func (*UpdateEnrollmentRequest) ProtoMessage() {}
 
 func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1158,7 @@ func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{17}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -1111,7 +1185,7 @@ type DeleteEnrollmentRequest struct {
 
 func (x *DeleteEnrollmentRequest) Reset() {
 	*x = DeleteEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1197,7 @@ func (x *DeleteEnrollmentRequest) String() string {
 func (*DeleteEnrollmentRequest) ProtoMessage() {}
 
 func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1210,7 @@ func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{18}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteEnrollmentRequest) GetRegistrationId() string {
@@ -1157,7 +1231,7 @@ var File_zerotouch_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xd8\x03\n" +
+	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xa4\x04\n" +
 	"\x0fEnrollmentGroup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0eca_certificate\x18\x02 \x01(\tR\rcaCertificate\x12Q\n" +
@@ -1171,7 +1245,9 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\a \x01(\tR\x04etag\x12H\n" +
 	"\x10attestation_type\x18\b \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\x12)\n" +
-	"\x11tpm_ek_allow_list\x18\t \x03(\tR\x0etpmEkAllowList\"h\n" +
+	"\x11tpm_ek_allow_list\x18\t \x03(\tR\x0etpmEkAllowList\x12J\n" +
+	"\rsymmetric_key\x18\n" +
+	" \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\"h\n" +
 	"\x1cCreateEnrollmentGroupRequest\x12H\n" +
 	"\x10enrollment_group\x18\x01 \x01(\v2\x1d.zerotouch.v1.EnrollmentGroupR\x0fenrollmentGroup\"+\n" +
 	"\x19GetEnrollmentGroupRequest\x12\x0e\n" +
@@ -1189,7 +1265,7 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateMask\"B\n" +
 	"\x1cDeleteEnrollmentGroupRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xbd\x04\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x89\x05\n" +
 	"\n" +
 	"Enrollment\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
@@ -1207,7 +1283,12 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x04etag\x18\t \x01(\tR\x04etag\x12.\n" +
 	"\x03tpm\x18\n" +
 	" \x01(\v2\x1c.zerotouch.v1.TpmAttestationR\x03tpm\x12H\n" +
-	"\x10attestation_type\x18\v \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\"i\n" +
+	"\x10attestation_type\x18\v \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\x12J\n" +
+	"\rsymmetric_key\x18\f \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\"_\n" +
+	"\x17SymmetricKeyAttestation\x12\x1f\n" +
+	"\vprimary_key\x18\x01 \x01(\fR\n" +
+	"primaryKey\x12#\n" +
+	"\rsecondary_key\x18\x02 \x01(\fR\fsecondaryKey\"i\n" +
 	"\x0eTpmAttestation\x12'\n" +
 	"\x0fendorsement_key\x18\x01 \x01(\fR\x0eendorsementKey\x12.\n" +
 	"\x13endorsement_key_pem\x18\x02 \x01(\tR\x11endorsementKeyPem\"S\n" +
@@ -1275,7 +1356,7 @@ func file_zerotouch_v1_enrollment_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_enrollment_proto_rawDescData
 }
 
-var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(*EnrollmentGroup)(nil),                // 0: zerotouch.v1.EnrollmentGroup
 	(*CreateEnrollmentGroupRequest)(nil),   // 1: zerotouch.v1.CreateEnrollmentGroupRequest
@@ -1285,75 +1366,78 @@ var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(*UpdateEnrollmentGroupRequest)(nil),   // 5: zerotouch.v1.UpdateEnrollmentGroupRequest
 	(*DeleteEnrollmentGroupRequest)(nil),   // 6: zerotouch.v1.DeleteEnrollmentGroupRequest
 	(*Enrollment)(nil),                     // 7: zerotouch.v1.Enrollment
-	(*TpmAttestation)(nil),                 // 8: zerotouch.v1.TpmAttestation
-	(*CreateEnrollmentRequest)(nil),        // 9: zerotouch.v1.CreateEnrollmentRequest
-	(*BatchCreateEnrollmentsRequest)(nil),  // 10: zerotouch.v1.BatchCreateEnrollmentsRequest
-	(*BatchCreateEnrollmentsResponse)(nil), // 11: zerotouch.v1.BatchCreateEnrollmentsResponse
-	(*BatchCreateEnrollmentsResult)(nil),   // 12: zerotouch.v1.BatchCreateEnrollmentsResult
-	(*ItemError)(nil),                      // 13: zerotouch.v1.ItemError
-	(*GetEnrollmentRequest)(nil),           // 14: zerotouch.v1.GetEnrollmentRequest
-	(*ListEnrollmentsRequest)(nil),         // 15: zerotouch.v1.ListEnrollmentsRequest
-	(*ListEnrollmentsResponse)(nil),        // 16: zerotouch.v1.ListEnrollmentsResponse
-	(*UpdateEnrollmentRequest)(nil),        // 17: zerotouch.v1.UpdateEnrollmentRequest
-	(*DeleteEnrollmentRequest)(nil),        // 18: zerotouch.v1.DeleteEnrollmentRequest
-	(ProvisioningStatus)(0),                // 19: zerotouch.v1.ProvisioningStatus
-	(*Allocation)(nil),                     // 20: zerotouch.v1.Allocation
-	(*timestamppb.Timestamp)(nil),          // 21: google.protobuf.Timestamp
-	(AttestationType)(0),                   // 22: zerotouch.v1.AttestationType
-	(*fieldmaskpb.FieldMask)(nil),          // 23: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                  // 24: google.protobuf.Empty
+	(*SymmetricKeyAttestation)(nil),        // 8: zerotouch.v1.SymmetricKeyAttestation
+	(*TpmAttestation)(nil),                 // 9: zerotouch.v1.TpmAttestation
+	(*CreateEnrollmentRequest)(nil),        // 10: zerotouch.v1.CreateEnrollmentRequest
+	(*BatchCreateEnrollmentsRequest)(nil),  // 11: zerotouch.v1.BatchCreateEnrollmentsRequest
+	(*BatchCreateEnrollmentsResponse)(nil), // 12: zerotouch.v1.BatchCreateEnrollmentsResponse
+	(*BatchCreateEnrollmentsResult)(nil),   // 13: zerotouch.v1.BatchCreateEnrollmentsResult
+	(*ItemError)(nil),                      // 14: zerotouch.v1.ItemError
+	(*GetEnrollmentRequest)(nil),           // 15: zerotouch.v1.GetEnrollmentRequest
+	(*ListEnrollmentsRequest)(nil),         // 16: zerotouch.v1.ListEnrollmentsRequest
+	(*ListEnrollmentsResponse)(nil),        // 17: zerotouch.v1.ListEnrollmentsResponse
+	(*UpdateEnrollmentRequest)(nil),        // 18: zerotouch.v1.UpdateEnrollmentRequest
+	(*DeleteEnrollmentRequest)(nil),        // 19: zerotouch.v1.DeleteEnrollmentRequest
+	(ProvisioningStatus)(0),                // 20: zerotouch.v1.ProvisioningStatus
+	(*Allocation)(nil),                     // 21: zerotouch.v1.Allocation
+	(*timestamppb.Timestamp)(nil),          // 22: google.protobuf.Timestamp
+	(AttestationType)(0),                   // 23: zerotouch.v1.AttestationType
+	(*fieldmaskpb.FieldMask)(nil),          // 24: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 25: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
-	19, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	20, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
-	21, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
-	21, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
-	22, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
-	0,  // 5: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 6: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 7: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	23, // 8: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	19, // 9: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	20, // 10: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	21, // 11: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	21, // 12: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 13: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
-	22, // 14: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
-	7,  // 15: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	7,  // 16: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
-	12, // 17: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
-	7,  // 18: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
-	13, // 19: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
-	7,  // 20: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
-	7,  // 21: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	23, // 22: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 23: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
-	2,  // 24: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
-	3,  // 25: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
-	5,  // 26: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
-	6,  // 27: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
-	9,  // 28: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
-	10, // 29: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
-	14, // 30: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
-	15, // 31: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
-	17, // 32: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
-	18, // 33: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	0,  // 34: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	0,  // 35: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	4,  // 36: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	0,  // 37: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	24, // 38: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	7,  // 39: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	11, // 40: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
-	7,  // 41: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	16, // 42: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	7,  // 43: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	24, // 44: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	20, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	21, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
+	22, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
+	22, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
+	23, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
+	8,  // 5: zerotouch.v1.EnrollmentGroup.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
+	0,  // 6: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	0,  // 7: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
+	0,  // 8: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	24, // 9: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	20, // 10: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	21, // 11: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	22, // 12: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	22, // 13: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 14: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
+	23, // 15: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	8,  // 16: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
+	7,  // 17: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	7,  // 18: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
+	13, // 19: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
+	7,  // 20: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
+	14, // 21: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
+	7,  // 22: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
+	7,  // 23: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	24, // 24: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 25: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
+	2,  // 26: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
+	3,  // 27: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
+	5,  // 28: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
+	6,  // 29: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
+	10, // 30: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
+	11, // 31: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
+	15, // 32: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
+	16, // 33: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
+	18, // 34: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
+	19, // 35: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
+	0,  // 36: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	0,  // 37: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	4,  // 38: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	0,  // 39: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	25, // 40: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	7,  // 41: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	12, // 42: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
+	7,  // 43: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	17, // 44: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	7,  // 45: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	25, // 46: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_enrollment_proto_init() }
@@ -1368,7 +1452,7 @@ func file_zerotouch_v1_enrollment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_enrollment_proto_rawDesc), len(file_zerotouch_v1_enrollment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,181 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+
+	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/secrets"
+)
+
+// SymmetricKeys are an enrollment's primary and secondary keys.
+type SymmetricKeys struct {
+	Primary   []byte `json:"p"`
+	Secondary []byte `json:"s"`
+}
+
+// IndividualAAD and GroupAAD bind sealed keys to their enrollment.
+func IndividualAAD(registrationID string) string { return "ind:" + enrollment.Key(registrationID) }
+
+// GroupAAD binds a group's sealed keys to it.
+func GroupAAD(id string) string { return "grp:" + id }
+
+// OpenKeys unseals an enrollment's keys.
+func OpenKeys(s *secrets.Sealer, sealed []byte, aad string) (*SymmetricKeys, error) {
+	plain, err := s.Open(sealed, aad)
+	if err != nil {
+		return nil, err
+	}
+	var k SymmetricKeys
+	if err := json.Unmarshal(plain, &k); err != nil {
+		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode sealed keys")
+	}
+	return &k, nil
+}
+
+// SASRequest is a symmetric-key registration as a transport saw it.
+type SASRequest struct {
+	RegistrationID string
+	// Token is the Authorization header's value.
+	Token string
+	// Resource is what the token must be for:
+	// "{idScope}/registrations/{registrationId}" on the DPS API.
+	Resource string
+	Peer     string
+}
+
+// RegisterSymmetricKey registers a device that signed a SAS token with its
+// individual enrollment's key or with a key derived from a symmetric-key
+// group's key.
+func (s *Service) RegisterSymmetricKey(ctx context.Context, req SASRequest) (*registry.Registration, error) {
+	p, err := s.attestSymmetricKey(ctx, req)
+	if err == nil {
+		if err = s.Limiter.AllowRegistration(ctx, enrollment.Key(p.regID)); err == nil {
+			var reg *registry.Registration
+			if reg, err = s.record(ctx, *p, s.Now()); err == nil {
+				return reg, nil
+			}
+		}
+	}
+	s.logRefusal(req.Peer, req.RegistrationID, err, "attestation", "symmetricKey")
+	return nil, err
+}
+
+// LookupSymmetricKey attests like RegisterSymmetricKey and returns the
+// device's existing registration without writing anything.
+func (s *Service) LookupSymmetricKey(ctx context.Context, req SASRequest) (*registry.Registration, error) {
+	p, err := s.attestSymmetricKey(ctx, req)
+	if err != nil {
+		s.logRefusal(req.Peer, req.RegistrationID, err, "attestation", "symmetricKey", "step", "lookup")
+		return nil, err
+	}
+	return s.Registry.GetRegistration(ctx, p.regID)
+}
+
+func (s *Service) attestSymmetricKey(ctx context.Context, req SASRequest) (*plan, error) {
+	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
+		return nil, err
+	}
+	if s.SymmetricKeysDisabled || s.Secrets == nil {
+		return nil, fault.New(fault.PermissionDenied, fault.SASDisabled, "symmetric-key attestation is turned off")
+	}
+	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
+		return nil, fault.Wrap(fault.Unauthenticated, fault.RegistrationIDInvalid, err, "registration ID")
+	}
+	tok, err := symkey.Parse(req.Token)
+	if err != nil {
+		return nil, err
+	}
+	if err := tok.CheckResource(req.Resource); err != nil {
+		return nil, err
+	}
+	if err := tok.CheckExpiry(s.Now()); err != nil {
+		return nil, err
+	}
+	p := plan{regID: req.RegistrationID, attType: registry.SymmetricKey}
+	signedBy := func(keys *SymmetricKeys, derive bool) []byte {
+		for _, k := range [][]byte{keys.Primary, keys.Secondary} {
+			if len(k) == 0 {
+				continue
+			}
+			if derive {
+				k = symkey.DeriveDeviceKey(k, req.RegistrationID)
+			}
+			if tok.Verify(k) {
+				return k
+			}
+		}
+		return nil
+	}
+	var key []byte
+	ind, err := s.Enrollments.GetIndividual(ctx, req.RegistrationID)
+	switch {
+	case err == nil && ind.Mechanism == enrollment.MechanismSymmetricKey:
+		keys, err := OpenKeys(s.Secrets, ind.SealedKeys, IndividualAAD(ind.RegistrationID))
+		if err != nil {
+			return nil, err
+		}
+		if key = signedBy(keys, false); key == nil {
+			return nil, fault.New(fault.Unauthenticated, fault.SASInvalid, "the SAS token is not signed by the enrollment's key")
+		}
+		if ind.Disabled {
+			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
+		}
+		p.deviceID, p.alloc, p.individual = ind.EffectiveDeviceID(), ind.Allocation, true
+	case err == nil || errors.Is(err, fault.ErrNotFound):
+		g, k, err := s.symmetricGroup(ctx, signedBy)
+		if err != nil {
+			return nil, err
+		}
+		if g.Disabled {
+			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", g.ID)
+		}
+		key, p.deviceID, p.alloc, p.groupID = k, req.RegistrationID, g.Allocation, g.ID
+	default:
+		return nil, err
+	}
+	sum := sha256.Sum256(key)
+	p.thumbprint = hex.EncodeToString(sum[:])
+	p.cred = registry.Credential{Type: registry.SymmetricKey, SymmetricKeyHash: p.thumbprint}
+	return &p, nil
+}
+
+// maxSymmetricGroups bounds how many groups a token is tried against.
+const maxSymmetricGroups = 1000
+
+// symmetricGroup finds the symmetric-key group whose derived key signed the
+// token (DPS devices do not say which group they belong to).
+func (s *Service) symmetricGroup(ctx context.Context, signedBy func(*SymmetricKeys, bool) []byte) (*enrollment.Group, []byte, error) {
+	token, tried := "", 0
+	for {
+		groups, next, err := s.Enrollments.ListGroups(ctx, enrollment.Page{Token: token, Limit: 200})
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, g := range groups {
+			if g.EffectiveMechanism() != enrollment.MechanismSymmetricKey {
+				continue
+			}
+			if tried++; tried > maxSymmetricGroups {
+				return nil, nil, fault.New(fault.Internal, fault.InternalError, "more than %d symmetric-key groups", maxSymmetricGroups)
+			}
+			keys, err := OpenKeys(s.Secrets, g.SealedKeys, GroupAAD(g.ID))
+			if err != nil {
+				return nil, nil, err
+			}
+			if k := signedBy(keys, true); k != nil {
+				return g, k, nil
+			}
+		}
+		if next == "" {
+			return nil, nil, fault.New(fault.Unauthenticated, fault.SASInvalid, "the SAS token is not signed by an enrolled key")
+		}
+		token = next
+	}
+}
