@@ -22,6 +22,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/dps"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
@@ -115,7 +116,13 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
 	}
 	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer}
+	var dpsHandler http.Handler
+	if cfg.DPS.IDScope != "" {
+		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log}
+	}
 	srv, err := server.New(server.Config{
+		DPS:           dpsHandler,
+		DPSScope:      cfg.DPS.IDScope,
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,
 		Admin:         adm,
@@ -144,6 +151,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	fmt.Fprintf(opt.Stdout, "zerotouch serving gRPC on %s and REST on https://%s (store %s)\n", grpcLis.Addr(), httpLis.Addr(), where)
 	if caFile != "" {
 		fmt.Fprintf(opt.Stdout, "development CA (trust it in clients): %s\n", caFile)
+	}
+	if cfg.DPS.IDScope != "" {
+		fmt.Fprintf(opt.Stdout, "DPS-compatible device API: https://%s/%s/registrations/{registrationId}/register (ID scope %s)\n", httpLis.Addr(), cfg.DPS.IDScope, cfg.DPS.IDScope)
 	}
 	if cfg.Debug.PprofListen != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofListen, opt.Log)

@@ -25,10 +25,12 @@ import (
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/cli"
+	"github.com/zerotouch/zerotouch/internal/dps"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 	"github.com/zerotouch/zerotouch/internal/server"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 	"github.com/zerotouch/zerotouch/internal/storage/storagetest"
@@ -61,7 +63,12 @@ type options struct {
 	limiter *ratelimit.Limiter
 	store   storagetest.Store
 	now     func() time.Time
+	// noSymmetricKeys turns symmetric-key attestation off service-wide.
+	noSymmetricKeys bool
 }
+
+// idScope is the DPS ID scope of test servers.
+const idScope = "0ne0000test"
 
 // startWith is start with options.
 func startWith(t *testing.T, opt options) *env {
@@ -100,11 +107,19 @@ func startWith(t *testing.T, opt options) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	sealer, err := secrets.LoadOrCreate(filepath.Join(t.TempDir(), "data.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
+		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys}
 	srv, err := server.New(server.Config{
+		DPS:      &dps.Handler{Prov: prov, IDScope: idScope, Log: log},
+		DPSScope: idScope,
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
-		Provisioning: &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter},
-		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader},
+		Provisioning: prov,
+		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer},
 		Store:        store,
 		Log:          log,
 		Ready: func(ctx context.Context) error {

@@ -92,6 +92,29 @@ func (s *Service) RegisterX509(ctx context.Context, req X509Request) (*registry.
 }
 
 func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.Registration, error) {
+	p, err := s.attestX509(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(p.regID)); err != nil {
+		return nil, err
+	}
+	return s.record(ctx, *p, s.Now())
+}
+
+// LookupX509 attests like RegisterX509 and returns the device's existing
+// registration without writing anything (DPS's status lookup).
+func (s *Service) LookupX509(ctx context.Context, req X509Request) (*registry.Registration, error) {
+	p, err := s.attestX509(ctx, req)
+	if err != nil {
+		s.logRefusal(req.Peer, req.RegistrationID, err, "step", "lookup")
+		return nil, err
+	}
+	return s.Registry.GetRegistration(ctx, p.regID)
+}
+
+// attestX509 verifies the chain and matches the enrollment.
+func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error) {
 	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
 		return nil, err
 	}
@@ -190,10 +213,7 @@ func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.
 		out.cred.CAThumbprint = anchor.CA.Thumbprint
 	}
 	out.cred.Type, out.cred.X509Thumbprint = registry.X509, out.thumbprint
-	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(regID)); err != nil {
-		return nil, err
-	}
-	return s.record(ctx, out, now)
+	return &out, nil
 }
 
 // plan is what attestation and matching decided.

@@ -65,6 +65,10 @@ type Config struct {
 	Ready func(context.Context) error
 	// ShutdownGrace bounds how long in-flight requests may finish.
 	ShutdownGrace time.Duration
+	// DPS, if set, serves the DPS-compatible device API under
+	// /{DPSScope}/registrations/ on the REST listener.
+	DPS      http.Handler
+	DPSScope string
 }
 
 // Server is a running Zerotouch API.
@@ -130,6 +134,12 @@ func New(cfg Config) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPIDocument)
 	})
+	if cfg.DPS != nil {
+		mux.Handle("/"+cfg.DPSScope+"/registrations/", cfg.DPS)
+		if nf, ok := cfg.DPS.(interface{ NotFound(http.ResponseWriter, *http.Request) }); ok {
+			mux.HandleFunc("/", nf.NotFound)
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready(r.Context()); err != nil {
@@ -298,7 +308,8 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 				http.Error(rec, "internal error", http.StatusInternalServerError)
 			}
 			level := slog.LevelInfo
-			if strings.HasSuffix(r.URL.Path, ":register") || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			if strings.HasPrefix(r.URL.Path, "/v1/registrations/") && strings.Contains(r.URL.Path, ":") || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" ||
+				s.cfg.DPS != nil && strings.HasPrefix(r.URL.Path, "/"+s.cfg.DPSScope+"/") {
 				level = slog.LevelDebug
 			}
 			s.cfg.Log.Log(ctx, level, "http", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", rec.code, "duration", time.Since(start))

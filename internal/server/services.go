@@ -67,6 +67,14 @@ func pemCertificate(der []byte) string {
 // Register implements DeviceRegistrationService.
 func (s *services) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {
 	addr, state := peerInfo(ctx)
+	if auth := firstMetadata(ctx, "authorization"); strings.HasPrefix(auth, "SharedAccessSignature ") {
+		reg, err := s.prov.RegisterSymmetricKey(ctx, provisioning.SASRequest{RegistrationID: req.GetRegistrationId(), Token: auth,
+			Resource: "registrations/" + req.GetRegistrationId(), Peer: addr})
+		if err != nil {
+			return nil, toStatus(ctx, s.log, err, true)
+		}
+		return &pb.RegisterResponse{Registration: registrationToPB(reg)}, nil
+	}
 	xr := provisioning.X509Request{RegistrationID: req.GetRegistrationId(), Peer: addr}
 	if state != nil {
 		xr.Chain = state.PeerCertificates
@@ -233,8 +241,18 @@ func (s *services) CreateEnrollmentGroup(ctx context.Context, req *pb.CreateEnro
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	g, err := s.admin.CreateGroup(ctx, &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc,
-		Mechanism: mech, EKAllowList: in.GetTpmEkAllowList()})
+	g := &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc,
+		Mechanism: mech, EKAllowList: in.GetTpmEkAllowList()}
+	if mech == enrollment.MechanismSymmetricKey {
+		g, keys, err := s.admin.CreateSymmetricGroup(ctx, g, in.GetSymmetricKey().GetPrimaryKey(), in.GetSymmetricKey().GetSecondaryKey())
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		out := groupToPB(g)
+		out.SymmetricKey = &pb.SymmetricKeyAttestation{PrimaryKey: keys.Primary, SecondaryKey: keys.Secondary}
+		return out, nil
+	}
+	g, err = s.admin.CreateGroup(ctx, g)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}

@@ -34,7 +34,9 @@ const (
 type DeviceRegistrationServiceClient interface {
 	// Register attests the device, allocates a hub shard, records the device's
 	// registry identity and answers with the assignment. Registering again is
-	// idempotent.
+	// idempotent. X.509 devices present their chain in the TLS handshake;
+	// symmetric-key devices send "authorization: SharedAccessSignature
+	// sr=registrations/{registration_id}&sig=…&se=…" signed with their key.
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
 	// BeginTpmAttestation is a TPM device's first step: it sends its EK and
 	// the public area of a key it created in the same TPM, and gets a
@@ -96,7 +98,9 @@ func (c *deviceRegistrationServiceClient) CompleteTpmAttestation(ctx context.Con
 type DeviceRegistrationServiceServer interface {
 	// Register attests the device, allocates a hub shard, records the device's
 	// registry identity and answers with the assignment. Registering again is
-	// idempotent.
+	// idempotent. X.509 devices present their chain in the TLS handshake;
+	// symmetric-key devices send "authorization: SharedAccessSignature
+	// sr=registrations/{registration_id}&sig=…&se=…" signed with their key.
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
 	// BeginTpmAttestation is a TPM device's first step: it sends its EK and
 	// the public area of a key it created in the same TPM, and gets a

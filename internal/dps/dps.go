@@ -1,0 +1,309 @@
+// Package dps is the Azure IoT Hub DPS-compatible device API, so that
+// devices running the Azure IoT provisioning SDKs register with Zerotouch
+// unchanged: the same paths, JSON shapes, status strings, content type and
+// error bodies (shared/reference/dps-protocol.md §1). It is a separate HTTP
+// handler over the same registration use case as the native API, not a
+// gateway mapping.
+package dps
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
+	"github.com/zerotouch/zerotouch/internal/registry"
+)
+
+// maxBody bounds a device's request body.
+const maxBody = 64 << 10
+
+// Handler serves /{idScope}/registrations/… for one ID scope.
+type Handler struct {
+	Prov    *provisioning.Service
+	IDScope string
+	Log     *slog.Logger
+}
+
+// registrationRequest is DPS's DeviceRegistration body.
+type registrationRequest struct {
+	RegistrationID string          `json:"registrationId"`
+	TPM            *tpmAttestation `json:"tpm,omitempty"`
+	Payload        json.RawMessage `json:"payload,omitempty"`
+}
+
+type tpmAttestation struct {
+	EndorsementKey string `json:"endorsementKey"`
+	StorageRootKey string `json:"storageRootKey"`
+}
+
+// RegistrationState is DPS's DeviceRegistrationResult.
+type RegistrationState struct {
+	RegistrationID         string          `json:"registrationId"`
+	CreatedDateTimeUTC     string          `json:"createdDateTimeUtc,omitempty"`
+	AssignedHub            string          `json:"assignedHub,omitempty"`
+	DeviceID               string          `json:"deviceId,omitempty"`
+	Status                 string          `json:"status"`
+	Substatus              string          `json:"substatus,omitempty"`
+	ErrorCode              int             `json:"errorCode,omitempty"`
+	ErrorMessage           string          `json:"errorMessage,omitempty"`
+	LastUpdatedDateTimeUTC string          `json:"lastUpdatedDateTimeUtc,omitempty"`
+	Etag                   string          `json:"etag,omitempty"`
+	X509                   *attestedBy     `json:"x509,omitempty"`
+	SymmetricKey           *attestedBy     `json:"symmetricKey,omitempty"`
+	Payload                json.RawMessage `json:"payload,omitempty"`
+}
+
+type attestedBy struct {
+	EnrollmentGroupID string `json:"enrollmentGroupId,omitempty"`
+}
+
+// OperationStatus is DPS's RegistrationOperationStatus.
+type OperationStatus struct {
+	OperationID       string             `json:"operationId"`
+	Status            string             `json:"status"`
+	RegistrationState *RegistrationState `json:"registrationState,omitempty"`
+}
+
+// ErrorBody is DPS's ProvisioningServiceErrorDetails, with the stable
+// reason in info.
+type ErrorBody struct {
+	ErrorCode    int               `json:"errorCode"`
+	TrackingID   string            `json:"trackingId"`
+	Message      string            `json:"message"`
+	Info         map[string]string `json:"info,omitempty"`
+	TimestampUTC string            `json:"timestampUtc"`
+}
+
+// ServeHTTP routes the three device operations.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) < 3 || parts[0] != h.IDScope || parts[1] != "registrations" {
+		h.fail(w, r, fault.NotFoundf("no such ID scope or path"))
+		return
+	}
+	regID := parts[2]
+	switch {
+	case len(parts) == 4 && parts[3] == "register" && r.Method == http.MethodPut:
+		h.register(w, r, regID)
+	case len(parts) == 5 && parts[3] == "operations" && r.Method == http.MethodGet:
+		h.operation(w, r, regID, parts[4])
+	case len(parts) == 3 && r.Method == http.MethodPost:
+		h.lookup(w, r, regID)
+	default:
+		h.fail(w, r, fault.NotFoundf("no such operation"))
+	}
+}
+
+func (h *Handler) resource(regID string) string { return h.IDScope + "/registrations/" + regID }
+
+// attest registers (or, when lookup, only looks up) the caller by the
+// credential it presented: a SAS token, or its TLS client certificate.
+func (h *Handler) attest(ctx context.Context, r *http.Request, regID string, lookup bool) (*registry.Registration, error) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		req := provisioning.SASRequest{RegistrationID: regID, Token: auth, Resource: h.resource(regID), Peer: r.RemoteAddr}
+		if lookup {
+			return h.Prov.LookupSymmetricKey(ctx, req)
+		}
+		return h.Prov.RegisterSymmetricKey(ctx, req)
+	}
+	xr := provisioning.X509Request{RegistrationID: regID, Peer: r.RemoteAddr}
+	if r.TLS != nil {
+		xr.Chain = r.TLS.PeerCertificates
+	}
+	if len(xr.Chain) == 0 {
+		return nil, fault.New(fault.Unauthenticated, fault.CertificateMissing, "no credential: send a SAS token or a client certificate")
+	}
+	if lookup {
+		return h.Prov.LookupX509(ctx, xr)
+	}
+	return h.Prov.RegisterX509(ctx, xr)
+}
+
+func readBody(r *http.Request, v any) error {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return fault.Wrap(fault.InvalidArgument, fault.FieldInvalid, err, "read the request body")
+	}
+	if len(raw) > maxBody {
+		return fault.Invalidf("the request body is larger than %d bytes", maxBody)
+	}
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fault.Wrap(fault.InvalidArgument, fault.FieldInvalid, err, "the request body is not a DeviceRegistration")
+	}
+	return nil
+}
+
+func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string) {
+	var body registrationRequest
+	if err := readBody(r, &body); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if body.RegistrationID != "" && !strings.EqualFold(body.RegistrationID, regID) {
+		h.fail(w, r, fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "the body's registrationId is not the path's"))
+		return
+	}
+	if body.TPM != nil && r.Header.Get("Authorization") == "" {
+		h.fail(w, r, fault.New(fault.InvalidArgument, fault.FieldInvalid,
+			"TPM attestation over the DPS-compatible API is not supported yet; use the native BeginTpmAttestation/CompleteTpmAttestation"))
+		return
+	}
+	reg, err := h.attest(r.Context(), r, regID, false)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	state := toState(reg)
+	state.Payload = nil // the custom-allocation webhook's payload, once allocation has one
+	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: state})
+}
+
+func (h *Handler) operation(w http.ResponseWriter, r *http.Request, regID, opID string) {
+	reg, err := h.attest(r.Context(), r, regID, true)
+	if err == nil && opID != operationID(reg) {
+		err = fault.NotFoundf("no such operation")
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.write(w, http.StatusOK, OperationStatus{OperationID: opID, Status: "assigned", RegistrationState: toState(reg)})
+}
+
+func (h *Handler) lookup(w http.ResponseWriter, r *http.Request, regID string) {
+	var body map[string]json.RawMessage
+	if err := readBody(r, &body); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if _, ok := body["csr"]; ok {
+		h.fail(w, r, fault.Invalidf("a status lookup takes no csr"))
+		return
+	}
+	reg, err := h.attest(r.Context(), r, regID, true)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.write(w, http.StatusOK, toState(reg))
+}
+
+// operationID names a registration's (completed) operation; it stays the
+// same for the registration's life, so a device polling it finds it.
+func operationID(reg *registry.Registration) string {
+	return "0." + base64.RawURLEncoding.EncodeToString([]byte(reg.RegistrationID+"|"+strconv.FormatInt(reg.Created.UnixNano(), 36)))
+}
+
+// NotFound answers any path outside the API with a DPS error body, so that
+// a device with a wrong ID scope gets JSON (the Node SDK needs it).
+func (h *Handler) NotFound(w http.ResponseWriter, r *http.Request) {
+	h.fail(w, r, fault.NotFoundf("no such ID scope or path"))
+}
+
+func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }
+
+func toState(reg *registry.Registration) *RegistrationState {
+	s := &RegistrationState{
+		RegistrationID: reg.RegistrationID, CreatedDateTimeUTC: utc(reg.Created), AssignedHub: reg.AssignedHub,
+		DeviceID: reg.DeviceID, Status: string(reg.Status), Substatus: string(reg.Substatus),
+		LastUpdatedDateTimeUTC: utc(reg.Updated), Etag: base64.StdEncoding.EncodeToString([]byte(strconv.Quote(reg.Etag))),
+	}
+	by := &attestedBy{EnrollmentGroupID: reg.GroupID}
+	switch reg.AttestationType {
+	case registry.SymmetricKey:
+		s.SymmetricKey = by
+	case registry.X509:
+		s.X509 = by
+	}
+	return s
+}
+
+func (h *Handler) write(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// subCodes are the sub-codes of errorCode (HTTP status × 1000 + sub-code)
+// that Zerotouch uses; docs/dps.md lists them.
+var subCodes = map[fault.Reason]int{
+	fault.RegistrationIDInvalid: 1,
+	fault.FieldInvalid:          4,
+	fault.CertificateMissing:    2,
+	fault.ResourceNotFound:      201,
+	fault.RateLimited:           1,
+	fault.StoreUnavailable:      0,
+}
+
+// status maps an error to DPS's HTTP status; device authentication
+// failures of every kind are 401 (401002), as DPS answers them.
+func status(fe *fault.Error) int {
+	switch fe.Kind {
+	case fault.InvalidArgument, fault.FailedPrecondition:
+		return http.StatusBadRequest
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.AlreadyExists:
+		return http.StatusConflict
+	case fault.Conflict:
+		return http.StatusPreconditionFailed
+	case fault.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	case fault.Unauthenticated, fault.PermissionDenied:
+		return http.StatusUnauthorized
+	}
+	return http.StatusInternalServerError
+}
+
+// fail answers an error the DPS way. A disabled enrollment is, as in DPS,
+// a completed operation whose status is "disabled".
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	fe, ok := fault.As(err)
+	if !ok || fe.Kind == fault.Internal {
+		if !errors.Is(err, context.Canceled) {
+			h.Log.ErrorContext(r.Context(), "internal error", "request_id", r.Header.Get("X-Request-Id"), "err", err)
+		}
+		fe = &fault.Error{Kind: fault.Internal, Reason: fault.InternalError, Msg: "internal error"}
+	}
+	if fe.Reason == fault.EnrollmentDisabled {
+		regID := ""
+		if parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/"); len(parts) > 2 {
+			regID = parts[2]
+		}
+		h.write(w, http.StatusOK, OperationStatus{OperationID: "0.disabled", Status: "disabled",
+			RegistrationState: &RegistrationState{RegistrationID: regID, Status: "disabled", ErrorCode: 401002, ErrorMessage: "the enrollment is disabled"}})
+		return
+	}
+	code := status(fe)
+	sub, ok := subCodes[fe.Reason]
+	if !ok && code == http.StatusUnauthorized {
+		sub = 2
+	}
+	if fe.Kind == fault.Unavailable || fe.Kind == fault.ResourceExhausted {
+		wait := time.Second
+		if fe.RetryAfter > 0 {
+			wait = fe.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+	}
+	msg := "registration refused: " + string(fe.Reason)
+	if code == http.StatusBadRequest || code == http.StatusNotFound {
+		msg = fe.Msg
+	}
+	h.write(w, code, ErrorBody{ErrorCode: code*1000 + sub, TrackingID: r.Header.Get("X-Request-Id"), Message: msg,
+		Info: map[string]string{"reason": string(fe.Reason)}, TimestampUTC: utc(time.Now())})
+}
