@@ -136,7 +136,9 @@ func New(cfg Config) (*Server, error) {
 	})
 	if cfg.DPS != nil {
 		mux.Handle("/"+cfg.DPSScope+"/registrations/", cfg.DPS)
-		if nf, ok := cfg.DPS.(interface{ NotFound(http.ResponseWriter, *http.Request) }); ok {
+		if nf, ok := cfg.DPS.(interface {
+			NotFound(http.ResponseWriter, *http.Request)
+		}); ok {
 			mux.HandleFunc("/", nf.NotFound)
 		}
 	}
