@@ -49,6 +49,7 @@ type env struct {
 	admin      *grpc.ClientConn
 	now        time.Time
 	serverCert *pki.Issued
+	serverCA   *pki.Issued
 	// stop shuts the server down gracefully and waits; idempotent.
 	stop func()
 }
@@ -93,6 +94,7 @@ func startWith(t *testing.T, opt options) *env {
 		t.Fatal(err)
 	}
 	e.roots.AddCert(ca.Cert)
+	e.serverCA = ca
 	if e.serverCert, err = pki.NewServer([]string{"localhost", "127.0.0.1"}, ca, now, 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
