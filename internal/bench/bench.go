@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -45,8 +46,18 @@ type Config struct {
 	HTTPAddr  string
 	RootCAs   *x509.CertPool
 	AccessKey string
-	// Transport is "grpc" or "rest".
+	// Transport is "grpc", "rest" (native REST) or "dps" (the
+	// DPS-compatible API).
 	Transport string
+	// Attestation is "x509" (a fresh TLS connection per device, the
+	// device's certificate in the handshake) or "symmetric" (SAS tokens).
+	Attestation string
+	// Reuse sends every device of a worker over one TLS connection, as a
+	// factory station or gateway does (symmetric keys only: an X.509
+	// device's identity is its connection).
+	Reuse bool
+	// IDScope is the DPS ID scope, for the dps transport.
+	IDScope string
 	// Mode is "register" or "ceiling".
 	Mode        string
 	Devices     int
@@ -67,6 +78,8 @@ type Config struct {
 type Report struct {
 	Mode              string         `json:"mode"`
 	Transport         string         `json:"transport"`
+	Attestation       string         `json:"attestation"`
+	Reuse             bool           `json:"reuse,omitempty"`
 	KEX               string         `json:"kex"`
 	Concurrency       int            `json:"concurrency"`
 	Rate              float64        `json:"target_rate,omitempty"`
@@ -94,6 +107,24 @@ type Latency struct {
 type Fleet struct {
 	Inter   *pki.Issued
 	Devices []*pki.Issued
+	// GroupKey is the symmetric-key group's key (symmetric attestation);
+	// device i registers as DeviceIDs[i].
+	GroupKey  []byte
+	DeviceIDs []string
+}
+
+func (f *Fleet) size() int { return max(len(f.Devices), len(f.DeviceIDs)) }
+
+// Slice is devices [from, to) of the fleet.
+func (f *Fleet) Slice(from, to int) *Fleet {
+	out := &Fleet{Inter: f.Inter, GroupKey: f.GroupKey}
+	if len(f.Devices) > 0 {
+		out.Devices = f.Devices[from:to]
+	}
+	if len(f.DeviceIDs) > 0 {
+		out.DeviceIDs = f.DeviceIDs[from:to]
+	}
+	return out
 }
 
 func (c *Config) authCtx(ctx context.Context) context.Context {
@@ -116,6 +147,21 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 	actx := c.authCtx(ctx)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	now := time.Now()
+	if err := ensureShard(actx, cc); err != nil {
+		return nil, err
+	}
+	if c.Attestation == "symmetric" {
+		g, err := pb.NewEnrollmentServiceClient(cc).CreateEnrollmentGroup(actx, &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{
+			Id: "bench-sym-" + run, AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY}})
+		if err != nil {
+			return nil, fmt.Errorf("create symmetric-key group: %w", err)
+		}
+		f := &Fleet{GroupKey: g.GetSymmetricKey().GetPrimaryKey(), DeviceIDs: make([]string, n)}
+		for i := range f.DeviceIDs {
+			f.DeviceIDs[i] = fmt.Sprintf("bench-%s-%07d", run, i)
+		}
+		return f, nil
+	}
 	root, err := pki.NewCA("bench root "+run, nil, now, 24*time.Hour)
 	if err != nil {
 		return nil, err
@@ -140,16 +186,6 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 	if _, err := cas.VerifyCaCertificate(actx, &pb.VerifyCaCertificateRequest{Name: name, CertificatePem: string(pki.CertPEM(proof.Cert))}); err != nil {
 		return nil, fmt.Errorf("verify CA: %w", err)
 	}
-	hubs := pb.NewHubServiceClient(cc)
-	shards, err := hubs.ListShards(actx, &pb.ListShardsRequest{PageSize: 1})
-	if err != nil {
-		return nil, fmt.Errorf("list shards: %w", err)
-	}
-	if len(shards.GetShards()) == 0 {
-		if _, err := hubs.CreateShard(actx, &pb.CreateShardRequest{Shard: &pb.Shard{Id: "bench-shard", Hostname: "hub.bench.example.com", Weight: 100}}); err != nil {
-			return nil, fmt.Errorf("create shard: %w", err)
-		}
-	}
 	if _, err := pb.NewEnrollmentServiceClient(cc).CreateEnrollmentGroup(actx, &pb.CreateEnrollmentGroupRequest{
 		EnrollmentGroup: &pb.EnrollmentGroup{Id: name, CaCertificate: name}}); err != nil {
 		return nil, fmt.Errorf("create group: %w", err)
@@ -163,9 +199,26 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 	return f, nil
 }
 
+// ensureShard creates a shard when the service has none.
+func ensureShard(actx context.Context, cc *grpc.ClientConn) error {
+	hubs := pb.NewHubServiceClient(cc)
+	shards, err := hubs.ListShards(actx, &pb.ListShardsRequest{PageSize: 1})
+	if err != nil {
+		return fmt.Errorf("list shards: %w", err)
+	}
+	if len(shards.GetShards()) == 0 {
+		if _, err := hubs.CreateShard(actx, &pb.CreateShardRequest{Shard: &pb.Shard{Id: "bench-shard", Hostname: "hub.bench.example.com", Weight: 100}}); err != nil {
+			return fmt.Errorf("create shard: %w", err)
+		}
+	}
+	return nil
+}
+
 func (c *Config) deviceTLS(f *Fleet, dev *pki.Issued) *tls.Config {
 	cfg := c.serverTLS()
-	cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{dev.Cert.Raw, f.Inter.Cert.Raw}, PrivateKey: dev.Key, Leaf: dev.Cert}}
+	if dev != nil {
+		cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{dev.Cert.Raw, f.Inter.Cert.Raw}, PrivateKey: dev.Key, Leaf: dev.Cert}}
+	}
 	cfg.ClientSessionCache = nil // no resumption: every device is a first boot
 	switch c.KEX {
 	case "x25519":
@@ -176,54 +229,102 @@ func (c *Config) deviceTLS(f *Fleet, dev *pki.Issued) *tls.Config {
 	return cfg
 }
 
-// one runs a single operation for device dev over a fresh connection.
-func (c *Config) one(ctx context.Context, f *Fleet, dev *pki.Issued) error {
+// session is a device's (or, with Reuse, a worker's) connection.
+type session struct {
+	cc     *grpc.ClientConn
+	tr     *http.Transport
+	client *http.Client
+}
+
+func (c *Config) newSession(f *Fleet, dev *pki.Issued) (*session, error) {
 	tc := c.deviceTLS(f, dev)
-	switch c.Transport {
-	case "grpc":
+	if c.Transport == "grpc" {
 		cc, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer cc.Close()
+		return &session{cc: cc}, nil
+	}
+	tr := &http.Transport{TLSClientConfig: tc, DisableKeepAlives: !c.Reuse, MaxIdleConnsPerHost: 1}
+	return &session{tr: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+}
+
+func (s *session) close() {
+	if s.cc != nil {
+		s.cc.Close()
+	}
+	if s.tr != nil {
+		s.tr.CloseIdleConnections()
+	}
+}
+
+// identity is device i's registration ID, certificate (X.509) and SAS
+// token for resource (symmetric keys).
+func (c *Config) identity(f *Fleet, i int, resource func(regID string) string) (string, *pki.Issued, string) {
+	if c.Attestation == "symmetric" {
+		id := f.DeviceIDs[i]
+		return id, nil, symkey.Sign(symkey.DeriveDeviceKey(f.GroupKey, id), resource(id), time.Now().Add(time.Hour), "registration")
+	}
+	d := f.Devices[i]
+	return d.Cert.Subject.CommonName, d, ""
+}
+
+// one runs device i's operation on session s.
+func (c *Config) one(ctx context.Context, s *session, f *Fleet, i int) error {
+	if c.Transport == "grpc" {
 		if c.Mode == "ceiling" {
-			_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+			_, err := healthpb.NewHealthClient(s.cc).Check(ctx, &healthpb.HealthCheckRequest{})
 			return err
 		}
-		resp, err := pb.NewDeviceRegistrationServiceClient(cc).Register(ctx, &pb.RegisterRequest{RegistrationId: dev.Cert.Subject.CommonName})
+		regID, _, token := c.identity(f, i, func(id string) string { return "registrations/" + id })
+		if token != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", token)
+		}
+		resp, err := pb.NewDeviceRegistrationServiceClient(s.cc).Register(ctx, &pb.RegisterRequest{RegistrationId: regID})
 		if err == nil && resp.GetRegistration().GetStatus() != pb.RegistrationStatus_REGISTRATION_STATUS_ASSIGNED {
 			return fmt.Errorf("status %s", resp.GetRegistration().GetStatus())
 		}
 		return err
-	default:
-		tr := &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}
-		defer tr.CloseIdleConnections()
-		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-		var req *http.Request
-		var err error
-		if c.Mode == "ceiling" {
-			req, err = http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.HTTPAddr+"/healthz", nil)
-		} else {
-			req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+c.HTTPAddr+"/v1/registrations/"+dev.Cert.Subject.CommonName+":register", strings.NewReader("{}"))
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if err != nil {
-			return err
-		}
-		res, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer res.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-		if err != nil {
-			return err
-		}
-		if res.StatusCode != http.StatusOK {
-			return &httpError{status: res.StatusCode, body: body}
-		}
-		return nil
 	}
+	var req *http.Request
+	var err error
+	switch {
+	case c.Mode == "ceiling":
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.HTTPAddr+"/healthz", nil)
+	case c.Transport == "dps":
+		regID, _, token := c.identity(f, i, func(id string) string { return c.IDScope + "/registrations/" + id })
+		req, err = http.NewRequestWithContext(ctx, http.MethodPut, "https://"+c.HTTPAddr+"/"+c.IDScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
+			strings.NewReader(`{"registrationId":"`+regID+`"}`))
+		if err == nil && token != "" {
+			req.Header.Set("Authorization", token)
+		}
+	default:
+		regID, _, token := c.identity(f, i, func(id string) string { return "registrations/" + id })
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+c.HTTPAddr+"/v1/registrations/"+regID+":register", strings.NewReader("{}"))
+		if err == nil && token != "" {
+			req.Header.Set("Authorization", token)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return &httpError{status: res.StatusCode, body: body}
+	}
+	if c.Transport == "dps" && c.Mode != "ceiling" && !strings.Contains(string(body), `"status":"assigned"`) {
+		return fmt.Errorf("DPS answered %s", body)
+	}
+	return nil
 }
 
 type httpError struct {
@@ -238,6 +339,12 @@ func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status,
 func reason(err error) string {
 	var he *httpError
 	if errors.As(err, &he) {
+		var dpsErr struct {
+			Info map[string]string `json:"info"`
+		}
+		if json.Unmarshal(he.body, &dpsErr) == nil && dpsErr.Info["reason"] != "" {
+			return dpsErr.Info["reason"]
+		}
 		var st spb.Status
 		if protojson.Unmarshal(he.body, &st) == nil {
 			for _, d := range st.GetDetails() {
@@ -262,9 +369,12 @@ func reason(err error) string {
 
 // Run drives the fleet and reports.
 func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
-	n := len(f.Devices)
+	n := f.size()
 	if n == 0 {
 		return nil, errors.New("bench: no devices")
+	}
+	if c.Reuse && (c.Attestation != "symmetric" || c.Rate > 0) {
+		return nil, errors.New("bench: connection reuse needs symmetric keys and a closed loop")
 	}
 	conc := max(1, c.Concurrency)
 	lat := make([]time.Duration, n)
@@ -277,9 +387,23 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	self0 := selfCPU()
 	start := time.Now()
 
-	do := func(i int) {
+	// do runs device i on s, or on a fresh connection of its own.
+	do := func(i int, s *session) {
 		t := time.Now()
-		errs[i] = c.one(ctx, f, f.Devices[i])
+		if s == nil {
+			var dev *pki.Issued
+			if len(f.Devices) > 0 {
+				dev = f.Devices[i]
+			}
+			fresh, err := c.newSession(f, dev)
+			if err != nil {
+				errs[i], lat[i] = err, time.Since(t)
+				return
+			}
+			defer fresh.close()
+			s = fresh
+		}
+		errs[i] = c.one(ctx, s, f, i)
 		lat[i] = time.Since(t)
 	}
 	var wg sync.WaitGroup
@@ -294,7 +418,7 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				do(i)
+				do(i, nil)
 				<-inflight
 			}()
 		}
@@ -304,12 +428,21 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				var shared *session
+				if c.Reuse {
+					s, err := c.newSession(f, nil)
+					if err != nil {
+						return
+					}
+					defer s.close()
+					shared = s
+				}
 				for {
 					i := int(next.Add(1) - 1)
 					if i >= n || ctx.Err() != nil {
 						return
 					}
-					do(i)
+					do(i, shared)
 				}
 			}()
 		}
@@ -322,7 +455,7 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	}
 	self1 := selfCPU()
 
-	r := &Report{Mode: c.Mode, Transport: c.Transport, KEX: c.KEX, Concurrency: conc, Rate: c.Rate,
+	r := &Report{Mode: c.Mode, Transport: c.Transport, Attestation: c.Attestation, Reuse: c.Reuse, KEX: c.KEX, Concurrency: conc, Rate: c.Rate,
 		Attempted: n, Errors: map[string]int{}, Seconds: elapsed.Seconds()}
 	var ok []time.Duration
 	for i, e := range errs {
@@ -397,8 +530,12 @@ func fileSize(path string) int64 {
 
 // Print writes a human-readable report.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "%-8s %-4s kex=%-7s c=%-3d  %6d/%-6d ok  %8.1f/s  p50 %6.1f ms  p90 %6.1f  p99 %6.1f  max %6.1f",
-		r.Mode, r.Transport, r.KEX, r.Concurrency, r.Succeeded, r.Attempted, r.PerSecond, r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)
+	conn := "fresh"
+	if r.Reuse {
+		conn = "reused"
+	}
+	fmt.Fprintf(w, "%-8s %-4s %-9s %-6s kex=%-7s c=%-3d  %6d/%-6d ok  %8.1f/s  p50 %6.1f ms  p90 %6.1f  p99 %6.1f  max %6.1f",
+		r.Mode, r.Transport, r.Attestation, conn, r.KEX, r.Concurrency, r.Succeeded, r.Attempted, r.PerSecond, r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)
 	if r.ServerCPUMeasured {
 		fmt.Fprintf(w, "  server %5.0f µs/op", r.ServerCPUPerOpUs)
 	}

@@ -33,7 +33,10 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	redisAddrs := fs.String("redis-addrs", "", "with --spawn --storage redis: Redis addresses")
 	serverPID := fs.Int("server-pid", 0, "server process ID, for CPU per operation (set by --spawn)")
 	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
-	transport := fs.String("transport", "both", "grpc, rest or both")
+	transport := fs.String("transport", "both", "grpc, rest, dps, or both (grpc and rest)")
+	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device) or symmetric (SAS tokens)")
+	reuse := fs.Bool("reuse", false, "symmetric keys: send each worker's devices over one TLS connection (a factory station or gateway)")
+	idScope := fs.String("id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps")
 	mode := fs.String("mode", "both", "register, ceiling or both")
 	devices := fs.Int("devices", 2000, "devices per measurement")
 	concurrency := fs.Int("concurrency", 8, "devices in flight (closed loop)")
@@ -45,8 +48,17 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	transports, err := choice("transport", *transport, "grpc", "rest")
+	if *transport == "dps" {
+		transports, err = []string{"dps"}, nil
+	}
 	if err != nil {
 		return err
+	}
+	if *attestation != "x509" && *attestation != "symmetric" {
+		return fmt.Errorf("%w: --attestation %q is not x509 or symmetric", errUsage, *attestation)
+	}
+	if *reuse && *attestation != "symmetric" {
+		return fmt.Errorf("%w: --reuse needs --attestation symmetric (an X.509 device's identity is its connection)", errUsage)
 	}
 	modes, err := choice("mode", *mode, "ceiling", "register")
 	if err != nil {
@@ -60,7 +72,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	}
 
 	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex,
-		ServerPID: *serverPID, StoreFile: *storeFile}
+		ServerPID: *serverPID, StoreFile: *storeFile, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
 	if *spawn {
 		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs)
 		if err != nil {
@@ -87,7 +99,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	used := 0
 	for range *rounds {
 		for _, tr := range transports {
-			slice := &bench.Fleet{Inter: fleet.Inter, Devices: fleet.Devices[used : used+*devices]}
+			slice := fleet.Slice(used, used+*devices)
 			used += *devices
 			for _, m := range modes {
 				run := cfg
@@ -138,7 +150,7 @@ func median(xs []float64) float64 {
 // medians over rounds: the machine-independent figures.
 func ratios(reports []*bench.Report) []string {
 	var out []string
-	for _, tr := range []string{"grpc", "rest"} {
+	for _, tr := range []string{"grpc", "rest", "dps"} {
 		var regRate, ceilRate, regCPU, ceilCPU []float64
 		for _, r := range reports {
 			if r.Transport != tr {
@@ -178,7 +190,7 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	if grpcAddr == "" || httpAddr == "" {
 		return nil, fmt.Errorf("no free port")
 	}
-	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, storage)
+	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, cfg.IDScope, storage)
 	if storage == "redis" {
 		conf += fmt.Sprintf("  redis: {addrs: [%s]}\n", redisAddrs)
 	}

@@ -45,6 +45,32 @@ func TestBenchTool(t *testing.T) {
 		}
 	}
 
+	// Symmetric keys over reused connections, and the DPS-compatible API.
+	for _, args := range [][]string{
+		{"--attestation", "symmetric", "--reuse", "--mode", "register"},
+		{"--transport", "dps", "--attestation", "symmetric", "--mode", "register"},
+		{"--transport", "dps", "--mode", "register"},
+	} {
+		out, err := exec.Command(bin, append([]string{"bench", "--spawn", "--devices", "30", "--concurrency", "4", "--json"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("bench %v: %v\n%s", args, err, out)
+		}
+		var res struct {
+			Reports []bench.Report `json:"reports"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || len(res.Reports) == 0 {
+			t.Fatalf("bench %v: %v\n%s", args, err, out)
+		}
+		for _, r := range res.Reports {
+			if r.Succeeded != 30 || len(r.Errors) != 0 || r.Mode != "register" {
+				t.Errorf("bench %v: %+v", args, r)
+			}
+		}
+	}
+	if err := exec.Command(bin, "bench", "--reuse").Run(); err == nil {
+		t.Error("bench --reuse with X.509 succeeded")
+	}
+
 	// Bad flags are usage errors.
 	if err := exec.Command(bin, "bench", "--kex", "rsa").Run(); err == nil {
 		t.Error("bench --kex rsa succeeded")
