@@ -59,7 +59,12 @@ type RegistrationState struct {
 	Etag                   string          `json:"etag,omitempty"`
 	X509                   *attestedBy     `json:"x509,omitempty"`
 	SymmetricKey           *attestedBy     `json:"symmetricKey,omitempty"`
+	TPM                    *tpmResult      `json:"tpm,omitempty"`
 	Payload                json.RawMessage `json:"payload,omitempty"`
+}
+
+type tpmResult struct {
+	AuthenticationKey string `json:"authenticationKey"`
 }
 
 type attestedBy struct {
@@ -155,9 +160,8 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 		h.fail(w, r, fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "the body's registrationId is not the path's"))
 		return
 	}
-	if body.TPM != nil && r.Header.Get("Authorization") == "" {
-		h.fail(w, r, fault.New(fault.InvalidArgument, fault.FieldInvalid,
-			"TPM attestation over the DPS-compatible API is not supported yet; use the native BeginTpmAttestation/CompleteTpmAttestation"))
+	if body.TPM != nil {
+		h.registerTPM(w, r, regID, body.TPM)
 		return
 	}
 	reg, err := h.attest(r.Context(), r, regID, false)
@@ -167,6 +171,38 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 	}
 	state := toState(reg)
 	state.Payload = nil // the custom-allocation webhook's payload, once allocation has one
+	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: state})
+}
+
+// registerTPM is DPS's TPM flow: the first PUT is answered 401 with the
+// authenticationKey that delivers a key into the device's TPM; the second
+// carries a SAS signed by that key, and is answered with the hub key,
+// delivered the same way.
+func (h *Handler) registerTPM(w http.ResponseWriter, r *http.Request, regID string, t *tpmAttestation) {
+	ek, err1 := base64.StdEncoding.DecodeString(t.EndorsementKey)
+	srk, err2 := base64.StdEncoding.DecodeString(t.StorageRootKey)
+	if err1 != nil || err2 != nil {
+		h.fail(w, r, fault.New(fault.InvalidArgument, fault.TPMStructureInvalid, "tpm.endorsementKey and tpm.storageRootKey must be base64 TPM2B_PUBLIC"))
+		return
+	}
+	req := provisioning.DPSTPMRequest{RegistrationID: regID, EKPublic: ek, SRKPublic: srk, Token: r.Header.Get("Authorization"),
+		Resource: h.resource(regID), Peer: r.RemoteAddr}
+	if req.Token == "" {
+		blob, err := h.Prov.BeginDPSTPM(r.Context(), req)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		h.write(w, http.StatusUnauthorized, map[string]string{"authenticationKey": base64.StdEncoding.EncodeToString(blob), "keyName": "registration"})
+		return
+	}
+	reg, blob, err := h.Prov.CompleteDPSTPM(r.Context(), req)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	state := toState(reg)
+	state.TPM = &tpmResult{AuthenticationKey: base64.StdEncoding.EncodeToString(blob)}
 	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: state})
 }
 

@@ -1,0 +1,211 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/zerotouch/zerotouch/attestation"
+	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/attestation/tpm"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+)
+
+// DPSTPMRequest is a TPM device's request on the DPS-compatible API: the
+// first without a token, the second with a SAS signed by the key the first
+// answer delivered into its TPM.
+type DPSTPMRequest struct {
+	RegistrationID string
+	EKPublic       []byte // TPM2B_PUBLIC
+	SRKPublic      []byte // TPM2B_PUBLIC
+	Token          string
+	Resource       string
+	Peer           string
+}
+
+type dpsTPMState struct {
+	EKHash  string `json:"ek"`
+	SRKHash string `json:"srk"`
+	// SealedKey is the delivered HMAC key, sealed: the second request's
+	// SAS must verify with it.
+	SealedKey []byte `json:"k"`
+}
+
+func dpsChallengeID(regID string) string { return "dps-tpm:" + enrollment.Key(regID) }
+
+func (s *Service) rand() io.Reader {
+	if s.Rand != nil {
+		return s.Rand
+	}
+	return rand.Reader
+}
+
+// parseDPSKeys checks the EK and SRK a DPS TPM device sent.
+func parseDPSKeys(req DPSTPMRequest) (ek, srk *tpm2.TPMTPublic, err error) {
+	if ek, err = tpm.ParsePublic("tpm.endorsementKey", req.EKPublic); err != nil {
+		return nil, nil, err
+	}
+	if err := tpm.CheckEK(ek); err != nil {
+		return nil, nil, err
+	}
+	if srk, err = tpm.ParsePublic("tpm.storageRootKey", req.SRKPublic); err != nil {
+		return nil, nil, err
+	}
+	if err := tpm.CheckSRK(srk); err != nil {
+		return nil, nil, err
+	}
+	return ek, srk, nil
+}
+
+// BeginDPSTPM answers a DPS TPM device's first request with the
+// authenticationKey blob that delivers a fresh HMAC key into its TPM (and
+// only its TPM). DPS takes TPM devices by individual enrollment only.
+func (s *Service) BeginDPSTPM(ctx context.Context, req DPSTPMRequest) ([]byte, error) {
+	blob, err := s.beginDPSTPM(ctx, req)
+	if err != nil {
+		s.logRefusal(req.Peer, req.RegistrationID, err, "attestation", "tpm", "step", "dps-challenge")
+	}
+	return blob, err
+}
+
+func (s *Service) beginDPSTPM(ctx context.Context, req DPSTPMRequest) ([]byte, error) {
+	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
+		return nil, err
+	}
+	if s.Secrets == nil {
+		return nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "the DPS TPM flow needs a data key")
+	}
+	ek, srk, err := parseDPSKeys(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
+		return nil, err
+	}
+	ekHash := tpm.EKHash(req.EKPublic)
+	if _, err := s.tpmEnrollment(ctx, req.RegistrationID, ekHash); err != nil {
+		return nil, err
+	}
+	if err := s.checkSameTPM(ctx, req.RegistrationID, ekHash); err != nil {
+		return nil, err
+	}
+	key := make([]byte, 32)
+	if _, err := io.ReadFull(s.rand(), key); err != nil {
+		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "key")
+	}
+	blob, err := tpm.AuthenticationKey(s.rand(), ek, srk, key)
+	if err != nil {
+		return nil, err
+	}
+	id := dpsChallengeID(req.RegistrationID)
+	sealed, err := s.Secrets.Seal(key, id)
+	if err != nil {
+		return nil, err
+	}
+	state, _ := json.Marshal(dpsTPMState{EKHash: ekHash, SRKHash: tpm.EKHash(req.SRKPublic), SealedKey: sealed})
+	now := s.Now()
+	// A device that starts over replaces its outstanding challenge.
+	if _, err := s.Challenges.TakeChallenge(ctx, id, now); err != nil && !errors.Is(err, fault.ErrNotFound) && fault.ReasonOf(err) != fault.ChallengeExpired {
+		return nil, err
+	}
+	if err := s.Challenges.PutChallenge(ctx, &attestation.Challenge{ID: id, RegistrationID: req.RegistrationID, Data: state, Expires: now.Add(TPMChallengeLife)}); err != nil {
+		return nil, err
+	}
+	return blob, nil
+}
+
+// CompleteDPSTPM checks the second request's SAS against the delivered key
+// (proof that the enrolled TPM imported it), registers the device, and
+// returns the authenticationKey blob that delivers its hub key.
+func (s *Service) CompleteDPSTPM(ctx context.Context, req DPSTPMRequest) (*registry.Registration, []byte, error) {
+	reg, blob, err := s.completeDPSTPM(ctx, req)
+	if err != nil {
+		s.logRefusal(req.Peer, req.RegistrationID, err, "attestation", "tpm", "step", "dps-register")
+	}
+	return reg, blob, err
+}
+
+func (s *Service) completeDPSTPM(ctx context.Context, req DPSTPMRequest) (*registry.Registration, []byte, error) {
+	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
+		return nil, nil, err
+	}
+	if s.Secrets == nil {
+		return nil, nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "the DPS TPM flow needs a data key")
+	}
+	ek, srk, err := parseDPSKeys(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := symkey.Parse(req.Token)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tok.CheckResource(req.Resource); err != nil {
+		return nil, nil, err
+	}
+	now := s.Now()
+	if err := tok.CheckExpiry(now); err != nil {
+		return nil, nil, err
+	}
+	id := dpsChallengeID(req.RegistrationID)
+	c, err := s.Challenges.TakeChallenge(ctx, id, now)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "no outstanding TPM challenge; start over")
+	case fault.ReasonOf(err) == fault.ChallengeExpired:
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeExpired, "the TPM challenge expired; start over")
+	case err != nil:
+		return nil, nil, err
+	}
+	var state dpsTPMState
+	if err := json.Unmarshal(c.Data, &state); err != nil {
+		return nil, nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode challenge")
+	}
+	ekHash := tpm.EKHash(req.EKPublic)
+	if state.EKHash != ekHash || state.SRKHash != tpm.EKHash(req.SRKPublic) {
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the keys differ from the first request's")
+	}
+	key, err := s.Secrets.Open(state.SealedKey, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !tok.Verify(key) {
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the SAS token is not signed by the key delivered to the TPM")
+	}
+	ind, err := s.tpmEnrollment(ctx, req.RegistrationID, ekHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ind.Disabled {
+		return nil, nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
+	}
+	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(req.RegistrationID)); err != nil {
+		return nil, nil, err
+	}
+	// The device's hub key, delivered into its TPM like the first key.
+	hubKey := make([]byte, 32)
+	if _, err := io.ReadFull(s.rand(), hubKey); err != nil {
+		return nil, nil, fault.Wrap(fault.Internal, fault.InternalError, err, "hub key")
+	}
+	blob, err := tpm.AuthenticationKey(s.rand(), ek, srk, hubKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(hubKey)
+	p := plan{regID: ind.RegistrationID, deviceID: ind.EffectiveDeviceID(), thumbprint: ekHash, attType: registry.TPM,
+		individual: true, alloc: ind.Allocation,
+		cred: registry.Credential{Type: registry.TPM, TPMEKHash: ekHash, SymmetricKeyHash: hex.EncodeToString(sum[:])}}
+	reg, err := s.record(ctx, p, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, blob, nil
+}
