@@ -13,6 +13,11 @@ if ! dpkg -s libssl-dev >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &&
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq libssl-dev >/dev/null
 fi
+if ! command -v swtpm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  step "installing swtpm (apt), the TPM the Azure TPM SDK talks to"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq swtpm >/dev/null
+fi
 if ! command -v redis-server >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     step "installing redis-server (apt)"

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,4 +137,56 @@ func portOf(t *testing.T, addr string) int {
 		p = p*10 + int(c-'0')
 	}
 	return p
+}
+
+// TestAzureTPMSDK runs azure-iot-security-tpm (tss.js) against swtpm on
+// TCP 2323 and Zerotouch's DPS-compatible API: DPS's TPM flow, unchanged.
+func TestAzureTPMSDK(t *testing.T) {
+	dir := requireCompat(t)
+	swtpm, err := exec.LookPath("swtpm")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("swtpm is required in CI (apt-get install -y swtpm)")
+		}
+		t.Skip("swtpm is not installed (apt-get install -y swtpm)")
+	}
+	if _, err := os.Stat("/dev/tpmrm0"); err == nil {
+		t.Skip("a TPM device exists here; tss.js would use it instead of swtpm")
+	}
+	state := t.TempDir()
+	sw := exec.Command(swtpm, "socket", "--tpm2", "--tpmstate", "dir="+state,
+		"--server", "type=tcp,port=2323,bindaddr=127.0.0.1", "--ctrl", "type=tcp,port=2324,bindaddr=127.0.0.1",
+		"--flags", "not-need-init,startup-clear")
+	if err := sw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sw.Process.Kill(); sw.Wait() }()
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:2323"); err == nil {
+			c.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatal("swtpm did not listen on 2323")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	e := start(t)
+	e.createShard("node-shard", 1)
+	fixture := map[string]any{"host": "localhost", "port": portOf(t, e.httpAddr), "idScope": idScope,
+		"hub": "node-shard.hubs.example.com", "ownerKey": e.ownerKey}
+	work := t.TempDir()
+	raw, _ := json.Marshal(fixture)
+	fixturePath, caPath := filepath.Join(work, "fixture.json"), filepath.Join(work, "ca.pem")
+	os.WriteFile(fixturePath, raw, 0o600)
+	os.WriteFile(caPath, pki.CertPEM(e.serverCA.Cert), 0o600)
+	cmd := exec.CommandContext(t.Context(), "node", "--test", "dps_tpm.test.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ZT_FIXTURE="+fixturePath, "NODE_EXTRA_CA_CERTS="+caPath)
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "# fail 0") {
+		t.Fatalf("the Azure IoT TPM SDK suite failed: %v", err)
+	}
 }
