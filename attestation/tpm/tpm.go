@@ -35,6 +35,8 @@ const (
 	MaxPublicSize = 1024
 	// SecretSize is the credential secret's length.
 	SecretSize = 32
+	// maxEKPEM bounds a PEM EK (an RSA-2048 public key is about 450 bytes).
+	maxEKPEM = 2048
 )
 
 func malformed(what string, err error) error {
@@ -115,6 +117,9 @@ func CheckEK(pub *tpm2.TPMTPublic) error {
 // EKFromPEM builds an EK public area from a PEM public key (what vendors
 // and some tools export), using the TCG default EK template for its type.
 func EKFromPEM(text string) ([]byte, error) {
+	if len(text) > maxEKPEM {
+		return nil, fault.Invalidf("endorsement key PEM is %d bytes, at most %d allowed", len(text), maxEKPEM)
+	}
 	block, rest := pem.Decode([]byte(text))
 	if block == nil || block.Type != "PUBLIC KEY" || strings.TrimSpace(string(rest)) != "" {
 		return nil, fault.Invalidf("endorsement key PEM must hold exactly one PUBLIC KEY block")
