@@ -326,8 +326,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	code := status(fe)
 	sub, ok := subCodes[fe.Reason]
-	if !ok && code == http.StatusUnauthorized {
-		sub = 2
+	if !ok {
+		switch code {
+		case http.StatusUnauthorized:
+			sub = 2
+		case http.StatusBadRequest:
+			sub = 4
+		}
 	}
 	if fe.Kind == fault.Unavailable || fe.Kind == fault.ResourceExhausted {
 		wait := time.Second

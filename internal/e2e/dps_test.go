@@ -173,7 +173,8 @@ func TestDPSDeviceAPI(t *testing.T) {
 		{"NoCredential", "sym-device", "", `{}`, false, 401, 401002, "CERTIFICATE_MISSING"},
 		{"BodyForAnotherDevice", "sym-device", sas(keys.GetPrimaryKey(), "sym-device", soon), `{"registrationId":"other"}`, false, 400, 400001, "REGISTRATION_ID_INVALID"},
 		{"MalformedBody", "sym-device", sas(keys.GetPrimaryKey(), "sym-device", soon), `{"registrationId":`, false, 400, 400004, "FIELD_INVALID"},
-		{"TPMNotYet", "tpm-device", "", `{"registrationId":"tpm-device","tpm":{"endorsementKey":"AAA=","storageRootKey":"AAA="}}`, false, 400, 400004, "FIELD_INVALID"},
+		{"TPMMalformedEK", "tpm-device", "", `{"registrationId":"tpm-device","tpm":{"endorsementKey":"AAA=","storageRootKey":"AAA="}}`, false, 400, 400004, "TPM_STRUCTURE_INVALID"},
+		{"TPMNotBase64", "tpm-device", "", `{"registrationId":"tpm-device","tpm":{"endorsementKey":"%%%","storageRootKey":"AAA="}}`, false, 400, 400004, "TPM_STRUCTURE_INVALID"},
 		{"WrongChain", "dps-stranger", "", `{}`, true, 401, 401002, "CERTIFICATE_UNTRUSTED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
