@@ -69,7 +69,8 @@ for target in \
   ./allocation:FuzzValidateHostname \
   ./attestation/tpm:FuzzParsePublic \
   ./attestation/tpm:FuzzEKFromPEM \
-  ./attestation/tpm:FuzzParseEKCertificate; do
+  ./attestation/tpm:FuzzParseEKCertificate \
+  ./attestation/symkey:FuzzParse; do
   pkg=${target%%:*} name=${target##*:}
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-5s}" "$pkg"
 done
