@@ -140,6 +140,15 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("TPM registration: %s", out)
 	}
 
+	// Symmetric-key enrollments print their keys once.
+	if out := run(0, "enrollment", "create", "sym-dev", "--symmetric"); !strings.Contains(out, "primaryKey") || !strings.Contains(out, "ATTESTATION_TYPE_SYMMETRIC_KEY") {
+		t.Fatalf("symmetric enrollment: %s", out)
+	}
+	if out := run(0, "group", "create", "sym-group", "--attestation", "symmetric"); !strings.Contains(out, "secondaryKey") {
+		t.Fatalf("symmetric group: %s", out)
+	}
+	run(2, "enrollment", "create", "sym-dev-2", "--symmetric", "--primary-key", "%%%")
+
 	// Usage and access errors.
 	run(2, "ca", "create")
 	run(2, "nonsense")

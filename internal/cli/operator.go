@@ -157,6 +157,26 @@ func (a allocFlags) status() pb.ProvisioningStatus {
 	return pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED
 }
 
+// symmetricKeys decodes keys given on the command line (empty: generated
+// by the server).
+func symmetricKeys(primary, secondary string) (*pb.SymmetricKeyAttestation, error) {
+	out := &pb.SymmetricKeyAttestation{}
+	for _, k := range []struct {
+		in  string
+		out *[]byte
+	}{{primary, &out.PrimaryKey}, {secondary, &out.SecondaryKey}} {
+		if k.in == "" {
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(k.in)
+		if err != nil {
+			return nil, fmt.Errorf("%w: a symmetric key is not base64: %v", errUsage, err)
+		}
+		*k.out = b
+	}
+	return out, nil
+}
+
 // importBatch is how many enrollments one BatchCreateEnrollments call carries.
 const importBatch = 1000
 
@@ -224,7 +244,7 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 	}
 	fs, c := opFlags("group "+sub, env)
 	ca := fs.String("ca", "", "name of the CA certificate the group trusts (create)")
-	attestation := fs.String("attestation", "x509", "x509, or tpm for a group of TPMs whose EK certificates chain to the CA (create)")
+	attestation := fs.String("attestation", "x509", "x509; tpm for TPMs whose EK certificates chain to the CA; symmetric for devices with keys derived from the group key, printed once (create)")
 	ekAllow := fs.String("tpm-ek-allow", "", "TPM groups: comma-separated EK hashes to admit (create, update)")
 	af := addAllocFlags(fs)
 	etag := fs.String("etag", "", "act only if the group's etag is this (delete)")
@@ -249,8 +269,10 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 			case "x509":
 			case "tpm":
 				g.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
+			case "symmetric":
+				g.AttestationType, g.SymmetricKey = pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY, &pb.SymmetricKeyAttestation{}
 			default:
-				return nil, fmt.Errorf("%w: --attestation %q is not x509 or tpm", errUsage, *attestation)
+				return nil, fmt.Errorf("%w: --attestation %q is not x509, tpm or symmetric", errUsage, *attestation)
 			}
 			if *ekAllow != "" {
 				g.TpmEkAllowList = strings.Split(*ekAllow, ",")
@@ -316,6 +338,9 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 	certFile := fs.String("cert", "", "the device's leaf certificate, PEM (create)")
 	thumb := fs.String("thumbprint", "", "or the leaf certificate's SHA-256 thumbprint, hex (create)")
 	tpmEK := fs.String("tpm-ek", "", "or, for a TPM: its EK as base64 TPM2B_PUBLIC, or @FILE holding a PEM public key (create)")
+	symmetric := fs.Bool("symmetric", false, "or a symmetric-key device (evaluation); keys are generated unless given, and printed once (create)")
+	primaryKey := fs.String("primary-key", "", "with --symmetric: the primary key, base64")
+	secondaryKey := fs.String("secondary-key", "", "with --symmetric: the secondary key, base64")
 	deviceID := fs.String("device-id", "", "device ID for the registry identity (default: the registration ID)")
 	af := addAllocFlags(fs)
 	etag := fs.String("etag", "", "act only if the enrollment's etag is this (delete)")
@@ -336,6 +361,13 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 				return nil, err
 			}
 			e := &pb.Enrollment{RegistrationId: pos[0], DeviceId: *deviceID, Sha256Thumbprint: *thumb, ProvisioningStatus: af.status(), Allocation: alloc}
+			if *symmetric {
+				sk, err := symmetricKeys(*primaryKey, *secondaryKey)
+				if err != nil {
+					return nil, err
+				}
+				e.SymmetricKey = sk
+			}
 			if v, isFile := strings.CutPrefix(*tpmEK, "@"); isFile {
 				pemText, err := readFile("tpm-ek", v)
 				if err != nil {
