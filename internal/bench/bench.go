@@ -70,8 +70,9 @@ type Config struct {
 	KEX string
 	// ServerPID, if set, is read from /proc for CPU per operation.
 	ServerPID int
-	// StoreFile, if set, is measured for store bytes per device.
-	StoreFile string
+	// StoreSize, if set, reports the store's size in bytes (the embedded
+	// store's file, or Redis's used_memory) for store bytes per device.
+	StoreSize func(context.Context) (int64, error)
 }
 
 // Report is a run's result.
@@ -383,7 +384,12 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	store0 := fileSize(c.StoreFile)
+	var store0 int64
+	if c.StoreSize != nil && c.Mode == "register" {
+		if store0, err = c.StoreSize(ctx); err != nil {
+			return nil, fmt.Errorf("bench: store size: %w", err)
+		}
+	}
 	self0 := selfCPU()
 	start := time.Now()
 
@@ -477,8 +483,12 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 		r.ServerCPUPerOpUs = float64((cpu1 - cpu0).Microseconds()) / float64(n)
 	}
 	r.ClientCPUPerOpUs = float64((self1 - self0).Microseconds()) / float64(n)
-	if c.StoreFile != "" && c.Mode == "register" && r.Succeeded > 0 {
-		r.StoreBytesPerOp = float64(fileSize(c.StoreFile)-store0) / float64(r.Succeeded)
+	if c.StoreSize != nil && c.Mode == "register" && r.Succeeded > 0 {
+		store1, err := c.StoreSize(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("bench: store size: %w", err)
+		}
+		r.StoreBytesPerOp = float64(store1-store0) / float64(r.Succeeded)
 	}
 	return r, nil
 }
@@ -517,17 +527,6 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func fileSize(path string) int64 {
-	if path == "" {
-		return 0
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
 // Print writes a human-readable report.
 func (r *Report) Print(w io.Writer) {
 	conn := "fresh"
@@ -540,7 +539,7 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  server %5.0f µs/op", r.ServerCPUPerOpUs)
 	}
 	fmt.Fprintf(w, "  client %5.0f µs/op", r.ClientCPUPerOpUs)
-	if r.StoreBytesPerOp > 0 {
+	if r.StoreBytesPerOp != 0 {
 		fmt.Fprintf(w, "  store %5.0f B/device", r.StoreBytesPerOp)
 	}
 	if len(r.Errors) > 0 {

@@ -30,7 +30,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	httpServer := fs.String("http-server", defaultRESTServer, "REST address of the server")
 	spawn := fs.Bool("spawn", false, "start a zerotouch server as a child process for the run")
 	storage := fs.String("storage", "embedded", "with --spawn: embedded or redis")
-	redisAddrs := fs.String("redis-addrs", "", "with --spawn --storage redis: Redis addresses")
+	redisAddrs := fs.String("redis-addrs", "", "Redis addresses (comma-separated): the store for --spawn --storage redis, and measured for bytes per device")
 	serverPID := fs.Int("server-pid", 0, "server process ID, for CPU per operation (set by --spawn)")
 	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
 	transport := fs.String("transport", "both", "grpc, rest, dps, or both (grpc and rest)")
@@ -72,7 +72,15 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	}
 
 	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex,
-		ServerPID: *serverPID, StoreFile: *storeFile, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
+		ServerPID: *serverPID, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
+	switch {
+	case *storeFile != "":
+		cfg.StoreSize = fileSize(*storeFile)
+	case *redisAddrs != "" && (!*spawn || *storage == "redis"):
+		size, closeRedis := redisMemory(splitList(*redisAddrs))
+		defer closeRedis()
+		cfg.StoreSize = size
+	}
 	if *spawn {
 		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs)
 		if err != nil {
@@ -211,7 +219,7 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	c.caFile = filepath.Join(dir, "pki", "ca.pem")
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.ServerPID = grpcAddr, httpAddr, cmd.Process.Pid
 	if storage != "redis" {
-		cfg.StoreFile = filepath.Join(dir, "zerotouch.db")
+		cfg.StoreSize = fileSize(filepath.Join(dir, "zerotouch.db"))
 	}
 	if err := waitReady(ctx, httpAddr, c.caFile, 30*time.Second); err != nil {
 		stop()

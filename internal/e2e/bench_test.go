@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/zerotouch/zerotouch/internal/bench"
+	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 )
 
 // TestBenchTool runs `zerotouch bench --spawn` for a short run and checks
@@ -67,6 +68,21 @@ func TestBenchTool(t *testing.T) {
 			}
 		}
 	}
+
+	// The Redis backend: store bytes per device come from Redis's memory.
+	rs := redistest.Start(t, redistest.Options{})
+	out, err = exec.Command(bin, "bench", "--spawn", "--storage", "redis", "--redis-addrs", rs.Addr(), "--devices", "30", "--concurrency", "4", "--mode", "register", "--transport", "rest", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench on Redis: %v\n%s", err, out)
+	}
+	res.Reports = nil
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Reports) != 1 {
+		t.Fatalf("bench on Redis: %v\n%s", err, out)
+	}
+	if r := res.Reports[0]; r.Succeeded != 30 || len(r.Errors) != 0 || r.StoreBytesPerOp <= 0 {
+		t.Errorf("bench on Redis: %+v", r)
+	}
+
 	if err := exec.Command(bin, "bench", "--reuse").Run(); err == nil {
 		t.Error("bench --reuse with X.509 succeeded")
 	}
