@@ -18,6 +18,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/internal/bench"
 	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/tpmdevice"
 )
 
 // runBench is `zerotouch bench`: the load generator. With --spawn it
@@ -34,7 +35,8 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	serverPID := fs.Int("server-pid", 0, "server process ID, for CPU per operation (set by --spawn)")
 	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
 	transport := fs.String("transport", "both", "grpc, rest, dps, or both (grpc and rest)")
-	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device) or symmetric (SAS tokens)")
+	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs, one at a time)")
+	tpmEK := fs.String("tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc")
 	reuse := fs.Bool("reuse", false, "symmetric keys: send each worker's devices over one TLS connection (a factory station or gateway)")
 	idScope := fs.String("id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps")
 	mode := fs.String("mode", "both", "register, ceiling or both")
@@ -54,8 +56,8 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *attestation != "x509" && *attestation != "symmetric" {
-		return fmt.Errorf("%w: --attestation %q is not x509 or symmetric", errUsage, *attestation)
+	if *attestation != "x509" && *attestation != "symmetric" && *attestation != "tpm" {
+		return fmt.Errorf("%w: --attestation %q is not x509, symmetric or tpm", errUsage, *attestation)
 	}
 	if *reuse && *attestation != "symmetric" {
 		return fmt.Errorf("%w: --reuse needs --attestation symmetric (an X.509 device's identity is its connection)", errUsage)
@@ -63,6 +65,14 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	modes, err := choice("mode", *mode, "ceiling", "register")
 	if err != nil {
 		return err
+	}
+	if *attestation == "tpm" {
+		// The go-tpm-tools simulator is one per process: one device at a
+		// time, and its cost is reported apart. The ceiling is X.509's.
+		if *mode == "ceiling" || *transport == "dps" || *rate > 0 || (*tpmEK != "rsa" && *tpmEK != "ecc") {
+			return fmt.Errorf("%w: --attestation tpm runs --mode register over grpc or rest, closed loop, with --tpm-ek rsa or ecc", errUsage)
+		}
+		modes, *concurrency = []string{"register"}, 1
 	}
 	if *devices < 1 || *devices > 1_000_000 || *concurrency < 1 || *concurrency > 10_000 || *rounds < 1 || *rounds > 100 || *rate < 0 {
 		return fmt.Errorf("%w: --devices 1-1000000, --concurrency 1-10000, --rounds 1-100, --rate >= 0", errUsage)
@@ -102,6 +112,11 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	fleet, err := bench.Prepare(ctx, &cfg, needed)
 	if err != nil {
 		return err
+	}
+	if *attestation == "tpm" {
+		if fleet, err = tpmFleet(ctx, &cfg, needed, tpmdevice.KeyType(*tpmEK)); err != nil {
+			return err
+		}
 	}
 	var reports []*bench.Report
 	used := 0

@@ -51,6 +51,7 @@ func TestBenchTool(t *testing.T) {
 		{"--attestation", "symmetric", "--reuse", "--mode", "register"},
 		{"--transport", "dps", "--attestation", "symmetric", "--mode", "register"},
 		{"--transport", "dps", "--mode", "register"},
+		{"--attestation", "tpm"}, // both transports, register only
 	} {
 		out, err := exec.Command(bin, append([]string{"bench", "--spawn", "--devices", "30", "--concurrency", "4", "--json"}, args...)...).Output()
 		if err != nil {
@@ -65,6 +66,9 @@ func TestBenchTool(t *testing.T) {
 		for _, r := range res.Reports {
 			if r.Succeeded != 30 || len(r.Errors) != 0 || r.Mode != "register" {
 				t.Errorf("bench %v: %+v", args, r)
+			}
+			if tpm := r.Attestation == "tpm"; tpm != (r.DeviceMsPerOp > 0) || (tpm && r.Concurrency != 1) {
+				t.Errorf("bench %v: TPM simulator time %.2f ms, concurrency %d", args, r.DeviceMsPerOp, r.Concurrency)
 			}
 		}
 	}
@@ -88,9 +92,11 @@ func TestBenchTool(t *testing.T) {
 	}
 
 	// Bad flags are usage errors.
-	if err := exec.Command(bin, "bench", "--kex", "rsa").Run(); err == nil {
-		t.Error("bench --kex rsa succeeded")
-	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-		t.Errorf("bench --kex rsa: %v, want exit status 2", err)
+	for _, args := range [][]string{{"--kex", "rsa"}, {"--attestation", "tpm", "--mode", "ceiling"}, {"--attestation", "tpm", "--tpm-ek", "dsa"}, {"--attestation", "tpm", "--transport", "dps"}} {
+		if err := exec.Command(bin, append([]string{"bench"}, args...)...).Run(); err == nil {
+			t.Errorf("bench %v succeeded", args)
+		} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("bench %v: %v, want exit status 2", args, err)
+		}
 	}
 }
