@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/config"
@@ -34,6 +35,11 @@ import (
 // OwnerKeyFile is where the bootstrap owner key is written, in the data
 // directory, readable only by the user.
 const OwnerKeyFile = "owner.key"
+
+// pathCacheSize bounds the verified issuing-CA paths kept in memory (one
+// per issuing CA that devices present; a few hundred bytes plus the
+// certificates each).
+const pathCacheSize = 10_000
 
 // Options carries what tests and main inject.
 type Options struct {
@@ -110,7 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	prov := &provisioning.Service{
 		Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: opt.Now,
 		Secrets: sealer, SymmetricKeysDisabled: !cfg.SymmetricKeys.Enabled,
-		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log,
+		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log, Paths: x509att.NewPathCache(pathCacheSize),
 		Limiter: &ratelimit.Limiter{Counter: counter, Now: opt.Now,
 			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},

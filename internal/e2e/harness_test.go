@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/cli"
@@ -114,7 +115,7 @@ func startWith(t *testing.T, opt options) *env {
 		t.Fatal(err)
 	}
 	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
-		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys}
+		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100)}
 	srv, err := server.New(server.Config{
 		DPS:      &dps.Handler{Prov: prov, IDScope: idScope, Log: log},
 		DPSScope: idScope,

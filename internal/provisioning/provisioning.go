@@ -55,7 +55,10 @@ type Service struct {
 	Registry       registry.Store
 	Now            func() time.Time
 	MaxChainLength int
-	Log            *slog.Logger
+	// Paths caches verified issuing-CA-to-anchor paths (nil: every link
+	// is verified every time); see x509att.PathCache for what it re-checks.
+	Paths *x509att.PathCache
+	Log   *slog.Logger
 	// Limiter, if set, bounds requests per source address and
 	// registrations per attested device.
 	Limiter *ratelimit.Limiter
@@ -192,7 +195,7 @@ func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error
 				extra = append(extra, c)
 			}
 		}
-		path, err := x509att.Verify(req.Chain, match.Depth, extra, anchors, now)
+		path, err := s.Paths.Verify(req.Chain, match.Depth, extra, anchors, now)
 		if err != nil {
 			return nil, err
 		}
