@@ -1,69 +1,74 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
-	"encoding/binary"
+	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/internal/fault"
-	"github.com/zerotouch/zerotouch/internal/storage/record"
 )
 
-var challenges = table[record.Challenge, *attestation.Challenge]{bChallenge, "challenge", (*record.Challenge).Domain, func(*record.Challenge) string { return "" }}
+// The embedded store keeps TPM challenges in memory, not in its file: one
+// process holds the file, a challenge lives minutes, and its secret then
+// never reaches the disk. Registration no longer pays two fsync'd commits
+// for it. A restart forgets outstanding challenges; those devices get
+// NOT_FOUND on the second step and begin the exchange again.
 
 // challengeGrace is how long past its expiry a challenge may linger before
 // housekeeping removes it; it is invalid from its expiry on regardless.
 const challengeGrace = time.Minute
 
-func expiryKey(expires int64, id string) []byte {
-	k := binary.BigEndian.AppendUint64(nil, uint64(expires))
-	return append(k, id...)
+// maxChallenges bounds outstanding challenges (a few hundred bytes each).
+const maxChallenges = 100_000
+
+type challengeSet struct {
+	mu  sync.Mutex
+	m   map[string]attestation.Challenge
+	max int // maxChallenges unless a test says otherwise
 }
 
-// PutChallenge implements attestation.ChallengeStore. Each put also
-// removes a few long-expired challenges that nobody took.
-func (s *Store) PutChallenge(ctx context.Context, c *attestation.Challenge) error {
-	rec := record.FromChallenge(c)
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		pruneChallenges(tx, time.Now().Add(-challengeGrace), 64)
-		if challenges.exists(tx, c.ID) {
-			return fault.Existsf("challenge %q already exists", c.ID)
-		}
-		if err := challenges.put(tx, c.ID, rec); err != nil {
-			return err
-		}
-		return tx.Bucket(bChallengeExp).Put(expiryKey(rec.Expires, c.ID), nil)
-	})
-}
-
-func pruneChallenges(tx *bolt.Tx, before time.Time, limit int) {
-	c := tx.Bucket(bChallengeExp).Cursor()
-	for k, _ := c.First(); k != nil && limit > 0; k, _ = c.First() {
-		if int64(binary.BigEndian.Uint64(k[:8])) >= before.UnixNano() {
-			return
-		}
-		_ = tx.Bucket(bChallenge).Delete(k[8:])
-		_ = c.Delete()
-		limit--
+// PutChallenge implements attestation.ChallengeStore. When the set is
+// full it first drops challenges past their grace; if it is still full the
+// caller is told to come back later.
+func (s *Store) PutChallenge(_ context.Context, c *attestation.Challenge) error {
+	cs := &s.challenges
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.m == nil {
+		cs.m = map[string]attestation.Challenge{}
 	}
+	if _, ok := cs.m[c.ID]; ok {
+		return fault.Existsf("challenge %q already exists", c.ID)
+	}
+	limit := cmp.Or(cs.max, maxChallenges)
+	if len(cs.m) >= limit {
+		stale := time.Now().Add(-challengeGrace)
+		for id, old := range cs.m {
+			if old.Expires.Before(stale) {
+				delete(cs.m, id)
+			}
+		}
+		if len(cs.m) >= limit {
+			return fault.New(fault.ResourceExhausted, fault.RateLimited, "%d TPM challenges are outstanding; try again later", limit)
+		}
+	}
+	cp := *c
+	cp.Data = append([]byte(nil), c.Data...)
+	cs.m[c.ID] = cp
+	return nil
 }
 
 // TakeChallenge implements attestation.ChallengeStore.
-func (s *Store) TakeChallenge(ctx context.Context, id string, now time.Time) (*attestation.Challenge, error) {
-	var out *attestation.Challenge
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		rec, err := challenges.loadForDelete(tx, id, "")
-		if err != nil {
-			return err
-		}
-		out = rec.Domain()
-		return tx.Bucket(bChallengeExp).Delete(expiryKey(rec.Expires, id))
-	})
-	if err != nil {
-		return nil, err
+func (s *Store) TakeChallenge(_ context.Context, id string, now time.Time) (*attestation.Challenge, error) {
+	cs := &s.challenges
+	cs.mu.Lock()
+	c, ok := cs.m[id]
+	delete(cs.m, id)
+	cs.mu.Unlock()
+	if !ok {
+		return nil, fault.NotFoundf("challenge %q not found or already used", id)
 	}
-	return attestation.CheckTaken(out, now)
+	return attestation.CheckTaken(&c, now)
 }

@@ -27,32 +27,34 @@ import (
 const schemaVersion = 1
 
 var (
-	bMeta         = []byte("meta")
-	bCA           = []byte("ca")
-	bCAThumb      = []byte("ca_thumb")
-	bCASubject    = []byte("ca_subject")
-	bGroup        = []byte("group")
-	bGroupCA      = []byte("group_ca")
-	bIndividual   = []byte("individual")
-	bIndThumb     = []byte("individual_thumb")
-	bShard        = []byte("shard")
-	bReg          = []byte("registration")
-	bRegGroup     = []byte("registration_group")
-	bRegShard     = []byte("registration_shard")
-	bIdentity     = []byte("identity")
-	bIdentityReg  = []byte("identity_registration")
-	bAccessKey    = []byte("access_key")
-	bChallenge    = []byte("challenge")
-	bChallengeExp = []byte("challenge_expiry")
-	allBuckets    = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
-		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bChallenge, bChallengeExp}
+	bMeta        = []byte("meta")
+	bCA          = []byte("ca")
+	bCAThumb     = []byte("ca_thumb")
+	bCASubject   = []byte("ca_subject")
+	bGroup       = []byte("group")
+	bGroupCA     = []byte("group_ca")
+	bIndividual  = []byte("individual")
+	bIndThumb    = []byte("individual_thumb")
+	bShard       = []byte("shard")
+	bReg         = []byte("registration")
+	bRegGroup    = []byte("registration_group")
+	bRegShard    = []byte("registration_shard")
+	bIdentity    = []byte("identity")
+	bIdentityReg = []byte("identity_registration")
+	bAccessKey   = []byte("access_key")
+	allBuckets   = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
+		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey}
+	// Buckets of earlier builds, removed on open: challenges now live in
+	// memory (challenge.go).
+	legacyBuckets = [][]byte{[]byte("challenge"), []byte("challenge_expiry")}
 )
 
 // Store is the bbolt-backed store.
 type Store struct {
-	db        *bolt.DB
-	closeOnce sync.Once
-	closeErr  error
+	db         *bolt.DB
+	challenges challengeSet
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Open opens (creating if needed) the store file at path. Only one process
@@ -65,6 +67,11 @@ func Open(path string) (*Store, error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		for _, b := range legacyBuckets {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 				return err
 			}
 		}
