@@ -2,6 +2,8 @@ package x509_test
 
 import (
 	cx509 "crypto/x509"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -126,4 +128,77 @@ func BenchmarkVerifyChainCached(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestPathCacheNeverWidens drives the cache with random devices, anchor
+// sets, uploaded intermediates and clocks, and checks each answer against
+// full verification: the cache may only ever agree.
+func TestPathCacheNeverWidens(t *testing.T) {
+	now := time.Now()
+	rootA := mustIssue(t, pki.CATemplate("Root A", now, 48*time.Hour), nil)
+	rootB := mustIssue(t, pki.CATemplate("Root B", now, 48*time.Hour), nil)
+	ct := pki.CATemplate("Root C (constrained)", now, 48*time.Hour)
+	ct.PermittedDNSDomains = []string{"ok.example.com"}
+	rootC := mustIssue(t, ct, nil)
+	upper := mustIssue(t, pki.CATemplate("Upper", now, 48*time.Hour), rootA)
+	short := pki.CATemplate("Short-lived issuing", now, 3*time.Hour)
+	pathLen0 := pki.CATemplate("Issuing, path length 0", now, 48*time.Hour)
+	pathLen0.MaxPathLen, pathLen0.MaxPathLenZero = 0, true
+	issuers := []*pki.Issued{
+		mustIssue(t, pki.CATemplate("Issuing A", now, 48*time.Hour), rootA),
+		mustIssue(t, short, rootA),
+		mustIssue(t, pki.CATemplate("Issuing under Upper", now, 48*time.Hour), upper),
+		mustIssue(t, pki.CATemplate("Issuing B", now, 48*time.Hour), rootB),
+		mustIssue(t, pki.CATemplate("Issuing C", now, 48*time.Hour), rootC),
+		mustIssue(t, pathLen0, rootA),
+	}
+	roots := []*cx509.Certificate{rootA.Cert, rootB.Cert, rootC.Cert}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(all []*cx509.Certificate) []*cx509.Certificate {
+		var out []*cx509.Certificate
+		for _, c := range all {
+			if rng.IntN(3) > 0 {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	pc := x509att.NewPathCache(4) // small, so it also starts over
+	agreedOK := 0
+	for i := range 400 {
+		iss := issuers[rng.IntN(len(issuers))]
+		tmpl := pki.LeafTemplate(fmt.Sprint("dev-", i), now, 2*time.Hour)
+		switch rng.IntN(4) {
+		case 0:
+			tmpl.DNSNames = []string{"a.ok.example.com"}
+		case 1:
+			tmpl.DNSNames = []string{"a.elsewhere.example.net"}
+		case 2:
+			tmpl.ExtKeyUsage = []cx509.ExtKeyUsage{cx509.ExtKeyUsageServerAuth}
+		}
+		leaf := mustIssue(t, tmpl, iss)
+		chain := []*cx509.Certificate{leaf.Cert, iss.Cert}
+		if rng.IntN(4) == 0 {
+			chain = append(chain, upper.Cert) // presented, not uploaded
+		}
+		extra := pick([]*cx509.Certificate{upper.Cert})
+		anchors := pick(roots)
+		if len(anchors) == 0 {
+			anchors = roots[:1]
+		}
+		at := now.Add(time.Duration(rng.IntN(5)) * time.Hour) // past some certificates' expiry
+		_, full := x509att.Verify(chain, len(chain), extra, anchors, at)
+		_, cached := pc.Verify(chain, len(chain), extra, anchors, at)
+		if (full == nil) != (cached == nil) {
+			t.Fatalf("call %d (%s, %d anchors, %d uploaded, +%s): full verification %v, cached %v",
+				i, iss.Cert.Subject.CommonName, len(anchors), len(extra), at.Sub(now), full, cached)
+		}
+		if full == nil {
+			agreedOK++
+		}
+	}
+	if agreedOK == 0 || pc.Hits() == 0 {
+		t.Fatalf("%d accepted, %d cache hits: the test exercised nothing", agreedOK, pc.Hits())
+	}
+	t.Logf("%d of 400 accepted, %d answered by the cache", agreedOK, pc.Hits())
 }
