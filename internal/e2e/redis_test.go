@@ -173,17 +173,21 @@ func TestTwoReplicasOneRedis(t *testing.T) {
 
 // faultLoad registers devs through both replicas (one request per device)
 // while fault runs once a quarter of them were answered, and returns the
-// outcomes.
-func faultLoad(t *testing.T, envs []*env, f *fleet, devs []*pki.Issued, fault func()) []outcome {
+// outcomes. fault calls applied once the fault is in place; the remaining
+// requests wait for that, so they always meet it.
+func faultLoad(t *testing.T, envs []*env, f *fleet, devs []*pki.Issued, fault func(applied func())) []outcome {
 	t.Helper()
 	out := make([]outcome, len(devs))
 	var answered atomic.Int64
 	var once sync.Once
-	faultDone := make(chan struct{})
+	applied, faultDone := make(chan struct{}), make(chan struct{})
 	forEach(len(devs), 8, func(i int) {
+		if answered.Load() >= int64(len(devs)/4) {
+			<-applied // the rest of the load meets the fault, however slow the machine
+		}
 		out[i] = register(envs[i%2], f, devs[i])
 		if answered.Add(1) == int64(len(devs)/4) {
-			once.Do(func() { go func() { fault(); close(faultDone) }() })
+			once.Do(func() { go func() { fault(func() { close(applied) }); close(faultDone) }() })
 		}
 	})
 	<-faultDone
@@ -249,9 +253,10 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	c := newCluster(t, 2)
 	envs := []*env{c.env(0), c.env(1)}
 	f, devs := redisFleet(t, envs[0], 600)
-	out := faultLoad(t, envs, f, devs, func() {
+	out := faultLoad(t, envs, f, devs, func(applied func()) {
 		c.redis.Kill()
-		time.Sleep(1500 * time.Millisecond)
+		applied()
+		time.Sleep(1500 * time.Millisecond) // the outage's length, not a wait for a condition
 		c.redis.Restart()
 	})
 	checkAfterFault(t, c, envs, f, devs, out)
@@ -263,9 +268,10 @@ func TestRedisPausedUnderLoad(t *testing.T) {
 	c := newCluster(t, 2)
 	envs := []*env{c.env(0), c.env(1)}
 	f, devs := redisFleet(t, envs[0], 600)
-	out := faultLoad(t, envs, f, devs, func() {
+	out := faultLoad(t, envs, f, devs, func(applied func()) {
 		c.redis.Pause()
-		time.Sleep(3 * time.Second)
+		applied()
+		time.Sleep(3 * time.Second) // the outage's length, not a wait for a condition
 		c.redis.Resume()
 	})
 	checkAfterFault(t, c, envs, f, devs, out)
