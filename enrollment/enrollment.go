@@ -138,6 +138,7 @@ type Group struct {
 	// no CA.
 	SealedKeys []byte
 	Allocation
+	DeviceSettings
 	Meta
 }
 
@@ -189,6 +190,7 @@ type Individual struct {
 	SealedKeys []byte
 	Disabled   bool
 	Allocation
+	DeviceSettings
 	Meta
 }
 

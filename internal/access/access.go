@@ -2,6 +2,11 @@
 // permissions. Secrets are 256-bit random values; only their SHA-256 is
 // stored, and comparison is constant-time. A key's bearer token is
 // "ztk.<id>.<secret>"; it is shown once, when the key is created.
+//
+// A key may also carry a DPS shared access key, so that DPS service clients
+// (which sign SAS tokens with a policy key) can use it: that key must be
+// recoverable to verify an HMAC, so it is sealed under the data key rather
+// than hashed. See ADR 10.
 package access
 
 import (
@@ -42,7 +47,10 @@ type Key struct {
 	Permissions []Permission
 	// SecretHash is SHA-256 of the secret; the secret is never stored.
 	SecretHash []byte
-	Created    time.Time
+	// SealedSAS is the key's DPS shared access key (HMAC-SHA256 key),
+	// sealed under the data key; nil when the key has none.
+	SealedSAS []byte
+	Created   time.Time
 }
 
 // Has reports whether the key holds p.

@@ -104,6 +104,9 @@ func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group,
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, nil, err
 	}
+	if err := g.DeviceSettings.Validate(); err != nil {
+		return nil, nil, err
+	}
 	now := s.Now()
 	g.Created, g.Updated = now, now
 	if g.Etag, err = s.Store.CreateGroup(ctx, g); err != nil {
@@ -233,6 +236,9 @@ func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, err
 	}
+	if err := g.DeviceSettings.Validate(); err != nil {
+		return nil, err
+	}
 	now := s.Now()
 	g.Created, g.Updated = now, now
 	var err error
@@ -252,6 +258,9 @@ func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 		return nil, err
 	}
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
+		return nil, err
+	}
+	if err := g.DeviceSettings.Validate(); err != nil {
 		return nil, err
 	}
 	g.Updated = s.Now()
@@ -341,6 +350,9 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 	if err := s.checkShards(ctx, e.Allocation); err != nil {
 		return nil, err
 	}
+	if err := e.DeviceSettings.Validate(); err != nil {
+		return nil, err
+	}
 	now := s.Now()
 	e.Created, e.Updated = now, now
 	var err error
@@ -362,6 +374,9 @@ func (s *Service) UpdateIndividual(ctx context.Context, e *enrollment.Individual
 		}
 	}
 	if err := s.checkShards(ctx, e.Allocation); err != nil {
+		return nil, err
+	}
+	if err := e.DeviceSettings.Validate(); err != nil {
 		return nil, err
 	}
 	e.Updated = s.Now()

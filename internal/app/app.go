@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,9 @@ import (
 // OwnerKeyFile is where the bootstrap owner key is written, in the data
 // directory, readable only by the user.
 const OwnerKeyFile = "owner.key"
+
+// OwnerDPSFile holds the owner key's DPS service connection string.
+const OwnerDPSFile = "owner.dps"
 
 // pathCacheSize bounds the verified issuing-CA paths kept in memory (one
 // per issuing CA that devices present; a few hundred bytes plus the
@@ -98,13 +102,14 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	defer store.Close()
 
-	if err := bootstrapOwnerKey(ctx, store, cfg.DataDir, opt); err != nil {
-		return err
-	}
-	// The data key seals symmetric enrollment keys. A single node makes
-	// its own; replicas on Redis must share one, given in the config.
+	// The data key seals symmetric enrollment keys and DPS shared access
+	// keys. A single node makes its own; replicas on Redis must share one,
+	// given in the config.
 	sealer, err := secrets.LoadOrCreate(cfg.DataKeyPath(), cfg.Storage.Backend == "embedded" || cfg.Dev)
 	if err != nil {
+		return err
+	}
+	if err := bootstrapOwnerKey(ctx, store, sealer, cfg.DataDir, serviceHost(serverCert), opt); err != nil {
 		return err
 	}
 
@@ -122,12 +127,14 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
 	}
 	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer}
-	var dpsHandler http.Handler
+	var dpsHandler, dpsService http.Handler
 	if cfg.DPS.IDScope != "" {
 		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log}
+		dpsService = &dps.Service{Admin: adm, Store: store, Secrets: sealer, Now: opt.Now, Log: opt.Log}
 	}
 	srv, err := server.New(server.Config{
 		DPS:           dpsHandler,
+		DPSService:    dpsService,
 		DPSScope:      cfg.DPS.IDScope,
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,
@@ -181,9 +188,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 
 // bootstrapOwnerKey creates the first access key, with every permission,
 // when the store has none: it is printed once and written to the data
-// directory with mode 0600. Only its hash is stored. Its ID is fixed, so
-// when replicas on one Redis start together exactly one of them creates it.
-func bootstrapOwnerKey(ctx context.Context, store access.Store, dataDir string, opt Options) error {
+// directory with mode 0600. Only its hash is stored. With a data key it
+// also gets a DPS shared access key (sealed), whose connection string is
+// written beside it for DPS service clients. Its ID is fixed, so when
+// replicas on one Redis start together exactly one of them creates it.
+func bootstrapOwnerKey(ctx context.Context, store access.Store, sealer *secrets.Sealer, dataDir, host string, opt Options) error {
 	n, err := store.CountKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("count access keys: %w", err)
@@ -196,33 +205,62 @@ func bootstrapOwnerKey(ctx context.Context, store access.Store, dataDir string, 
 		return err
 	}
 	token, key = access.WithID(token, key, ownerKeyID)
-	// Write the secret to a private temporary file first, store the key,
-	// and only then move the file into place: the secret is never lost
-	// after the key is stored, and a replica that loses the race (even one
-	// sharing the data directory) leaves the winner's file alone.
-	path := filepath.Join(dataDir, OwnerKeyFile)
-	f, err := os.CreateTemp(dataDir, OwnerKeyFile+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write owner key: %w", err)
+	files := map[string]string{OwnerKeyFile: token}
+	if sealer != nil {
+		sas, err := access.AddSASKey(rand.Reader, sealer, key)
+		if err != nil {
+			return err
+		}
+		files[OwnerDPSFile] = access.ConnectionString(host, key.ID, sas)
 	}
-	tmp := f.Name()
-	_, werr := fmt.Fprintln(f, token)
-	if err := errors.Join(werr, f.Chmod(0o600), f.Close()); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write owner key: %w", err)
+	// Write the secrets to private temporary files first, store the key,
+	// and only then move the files into place: the secrets are never lost
+	// after the key is stored, and a replica that loses the race (even one
+	// sharing the data directory) leaves the winner's files alone.
+	tmps := map[string]string{}
+	defer func() {
+		for _, tmp := range tmps {
+			os.Remove(tmp)
+		}
+	}()
+	for name, content := range files {
+		f, err := os.CreateTemp(dataDir, name+".tmp-*")
+		if err != nil {
+			return fmt.Errorf("write owner key: %w", err)
+		}
+		tmps[name] = f.Name()
+		_, werr := fmt.Fprintln(f, content)
+		if err := errors.Join(werr, f.Chmod(0o600), f.Close()); err != nil {
+			return fmt.Errorf("write owner key: %w", err)
+		}
 	}
 	if err := store.CreateKey(ctx, key); err != nil {
-		os.Remove(tmp)
 		if errors.Is(err, fault.ErrAlreadyExists) {
 			return nil // another replica created it first
 		}
 		return fmt.Errorf("store owner key: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write owner key (the key is stored; its secret is in %s): %w", tmp, err)
+	for name, tmp := range tmps {
+		if err := os.Rename(tmp, filepath.Join(dataDir, name)); err != nil {
+			delete(tmps, name) // keep it: it holds a stored key's secret
+			return fmt.Errorf("write owner key (the key is stored; its secret is in %s): %w", tmp, err)
+		}
+		delete(tmps, name)
 	}
-	fmt.Fprintf(opt.Stdout, "created the owner access key (shown once; also in %s):\n  %s\n", path, token)
+	fmt.Fprintf(opt.Stdout, "created the owner access key (shown once; also in %s):\n  %s\n", filepath.Join(dataDir, OwnerKeyFile), token)
+	if _, ok := files[OwnerDPSFile]; ok {
+		fmt.Fprintf(opt.Stdout, "DPS service connection string for it (for DPS service SDKs): %s\n", filepath.Join(dataDir, OwnerDPSFile))
+	}
 	return nil
+}
+
+// serviceHost is the host name clients are meant to use: the server
+// certificate's first DNS name, else localhost.
+func serviceHost(cert tls.Certificate) string {
+	if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil && len(leaf.DNSNames) > 0 {
+		return leaf.DNSNames[0]
+	}
+	return "localhost"
 }
 
 // ownerKeyID is the ID of the bootstrap owner key.

@@ -350,7 +350,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if sc := c.DPS.IDScope; sc != "" {
-		ok := len(sc) <= 32 && sc != "v1" && sc != "healthz" && sc != "readyz"
+		reserved := map[string]bool{"v1": true, "healthz": true, "readyz": true, "enrollments": true, "enrollmentgroups": true, "registrations": true}
+		ok := len(sc) <= 32 && !reserved[strings.ToLower(sc)]
 		for i := 0; i < len(sc); i++ {
 			if ch := sc[i]; !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') {
 				ok = false

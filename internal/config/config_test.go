@@ -143,3 +143,15 @@ storage:
 		t.Errorf("redis without addrs: %v", err)
 	}
 }
+
+// An ID scope may not shadow another path of the REST listener, in any case.
+func TestIDScopeReserved(t *testing.T) {
+	for _, scope := range []string{"v1", "Enrollments", "enrollmentGroups", "REGISTRATIONS", "healthz", "has-dash", strings.Repeat("a", 33)} {
+		if _, err := config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_DPS_ID_SCOPE": scope})); err == nil || !strings.Contains(err.Error(), "dps.id_scope") {
+			t.Errorf("id scope %q: err = %v", scope, err)
+		}
+	}
+	if _, err := config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_DPS_ID_SCOPE": "0ne0000ABC"})); err != nil {
+		t.Errorf("a valid scope: %v", err)
+	}
+}

@@ -51,6 +51,7 @@ type env struct {
 	now        time.Time
 	serverCert *pki.Issued
 	serverCA   *pki.Issued
+	sealer     *secrets.Sealer
 	// stop shuts the server down gracefully and waits; idempotent.
 	stop func()
 }
@@ -99,6 +100,11 @@ func startWith(t *testing.T, opt options) *env {
 	if e.serverCert, err = pki.NewServer([]string{"localhost", "127.0.0.1"}, ca, now, 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	sealer, err := secrets.LoadOrCreate(filepath.Join(t.TempDir(), "data.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sealer = sealer
 	e.ownerKey = e.newKey("owner", access.All...)
 	e.readerKey = e.newKey("reader", access.EnrollmentRead)
 
@@ -110,19 +116,17 @@ func startWith(t *testing.T, opt options) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	sealer, err := secrets.LoadOrCreate(filepath.Join(t.TempDir(), "data.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
 	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
 		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100)}
+	adm := &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer}
 	srv, err := server.New(server.Config{
-		DPS:      &dps.Handler{Prov: prov, IDScope: idScope, Log: log},
-		DPSScope: idScope,
+		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log},
+		DPSScope:   idScope,
+		DPSService: &dps.Service{Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
 		Provisioning: prov,
-		Admin:        &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer},
+		Admin:        adm,
 		Store:        store,
 		Log:          log,
 		Ready: func(ctx context.Context) error {
@@ -180,6 +184,23 @@ func (e *env) newKey(name string, perms ...access.Permission) string {
 		e.t.Fatal(err)
 	}
 	return token
+}
+
+// newSASKey creates an access key with a DPS shared access key and
+// returns its ID (the SAS key name) and the shared access key.
+func (e *env) newSASKey(name string, perms ...access.Permission) (string, []byte) {
+	_, k, err := access.Generate(rand.Reader, name, perms, e.now)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	key, err := access.AddSASKey(rand.Reader, e.sealer, k)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.CreateKey(context.Background(), k); err != nil {
+		e.t.Fatal(err)
+	}
+	return k.ID, key
 }
 
 // clientTLS trusts the test server CA and presents chain (leaf first) with

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/dps"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -73,6 +74,9 @@ type Config struct {
 	// /{DPSScope}/registrations/ on the REST listener.
 	DPS      http.Handler
 	DPSScope string
+	// DPSService, if set, serves the DPS-compatible service API
+	// (/enrollments, /enrollmentGroups, /registrations, any case).
+	DPSService http.Handler
 }
 
 // Server is a running Zerotouch API.
@@ -143,7 +147,15 @@ func New(cfg Config) (*Server, error) {
 		if nf, ok := cfg.DPS.(interface {
 			NotFound(http.ResponseWriter, *http.Request)
 		}); ok {
-			mux.HandleFunc("/", nf.NotFound)
+			// The service API's paths are matched case-insensitively (the
+			// Node SDK sends /enrollmentgroups/…), so they are routed here.
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				if cfg.DPSService != nil && dps.Handles(r.URL.Path) {
+					cfg.DPSService.ServeHTTP(w, r)
+					return
+				}
+				nf.NotFound(w, r)
+			})
 		}
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -299,7 +311,7 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		ctx := withHTTPPeer(withRequestID(r.Context(), id), r.RemoteAddr, r.TLS)
 		r = r.WithContext(ctx)
 		limit := int64(maxRequestBytes)
-		if r.URL.Path == "/v1/enrollments:batchCreate" {
+		if r.URL.Path == "/v1/enrollments:batchCreate" || r.Method == http.MethodPost && (strings.EqualFold(r.URL.Path, "/enrollments") || strings.EqualFold(r.URL.Path, "/enrollmentGroups")) {
 			limit = maxBatchBytes
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)

@@ -5,6 +5,7 @@
 package record
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
@@ -77,9 +78,27 @@ type Group struct {
 	EKAllow    []string   `json:"ekallow,omitempty"`
 	SealedKeys []byte     `json:"sk,omitempty"`
 	Allocation Allocation `json:"alloc"`
-	Etag       string     `json:"etag"`
-	Created    time.Time  `json:"created"`
-	Updated    time.Time  `json:"updated"`
+	Settings
+	Etag    string    `json:"etag"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// Settings are an enrollment's device settings.
+type Settings struct {
+	Twin        json.RawMessage `json:"twin,omitempty"`
+	Edge        bool            `json:"edge,omitempty"`
+	Reprovision string          `json:"reprov,omitempty"`
+}
+
+// FromSettings converts domain settings.
+func FromSettings(d enrollment.DeviceSettings) Settings {
+	return Settings{Twin: d.InitialTwin, Edge: d.IoTEdge, Reprovision: string(d.Reprovision)}
+}
+
+// Domain converts back.
+func (r Settings) Domain() enrollment.DeviceSettings {
+	return enrollment.DeviceSettings{InitialTwin: r.Twin, IoTEdge: r.Edge, Reprovision: enrollment.Reprovision(r.Reprovision)}
 }
 
 // FromGroup converts a domain group.
@@ -89,13 +108,13 @@ func FromGroup(g *enrollment.Group, etag string) *Group {
 		mech = ""
 	}
 	return &Group{V: Version, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled, Mechanism: mech, EKAllow: g.EKAllowList, SealedKeys: g.SealedKeys,
-		Allocation: FromAllocation(g.Allocation), Etag: etag, Created: g.Created, Updated: g.Updated}
+		Allocation: FromAllocation(g.Allocation), Settings: FromSettings(g.DeviceSettings), Etag: etag, Created: g.Created, Updated: g.Updated}
 }
 
 // Domain converts back.
 func (r *Group) Domain() *enrollment.Group {
 	g := &enrollment.Group{ID: r.ID, CAName: r.CAName, Disabled: r.Disabled, Mechanism: enrollment.Mechanism(r.Mechanism),
-		EKAllowList: r.EKAllow, SealedKeys: r.SealedKeys, Allocation: r.Allocation.Domain(), Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+		EKAllowList: r.EKAllow, SealedKeys: r.SealedKeys, Allocation: r.Allocation.Domain(), DeviceSettings: r.Settings.Domain(), Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
 	g.Mechanism = g.EffectiveMechanism()
 	return g
 }
@@ -103,6 +122,7 @@ func (r *Group) Domain() *enrollment.Group {
 // ApplyUpdate copies the fields UpdateGroup may change.
 func (r *Group) ApplyUpdate(g *enrollment.Group, etag string) {
 	r.Disabled, r.EKAllow, r.Allocation, r.Updated, r.Etag = g.Disabled, g.EKAllowList, FromAllocation(g.Allocation), g.Updated, etag
+	r.Settings = FromSettings(g.DeviceSettings)
 }
 
 // Individual is a stored individual enrollment.
@@ -116,9 +136,10 @@ type Individual struct {
 	SealedKeys     []byte     `json:"sk,omitempty"`
 	Disabled       bool       `json:"disabled,omitempty"`
 	Allocation     Allocation `json:"alloc"`
-	Etag           string     `json:"etag"`
-	Created        time.Time  `json:"created"`
-	Updated        time.Time  `json:"updated"`
+	Settings
+	Etag    string    `json:"etag"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 }
 
 // FromIndividual converts a domain individual enrollment.
@@ -128,7 +149,7 @@ func FromIndividual(e *enrollment.Individual, etag string) *Individual {
 		mech = ""
 	}
 	return &Individual{V: Version, RegistrationID: e.RegistrationID, DeviceID: e.DeviceID, Mechanism: mech, Thumbprint: e.Thumbprint,
-		EKPublic: e.EKPublic, SealedKeys: e.SealedKeys, Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Etag: etag, Created: e.Created, Updated: e.Updated}
+		EKPublic: e.EKPublic, SealedKeys: e.SealedKeys, Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Settings: FromSettings(e.DeviceSettings), Etag: etag, Created: e.Created, Updated: e.Updated}
 }
 
 // Domain converts back.
@@ -138,13 +159,14 @@ func (r *Individual) Domain() *enrollment.Individual {
 		mech = enrollment.MechanismX509
 	}
 	return &enrollment.Individual{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Mechanism: mech, Thumbprint: r.Thumbprint,
-		EKPublic: r.EKPublic, SealedKeys: r.SealedKeys, Disabled: r.Disabled, Allocation: r.Allocation.Domain(),
+		EKPublic: r.EKPublic, SealedKeys: r.SealedKeys, Disabled: r.Disabled, Allocation: r.Allocation.Domain(), DeviceSettings: r.Settings.Domain(),
 		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
 }
 
 // ApplyUpdate copies the fields UpdateIndividual may change.
 func (r *Individual) ApplyUpdate(e *enrollment.Individual, etag string) {
 	r.DeviceID, r.Disabled, r.Allocation, r.Updated, r.Etag = e.DeviceID, e.Disabled, FromAllocation(e.Allocation), e.Updated, etag
+	r.Settings = FromSettings(e.DeviceSettings)
 }
 
 // Shard is a stored hub shard.
@@ -250,12 +272,13 @@ type AccessKey struct {
 	Name        string    `json:"name"`
 	Permissions []string  `json:"perms"`
 	SecretHash  []byte    `json:"hash"`
+	SealedSAS   []byte    `json:"sas,omitempty"`
 	Created     time.Time `json:"created"`
 }
 
 // FromAccessKey converts a domain access key.
 func FromAccessKey(k *access.Key) *AccessKey {
-	r := &AccessKey{V: Version, ID: k.ID, Name: k.Name, SecretHash: k.SecretHash, Created: k.Created}
+	r := &AccessKey{V: Version, ID: k.ID, Name: k.Name, SecretHash: k.SecretHash, SealedSAS: k.SealedSAS, Created: k.Created}
 	for _, p := range k.Permissions {
 		r.Permissions = append(r.Permissions, string(p))
 	}
@@ -264,7 +287,7 @@ func FromAccessKey(k *access.Key) *AccessKey {
 
 // Domain converts back.
 func (r *AccessKey) Domain() *access.Key {
-	k := &access.Key{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, Created: r.Created}
+	k := &access.Key{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, SealedSAS: r.SealedSAS, Created: r.Created}
 	for _, p := range r.Permissions {
 		k.Permissions = append(k.Permissions, access.Permission(p))
 	}

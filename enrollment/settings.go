@@ -1,0 +1,90 @@
+package enrollment
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
+)
+
+// MaxInitialTwin bounds an enrollment's initial twin (DPS allows 32 KB of
+// tags and desired properties together).
+const MaxInitialTwin = 32 << 10
+
+// Reprovision is what happens to a registered device's assignment when it
+// registers again after its enrollment's allocation changed: DPS's
+// reprovisionPolicy.
+type Reprovision string
+
+// Re-provisioning policies.
+const (
+	// ReprovisionMigrate moves the device and migrates its data (DPS's
+	// default: updateHubAssignment and migrateDeviceData both true).
+	ReprovisionMigrate Reprovision = ""
+	// ReprovisionReset moves the device and resets it to the enrollment's
+	// initial state.
+	ReprovisionReset Reprovision = "reset"
+	// ReprovisionNever keeps the device where it is.
+	ReprovisionNever Reprovision = "never"
+)
+
+// DeviceSettings are what an enrollment hands to the devices it admits
+// beyond their assignment.
+type DeviceSettings struct {
+	// InitialTwin is the device's initial twin as JSON:
+	// {"tags": {...}, "properties": {"desired": {...}}}; empty for none.
+	InitialTwin []byte
+	// IoTEdge marks the devices as IoT Edge devices.
+	IoTEdge     bool
+	Reprovision Reprovision
+}
+
+// Validate checks the settings' shape.
+func (d DeviceSettings) Validate() error {
+	switch d.Reprovision {
+	case ReprovisionMigrate, ReprovisionReset, ReprovisionNever:
+	default:
+		return fault.Invalidf("reprovision policy %q is not one of migrate, reset, never", d.Reprovision)
+	}
+	return ValidateInitialTwin(d.InitialTwin)
+}
+
+// ValidateInitialTwin checks a twin: a JSON object with at most "tags" (an
+// object) and "properties" holding at most "desired" (an object).
+func ValidateInitialTwin(twin []byte) error {
+	if len(twin) == 0 {
+		return nil
+	}
+	if len(twin) > MaxInitialTwin {
+		return fault.Invalidf("initialTwin is %d bytes, at most %d allowed", len(twin), MaxInitialTwin)
+	}
+	var t struct {
+		Tags       json.RawMessage `json:"tags"`
+		Properties *struct {
+			Desired json.RawMessage `json:"desired"`
+		} `json:"properties"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(twin))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return fault.Invalidf("initialTwin must be {\"tags\": {...}, \"properties\": {\"desired\": {...}}}: %v", err)
+	}
+	if dec.More() {
+		return fault.Invalidf("initialTwin has trailing data")
+	}
+	for name, v := range map[string]json.RawMessage{"initialTwin.tags": t.Tags, "initialTwin.properties.desired": desired(t.Properties)} {
+		if len(v) > 0 && !bytes.Equal(v, []byte("null")) && v[0] != '{' {
+			return fault.Invalidf("%s must be a JSON object", name)
+		}
+	}
+	return nil
+}
+
+func desired(p *struct {
+	Desired json.RawMessage `json:"desired"`
+}) json.RawMessage {
+	if p == nil {
+		return nil
+	}
+	return p.Desired
+}
