@@ -2,7 +2,7 @@
 // unmodified, with swtpm listening on TCP 2323 (where tss.js looks when no
 // /dev/tpm* exists), registering through Zerotouch's DPS-compatible API.
 // internal/e2e/compat_test.go starts swtpm and the server; this test
-// enrolls the TPM's EK through Zerotouch's REST management API first.
+// enrolls the TPM's EK with the DPS service client first.
 'use strict';
 
 const test = require('node:test');
@@ -14,6 +14,7 @@ const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { Http } = require('azure-iot-provisioning-device-http');
 const HttpBase = require('azure-iot-http-base').Http;
 const { TpmSecurityClient } = require('azure-iot-security-tpm');
+const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
 
 const fx = JSON.parse(fs.readFileSync(process.env.ZT_FIXTURE, 'utf8'));
 
@@ -29,29 +30,32 @@ function transport() {
   return new Http(base);
 }
 
-function enroll(registrationId, ek) {
-  const body = JSON.stringify({ registrationId, tpm: { endorsementKey: ek.toString('base64') } });
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: fx.host, port: fx.port, method: 'POST', path: '/v1/enrollments',
-      headers: { 'Authorization': 'Bearer ' + fx.ownerKey, 'Content-Type': 'application/json' } }, (res) => {
-      let data = '';
-      res.on('data', (c) => { data += c; });
-      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(data)) : reject(new Error(res.statusCode + ' ' + data))));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+const svc = ProvisioningServiceClient.fromConnectionString(fx.connectionString);
+svc._restApiClient._http.setOptions({ http: { agent: agent() } });
+
+async function enroll(registrationId, ek) {
+  const { responseBody } = await svc.createOrUpdateIndividualEnrollment({ registrationId, attestation: { type: 'tpm', tpm: { endorsementKey: ek.toString('base64') } } });
+  return responseBody;
 }
 
 // The TPM client's getters take callbacks only.
 const call = (fn) => new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
 
-test('TPM, individual enrollment, DPS flow', { timeout: 60000 }, async () => {
+test('TPM, individual enrollment, DPS flow', { timeout: 60000 }, async (t) => {
   const security = new TpmSecurityClient();
+  t.after(() => security._tpm.close()); // tss.js keeps its TCP connection to the TPM open otherwise
   const ek = await call((cb) => security.getEndorsementKey(cb));
   const registrationId = await call((cb) => security.getRegistrationId(cb));
+  // Refused first: the registration ID enrolled with another TPM's EK.
+  await enroll(registrationId, Buffer.from(fx.otherEk, 'base64'));
+  // (The SDK reads any 401 to its first PUT as the challenge, so a refusal
+  // without an authentication key surfaces as its FormatError.)
+  await assert.rejects(ProvisioningDeviceClient.create(fx.host, fx.idScope, transport(), security).register(),
+    (err) => err.name === 'UnauthorizedError' || err.name === 'FormatError');
+  await svc.deleteIndividualEnrollment(registrationId);
   const enrollment = await enroll(registrationId, ek);
-  assert.strictEqual(enrollment.registrationId, registrationId, 'Zerotouch derives the same registration ID from the EK as the SDK');
+  assert.strictEqual(enrollment.attestation.tpm.endorsementKey, ek.toString('base64'));
+  assert.strictEqual(enrollment.registrationId, registrationId);
   const client = ProvisioningDeviceClient.create(fx.host, fx.idScope, transport(), security);
   const result = await client.register();
   const state = result.registrationState || result;
@@ -59,5 +63,4 @@ test('TPM, individual enrollment, DPS flow', { timeout: 60000 }, async () => {
   assert.strictEqual(state.registrationId, registrationId);
   assert.strictEqual(state.assignedHub, fx.hub);
   assert.ok(state.tpm && state.tpm.authenticationKey, 'the hub key is delivered into the TPM');
-  security._tpm.close(); // tss.js keeps its TCP connection to the TPM open otherwise
 });

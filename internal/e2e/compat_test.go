@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/tpmdevice"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
@@ -104,23 +107,7 @@ func TestAzureDeviceSDK(t *testing.T) {
 		"x509Individual": individual,
 		"x509Stranger":   x509Device(t, strangerDev, stranger),
 	}
-	work := t.TempDir()
-	raw, _ := json.Marshal(fixture)
-	fixturePath, caPath := filepath.Join(work, "fixture.json"), filepath.Join(work, "ca.pem")
-	if err := os.WriteFile(fixturePath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(caPath, pki.CertPEM(e.serverCA.Cert), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), "node", "--test", "dps_device.test.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ZT_FIXTURE="+fixturePath, "NODE_EXTRA_CA_CERTS="+caPath)
-	out, err := cmd.CombinedOutput()
-	t.Logf("node --test:\n%s", out)
-	if err != nil || !strings.Contains(string(out), "# fail 0") {
-		t.Fatalf("the Azure IoT device SDK suite failed: %v", err)
-	}
+	runNode(t, dir, e, "dps_device.test.js", fixture)
 	for _, id := range []string{"node-sym-off", "nobody-enrolled", "node-x509-stranger"} {
 		e.assertNoRegistration(id)
 	}
@@ -174,19 +161,70 @@ func TestAzureTPMSDK(t *testing.T) {
 
 	e := start(t)
 	e.createShard("node-shard", 1)
-	fixture := map[string]any{"host": "localhost", "port": portOf(t, e.httpAddr), "idScope": idScope,
-		"hub": "node-shard.hubs.example.com", "ownerKey": e.ownerKey}
+	var otherEK []byte // another TPM's EK, for the wrong-TPM refusal
+	withTPM(t, tpmdevice.RSA, tpmdevice.Options{}, func(d *tpmdevice.Device) { otherEK = d.EKPublic() })
+	keyID, key := e.newSASKey("node-tpm", access.All...)
+	runNode(t, dir, e, "dps_tpm.test.js", map[string]any{"host": "localhost", "port": portOf(t, e.httpAddr), "idScope": idScope,
+		"hub": "node-shard.hubs.example.com", "connectionString": access.ConnectionString("localhost", keyID, key),
+		"otherEk": base64.StdEncoding.EncodeToString(otherEK)})
+}
+
+// runNode runs one node test file with a fixture and the server's CA
+// trusted through NODE_EXTRA_CA_CERTS, and fails unless every test passed.
+func runNode(t *testing.T, dir string, e *env, file string, fixture map[string]any) {
+	t.Helper()
 	work := t.TempDir()
 	raw, _ := json.Marshal(fixture)
 	fixturePath, caPath := filepath.Join(work, "fixture.json"), filepath.Join(work, "ca.pem")
-	os.WriteFile(fixturePath, raw, 0o600)
-	os.WriteFile(caPath, pki.CertPEM(e.serverCA.Cert), 0o600)
-	cmd := exec.CommandContext(t.Context(), "node", "--test", "dps_tpm.test.js")
+	if err := os.WriteFile(fixturePath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caPath, pki.CertPEM(e.serverCA.Cert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A hung SDK call must fail the test, not stall the suite.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "--test", file)
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "ZT_FIXTURE="+fixturePath, "NODE_EXTRA_CA_CERTS="+caPath)
 	out, err := cmd.CombinedOutput()
-	t.Logf("node --test:\n%s", out)
+	t.Logf("node --test %s:\n%s", file, out)
 	if err != nil || !strings.Contains(string(out), "# fail 0") {
-		t.Fatalf("the Azure IoT TPM SDK suite failed: %v", err)
+		t.Fatalf("the Azure IoT SDK suite %s failed: %v", file, err)
 	}
+}
+
+// TestAzureServiceSDK runs the real azure-iot-provisioning-service client
+// against Zerotouch's DPS service API: it creates symmetric-key and X.509
+// enrollments (individual and group), which the device SDK then registers
+// against; etags and 412; query paging; bulk with per-item errors;
+// registration states; a wrong key and a read-only policy.
+func TestAzureServiceSDK(t *testing.T) {
+	dir := requireCompat(t)
+	e := start(t)
+	e.createShard("node-shard", 1)
+	now := time.Now()
+	root, _ := pki.NewCA("Node Service Root", nil, now, 24*time.Hour)
+	inter, _ := pki.NewCA("Node Service Issuing", root, now, 24*time.Hour)
+	e.uploadCA("node-svc-root", root, true)
+	groupDev, _ := pki.NewDevice("node-svc-x509-device", inter, now, time.Hour)
+	self := leaf(t, pki.LeafTemplate("node-svc-x509-individual", now, time.Hour), nil)
+	ownerID, ownerKey := e.newSASKey("node-svc-owner", access.All...)
+	readerID, readerKey := e.newSASKey("node-svc-reader", access.EnrollmentRead)
+	runNode(t, dir, e, "dps_service.test.js", map[string]any{
+		"host": "localhost", "port": portOf(t, e.httpAddr), "idScope": idScope, "hub": "node-shard.hubs.example.com",
+		"connectionString":       access.ConnectionString("localhost", ownerID, ownerKey),
+		"readerConnectionString": access.ConnectionString("localhost", readerID, readerKey),
+		"caName":                 "node-svc-root",
+		"x509Group":              x509Device(t, groupDev, inter),
+		"x509Individual":         x509Device(t, self),
+	})
+	// What the service client created is what the native API sees.
+	if g, err := pb.NewEnrollmentServiceClient(e.admin).GetEnrollmentGroup(e.owner(), &pb.GetEnrollmentGroupRequest{Id: "svc-node-x509"}); err != nil || g.GetCaCertificate() != "node-svc-root" {
+		t.Fatalf("native view of the SDK-created group: %v %v", g, err)
+	}
+	e.assertNoEnrollment("svc-node-denied")
+	e.assertNoRegistration("svc-node-sym")
 }
