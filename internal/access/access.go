@@ -62,6 +62,10 @@ type Store interface {
 	CreateKey(ctx context.Context, k *Key) error
 	GetKey(ctx context.Context, id string) (*Key, error)
 	CountKeys(ctx context.Context) (int, error)
+	// ListKeys pages through keys ordered by ID; token "" starts.
+	ListKeys(ctx context.Context, token string, limit int) (keys []*Key, next string, err error)
+	// DeleteKey removes a key; NotFound if there is none.
+	DeleteKey(ctx context.Context, id string) error
 }
 
 const tokenPrefix = "ztk."

@@ -51,6 +51,7 @@ func commands() map[string]command {
 		"enrollment":   {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
 		"shard":        {"hub shards: create, get, list, update, delete", runShard},
 		"registration": {"registrations: get, list, delete", runRegistration},
+		"access-key":   {"access keys (and their DPS connection strings): create, list, delete", runAccessKey},
 		"pki":          {"mint evaluation certificates: ca, proof, device", runPKI},
 		"bench":        {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
 	}

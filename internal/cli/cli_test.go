@@ -6,9 +6,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,11 +20,48 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/internal/app"
 	"github.com/zerotouch/zerotouch/internal/cli"
 	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/pki"
 )
+
+// dpsGet calls the DPS service API as the Azure SDKs do: a SAS token made
+// from a connection string, signed for its HostName.
+func dpsGet(t *testing.T, connectionString, addr, caFile, path string) (int, string) {
+	t.Helper()
+	parts := map[string]string{}
+	for _, kv := range strings.Split(connectionString, ";") {
+		k, v, _ := strings.Cut(kv, "=")
+		parts[k] = v
+	}
+	key, err := base64.StdEncoding.DecodeString(parts["SharedAccessKey"])
+	if err != nil {
+		t.Fatalf("connection string %q: %v", connectionString, err)
+	}
+	certs, err := pki.LoadCertificates(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	for _, c := range certs {
+		roots.AddCert(c)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	req, _ := http.NewRequest("GET", "https://"+parts["HostName"]+":"+port+path+"?api-version=2021-10-01", nil)
+	req.Header.Set("Authorization", symkey.Sign(key, parts["HostName"], time.Now().Add(time.Hour), parts["SharedAccessKeyName"]))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tr.CloseIdleConnections()
+	res, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
 
 // TestWalkThrough runs the README's five-minute walk-through with the real
 // CLI against a real dev-mode server: upload a CA, verify it, create a
@@ -148,6 +189,51 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("symmetric group: %s", out)
 	}
 	run(2, "enrollment", "create", "sym-dev-2", "--symmetric", "--primary-key", "%%%")
+
+	// The owner's DPS connection string works against the DPS service API.
+	cs, err := os.ReadFile(filepath.Join(dataDir, app.OwnerDPSFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(dataDir, app.OwnerDPSFile)); st.Mode().Perm() != 0o600 {
+		t.Fatalf("owner.dps mode %v", st.Mode().Perm())
+	}
+	if code, body := dpsGet(t, strings.TrimSpace(string(cs)), httpAddr, filepath.Join(dataDir, "pki", "ca.pem"), "/enrollments/sym-dev"); code != 200 || !strings.Contains(body, `"registrationId":"sym-dev"`) {
+		t.Fatalf("DPS service API with owner.dps: %d %s", code, body)
+	}
+
+	// Access keys: a read-only key reads and cannot configure; deleted, it
+	// stops working, bearer token and DPS connection string alike.
+	out = run(0, "access-key", "create", "auditor", "--permissions", "EnrollmentRead,RegistrationStatusRead", "--dps-host", "localhost")
+	m := regexp.MustCompile(`access key (\S+) created[\s\S]*bearer token: (\S+)\nDPS connection string: (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("access-key create printed %q", out)
+	}
+	auditorID, auditor, auditorCS := m[1], m[2], m[3]
+	run(0, "enrollment", "list", "--access-key", auditor)
+	if out := run(1, "shard", "create", "hub-2", "--hostname", "hub2.example.com", "--access-key", auditor); !strings.Contains(out, "PERMISSION_DENIED") {
+		t.Fatalf("auditor configuring: %s", out)
+	}
+	if code, _ := dpsGet(t, auditorCS, httpAddr, filepath.Join(dataDir, "pki", "ca.pem"), "/enrollments/sym-dev"); code != 200 {
+		t.Fatalf("auditor's connection string: %d", code)
+	}
+	if out := run(0, "access-key", "list"); strings.Count(out, `"id"`) != 2 || !regexp.MustCompile(`"hasSharedAccessKey":\s*true`).MatchString(out) {
+		t.Fatalf("access-key list: %s", out)
+	}
+	if out := run(1, "access-key", "create", "bad", "--permissions", "Everything"); !strings.Contains(out, "FIELD_INVALID") {
+		t.Fatalf("unknown permission: %s", out)
+	}
+	if out := run(1, "access-key", "delete", "owner"); !strings.Contains(out, "cannot delete itself") {
+		t.Fatalf("self-delete: %s", out)
+	}
+	run(2, "access-key", "create", "nopes")
+	run(0, "access-key", "delete", auditorID)
+	if out := run(1, "enrollment", "list", "--access-key", auditor); !strings.Contains(out, "UNAUTHENTICATED") {
+		t.Fatalf("deleted key: %s", out)
+	}
+	if code, _ := dpsGet(t, auditorCS, httpAddr, filepath.Join(dataDir, "pki", "ca.pem"), "/enrollments/sym-dev"); code != 401 {
+		t.Fatalf("deleted key's connection string: %d", code)
+	}
 
 	// Usage and access errors.
 	run(2, "ca", "create")

@@ -23,6 +23,7 @@ import (
 var managementFiles = []protoreflect.FileDescriptor{
 	pb.File_zerotouch_v1_ca_proto, pb.File_zerotouch_v1_enrollment_proto,
 	pb.File_zerotouch_v1_hub_proto, pb.File_zerotouch_v1_registration_proto,
+	pb.File_zerotouch_v1_access_proto,
 }
 
 // TestManagementRequiresAccessKey calls every management RPC, discovered
@@ -456,5 +457,59 @@ func TestProofOfPossession(t *testing.T) {
 	got, _ = cas.GetCaCertificate(ctx, &pb.GetCaCertificateRequest{Name: "pop"})
 	if !got.GetVerified() || got.GetSha256Thumbprint() == "" || got.GetNotAfter() == nil || !strings.Contains(got.GetSubject(), "PoP Root") {
 		t.Fatalf("CA after verification: %v", got)
+	}
+}
+
+// TestAccessKeyManagement creates, lists and deletes access keys; every
+// malformed request is refused with nothing written.
+func TestAccessKeyManagement(t *testing.T) {
+	e := start(t)
+	cl := pb.NewAccessKeyServiceClient(e.admin)
+	before, _ := e.store.CountKeys(t.Context())
+	for name, req := range map[string]*pb.CreateAccessKeyRequest{
+		"no name":            {Permissions: []string{"EnrollmentRead"}},
+		"bad name":           {Name: "a b", Permissions: []string{"EnrollmentRead"}},
+		"long name":          {Name: strings.Repeat("n", 129), Permissions: []string{"EnrollmentRead"}},
+		"no permissions":     {Name: "k"},
+		"unknown permission": {Name: "k", Permissions: []string{"enrollmentread"}},
+		"twice":              {Name: "k", Permissions: []string{"EnrollmentRead", "EnrollmentRead"}},
+	} {
+		if _, err := cl.CreateAccessKey(e.owner(), req); codeOf(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	if n, _ := e.store.CountKeys(t.Context()); n != before {
+		t.Fatalf("refused creates wrote keys: %d, want %d", n, before)
+	}
+	res, err := cl.CreateAccessKey(e.owner(), &pb.CreateAccessKeyRequest{Name: "ops", Permissions: []string{"ServiceConfig"}})
+	if err != nil || len(res.GetSharedAccessKey()) != 32 || !strings.HasPrefix(res.GetToken(), "ztk."+res.GetAccessKey().GetId()+".") || !res.GetAccessKey().GetHasSharedAccessKey() {
+		t.Fatalf("create: %v %v", res, err)
+	}
+	plain, err := cl.CreateAccessKey(e.owner(), &pb.CreateAccessKeyRequest{Name: "plain", Permissions: []string{"EnrollmentRead"}, NoSharedAccessKey: true})
+	if err != nil || plain.GetSharedAccessKey() != nil || plain.GetAccessKey().GetHasSharedAccessKey() {
+		t.Fatalf("create without a shared access key: %v %v", plain, err)
+	}
+	list, err := cl.ListAccessKeys(as(t.Context(), res.GetToken()), &pb.ListAccessKeysRequest{})
+	if err != nil || len(list.GetAccessKeys()) != before+2 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	for _, k := range list.GetAccessKeys() {
+		if strings.Contains(k.String(), "ztk.") {
+			t.Fatal("a listed key shows its secret")
+		}
+	}
+	// The new key manages keys; it cannot delete itself.
+	ops := as(t.Context(), res.GetToken())
+	if _, err := cl.DeleteAccessKey(ops, &pb.DeleteAccessKeyRequest{Id: res.GetAccessKey().GetId()}); codeOf(err) != codes.FailedPrecondition {
+		t.Fatalf("self-delete: %v", err)
+	}
+	if _, err := cl.DeleteAccessKey(ops, &pb.DeleteAccessKeyRequest{Id: "nobody"}); codeOf(err) != codes.NotFound {
+		t.Fatalf("delete unknown: %v", err)
+	}
+	if _, err := cl.DeleteAccessKey(ops, &pb.DeleteAccessKeyRequest{Id: plain.GetAccessKey().GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewEnrollmentServiceClient(e.admin).ListEnrollments(as(t.Context(), plain.GetToken()), &pb.ListEnrollmentsRequest{}); codeOf(err) != codes.Unauthenticated {
+		t.Fatalf("deleted key: %v", err)
 	}
 }

@@ -120,6 +120,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterEnrollmentServiceServer(s.grpc, svc)
 	pb.RegisterHubServiceServer(s.grpc, svc)
 	pb.RegisterRegistrationServiceServer(s.grpc, svc)
+	pb.RegisterAccessKeyServiceServer(s.grpc, svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
@@ -131,6 +132,7 @@ func New(cfg Config) (*Server, error) {
 		pb.RegisterEnrollmentServiceHandlerServer(ctx, gw, svc),
 		pb.RegisterHubServiceHandlerServer(ctx, gw, svc),
 		pb.RegisterRegistrationServiceHandlerServer(ctx, gw, svc),
+		pb.RegisterAccessKeyServiceHandlerServer(ctx, gw, svc),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("server: register gateway: %w", err)

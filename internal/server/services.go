@@ -36,6 +36,7 @@ type services struct {
 	pb.UnsafeEnrollmentServiceServer
 	pb.UnsafeHubServiceServer
 	pb.UnsafeRegistrationServiceServer
+	pb.UnsafeAccessKeyServiceServer
 
 	prov  *provisioning.Service
 	admin *admin.Service
@@ -45,15 +46,8 @@ type services struct {
 
 // authorize authenticates the caller's access key and checks p.
 func (s *services) authorize(ctx context.Context, p access.Permission) error {
-	token, ok := strings.CutPrefix(firstMetadata(ctx, "authorization"), "Bearer ")
-	if !ok {
-		return fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid access key is required (authorization: Bearer ztk...)")
-	}
-	k, err := access.Authenticate(ctx, s.store, strings.TrimSpace(token))
-	if err != nil {
-		return err
-	}
-	return access.Require(k, p)
+	_, err := s.caller(ctx, p)
+	return err
 }
 
 func (s *services) fail(ctx context.Context, err error) error {

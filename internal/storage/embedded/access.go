@@ -36,3 +36,16 @@ func (s *Store) CountKeys(ctx context.Context) (int, error) {
 	})
 	return n, err
 }
+
+// ListKeys implements access.Store.
+func (s *Store) ListKeys(ctx context.Context, token string, limit int) ([]*access.Key, string, error) {
+	return accessKeys.list(ctx, s, token, limit)
+}
+
+// DeleteKey implements access.Store.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		_, err := accessKeys.loadForDelete(tx, id, "")
+		return err
+	})
+}

@@ -267,6 +267,16 @@ func (s *Store) GetKey(ctx context.Context, id string) (*access.Key, error) {
 	return accessKeys.get(ctx, s, id)
 }
 
+// ListKeys implements access.Store.
+func (s *Store) ListKeys(ctx context.Context, token string, limit int) ([]*access.Key, string, error) {
+	return accessKeys.page(ctx, s, token, limit)
+}
+
+// DeleteKey implements access.Store.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	return accessKeys.remove(ctx, s, id, "", nil, nil, nil)
+}
+
 // CountKeys implements access.Store.
 func (s *Store) CountKeys(ctx context.Context) (int, error) {
 	n, err := s.c.ZCard(ctx, accessKeys.list(s)).Result()

@@ -731,6 +731,44 @@ func testAccessKeys(t *testing.T, s Store) {
 	if n != 1 {
 		t.Fatalf("CountKeys = %d", n)
 	}
+
+	// A key with a sealed shared access key keeps it; keys list in ID
+	// order, page by page; a deleted key no longer authenticates.
+	_, k2, err := access.Generate(rand.Reader, "dps", []access.Permission{access.EnrollmentRead}, t0)
+	must(t, err, "Generate")
+	k2.SealedSAS = []byte{9, 8, 7}
+	must(t, s.CreateKey(ctx, k2), "CreateKey(with SAS)")
+	got2, err := s.GetKey(ctx, k2.ID)
+	must(t, err, "GetKey")
+	if string(got2.SealedSAS) != "\x09\x08\x07" || got2.Name != "dps" || len(got2.Permissions) != 1 {
+		t.Fatalf("GetKey = %+v", got2)
+	}
+	var ids []string
+	for tok, pages := "", 0; ; pages++ {
+		keys, next, err := s.ListKeys(ctx, tok, 1)
+		must(t, err, "ListKeys")
+		for _, k := range keys {
+			ids = append(ids, k.ID)
+		}
+		if next == "" || pages > 5 {
+			break
+		}
+		tok = next
+	}
+	want := []string{k.ID, k2.ID}
+	if k2.ID < k.ID {
+		want = []string{k2.ID, k.ID}
+	}
+	if len(ids) != 2 || ids[0] != want[0] || ids[1] != want[1] {
+		t.Fatalf("ListKeys = %v, want %v", ids, want)
+	}
+	must(t, s.DeleteKey(ctx, k.ID), "DeleteKey")
+	wantKind(t, s.DeleteKey(ctx, k.ID), fault.NotFound, "DeleteKey again")
+	_, err = access.Authenticate(ctx, s, token)
+	wantKind(t, err, fault.Unauthenticated, "Authenticate(deleted key)")
+	if n, _ = s.CountKeys(ctx); n != 1 {
+		t.Fatalf("CountKeys after delete = %d", n)
+	}
 }
 
 func newChallenge(id string) *attestation.Challenge {

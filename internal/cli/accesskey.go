@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zerotouch/zerotouch/internal/access"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+func runAccessKey(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "create", "list", "delete")
+	if err != nil {
+		return err
+	}
+	fs, c := opFlags("access-key "+sub, env)
+	perms := fs.String("permissions", "", "comma-separated: "+joinPerms()+" (create)")
+	noDPS := fs.Bool("no-dps", false, "make no DPS shared access key, only the bearer token (create)")
+	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string (default: the --server host) (create)")
+	want := []string{"NAME"}
+	switch sub {
+	case "list":
+		want = nil
+	case "delete":
+		want = []string{"ID"}
+	}
+	pos, err := parse(fs, args, want...)
+	if err != nil {
+		return err
+	}
+	if sub == "create" && *perms == "" {
+		return fmt.Errorf("%w: --permissions is required", errUsage)
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		cl := pb.NewAccessKeyServiceClient(cc)
+		switch sub {
+		case "create":
+			res, err := cl.CreateAccessKey(ctx, &pb.CreateAccessKeyRequest{Name: pos[0], Permissions: strings.Split(*perms, ","), NoSharedAccessKey: *noDPS})
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(env.Stdout, "access key %s created; its secrets are shown once.\nbearer token: %s\n", res.GetAccessKey().GetId(), res.GetToken())
+			if len(res.GetSharedAccessKey()) > 0 {
+				host := *dpsHost
+				if host == "" {
+					if host, _, err = net.SplitHostPort(c.server); err != nil {
+						host = c.server
+					}
+				}
+				fmt.Fprintf(env.Stdout, "DPS connection string: %s\n", access.ConnectionString(host, res.GetAccessKey().GetId(), res.GetSharedAccessKey()))
+			}
+			return res.GetAccessKey(), nil
+		case "delete":
+			_, err := cl.DeleteAccessKey(ctx, &pb.DeleteAccessKeyRequest{Id: pos[0]})
+			return nil, err
+		}
+		all, err := allPages(func(token string) ([]*pb.AccessKey, string, error) {
+			p, err := cl.ListAccessKeys(ctx, &pb.ListAccessKeysRequest{PageSize: 500, PageToken: token})
+			return p.GetAccessKeys(), p.GetNextPageToken(), err
+		})
+		return &pb.ListAccessKeysResponse{AccessKeys: all}, err
+	})
+}
+
+func joinPerms() string {
+	var s []string
+	for _, p := range access.All {
+		s = append(s, string(p))
+	}
+	return strings.Join(s, ",")
+}
