@@ -52,6 +52,7 @@ func commands() map[string]command {
 		"shard":        {"hub shards: create, get, list, update, delete", runShard},
 		"registration": {"registrations: get, list, delete", runRegistration},
 		"access-key":   {"access keys (and their DPS connection strings): create, list, delete", runAccessKey},
+		"dps-import":   {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
 		"pki":          {"mint evaluation certificates: ca, proof, device", runPKI},
 		"bench":        {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
 	}

@@ -115,8 +115,8 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 	switch att.Type {
 	case "x509":
 		x := att.X509
-		if x == nil || x.ClientCertificates == nil || x.ClientCertificates.Primary == nil || x.ClientCertificates.Primary.Certificate == "" {
-			return nil, fault.Invalidf("attestation.x509.clientCertificates.primary.certificate is required")
+		if x == nil || x.ClientCertificates == nil || x.ClientCertificates.Primary == nil {
+			return nil, fault.Invalidf("attestation.x509.clientCertificates.primary is required")
 		}
 		if x.SigningCertificates != nil || x.CAReferences != nil {
 			return nil, fault.Invalidf("an individual enrollment takes clientCertificates, not signingCertificates or caReferences")
@@ -124,10 +124,22 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 		if x.ClientCertificates.Secondary != nil {
 			return nil, fault.Invalidf("attestation.x509.clientCertificates.secondary is not supported; enroll the certificate that the device presents")
 		}
-		text, err := certificateText("attestation.x509.clientCertificates.primary.certificate", x.ClientCertificates.Primary.Certificate)
-		if err != nil {
-			return nil, err
+		// The certificate, or (as DPS answers a GET, so that exported
+		// enrollments import) only its SHA-256 thumbprint.
+		p := x.ClientCertificates.Primary
+		var text string
+		switch {
+		case p.Certificate != "":
+			var err error
+			if text, err = certificateText("attestation.x509.clientCertificates.primary.certificate", p.Certificate); err != nil {
+				return nil, err
+			}
+		case p.Info != nil && p.Info.SHA256Thumbprint != "":
+			e.Thumbprint = p.Info.SHA256Thumbprint
+		default:
+			return nil, fault.Invalidf("attestation.x509.clientCertificates.primary needs certificate or info.sha256Thumbprint")
 		}
+		var err error
 		if e, err = s.Admin.CreateIndividual(ctx, e, text); err != nil {
 			return nil, err
 		}
@@ -173,6 +185,11 @@ func (s *Service) sameIndividualAttestation(cur *enrollment.Individual, att *Att
 	}
 	switch cur.Mechanism {
 	case enrollment.MechanismX509:
+		if x := att.X509; x != nil && x.ClientCertificates != nil && x.ClientCertificates.Primary != nil && x.ClientCertificates.Primary.Certificate == "" &&
+			x.ClientCertificates.Primary.Info != nil && x.ClientCertificates.Primary.Info.SHA256Thumbprint != "" &&
+			!strings.EqualFold(x.ClientCertificates.Primary.Info.SHA256Thumbprint, cur.Thumbprint) {
+			return immutable
+		}
 		if x := att.X509; x != nil && x.ClientCertificates != nil && x.ClientCertificates.Primary != nil && x.ClientCertificates.Primary.Certificate != "" {
 			text, err := certificateText("attestation.x509.clientCertificates.primary.certificate", x.ClientCertificates.Primary.Certificate)
 			if err != nil {
@@ -302,21 +319,31 @@ func (s *Service) groupCA(ctx context.Context, x *X509Attestation) (string, erro
 		return refs.Primary, nil
 	}
 	sc := x.SigningCertificates
-	if sc == nil || sc.Primary == nil || sc.Primary.Certificate == "" {
-		return "", fault.Invalidf("attestation.x509.caReferences.primary or signingCertificates.primary.certificate is required")
+	if sc == nil || sc.Primary == nil {
+		return "", fault.Invalidf("attestation.x509.caReferences.primary or signingCertificates.primary is required")
 	}
 	if sc.Secondary != nil {
 		return "", fault.Invalidf("attestation.x509.signingCertificates.secondary is not supported")
 	}
-	text, err := certificateText("attestation.x509.signingCertificates.primary.certificate", sc.Primary.Certificate)
-	if err != nil {
-		return "", err
+	// The certificate, or only its SHA-256 thumbprint (as a DPS GET shows it).
+	var thumb string
+	switch {
+	case sc.Primary.Certificate != "":
+		text, err := certificateText("attestation.x509.signingCertificates.primary.certificate", sc.Primary.Certificate)
+		if err != nil {
+			return "", err
+		}
+		cert, err := enrollment.ParseCertificatePEM("attestation.x509.signingCertificates.primary.certificate", text)
+		if err != nil {
+			return "", err
+		}
+		thumb = enrollment.Thumbprint(cert.Raw)
+	case sc.Primary.Info != nil && enrollment.ValidThumbprint(sc.Primary.Info.SHA256Thumbprint):
+		thumb = strings.ToLower(sc.Primary.Info.SHA256Thumbprint)
+	default:
+		return "", fault.Invalidf("attestation.x509.signingCertificates.primary needs certificate or info.sha256Thumbprint (64 hex digits)")
 	}
-	cert, err := enrollment.ParseCertificatePEM("attestation.x509.signingCertificates.primary.certificate", text)
-	if err != nil {
-		return "", err
-	}
-	ca, err := s.Store.FindCAByThumbprint(ctx, enrollment.Thumbprint(cert.Raw))
+	ca, err := s.Store.FindCAByThumbprint(ctx, thumb)
 	if errors.Is(err, fault.ErrNotFound) {
 		return "", fault.New(fault.FailedPrecondition, fault.CANotVerified,
 			"the signing certificate is not an uploaded CA; upload it and prove possession of its key first (zerotouch ca create / ca verify)")

@@ -424,6 +424,8 @@ func TestDPSServiceMalformed(t *testing.T) {
 		"short symmetric key":          `{"attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"AAAA"}}}`,
 		"symmetric key not base64":     `{"attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"!!"}}}`,
 		"x509 without certificate":     `{"attestation":{"type":"x509","x509":{}}}`,
+		"x509 empty primary":           `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{}}}}}`,
+		"x509 thumbprint not hex":      `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"info":{"sha256Thumbprint":"xyz"}}}}}}`,
 		"x509 certificate garbage":     `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":"bm90IGEgY2VydA=="}}}}}`,
 		"x509 certificate not base64":  `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":"%%%"}}}}}`,
 		"x509 secondary":               `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":"AA=="},"secondary":{"certificate":"AA=="}}}}}`,
@@ -446,12 +448,13 @@ func TestDPSServiceMalformed(t *testing.T) {
 		})
 	}
 	groups := map[string]string{
-		"tpm group":             `{"attestation":{"type":"tpm","tpm":{"endorsementKey":"AA=="}}}`,
-		"x509 client certs":     `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":"AA=="}}}}}`,
-		"two CA references":     `{"attestation":{"type":"x509","x509":{"caReferences":{"primary":"a","secondary":"b"}}}}`,
-		"unknown CA reference":  `{"attestation":{"type":"x509","x509":{"caReferences":{"primary":"nobody"}}}}`,
-		"group ID not the path": `{"enrollmentGroupId":"other","attestation":{"type":"symmetricKey"}}`,
-		"bad group ID":          `{"enrollmentGroupId":"mal/g","attestation":{"type":"symmetricKey"}}`,
+		"tpm group":              `{"attestation":{"type":"tpm","tpm":{"endorsementKey":"AA=="}}}`,
+		"x509 client certs":      `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":"AA=="}}}}}`,
+		"two CA references":      `{"attestation":{"type":"x509","x509":{"caReferences":{"primary":"a","secondary":"b"}}}}`,
+		"unknown CA reference":   `{"attestation":{"type":"x509","x509":{"caReferences":{"primary":"nobody"}}}}`,
+		"signing thumbprint bad": `{"attestation":{"type":"x509","x509":{"signingCertificates":{"primary":{"info":{"sha256Thumbprint":"00"}}}}}}`,
+		"group ID not the path":  `{"enrollmentGroupId":"other","attestation":{"type":"symmetricKey"}}`,
+		"bad group ID":           `{"enrollmentGroupId":"mal/g","attestation":{"type":"symmetricKey"}}`,
 	}
 	for name, body := range groups {
 		t.Run("group "+name, func(t *testing.T) {

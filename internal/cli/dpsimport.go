@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/zerotouch/zerotouch/internal/app"
+	"github.com/zerotouch/zerotouch/internal/dps"
+)
+
+// runDPSImport copies enrollment groups and individual enrollments from a
+// DPS service API (Azure DPS) into Zerotouch's.
+func runDPSImport(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("dps-import", flag.ContinueOnError)
+	c := &conn{}
+	c.register(fs, env, defaultGRPCServer)
+	from := fs.String("from", env.Getenv("ZEROTOUCH_DPS_FROM"), "the source DPS's service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…)")
+	to := fs.String("to", env.Getenv("ZEROTOUCH_DPS_TO"), "Zerotouch's DPS connection string (default: the data directory's owner.dps)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *from == "" {
+		return fmt.Errorf("%w: --from is required", errUsage)
+	}
+	if *to == "" {
+		raw, err := os.ReadFile(filepath.Join(c.dataDir, app.OwnerDPSFile))
+		if err != nil {
+			return fmt.Errorf("no target: pass --to or run next to the data directory (%w)", err)
+		}
+		*to = strings.TrimSpace(string(raw))
+	}
+	cfg, err := c.tlsConfig(nil)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	src, err := dps.NewClient(*from, hc)
+	if err != nil {
+		return fmt.Errorf("%w: --from: %v", errUsage, err)
+	}
+	dst, err := dps.NewClient(*to, hc)
+	if err != nil {
+		return fmt.Errorf("%w: --to: %v", errUsage, err)
+	}
+	var ok, refused int
+	err = dps.Import(ctx, src, dst, func(r dps.ImportResult) {
+		if r.Err != nil {
+			refused++
+			fmt.Fprintf(env.Stdout, "REFUSED %s %s: %v\n", r.Kind, r.ID, r.Err)
+			return
+		}
+		ok++
+		fmt.Fprintf(env.Stdout, "imported %s %s\n", r.Kind, r.ID)
+		for _, n := range r.Notes {
+			fmt.Fprintf(env.Stdout, "  note: %s\n", n)
+		}
+	})
+	fmt.Fprintf(env.Stdout, "%d imported, %d refused\n", ok, refused)
+	if err != nil {
+		return err
+	}
+	if refused > 0 {
+		return fmt.Errorf("%d enrollments were refused (see above); fix them and run again (imports are idempotent)", refused)
+	}
+	return nil
+}
