@@ -45,8 +45,8 @@ func TestDPSImport(t *testing.T) {
 	for path, body := range map[string]string{
 		"/enrollments/imp-sym": `{"deviceId":"imp-sym-dev","attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"` + symKey + `"}},
 			"initialTwin":{"tags":{"a":"b"}},"iotHubs":["imp-hub.hubs.example.com"],"provisioningStatus":"enabled"}`,
-		"/enrollments/imp-x509": `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":` + mustJSON(string(pki.CertPEM(self.Cert))) + `}}}}}`,
-		"/enrollments/imp-tpm":  `{"attestation":{"type":"tpm","tpm":{"endorsementKey":"` + base64.StdEncoding.EncodeToString(ek) + `"}}}`,
+		"/enrollments/imp-x509":             `{"attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":` + mustJSON(string(pki.CertPEM(self.Cert))) + `}}}}}`,
+		"/enrollments/imp-tpm":              `{"attestation":{"type":"tpm","tpm":{"endorsementKey":"` + base64.StdEncoding.EncodeToString(ek) + `"}}}`,
 		"/enrollmentGroups/imp-group":       `{"attestation":{"type":"x509","x509":{"caReferences":{"primary":"imp-root"}}}}`,
 		"/enrollmentGroups/imp-other-group": `{"attestation":{"type":"x509","x509":{"caReferences":{"primary":"imp-other"}}}}`,
 		"/enrollmentGroups/imp-sym-group":   `{"attestation":{"type":"symmetricKey"},"provisioningStatus":"disabled"}`,
