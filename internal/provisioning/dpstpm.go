@@ -201,7 +201,7 @@ func (s *Service) completeDPSTPM(ctx context.Context, req DPSTPMRequest) (*regis
 	}
 	sum := sha256.Sum256(hubKey)
 	p := plan{regID: ind.RegistrationID, deviceID: ind.EffectiveDeviceID(), thumbprint: ekHash, attType: registry.TPM,
-		individual: true, alloc: ind.Allocation,
+		individual: true, alloc: ind.Allocation, settings: ind.DeviceSettings,
 		cred: registry.Credential{Type: registry.TPM, TPMEKHash: ekHash, SymmetricKeyHash: hex.EncodeToString(sum[:])}}
 	reg, err := s.record(ctx, p, now)
 	if err != nil {

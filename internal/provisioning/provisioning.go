@@ -171,7 +171,7 @@ func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error
 		if ind.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
 		}
-		out.deviceID, out.alloc, out.individual = ind.EffectiveDeviceID(), ind.Allocation, true
+		out.deviceID, out.alloc, out.settings, out.individual = ind.EffectiveDeviceID(), ind.Allocation, ind.DeviceSettings, true
 	} else {
 		var anchors []*x509.Certificate
 		verified := false
@@ -212,7 +212,7 @@ func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error
 		if anchor.Group.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", anchor.Group.ID)
 		}
-		out.deviceID, out.alloc, out.groupID = regID, anchor.Group.Allocation, anchor.Group.ID
+		out.deviceID, out.alloc, out.settings, out.groupID = regID, anchor.Group.Allocation, anchor.Group.DeviceSettings, anchor.Group.ID
 		out.cred.CAThumbprint = anchor.CA.Thumbprint
 	}
 	out.cred.Type, out.cred.X509Thumbprint = registry.X509, out.thumbprint
@@ -228,6 +228,7 @@ type plan struct {
 	attType    registry.AttestationType
 	individual bool
 	alloc      enrollment.Allocation
+	settings   enrollment.DeviceSettings
 	cred       registry.Credential
 }
 
@@ -262,15 +263,34 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 		if err != nil {
 			return nil, err
 		}
-		if existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual &&
+		target, err := s.reprovision(ctx, p, existing)
+		if err != nil {
+			return nil, err
+		}
+		if target == nil && existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual &&
 			existing.AttestationType == p.attType && sameCredential(ident.Credential, cred) {
 			return existing, nil // idempotent: nothing changed
 		}
-		// Same device, new credential (a renewed certificate, a new bound
-		// key) or a new enrollment: keep the shard and device ID, update.
+		// Same device: a new credential (a renewed certificate, a new bound
+		// key), a new enrollment, or a move. The device ID stays.
 		upd := *existing
 		upd.CredentialThumbprint, upd.GroupID, upd.Individual, upd.AttestationType, upd.Updated = p.thumbprint, p.groupID, p.individual, p.attType, now
 		ident.Credential, ident.Version, ident.Updated = cred, ident.Version+1, now
+		if target != nil {
+			upd.Shard, upd.AssignedHub, ident.Shard = target.ID, target.Hostname, target.ID
+			switch {
+			case target.ID == existing.InitialShard:
+				upd.Substatus = registry.ReprovisionedToInitialAssignment
+			case p.settings.Reprovision == enrollment.ReprovisionReset:
+				upd.Substatus = registry.DeviceDataReset
+			default:
+				upd.Substatus = registry.DeviceDataMigrated
+			}
+			if p.settings.Reprovision == enrollment.ReprovisionReset {
+				ident.InitialTwin, ident.IoTEdge = p.settings.InitialTwin, p.settings.IoTEdge
+			}
+			s.log(slog.LevelInfo, "device re-provisioned", "registration_id", p.regID, "from", existing.Shard, "to", target.ID, "substatus", upd.Substatus)
+		}
 		etag, err := s.Registry.UpdateRegistration(ctx, &upd, ident)
 		if fault.KindOf(err) == fault.Conflict {
 			continue
@@ -292,11 +312,11 @@ func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, 
 	reg := &registry.Registration{
 		RegistrationID: p.regID, DeviceID: p.deviceID, Shard: shard.ID, AssignedHub: shard.Hostname,
 		Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: p.attType,
-		GroupID: p.groupID, Individual: p.individual, CredentialThumbprint: p.thumbprint, Created: now, Updated: now,
+		GroupID: p.groupID, Individual: p.individual, CredentialThumbprint: p.thumbprint, InitialShard: shard.ID, Created: now, Updated: now,
 	}
 	ident := &registry.Identity{
 		DeviceID: p.deviceID, RegistrationID: p.regID, Shard: shard.ID, Status: registry.IdentityEnabled,
-		Credential: cred, Version: 1, Created: now, Updated: now,
+		Credential: cred, InitialTwin: p.settings.InitialTwin, IoTEdge: p.settings.IoTEdge, Version: 1, Created: now, Updated: now,
 	}
 	etag, err := s.Registry.CreateRegistration(ctx, reg, ident)
 	if err != nil {
@@ -306,11 +326,55 @@ func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, 
 	return reg, nil
 }
 
+// reprovision decides, for a device that registers again, whether it
+// moves (DPS's reprovisionPolicy): it returns the shard to move to, or nil
+// to stay. With ReprovisionNever the device stays. Otherwise the
+// enrollment's allocation is evaluated again; a device stays where it is
+// when that gives its current shard, or when its shard is draining (which
+// keeps its devices) and still allowed by the enrollment. When no shard is
+// available the device stays on its shard if that is still usable.
+func (s *Service) reprovision(ctx context.Context, p plan, existing *registry.Registration) (*allocation.Shard, error) {
+	if p.settings.Reprovision == enrollment.ReprovisionNever {
+		return nil, nil
+	}
+	all, err := s.Shards.AllShards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	allowed := func(id string) bool { return len(p.alloc.Shards) == 0 || slices.Contains(p.alloc.Shards, id) }
+	var current *allocation.Shard
+	for _, sh := range all {
+		if sh.ID == existing.Shard {
+			current = sh
+		}
+	}
+	usable := current != nil && allowed(current.ID) && current.State != allocation.Disabled &&
+		(p.alloc.Policy != enrollment.PolicyStatic || current.ID == p.alloc.StaticShard)
+	if usable && current.State == allocation.Draining {
+		return nil, nil
+	}
+	target, err := s.pick(p, all)
+	switch {
+	case err != nil && usable:
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case target.ID == existing.Shard:
+		return nil, nil
+	}
+	return target, nil
+}
+
 func (s *Service) allocate(ctx context.Context, p plan) (*allocation.Shard, error) {
 	all, err := s.Shards.AllShards(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return s.pick(p, all)
+}
+
+// pick applies the enrollment's allocation policy to the shards.
+func (s *Service) pick(p plan, all []*allocation.Shard) (*allocation.Shard, error) {
 	candidates := all
 	if len(p.alloc.Shards) > 0 {
 		candidates = slices.DeleteFunc(slices.Clone(all), func(sh *allocation.Shard) bool {

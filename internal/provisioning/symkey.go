@@ -127,7 +127,7 @@ func (s *Service) attestSymmetricKey(ctx context.Context, req SASRequest) (*plan
 		if ind.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
 		}
-		p.deviceID, p.alloc, p.individual = ind.EffectiveDeviceID(), ind.Allocation, true
+		p.deviceID, p.alloc, p.settings, p.individual = ind.EffectiveDeviceID(), ind.Allocation, ind.DeviceSettings, true
 	case err == nil || errors.Is(err, fault.ErrNotFound):
 		g, k, err := s.symmetricGroup(ctx, signedBy)
 		if err != nil {
@@ -136,7 +136,7 @@ func (s *Service) attestSymmetricKey(ctx context.Context, req SASRequest) (*plan
 		if g.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", g.ID)
 		}
-		key, p.deviceID, p.alloc, p.groupID = k, req.RegistrationID, g.Allocation, g.ID
+		key, p.deviceID, p.alloc, p.settings, p.groupID = k, req.RegistrationID, g.Allocation, g.DeviceSettings, g.ID
 	default:
 		return nil, err
 	}

@@ -304,7 +304,7 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 		if !g.AllowsEK(state.EKHash) {
 			return nil, fault.New(fault.Unauthenticated, fault.TPMEKUnknown, "the endorsement key is not on the group's allow-list")
 		}
-		p.deviceID, p.alloc, p.groupID = c.RegistrationID, g.Allocation, g.ID
+		p.deviceID, p.alloc, p.settings, p.groupID = c.RegistrationID, g.Allocation, g.DeviceSettings, g.ID
 	} else {
 		ind, err := s.tpmEnrollment(ctx, c.RegistrationID, state.EKHash)
 		if err != nil {
@@ -313,7 +313,7 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 		if ind.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
 		}
-		p.deviceID, p.alloc, p.individual = ind.EffectiveDeviceID(), ind.Allocation, true
+		p.deviceID, p.alloc, p.settings, p.individual = ind.EffectiveDeviceID(), ind.Allocation, ind.DeviceSettings, true
 	}
 	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(c.RegistrationID)); err != nil {
 		return nil, err

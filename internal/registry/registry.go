@@ -62,9 +62,12 @@ type Registration struct {
 	// CredentialThumbprint is the hex SHA-256 of the credential used: the
 	// X.509 leaf certificate, or the TPM's EK (TPM2B_PUBLIC).
 	CredentialThumbprint string
-	Etag                 string
-	Created              time.Time
-	Updated              time.Time
+	// InitialShard is the shard of the device's first assignment ("" in
+	// records written before it existed: then Shard).
+	InitialShard string
+	Etag         string
+	Created      time.Time
+	Updated      time.Time
 }
 
 // Credential is what a hub checks when the device connects.
@@ -101,6 +104,11 @@ type Identity struct {
 	Shard          string
 	Status         IdentityStatus
 	Credential     Credential
+	// InitialTwin is the twin the hub gives the device (JSON, from the
+	// enrollment at the first assignment, or at a reset); empty for none.
+	InitialTwin []byte
+	// IoTEdge marks an IoT Edge device.
+	IoTEdge bool
 	// Version increases by one on every change of the identity.
 	Version int64
 	Created time.Time

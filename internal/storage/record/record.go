@@ -211,6 +211,7 @@ type Registration struct {
 	GroupID        string    `json:"grp,omitempty"`
 	Individual     bool      `json:"ind,omitempty"`
 	Thumbprint     string    `json:"thumb,omitempty"`
+	InitialShard   string    `json:"ish,omitempty"`
 	Etag           string    `json:"etag"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
@@ -220,14 +221,14 @@ type Registration struct {
 func FromRegistration(r *registry.Registration, etag string) *Registration {
 	return &Registration{V: Version, RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, Hub: r.AssignedHub,
 		Status: string(r.Status), Substatus: string(r.Substatus), Attestation: string(r.AttestationType), GroupID: r.GroupID,
-		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, Etag: etag, Created: r.Created, Updated: r.Updated}
+		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, InitialShard: r.InitialShard, Etag: etag, Created: r.Created, Updated: r.Updated}
 }
 
 // Domain converts back.
 func (r *Registration) Domain() *registry.Registration {
 	return &registry.Registration{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, AssignedHub: r.Hub,
 		Status: registry.Status(r.Status), Substatus: registry.Substatus(r.Substatus), AttestationType: registry.AttestationType(r.Attestation),
-		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, Etag: r.Etag, Created: r.Created, Updated: r.Updated}
+		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, InitialShard: orString(r.InitialShard, r.Shard), Etag: r.Etag, Created: r.Created, Updated: r.Updated}
 }
 
 // Identity is a stored registry identity.
@@ -243,6 +244,8 @@ type Identity struct {
 	TPMEKHash      string    `json:"ekh,omitempty"`
 	TPMBoundKey    []byte    `json:"bk,omitempty"`
 	SymKeyHash     string    `json:"skh,omitempty"`
+	Twin           []byte    `json:"twin,omitempty"`
+	Edge           bool      `json:"edge,omitempty"`
 	Version        int64     `json:"ver"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
@@ -253,8 +256,8 @@ func FromIdentity(id *registry.Identity) *Identity {
 	return &Identity{V: Version, DeviceID: id.DeviceID, RegistrationID: id.RegistrationID, Shard: id.Shard,
 		Status: string(id.Status), CredType: string(id.Credential.Type), X509Thumbprint: id.Credential.X509Thumbprint,
 		CAThumbprint: id.Credential.CAThumbprint, TPMEKHash: id.Credential.TPMEKHash, TPMBoundKey: id.Credential.TPMBoundKey,
-		SymKeyHash: id.Credential.SymmetricKeyHash,
-		Version:    id.Version, Created: id.Created, Updated: id.Updated}
+		SymKeyHash: id.Credential.SymmetricKeyHash, Twin: id.InitialTwin, Edge: id.IoTEdge,
+		Version: id.Version, Created: id.Created, Updated: id.Updated}
 }
 
 // Domain converts back.
@@ -262,7 +265,7 @@ func (r *Identity) Domain() *registry.Identity {
 	return &registry.Identity{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Shard: r.Shard, Status: registry.IdentityStatus(r.Status),
 		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint,
 			TPMEKHash: r.TPMEKHash, TPMBoundKey: r.TPMBoundKey, SymmetricKeyHash: r.SymKeyHash},
-		Version: r.Version, Created: r.Created, Updated: r.Updated}
+		InitialTwin: r.Twin, IoTEdge: r.Edge, Version: r.Version, Created: r.Created, Updated: r.Updated}
 }
 
 // AccessKey is a stored access key (the secret's hash, never the secret).
@@ -311,4 +314,11 @@ func FromChallenge(c *attestation.Challenge) *Challenge {
 // Domain converts back.
 func (r *Challenge) Domain() *attestation.Challenge {
 	return &attestation.Challenge{ID: r.ID, RegistrationID: r.RegistrationID, Data: r.Data, Expires: time.Unix(0, r.Expires)}
+}
+
+func orString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }

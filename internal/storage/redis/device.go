@@ -42,8 +42,13 @@ type deviceRecord struct {
 	IFP      []byte `json:"ifp,omitempty"` // credential fingerprint, when it differs from Thumb
 	IBK      []byte `json:"ibk,omitempty"` // TPM: the bound key's TPM2B_PUBLIC
 	IVersion int64  `json:"iv"`
-	ICreated int64  `json:"icr,omitempty"` // when it differs from Created
-	IUpdated int64  `json:"iu,omitempty"`  // when it differs from Updated
+	// Initial shard, when it differs from Shard; the identity's twin and
+	// IoT Edge flag.
+	IShard   string          `json:"ish,omitempty"`
+	ITwin    json.RawMessage `json:"itw,omitempty"`
+	IEdge    bool            `json:"ie,omitempty"`
+	ICreated int64           `json:"icr,omitempty"` // when it differs from Created
+	IUpdated int64           `json:"iu,omitempty"`  // when it differs from Updated
 }
 
 const deviceRecordVersion = 1
@@ -68,7 +73,11 @@ func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) 
 		Status: omitDefault(string(r.Status), string(registry.Assigned)), Substatus: omitDefault(string(r.Substatus), string(registry.InitialAssignment)),
 		Att: string(r.AttestationType), Group: r.GroupID, Individual: r.Individual, Thumb: thumb, Etag: etag,
 		Created: r.Created.UnixNano(), Updated: r.Updated.UnixNano(),
-		IStatus: omitDefault(string(id.Status), string(registry.IdentityEnabled)), ICA: ca, IVersion: id.Version}
+		IStatus: omitDefault(string(id.Status), string(registry.IdentityEnabled)), ICA: ca, IVersion: id.Version,
+		ITwin: id.InitialTwin, IEdge: id.IoTEdge}
+	if r.InitialShard != "" && r.InitialShard != r.Shard {
+		rec.IShard = r.InitialShard
+	}
 	if r.DeviceID != r.RegistrationID {
 		rec.Dev = r.DeviceID
 	}
@@ -132,10 +141,11 @@ func decodeDevice(raw string) (*device, error) {
 		Status:    registry.Status(orDefaultString(rec.Status, string(registry.Assigned))),
 		Substatus: registry.Substatus(orDefaultString(rec.Substatus, string(registry.InitialAssignment))), AttestationType: registry.AttestationType(rec.Att),
 		GroupID: rec.Group, Individual: rec.Individual, CredentialThumbprint: thumb, Etag: rec.Etag,
-		Created: time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
+		InitialShard: orDefaultString(rec.IShard, rec.Shard),
+		Created:      time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
 	id := &registry.Identity{DeviceID: devID, RegistrationID: rec.Reg, Shard: rec.Shard, Status: registry.IdentityStatus(orDefaultString(rec.IStatus, string(registry.IdentityEnabled))),
 		Credential: registry.Credential{Type: r.AttestationType}, Version: rec.IVersion,
-		Created: r.Created, Updated: r.Updated}
+		InitialTwin: rec.ITwin, IoTEdge: rec.IEdge, Created: r.Created, Updated: r.Updated}
 	if rec.ICred != "" {
 		id.Credential.Type = registry.AttestationType(rec.ICred)
 	}

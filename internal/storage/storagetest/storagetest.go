@@ -623,14 +623,19 @@ func testRegistrationUpdateDelete(t *testing.T, s Store) {
 	etag, err := s.CreateRegistration(ctx, reg, id)
 	must(t, err, "CreateRegistration")
 	reg.Etag = etag
-	reg.Shard, id.Shard = "s2", "s2"
+	if got, _ := s.GetRegistration(ctx, "dev-1"); got.InitialShard != "s1" {
+		t.Fatalf("initial shard of a new registration: %q, want s1", got.InitialShard)
+	}
+	reg.Shard, id.Shard, reg.InitialShard = "s2", "s2", "s1"
 	reg.Substatus = registry.DeviceDataReset
 	id.Version = 2
+	id.InitialTwin, id.IoTEdge = []byte(`{"tags":{"a":1}}`), true
 	etag2, err := s.UpdateRegistration(ctx, reg, id)
 	must(t, err, "UpdateRegistration")
 	got, _ := s.GetRegistration(ctx, "dev-1")
 	ident, _ := s.GetIdentity(ctx, "dev-1")
-	if got.Shard != "s2" || got.Substatus != registry.DeviceDataReset || got.Etag != etag2 || ident.Shard != "s2" || ident.Version != 2 {
+	if got.Shard != "s2" || got.Substatus != registry.DeviceDataReset || got.Etag != etag2 || ident.Shard != "s2" || ident.Version != 2 ||
+		got.InitialShard != "s1" || string(ident.InitialTwin) != `{"tags":{"a":1}}` || !ident.IoTEdge {
 		t.Fatalf("after update: %+v %+v", got, ident)
 	}
 	// The shard index follows the move.
