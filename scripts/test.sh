@@ -30,7 +30,7 @@ fi
 
 # The DPS compatibility suite runs the real Azure IoT SDK packages from npm.
 if command -v npm >/dev/null 2>&1; then
-  step "npm ci (compat/: the Azure IoT device SDK)"
+  step "npm ci (compat/: the Azure IoT device and service SDKs)"
   (cd compat && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 else
   echo "npm is not installed: the Azure IoT SDK compatibility suite will be skipped (in CI it fails)." >&2
