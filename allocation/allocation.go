@@ -44,9 +44,38 @@ type Shard struct {
 	Hostname string
 	Weight   int
 	State    State
-	Etag     string
-	Created  time.Time
-	Updated  time.Time
+	// Region names where the shard runs, for the geo policy ("" = none).
+	Region string
+	// Capacity bounds the devices assigned to the shard; 0 is unlimited.
+	Capacity int
+	// Devices is how many devices are assigned (filled by AllShards for
+	// shards with a capacity; on Redis an upper bound).
+	Devices int
+	Etag    string
+	Created time.Time
+	Updated time.Time
+}
+
+// MaxRegionLength bounds a region name.
+const MaxRegionLength = 64
+
+// Full reports whether the shard has reached its capacity.
+func (s *Shard) Full() bool { return s.Capacity > 0 && s.Devices >= s.Capacity }
+
+// takesNew reports whether the shard takes new devices.
+func (s *Shard) takesNew() bool { return s.State == Active && s.Weight > 0 && !s.Full() }
+
+// ValidateRegion checks a region name: 1-64 of [a-z0-9-].
+func ValidateRegion(r string) error {
+	if r == "" || len(r) > MaxRegionLength {
+		return fault.Invalidf("region %q must be 1-%d characters", r, MaxRegionLength)
+	}
+	for i := 0; i < len(r); i++ {
+		if c := r[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fault.Invalidf("region %q contains %q; only a-z, 0-9 and - are allowed", r, c)
+		}
+	}
+	return nil
 }
 
 // Validate checks the operator-supplied fields (not the ID).
@@ -61,6 +90,12 @@ func (s *Shard) Validate() error {
 	case Active, Draining, Disabled:
 	default:
 		return fault.Invalidf("shard state %q is not one of active, draining, disabled", s.State)
+	}
+	if s.Capacity < 0 {
+		return fault.Invalidf("shard capacity %d is negative (0 is unlimited)", s.Capacity)
+	}
+	if s.Region != "" {
+		return ValidateRegion(s.Region)
 	}
 	return nil
 }
@@ -121,12 +156,12 @@ type Store interface {
 // active shard scores -weight/ln(u), where u in (0,1) is a hash of the shard
 // ID and key, and the highest score wins. The result is deterministic,
 // proportional to weights, and adding or removing a shard moves only the
-// devices that must move. Draining and disabled shards are skipped.
+// devices that must move. Draining, disabled and full shards are skipped.
 func Hashed(key string, shards []*Shard) (*Shard, error) {
 	var best *Shard
 	bestScore := math.Inf(-1)
 	for _, s := range shards {
-		if s.State != Active || s.Weight <= 0 {
+		if !s.takesNew() {
 			continue
 		}
 		score := -float64(s.Weight) / math.Log(unitHash(s.ID, key))
@@ -135,9 +170,28 @@ func Hashed(key string, shards []*Shard) (*Shard, error) {
 		}
 	}
 	if best == nil {
-		return nil, fault.New(fault.FailedPrecondition, fault.NoShardAvailable, "no active shard is available to the enrollment")
+		return nil, fault.New(fault.FailedPrecondition, fault.NoShardAvailable, "no active shard with room is available to the enrollment")
 	}
 	return best, nil
+}
+
+// Geo picks the nearest region that has a shard taking new devices, then
+// hashes among that region's shards. regions lists the client's region
+// first and the others in order of preference; shards of any other region
+// (or none) are the last resort.
+func Geo(key string, regions []string, shards []*Shard) (*Shard, error) {
+	for _, r := range regions {
+		var in []*Shard
+		for _, s := range shards {
+			if s.Region == r {
+				in = append(in, s)
+			}
+		}
+		if sh, err := Hashed(key, in); err == nil {
+			return sh, nil
+		}
+	}
+	return Hashed(key, shards)
 }
 
 // Static returns the named shard if it is active.
@@ -146,6 +200,9 @@ func Static(id string, shards []*Shard) (*Shard, error) {
 		if s.ID == id {
 			if s.State != Active {
 				return nil, fault.New(fault.FailedPrecondition, fault.NoShardAvailable, "the enrollment's static shard %q is %s", id, s.State)
+			}
+			if s.Full() {
+				return nil, fault.New(fault.FailedPrecondition, fault.NoShardAvailable, "the enrollment's static shard %q is full (%d devices)", id, s.Capacity)
 			}
 			return s, nil
 		}

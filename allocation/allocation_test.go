@@ -184,3 +184,88 @@ func BenchmarkHashed(b *testing.B) {
 		}
 	}
 }
+
+// Capacity is honoured: filling shards one device at a time never puts a
+// device on a full shard, every shard ends at its capacity, and the last
+// device finds no room.
+func TestHashedHonoursCapacity(t *testing.T) {
+	ss := shards(4, 10)
+	caps := []int{5, 10, 20, 1}
+	total := 0
+	for i, s := range ss {
+		s.Capacity = caps[i]
+		total += caps[i]
+	}
+	for i := range total {
+		s, err := allocation.Hashed(fmt.Sprintf("dev-%d", i), ss)
+		if err != nil {
+			t.Fatalf("device %d of %d: %v", i, total, err)
+		}
+		if s.Full() {
+			t.Fatalf("device %d went to full shard %s", i, s.ID)
+		}
+		s.Devices++
+	}
+	for _, s := range ss {
+		if s.Devices != s.Capacity {
+			t.Errorf("shard %s holds %d, capacity %d", s.ID, s.Devices, s.Capacity)
+		}
+	}
+	if _, err := allocation.Hashed("one-too-many", ss); fault.ReasonOf(err) != fault.NoShardAvailable {
+		t.Fatalf("full fleet: %v", err)
+	}
+	// Static refuses a full shard.
+	if _, err := allocation.Static(ss[3].ID, ss); fault.ReasonOf(err) != fault.NoShardAvailable {
+		t.Fatalf("static on a full shard: %v", err)
+	}
+}
+
+// Geo: the client's region first, hashing among its shards; then the next
+// preferred region when a region has no usable shard; then any shard.
+func TestGeo(t *testing.T) {
+	mk := func(id, region string, st allocation.State) *allocation.Shard {
+		return &allocation.Shard{ID: id, Hostname: "h.example.com", Weight: 1, State: st, Region: region}
+	}
+	ss := []*allocation.Shard{
+		mk("eu-1", "eu-west", allocation.Active), mk("eu-2", "eu-west", allocation.Active),
+		mk("us-1", "us-east", allocation.Active), mk("ap-1", "ap-south", allocation.Active), mk("none-1", "", allocation.Active),
+	}
+	seen := map[string]int{}
+	for i := range 400 {
+		key := fmt.Sprintf("d-%d", i)
+		s, err := allocation.Geo(key, []string{"eu-west", "us-east"}, ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Region != "eu-west" {
+			t.Fatalf("%s went to %s, want eu-west", key, s.ID)
+		}
+		again, _ := allocation.Geo(key, []string{"eu-west", "us-east"}, ss)
+		if again.ID != s.ID {
+			t.Fatalf("geo is not deterministic for %s", key)
+		}
+		seen[s.ID]++
+	}
+	if seen["eu-1"] < 150 || seen["eu-2"] < 150 {
+		t.Fatalf("hashing among the region's shards: %v", seen)
+	}
+	// The region fails (draining, disabled, full): the next one takes over.
+	ss[0].State, ss[1].State = allocation.Draining, allocation.Disabled
+	if s, _ := allocation.Geo("x", []string{"eu-west", "us-east"}, ss); s.ID != "us-1" {
+		t.Fatalf("failed region: got %s, want us-1", s.ID)
+	}
+	ss[2].Capacity, ss[2].Devices = 3, 3
+	s, err := allocation.Geo("x", []string{"eu-west", "us-east"}, ss)
+	if err != nil || s.Region == "eu-west" || s.ID == "us-1" {
+		t.Fatalf("both preferred regions unusable: %v %v", s, err)
+	}
+	// An unknown client region falls back to any shard.
+	if s, err := allocation.Geo("x", []string{"mars"}, ss); err != nil || s == nil {
+		t.Fatalf("unknown region: %v %v", s, err)
+	}
+	for _, bad := range []string{"EU", "eu_west", "", string(make([]byte, 65))} {
+		if allocation.ValidateRegion(bad) == nil {
+			t.Errorf("region %q accepted", bad)
+		}
+	}
+}

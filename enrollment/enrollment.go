@@ -33,6 +33,9 @@ type Policy string
 const (
 	PolicyHashed Policy = "hashed"
 	PolicyStatic Policy = "static"
+	// PolicyGeo picks the client's region's shards first (DPS's
+	// geoLatency), hashing among them.
+	PolicyGeo Policy = "geo"
 )
 
 // Allocation is how an enrollment's devices are spread over hub shards.
@@ -47,7 +50,7 @@ type Allocation struct {
 // Validate checks the allocation's shape (not whether the shards exist).
 func (a Allocation) Validate() error {
 	switch a.Policy {
-	case PolicyHashed:
+	case PolicyHashed, PolicyGeo:
 		if a.StaticShard != "" {
 			return fault.Invalidf("allocation.static_shard is only valid with the static policy")
 		}
@@ -59,7 +62,7 @@ func (a Allocation) Validate() error {
 			return fault.Invalidf("allocation.static_shard %q is not among allocation.shards", a.StaticShard)
 		}
 	default:
-		return fault.Invalidf("allocation.policy %q is not one of hashed, static", a.Policy)
+		return fault.Invalidf("allocation.policy %q is not one of hashed, static, geo", a.Policy)
 	}
 	if len(a.Shards) > MaxShardsPerPolicy {
 		return fault.Invalidf("allocation.shards has %d entries, at most %d allowed", len(a.Shards), MaxShardsPerPolicy)

@@ -126,6 +126,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
 	}
+	prov.NearestRegions = cfg.Geo.Nearest
 	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer}
 	var dpsHandler, dpsService http.Handler
 	if cfg.DPS.IDScope != "" {
@@ -135,6 +136,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	srv, err := server.New(server.Config{
 		DPS:           dpsHandler,
 		DPSService:    dpsService,
+		Geo:           geoLocator(cfg.Geo),
 		DPSScope:      cfg.DPS.IDScope,
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,
@@ -282,4 +284,18 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	go srv.Serve(l)
 	log.Info("pprof listening", "addr", l.Addr().String())
 	return func() { srv.Close() }, nil
+}
+
+// geoLocator turns the geo configuration into the server's locator (nil
+// when nothing is configured).
+func geoLocator(g config.Geo) *server.Geo {
+	nets, trusted := g.Prefixes()
+	if len(nets) == 0 && g.ProxyHeader == "" {
+		return nil
+	}
+	out := &server.Geo{TrustedProxies: trusted, Header: g.ProxyHeader}
+	for p, r := range nets {
+		out.Networks = append(out.Networks, server.GeoNetwork{Prefix: p, Region: r})
+	}
+	return out
 }

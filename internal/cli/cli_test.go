@@ -148,9 +148,12 @@ func TestWalkThrough(t *testing.T) {
 	run(0, "group", "enable", "acme")
 	run(0, "device", "register", "--cert", "dev-002/device.pem", "--key", "dev-002/device-key.pem")
 	run(0, "registration", "delete", "dev-002")
-	run(0, "shard", "update", "hub-1", "--weight", "500")
-	if out := run(0, "shard", "get", "hub-1"); !strings.Contains(out, "500") {
+	run(0, "shard", "update", "hub-1", "--weight", "500", "--region", "eu-west", "--capacity", "1000")
+	if out := run(0, "shard", "get", "hub-1"); !strings.Contains(out, "500") || !strings.Contains(out, "eu-west") || !regexp.MustCompile(`"devices":\s*"1"`).MatchString(out) {
 		t.Fatalf("shard update: %s", out)
+	}
+	if out := run(1, "shard", "update", "hub-1", "--region", "EU West"); !strings.Contains(out, "FIELD_INVALID") {
+		t.Fatalf("bad region: %s", out)
 	}
 
 	// A factory's EK list, imported in batches, then a TPM's first boot.

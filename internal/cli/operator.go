@@ -128,7 +128,7 @@ type allocFlags struct {
 func addAllocFlags(fs *flag.FlagSet) allocFlags {
 	return allocFlags{
 		shards:   fs.String("shards", "", "comma-separated shard IDs the enrollment may use (default: all)"),
-		policy:   fs.String("policy", "hashed", "allocation policy: hashed or static"),
+		policy:   fs.String("policy", "hashed", "allocation policy: hashed, static or geo"),
 		static:   fs.String("static-shard", "", "the shard for the static policy"),
 		disabled: fs.Bool("disabled", false, "create disabled"),
 	}
@@ -144,8 +144,10 @@ func (a allocFlags) allocation() (*pb.Allocation, error) {
 		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_HASHED
 	case "static":
 		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_STATIC
+	case "geo":
+		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_GEO
 	default:
-		return nil, fmt.Errorf("%w: --policy %q is not hashed or static", errUsage, *a.policy)
+		return nil, fmt.Errorf("%w: --policy %q is not hashed, static or geo", errUsage, *a.policy)
 	}
 	return out, nil
 }
@@ -436,6 +438,8 @@ func runShard(ctx context.Context, env Env, args []string) error {
 	hostname := fs.String("hostname", "", "device-facing hostname")
 	weight := fs.Int("weight", 100, "weight 1-1000")
 	state := fs.String("state", "active", "active, draining or disabled")
+	region := fs.String("region", "", "region the shard runs in, for the geo policy")
+	capacity := fs.Int("capacity", 0, "most devices the shard takes (0: unlimited)")
 	etag := fs.String("etag", "", "act only if the shard's etag is this (delete)")
 	want := []string{"ID"}
 	if sub == "list" {
@@ -453,7 +457,8 @@ func runShard(ctx context.Context, env Env, args []string) error {
 		cl := pb.NewHubServiceClient(cc)
 		switch sub {
 		case "create":
-			return cl.CreateShard(ctx, &pb.CreateShardRequest{Shard: &pb.Shard{Id: pos[0], Hostname: *hostname, Weight: int32(*weight), State: st}})
+			return cl.CreateShard(ctx, &pb.CreateShardRequest{Shard: &pb.Shard{Id: pos[0], Hostname: *hostname, Weight: int32(*weight), State: st,
+				Region: *region, Capacity: int32(*capacity)}})
 		case "get":
 			return cl.GetShard(ctx, &pb.GetShardRequest{Id: pos[0]})
 		case "list":
@@ -470,16 +475,16 @@ func runShard(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return nil, err
 		}
-		upd := &pb.Shard{Id: pos[0], Etag: cur.Etag, Hostname: *hostname, Weight: int32(*weight), State: st}
+		upd := &pb.Shard{Id: pos[0], Etag: cur.Etag, Hostname: *hostname, Weight: int32(*weight), State: st, Region: *region, Capacity: int32(*capacity)}
 		var mask []string
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
-			case "hostname", "weight", "state":
+			case "hostname", "weight", "state", "region", "capacity":
 				mask = append(mask, f.Name)
 			}
 		})
 		if len(mask) == 0 {
-			return nil, fmt.Errorf("%w: give at least one of --hostname, --weight, --state", errUsage)
+			return nil, fmt.Errorf("%w: give at least one of --hostname, --weight, --state, --region, --capacity", errUsage)
 		}
 		return cl.UpdateShard(ctx, &pb.UpdateShardRequest{Shard: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
 	})

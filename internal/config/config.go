@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -56,6 +57,8 @@ type Config struct {
 		// Enabled allows symmetric-key attestation (evaluation) service-wide.
 		Enabled bool `yaml:"enabled"`
 	} `yaml:"symmetric_keys"`
+	// Geo locates clients for the geo allocation policy.
+	Geo Geo `yaml:"geo"`
 	DPS struct {
 		// IDScope is the DPS ID scope devices use in the DPS-compatible
 		// API's paths; "" turns that API off.
@@ -331,6 +334,7 @@ func (c *Config) Validate() error {
 	default:
 		p = append(p, fmt.Errorf("storage.backend %q is not one of embedded, redis", c.Storage.Backend))
 	}
+	p = append(p, c.Geo.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -437,4 +441,89 @@ func splitList(s string) []string {
 func hasZeroPort(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
 	return err == nil && port == "0"
+}
+
+// Geo is the geo policy's view of the network.
+type Geo struct {
+	// Networks maps address ranges (CIDR) to region names.
+	Networks map[string]string `yaml:"networks"`
+	// Nearest lists, per region, the other regions in order of preference.
+	Nearest map[string][]string `yaml:"nearest"`
+	// ProxyHeader names a header carrying the client's region, believed
+	// only from TrustedProxies (an edge proxy that located the client).
+	ProxyHeader    string   `yaml:"proxy_header"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Prefixes parses Networks and TrustedProxies (Validate reports entries
+// that do not parse; they are left out here).
+func (g Geo) Prefixes() (map[netip.Prefix]string, []netip.Prefix) {
+	nets := map[netip.Prefix]string{}
+	for cidr, region := range g.Networks {
+		if p, err := netip.ParsePrefix(cidr); err == nil {
+			nets[p.Masked()] = region
+		}
+	}
+	var trusted []netip.Prefix
+	for _, t := range g.TrustedProxies {
+		if p, err := parsePrefixOrAddr(t); err == nil {
+			trusted = append(trusted, p)
+		}
+	}
+	return nets, trusted
+}
+
+func parsePrefixOrAddr(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.ParsePrefix(s)
+}
+
+func validRegion(r string) bool {
+	if r == "" || len(r) > 64 {
+		return false
+	}
+	for i := 0; i < len(r); i++ {
+		if c := r[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (g Geo) validate() []error {
+	var p []error
+	for cidr, region := range g.Networks {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			p = append(p, fmt.Errorf("geo.networks: %q is not a CIDR", cidr))
+		}
+		if !validRegion(region) {
+			p = append(p, fmt.Errorf("geo.networks[%s]: region %q must be 1-64 of a-z, 0-9, -", cidr, region))
+		}
+	}
+	for region, near := range g.Nearest {
+		for _, r := range append([]string{region}, near...) {
+			if !validRegion(r) {
+				p = append(p, fmt.Errorf("geo.nearest: region %q must be 1-64 of a-z, 0-9, -", r))
+			}
+		}
+	}
+	for _, t := range g.TrustedProxies {
+		if _, err := parsePrefixOrAddr(t); err != nil {
+			p = append(p, fmt.Errorf("geo.trusted_proxies: %q is not an address or CIDR", t))
+		}
+	}
+	if h := g.ProxyHeader; h != "" {
+		for i := 0; i < len(h); i++ {
+			if c := h[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				p = append(p, fmt.Errorf("geo.proxy_header %q is not a header name", h))
+				break
+			}
+		}
+		if len(g.TrustedProxies) == 0 {
+			p = append(p, errors.New("geo.proxy_header needs geo.trusted_proxies: a header from any client would let it choose its region"))
+		}
+	}
+	return p
 }

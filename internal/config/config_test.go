@@ -155,3 +155,48 @@ func TestIDScopeReserved(t *testing.T) {
 		t.Errorf("a valid scope: %v", err)
 	}
 }
+
+func TestGeoValidation(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "geo.yaml")
+	os.WriteFile(file, []byte(`
+dev: true
+geo:
+  networks:
+    "10.0.0.0/8": eu-west
+    "not-a-cidr": us-east
+    "192.168.0.0/16": "US East"
+  nearest:
+    eu-west: [us-east, "Mars!"]
+  proxy_header: "X Region"
+`), 0o600)
+	_, err := config.Load([]string{"--config", file}, envOf(nil))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{`"not-a-cidr" is not a CIDR`, `"US East"`, `"Mars!"`, `geo.proxy_header "X Region"`, "needs geo.trusted_proxies"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+	os.WriteFile(file, []byte(`
+dev: true
+geo:
+  networks: {"10.1.0.0/16": eu-west, "10.2.0.0/16": us-east}
+  nearest: {eu-west: [us-east]}
+  proxy_header: X-Client-Region
+  trusted_proxies: [127.0.0.1, "10.9.0.0/16"]
+`), 0o600)
+	cfg, err := config.Load([]string{"--config", file}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, trusted := cfg.Geo.Prefixes()
+	if len(nets) != 2 || len(trusted) != 2 || trusted[0].Bits() != 32 {
+		t.Fatalf("prefixes: %v %v", nets, trusted)
+	}
+	os.WriteFile(file, []byte("dev: true\ngeo:\n  trusted_proxies: [nonsense]\n"), 0o600)
+	if _, err := config.Load([]string{"--config", file}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "geo.trusted_proxies") {
+		t.Fatalf("bad trusted proxy: %v", err)
+	}
+}

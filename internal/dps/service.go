@@ -473,8 +473,13 @@ func (s *Service) allocationFromDPS(ctx context.Context, c *enrollmentCommon) (e
 		if c.IoTHubHostName == "" {
 			a.StaticShard = a.Shards[0]
 		}
-	case "geoLatency", "custom":
-		return a, fault.Invalidf("allocationPolicy %q is not supported yet; use hashed or static", c.AllocationPolicy)
+	case "geoLatency":
+		if c.IoTHubHostName != "" {
+			return a, fault.Invalidf("iotHubHostName is only valid with the static allocation policy")
+		}
+		a.Policy = enrollment.PolicyGeo
+	case "custom":
+		return a, fault.Invalidf("allocationPolicy %q is not supported yet; use hashed, geoLatency or static", c.AllocationPolicy)
 	default:
 		return a, fault.Invalidf("allocationPolicy %q is not one of hashed, geoLatency, static, custom", c.AllocationPolicy)
 	}
@@ -492,6 +497,9 @@ func (s *Service) allocationFromDPS(ctx context.Context, c *enrollmentCommon) (e
 func (s *Service) settingsToDPS(ctx context.Context, disabled bool, a enrollment.Allocation, ds enrollment.DeviceSettings, m enrollment.Meta) (enrollmentCommon, error) {
 	c := enrollmentCommon{Etag: quoteEtag(m.Etag), CreatedDateTimeUTC: utc(m.Created), LastUpdatedDateTimeUTC: utc(m.Updated),
 		ProvisioningStatus: "enabled", AllocationPolicy: string(a.Policy), InitialTwin: ds.InitialTwin}
+	if a.Policy == enrollment.PolicyGeo {
+		c.AllocationPolicy = "geoLatency"
+	}
 	if disabled {
 		c.ProvisioningStatus = "disabled"
 	}

@@ -409,7 +409,7 @@ func TestDPSServiceMalformed(t *testing.T) {
 		"id not the path's":            `{"registrationId":"other",` + sym + `}`,
 		"bad registration ID":          `{"registrationId":"mal-1.",` + sym + `}`,
 		"provisioning status":          `{` + sym + `,"provisioningStatus":"paused"}`,
-		"geo policy":                   `{` + sym + `,"allocationPolicy":"geoLatency"}`,
+		"geo policy with a static hub": `{` + sym + `,"allocationPolicy":"geoLatency","iotHubHostName":"mal-a.hubs.example.com"}`,
 		"custom policy":                `{` + sym + `,"allocationPolicy":"custom","customAllocationDefinition":{"webhookUrl":"https://x","apiVersion":"2019-03-31"}}`,
 		"unknown policy":               `{` + sym + `,"allocationPolicy":"random"}`,
 		"unknown hub":                  `{` + sym + `,"iotHubs":["nowhere.example.com"]}`,

@@ -68,6 +68,9 @@ type options struct {
 	now     func() time.Time
 	// noSymmetricKeys turns symmetric-key attestation off service-wide.
 	noSymmetricKeys bool
+	// geo locates clients; nearest orders regions (the geo policy).
+	geo     *server.Geo
+	nearest map[string][]string
 }
 
 // idScope is the DPS ID scope of test servers.
@@ -117,12 +120,13 @@ func startWith(t *testing.T, opt options) *env {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
-		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100)}
+		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100), NearestRegions: opt.nearest}
 	adm := &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer}
 	srv, err := server.New(server.Config{
 		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log},
 		DPSScope:   idScope,
 		DPSService: &dps.Service{Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
+		Geo:        opt.geo,
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
 		Provisioning: prov,

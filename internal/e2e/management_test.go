@@ -513,3 +513,32 @@ func TestAccessKeyManagement(t *testing.T) {
 		t.Fatalf("deleted key: %v", err)
 	}
 }
+
+// TestShardRegionCapacityInput refuses malformed regions and capacities,
+// on create and update, writing nothing.
+func TestShardRegionCapacityInput(t *testing.T) {
+	e := start(t)
+	cl := pb.NewHubServiceClient(e.admin)
+	for name, sh := range map[string]*pb.Shard{
+		"upper-case region": {Id: "r1", Hostname: "r1.example.com", Weight: 1, Region: "EU"},
+		"region with space": {Id: "r1", Hostname: "r1.example.com", Weight: 1, Region: "eu west"},
+		"long region":       {Id: "r1", Hostname: "r1.example.com", Weight: 1, Region: strings.Repeat("r", 65)},
+		"negative capacity": {Id: "r1", Hostname: "r1.example.com", Weight: 1, Capacity: -1},
+	} {
+		if _, err := cl.CreateShard(e.owner(), &pb.CreateShardRequest{Shard: sh}); codeOf(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := cl.GetShard(e.owner(), &pb.GetShardRequest{Id: "r1"}); codeOf(err) != codes.NotFound {
+		t.Fatalf("a refused shard was written: %v", err)
+	}
+	e.createShard("r2", 1)
+	cur, _ := cl.GetShard(e.owner(), &pb.GetShardRequest{Id: "r2"})
+	if _, err := cl.UpdateShard(e.owner(), &pb.UpdateShardRequest{Shard: &pb.Shard{Id: "r2", Etag: cur.Etag, Capacity: -5},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"capacity"}}}); codeOf(err) != codes.InvalidArgument {
+		t.Fatalf("negative capacity update: %v", err)
+	}
+	if after, _ := cl.GetShard(e.owner(), &pb.GetShardRequest{Id: "r2"}); after.Etag != cur.Etag {
+		t.Fatal("a refused update changed the shard")
+	}
+}

@@ -3,14 +3,11 @@ package e2e
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -37,22 +34,7 @@ func (e *env) dpsDevices() *dpsDevices {
 // fails the test on a transport error); code is the HTTP status.
 func (d *dpsDevices) register(regID string, key []byte) (int, dps.OperationStatus) {
 	d.e.t.Helper()
-	req, _ := http.NewRequest("PUT", "https://"+d.e.httpAddr+"/"+idScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
-		strings.NewReader(`{"registrationId":"`+regID+`"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", symkey.Sign(key, idScope+"/registrations/"+regID, time.Now().Add(time.Hour), "registration"))
-	res, err := d.hc.Do(req)
-	if err != nil {
-		d.e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var op dps.OperationStatus
-	_ = json.Unmarshal(raw, &op)
-	if op.RegistrationState == nil {
-		op.RegistrationState = &dps.RegistrationState{ErrorMessage: string(raw)}
-	}
-	return res.StatusCode, op
+	return d.registerFrom(regID, key, "")
 }
 
 func (e *env) setShardState(id string, st pb.ShardState) {

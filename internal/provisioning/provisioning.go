@@ -62,6 +62,9 @@ type Service struct {
 	// Limiter, if set, bounds requests per source address and
 	// registrations per attested device.
 	Limiter *ratelimit.Limiter
+	// NearestRegions lists, for a client's region, the other regions in
+	// order of preference (the geo policy).
+	NearestRegions map[string][]string
 }
 
 // X509Request is an X.509 registration as a transport saw it.
@@ -353,7 +356,15 @@ func (s *Service) reprovision(ctx context.Context, p plan, existing *registry.Re
 	if usable && current.State == allocation.Draining {
 		return nil, nil
 	}
-	target, err := s.pick(p, all)
+	if current != nil && current.Devices > 0 {
+		// The device is on its shard already: it does not count against
+		// that shard's capacity when deciding where it belongs.
+		c := *current
+		c.Devices--
+		all = slices.Clone(all)
+		all[slices.Index(all, current)] = &c
+	}
+	target, err := s.pick(ctx, p, all)
 	switch {
 	case err != nil && usable:
 		return nil, nil
@@ -370,11 +381,11 @@ func (s *Service) allocate(ctx context.Context, p plan) (*allocation.Shard, erro
 	if err != nil {
 		return nil, err
 	}
-	return s.pick(p, all)
+	return s.pick(ctx, p, all)
 }
 
 // pick applies the enrollment's allocation policy to the shards.
-func (s *Service) pick(p plan, all []*allocation.Shard) (*allocation.Shard, error) {
+func (s *Service) pick(ctx context.Context, p plan, all []*allocation.Shard) (*allocation.Shard, error) {
 	candidates := all
 	if len(p.alloc.Shards) > 0 {
 		candidates = slices.DeleteFunc(slices.Clone(all), func(sh *allocation.Shard) bool {
@@ -384,9 +395,32 @@ func (s *Service) pick(p plan, all []*allocation.Shard) (*allocation.Shard, erro
 	switch p.alloc.Policy {
 	case enrollment.PolicyStatic:
 		return allocation.Static(p.alloc.StaticShard, candidates)
+	case enrollment.PolicyGeo:
+		var regions []string
+		if r := ClientRegion(ctx); r != "" {
+			regions = append([]string{r}, s.NearestRegions[r]...)
+		}
+		return allocation.Geo(enrollment.Key(p.regID), regions, candidates)
 	default:
 		return allocation.Hashed(enrollment.Key(p.regID), candidates)
 	}
+}
+
+type regionKey struct{}
+
+// WithClientRegion records the region the transport located the client in
+// (from its address, or a trusted edge proxy's header), for the geo policy.
+func WithClientRegion(ctx context.Context, region string) context.Context {
+	if region == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, regionKey{}, region)
+}
+
+// ClientRegion is the region WithClientRegion recorded, or "".
+func ClientRegion(ctx context.Context) string {
+	r, _ := ctx.Value(regionKey{}).(string)
+	return r
 }
 
 func (s *Service) log(level slog.Level, msg string, attrs ...any) {

@@ -64,6 +64,8 @@ func allocationFromPB(a *pb.Allocation) (enrollment.Allocation, error) {
 		out.Policy = enrollment.PolicyHashed
 	case pb.AllocationPolicy_ALLOCATION_POLICY_STATIC:
 		out.Policy = enrollment.PolicyStatic
+	case pb.AllocationPolicy_ALLOCATION_POLICY_GEO:
+		out.Policy = enrollment.PolicyGeo
 	default:
 		return out, fault.Invalidf("allocation.policy %d is not known", a.GetPolicy())
 	}
@@ -72,8 +74,11 @@ func allocationFromPB(a *pb.Allocation) (enrollment.Allocation, error) {
 
 func allocationToPB(a enrollment.Allocation) *pb.Allocation {
 	p := pb.AllocationPolicy_ALLOCATION_POLICY_HASHED
-	if a.Policy == enrollment.PolicyStatic {
+	switch a.Policy {
+	case enrollment.PolicyStatic:
 		p = pb.AllocationPolicy_ALLOCATION_POLICY_STATIC
+	case enrollment.PolicyGeo:
+		p = pb.AllocationPolicy_ALLOCATION_POLICY_GEO
 	}
 	return &pb.Allocation{Policy: p, Shards: a.Shards, StaticShard: a.StaticShard}
 }
@@ -161,8 +166,8 @@ func shardToPB(s *allocation.Shard) *pb.Shard {
 	case allocation.Disabled:
 		state = pb.ShardState_SHARD_STATE_DISABLED
 	}
-	return &pb.Shard{Id: s.ID, Hostname: s.Hostname, Weight: int32(s.Weight), State: state,
-		CreateTime: ts(s.Created), UpdateTime: ts(s.Updated), Etag: s.Etag}
+	return &pb.Shard{Id: s.ID, Hostname: s.Hostname, Weight: int32(s.Weight), State: state, Region: s.Region, Capacity: int32(s.Capacity),
+		Devices: int64(s.Devices), CreateTime: ts(s.Created), UpdateTime: ts(s.Updated), Etag: s.Etag}
 }
 
 var (

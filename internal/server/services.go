@@ -519,7 +519,8 @@ func (s *services) CreateShard(ctx context.Context, req *pb.CreateShardRequest) 
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	sh, err := s.admin.CreateShard(ctx, &allocation.Shard{ID: in.GetId(), Hostname: in.GetHostname(), Weight: int(in.GetWeight()), State: state})
+	sh, err := s.admin.CreateShard(ctx, &allocation.Shard{ID: in.GetId(), Hostname: in.GetHostname(), Weight: int(in.GetWeight()), State: state,
+		Region: in.GetRegion(), Capacity: int(in.GetCapacity())})
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -564,7 +565,7 @@ func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) 
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetShard()
-	paths, err := maskPaths(req.GetUpdateMask(), "hostname", "weight", "state")
+	paths, err := maskPaths(req.GetUpdateMask(), "hostname", "weight", "state", "region", "capacity")
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -583,6 +584,12 @@ func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) 
 		if sh.State, err = shardStateFromPB(in.GetState()); err != nil {
 			return nil, s.fail(ctx, err)
 		}
+	}
+	if paths["region"] {
+		sh.Region = in.GetRegion()
+	}
+	if paths["capacity"] {
+		sh.Capacity = int(in.GetCapacity())
 	}
 	if sh, err = s.admin.UpdateShard(ctx, sh); err != nil {
 		return nil, s.fail(ctx, err)

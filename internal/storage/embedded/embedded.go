@@ -42,7 +42,10 @@ var (
 	bIdentity    = []byte("identity")
 	bIdentityReg = []byte("identity_registration")
 	bAccessKey   = []byte("access_key")
-	allBuckets   = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
+	// bShardCount holds each shard's device count (8 bytes, big endian),
+	// kept in the same transactions as the shard index.
+	bShardCount = []byte("shard_count")
+	allBuckets  = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
 		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey}
 	// Buckets of earlier builds, removed on open: challenges now live in
 	// memory (challenge.go).
@@ -67,6 +70,12 @@ func Open(path string) (*Store, error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket(bShardCount) == nil {
+			// Built before shard counts existed: count the shard index once.
+			if err := rebuildShardCounts(tx); err != nil {
 				return err
 			}
 		}

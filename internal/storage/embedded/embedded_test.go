@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/registry"
 
@@ -80,4 +81,37 @@ func BenchmarkCreateRegistrationParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A file written before shard counts existed gets them rebuilt on open.
+func TestShardCountsRebuiltOnOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zerotouch.db")
+	s, err := embedded.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := s.CreateShard(ctx, &allocation.Shard{ID: "s1", Hostname: "s1.example.com", Weight: 1, State: allocation.Active, Capacity: 9}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		id := fmt.Sprintf("dev-%d", i)
+		reg := &registry.Registration{RegistrationID: id, DeviceID: id, Shard: "s1", Status: registry.Assigned, AttestationType: registry.X509,
+			CredentialThumbprint: enrollment.Thumbprint([]byte(id))}
+		if _, err := s.CreateRegistration(ctx, reg, &registry.Identity{DeviceID: id, RegistrationID: id, Shard: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := embedded.DropShardCounts(s); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = embedded.Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sh, err := s.GetShard(ctx, "s1")
+	if err != nil || sh.Devices != 4 {
+		t.Fatalf("after reopening: %+v %v", sh, err)
+	}
 }

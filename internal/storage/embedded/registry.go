@@ -1,7 +1,9 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -32,12 +34,30 @@ func (s *Store) CreateShard(ctx context.Context, sh *allocation.Shard) (string, 
 
 // GetShard implements allocation.Store.
 func (s *Store) GetShard(ctx context.Context, id string) (*allocation.Shard, error) {
-	return shards.get(ctx, s, id)
+	sh, err := shards.get(ctx, s, id)
+	if err != nil {
+		return nil, err
+	}
+	return sh, s.countDevices(ctx, sh)
 }
 
 // ListShards implements allocation.Store.
 func (s *Store) ListShards(ctx context.Context, token string, limit int) ([]*allocation.Shard, string, error) {
-	return shards.list(ctx, s, token, limit)
+	list, next, err := shards.list(ctx, s, token, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	return list, next, s.countDevices(ctx, list...)
+}
+
+// countDevices fills in the shards' device counts.
+func (s *Store) countDevices(ctx context.Context, list ...*allocation.Shard) error {
+	return s.view(ctx, func(tx *bolt.Tx) error {
+		for _, sh := range list {
+			sh.Devices = shardCount(tx, sh.ID)
+		}
+		return nil
+	})
 }
 
 // AllShards implements allocation.Store.
@@ -47,7 +67,9 @@ func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
 		return tx.Bucket(bShard).ForEach(func(k, _ []byte) error {
 			rec, err := shards.load(tx, string(k))
 			if err == nil {
-				out = append(out, rec.Domain())
+				sh := rec.Domain()
+				sh.Devices = shardCount(tx, sh.ID)
+				out = append(out, sh)
 			}
 			return err
 		})
@@ -102,6 +124,9 @@ func putRegistration(tx *bolt.Tx, key string, reg *record.Registration, id *reco
 	if err := tx.Bucket(bRegShard).Put(indexKey(reg.Shard, key), nil); err != nil {
 		return err
 	}
+	if err := addShardCount(tx, reg.Shard, 1); err != nil {
+		return err
+	}
 	if err := putJSON(tx.Bucket(bIdentity), id.DeviceID, id); err != nil {
 		return err
 	}
@@ -117,6 +142,9 @@ func removeRegistration(tx *bolt.Tx, key string, reg *record.Registration) error
 		}
 	}
 	if err := tx.Bucket(bRegShard).Delete(indexKey(reg.Shard, key)); err != nil {
+		return err
+	}
+	if err := addShardCount(tx, reg.Shard, -1); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bIdentity).Delete([]byte(reg.DeviceID)); err != nil {
@@ -222,4 +250,42 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 // GetIdentity implements registry.Store.
 func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Identity, error) {
 	return identities.get(ctx, s, deviceID)
+}
+
+// addShardCount adds d to a shard's device count.
+func addShardCount(tx *bolt.Tx, shard string, d int64) error {
+	b := tx.Bucket(bShardCount)
+	n := int64(0)
+	if v := b.Get([]byte(shard)); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n = max(0, n+d)
+	if n == 0 {
+		return b.Delete([]byte(shard))
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(n))
+	return b.Put([]byte(shard), v[:])
+}
+
+// shardCount is a shard's device count.
+func shardCount(tx *bolt.Tx, shard string) int {
+	if v := tx.Bucket(bShardCount).Get([]byte(shard)); len(v) == 8 {
+		return int(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}
+
+// rebuildShardCounts creates the count bucket from the shard index.
+func rebuildShardCounts(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucket(bShardCount); err != nil {
+		return err
+	}
+	return tx.Bucket(bRegShard).ForEach(func(k, _ []byte) error {
+		shard, _, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			return nil
+		}
+		return addShardCount(tx, string(shard), 1)
+	})
 }

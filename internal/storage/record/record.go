@@ -176,6 +176,8 @@ type Shard struct {
 	Hostname string    `json:"host"`
 	Weight   int       `json:"w"`
 	State    string    `json:"state"`
+	Region   string    `json:"region,omitempty"`
+	Capacity int       `json:"cap,omitempty"`
 	Etag     string    `json:"etag"`
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
@@ -183,19 +185,20 @@ type Shard struct {
 
 // FromShard converts a domain shard.
 func FromShard(s *allocation.Shard, etag string) *Shard {
-	return &Shard{V: Version, ID: s.ID, Hostname: s.Hostname, Weight: s.Weight, State: string(s.State),
+	return &Shard{V: Version, ID: s.ID, Hostname: s.Hostname, Weight: s.Weight, State: string(s.State), Region: s.Region, Capacity: s.Capacity,
 		Etag: etag, Created: s.Created, Updated: s.Updated}
 }
 
 // Domain converts back.
 func (r *Shard) Domain() *allocation.Shard {
-	return &allocation.Shard{ID: r.ID, Hostname: r.Hostname, Weight: r.Weight, State: allocation.State(r.State),
+	return &allocation.Shard{ID: r.ID, Hostname: r.Hostname, Weight: r.Weight, State: allocation.State(r.State), Region: r.Region, Capacity: r.Capacity,
 		Etag: r.Etag, Created: r.Created, Updated: r.Updated}
 }
 
 // ApplyUpdate copies the fields UpdateShard may change.
 func (r *Shard) ApplyUpdate(s *allocation.Shard, etag string) {
 	r.Hostname, r.Weight, r.State, r.Updated, r.Etag = s.Hostname, s.Weight, string(s.State), s.Updated, etag
+	r.Region, r.Capacity = s.Region, s.Capacity
 }
 
 // Registration is a stored registration.

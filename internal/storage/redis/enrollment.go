@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"slices"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -219,12 +220,48 @@ func (s *Store) CreateShard(ctx context.Context, sh *allocation.Shard) (string, 
 
 // GetShard implements allocation.Store.
 func (s *Store) GetShard(ctx context.Context, id string) (*allocation.Shard, error) {
-	return shards.get(ctx, s, id)
+	sh, err := shards.get(ctx, s, id)
+	if err != nil {
+		return nil, err
+	}
+	return sh, s.countDevices(ctx, []*allocation.Shard{sh}, false)
 }
 
 // ListShards implements allocation.Store.
 func (s *Store) ListShards(ctx context.Context, token string, limit int) ([]*allocation.Shard, string, error) {
-	return shards.page(ctx, s, token, limit)
+	list, next, err := shards.page(ctx, s, token, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	return list, next, s.countDevices(ctx, list, false)
+}
+
+// countDevices fills in device counts from the shard indexes (only for
+// shards with a capacity when onlyCapped): an upper bound, since an index
+// entry is written before its registration and a failed write can leave
+// one behind (ADR 7).
+func (s *Store) countDevices(ctx context.Context, list []*allocation.Shard, onlyCapped bool) error {
+	if !slices.ContainsFunc(list, func(sh *allocation.Shard) bool { return !onlyCapped || sh.Capacity > 0 }) {
+		return nil
+	}
+	cmds := make([]*goredis.IntCmd, len(list))
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, sh := range list {
+			if !onlyCapped || sh.Capacity > 0 {
+				cmds[i] = p.ZCard(ctx, s.idxShard(sh.ID))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	for i, c := range cmds {
+		if c != nil {
+			list[i].Devices = int(c.Val())
+		}
+	}
+	return nil
 }
 
 // AllShards implements allocation.Store. Shards are few (an operator
@@ -234,7 +271,11 @@ func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return shards.many(ctx, s, ids)
+	list, err := shards.many(ctx, s, ids)
+	if err != nil {
+		return nil, err
+	}
+	return list, s.countDevices(ctx, list, true)
 }
 
 // UpdateShard implements allocation.Store.

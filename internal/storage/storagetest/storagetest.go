@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"RegistrationUpdateDelete", testRegistrationUpdateDelete},
 		{"RegistrationList", testRegistrationList},
 		{"AccessKeys", testAccessKeys},
+		{"ShardDeviceCounts", testShardDeviceCounts},
 		{"ChallengeSingleUse", testChallengeSingleUse},
 		{"ChallengeExpiry", testChallengeExpiry},
 		{"Cancelled", testCancelled},
@@ -860,5 +861,70 @@ func testCloseTwice(t *testing.T, s Store) {
 	must(t, s.Close(), "Close")
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// testShardDeviceCounts checks region and capacity round trips and that
+// shards report how many devices they hold as registrations come, move
+// and go.
+func testShardDeviceCounts(t *testing.T, s Store) {
+	ctx := t.Context()
+	_, err := s.CreateShard(ctx, &allocation.Shard{ID: "c1", Hostname: "c1.example.com", Weight: 1, State: allocation.Active, Region: "eu-west", Capacity: 10})
+	must(t, err, "CreateShard c1")
+	_, err = s.CreateShard(ctx, &allocation.Shard{ID: "c2", Hostname: "c2.example.com", Weight: 1, State: allocation.Active, Capacity: 5})
+	must(t, err, "CreateShard c2")
+	counts := func() (int, int) {
+		t.Helper()
+		all, err := s.AllShards(ctx)
+		must(t, err, "AllShards")
+		got := map[string]int{}
+		for _, sh := range all {
+			got[sh.ID] = sh.Devices
+		}
+		g1, err := s.GetShard(ctx, "c1")
+		must(t, err, "GetShard")
+		if g1.Devices != got["c1"] || g1.Region != "eu-west" || g1.Capacity != 10 {
+			t.Fatalf("GetShard c1 = %+v, AllShards count %d", g1, got["c1"])
+		}
+		return got["c1"], got["c2"]
+	}
+	if a, b := counts(); a != 0 || b != 0 {
+		t.Fatalf("empty shards count %d, %d", a, b)
+	}
+	var regs []*registry.Registration
+	for i := range 3 {
+		reg, id := newRegistration(fmt.Sprintf("cnt-%d", i), "c1")
+		etag, err := s.CreateRegistration(ctx, reg, id)
+		must(t, err, "CreateRegistration")
+		reg.Etag = etag
+		regs = append(regs, reg)
+	}
+	if a, b := counts(); a != 3 || b != 0 {
+		t.Fatalf("after 3 registrations: %d, %d", a, b)
+	}
+	// A duplicate create changes nothing.
+	dup, dupID := newRegistration("cnt-0", "c1")
+	wantKind(t, func() error { _, err := s.CreateRegistration(ctx, dup, dupID); return err }(), fault.AlreadyExists, "duplicate CreateRegistration")
+	// A move.
+	moved := regs[0]
+	ident, err := s.GetIdentity(ctx, moved.DeviceID)
+	must(t, err, "GetIdentity")
+	moved.Shard, ident.Shard = "c2", "c2"
+	_, err = s.UpdateRegistration(ctx, moved, ident)
+	must(t, err, "UpdateRegistration (move)")
+	if a, b := counts(); a != 2 || b != 1 {
+		t.Fatalf("after a move: %d, %d", a, b)
+	}
+	must(t, s.DeleteRegistration(ctx, regs[1].RegistrationID, ""), "DeleteRegistration")
+	if a, b := counts(); a != 1 || b != 1 {
+		t.Fatalf("after a delete: %d, %d", a, b)
+	}
+	sh, err := s.GetShard(ctx, "c2")
+	must(t, err, "GetShard c2")
+	sh.Capacity, sh.Region = 7, "us-east"
+	_, err = s.UpdateShard(ctx, sh)
+	must(t, err, "UpdateShard")
+	if got, _ := s.GetShard(ctx, "c2"); got.Capacity != 7 || got.Region != "us-east" {
+		t.Fatalf("UpdateShard region/capacity: %+v", got)
 	}
 }

@@ -82,6 +82,10 @@ const (
 	AllocationPolicy_ALLOCATION_POLICY_HASHED AllocationPolicy = 1
 	// Always the enrollment's static_shard.
 	AllocationPolicy_ALLOCATION_POLICY_STATIC AllocationPolicy = 2
+	// The shards of the client's region (from its address or a trusted edge
+	// proxy's header, see the geo configuration), then the nearest regions',
+	// hashing among the shards of one region.
+	AllocationPolicy_ALLOCATION_POLICY_GEO AllocationPolicy = 3
 )
 
 // Enum value maps for AllocationPolicy.
@@ -90,11 +94,13 @@ var (
 		0: "ALLOCATION_POLICY_UNSPECIFIED",
 		1: "ALLOCATION_POLICY_HASHED",
 		2: "ALLOCATION_POLICY_STATIC",
+		3: "ALLOCATION_POLICY_GEO",
 	}
 	AllocationPolicy_value = map[string]int32{
 		"ALLOCATION_POLICY_UNSPECIFIED": 0,
 		"ALLOCATION_POLICY_HASHED":      1,
 		"ALLOCATION_POLICY_STATIC":      2,
+		"ALLOCATION_POLICY_GEO":         3,
 	}
 )
 
@@ -254,11 +260,12 @@ const file_zerotouch_v1_common_proto_rawDesc = "" +
 	"\x12ProvisioningStatus\x12#\n" +
 	"\x1fPROVISIONING_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bPROVISIONING_STATUS_ENABLED\x10\x01\x12 \n" +
-	"\x1cPROVISIONING_STATUS_DISABLED\x10\x02*q\n" +
+	"\x1cPROVISIONING_STATUS_DISABLED\x10\x02*\x8c\x01\n" +
 	"\x10AllocationPolicy\x12!\n" +
 	"\x1dALLOCATION_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_POLICY_HASHED\x10\x01\x12\x1c\n" +
-	"\x18ALLOCATION_POLICY_STATIC\x10\x02*\x8c\x01\n" +
+	"\x18ALLOCATION_POLICY_STATIC\x10\x02\x12\x19\n" +
+	"\x15ALLOCATION_POLICY_GEO\x10\x03*\x8c\x01\n" +
 	"\x0fAttestationType\x12 \n" +
 	"\x1cATTESTATION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ATTESTATION_TYPE_X509\x10\x01\x12\x18\n" +

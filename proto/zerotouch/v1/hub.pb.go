@@ -89,10 +89,18 @@ type Shard struct {
 	// Relative share of new devices, 1-1000.
 	Weight int32 `protobuf:"varint,3,opt,name=weight,proto3" json:"weight,omitempty"`
 	// UNSPECIFIED on create means ACTIVE.
-	State         ShardState             `protobuf:"varint,4,opt,name=state,proto3,enum=zerotouch.v1.ShardState" json:"state,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	Etag          string                 `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
+	State      ShardState             `protobuf:"varint,4,opt,name=state,proto3,enum=zerotouch.v1.ShardState" json:"state,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	Etag       string                 `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Region the shard runs in, for the geo policy: 1-64 of [a-z0-9-], or
+	// empty.
+	Region string `protobuf:"bytes,8,opt,name=region,proto3" json:"region,omitempty"`
+	// Most devices the shard takes; 0 is unlimited. A full shard keeps its
+	// devices and takes no new ones.
+	Capacity int32 `protobuf:"varint,9,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// Output only: devices assigned to the shard (with Redis, an upper bound).
+	Devices       int64 `protobuf:"varint,10,opt,name=devices,proto3" json:"devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -174,6 +182,27 @@ func (x *Shard) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Shard) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Shard) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *Shard) GetDevices() int64 {
+	if x != nil {
+		return x.Devices
+	}
+	return 0
 }
 
 type CreateShardRequest struct {
@@ -477,7 +506,7 @@ var File_zerotouch_v1_hub_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x16zerotouch/v1/hub.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x02\n" +
+	"\x16zerotouch/v1/hub.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x02\n" +
 	"\x05Shard\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
@@ -487,7 +516,11 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\a \x01(\tR\x04etag\"?\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\x12\x16\n" +
+	"\x06region\x18\b \x01(\tR\x06region\x12\x1a\n" +
+	"\bcapacity\x18\t \x01(\x05R\bcapacity\x12\x18\n" +
+	"\adevices\x18\n" +
+	" \x01(\x03R\adevices\"?\n" +
 	"\x12CreateShardRequest\x12)\n" +
 	"\x05shard\x18\x01 \x01(\v2\x13.zerotouch.v1.ShardR\x05shard\"!\n" +
 	"\x0fGetShardRequest\x12\x0e\n" +
