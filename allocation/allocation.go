@@ -46,6 +46,8 @@ type Shard struct {
 	State    State
 	// Region names where the shard runs, for the geo policy ("" = none).
 	Region string
+	// Cluster is the hub cluster that owns the shard ("" = none yet).
+	Cluster string
 	// Capacity bounds the devices assigned to the shard; 0 is unlimited.
 	Capacity int
 	// Devices is how many devices are assigned (filled by AllShards for

@@ -31,6 +31,7 @@ import (
 type Store interface {
 	enrollment.Store
 	allocation.Store
+	allocation.ClusterStore
 	registry.Store
 }
 
@@ -394,6 +395,9 @@ func (s *Service) CreateShard(ctx context.Context, sh *allocation.Shard) (*alloc
 	if err := sh.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.checkCluster(ctx, sh.Cluster); err != nil {
+		return nil, err
+	}
 	now := s.Now()
 	sh.Created, sh.Updated = now, now
 	var err error
@@ -412,9 +416,59 @@ func (s *Service) UpdateShard(ctx context.Context, sh *allocation.Shard) (*alloc
 	if err := sh.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.checkCluster(ctx, sh.Cluster); err != nil {
+		return nil, err
+	}
 	sh.Updated = s.Now()
 	if _, err := s.Store.UpdateShard(ctx, sh); err != nil {
 		return nil, err
 	}
 	return s.Store.GetShard(ctx, sh.ID)
+}
+
+// checkCluster refuses a shard naming a hub cluster that does not exist.
+func (s *Service) checkCluster(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	if _, err := s.Store.GetCluster(ctx, id); err != nil {
+		if errors.Is(err, fault.ErrNotFound) {
+			return fault.New(fault.FailedPrecondition, fault.ResourceNotFound, "hub cluster %q does not exist", id)
+		}
+		return err
+	}
+	return nil
+}
+
+// CreateCluster creates a hub cluster with its pinned client certificates.
+func (s *Service) CreateCluster(ctx context.Context, c *allocation.Cluster) (*allocation.Cluster, error) {
+	if err := enrollment.ValidateID("id", c.ID); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	c.Created, c.Updated = now, now
+	var err error
+	if c.Etag, err = s.Store.CreateCluster(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// UpdateCluster replaces a hub cluster's pinned certificates if c.Etag is
+// current.
+func (s *Service) UpdateCluster(ctx context.Context, c *allocation.Cluster) (*allocation.Cluster, error) {
+	if c.Etag == "" {
+		return nil, fault.Invalidf("etag is required to update a hub cluster")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c.Updated = s.Now()
+	if _, err := s.Store.UpdateCluster(ctx, c); err != nil {
+		return nil, err
+	}
+	return s.Store.GetCluster(ctx, c.ID)
 }

@@ -440,6 +440,7 @@ func runShard(ctx context.Context, env Env, args []string) error {
 	state := fs.String("state", "active", "active, draining or disabled")
 	region := fs.String("region", "", "region the shard runs in, for the geo policy")
 	capacity := fs.Int("capacity", 0, "most devices the shard takes (0: unlimited)")
+	cluster := fs.String("hub-cluster", "", "the hub cluster that owns the shard")
 	etag := fs.String("etag", "", "act only if the shard's etag is this (delete)")
 	want := []string{"ID"}
 	if sub == "list" {
@@ -458,7 +459,7 @@ func runShard(ctx context.Context, env Env, args []string) error {
 		switch sub {
 		case "create":
 			return cl.CreateShard(ctx, &pb.CreateShardRequest{Shard: &pb.Shard{Id: pos[0], Hostname: *hostname, Weight: int32(*weight), State: st,
-				Region: *region, Capacity: int32(*capacity)}})
+				Region: *region, Capacity: int32(*capacity), HubCluster: *cluster}})
 		case "get":
 			return cl.GetShard(ctx, &pb.GetShardRequest{Id: pos[0]})
 		case "list":
@@ -475,16 +476,18 @@ func runShard(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return nil, err
 		}
-		upd := &pb.Shard{Id: pos[0], Etag: cur.Etag, Hostname: *hostname, Weight: int32(*weight), State: st, Region: *region, Capacity: int32(*capacity)}
+		upd := &pb.Shard{Id: pos[0], Etag: cur.Etag, Hostname: *hostname, Weight: int32(*weight), State: st, Region: *region, Capacity: int32(*capacity), HubCluster: *cluster}
 		var mask []string
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
 			case "hostname", "weight", "state", "region", "capacity":
 				mask = append(mask, f.Name)
+			case "hub-cluster":
+				mask = append(mask, "hub_cluster")
 			}
 		})
 		if len(mask) == 0 {
-			return nil, fmt.Errorf("%w: give at least one of --hostname, --weight, --state, --region, --capacity", errUsage)
+			return nil, fmt.Errorf("%w: give at least one of --hostname, --weight, --state, --region, --capacity, --hub-cluster", errUsage)
 		}
 		return cl.UpdateShard(ctx, &pb.UpdateShardRequest{Shard: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
 	})

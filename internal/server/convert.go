@@ -166,7 +166,7 @@ func shardToPB(s *allocation.Shard) *pb.Shard {
 	case allocation.Disabled:
 		state = pb.ShardState_SHARD_STATE_DISABLED
 	}
-	return &pb.Shard{Id: s.ID, Hostname: s.Hostname, Weight: int32(s.Weight), State: state, Region: s.Region, Capacity: int32(s.Capacity),
+	return &pb.Shard{Id: s.ID, Hostname: s.Hostname, Weight: int32(s.Weight), State: state, Region: s.Region, Capacity: int32(s.Capacity), HubCluster: s.Cluster,
 		Devices: int64(s.Devices), CreateTime: ts(s.Created), UpdateTime: ts(s.Updated), Etag: s.Etag}
 }
 

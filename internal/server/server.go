@@ -123,6 +123,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterHubServiceServer(s.grpc, svc)
 	pb.RegisterRegistrationServiceServer(s.grpc, svc)
 	pb.RegisterAccessKeyServiceServer(s.grpc, svc)
+	pb.RegisterHubAssignmentServiceServer(s.grpc, svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 

@@ -37,6 +37,7 @@ type services struct {
 	pb.UnsafeHubServiceServer
 	pb.UnsafeRegistrationServiceServer
 	pb.UnsafeAccessKeyServiceServer
+	pb.UnsafeHubAssignmentServiceServer
 
 	prov  *provisioning.Service
 	admin *admin.Service
@@ -520,7 +521,7 @@ func (s *services) CreateShard(ctx context.Context, req *pb.CreateShardRequest) 
 		return nil, s.fail(ctx, err)
 	}
 	sh, err := s.admin.CreateShard(ctx, &allocation.Shard{ID: in.GetId(), Hostname: in.GetHostname(), Weight: int(in.GetWeight()), State: state,
-		Region: in.GetRegion(), Capacity: int(in.GetCapacity())})
+		Region: in.GetRegion(), Capacity: int(in.GetCapacity()), Cluster: in.GetHubCluster()})
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -565,7 +566,7 @@ func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) 
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetShard()
-	paths, err := maskPaths(req.GetUpdateMask(), "hostname", "weight", "state", "region", "capacity")
+	paths, err := maskPaths(req.GetUpdateMask(), "hostname", "weight", "state", "region", "capacity", "hub_cluster")
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -590,6 +591,9 @@ func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) 
 	}
 	if paths["capacity"] {
 		sh.Capacity = int(in.GetCapacity())
+	}
+	if paths["hub_cluster"] {
+		sh.Cluster = in.GetHubCluster()
 	}
 	if sh, err = s.admin.UpdateShard(ctx, sh); err != nil {
 		return nil, s.fail(ctx, err)

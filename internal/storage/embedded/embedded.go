@@ -42,11 +42,12 @@ var (
 	bIdentity    = []byte("identity")
 	bIdentityReg = []byte("identity_registration")
 	bAccessKey   = []byte("access_key")
+	bCluster     = []byte("hub_cluster")
 	// bShardCount holds each shard's device count (8 bytes, big endian),
 	// kept in the same transactions as the shard index.
 	bShardCount = []byte("shard_count")
 	allBuckets  = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
-		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey}
+		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bCluster}
 	// Buckets of earlier builds, removed on open: challenges now live in
 	// memory (challenge.go).
 	legacyBuckets = [][]byte{[]byte("challenge"), []byte("challenge_expiry")}

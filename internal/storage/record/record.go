@@ -178,6 +178,7 @@ type Shard struct {
 	State    string    `json:"state"`
 	Region   string    `json:"region,omitempty"`
 	Capacity int       `json:"cap,omitempty"`
+	Cluster  string    `json:"cluster,omitempty"`
 	Etag     string    `json:"etag"`
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
@@ -185,20 +186,20 @@ type Shard struct {
 
 // FromShard converts a domain shard.
 func FromShard(s *allocation.Shard, etag string) *Shard {
-	return &Shard{V: Version, ID: s.ID, Hostname: s.Hostname, Weight: s.Weight, State: string(s.State), Region: s.Region, Capacity: s.Capacity,
+	return &Shard{V: Version, ID: s.ID, Hostname: s.Hostname, Weight: s.Weight, State: string(s.State), Region: s.Region, Capacity: s.Capacity, Cluster: s.Cluster,
 		Etag: etag, Created: s.Created, Updated: s.Updated}
 }
 
 // Domain converts back.
 func (r *Shard) Domain() *allocation.Shard {
-	return &allocation.Shard{ID: r.ID, Hostname: r.Hostname, Weight: r.Weight, State: allocation.State(r.State), Region: r.Region, Capacity: r.Capacity,
+	return &allocation.Shard{ID: r.ID, Hostname: r.Hostname, Weight: r.Weight, State: allocation.State(r.State), Region: r.Region, Capacity: r.Capacity, Cluster: r.Cluster,
 		Etag: r.Etag, Created: r.Created, Updated: r.Updated}
 }
 
 // ApplyUpdate copies the fields UpdateShard may change.
 func (r *Shard) ApplyUpdate(s *allocation.Shard, etag string) {
 	r.Hostname, r.Weight, r.State, r.Updated, r.Etag = s.Hostname, s.Weight, string(s.State), s.Updated, etag
-	r.Region, r.Capacity = s.Region, s.Capacity
+	r.Region, r.Capacity, r.Cluster = s.Region, s.Capacity, s.Cluster
 }
 
 // Registration is a stored registration.
@@ -324,4 +325,29 @@ func orString(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// Cluster is a stored hub cluster.
+type Cluster struct {
+	V            int       `json:"v"`
+	ID           string    `json:"id"`
+	Certificates []string  `json:"certs,omitempty"`
+	Etag         string    `json:"etag"`
+	Created      time.Time `json:"created"`
+	Updated      time.Time `json:"updated"`
+}
+
+// FromCluster converts a domain hub cluster.
+func FromCluster(c *allocation.Cluster, etag string) *Cluster {
+	return &Cluster{V: Version, ID: c.ID, Certificates: c.Certificates, Etag: etag, Created: c.Created, Updated: c.Updated}
+}
+
+// Domain converts back.
+func (r *Cluster) Domain() *allocation.Cluster {
+	return &allocation.Cluster{ID: r.ID, Certificates: r.Certificates, Etag: r.Etag, Created: r.Created, Updated: r.Updated}
+}
+
+// ApplyUpdate copies the fields UpdateCluster may change.
+func (r *Cluster) ApplyUpdate(c *allocation.Cluster, etag string) {
+	r.Certificates, r.Updated, r.Etag = c.Certificates, c.Updated, etag
 }

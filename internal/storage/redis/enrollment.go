@@ -20,6 +20,7 @@ var (
 	individuals = table[record.Individual, *enrollment.Individual]{"ind", "enrollment", (*record.Individual).Domain, func(r *record.Individual) string { return r.Etag }}
 	shards      = table[record.Shard, *allocation.Shard]{"shard", "shard", (*record.Shard).Domain, func(r *record.Shard) string { return r.Etag }}
 	accessKeys  = table[record.AccessKey, *access.Key]{"akey", "access key", (*record.AccessKey).Domain, func(*record.AccessKey) string { return "" }}
+	clusters    = table[record.Cluster, *allocation.Cluster]{"hubc", "hub cluster", (*record.Cluster).Domain, func(r *record.Cluster) string { return r.Etag }}
 )
 
 // Index keys, all in the configuration slot. Unique indexes are one string
@@ -322,4 +323,54 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 func (s *Store) CountKeys(ctx context.Context) (int, error) {
 	n, err := s.c.ZCard(ctx, accessKeys.list(s)).Result()
 	return int(n), s.fail(ctx, err)
+}
+
+// CreateCluster implements allocation.ClusterStore.
+func (s *Store) CreateCluster(ctx context.Context, c *allocation.Cluster) (string, error) {
+	etag := newEtag()
+	return etag, clusters.create(ctx, s, c.ID, record.FromCluster(c, etag), nil, nil, nil)
+}
+
+// GetCluster implements allocation.ClusterStore.
+func (s *Store) GetCluster(ctx context.Context, id string) (*allocation.Cluster, error) {
+	return clusters.get(ctx, s, id)
+}
+
+// ListClusters implements allocation.ClusterStore.
+func (s *Store) ListClusters(ctx context.Context, token string, limit int) ([]*allocation.Cluster, string, error) {
+	return clusters.page(ctx, s, token, limit)
+}
+
+// UpdateCluster implements allocation.ClusterStore.
+func (s *Store) UpdateCluster(ctx context.Context, c *allocation.Cluster) (string, error) {
+	return clusters.update(ctx, s, c.ID, c.Etag, func(r *record.Cluster, etag string) { r.ApplyUpdate(c, etag) })
+}
+
+// DeleteCluster implements allocation.ClusterStore: refused while a shard
+// belongs to the cluster. Shards and clusters share the configuration
+// slot, so the check watches every shard key and the shard list.
+func (s *Store) DeleteCluster(ctx context.Context, id, etag string) error {
+	ids, err := s.c.ZRange(ctx, shards.list(s), 0, -1).Result()
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	watched := []string{shards.list(s)}
+	for _, sid := range ids {
+		watched = append(watched, shards.key(s, sid))
+	}
+	return clusters.remove(ctx, s, id, etag, watched, func(tx *goredis.Tx, _ *record.Cluster) error {
+		for _, sid := range ids {
+			sh, err := shards.load(ctx, s, tx, sid)
+			if fault.KindOf(err) == fault.NotFound {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if sh.Cluster == id {
+				return fault.New(fault.FailedPrecondition, fault.ResourceInUse, "hub cluster %q still owns shard %q", id, sid)
+			}
+		}
+		return nil
+	}, nil)
 }

@@ -33,6 +33,7 @@ type Store interface {
 	attestation.ChallengeStore
 	enrollment.Store
 	allocation.Store
+	allocation.ClusterStore
 	registry.Store
 	access.Store
 	Close() error
@@ -62,6 +63,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"RegistrationList", testRegistrationList},
 		{"AccessKeys", testAccessKeys},
 		{"ShardDeviceCounts", testShardDeviceCounts},
+		{"Clusters", testClusters},
 		{"ChallengeSingleUse", testChallengeSingleUse},
 		{"ChallengeExpiry", testChallengeExpiry},
 		{"Cancelled", testCancelled},
@@ -927,4 +929,56 @@ func testShardDeviceCounts(t *testing.T, s Store) {
 	if got, _ := s.GetShard(ctx, "c2"); got.Capacity != 7 || got.Region != "us-east" {
 		t.Fatalf("UpdateShard region/capacity: %+v", got)
 	}
+}
+
+// testClusters covers hub clusters: CRUD with etags, and deletion refused
+// while a shard belongs to the cluster.
+func testClusters(t *testing.T, s Store) {
+	ctx := t.Context()
+	thumb := enrollment.Thumbprint([]byte("hub node 1"))
+	etag, err := s.CreateCluster(ctx, &allocation.Cluster{ID: "hc1", Certificates: []string{thumb}, Created: t0, Updated: t0})
+	must(t, err, "CreateCluster")
+	_, err = s.CreateCluster(ctx, &allocation.Cluster{ID: "hc1"})
+	wantKind(t, err, fault.AlreadyExists, "CreateCluster again")
+	got, err := s.GetCluster(ctx, "hc1")
+	must(t, err, "GetCluster")
+	if got.Etag != etag || len(got.Certificates) != 1 || !got.Pins(thumb) || !got.Created.Equal(t0) {
+		t.Fatalf("GetCluster = %+v", got)
+	}
+	_, err = s.GetCluster(ctx, "nope")
+	wantKind(t, err, fault.NotFound, "GetCluster(unknown)")
+	got.Certificates = append(got.Certificates, enrollment.Thumbprint([]byte("hub node 2")))
+	etag2, err := s.UpdateCluster(ctx, got)
+	must(t, err, "UpdateCluster")
+	_, err = s.UpdateCluster(ctx, got) // stale etag
+	wantKind(t, err, fault.Conflict, "UpdateCluster(stale)")
+	_, err = s.CreateCluster(ctx, &allocation.Cluster{ID: "hc2"})
+	must(t, err, "CreateCluster hc2")
+	var ids []string
+	for tok := ""; ; {
+		page, next, err := s.ListClusters(ctx, tok, 1)
+		must(t, err, "ListClusters")
+		for _, c := range page {
+			ids = append(ids, c.ID)
+		}
+		if next == "" || len(ids) > 5 {
+			break
+		}
+		tok = next
+	}
+	if len(ids) != 2 || ids[0] != "hc1" || ids[1] != "hc2" {
+		t.Fatalf("ListClusters = %v", ids)
+	}
+	_, err = s.CreateShard(ctx, &allocation.Shard{ID: "owned", Hostname: "owned.example.com", Weight: 1, State: allocation.Active, Cluster: "hc1"})
+	must(t, err, "CreateShard owned")
+	if sh, _ := s.GetShard(ctx, "owned"); sh.Cluster != "hc1" {
+		t.Fatalf("shard cluster = %q", sh.Cluster)
+	}
+	err = s.DeleteCluster(ctx, "hc1", "")
+	wantKind(t, err, fault.FailedPrecondition, "DeleteCluster(owning a shard)")
+	must(t, s.DeleteShard(ctx, "owned", ""), "DeleteShard")
+	wantKind(t, s.DeleteCluster(ctx, "hc1", etag), fault.Conflict, "DeleteCluster(stale etag)")
+	must(t, s.DeleteCluster(ctx, "hc1", etag2), "DeleteCluster")
+	_, err = s.GetCluster(ctx, "hc1")
+	wantKind(t, err, fault.NotFound, "GetCluster(deleted)")
 }

@@ -80,6 +80,395 @@ func (ShardState) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{0}
 }
 
+// HubCluster is a cluster of hub nodes that owns shards. Its nodes
+// authenticate with client certificates pinned here, whose subject common
+// name is the cluster's ID.
+type HubCluster struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier chosen by the operator: 1-128 of [A-Za-z0-9-._:].
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Input: the nodes' client certificates (PEM), pinned by thumbprint.
+	CertificatePems []string `protobuf:"bytes,2,rep,name=certificate_pems,json=certificatePems,proto3" json:"certificate_pems,omitempty"`
+	// The pinned certificates' SHA-256 thumbprints (hex); may also be given
+	// directly.
+	CertificateThumbprints []string               `protobuf:"bytes,3,rep,name=certificate_thumbprints,json=certificateThumbprints,proto3" json:"certificate_thumbprints,omitempty"`
+	CreateTime             *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime             *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	Etag                   string                 `protobuf:"bytes,6,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *HubCluster) Reset() {
+	*x = HubCluster{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HubCluster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HubCluster) ProtoMessage() {}
+
+func (x *HubCluster) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HubCluster.ProtoReflect.Descriptor instead.
+func (*HubCluster) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HubCluster) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HubCluster) GetCertificatePems() []string {
+	if x != nil {
+		return x.CertificatePems
+	}
+	return nil
+}
+
+func (x *HubCluster) GetCertificateThumbprints() []string {
+	if x != nil {
+		return x.CertificateThumbprints
+	}
+	return nil
+}
+
+func (x *HubCluster) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *HubCluster) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *HubCluster) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+type CreateHubClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HubCluster    *HubCluster            `protobuf:"bytes,1,opt,name=hub_cluster,json=hubCluster,proto3" json:"hub_cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateHubClusterRequest) Reset() {
+	*x = CreateHubClusterRequest{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateHubClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateHubClusterRequest) ProtoMessage() {}
+
+func (x *CreateHubClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateHubClusterRequest.ProtoReflect.Descriptor instead.
+func (*CreateHubClusterRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateHubClusterRequest) GetHubCluster() *HubCluster {
+	if x != nil {
+		return x.HubCluster
+	}
+	return nil
+}
+
+type GetHubClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHubClusterRequest) Reset() {
+	*x = GetHubClusterRequest{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHubClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHubClusterRequest) ProtoMessage() {}
+
+func (x *GetHubClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHubClusterRequest.ProtoReflect.Descriptor instead.
+func (*GetHubClusterRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetHubClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListHubClustersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHubClustersRequest) Reset() {
+	*x = ListHubClustersRequest{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHubClustersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHubClustersRequest) ProtoMessage() {}
+
+func (x *ListHubClustersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHubClustersRequest.ProtoReflect.Descriptor instead.
+func (*ListHubClustersRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListHubClustersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListHubClustersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListHubClustersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HubClusters   []*HubCluster          `protobuf:"bytes,1,rep,name=hub_clusters,json=hubClusters,proto3" json:"hub_clusters,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHubClustersResponse) Reset() {
+	*x = ListHubClustersResponse{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHubClustersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHubClustersResponse) ProtoMessage() {}
+
+func (x *ListHubClustersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHubClustersResponse.ProtoReflect.Descriptor instead.
+func (*ListHubClustersResponse) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListHubClustersResponse) GetHubClusters() []*HubCluster {
+	if x != nil {
+		return x.HubClusters
+	}
+	return nil
+}
+
+func (x *ListHubClustersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type UpdateHubClusterRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	HubCluster *HubCluster            `protobuf:"bytes,1,opt,name=hub_cluster,json=hubCluster,proto3" json:"hub_cluster,omitempty"`
+	// Paths among "certificates" (the PEMs and thumbprints given replace the
+	// pinned set).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateHubClusterRequest) Reset() {
+	*x = UpdateHubClusterRequest{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateHubClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateHubClusterRequest) ProtoMessage() {}
+
+func (x *UpdateHubClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateHubClusterRequest.ProtoReflect.Descriptor instead.
+func (*UpdateHubClusterRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateHubClusterRequest) GetHubCluster() *HubCluster {
+	if x != nil {
+		return x.HubCluster
+	}
+	return nil
+}
+
+func (x *UpdateHubClusterRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type DeleteHubClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Etag          string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteHubClusterRequest) Reset() {
+	*x = DeleteHubClusterRequest{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteHubClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteHubClusterRequest) ProtoMessage() {}
+
+func (x *DeleteHubClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteHubClusterRequest.ProtoReflect.Descriptor instead.
+func (*DeleteHubClusterRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteHubClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteHubClusterRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 type Shard struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier chosen by the operator: 1-128 of [A-Za-z0-9-._:].
@@ -100,14 +489,16 @@ type Shard struct {
 	// devices and takes no new ones.
 	Capacity int32 `protobuf:"varint,9,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	// Output only: devices assigned to the shard (with Redis, an upper bound).
-	Devices       int64 `protobuf:"varint,10,opt,name=devices,proto3" json:"devices,omitempty"`
+	Devices int64 `protobuf:"varint,10,opt,name=devices,proto3" json:"devices,omitempty"`
+	// The hub cluster that owns the shard, or empty.
+	HubCluster    string `protobuf:"bytes,11,opt,name=hub_cluster,json=hubCluster,proto3" json:"hub_cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Shard) Reset() {
 	*x = Shard{}
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +510,7 @@ func (x *Shard) String() string {
 func (*Shard) ProtoMessage() {}
 
 func (x *Shard) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +523,7 @@ func (x *Shard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shard.ProtoReflect.Descriptor instead.
 func (*Shard) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{0}
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Shard) GetId() string {
@@ -205,6 +596,13 @@ func (x *Shard) GetDevices() int64 {
 	return 0
 }
 
+func (x *Shard) GetHubCluster() string {
+	if x != nil {
+		return x.HubCluster
+	}
+	return ""
+}
+
 type CreateShardRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Shard         *Shard                 `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -214,7 +612,7 @@ type CreateShardRequest struct {
 
 func (x *CreateShardRequest) Reset() {
 	*x = CreateShardRequest{}
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +624,7 @@ func (x *CreateShardRequest) String() string {
 func (*CreateShardRequest) ProtoMessage() {}
 
 func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +637,7 @@ func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardRequest.ProtoReflect.Descriptor instead.
 func (*CreateShardRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{1}
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateShardRequest) GetShard() *Shard {
@@ -258,7 +656,7 @@ type GetShardRequest struct {
 
 func (x *GetShardRequest) Reset() {
 	*x = GetShardRequest{}
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +668,7 @@ func (x *GetShardRequest) String() string {
 func (*GetShardRequest) ProtoMessage() {}
 
 func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +681,7 @@ func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardRequest.ProtoReflect.Descriptor instead.
 func (*GetShardRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{2}
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetShardRequest) GetId() string {
@@ -303,7 +701,7 @@ type ListShardsRequest struct {
 
 func (x *ListShardsRequest) Reset() {
 	*x = ListShardsRequest{}
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +713,7 @@ func (x *ListShardsRequest) String() string {
 func (*ListShardsRequest) ProtoMessage() {}
 
 func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +726,7 @@ func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListShardsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{3}
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListShardsRequest) GetPageSize() int32 {
@@ -355,7 +753,7 @@ type ListShardsResponse struct {
 
 func (x *ListShardsResponse) Reset() {
 	*x = ListShardsResponse{}
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +765,7 @@ func (x *ListShardsResponse) String() string {
 func (*ListShardsResponse) ProtoMessage() {}
 
 func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +778,7 @@ func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListShardsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{4}
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListShardsResponse) GetShards() []*Shard {
@@ -400,7 +798,8 @@ func (x *ListShardsResponse) GetNextPageToken() string {
 type UpdateShardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Shard *Shard                 `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
-	// Paths among "hostname", "weight", "state".
+	// Paths among "hostname", "weight", "state", "region", "capacity",
+	// "hub_cluster".
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -408,7 +807,7 @@ type UpdateShardRequest struct {
 
 func (x *UpdateShardRequest) Reset() {
 	*x = UpdateShardRequest{}
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +819,7 @@ func (x *UpdateShardRequest) String() string {
 func (*UpdateShardRequest) ProtoMessage() {}
 
 func (x *UpdateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +832,7 @@ func (x *UpdateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateShardRequest.ProtoReflect.Descriptor instead.
 func (*UpdateShardRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{5}
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateShardRequest) GetShard() *Shard {
@@ -460,7 +859,7 @@ type DeleteShardRequest struct {
 
 func (x *DeleteShardRequest) Reset() {
 	*x = DeleteShardRequest{}
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +871,7 @@ func (x *DeleteShardRequest) String() string {
 func (*DeleteShardRequest) ProtoMessage() {}
 
 func (x *DeleteShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hub_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +884,7 @@ func (x *DeleteShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShardRequest.ProtoReflect.Descriptor instead.
 func (*DeleteShardRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{6}
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteShardRequest) GetId() string {
@@ -506,7 +905,37 @@ var File_zerotouch_v1_hub_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x16zerotouch/v1/hub.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x02\n" +
+	"\x16zerotouch/v1/hub.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n" +
+	"\n" +
+	"HubCluster\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x10certificate_pems\x18\x02 \x03(\tR\x0fcertificatePems\x127\n" +
+	"\x17certificate_thumbprints\x18\x03 \x03(\tR\x16certificateThumbprints\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x12\n" +
+	"\x04etag\x18\x06 \x01(\tR\x04etag\"T\n" +
+	"\x17CreateHubClusterRequest\x129\n" +
+	"\vhub_cluster\x18\x01 \x01(\v2\x18.zerotouch.v1.HubClusterR\n" +
+	"hubCluster\"&\n" +
+	"\x14GetHubClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"T\n" +
+	"\x16ListHubClustersRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"~\n" +
+	"\x17ListHubClustersResponse\x12;\n" +
+	"\fhub_clusters\x18\x01 \x03(\v2\x18.zerotouch.v1.HubClusterR\vhubClusters\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x91\x01\n" +
+	"\x17UpdateHubClusterRequest\x129\n" +
+	"\vhub_cluster\x18\x01 \x01(\v2\x18.zerotouch.v1.HubClusterR\n" +
+	"hubCluster\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"=\n" +
+	"\x17DeleteHubClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xf8\x02\n" +
 	"\x05Shard\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
@@ -520,7 +949,9 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"\x06region\x18\b \x01(\tR\x06region\x12\x1a\n" +
 	"\bcapacity\x18\t \x01(\x05R\bcapacity\x12\x18\n" +
 	"\adevices\x18\n" +
-	" \x01(\x03R\adevices\"?\n" +
+	" \x01(\x03R\adevices\x12\x1f\n" +
+	"\vhub_cluster\x18\v \x01(\tR\n" +
+	"hubCluster\"?\n" +
 	"\x12CreateShardRequest\x12)\n" +
 	"\x05shard\x18\x01 \x01(\v2\x13.zerotouch.v1.ShardR\x05shard\"!\n" +
 	"\x0fGetShardRequest\x12\x0e\n" +
@@ -544,7 +975,7 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SHARD_STATE_ACTIVE\x10\x01\x12\x18\n" +
 	"\x14SHARD_STATE_DRAINING\x10\x02\x12\x18\n" +
-	"\x14SHARD_STATE_DISABLED\x10\x032\xf9\x03\n" +
+	"\x14SHARD_STATE_DISABLED\x10\x032\xd8\b\n" +
 	"\n" +
 	"HubService\x12_\n" +
 	"\vCreateShard\x12 .zerotouch.v1.CreateShardRequest\x1a\x13.zerotouch.v1.Shard\"\x19\x82\xd3\xe4\x93\x02\x13:\x05shard\"\n" +
@@ -554,7 +985,12 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"ListShards\x12\x1f.zerotouch.v1.ListShardsRequest\x1a .zerotouch.v1.ListShardsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/shards\x12j\n" +
 	"\vUpdateShard\x12 .zerotouch.v1.UpdateShardRequest\x1a\x13.zerotouch.v1.Shard\"$\x82\xd3\xe4\x93\x02\x1e:\x05shard2\x15/v1/shards/{shard.id}\x12`\n" +
-	"\vDeleteShard\x12 .zerotouch.v1.DeleteShardRequest\x1a\x16.google.protobuf.Empty\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/v1/shards/{id}B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\vDeleteShard\x12 .zerotouch.v1.DeleteShardRequest\x1a\x16.google.protobuf.Empty\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/v1/shards/{id}\x12y\n" +
+	"\x10CreateHubCluster\x12%.zerotouch.v1.CreateHubClusterRequest\x1a\x18.zerotouch.v1.HubCluster\"$\x82\xd3\xe4\x93\x02\x1e:\vhub_cluster\"\x0f/v1/hubClusters\x12k\n" +
+	"\rGetHubCluster\x12\".zerotouch.v1.GetHubClusterRequest\x1a\x18.zerotouch.v1.HubCluster\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/hubClusters/{id}\x12w\n" +
+	"\x0fListHubClusters\x12$.zerotouch.v1.ListHubClustersRequest\x1a%.zerotouch.v1.ListHubClustersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/hubClusters\x12\x8a\x01\n" +
+	"\x10UpdateHubCluster\x12%.zerotouch.v1.UpdateHubClusterRequest\x1a\x18.zerotouch.v1.HubCluster\"5\x82\xd3\xe4\x93\x02/:\vhub_cluster2 /v1/hubClusters/{hub_cluster.id}\x12o\n" +
+	"\x10DeleteHubCluster\x12%.zerotouch.v1.DeleteHubClusterRequest\x1a\x16.google.protobuf.Empty\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/hubClusters/{id}B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_hub_proto_rawDescOnce sync.Once
@@ -569,43 +1005,66 @@ func file_zerotouch_v1_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_zerotouch_v1_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_zerotouch_v1_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_zerotouch_v1_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_zerotouch_v1_hub_proto_goTypes = []any{
-	(ShardState)(0),               // 0: zerotouch.v1.ShardState
-	(*Shard)(nil),                 // 1: zerotouch.v1.Shard
-	(*CreateShardRequest)(nil),    // 2: zerotouch.v1.CreateShardRequest
-	(*GetShardRequest)(nil),       // 3: zerotouch.v1.GetShardRequest
-	(*ListShardsRequest)(nil),     // 4: zerotouch.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),    // 5: zerotouch.v1.ListShardsResponse
-	(*UpdateShardRequest)(nil),    // 6: zerotouch.v1.UpdateShardRequest
-	(*DeleteShardRequest)(nil),    // 7: zerotouch.v1.DeleteShardRequest
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 9: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),         // 10: google.protobuf.Empty
+	(ShardState)(0),                 // 0: zerotouch.v1.ShardState
+	(*HubCluster)(nil),              // 1: zerotouch.v1.HubCluster
+	(*CreateHubClusterRequest)(nil), // 2: zerotouch.v1.CreateHubClusterRequest
+	(*GetHubClusterRequest)(nil),    // 3: zerotouch.v1.GetHubClusterRequest
+	(*ListHubClustersRequest)(nil),  // 4: zerotouch.v1.ListHubClustersRequest
+	(*ListHubClustersResponse)(nil), // 5: zerotouch.v1.ListHubClustersResponse
+	(*UpdateHubClusterRequest)(nil), // 6: zerotouch.v1.UpdateHubClusterRequest
+	(*DeleteHubClusterRequest)(nil), // 7: zerotouch.v1.DeleteHubClusterRequest
+	(*Shard)(nil),                   // 8: zerotouch.v1.Shard
+	(*CreateShardRequest)(nil),      // 9: zerotouch.v1.CreateShardRequest
+	(*GetShardRequest)(nil),         // 10: zerotouch.v1.GetShardRequest
+	(*ListShardsRequest)(nil),       // 11: zerotouch.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),      // 12: zerotouch.v1.ListShardsResponse
+	(*UpdateShardRequest)(nil),      // 13: zerotouch.v1.UpdateShardRequest
+	(*DeleteShardRequest)(nil),      // 14: zerotouch.v1.DeleteShardRequest
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),   // 16: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),           // 17: google.protobuf.Empty
 }
 var file_zerotouch_v1_hub_proto_depIdxs = []int32{
-	0,  // 0: zerotouch.v1.Shard.state:type_name -> zerotouch.v1.ShardState
-	8,  // 1: zerotouch.v1.Shard.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: zerotouch.v1.Shard.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: zerotouch.v1.CreateShardRequest.shard:type_name -> zerotouch.v1.Shard
-	1,  // 4: zerotouch.v1.ListShardsResponse.shards:type_name -> zerotouch.v1.Shard
-	1,  // 5: zerotouch.v1.UpdateShardRequest.shard:type_name -> zerotouch.v1.Shard
-	9,  // 6: zerotouch.v1.UpdateShardRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 7: zerotouch.v1.HubService.CreateShard:input_type -> zerotouch.v1.CreateShardRequest
-	3,  // 8: zerotouch.v1.HubService.GetShard:input_type -> zerotouch.v1.GetShardRequest
-	4,  // 9: zerotouch.v1.HubService.ListShards:input_type -> zerotouch.v1.ListShardsRequest
-	6,  // 10: zerotouch.v1.HubService.UpdateShard:input_type -> zerotouch.v1.UpdateShardRequest
-	7,  // 11: zerotouch.v1.HubService.DeleteShard:input_type -> zerotouch.v1.DeleteShardRequest
-	1,  // 12: zerotouch.v1.HubService.CreateShard:output_type -> zerotouch.v1.Shard
-	1,  // 13: zerotouch.v1.HubService.GetShard:output_type -> zerotouch.v1.Shard
-	5,  // 14: zerotouch.v1.HubService.ListShards:output_type -> zerotouch.v1.ListShardsResponse
-	1,  // 15: zerotouch.v1.HubService.UpdateShard:output_type -> zerotouch.v1.Shard
-	10, // 16: zerotouch.v1.HubService.DeleteShard:output_type -> google.protobuf.Empty
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	15, // 0: zerotouch.v1.HubCluster.create_time:type_name -> google.protobuf.Timestamp
+	15, // 1: zerotouch.v1.HubCluster.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 2: zerotouch.v1.CreateHubClusterRequest.hub_cluster:type_name -> zerotouch.v1.HubCluster
+	1,  // 3: zerotouch.v1.ListHubClustersResponse.hub_clusters:type_name -> zerotouch.v1.HubCluster
+	1,  // 4: zerotouch.v1.UpdateHubClusterRequest.hub_cluster:type_name -> zerotouch.v1.HubCluster
+	16, // 5: zerotouch.v1.UpdateHubClusterRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 6: zerotouch.v1.Shard.state:type_name -> zerotouch.v1.ShardState
+	15, // 7: zerotouch.v1.Shard.create_time:type_name -> google.protobuf.Timestamp
+	15, // 8: zerotouch.v1.Shard.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 9: zerotouch.v1.CreateShardRequest.shard:type_name -> zerotouch.v1.Shard
+	8,  // 10: zerotouch.v1.ListShardsResponse.shards:type_name -> zerotouch.v1.Shard
+	8,  // 11: zerotouch.v1.UpdateShardRequest.shard:type_name -> zerotouch.v1.Shard
+	16, // 12: zerotouch.v1.UpdateShardRequest.update_mask:type_name -> google.protobuf.FieldMask
+	9,  // 13: zerotouch.v1.HubService.CreateShard:input_type -> zerotouch.v1.CreateShardRequest
+	10, // 14: zerotouch.v1.HubService.GetShard:input_type -> zerotouch.v1.GetShardRequest
+	11, // 15: zerotouch.v1.HubService.ListShards:input_type -> zerotouch.v1.ListShardsRequest
+	13, // 16: zerotouch.v1.HubService.UpdateShard:input_type -> zerotouch.v1.UpdateShardRequest
+	14, // 17: zerotouch.v1.HubService.DeleteShard:input_type -> zerotouch.v1.DeleteShardRequest
+	2,  // 18: zerotouch.v1.HubService.CreateHubCluster:input_type -> zerotouch.v1.CreateHubClusterRequest
+	3,  // 19: zerotouch.v1.HubService.GetHubCluster:input_type -> zerotouch.v1.GetHubClusterRequest
+	4,  // 20: zerotouch.v1.HubService.ListHubClusters:input_type -> zerotouch.v1.ListHubClustersRequest
+	6,  // 21: zerotouch.v1.HubService.UpdateHubCluster:input_type -> zerotouch.v1.UpdateHubClusterRequest
+	7,  // 22: zerotouch.v1.HubService.DeleteHubCluster:input_type -> zerotouch.v1.DeleteHubClusterRequest
+	8,  // 23: zerotouch.v1.HubService.CreateShard:output_type -> zerotouch.v1.Shard
+	8,  // 24: zerotouch.v1.HubService.GetShard:output_type -> zerotouch.v1.Shard
+	12, // 25: zerotouch.v1.HubService.ListShards:output_type -> zerotouch.v1.ListShardsResponse
+	8,  // 26: zerotouch.v1.HubService.UpdateShard:output_type -> zerotouch.v1.Shard
+	17, // 27: zerotouch.v1.HubService.DeleteShard:output_type -> google.protobuf.Empty
+	1,  // 28: zerotouch.v1.HubService.CreateHubCluster:output_type -> zerotouch.v1.HubCluster
+	1,  // 29: zerotouch.v1.HubService.GetHubCluster:output_type -> zerotouch.v1.HubCluster
+	5,  // 30: zerotouch.v1.HubService.ListHubClusters:output_type -> zerotouch.v1.ListHubClustersResponse
+	1,  // 31: zerotouch.v1.HubService.UpdateHubCluster:output_type -> zerotouch.v1.HubCluster
+	17, // 32: zerotouch.v1.HubService.DeleteHubCluster:output_type -> google.protobuf.Empty
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_hub_proto_init() }
@@ -619,7 +1078,7 @@ func file_zerotouch_v1_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_hub_proto_rawDesc), len(file_zerotouch_v1_hub_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,11 +20,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HubService_CreateShard_FullMethodName = "/zerotouch.v1.HubService/CreateShard"
-	HubService_GetShard_FullMethodName    = "/zerotouch.v1.HubService/GetShard"
-	HubService_ListShards_FullMethodName  = "/zerotouch.v1.HubService/ListShards"
-	HubService_UpdateShard_FullMethodName = "/zerotouch.v1.HubService/UpdateShard"
-	HubService_DeleteShard_FullMethodName = "/zerotouch.v1.HubService/DeleteShard"
+	HubService_CreateShard_FullMethodName      = "/zerotouch.v1.HubService/CreateShard"
+	HubService_GetShard_FullMethodName         = "/zerotouch.v1.HubService/GetShard"
+	HubService_ListShards_FullMethodName       = "/zerotouch.v1.HubService/ListShards"
+	HubService_UpdateShard_FullMethodName      = "/zerotouch.v1.HubService/UpdateShard"
+	HubService_DeleteShard_FullMethodName      = "/zerotouch.v1.HubService/DeleteShard"
+	HubService_CreateHubCluster_FullMethodName = "/zerotouch.v1.HubService/CreateHubCluster"
+	HubService_GetHubCluster_FullMethodName    = "/zerotouch.v1.HubService/GetHubCluster"
+	HubService_ListHubClusters_FullMethodName  = "/zerotouch.v1.HubService/ListHubClusters"
+	HubService_UpdateHubCluster_FullMethodName = "/zerotouch.v1.HubService/UpdateHubCluster"
+	HubService_DeleteHubCluster_FullMethodName = "/zerotouch.v1.HubService/DeleteHubCluster"
 )
 
 // HubServiceClient is the client API for HubService service.
@@ -40,6 +45,13 @@ type HubServiceClient interface {
 	UpdateShard(ctx context.Context, in *UpdateShardRequest, opts ...grpc.CallOption) (*Shard, error)
 	// DeleteShard removes a shard that no registration is assigned to.
 	DeleteShard(ctx context.Context, in *DeleteShardRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	CreateHubCluster(ctx context.Context, in *CreateHubClusterRequest, opts ...grpc.CallOption) (*HubCluster, error)
+	GetHubCluster(ctx context.Context, in *GetHubClusterRequest, opts ...grpc.CallOption) (*HubCluster, error)
+	ListHubClusters(ctx context.Context, in *ListHubClustersRequest, opts ...grpc.CallOption) (*ListHubClustersResponse, error)
+	// UpdateHubCluster replaces the pinned certificates ("certificates").
+	UpdateHubCluster(ctx context.Context, in *UpdateHubClusterRequest, opts ...grpc.CallOption) (*HubCluster, error)
+	// DeleteHubCluster removes a cluster that owns no shard.
+	DeleteHubCluster(ctx context.Context, in *DeleteHubClusterRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
 
 type hubServiceClient struct {
@@ -100,6 +112,56 @@ func (c *hubServiceClient) DeleteShard(ctx context.Context, in *DeleteShardReque
 	return out, nil
 }
 
+func (c *hubServiceClient) CreateHubCluster(ctx context.Context, in *CreateHubClusterRequest, opts ...grpc.CallOption) (*HubCluster, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HubCluster)
+	err := c.cc.Invoke(ctx, HubService_CreateHubCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hubServiceClient) GetHubCluster(ctx context.Context, in *GetHubClusterRequest, opts ...grpc.CallOption) (*HubCluster, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HubCluster)
+	err := c.cc.Invoke(ctx, HubService_GetHubCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hubServiceClient) ListHubClusters(ctx context.Context, in *ListHubClustersRequest, opts ...grpc.CallOption) (*ListHubClustersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHubClustersResponse)
+	err := c.cc.Invoke(ctx, HubService_ListHubClusters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hubServiceClient) UpdateHubCluster(ctx context.Context, in *UpdateHubClusterRequest, opts ...grpc.CallOption) (*HubCluster, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HubCluster)
+	err := c.cc.Invoke(ctx, HubService_UpdateHubCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hubServiceClient) DeleteHubCluster(ctx context.Context, in *DeleteHubClusterRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, HubService_DeleteHubCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HubServiceServer is the server API for HubService service.
 // All implementations must embed UnimplementedHubServiceServer
 // for forward compatibility.
@@ -113,6 +175,13 @@ type HubServiceServer interface {
 	UpdateShard(context.Context, *UpdateShardRequest) (*Shard, error)
 	// DeleteShard removes a shard that no registration is assigned to.
 	DeleteShard(context.Context, *DeleteShardRequest) (*emptypb.Empty, error)
+	CreateHubCluster(context.Context, *CreateHubClusterRequest) (*HubCluster, error)
+	GetHubCluster(context.Context, *GetHubClusterRequest) (*HubCluster, error)
+	ListHubClusters(context.Context, *ListHubClustersRequest) (*ListHubClustersResponse, error)
+	// UpdateHubCluster replaces the pinned certificates ("certificates").
+	UpdateHubCluster(context.Context, *UpdateHubClusterRequest) (*HubCluster, error)
+	// DeleteHubCluster removes a cluster that owns no shard.
+	DeleteHubCluster(context.Context, *DeleteHubClusterRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedHubServiceServer()
 }
 
@@ -137,6 +206,21 @@ func (UnimplementedHubServiceServer) UpdateShard(context.Context, *UpdateShardRe
 }
 func (UnimplementedHubServiceServer) DeleteShard(context.Context, *DeleteShardRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteShard not implemented")
+}
+func (UnimplementedHubServiceServer) CreateHubCluster(context.Context, *CreateHubClusterRequest) (*HubCluster, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateHubCluster not implemented")
+}
+func (UnimplementedHubServiceServer) GetHubCluster(context.Context, *GetHubClusterRequest) (*HubCluster, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHubCluster not implemented")
+}
+func (UnimplementedHubServiceServer) ListHubClusters(context.Context, *ListHubClustersRequest) (*ListHubClustersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHubClusters not implemented")
+}
+func (UnimplementedHubServiceServer) UpdateHubCluster(context.Context, *UpdateHubClusterRequest) (*HubCluster, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateHubCluster not implemented")
+}
+func (UnimplementedHubServiceServer) DeleteHubCluster(context.Context, *DeleteHubClusterRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteHubCluster not implemented")
 }
 func (UnimplementedHubServiceServer) mustEmbedUnimplementedHubServiceServer() {}
 func (UnimplementedHubServiceServer) testEmbeddedByValue()                    {}
@@ -249,6 +333,96 @@ func _HubService_DeleteShard_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HubService_CreateHubCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateHubClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubServiceServer).CreateHubCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubService_CreateHubCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubServiceServer).CreateHubCluster(ctx, req.(*CreateHubClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HubService_GetHubCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHubClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubServiceServer).GetHubCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubService_GetHubCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubServiceServer).GetHubCluster(ctx, req.(*GetHubClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HubService_ListHubClusters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHubClustersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubServiceServer).ListHubClusters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubService_ListHubClusters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubServiceServer).ListHubClusters(ctx, req.(*ListHubClustersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HubService_UpdateHubCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateHubClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubServiceServer).UpdateHubCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubService_UpdateHubCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubServiceServer).UpdateHubCluster(ctx, req.(*UpdateHubClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HubService_DeleteHubCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteHubClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubServiceServer).DeleteHubCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubService_DeleteHubCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubServiceServer).DeleteHubCluster(ctx, req.(*DeleteHubClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HubService_ServiceDesc is the grpc.ServiceDesc for HubService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -275,6 +449,26 @@ var HubService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteShard",
 			Handler:    _HubService_DeleteShard_Handler,
+		},
+		{
+			MethodName: "CreateHubCluster",
+			Handler:    _HubService_CreateHubCluster_Handler,
+		},
+		{
+			MethodName: "GetHubCluster",
+			Handler:    _HubService_GetHubCluster_Handler,
+		},
+		{
+			MethodName: "ListHubClusters",
+			Handler:    _HubService_ListHubClusters_Handler,
+		},
+		{
+			MethodName: "UpdateHubCluster",
+			Handler:    _HubService_UpdateHubCluster_Handler,
+		},
+		{
+			MethodName: "DeleteHubCluster",
+			Handler:    _HubService_DeleteHubCluster_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func runHubCluster(ctx context.Context, env Env, args []string) error {
+	sub, args, err := subcommand(args, "create", "get", "list", "update", "delete")
+	if err != nil {
+		return err
+	}
+	fs, c := opFlags("hub-cluster "+sub, env)
+	var certs, thumbs listFlag
+	fs.Var(&certs, "cert", "a node's client certificate (PEM file) to pin; its subject CN must be the cluster ID (repeatable)")
+	fs.Var(&thumbs, "thumbprint", "a client certificate's SHA-256 thumbprint to pin (repeatable)")
+	etag := fs.String("etag", "", "act only if the cluster's etag is this (delete)")
+	want := []string{"ID"}
+	if sub == "list" {
+		want = nil
+	}
+	pos, err := parse(fs, args, want...)
+	if err != nil {
+		return err
+	}
+	var pems []string
+	for _, f := range certs {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--cert: %w", err)
+		}
+		pems = append(pems, string(raw))
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		cl := pb.NewHubServiceClient(cc)
+		switch sub {
+		case "create":
+			return cl.CreateHubCluster(ctx, &pb.CreateHubClusterRequest{HubCluster: &pb.HubCluster{Id: pos[0], CertificatePems: pems, CertificateThumbprints: thumbs}})
+		case "get":
+			return cl.GetHubCluster(ctx, &pb.GetHubClusterRequest{Id: pos[0]})
+		case "list":
+			all, err := allPages(func(token string) ([]*pb.HubCluster, string, error) {
+				p, err := cl.ListHubClusters(ctx, &pb.ListHubClustersRequest{PageSize: 500, PageToken: token})
+				return p.GetHubClusters(), p.GetNextPageToken(), err
+			})
+			return &pb.ListHubClustersResponse{HubClusters: all}, err
+		case "delete":
+			_, err := cl.DeleteHubCluster(ctx, &pb.DeleteHubClusterRequest{Id: pos[0], Etag: *etag})
+			return nil, err
+		}
+		visited := false
+		fs.Visit(func(f *flag.Flag) { visited = visited || f.Name == "cert" || f.Name == "thumbprint" })
+		if !visited {
+			return nil, fmt.Errorf("%w: give the complete set of --cert/--thumbprint to pin", errUsage)
+		}
+		cur, err := cl.GetHubCluster(ctx, &pb.GetHubClusterRequest{Id: pos[0]})
+		if err != nil {
+			return nil, err
+		}
+		return cl.UpdateHubCluster(ctx, &pb.UpdateHubClusterRequest{
+			HubCluster: &pb.HubCluster{Id: pos[0], Etag: cur.GetEtag(), CertificatePems: pems, CertificateThumbprints: thumbs},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"certificates"}}})
+	})
+}
