@@ -204,4 +204,3 @@ func identityToPB(id *registry.Identity) *pb.DeviceIdentity {
 	}
 	return out
 }
-
