@@ -14,6 +14,8 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
@@ -471,4 +473,22 @@ func (s *Service) UpdateCluster(ctx context.Context, c *allocation.Cluster) (*al
 		return nil, err
 	}
 	return s.Store.GetCluster(ctx, c.ID)
+}
+
+// Parallel runs fn(0) … fn(n-1) on a few workers and waits: bulk
+// operations write their items concurrently (each item is its own
+// transaction), whichever transport they came from.
+func Parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range min(n, 8) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -8,10 +8,9 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -157,15 +156,9 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 		}
 		return s.individualToDPS(ctx, e, false)
 	case "symmetricKey":
-		var primary, secondary []byte
-		if k := att.SymmetricKey; k != nil {
-			var err error
-			if primary, err = decodeKey("attestation.symmetricKey.primaryKey", k.PrimaryKey); err != nil {
-				return nil, err
-			}
-			if secondary, err = decodeKey("attestation.symmetricKey.secondaryKey", k.SecondaryKey); err != nil {
-				return nil, err
-			}
+		primary, secondary, err := decodeKeys(att.SymmetricKey)
+		if err != nil {
+			return nil, err
 		}
 		e, _, err := s.Admin.CreateSymmetricIndividual(ctx, e, primary, secondary)
 		if err != nil {
@@ -227,13 +220,9 @@ func (s *Service) individualAttestation(e *enrollment.Individual, withKeys bool)
 	case enrollment.MechanismTPM:
 		m.TPM = &TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(e.EKPublic)}
 	case enrollment.MechanismSymmetricKey:
-		m.SymmetricKey = &SymmetricKeyAttestation{}
-		if withKeys {
-			k, err := s.keysOf(e.SealedKeys, provisioning.IndividualAAD(e.RegistrationID))
-			if err != nil {
-				return nil, err
-			}
-			m.SymmetricKey = k
+		var err error
+		if m.SymmetricKey, err = s.shownKeys(withKeys, e.SealedKeys, provisioning.IndividualAAD(e.RegistrationID)); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil
@@ -367,15 +356,9 @@ func (s *Service) createGroup(ctx context.Context, g *enrollment.Group, att *Att
 		}
 		return s.groupToDPS(ctx, g, false)
 	case "symmetricKey":
-		var primary, secondary []byte
-		if k := att.SymmetricKey; k != nil {
-			var err error
-			if primary, err = decodeKey("attestation.symmetricKey.primaryKey", k.PrimaryKey); err != nil {
-				return nil, err
-			}
-			if secondary, err = decodeKey("attestation.symmetricKey.secondaryKey", k.SecondaryKey); err != nil {
-				return nil, err
-			}
+		primary, secondary, err := decodeKeys(att.SymmetricKey)
+		if err != nil {
+			return nil, err
 		}
 		g, _, err := s.Admin.CreateSymmetricGroup(ctx, g, primary, secondary)
 		if err != nil {
@@ -419,13 +402,9 @@ func (s *Service) groupAttestation(g *enrollment.Group, withKeys bool) (*Attesta
 		// A TPM group is keyed on its vendor CA: shown as a CA reference.
 		m.X509 = &X509Attestation{CAReferences: &X509CAReferences{Primary: g.CAName}}
 	case enrollment.MechanismSymmetricKey:
-		m.SymmetricKey = &SymmetricKeyAttestation{}
-		if withKeys {
-			k, err := s.keysOf(g.SealedKeys, provisioning.GroupAAD(g.ID))
-			if err != nil {
-				return nil, err
-			}
-			m.SymmetricKey = k
+		var err error
+		if m.SymmetricKey, err = s.shownKeys(withKeys, g.SealedKeys, provisioning.GroupAAD(g.ID)); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil
@@ -572,22 +551,7 @@ func (s *Service) bulk(req *svcRequest) error {
 		return fault.Invalidf("a bulk operation holds 1-%d enrollments, not %d", MaxBulk, len(op.Enrollments))
 	}
 	errs := make([]*BulkError, len(op.Enrollments))
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(op.Enrollments) {
-					return
-				}
-				errs[i] = s.bulkItem(ctx, req, op.Enrollments[i], op.Mode, m)
-			}
-		}()
-	}
-	wg.Wait()
+	admin.Parallel(len(op.Enrollments), func(i int) { errs[i] = s.bulkItem(ctx, req, op.Enrollments[i], op.Mode, m) })
 	out := BulkResult{IsSuccessful: true, Errors: []BulkError{}}
 	for _, e := range errs {
 		if e != nil {
@@ -712,4 +676,26 @@ func (s *Service) queryRegistrations(req *svcRequest) error {
 	}
 	s.writePage(req, out, next, "DeviceRegistration", limit)
 	return nil
+}
+
+// decodeKeys reads the keys a caller gave (either may be absent: it is
+// then generated).
+func decodeKeys(k *SymmetricKeyAttestation) (primary, secondary []byte, err error) {
+	if k == nil {
+		return nil, nil, nil
+	}
+	if primary, err = decodeKey("attestation.symmetricKey.primaryKey", k.PrimaryKey); err != nil {
+		return nil, nil, err
+	}
+	secondary, err = decodeKey("attestation.symmetricKey.secondaryKey", k.SecondaryKey)
+	return primary, secondary, err
+}
+
+// shownKeys is the symmetricKey attestation of an answer: the keys only
+// where the caller may see them.
+func (s *Service) shownKeys(withKeys bool, sealed []byte, aad string) (*SymmetricKeyAttestation, error) {
+	if !withKeys {
+		return &SymmetricKeyAttestation{}, nil
+	}
+	return s.keysOf(sealed, aad)
 }

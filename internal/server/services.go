@@ -5,8 +5,6 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -399,27 +397,14 @@ func (s *services) BatchCreateEnrollments(ctx context.Context, req *pb.BatchCrea
 		return nil, s.fail(ctx, fault.Invalidf("a batch holds 1-%d enrollments, not %d", MaxBatch, len(items)))
 	}
 	out := &pb.BatchCreateEnrollmentsResponse{Results: make([]*pb.BatchCreateEnrollmentsResult, len(items))}
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(items) {
-					return
-				}
-				e, err := s.createEnrollment(ctx, items[i])
-				if err != nil {
-					out.Results[i] = &pb.BatchCreateEnrollmentsResult{Error: itemError(ctx, s.log, err)}
-				} else {
-					out.Results[i] = &pb.BatchCreateEnrollmentsResult{Enrollment: e}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	admin.Parallel(len(items), func(i int) {
+		e, err := s.createEnrollment(ctx, items[i])
+		if err != nil {
+			out.Results[i] = &pb.BatchCreateEnrollmentsResult{Error: itemError(ctx, s.log, err)}
+		} else {
+			out.Results[i] = &pb.BatchCreateEnrollmentsResult{Enrollment: e}
+		}
+	})
 	for _, r := range out.Results {
 		if r.Error != nil {
 			out.Failed++
