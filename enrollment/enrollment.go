@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"net/url"
 	"strings"
 	"time"
 
@@ -36,20 +37,83 @@ const (
 	// PolicyGeo picks the client's region's shards first (DPS's
 	// geoLatency), hashing among them.
 	PolicyGeo Policy = "geo"
+	// PolicyCustom asks a webhook (DPS's custom allocation).
+	PolicyCustom Policy = "custom"
 )
+
+// Webhook limits.
+const (
+	MaxWebhookURL         = 2048
+	DefaultWebhookTimeout = 5 * time.Second
+	MaxWebhookTimeout     = 30 * time.Second
+)
+
+// Webhook is a custom allocation webhook: HTTPS only. When it fails (an
+// error, a timeout, an answer naming no linked shard), Fallback decides
+// ("" refuses the device).
+type Webhook struct {
+	URL      string
+	Timeout  time.Duration
+	Fallback Policy
+}
+
+// EffectiveTimeout is the timeout, defaulted.
+func (w *Webhook) EffectiveTimeout() time.Duration {
+	if w.Timeout == 0 {
+		return DefaultWebhookTimeout
+	}
+	return w.Timeout
+}
+
+func (w *Webhook) validate(static string) error {
+	if len(w.URL) > MaxWebhookURL {
+		return fault.Invalidf("allocation.webhook.url is longer than %d characters", MaxWebhookURL)
+	}
+	u, err := url.Parse(w.URL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fault.Invalidf("allocation.webhook.url %q must be an https:// URL with a host and no user info", w.URL)
+	}
+	if w.Timeout < 0 || w.Timeout > MaxWebhookTimeout {
+		return fault.Invalidf("allocation.webhook.timeout %s is outside 0-%s", w.Timeout, MaxWebhookTimeout)
+	}
+	switch w.Fallback {
+	case "", PolicyHashed, PolicyGeo:
+	case PolicyStatic:
+		if static == "" {
+			return fault.Invalidf("the static fallback needs allocation.static_shard")
+		}
+	default:
+		return fault.Invalidf("allocation.webhook.fallback %q is not one of hashed, geo, static or none", w.Fallback)
+	}
+	return nil
+}
 
 // Allocation is how an enrollment's devices are spread over hub shards.
 type Allocation struct {
 	Policy Policy
 	// Shards the enrollment may use; empty means every shard.
 	Shards []string
-	// StaticShard is the shard for PolicyStatic.
+	// StaticShard is the shard for PolicyStatic (and a static fallback).
 	StaticShard string
+	// Webhook is the custom policy's webhook.
+	Webhook *Webhook
 }
 
 // Validate checks the allocation's shape (not whether the shards exist).
 func (a Allocation) Validate() error {
+	if (a.Policy == PolicyCustom) != (a.Webhook != nil) {
+		return fault.Invalidf("allocation.webhook is required with the custom policy and valid only with it")
+	}
 	switch a.Policy {
+	case PolicyCustom:
+		if err := a.Webhook.validate(a.StaticShard); err != nil {
+			return err
+		}
+		if a.StaticShard != "" {
+			if err := ValidateID("allocation.static_shard", a.StaticShard); err != nil {
+				return err
+			}
+		}
 	case PolicyHashed, PolicyGeo:
 		if a.StaticShard != "" {
 			return fault.Invalidf("allocation.static_shard is only valid with the static policy")
@@ -62,7 +126,7 @@ func (a Allocation) Validate() error {
 			return fault.Invalidf("allocation.static_shard %q is not among allocation.shards", a.StaticShard)
 		}
 	default:
-		return fault.Invalidf("allocation.policy %q is not one of hashed, static, geo", a.Policy)
+		return fault.Invalidf("allocation.policy %q is not one of hashed, static, geo, custom", a.Policy)
 	}
 	if len(a.Shards) > MaxShardsPerPolicy {
 		return fault.Invalidf("allocation.shards has %d entries, at most %d allowed", len(a.Shards), MaxShardsPerPolicy)

@@ -127,6 +127,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
 	}
 	prov.NearestRegions = cfg.Geo.Nearest
+	if prov.WebhookClient, err = webhookClient(cfg.Webhooks.CAFile); err != nil {
+		return err
+	}
 	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer}
 	var dpsHandler, dpsService http.Handler
 	if cfg.DPS.IDScope != "" {
@@ -298,4 +301,25 @@ func geoLocator(g config.Geo) *server.Geo {
 		out.Networks = append(out.Networks, server.GeoNetwork{Prefix: p, Region: r})
 	}
 	return out
+}
+
+// webhookClient calls custom allocation webhooks: TLS 1.2+, the system's
+// CAs plus caFile's, no redirects (a webhook answers itself).
+func webhookClient(caFile string) (*http.Client, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if caFile != "" {
+		certs, err := pki.LoadCertificates(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhooks.ca_file: %w", err)
+		}
+		for _, c := range certs {
+			roots.AddCert(c)
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }

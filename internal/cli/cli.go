@@ -44,18 +44,19 @@ var errUsage = errors.New("usage")
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":        {"run the service", runServe},
-		"device":       {"device-side commands: register", runDevice},
-		"ca":           {"CA certificates: create, get, list, delete, verification-code, verify", runCA},
-		"group":        {"enrollment groups: create, get, list, update, enable, disable, delete", runGroup},
-		"enrollment":   {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
-		"shard":        {"hub shards: create, get, list, update, delete", runShard},
-		"hub-cluster":  {"hub clusters and their pinned client certificates: create, get, list, update, delete", runHubCluster},
-		"registration": {"registrations: get, list, delete", runRegistration},
-		"access-key":   {"access keys (and their DPS connection strings): create, list, delete", runAccessKey},
-		"dps-import":   {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
-		"pki":          {"mint evaluation certificates: ca, proof, device", runPKI},
-		"bench":        {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
+		"serve":          {"run the service", runServe},
+		"device":         {"device-side commands: register", runDevice},
+		"ca":             {"CA certificates: create, get, list, delete, verification-code, verify", runCA},
+		"group":          {"enrollment groups: create, get, list, update, enable, disable, delete", runGroup},
+		"enrollment":     {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
+		"shard":          {"hub shards: create, get, list, update, delete", runShard},
+		"hub-cluster":    {"hub clusters and their pinned client certificates: create, get, list, update, delete", runHubCluster},
+		"registration":   {"registrations: get, list, delete", runRegistration},
+		"access-key":     {"access keys (and their DPS connection strings): create, list, delete", runAccessKey},
+		"dps-import":     {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
+		"webhook-secret": {"the secret that signs requests to a custom allocation webhook URL", runWebhookSecret},
+		"pki":            {"mint evaluation certificates: ca, proof, device", runPKI},
+		"bench":          {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
 	}
 }
 

@@ -192,6 +192,15 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("symmetric group: %s", out)
 	}
 	run(2, "enrollment", "create", "sym-dev-2", "--symmetric", "--primary-key", "%%%")
+	// A custom allocation webhook, and the secret its receiver checks.
+	if out := run(0, "group", "create", "wh-group", "--attestation", "symmetric", "--policy", "custom", "--webhook-url", "https://hooks.example.com/allocate",
+		"--webhook-timeout", "2s", "--webhook-fallback", "hashed"); !strings.Contains(out, "ALLOCATION_POLICY_CUSTOM") || !strings.Contains(out, "hooks.example.com") {
+		t.Fatalf("custom group: %s", out)
+	}
+	if out := run(0, "webhook-secret", "https://hooks.example.com/allocate"); !regexp.MustCompile(`"secret":\s*"[A-Za-z0-9+/=]{40,}"`).MatchString(out) {
+		t.Fatalf("webhook-secret: %s", out)
+	}
+	run(2, "group", "create", "wh-group-2", "--attestation", "symmetric", "--policy", "custom", "--webhook-url", "https://h.example.com", "--webhook-fallback", "custom")
 
 	// The owner's DPS connection string works against the DPS service API.
 	cs, err := os.ReadFile(filepath.Join(dataDir, app.OwnerDPSFile))

@@ -77,3 +77,16 @@ func runHubCluster(ctx context.Context, env Env, args []string) error {
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"certificates"}}})
 	})
 }
+
+// runWebhookSecret prints the secret that signs requests to a custom
+// allocation webhook.
+func runWebhookSecret(ctx context.Context, env Env, args []string) error {
+	fs, c := opFlags("webhook-secret", env)
+	pos, err := parse(fs, args, "URL")
+	if err != nil {
+		return err
+	}
+	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
+		return pb.NewEnrollmentServiceClient(cc).GetWebhookSecret(ctx, &pb.GetWebhookSecretRequest{Url: pos[0]})
+	})
+}

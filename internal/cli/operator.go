@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -121,17 +122,27 @@ func runCA(ctx context.Context, env Env, args []string) error {
 
 // allocFlags are the allocation flags of groups and enrollments.
 type allocFlags struct {
-	shards, policy, static *string
-	disabled               *bool
+	shards, policy, static, webhook, fallback *string
+	timeout                                   *time.Duration
+	disabled                                  *bool
 }
 
 func addAllocFlags(fs *flag.FlagSet) allocFlags {
 	return allocFlags{
 		shards:   fs.String("shards", "", "comma-separated shard IDs the enrollment may use (default: all)"),
-		policy:   fs.String("policy", "hashed", "allocation policy: hashed, static or geo"),
-		static:   fs.String("static-shard", "", "the shard for the static policy"),
+		policy:   fs.String("policy", "hashed", "allocation policy: hashed, static, geo or custom"),
+		static:   fs.String("static-shard", "", "the shard for the static policy (or a static fallback)"),
+		webhook:  fs.String("webhook-url", "", "the custom policy's webhook (https://)"),
+		timeout:  fs.Duration("webhook-timeout", 0, "how long to wait for the webhook (default 5s, at most 30s)"),
+		fallback: fs.String("webhook-fallback", "", "when the webhook fails: hashed, geo, static, or empty to refuse the device"),
 		disabled: fs.Bool("disabled", false, "create disabled"),
 	}
+}
+
+var policyNames = map[string]pb.AllocationPolicy{
+	"": pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED, "hashed": pb.AllocationPolicy_ALLOCATION_POLICY_HASHED,
+	"static": pb.AllocationPolicy_ALLOCATION_POLICY_STATIC, "geo": pb.AllocationPolicy_ALLOCATION_POLICY_GEO,
+	"custom": pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM,
 }
 
 func (a allocFlags) allocation() (*pb.Allocation, error) {
@@ -139,15 +150,17 @@ func (a allocFlags) allocation() (*pb.Allocation, error) {
 	if *a.shards != "" {
 		out.Shards = strings.Split(*a.shards, ",")
 	}
-	switch *a.policy {
-	case "hashed":
-		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_HASHED
-	case "static":
-		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_STATIC
-	case "geo":
-		out.Policy = pb.AllocationPolicy_ALLOCATION_POLICY_GEO
-	default:
-		return nil, fmt.Errorf("%w: --policy %q is not hashed, static or geo", errUsage, *a.policy)
+	p, ok := policyNames[*a.policy]
+	if !ok || *a.policy == "" {
+		return nil, fmt.Errorf("%w: --policy %q is not hashed, static, geo or custom", errUsage, *a.policy)
+	}
+	out.Policy = p
+	if *a.webhook != "" {
+		fb, ok := policyNames[*a.fallback]
+		if !ok || fb == pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM {
+			return nil, fmt.Errorf("%w: --webhook-fallback %q is not hashed, geo, static or empty", errUsage, *a.fallback)
+		}
+		out.Webhook = &pb.Webhook{Url: *a.webhook, TimeoutSeconds: int32(a.timeout.Seconds()), FallbackPolicy: fb}
 	}
 	return out, nil
 }

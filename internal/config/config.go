@@ -58,7 +58,12 @@ type Config struct {
 		Enabled bool `yaml:"enabled"`
 	} `yaml:"symmetric_keys"`
 	// Geo locates clients for the geo allocation policy.
-	Geo Geo `yaml:"geo"`
+	Geo      Geo `yaml:"geo"`
+	Webhooks struct {
+		// CAFile adds CA certificates (PEM) to trust for custom
+		// allocation webhooks, beside the system's.
+		CAFile string `yaml:"ca_file"`
+	} `yaml:"webhooks"`
 	DPS struct {
 		// IDScope is the DPS ID scope devices use in the DPS-compatible
 		// API's paths; "" turns that API off.
@@ -335,6 +340,11 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("storage.backend %q is not one of embedded, redis", c.Storage.Backend))
 	}
 	p = append(p, c.Geo.validate()...)
+	if f := c.Webhooks.CAFile; f != "" {
+		if _, err := os.Stat(f); err != nil {
+			p = append(p, fmt.Errorf("webhooks.ca_file: %v", err))
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -160,6 +160,12 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 		h.fail(w, r, fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "the body's registrationId is not the path's"))
 		return
 	}
+	if len(body.Payload) > provisioning.MaxPayload {
+		h.fail(w, r, fault.Invalidf("payload is larger than %d bytes", provisioning.MaxPayload))
+		return
+	}
+	// The device's payload goes to a custom allocation webhook.
+	r = r.WithContext(provisioning.WithDevicePayload(r.Context(), body.Payload))
 	if body.TPM != nil {
 		h.registerTPM(w, r, regID, body.TPM)
 		return
@@ -169,9 +175,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 		h.fail(w, r, err)
 		return
 	}
-	state := toState(reg)
-	state.Payload = nil // the custom-allocation webhook's payload, once allocation has one
-	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: state})
+	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: toState(reg)})
 }
 
 // registerTPM is DPS's TPM flow: the first PUT is answered 401 with the
@@ -255,6 +259,7 @@ func toState(reg *registry.Registration) *RegistrationState {
 		RegistrationID: reg.RegistrationID, CreatedDateTimeUTC: utc(reg.Created), AssignedHub: reg.AssignedHub,
 		DeviceID: reg.DeviceID, Status: string(reg.Status), Substatus: string(reg.Substatus),
 		LastUpdatedDateTimeUTC: utc(reg.Updated), Etag: base64.StdEncoding.EncodeToString([]byte(strconv.Quote(reg.Etag))),
+		Payload: reg.Payload,
 	}
 	by := &attestedBy{EnrollmentGroupID: reg.GroupID}
 	switch reg.AttestationType {

@@ -393,9 +393,6 @@ func (s *Service) settingsFromDPS(ctx context.Context, c *enrollmentCommon) (dis
 	default:
 		return false, alloc, ds, fault.Invalidf("provisioningStatus %q is not enabled or disabled", c.ProvisioningStatus)
 	}
-	if len(c.CustomAllocationDefinition) > 0 && !bytes.Equal(c.CustomAllocationDefinition, []byte("null")) {
-		return false, alloc, ds, fault.Invalidf("customAllocationDefinition is not supported yet (custom allocation webhooks)")
-	}
 	if c.CredentialPolicyName != "" {
 		return false, alloc, ds, fault.Invalidf("credentialPolicyName is not supported")
 	}
@@ -479,9 +476,19 @@ func (s *Service) allocationFromDPS(ctx context.Context, c *enrollmentCommon) (e
 		}
 		a.Policy = enrollment.PolicyGeo
 	case "custom":
-		return a, fault.Invalidf("allocationPolicy %q is not supported yet; use hashed, geoLatency or static", c.AllocationPolicy)
+		var def struct {
+			WebhookURL string `json:"webhookUrl"`
+			APIVersion string `json:"apiVersion"`
+		}
+		if err := decodeStrict(c.CustomAllocationDefinition, "customAllocationDefinition", &def); err != nil || def.WebhookURL == "" {
+			return a, fault.Invalidf("the custom allocation policy needs customAllocationDefinition.webhookUrl")
+		}
+		a.Policy, a.Webhook = enrollment.PolicyCustom, &enrollment.Webhook{URL: def.WebhookURL}
 	default:
 		return a, fault.Invalidf("allocationPolicy %q is not one of hashed, geoLatency, static, custom", c.AllocationPolicy)
+	}
+	if a.Policy != enrollment.PolicyCustom && len(c.CustomAllocationDefinition) > 0 && !bytes.Equal(c.CustomAllocationDefinition, []byte("null")) {
+		return a, fault.Invalidf("customAllocationDefinition is only valid with the custom allocation policy")
 	}
 	if a.Policy == enrollment.PolicyStatic && a.StaticShard == "" {
 		id, err := byHost("iotHubHostName", c.IoTHubHostName)
@@ -497,8 +504,12 @@ func (s *Service) allocationFromDPS(ctx context.Context, c *enrollmentCommon) (e
 func (s *Service) settingsToDPS(ctx context.Context, disabled bool, a enrollment.Allocation, ds enrollment.DeviceSettings, m enrollment.Meta) (enrollmentCommon, error) {
 	c := enrollmentCommon{Etag: quoteEtag(m.Etag), CreatedDateTimeUTC: utc(m.Created), LastUpdatedDateTimeUTC: utc(m.Updated),
 		ProvisioningStatus: "enabled", AllocationPolicy: string(a.Policy), InitialTwin: ds.InitialTwin}
-	if a.Policy == enrollment.PolicyGeo {
+	switch a.Policy {
+	case enrollment.PolicyGeo:
 		c.AllocationPolicy = "geoLatency"
+	case enrollment.PolicyCustom:
+		def, _ := json.Marshal(map[string]string{"webhookUrl": a.Webhook.URL, "apiVersion": "2021-10-01"})
+		c.CustomAllocationDefinition = def
 	}
 	if disabled {
 		c.ProvisioningStatus = "disabled"

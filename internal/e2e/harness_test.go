@@ -71,6 +71,8 @@ type options struct {
 	// geo locates clients; nearest orders regions (the geo policy).
 	geo     *server.Geo
 	nearest map[string][]string
+	// webhooks calls custom allocation webhooks.
+	webhooks *http.Client
 }
 
 // idScope is the DPS ID scope of test servers.
@@ -120,7 +122,8 @@ func startWith(t *testing.T, opt options) *env {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
-		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100), NearestRegions: opt.nearest}
+		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100), NearestRegions: opt.nearest,
+		WebhookClient: opt.webhooks}
 	adm := &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer}
 	srv, err := server.New(server.Config{
 		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log},

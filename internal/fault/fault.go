@@ -76,6 +76,7 @@ const (
 	EnrollmentNotFound      Reason = "ENROLLMENT_NOT_FOUND"
 	EnrollmentDisabled      Reason = "ENROLLMENT_DISABLED"
 	NoShardAvailable        Reason = "NO_SHARD_AVAILABLE"
+	CustomAllocationFailed  Reason = "CUSTOM_ALLOCATION_FAILED"
 	DeviceIDConflict        Reason = "DEVICE_ID_CONFLICT"
 	RateLimited             Reason = "RATE_LIMITED"
 	ChallengeExpired        Reason = "CHALLENGE_EXPIRED"

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -65,6 +66,9 @@ type Service struct {
 	// NearestRegions lists, for a client's region, the other regions in
 	// order of preference (the geo policy).
 	NearestRegions map[string][]string
+	// WebhookClient calls custom allocation webhooks (http.DefaultClient
+	// when nil); each call is bounded by its webhook's timeout.
+	WebhookClient *http.Client
 }
 
 // X509Request is an X.509 registration as a transport saw it.
@@ -266,7 +270,7 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 		if err != nil {
 			return nil, err
 		}
-		target, err := s.reprovision(ctx, p, existing)
+		target, ans, err := s.reprovision(ctx, p, existing)
 		if err != nil {
 			return nil, err
 		}
@@ -292,6 +296,12 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 			if p.settings.Reprovision == enrollment.ReprovisionReset {
 				ident.InitialTwin, ident.IoTEdge = p.settings.InitialTwin, p.settings.IoTEdge
 			}
+			if ans != nil {
+				upd.Payload = ans.payload
+				if ans.twin != nil {
+					ident.InitialTwin = ans.twin
+				}
+			}
 			s.log(slog.LevelInfo, "device re-provisioned", "registration_id", p.regID, "from", existing.Shard, "to", target.ID, "substatus", upd.Substatus)
 		}
 		etag, err := s.Registry.UpdateRegistration(ctx, &upd, ident)
@@ -308,7 +318,7 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 }
 
 func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, now time.Time) (*registry.Registration, error) {
-	shard, err := s.allocate(ctx, p)
+	shard, ans, err := s.allocate(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +330,12 @@ func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, 
 	ident := &registry.Identity{
 		DeviceID: p.deviceID, RegistrationID: p.regID, Shard: shard.ID, Status: registry.IdentityEnabled,
 		Credential: cred, InitialTwin: p.settings.InitialTwin, IoTEdge: p.settings.IoTEdge, Version: 1, Created: now, Updated: now,
+	}
+	if ans != nil {
+		reg.Payload = ans.payload
+		if ans.twin != nil {
+			ident.InitialTwin = ans.twin
+		}
 	}
 	etag, err := s.Registry.CreateRegistration(ctx, reg, ident)
 	if err != nil {
@@ -336,13 +352,13 @@ func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, 
 // when that gives its current shard, or when its shard is draining (which
 // keeps its devices) and still allowed by the enrollment. When no shard is
 // available the device stays on its shard if that is still usable.
-func (s *Service) reprovision(ctx context.Context, p plan, existing *registry.Registration) (*allocation.Shard, error) {
+func (s *Service) reprovision(ctx context.Context, p plan, existing *registry.Registration) (*allocation.Shard, *webhookAnswer, error) {
 	if p.settings.Reprovision == enrollment.ReprovisionNever {
-		return nil, nil
+		return nil, nil, nil
 	}
 	all, err := s.Shards.AllShards(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	allowed := func(id string) bool { return len(p.alloc.Shards) == 0 || slices.Contains(p.alloc.Shards, id) }
 	var current *allocation.Shard
@@ -354,7 +370,7 @@ func (s *Service) reprovision(ctx context.Context, p plan, existing *registry.Re
 	usable := current != nil && allowed(current.ID) && current.State != allocation.Disabled &&
 		(p.alloc.Policy != enrollment.PolicyStatic || current.ID == p.alloc.StaticShard)
 	if usable && current.State == allocation.Draining {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if current != nil && current.Devices > 0 {
 		// The device is on its shard already: it does not count against
@@ -364,46 +380,53 @@ func (s *Service) reprovision(ctx context.Context, p plan, existing *registry.Re
 		all = slices.Clone(all)
 		all[slices.Index(all, current)] = &c
 	}
-	target, err := s.pick(ctx, p, all)
+	target, ans, err := s.pick(ctx, p, all, existing)
 	switch {
 	case err != nil && usable:
-		return nil, nil
+		return nil, nil, nil
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	case target.ID == existing.Shard:
-		return nil, nil
+		return nil, nil, nil
 	}
-	return target, nil
+	return target, ans, nil
 }
 
-func (s *Service) allocate(ctx context.Context, p plan) (*allocation.Shard, error) {
+func (s *Service) allocate(ctx context.Context, p plan) (*allocation.Shard, *webhookAnswer, error) {
 	all, err := s.Shards.AllShards(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s.pick(ctx, p, all)
+	return s.pick(ctx, p, all, nil)
 }
 
-// pick applies the enrollment's allocation policy to the shards.
-func (s *Service) pick(ctx context.Context, p plan, all []*allocation.Shard) (*allocation.Shard, error) {
+// pick applies the enrollment's allocation policy to the shards; a custom
+// policy's webhook may add a payload and a twin. existing is the device's
+// registration when it registers again.
+func (s *Service) pick(ctx context.Context, p plan, all []*allocation.Shard, existing *registry.Registration) (*allocation.Shard, *webhookAnswer, error) {
 	candidates := all
 	if len(p.alloc.Shards) > 0 {
 		candidates = slices.DeleteFunc(slices.Clone(all), func(sh *allocation.Shard) bool {
 			return !slices.Contains(p.alloc.Shards, sh.ID)
 		})
 	}
+	var sh *allocation.Shard
+	var err error
 	switch p.alloc.Policy {
+	case enrollment.PolicyCustom:
+		return s.custom(ctx, p, candidates, existing)
 	case enrollment.PolicyStatic:
-		return allocation.Static(p.alloc.StaticShard, candidates)
+		sh, err = allocation.Static(p.alloc.StaticShard, candidates)
 	case enrollment.PolicyGeo:
 		var regions []string
 		if r := ClientRegion(ctx); r != "" {
 			regions = append([]string{r}, s.NearestRegions[r]...)
 		}
-		return allocation.Geo(enrollment.Key(p.regID), regions, candidates)
+		sh, err = allocation.Geo(enrollment.Key(p.regID), regions, candidates)
 	default:
-		return allocation.Hashed(enrollment.Key(p.regID), candidates)
+		sh, err = allocation.Hashed(enrollment.Key(p.regID), candidates)
 	}
+	return sh, nil, err
 }
 
 type regionKey struct{}

@@ -65,9 +65,12 @@ type Registration struct {
 	// InitialShard is the shard of the device's first assignment ("" in
 	// records written before it existed: then Shard).
 	InitialShard string
-	Etag         string
-	Created      time.Time
-	Updated      time.Time
+	// Payload is the custom allocation webhook's payload for the device
+	// (JSON), if any.
+	Payload []byte
+	Etag    string
+	Created time.Time
+	Updated time.Time
 }
 
 // Credential is what a hub checks when the device connects.

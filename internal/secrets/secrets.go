@@ -10,6 +10,7 @@ package secrets
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -27,6 +28,8 @@ const keyIDSize = 4
 type Sealer struct {
 	aead  cipher.AEAD
 	keyID [keyIDSize]byte
+	// derive is an HKDF key for keys derived from the data key.
+	derive []byte
 }
 
 // New makes a Sealer from a 32-byte data key.
@@ -42,10 +45,25 @@ func New(key []byte) (*Sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sealer{aead: aead}
+	prk, err := hkdf.Extract(sha256.New, key, []byte("zerotouch derived keys"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Sealer{aead: aead, derive: prk}
 	sum := sha256.Sum256(append([]byte("zerotouch data key id:"), key...))
 	copy(s.keyID[:], sum[:])
 	return s, nil
+}
+
+// Derive returns a 32-byte key for a purpose, derived from the data key
+// (HKDF-SHA256): every replica with the same data key derives the same key,
+// and no stored secret is needed.
+func (s *Sealer) Derive(purpose string) []byte {
+	k, err := hkdf.Expand(sha256.New, s.derive, purpose, 32)
+	if err != nil {
+		panic(err) // only for lengths HKDF cannot produce
+	}
+	return k
 }
 
 // LoadOrCreate reads a data key file (base64 of 32 bytes), creating it

@@ -1,6 +1,7 @@
 package secrets_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,5 +43,15 @@ func TestSealOpen(t *testing.T) {
 	}
 	if _, err := secrets.LoadOrCreate(filepath.Join(t.TempDir(), "missing.key"), false); err == nil {
 		t.Fatal("a missing key file was accepted without create")
+	}
+}
+
+func TestDerive(t *testing.T) {
+	k1, _ := secrets.New(bytes.Repeat([]byte{1}, 32))
+	k1again, _ := secrets.New(bytes.Repeat([]byte{1}, 32))
+	k2, _ := secrets.New(bytes.Repeat([]byte{2}, 32))
+	a, b := k1.Derive("webhook:https://a"), k1.Derive("webhook:https://b")
+	if len(a) != 32 || bytes.Equal(a, b) || !bytes.Equal(a, k1again.Derive("webhook:https://a")) || bytes.Equal(a, k2.Derive("webhook:https://a")) {
+		t.Fatal("derived keys must be per purpose, stable per data key, and differ across data keys")
 	}
 }

@@ -59,28 +59,56 @@ func allocationFromPB(a *pb.Allocation) (enrollment.Allocation, error) {
 		return enrollment.Allocation{Policy: enrollment.PolicyHashed}, nil
 	}
 	out := enrollment.Allocation{Shards: a.GetShards(), StaticShard: a.GetStaticShard()}
-	switch a.GetPolicy() {
-	case pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED, pb.AllocationPolicy_ALLOCATION_POLICY_HASHED:
-		out.Policy = enrollment.PolicyHashed
-	case pb.AllocationPolicy_ALLOCATION_POLICY_STATIC:
-		out.Policy = enrollment.PolicyStatic
-	case pb.AllocationPolicy_ALLOCATION_POLICY_GEO:
-		out.Policy = enrollment.PolicyGeo
-	default:
-		return out, fault.Invalidf("allocation.policy %d is not known", a.GetPolicy())
+	if w := a.GetWebhook(); w != nil {
+		fb, err := policyFromPB(w.GetFallbackPolicy())
+		if err != nil || fb == enrollment.PolicyCustom {
+			return out, fault.Invalidf("allocation.webhook.fallback_policy %d is not hashed, geo, static or unspecified", w.GetFallbackPolicy())
+		}
+		if w.GetFallbackPolicy() == pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED {
+			fb = ""
+		}
+		out.Webhook = &enrollment.Webhook{URL: w.GetUrl(), Timeout: time.Duration(w.GetTimeoutSeconds()) * time.Second, Fallback: fb}
 	}
-	return out, nil
+	var err error
+	out.Policy, err = policyFromPB(a.GetPolicy())
+	return out, err
+}
+
+// policyFromPB maps a policy; UNSPECIFIED is HASHED.
+func policyFromPB(p pb.AllocationPolicy) (enrollment.Policy, error) {
+	switch p {
+	case pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED, pb.AllocationPolicy_ALLOCATION_POLICY_HASHED:
+		return enrollment.PolicyHashed, nil
+	case pb.AllocationPolicy_ALLOCATION_POLICY_STATIC:
+		return enrollment.PolicyStatic, nil
+	case pb.AllocationPolicy_ALLOCATION_POLICY_GEO:
+		return enrollment.PolicyGeo, nil
+	case pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM:
+		return enrollment.PolicyCustom, nil
+	}
+	return "", fault.Invalidf("allocation.policy %d is not known", p)
+}
+
+func policyToPB(p enrollment.Policy) pb.AllocationPolicy {
+	switch p {
+	case enrollment.PolicyStatic:
+		return pb.AllocationPolicy_ALLOCATION_POLICY_STATIC
+	case enrollment.PolicyGeo:
+		return pb.AllocationPolicy_ALLOCATION_POLICY_GEO
+	case enrollment.PolicyCustom:
+		return pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM
+	case enrollment.PolicyHashed:
+		return pb.AllocationPolicy_ALLOCATION_POLICY_HASHED
+	}
+	return pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED
 }
 
 func allocationToPB(a enrollment.Allocation) *pb.Allocation {
-	p := pb.AllocationPolicy_ALLOCATION_POLICY_HASHED
-	switch a.Policy {
-	case enrollment.PolicyStatic:
-		p = pb.AllocationPolicy_ALLOCATION_POLICY_STATIC
-	case enrollment.PolicyGeo:
-		p = pb.AllocationPolicy_ALLOCATION_POLICY_GEO
+	out := &pb.Allocation{Policy: policyToPB(a.Policy), Shards: a.Shards, StaticShard: a.StaticShard}
+	if w := a.Webhook; w != nil {
+		out.Webhook = &pb.Webhook{Url: w.URL, TimeoutSeconds: int32(w.Timeout / time.Second), FallbackPolicy: policyToPB(w.Fallback)}
 	}
-	return &pb.Allocation{Policy: p, Shards: a.Shards, StaticShard: a.StaticShard}
+	return out
 }
 
 func caToPB(ca *enrollment.CA) *pb.CaCertificate {

@@ -11,6 +11,7 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -203,4 +204,19 @@ func identityToPB(id *registry.Identity) *pb.DeviceIdentity {
 		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY
 	}
 	return out
+}
+
+// GetWebhookSecret implements EnrollmentService.
+func (s *services) GetWebhookSecret(ctx context.Context, req *pb.GetWebhookSecretRequest) (*pb.WebhookSecret, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	w := &enrollment.Allocation{Policy: enrollment.PolicyCustom, Webhook: &enrollment.Webhook{URL: req.GetUrl()}}
+	if err := w.Validate(); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if s.admin.Secrets == nil {
+		return nil, s.fail(ctx, fault.New(fault.FailedPrecondition, fault.SASDisabled, "no data key to derive webhook secrets from"))
+	}
+	return &pb.WebhookSecret{Url: req.GetUrl(), Secret: s.admin.Secrets.Derive(provisioning.WebhookSecretPurpose(req.GetUrl()))}, nil
 }

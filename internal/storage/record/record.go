@@ -23,16 +23,32 @@ type Allocation struct {
 	Policy      string   `json:"p"`
 	Shards      []string `json:"s,omitempty"`
 	StaticShard string   `json:"st,omitempty"`
+	Webhook     *Webhook `json:"wh,omitempty"`
+}
+
+// Webhook is a custom allocation webhook.
+type Webhook struct {
+	URL      string        `json:"u"`
+	Timeout  time.Duration `json:"t,omitempty"`
+	Fallback string        `json:"f,omitempty"`
 }
 
 // FromAllocation converts a domain allocation.
 func FromAllocation(a enrollment.Allocation) Allocation {
-	return Allocation{Policy: string(a.Policy), Shards: a.Shards, StaticShard: a.StaticShard}
+	r := Allocation{Policy: string(a.Policy), Shards: a.Shards, StaticShard: a.StaticShard}
+	if w := a.Webhook; w != nil {
+		r.Webhook = &Webhook{URL: w.URL, Timeout: w.Timeout, Fallback: string(w.Fallback)}
+	}
+	return r
 }
 
 // Domain converts back.
 func (r Allocation) Domain() enrollment.Allocation {
-	return enrollment.Allocation{Policy: enrollment.Policy(r.Policy), Shards: r.Shards, StaticShard: r.StaticShard}
+	a := enrollment.Allocation{Policy: enrollment.Policy(r.Policy), Shards: r.Shards, StaticShard: r.StaticShard}
+	if w := r.Webhook; w != nil {
+		a.Webhook = &enrollment.Webhook{URL: w.URL, Timeout: w.Timeout, Fallback: enrollment.Policy(w.Fallback)}
+	}
+	return a
 }
 
 // CA is a stored CA certificate.
@@ -216,6 +232,7 @@ type Registration struct {
 	Individual     bool      `json:"ind,omitempty"`
 	Thumbprint     string    `json:"thumb,omitempty"`
 	InitialShard   string    `json:"ish,omitempty"`
+	Payload        []byte    `json:"pl,omitempty"`
 	Etag           string    `json:"etag"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
@@ -225,14 +242,14 @@ type Registration struct {
 func FromRegistration(r *registry.Registration, etag string) *Registration {
 	return &Registration{V: Version, RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, Hub: r.AssignedHub,
 		Status: string(r.Status), Substatus: string(r.Substatus), Attestation: string(r.AttestationType), GroupID: r.GroupID,
-		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, InitialShard: r.InitialShard, Etag: etag, Created: r.Created, Updated: r.Updated}
+		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, InitialShard: r.InitialShard, Payload: r.Payload, Etag: etag, Created: r.Created, Updated: r.Updated}
 }
 
 // Domain converts back.
 func (r *Registration) Domain() *registry.Registration {
 	return &registry.Registration{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, AssignedHub: r.Hub,
 		Status: registry.Status(r.Status), Substatus: registry.Substatus(r.Substatus), AttestationType: registry.AttestationType(r.Attestation),
-		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, InitialShard: orString(r.InitialShard, r.Shard), Etag: r.Etag, Created: r.Created, Updated: r.Updated}
+		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, InitialShard: orString(r.InitialShard, r.Shard), Payload: r.Payload, Etag: r.Etag, Created: r.Created, Updated: r.Updated}
 }
 
 // Identity is a stored registry identity.

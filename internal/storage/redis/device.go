@@ -44,9 +44,11 @@ type deviceRecord struct {
 	IVersion int64  `json:"iv"`
 	// Initial shard, when it differs from Shard; the identity's twin and
 	// IoT Edge flag.
-	IShard   string          `json:"ish,omitempty"`
-	ITwin    json.RawMessage `json:"itw,omitempty"`
-	IEdge    bool            `json:"ie,omitempty"`
+	IShard string          `json:"ish,omitempty"`
+	ITwin  json.RawMessage `json:"itw,omitempty"`
+	IEdge  bool            `json:"ie,omitempty"`
+	// The custom allocation webhook's payload.
+	Payload  json.RawMessage `json:"pl,omitempty"`
 	ICreated int64           `json:"icr,omitempty"` // when it differs from Created
 	IUpdated int64           `json:"iu,omitempty"`  // when it differs from Updated
 }
@@ -74,7 +76,7 @@ func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) 
 		Att: string(r.AttestationType), Group: r.GroupID, Individual: r.Individual, Thumb: thumb, Etag: etag,
 		Created: r.Created.UnixNano(), Updated: r.Updated.UnixNano(),
 		IStatus: omitDefault(string(id.Status), string(registry.IdentityEnabled)), ICA: ca, IVersion: id.Version,
-		ITwin: id.InitialTwin, IEdge: id.IoTEdge}
+		ITwin: id.InitialTwin, IEdge: id.IoTEdge, Payload: r.Payload}
 	if r.InitialShard != "" && r.InitialShard != r.Shard {
 		rec.IShard = r.InitialShard
 	}
@@ -141,8 +143,8 @@ func decodeDevice(raw string) (*device, error) {
 		Status:    registry.Status(orDefaultString(rec.Status, string(registry.Assigned))),
 		Substatus: registry.Substatus(orDefaultString(rec.Substatus, string(registry.InitialAssignment))), AttestationType: registry.AttestationType(rec.Att),
 		GroupID: rec.Group, Individual: rec.Individual, CredentialThumbprint: thumb, Etag: rec.Etag,
-		InitialShard: orDefaultString(rec.IShard, rec.Shard),
-		Created:      time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
+		InitialShard: orDefaultString(rec.IShard, rec.Shard), Payload: rec.Payload,
+		Created: time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
 	id := &registry.Identity{DeviceID: devID, RegistrationID: rec.Reg, Shard: rec.Shard, Status: registry.IdentityStatus(orDefaultString(rec.IStatus, string(registry.IdentityEnabled))),
 		Credential: registry.Credential{Type: r.AttestationType}, Version: rec.IVersion,
 		InitialTwin: rec.ITwin, IoTEdge: rec.IEdge, Created: r.Created, Updated: r.Updated}

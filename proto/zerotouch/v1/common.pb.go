@@ -86,6 +86,8 @@ const (
 	// proxy's header, see the geo configuration), then the nearest regions',
 	// hashing among the shards of one region.
 	AllocationPolicy_ALLOCATION_POLICY_GEO AllocationPolicy = 3
+	// A webhook decides (DPS's custom allocation); see Webhook.
+	AllocationPolicy_ALLOCATION_POLICY_CUSTOM AllocationPolicy = 4
 )
 
 // Enum value maps for AllocationPolicy.
@@ -95,12 +97,14 @@ var (
 		1: "ALLOCATION_POLICY_HASHED",
 		2: "ALLOCATION_POLICY_STATIC",
 		3: "ALLOCATION_POLICY_GEO",
+		4: "ALLOCATION_POLICY_CUSTOM",
 	}
 	AllocationPolicy_value = map[string]int32{
 		"ALLOCATION_POLICY_UNSPECIFIED": 0,
 		"ALLOCATION_POLICY_HASHED":      1,
 		"ALLOCATION_POLICY_STATIC":      2,
 		"ALLOCATION_POLICY_GEO":         3,
+		"ALLOCATION_POLICY_CUSTOM":      4,
 	}
 )
 
@@ -184,21 +188,93 @@ func (AttestationType) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{2}
 }
 
+// Webhook is a custom allocation webhook. Zerotouch POSTs DPS's
+// AllocationRequest JSON, signed: X-Zerotouch-Timestamp (Unix seconds) and
+// X-Zerotouch-Signature "v1=" + hex HMAC-SHA256(secret, timestamp + "." +
+// body), the secret from EnrollmentService.GetWebhookSecret.
+type Webhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// https:// only, no user info; at most 2048 characters.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// How long to wait for the answer, 0 (5 s) to 30.
+	TimeoutSeconds int32 `protobuf:"varint,2,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	// What decides when the webhook fails, times out or names no linked
+	// shard: HASHED, GEO or STATIC (with static_shard); UNSPECIFIED refuses
+	// the device.
+	FallbackPolicy AllocationPolicy `protobuf:"varint,3,opt,name=fallback_policy,json=fallbackPolicy,proto3,enum=zerotouch.v1.AllocationPolicy" json:"fallback_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Webhook) Reset() {
+	*x = Webhook{}
+	mi := &file_zerotouch_v1_common_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Webhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Webhook) ProtoMessage() {}
+
+func (x *Webhook) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_common_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
+func (*Webhook) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Webhook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Webhook) GetTimeoutSeconds() int32 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *Webhook) GetFallbackPolicy() AllocationPolicy {
+	if x != nil {
+		return x.FallbackPolicy
+	}
+	return AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED
+}
+
 // Allocation is an enrollment's shard selection.
 type Allocation struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Policy AllocationPolicy       `protobuf:"varint,1,opt,name=policy,proto3,enum=zerotouch.v1.AllocationPolicy" json:"policy,omitempty"`
 	// Shards the enrollment may use. Empty means every shard of the service.
 	Shards []string `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
-	// The shard for ALLOCATION_POLICY_STATIC; must be empty otherwise.
-	StaticShard   string `protobuf:"bytes,3,opt,name=static_shard,json=staticShard,proto3" json:"static_shard,omitempty"`
+	// The shard for ALLOCATION_POLICY_STATIC (or a static fallback); must be
+	// empty otherwise.
+	StaticShard string `protobuf:"bytes,3,opt,name=static_shard,json=staticShard,proto3" json:"static_shard,omitempty"`
+	// The webhook for ALLOCATION_POLICY_CUSTOM.
+	Webhook       *Webhook `protobuf:"bytes,4,opt,name=webhook,proto3" json:"webhook,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_zerotouch_v1_common_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_common_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +286,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_common_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_common_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +299,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{0}
+	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Allocation) GetPolicy() AllocationPolicy {
@@ -247,25 +323,38 @@ func (x *Allocation) GetStaticShard() string {
 	return ""
 }
 
+func (x *Allocation) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
 var File_zerotouch_v1_common_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/common.proto\x12\fzerotouch.v1\"\x7f\n" +
+	"\x19zerotouch/v1/common.proto\x12\fzerotouch.v1\"\x8d\x01\n" +
+	"\aWebhook\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12'\n" +
+	"\x0ftimeout_seconds\x18\x02 \x01(\x05R\x0etimeoutSeconds\x12G\n" +
+	"\x0ffallback_policy\x18\x03 \x01(\x0e2\x1e.zerotouch.v1.AllocationPolicyR\x0efallbackPolicy\"\xb0\x01\n" +
 	"\n" +
 	"Allocation\x126\n" +
 	"\x06policy\x18\x01 \x01(\x0e2\x1e.zerotouch.v1.AllocationPolicyR\x06policy\x12\x16\n" +
 	"\x06shards\x18\x02 \x03(\tR\x06shards\x12!\n" +
-	"\fstatic_shard\x18\x03 \x01(\tR\vstaticShard*|\n" +
+	"\fstatic_shard\x18\x03 \x01(\tR\vstaticShard\x12/\n" +
+	"\awebhook\x18\x04 \x01(\v2\x15.zerotouch.v1.WebhookR\awebhook*|\n" +
 	"\x12ProvisioningStatus\x12#\n" +
 	"\x1fPROVISIONING_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bPROVISIONING_STATUS_ENABLED\x10\x01\x12 \n" +
-	"\x1cPROVISIONING_STATUS_DISABLED\x10\x02*\x8c\x01\n" +
+	"\x1cPROVISIONING_STATUS_DISABLED\x10\x02*\xaa\x01\n" +
 	"\x10AllocationPolicy\x12!\n" +
 	"\x1dALLOCATION_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_POLICY_HASHED\x10\x01\x12\x1c\n" +
 	"\x18ALLOCATION_POLICY_STATIC\x10\x02\x12\x19\n" +
-	"\x15ALLOCATION_POLICY_GEO\x10\x03*\x8c\x01\n" +
+	"\x15ALLOCATION_POLICY_GEO\x10\x03\x12\x1c\n" +
+	"\x18ALLOCATION_POLICY_CUSTOM\x10\x04*\x8c\x01\n" +
 	"\x0fAttestationType\x12 \n" +
 	"\x1cATTESTATION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ATTESTATION_TYPE_X509\x10\x01\x12\x18\n" +
@@ -285,20 +374,23 @@ func file_zerotouch_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_zerotouch_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_zerotouch_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_zerotouch_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_zerotouch_v1_common_proto_goTypes = []any{
 	(ProvisioningStatus)(0), // 0: zerotouch.v1.ProvisioningStatus
 	(AllocationPolicy)(0),   // 1: zerotouch.v1.AllocationPolicy
 	(AttestationType)(0),    // 2: zerotouch.v1.AttestationType
-	(*Allocation)(nil),      // 3: zerotouch.v1.Allocation
+	(*Webhook)(nil),         // 3: zerotouch.v1.Webhook
+	(*Allocation)(nil),      // 4: zerotouch.v1.Allocation
 }
 var file_zerotouch_v1_common_proto_depIdxs = []int32{
-	1, // 0: zerotouch.v1.Allocation.policy:type_name -> zerotouch.v1.AllocationPolicy
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	1, // 0: zerotouch.v1.Webhook.fallback_policy:type_name -> zerotouch.v1.AllocationPolicy
+	1, // 1: zerotouch.v1.Allocation.policy:type_name -> zerotouch.v1.AllocationPolicy
+	3, // 2: zerotouch.v1.Allocation.webhook:type_name -> zerotouch.v1.Webhook
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_common_proto_init() }
@@ -312,7 +404,7 @@ func file_zerotouch_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_common_proto_rawDesc), len(file_zerotouch_v1_common_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

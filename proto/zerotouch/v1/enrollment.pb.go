@@ -1227,6 +1227,102 @@ func (x *DeleteEnrollmentRequest) GetEtag() string {
 	return ""
 }
 
+type GetWebhookSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookSecretRequest) Reset() {
+	*x = GetWebhookSecretRequest{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookSecretRequest) ProtoMessage() {}
+
+func (x *GetWebhookSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetWebhookSecretRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetWebhookSecretRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+type WebhookSecret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookSecret) Reset() {
+	*x = WebhookSecret{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookSecret) ProtoMessage() {}
+
+func (x *WebhookSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookSecret.ProtoReflect.Descriptor instead.
+func (*WebhookSecret) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WebhookSecret) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WebhookSecret) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 var File_zerotouch_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
@@ -1328,7 +1424,12 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateMask\"V\n" +
 	"\x17DeleteEnrollmentRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag2\x83\f\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"+\n" +
+	"\x17GetWebhookSecretRequest\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\"9\n" +
+	"\rWebhookSecret\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret2\xf6\f\n" +
 	"\x11EnrollmentService\x12\x92\x01\n" +
 	"\x15CreateEnrollmentGroup\x12*.zerotouch.v1.CreateEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\".\x82\xd3\xe4\x93\x02(:\x10enrollment_group\"\x14/v1/enrollmentGroups\x12\x7f\n" +
 	"\x12GetEnrollmentGroup\x12'.zerotouch.v1.GetEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/enrollmentGroups/{id}\x12\x8b\x01\n" +
@@ -1342,7 +1443,8 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x0fListEnrollments\x12$.zerotouch.v1.ListEnrollmentsRequest\x1a%.zerotouch.v1.ListEnrollmentsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/enrollments\x12\x95\x01\n" +
 	"\x10UpdateEnrollment\x12%.zerotouch.v1.UpdateEnrollmentRequest\x1a\x18.zerotouch.v1.Enrollment\"@\x82\xd3\xe4\x93\x02::\n" +
 	"enrollment2,/v1/enrollments/{enrollment.registration_id}\x12|\n" +
-	"\x10DeleteEnrollment\x12%.zerotouch.v1.DeleteEnrollmentRequest\x1a\x16.google.protobuf.Empty\")\x82\xd3\xe4\x93\x02#*!/v1/enrollments/{registration_id}B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x10DeleteEnrollment\x12%.zerotouch.v1.DeleteEnrollmentRequest\x1a\x16.google.protobuf.Empty\")\x82\xd3\xe4\x93\x02#*!/v1/enrollments/{registration_id}\x12q\n" +
+	"\x10GetWebhookSecret\x12%.zerotouch.v1.GetWebhookSecretRequest\x1a\x1b.zerotouch.v1.WebhookSecret\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/webhookSecretB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_enrollment_proto_rawDescOnce sync.Once
@@ -1356,7 +1458,7 @@ func file_zerotouch_v1_enrollment_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_enrollment_proto_rawDescData
 }
 
-var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(*EnrollmentGroup)(nil),                // 0: zerotouch.v1.EnrollmentGroup
 	(*CreateEnrollmentGroupRequest)(nil),   // 1: zerotouch.v1.CreateEnrollmentGroupRequest
@@ -1378,30 +1480,32 @@ var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(*ListEnrollmentsResponse)(nil),        // 17: zerotouch.v1.ListEnrollmentsResponse
 	(*UpdateEnrollmentRequest)(nil),        // 18: zerotouch.v1.UpdateEnrollmentRequest
 	(*DeleteEnrollmentRequest)(nil),        // 19: zerotouch.v1.DeleteEnrollmentRequest
-	(ProvisioningStatus)(0),                // 20: zerotouch.v1.ProvisioningStatus
-	(*Allocation)(nil),                     // 21: zerotouch.v1.Allocation
-	(*timestamppb.Timestamp)(nil),          // 22: google.protobuf.Timestamp
-	(AttestationType)(0),                   // 23: zerotouch.v1.AttestationType
-	(*fieldmaskpb.FieldMask)(nil),          // 24: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                  // 25: google.protobuf.Empty
+	(*GetWebhookSecretRequest)(nil),        // 20: zerotouch.v1.GetWebhookSecretRequest
+	(*WebhookSecret)(nil),                  // 21: zerotouch.v1.WebhookSecret
+	(ProvisioningStatus)(0),                // 22: zerotouch.v1.ProvisioningStatus
+	(*Allocation)(nil),                     // 23: zerotouch.v1.Allocation
+	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
+	(AttestationType)(0),                   // 25: zerotouch.v1.AttestationType
+	(*fieldmaskpb.FieldMask)(nil),          // 26: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 27: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
-	20, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	21, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
-	22, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
-	22, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
-	23, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
+	22, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	23, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
+	24, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
+	24, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
+	25, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
 	8,  // 5: zerotouch.v1.EnrollmentGroup.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
 	0,  // 6: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
 	0,  // 7: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
 	0,  // 8: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	24, // 9: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	20, // 10: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	21, // 11: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	22, // 12: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	22, // 13: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	26, // 9: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	22, // 10: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	23, // 11: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	24, // 12: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	24, // 13: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
 	9,  // 14: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
-	23, // 15: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	25, // 15: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
 	8,  // 16: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
 	7,  // 17: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
 	7,  // 18: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
@@ -1410,7 +1514,7 @@ var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
 	14, // 21: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
 	7,  // 22: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
 	7,  // 23: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	24, // 24: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	26, // 24: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
 	1,  // 25: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
 	2,  // 26: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
 	3,  // 27: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
@@ -1422,19 +1526,21 @@ var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
 	16, // 33: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
 	18, // 34: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
 	19, // 35: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	0,  // 36: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	0,  // 37: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	4,  // 38: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	0,  // 39: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	25, // 40: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	7,  // 41: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	12, // 42: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
-	7,  // 43: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	17, // 44: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	7,  // 45: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	25, // 46: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	36, // [36:47] is the sub-list for method output_type
-	25, // [25:36] is the sub-list for method input_type
+	20, // 36: zerotouch.v1.EnrollmentService.GetWebhookSecret:input_type -> zerotouch.v1.GetWebhookSecretRequest
+	0,  // 37: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	0,  // 38: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	4,  // 39: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	0,  // 40: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	27, // 41: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	7,  // 42: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	12, // 43: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
+	7,  // 44: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	17, // 45: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	7,  // 46: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	27, // 47: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	21, // 48: zerotouch.v1.EnrollmentService.GetWebhookSecret:output_type -> zerotouch.v1.WebhookSecret
+	37, // [37:49] is the sub-list for method output_type
+	25, // [25:37] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -1452,7 +1558,7 @@ func file_zerotouch_v1_enrollment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_enrollment_proto_rawDesc), len(file_zerotouch_v1_enrollment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	EnrollmentService_ListEnrollments_FullMethodName        = "/zerotouch.v1.EnrollmentService/ListEnrollments"
 	EnrollmentService_UpdateEnrollment_FullMethodName       = "/zerotouch.v1.EnrollmentService/UpdateEnrollment"
 	EnrollmentService_DeleteEnrollment_FullMethodName       = "/zerotouch.v1.EnrollmentService/DeleteEnrollment"
+	EnrollmentService_GetWebhookSecret_FullMethodName       = "/zerotouch.v1.EnrollmentService/GetWebhookSecret"
 )
 
 // EnrollmentServiceClient is the client API for EnrollmentService service.
@@ -57,6 +58,10 @@ type EnrollmentServiceClient interface {
 	ListEnrollments(ctx context.Context, in *ListEnrollmentsRequest, opts ...grpc.CallOption) (*ListEnrollmentsResponse, error)
 	UpdateEnrollment(ctx context.Context, in *UpdateEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error)
 	DeleteEnrollment(ctx context.Context, in *DeleteEnrollmentRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// GetWebhookSecret returns the secret that signs requests to a custom
+	// allocation webhook (derived from the data key, the same on every
+	// replica). Requires ServiceConfig.
+	GetWebhookSecret(ctx context.Context, in *GetWebhookSecretRequest, opts ...grpc.CallOption) (*WebhookSecret, error)
 }
 
 type enrollmentServiceClient struct {
@@ -177,6 +182,16 @@ func (c *enrollmentServiceClient) DeleteEnrollment(ctx context.Context, in *Dele
 	return out, nil
 }
 
+func (c *enrollmentServiceClient) GetWebhookSecret(ctx context.Context, in *GetWebhookSecretRequest, opts ...grpc.CallOption) (*WebhookSecret, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WebhookSecret)
+	err := c.cc.Invoke(ctx, EnrollmentService_GetWebhookSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnrollmentServiceServer is the server API for EnrollmentService service.
 // All implementations must embed UnimplementedEnrollmentServiceServer
 // for forward compatibility.
@@ -201,6 +216,10 @@ type EnrollmentServiceServer interface {
 	ListEnrollments(context.Context, *ListEnrollmentsRequest) (*ListEnrollmentsResponse, error)
 	UpdateEnrollment(context.Context, *UpdateEnrollmentRequest) (*Enrollment, error)
 	DeleteEnrollment(context.Context, *DeleteEnrollmentRequest) (*emptypb.Empty, error)
+	// GetWebhookSecret returns the secret that signs requests to a custom
+	// allocation webhook (derived from the data key, the same on every
+	// replica). Requires ServiceConfig.
+	GetWebhookSecret(context.Context, *GetWebhookSecretRequest) (*WebhookSecret, error)
 	mustEmbedUnimplementedEnrollmentServiceServer()
 }
 
@@ -243,6 +262,9 @@ func (UnimplementedEnrollmentServiceServer) UpdateEnrollment(context.Context, *U
 }
 func (UnimplementedEnrollmentServiceServer) DeleteEnrollment(context.Context, *DeleteEnrollmentRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteEnrollment not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) GetWebhookSecret(context.Context, *GetWebhookSecretRequest) (*WebhookSecret, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWebhookSecret not implemented")
 }
 func (UnimplementedEnrollmentServiceServer) mustEmbedUnimplementedEnrollmentServiceServer() {}
 func (UnimplementedEnrollmentServiceServer) testEmbeddedByValue()                           {}
@@ -463,6 +485,24 @@ func _EnrollmentService_DeleteEnrollment_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnrollmentService_GetWebhookSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWebhookSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).GetWebhookSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_GetWebhookSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).GetWebhookSecret(ctx, req.(*GetWebhookSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnrollmentService_ServiceDesc is the grpc.ServiceDesc for EnrollmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -513,6 +553,10 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteEnrollment",
 			Handler:    _EnrollmentService_DeleteEnrollment_Handler,
+		},
+		{
+			MethodName: "GetWebhookSecret",
+			Handler:    _EnrollmentService_GetWebhookSecret_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"crypto/hmac"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// TestCustomAllocationWebhook runs custom allocation against a real HTTPS
+// webhook in the test. The receiver checks every request's signature
+// (with the secret from GetWebhookSecret) and timestamp, and answers by
+// the device: a linked hub with a payload and a twin, too slowly, a hub
+// that is not linked, or a 500. A failed webhook falls back to hashing
+// when the enrollment says so, and otherwise refuses the device, writing
+// nothing.
+func TestCustomAllocationWebhook(t *testing.T) {
+	var mu sync.Mutex
+	var secret []byte
+	var problems []string
+	var seen []map[string]json.RawMessage
+	hook := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts := r.Header.Get(provisioning.WebhookTimestampHeader)
+		mu.Lock()
+		key := secret
+		mu.Unlock()
+		want := provisioning.SignWebhook(key, ts, body)
+		n, _ := strconv.ParseInt(ts, 10, 64)
+		if !hmac.Equal([]byte(want), []byte(r.Header.Get(provisioning.WebhookSignatureHeader))) || time.Since(time.Unix(n, 0)).Abs() > time.Minute {
+			mu.Lock()
+			problems = append(problems, "bad signature or timestamp")
+			mu.Unlock()
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var req struct {
+			EnrollmentGroup      map[string]json.RawMessage `json:"enrollmentGroup"`
+			DeviceRuntimeContext struct {
+				RegistrationID string          `json:"registrationId"`
+				Payload        json.RawMessage `json:"payload"`
+			} `json:"deviceRuntimeContext"`
+			LinkedHubs []string `json:"linkedHubs"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || len(req.LinkedHubs) != 2 || req.EnrollmentGroup == nil {
+			mu.Lock()
+			problems = append(problems, "malformed AllocationRequest: "+string(body))
+			mu.Unlock()
+		}
+		mu.Lock()
+		seen = append(seen, map[string]json.RawMessage{"id": json.RawMessage(strconv.Quote(req.DeviceRuntimeContext.RegistrationID)), "payload": req.DeviceRuntimeContext.Payload})
+		mu.Unlock()
+		id := req.DeviceRuntimeContext.RegistrationID
+		switch {
+		case strings.HasPrefix(id, "wh-slow"):
+			time.Sleep(1500 * time.Millisecond)
+		case strings.HasPrefix(id, "wh-unlinked"):
+			w.Write([]byte(`{"iotHubHostName":"evil.example.com"}`))
+		case strings.HasPrefix(id, "wh-500"):
+			w.WriteHeader(http.StatusInternalServerError)
+		default:
+			w.Write([]byte(`{"iotHubHostName":"wh-b.hubs.example.com","payload":{"site":"line-3"},"initialTwin":{"tags":{"chosen":"by-webhook"}}}`))
+		}
+	}))
+	defer hook.Close()
+
+	e := startWith(t, options{webhooks: hook.Client()})
+	e.createShard("wh-a", 1)
+	e.createShard("wh-b", 1)
+	enr := pb.NewEnrollmentServiceClient(e.admin)
+	s, err := enr.GetWebhookSecret(e.owner(), &pb.GetWebhookSecretRequest{Url: hook.URL + "/allocate"})
+	if err != nil || len(s.GetSecret()) != 32 {
+		t.Fatalf("GetWebhookSecret: %v %v", s, err)
+	}
+	mu.Lock()
+	secret = s.GetSecret()
+	mu.Unlock()
+	if _, err := enr.GetWebhookSecret(e.owner(), &pb.GetWebhookSecretRequest{Url: "http://plain.example.com"}); codeOf(err) != 3 {
+		t.Fatalf("secret of a non-https URL: %v", err)
+	}
+	if _, err := enr.GetWebhookSecret(as(t.Context(), e.readerKey), &pb.GetWebhookSecretRequest{Url: hook.URL + "/allocate"}); codeOf(err) != 7 {
+		t.Fatalf("secret without ServiceConfig: %v", err)
+	}
+
+	group := func(id string, fallback pb.AllocationPolicy) []byte {
+		g, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: id,
+			AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY,
+			Allocation: &pb.Allocation{Policy: pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM,
+				Webhook: &pb.Webhook{Url: hook.URL + "/allocate", TimeoutSeconds: 1, FallbackPolicy: fallback}}}})
+		if err != nil {
+			t.Fatalf("group %s: %v", id, err)
+		}
+		if g.GetAllocation().GetWebhook().GetUrl() != hook.URL+"/allocate" {
+			t.Fatalf("group webhook: %v", g.GetAllocation())
+		}
+		return g.GetSymmetricKey().GetPrimaryKey()
+	}
+	withFallback := group("wh-fallback", pb.AllocationPolicy_ALLOCATION_POLICY_HASHED)
+	strict := group("wh-strict", pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED)
+
+	devs := e.dpsDevices()
+	register := func(groupKey []byte, regID, payload string) (int, dps.OperationStatus) {
+		t.Helper()
+		key := symkey.DeriveDeviceKey(groupKey, regID)
+		req, _ := http.NewRequest("PUT", "https://"+e.httpAddr+"/"+idScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
+			strings.NewReader(`{"registrationId":"`+regID+`","payload":`+payload+`}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", symkey.Sign(key, idScope+"/registrations/"+regID, time.Now().Add(time.Hour), "registration"))
+		res, err := devs.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		var op dps.OperationStatus
+		json.Unmarshal(raw, &op)
+		if op.RegistrationState == nil {
+			op.RegistrationState = &dps.RegistrationState{ErrorMessage: string(raw)}
+		}
+		return res.StatusCode, op
+	}
+
+	// The webhook decides: its hub, payload and twin.
+	code, op := register(strict, "wh-ok-1", `{"model":"X1"}`)
+	if code != 200 || op.Status != "assigned" || op.RegistrationState.AssignedHub != "wh-b.hubs.example.com" || string(op.RegistrationState.Payload) != `{"site":"line-3"}` {
+		t.Fatalf("webhook allocation: %d %+v", code, op.RegistrationState)
+	}
+	if ident, err := e.store.GetIdentity(t.Context(), "wh-ok-1"); err != nil || !strings.Contains(string(ident.InitialTwin), "by-webhook") {
+		t.Fatalf("the webhook's twin: %v %v", ident, err)
+	}
+	mu.Lock()
+	if len(seen) != 1 || string(seen[0]["payload"]) != `{"model":"X1"}` {
+		t.Fatalf("the device's payload did not reach the webhook: %v", seen)
+	}
+	mu.Unlock()
+	// The payload is kept: a status lookup shows it again.
+	if reg, _ := e.store.GetRegistration(t.Context(), "wh-ok-1"); string(reg.Payload) != `{"site":"line-3"}` {
+		t.Fatalf("stored payload %q", reg.Payload)
+	}
+
+	// Failures with a fallback: hashed over the linked shards.
+	for _, id := range []string{"wh-slow-1", "wh-unlinked-1", "wh-500-1"} {
+		start := time.Now()
+		code, op := register(withFallback, id, "null")
+		if code != 200 || op.Status != "assigned" || len(op.RegistrationState.Payload) != 0 {
+			t.Fatalf("%s with a fallback: %d %+v", id, code, op.RegistrationState)
+		}
+		if strings.HasPrefix(id, "wh-slow") && time.Since(start) > 1400*time.Millisecond {
+			t.Errorf("the slow webhook was waited for beyond its 1 s timeout (%s)", time.Since(start))
+		}
+	}
+	// Failures without one: refused, nothing written.
+	for _, id := range []string{"wh-slow-2", "wh-unlinked-2", "wh-500-2"} {
+		code, op := register(strict, id, "null")
+		if code == 200 && op.Status == "assigned" {
+			t.Fatalf("%s without a fallback was assigned: %+v", id, op.RegistrationState)
+		}
+		var eb dps.ErrorBody
+		if json.Unmarshal([]byte(op.RegistrationState.ErrorMessage), &eb); eb.Info["reason"] != "CUSTOM_ALLOCATION_FAILED" {
+			t.Fatalf("%s: %d %s", id, code, op.RegistrationState.ErrorMessage)
+		}
+		e.assertNoRegistration(id)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) != 0 {
+		t.Fatalf("the webhook receiver saw: %v", problems)
+	}
+
+	// Malformed webhook settings are refused.
+	for name, w := range map[string]*pb.Webhook{
+		"http":          {Url: "http://x.example.com/a"},
+		"no host":       {Url: "https:///a"},
+		"long timeout":  {Url: "https://x.example.com/a", TimeoutSeconds: 31},
+		"custom fb":     {Url: "https://x.example.com/a", FallbackPolicy: pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM},
+		"static fb bad": {Url: "https://x.example.com/a", FallbackPolicy: pb.AllocationPolicy_ALLOCATION_POLICY_STATIC},
+	} {
+		if _, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: "wh-bad",
+			AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY,
+			Allocation:      &pb.Allocation{Policy: pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM, Webhook: w}}}); codeOf(err) != 3 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: "wh-bad",
+		AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY,
+		Allocation:      &pb.Allocation{Policy: pb.AllocationPolicy_ALLOCATION_POLICY_HASHED, Webhook: &pb.Webhook{Url: "https://x.example.com"}}}}); codeOf(err) != 3 {
+		t.Errorf("a webhook without the custom policy: %v", err)
+	}
+}
