@@ -97,6 +97,18 @@ func TestHubClusters(t *testing.T) {
 	if _, err := lookup(nodeB, "dev-on-b"); err != nil {
 		t.Fatalf("cluster-b looking up its device: %v", err)
 	}
+	// Disabling the device's enrollment disables it for the hub.
+	cur, err := enr.GetEnrollment(e.owner(), &pb.GetEnrollmentRequest{RegistrationId: "dev-on-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enr.UpdateEnrollment(e.owner(), &pb.UpdateEnrollmentRequest{Enrollment: &pb.Enrollment{RegistrationId: "dev-on-a", Etag: cur.GetEtag(),
+		ProvisioningStatus: pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"provisioning_status"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := lookup(nodeA, "dev-on-a"); err != nil || id.GetEnabled() {
+		t.Fatalf("a disabled enrollment's device: %v %v", id, err)
+	}
 	if _, err := lookup(nodeA, "nobody"); codeOf(err) != codes.NotFound {
 		t.Fatalf("unknown device: %v", err)
 	}
@@ -111,8 +123,8 @@ func TestHubClusters(t *testing.T) {
 	}
 
 	// Unpinning a certificate locks its node out; a stale etag is refused.
-	cur, _ := hubs.GetHubCluster(e.owner(), &pb.GetHubClusterRequest{Id: "cluster-a"})
-	if _, err := hubs.UpdateHubCluster(e.owner(), &pb.UpdateHubClusterRequest{HubCluster: &pb.HubCluster{Id: "cluster-a", Etag: cur.GetEtag(), CertificatePems: []string{pemOf(strangerA)}},
+	curCluster, _ := hubs.GetHubCluster(e.owner(), &pb.GetHubClusterRequest{Id: "cluster-a"})
+	if _, err := hubs.UpdateHubCluster(e.owner(), &pb.UpdateHubClusterRequest{HubCluster: &pb.HubCluster{Id: "cluster-a", Etag: curCluster.GetEtag(), CertificatePems: []string{pemOf(strangerA)}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"certificates"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +134,7 @@ func TestHubClusters(t *testing.T) {
 	if _, err := lookup(strangerA, "dev-on-a"); err != nil {
 		t.Fatalf("newly pinned node: %v", err)
 	}
-	if _, err := hubs.UpdateHubCluster(e.owner(), &pb.UpdateHubClusterRequest{HubCluster: &pb.HubCluster{Id: "cluster-a", Etag: cur.GetEtag()},
+	if _, err := hubs.UpdateHubCluster(e.owner(), &pb.UpdateHubClusterRequest{HubCluster: &pb.HubCluster{Id: "cluster-a", Etag: curCluster.GetEtag()},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"certificates"}}}); codeOf(err) != codes.Aborted && codeOf(err) != codes.FailedPrecondition {
 		t.Fatalf("stale etag: %v", err)
 	}
