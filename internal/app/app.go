@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
 	}
-	prov.NearestRegions = cfg.Geo.Nearest
+	prov.NearestRegions, prov.WebhookSyncBudget = cfg.Geo.Nearest, cfg.Webhooks.SyncBudget
 	if prov.WebhookClient, err = webhookClient(cfg.Webhooks.CAFile); err != nil {
 		return err
 	}

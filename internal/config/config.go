@@ -63,6 +63,9 @@ type Config struct {
 		// CAFile adds CA certificates (PEM) to trust for custom
 		// allocation webhooks, beside the system's.
 		CAFile string `yaml:"ca_file"`
+		// SyncBudget is how long a DPS device's first registration waits
+		// for a webhook before it is told to poll (ASSIGNING).
+		SyncBudget time.Duration `yaml:"sync_budget"`
 	} `yaml:"webhooks"`
 	DPS struct {
 		// IDScope is the DPS ID scope devices use in the DPS-compatible
@@ -133,6 +136,7 @@ func Default() Config {
 	c.X509.MaxChainLength = 5
 	c.SymmetricKeys.Enabled = true
 	c.DPS.IDScope = "0ne00000001"
+	c.Webhooks.SyncBudget = 2 * time.Second
 	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
 	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.ShutdownGrace = 20 * time.Second
@@ -340,6 +344,9 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("storage.backend %q is not one of embedded, redis", c.Storage.Backend))
 	}
 	p = append(p, c.Geo.validate()...)
+	if c.Webhooks.SyncBudget < 0 || c.Webhooks.SyncBudget > 30*time.Second {
+		p = append(p, fmt.Errorf("webhooks.sync_budget %s is outside 0-30s", c.Webhooks.SyncBudget))
+	}
 	if f := c.Webhooks.CAFile; f != "" {
 		if _, err := os.Stat(f); err != nil {
 			p = append(p, fmt.Errorf("webhooks.ca_file: %v", err))

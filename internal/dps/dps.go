@@ -170,12 +170,53 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 		h.registerTPM(w, r, regID, body.TPM)
 		return
 	}
-	reg, err := h.attest(r.Context(), r, regID, false)
+	reg, err := h.attest(provisioning.WithPolling(r.Context()), r, regID, false)
+	if fault.ReasonOf(err) == fault.Assigning {
+		h.assigning(w, regID, assigningOperationID(regID, time.Now().Add(assigningFor)), err)
+		return
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: toState(reg)})
+}
+
+// assigningFor bounds how long an ASSIGNING operation is worth polling:
+// the longest webhook timeout, and a margin.
+const assigningFor = 40 * time.Second
+
+// assigningOperationID names a pending assignment: the registration ID and
+// the time after which polling it gives up. A device can only poll its own
+// (it authenticates again), so the ID needs no secrecy.
+func assigningOperationID(regID string, deadline time.Time) string {
+	return "0.assigning." + base64.RawURLEncoding.EncodeToString([]byte(regID+"|"+strconv.FormatInt(deadline.Unix(), 10)))
+}
+
+func parseAssigningOperationID(opID, regID string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(opID, "0.assigning.")
+	if !ok {
+		return time.Time{}, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	id, unix, ok := strings.Cut(string(raw), "|")
+	n, err2 := strconv.ParseInt(unix, 10, 64)
+	if err != nil || !ok || err2 != nil || !strings.EqualFold(id, regID) {
+		return time.Time{}, false
+	}
+	return time.Unix(n, 0), true
+}
+
+// assigning answers 202 with status "assigning" and a retry hint, as DPS
+// does while it allocates.
+func (h *Handler) assigning(w http.ResponseWriter, regID, opID string, err error) {
+	wait := time.Second
+	if fe, ok := fault.As(err); ok && fe.RetryAfter > 0 {
+		wait = fe.RetryAfter
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+	h.write(w, http.StatusAccepted, OperationStatus{OperationID: opID, Status: "assigning",
+		RegistrationState: &RegistrationState{RegistrationID: regID, Status: "assigning"}})
 }
 
 // registerTPM is DPS's TPM flow: the first PUT is answered 401 with the
@@ -212,6 +253,19 @@ func (h *Handler) registerTPM(w http.ResponseWriter, r *http.Request, regID stri
 
 func (h *Handler) operation(w http.ResponseWriter, r *http.Request, regID, opID string) {
 	reg, err := h.attest(r.Context(), r, regID, true)
+	if deadline, pending := parseAssigningOperationID(opID, regID); pending {
+		switch {
+		case err == nil:
+			opID = operationID(reg) // decided
+		case fault.KindOf(err) == fault.NotFound && time.Now().Before(deadline):
+			h.assigning(w, regID, opID, nil)
+			return
+		case fault.KindOf(err) == fault.NotFound:
+			h.write(w, http.StatusOK, OperationStatus{OperationID: opID, Status: "failed", RegistrationState: &RegistrationState{
+				RegistrationID: regID, Status: "failed", ErrorCode: 503000, ErrorMessage: "the assignment was not decided: " + string(fault.CustomAllocationFailed)}})
+			return
+		}
+	}
 	if err == nil && opID != operationID(reg) {
 		err = fault.NotFoundf("no such operation")
 	}

@@ -71,8 +71,10 @@ type options struct {
 	// geo locates clients; nearest orders regions (the geo policy).
 	geo     *server.Geo
 	nearest map[string][]string
-	// webhooks calls custom allocation webhooks.
-	webhooks *http.Client
+	// webhooks calls custom allocation webhooks; webhookBudget is how
+	// long a DPS registration waits before ASSIGNING.
+	webhooks      *http.Client
+	webhookBudget time.Duration
 }
 
 // idScope is the DPS ID scope of test servers.
@@ -123,7 +125,7 @@ func startWith(t *testing.T, opt options) *env {
 	}
 	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
 		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100), NearestRegions: opt.nearest,
-		WebhookClient: opt.webhooks}
+		WebhookClient: opt.webhooks, WebhookSyncBudget: opt.webhookBudget}
 	adm := &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer}
 	srv, err := server.New(server.Config{
 		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log},

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/hmac"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -196,5 +197,75 @@ func TestCustomAllocationWebhook(t *testing.T) {
 		AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY,
 		Allocation:      &pb.Allocation{Policy: pb.AllocationPolicy_ALLOCATION_POLICY_HASHED, Webhook: &pb.Webhook{Url: "https://x.example.com"}}}}); codeOf(err) != 3 {
 		t.Errorf("a webhook without the custom policy: %v", err)
+	}
+}
+
+// TestWebhookPollableOperation: a webhook slower than the sync budget
+// turns a DPS registration into a pollable operation (202 "assigning" with
+// Retry-After); the device polls until the background decision lands, and
+// gets its assignment and the webhook's payload. Registering again while
+// it is pending asks the webhook nothing more; an operation past its
+// deadline with no registration reads as failed.
+func TestWebhookPollableOperation(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	hook := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		time.Sleep(1200 * time.Millisecond)
+		w.Write([]byte(`{"iotHubHostName":"poll-b.hubs.example.com","payload":{"slow":true}}`))
+	}))
+	defer hook.Close()
+	e := startWith(t, options{webhooks: hook.Client(), webhookBudget: 300 * time.Millisecond})
+	e.createShard("poll-a", 1)
+	e.createShard("poll-b", 1)
+	enr := pb.NewEnrollmentServiceClient(e.admin)
+	g, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: "poll",
+		AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY,
+		Allocation:      &pb.Allocation{Policy: pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM, Webhook: &pb.Webhook{Url: hook.URL, TimeoutSeconds: 5}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := symkey.DeriveDeviceKey(g.GetSymmetricKey().GetPrimaryKey(), "poll-dev")
+	auth := func() string {
+		return symkey.Sign(key, idScope+"/registrations/poll-dev", time.Now().Add(time.Hour), "registration")
+	}
+	code, hdr, raw := e.dpsCall("PUT", "/"+idScope+"/registrations/poll-dev/register", auth(), `{"registrationId":"poll-dev"}`, nil)
+	op := decodeOp(t, raw)
+	if code != 202 || op.Status != "assigning" || hdr.Get("Retry-After") == "" || !strings.HasPrefix(op.OperationID, "0.assigning.") {
+		t.Fatalf("slow webhook: %d %v %s", code, hdr, raw)
+	}
+	// Registering again while it is pending: still assigning, no new call.
+	if code, _, raw := e.dpsCall("PUT", "/"+idScope+"/registrations/poll-dev/register", auth(), `{"registrationId":"poll-dev"}`, nil); code != 202 {
+		t.Fatalf("second PUT while pending: %d %s", code, raw)
+	}
+	var final dps.OperationStatus
+	for i := 0; ; i++ {
+		code, _, raw := e.dpsCall("GET", "/"+idScope+"/registrations/poll-dev/operations/"+op.OperationID, auth(), "", nil)
+		final = decodeOp(t, raw)
+		if code == 200 {
+			break
+		}
+		if code != 202 || final.Status != "assigning" || i > 50 {
+			t.Fatalf("poll %d: %d %s", i, code, raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if final.Status != "assigned" || final.RegistrationState.AssignedHub != "poll-b.hubs.example.com" || string(final.RegistrationState.Payload) != `{"slow":true}` {
+		t.Fatalf("decided: %+v", final.RegistrationState)
+	}
+	mu.Lock()
+	if calls != 1 {
+		t.Errorf("the webhook was called %d times, want 1", calls)
+	}
+	mu.Unlock()
+	// Past its deadline with no registration, an operation reads as failed.
+	past := "0.assigning." + base64.RawURLEncoding.EncodeToString([]byte("poll-dev-2|"+strconv.FormatInt(time.Now().Add(-time.Minute).Unix(), 10)))
+	key2 := symkey.DeriveDeviceKey(g.GetSymmetricKey().GetPrimaryKey(), "poll-dev-2")
+	code, _, raw = e.dpsCall("GET", "/"+idScope+"/registrations/poll-dev-2/operations/"+past,
+		symkey.Sign(key2, idScope+"/registrations/poll-dev-2", time.Now().Add(time.Hour), "registration"), "", nil)
+	if op := decodeOp(t, raw); code != 200 || op.Status != "failed" {
+		t.Fatalf("expired operation: %d %s", code, raw)
 	}
 }

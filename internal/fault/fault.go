@@ -77,6 +77,7 @@ const (
 	EnrollmentDisabled      Reason = "ENROLLMENT_DISABLED"
 	NoShardAvailable        Reason = "NO_SHARD_AVAILABLE"
 	CustomAllocationFailed  Reason = "CUSTOM_ALLOCATION_FAILED"
+	Assigning               Reason = "ASSIGNING"
 	DeviceIDConflict        Reason = "DEVICE_ID_CONFLICT"
 	RateLimited             Reason = "RATE_LIMITED"
 	ChallengeExpired        Reason = "CHALLENGE_EXPIRED"

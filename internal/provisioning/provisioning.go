@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
@@ -69,6 +70,13 @@ type Service struct {
 	// WebhookClient calls custom allocation webhooks (http.DefaultClient
 	// when nil); each call is bounded by its webhook's timeout.
 	WebhookClient *http.Client
+	// WebhookSyncBudget is how long a first registration waits for a
+	// webhook before answering ASSIGNING and finishing in the background
+	// (0: always wait for the webhook's own timeout).
+	WebhookSyncBudget time.Duration
+
+	// assigning holds the registration keys whose webhook is deciding.
+	assigning sync.Map
 }
 
 // X509Request is an X.509 registration as a transport saw it.
@@ -318,10 +326,44 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 }
 
 func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, now time.Time) (*registry.Registration, error) {
+	key := enrollment.Key(p.regID)
+	if _, busy := s.assigning.Load(key); busy {
+		return nil, assigningError(time.Second)
+	}
 	shard, ans, err := s.allocate(ctx, p)
+	var pa *pendingAssignment
+	if errors.As(err, &pa) {
+		// The webhook finishes in the background; the registration is
+		// written then, and the device finds it when it polls.
+		s.assigning.Store(key, true)
+		go func() {
+			defer s.assigning.Delete(key)
+			sh, ans, err := pa.wait()
+			if err == nil {
+				_, err = s.write(context.WithoutCancel(ctx), p, cred, now, sh, ans)
+			}
+			if err != nil && fault.ReasonOf(err) != fault.ResourceExists {
+				s.log(slog.LevelWarn, "background custom allocation failed", "registration_id", p.regID, "err", err)
+			}
+		}()
+		return nil, assigningError(pa.retryAfter)
+	}
 	if err != nil {
 		return nil, err
 	}
+	return s.write(ctx, p, cred, now, shard, ans)
+}
+
+// assigningError tells the device to come back: its assignment is being
+// decided.
+func assigningError(retry time.Duration) error {
+	err := fault.New(fault.Unavailable, fault.Assigning, "the device's assignment is being decided; poll again")
+	err.RetryAfter = max(time.Second, min(retry, 5*time.Second))
+	return err
+}
+
+// write records a new registration and its identity on shard.
+func (s *Service) write(ctx context.Context, p plan, cred registry.Credential, now time.Time, shard *allocation.Shard, ans *webhookAnswer) (*registry.Registration, error) {
 	reg := &registry.Registration{
 		RegistrationID: p.regID, DeviceID: p.deviceID, Shard: shard.ID, AssignedHub: shard.Hostname,
 		Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: p.attType,

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/enrollment"
@@ -51,6 +52,13 @@ func SignWebhook(secret []byte, timestamp string, body []byte) string {
 }
 
 type payloadKey struct{}
+
+type pollsKey struct{}
+
+// WithPolling marks a request whose transport lets the device poll an
+// operation (DPS's device API): a slow webhook then answers ASSIGNING and
+// finishes in the background. Elsewhere the webhook is waited for.
+func WithPolling(ctx context.Context) context.Context { return context.WithValue(ctx, pollsKey{}, true) }
 
 // WithDevicePayload records the payload a device sent with its
 // registration, for the custom allocation webhook.
@@ -92,7 +100,49 @@ type allocationResponse struct {
 // CUSTOM_ALLOCATION_FAILED.
 func (s *Service) custom(ctx context.Context, p plan, candidates []*allocation.Shard, existing *registry.Registration) (*allocation.Shard, *webhookAnswer, error) {
 	wh := p.alloc.Webhook
-	sh, ans, err := s.callWebhook(ctx, p, candidates, existing)
+	budget := s.WebhookSyncBudget
+	if existing != nil || budget <= 0 || wh.EffectiveTimeout() <= budget || ctx.Value(pollsKey{}) == nil {
+		sh, ans, err := s.callWebhook(ctx, p, candidates, existing)
+		return s.afterWebhook(ctx, p, candidates, existing, sh, ans, err)
+	}
+	// A first assignment through a webhook that may be slow: wait for it
+	// up to the budget, then let it finish in the background while the
+	// device polls (ASSIGNING).
+	type result struct {
+		sh  *allocation.Shard
+		ans *webhookAnswer
+		err error
+	}
+	done := make(chan result, 1)
+	bg := context.WithoutCancel(ctx)
+	go func() {
+		sh, ans, err := s.callWebhook(bg, p, candidates, existing)
+		sh, ans, err = s.afterWebhook(bg, p, candidates, existing, sh, ans, err)
+		done <- result{sh, ans, err}
+	}()
+	t := time.NewTimer(budget)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.sh, r.ans, r.err
+	case <-t.C:
+		return nil, nil, &pendingAssignment{wait: func() (*allocation.Shard, *webhookAnswer, error) { r := <-done; return r.sh, r.ans, r.err },
+			retryAfter: wh.EffectiveTimeout() - budget}
+	}
+}
+
+// pendingAssignment is a webhook still deciding after the sync budget.
+type pendingAssignment struct {
+	wait       func() (*allocation.Shard, *webhookAnswer, error)
+	retryAfter time.Duration
+}
+
+func (*pendingAssignment) Error() string { return "the custom allocation webhook is still deciding" }
+
+// afterWebhook applies the fallback policy to a failed webhook call.
+func (s *Service) afterWebhook(ctx context.Context, p plan, candidates []*allocation.Shard, existing *registry.Registration,
+	sh *allocation.Shard, ans *webhookAnswer, err error) (*allocation.Shard, *webhookAnswer, error) {
+	wh := p.alloc.Webhook
 	if err == nil {
 		return sh, ans, nil
 	}
