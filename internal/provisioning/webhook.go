@@ -58,7 +58,9 @@ type pollsKey struct{}
 // WithPolling marks a request whose transport lets the device poll an
 // operation (DPS's device API): a slow webhook then answers ASSIGNING and
 // finishes in the background. Elsewhere the webhook is waited for.
-func WithPolling(ctx context.Context) context.Context { return context.WithValue(ctx, pollsKey{}, true) }
+func WithPolling(ctx context.Context) context.Context {
+	return context.WithValue(ctx, pollsKey{}, true)
+}
 
 // WithDevicePayload records the payload a device sent with its
 // registration, for the custom allocation webhook.
