@@ -111,3 +111,10 @@ test('refused: X.509 device of an unknown CA', async () => {
   await assert.rejects(register(new X509Security(d.registrationId, { cert: d.certChainPem, key: d.keyPem })),
     (err) => err.name === 'UnauthorizedError' && /CERTIFICATE_UNTRUSTED/.test(err.message));
 });
+
+test('custom allocation: a slow webhook, polled by the SDK to its decision', { timeout: 30000 }, async () => {
+  const id = 'node-slow-webhook-device';
+  const r = await register(new SymmetricKeySecurityClient(id, deriveKey(fx.slowGroup.primaryKey, id)));
+  assertAssigned(r, id);
+  assert.deepStrictEqual(r.payload, { decidedBy: 'webhook' });
+});

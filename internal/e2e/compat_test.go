@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,7 +65,14 @@ func x509Device(t *testing.T, d *pki.Issued, chain ...*pki.Issued) compatDevice 
 // individual and group, and the refusals.
 func TestAzureDeviceSDK(t *testing.T) {
 	dir := requireCompat(t)
-	e := start(t)
+	// A custom allocation webhook slower than the sync budget: the SDK
+	// gets 202 "assigning" and polls the operation.
+	hook := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Second)
+		w.Write([]byte(`{"iotHubHostName":"node-shard.hubs.example.com","payload":{"decidedBy":"webhook"}}`))
+	}))
+	defer hook.Close()
+	e := startWith(t, options{webhooks: hook.Client(), webhookBudget: 200 * time.Millisecond})
 	e.createShard("node-shard", 1)
 	now := time.Now()
 	root, _ := pki.NewCA("Node Root", nil, now, 24*time.Hour)
@@ -78,6 +87,12 @@ func TestAzureDeviceSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	symGroup, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: "node-sym-group", AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowGroup, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: "node-slow",
+		AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY,
+		Allocation:      &pb.Allocation{Policy: pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM, Webhook: &pb.Webhook{Url: hook.URL, TimeoutSeconds: 10}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +116,7 @@ func TestAzureDeviceSDK(t *testing.T) {
 		"host": "localhost", "port": portOf(t, e.httpAddr), "idScope": idScope, "hub": "node-shard.hubs.example.com",
 		"symIndividual":  compatDevice{RegistrationID: "node-sym-device", PrimaryKey: b64(symInd.GetSymmetricKey().GetPrimaryKey()), SecondaryKey: b64(symInd.GetSymmetricKey().GetSecondaryKey())},
 		"symGroup":       compatDevice{ID: "node-sym-group", PrimaryKey: b64(symGroup.GetSymmetricKey().GetPrimaryKey())},
+		"slowGroup":      compatDevice{ID: "node-slow", PrimaryKey: b64(slowGroup.GetSymmetricKey().GetPrimaryKey())},
 		"symDisabled":    compatDevice{RegistrationID: "node-sym-off", PrimaryKey: b64(symOff.GetSymmetricKey().GetPrimaryKey())},
 		"x509Group":      x509Device(t, groupDev, inter),
 		"x509GroupId":    "node-x509",
