@@ -24,6 +24,7 @@ import (
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
@@ -44,6 +45,10 @@ type Service struct {
 	Rand  io.Reader
 	// Secrets seals symmetric keys; nil refuses symmetric-key enrollments.
 	Secrets *secrets.Sealer
+
+	hubCAOnce sync.Once
+	hubCA     *pki.Issued
+	hubCAErr  error
 }
 
 // symmetricKeys fills in generated keys, checks them, and seals them.

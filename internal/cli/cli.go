@@ -50,7 +50,7 @@ func commands() map[string]command {
 		"group":          {"enrollment groups: create, get, list, update, enable, disable, delete", runGroup},
 		"enrollment":     {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
 		"shard":          {"hub shards: create, get, list, update, delete", runShard},
-		"hub-cluster":    {"hub clusters and their pinned client certificates: create, get, list, update, delete", runHubCluster},
+		"hub-cluster":    {"hub clusters and their pinned client certificates: create, get, list, update, delete, issue-cert", runHubCluster},
 		"registration":   {"registrations: get, list, delete", runRegistration},
 		"access-key":     {"access keys (and their DPS connection strings): create, list, delete", runAccessKey},
 		"dps-import":     {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},

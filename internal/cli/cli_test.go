@@ -192,6 +192,20 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("symmetric group: %s", out)
 	}
 	run(2, "enrollment", "create", "sym-dev-2", "--symmetric", "--primary-key", "%%%")
+	// A hub cluster whose node certificate Zerotouch issues from a CSR.
+	run(0, "hub-cluster", "create", "hubs-eu")
+	nodeKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, nodeKey)
+	os.WriteFile("node.csr", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), 0o600)
+	if out := run(0, "hub-cluster", "issue-cert", "hubs-eu", "--csr", "node.csr", "--validity-days", "30"); !strings.Contains(out, "certificatePem") {
+		t.Fatalf("issue-cert: %s", out)
+	}
+	if out := run(0, "hub-cluster", "get", "hubs-eu"); !strings.Contains(out, "certificateThumbprints") {
+		t.Fatalf("the issued certificate is not pinned: %s", out)
+	}
+	run(0, "shard", "update", "hub-1", "--hub-cluster", "hubs-eu")
+	run(1, "hub-cluster", "delete", "hubs-eu")
+
 	// A custom allocation webhook, and the secret its receiver checks.
 	if out := run(0, "group", "create", "wh-group", "--attestation", "symmetric", "--policy", "custom", "--webhook-url", "https://hooks.example.com/allocate",
 		"--webhook-timeout", "2s", "--webhook-fallback", "hashed"); !strings.Contains(out, "ALLOCATION_POLICY_CUSTOM") || !strings.Contains(out, "hooks.example.com") {

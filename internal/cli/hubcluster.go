@@ -21,7 +21,7 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func runHubCluster(ctx context.Context, env Env, args []string) error {
-	sub, args, err := subcommand(args, "create", "get", "list", "update", "delete")
+	sub, args, err := subcommand(args, "create", "get", "list", "update", "delete", "issue-cert")
 	if err != nil {
 		return err
 	}
@@ -30,6 +30,8 @@ func runHubCluster(ctx context.Context, env Env, args []string) error {
 	fs.Var(&certs, "cert", "a node's client certificate (PEM file) to pin; its subject CN must be the cluster ID (repeatable)")
 	fs.Var(&thumbs, "thumbprint", "a client certificate's SHA-256 thumbprint to pin (repeatable)")
 	etag := fs.String("etag", "", "act only if the cluster's etag is this (delete)")
+	csr := fs.String("csr", "", "a node's certificate request (PEM file) to sign with the hub CA and pin (issue-cert)")
+	days := fs.Int("validity-days", 90, "validity of an issued certificate, 1-397 days (issue-cert)")
 	want := []string{"ID"}
 	if sub == "list" {
 		want = nil
@@ -62,6 +64,12 @@ func runHubCluster(ctx context.Context, env Env, args []string) error {
 		case "delete":
 			_, err := cl.DeleteHubCluster(ctx, &pb.DeleteHubClusterRequest{Id: pos[0], Etag: *etag})
 			return nil, err
+		case "issue-cert":
+			raw, err := os.ReadFile(*csr)
+			if err != nil {
+				return nil, fmt.Errorf("--csr: %w", err)
+			}
+			return cl.IssueHubCertificate(ctx, &pb.IssueHubCertificateRequest{HubCluster: pos[0], CsrPem: string(raw), ValidityDays: int32(*days)})
 		}
 		visited := false
 		fs.Visit(func(f *flag.Flag) { visited = visited || f.Name == "cert" || f.Name == "thumbprint" })

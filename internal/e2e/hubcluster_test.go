@@ -1,7 +1,13 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +144,43 @@ func TestHubClusters(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"certificates"}}}); codeOf(err) != codes.Aborted && codeOf(err) != codes.FailedPrecondition {
 		t.Fatalf("stale etag: %v", err)
 	}
+	// A node certificate issued by Zerotouch's hub CA from a CSR is pinned
+	// on the cluster and works at once; bad requests are refused.
+	nodeKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "whatever-the-node-asked"}}, nodeKey)
+	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
+	issued, err := hubs.IssueHubCertificate(e.owner(), &pb.IssueHubCertificateRequest{HubCluster: "cluster-b", CsrPem: csrPEM, ValidityDays: 30})
+	if err != nil || !strings.Contains(issued.GetCaCertificatePem(), "BEGIN CERTIFICATE") {
+		t.Fatalf("issue: %v %v", issued, err)
+	}
+	block, _ := pem.Decode([]byte(issued.GetCertificatePem()))
+	issuedCert, _ := x509.ParseCertificate(block.Bytes)
+	caBlock, _ := pem.Decode([]byte(issued.GetCaCertificatePem()))
+	hubCA, _ := x509.ParseCertificate(caBlock.Bytes)
+	if issuedCert.Subject.CommonName != "cluster-b" || issuedCert.CheckSignatureFrom(hubCA) != nil || issuedCert.NotAfter.Sub(now) > 31*24*time.Hour {
+		t.Fatalf("issued certificate: %v", issuedCert.Subject)
+	}
+	if id, err := lookup(&pki.Issued{Cert: issuedCert, Key: nodeKey}, "dev-on-b"); err != nil || id.GetShard() != "hc-b" {
+		t.Fatalf("the issued certificate as a hub credential: %v %v", id, err)
+	}
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	weakDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "w"}}, weak)
+	for name, req := range map[string]*pb.IssueHubCertificateRequest{
+		"garbage":         {HubCluster: "cluster-b", CsrPem: "nope"},
+		"weak key":        {HubCluster: "cluster-b", CsrPem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: weakDER}))},
+		"too long":        {HubCluster: "cluster-b", CsrPem: csrPEM, ValidityDays: 398},
+		"negative":        {HubCluster: "cluster-b", CsrPem: csrPEM, ValidityDays: -1},
+		"a certificate":   {HubCluster: "cluster-b", CsrPem: pemOf(nodeB)},
+		"unknown cluster": {HubCluster: "nobody", CsrPem: csrPEM},
+	} {
+		if _, err := hubs.IssueHubCertificate(e.owner(), req); codeOf(err) != codes.InvalidArgument && codeOf(err) != codes.NotFound {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if cb, _ := hubs.GetHubCluster(e.owner(), &pb.GetHubClusterRequest{Id: "cluster-b"}); len(cb.GetCertificateThumbprints()) != 2 {
+		t.Fatalf("cluster-b pins %v, want its upload and the one issued", cb.GetCertificateThumbprints())
+	}
+
 	// A cluster that owns shards cannot be deleted.
 	if _, err := hubs.DeleteHubCluster(e.owner(), &pb.DeleteHubClusterRequest{Id: "cluster-b"}); codeOf(err) != codes.FailedPrecondition {
 		t.Fatalf("delete a cluster owning a shard: %v", err)

@@ -252,3 +252,23 @@ func (s *services) GetWebhookSecret(ctx context.Context, req *pb.GetWebhookSecre
 	}
 	return &pb.WebhookSecret{Url: req.GetUrl(), Secret: s.admin.Secrets.Derive(provisioning.WebhookSecretPurpose(req.GetUrl()))}, nil
 }
+
+// IssueHubCertificate implements HubService.
+func (s *services) IssueHubCertificate(ctx context.Context, req *pb.IssueHubCertificateRequest) (*pb.HubCertificate, error) {
+	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if req.GetValidityDays() < 0 {
+		return nil, s.fail(ctx, fault.Invalidf("validity_days must not be negative"))
+	}
+	cert, err := s.admin.IssueHubCertificate(ctx, req.GetHubCluster(), req.GetCsrPem(), time.Duration(req.GetValidityDays())*24*time.Hour)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	ca, err := s.admin.HubCA()
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &pb.HubCertificate{CertificatePem: pemCertificate(cert.Raw), CaCertificatePem: pemCertificate(ca.Cert.Raw),
+		Sha256Thumbprint: enrollment.Thumbprint(cert.Raw), NotAfter: ts(cert.NotAfter)}, nil
+}

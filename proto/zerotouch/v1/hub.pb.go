@@ -901,6 +901,138 @@ func (x *DeleteShardRequest) GetEtag() string {
 	return ""
 }
 
+type IssueHubCertificateRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	HubCluster string                 `protobuf:"bytes,1,opt,name=hub_cluster,json=hubCluster,proto3" json:"hub_cluster,omitempty"`
+	// PEM CERTIFICATE REQUEST; ECDSA P-256/P-384 or RSA 2048-8192. Its
+	// subject is replaced by CN = the cluster's ID.
+	CsrPem string `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	// 1-397; 0 means 90.
+	ValidityDays  int32 `protobuf:"varint,3,opt,name=validity_days,json=validityDays,proto3" json:"validity_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueHubCertificateRequest) Reset() {
+	*x = IssueHubCertificateRequest{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueHubCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueHubCertificateRequest) ProtoMessage() {}
+
+func (x *IssueHubCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueHubCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueHubCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IssueHubCertificateRequest) GetHubCluster() string {
+	if x != nil {
+		return x.HubCluster
+	}
+	return ""
+}
+
+func (x *IssueHubCertificateRequest) GetCsrPem() string {
+	if x != nil {
+		return x.CsrPem
+	}
+	return ""
+}
+
+func (x *IssueHubCertificateRequest) GetValidityDays() int32 {
+	if x != nil {
+		return x.ValidityDays
+	}
+	return 0
+}
+
+type HubCertificate struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CertificatePem string                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// The hub CA, for the node's chain.
+	CaCertificatePem string                 `protobuf:"bytes,2,opt,name=ca_certificate_pem,json=caCertificatePem,proto3" json:"ca_certificate_pem,omitempty"`
+	Sha256Thumbprint string                 `protobuf:"bytes,3,opt,name=sha256_thumbprint,json=sha256Thumbprint,proto3" json:"sha256_thumbprint,omitempty"`
+	NotAfter         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *HubCertificate) Reset() {
+	*x = HubCertificate{}
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HubCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HubCertificate) ProtoMessage() {}
+
+func (x *HubCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hub_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HubCertificate.ProtoReflect.Descriptor instead.
+func (*HubCertificate) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hub_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HubCertificate) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+func (x *HubCertificate) GetCaCertificatePem() string {
+	if x != nil {
+		return x.CaCertificatePem
+	}
+	return ""
+}
+
+func (x *HubCertificate) GetSha256Thumbprint() string {
+	if x != nil {
+		return x.Sha256Thumbprint
+	}
+	return ""
+}
+
+func (x *HubCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 var File_zerotouch_v1_hub_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_hub_proto_rawDesc = "" +
@@ -969,13 +1101,23 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"updateMask\"8\n" +
 	"\x12DeleteShardRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag*u\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"{\n" +
+	"\x1aIssueHubCertificateRequest\x12\x1f\n" +
+	"\vhub_cluster\x18\x01 \x01(\tR\n" +
+	"hubCluster\x12\x17\n" +
+	"\acsr_pem\x18\x02 \x01(\tR\x06csrPem\x12#\n" +
+	"\rvalidity_days\x18\x03 \x01(\x05R\fvalidityDays\"\xcd\x01\n" +
+	"\x0eHubCertificate\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12,\n" +
+	"\x12ca_certificate_pem\x18\x02 \x01(\tR\x10caCertificatePem\x12+\n" +
+	"\x11sha256_thumbprint\x18\x03 \x01(\tR\x10sha256Thumbprint\x127\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter*u\n" +
 	"\n" +
 	"ShardState\x12\x1b\n" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SHARD_STATE_ACTIVE\x10\x01\x12\x18\n" +
 	"\x14SHARD_STATE_DRAINING\x10\x02\x12\x18\n" +
-	"\x14SHARD_STATE_DISABLED\x10\x032\xd8\b\n" +
+	"\x14SHARD_STATE_DISABLED\x10\x032\xf3\t\n" +
 	"\n" +
 	"HubService\x12_\n" +
 	"\vCreateShard\x12 .zerotouch.v1.CreateShardRequest\x1a\x13.zerotouch.v1.Shard\"\x19\x82\xd3\xe4\x93\x02\x13:\x05shard\"\n" +
@@ -989,7 +1131,8 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"\x10CreateHubCluster\x12%.zerotouch.v1.CreateHubClusterRequest\x1a\x18.zerotouch.v1.HubCluster\"$\x82\xd3\xe4\x93\x02\x1e:\vhub_cluster\"\x0f/v1/hubClusters\x12k\n" +
 	"\rGetHubCluster\x12\".zerotouch.v1.GetHubClusterRequest\x1a\x18.zerotouch.v1.HubCluster\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/hubClusters/{id}\x12w\n" +
 	"\x0fListHubClusters\x12$.zerotouch.v1.ListHubClustersRequest\x1a%.zerotouch.v1.ListHubClustersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/hubClusters\x12\x8a\x01\n" +
-	"\x10UpdateHubCluster\x12%.zerotouch.v1.UpdateHubClusterRequest\x1a\x18.zerotouch.v1.HubCluster\"5\x82\xd3\xe4\x93\x02/:\vhub_cluster2 /v1/hubClusters/{hub_cluster.id}\x12o\n" +
+	"\x10UpdateHubCluster\x12%.zerotouch.v1.UpdateHubClusterRequest\x1a\x18.zerotouch.v1.HubCluster\"5\x82\xd3\xe4\x93\x02/:\vhub_cluster2 /v1/hubClusters/{hub_cluster.id}\x12\x98\x01\n" +
+	"\x13IssueHubCertificate\x12(.zerotouch.v1.IssueHubCertificateRequest\x1a\x1c.zerotouch.v1.HubCertificate\"9\x82\xd3\xe4\x93\x023:\x01*\"./v1/hubClusters/{hub_cluster}:issueCertificate\x12o\n" +
 	"\x10DeleteHubCluster\x12%.zerotouch.v1.DeleteHubClusterRequest\x1a\x16.google.protobuf.Empty\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/hubClusters/{id}B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
@@ -1005,66 +1148,71 @@ func file_zerotouch_v1_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_zerotouch_v1_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_zerotouch_v1_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_zerotouch_v1_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_zerotouch_v1_hub_proto_goTypes = []any{
-	(ShardState)(0),                 // 0: zerotouch.v1.ShardState
-	(*HubCluster)(nil),              // 1: zerotouch.v1.HubCluster
-	(*CreateHubClusterRequest)(nil), // 2: zerotouch.v1.CreateHubClusterRequest
-	(*GetHubClusterRequest)(nil),    // 3: zerotouch.v1.GetHubClusterRequest
-	(*ListHubClustersRequest)(nil),  // 4: zerotouch.v1.ListHubClustersRequest
-	(*ListHubClustersResponse)(nil), // 5: zerotouch.v1.ListHubClustersResponse
-	(*UpdateHubClusterRequest)(nil), // 6: zerotouch.v1.UpdateHubClusterRequest
-	(*DeleteHubClusterRequest)(nil), // 7: zerotouch.v1.DeleteHubClusterRequest
-	(*Shard)(nil),                   // 8: zerotouch.v1.Shard
-	(*CreateShardRequest)(nil),      // 9: zerotouch.v1.CreateShardRequest
-	(*GetShardRequest)(nil),         // 10: zerotouch.v1.GetShardRequest
-	(*ListShardsRequest)(nil),       // 11: zerotouch.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),      // 12: zerotouch.v1.ListShardsResponse
-	(*UpdateShardRequest)(nil),      // 13: zerotouch.v1.UpdateShardRequest
-	(*DeleteShardRequest)(nil),      // 14: zerotouch.v1.DeleteShardRequest
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 16: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),           // 17: google.protobuf.Empty
+	(ShardState)(0),                    // 0: zerotouch.v1.ShardState
+	(*HubCluster)(nil),                 // 1: zerotouch.v1.HubCluster
+	(*CreateHubClusterRequest)(nil),    // 2: zerotouch.v1.CreateHubClusterRequest
+	(*GetHubClusterRequest)(nil),       // 3: zerotouch.v1.GetHubClusterRequest
+	(*ListHubClustersRequest)(nil),     // 4: zerotouch.v1.ListHubClustersRequest
+	(*ListHubClustersResponse)(nil),    // 5: zerotouch.v1.ListHubClustersResponse
+	(*UpdateHubClusterRequest)(nil),    // 6: zerotouch.v1.UpdateHubClusterRequest
+	(*DeleteHubClusterRequest)(nil),    // 7: zerotouch.v1.DeleteHubClusterRequest
+	(*Shard)(nil),                      // 8: zerotouch.v1.Shard
+	(*CreateShardRequest)(nil),         // 9: zerotouch.v1.CreateShardRequest
+	(*GetShardRequest)(nil),            // 10: zerotouch.v1.GetShardRequest
+	(*ListShardsRequest)(nil),          // 11: zerotouch.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),         // 12: zerotouch.v1.ListShardsResponse
+	(*UpdateShardRequest)(nil),         // 13: zerotouch.v1.UpdateShardRequest
+	(*DeleteShardRequest)(nil),         // 14: zerotouch.v1.DeleteShardRequest
+	(*IssueHubCertificateRequest)(nil), // 15: zerotouch.v1.IssueHubCertificateRequest
+	(*HubCertificate)(nil),             // 16: zerotouch.v1.HubCertificate
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 18: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),              // 19: google.protobuf.Empty
 }
 var file_zerotouch_v1_hub_proto_depIdxs = []int32{
-	15, // 0: zerotouch.v1.HubCluster.create_time:type_name -> google.protobuf.Timestamp
-	15, // 1: zerotouch.v1.HubCluster.update_time:type_name -> google.protobuf.Timestamp
+	17, // 0: zerotouch.v1.HubCluster.create_time:type_name -> google.protobuf.Timestamp
+	17, // 1: zerotouch.v1.HubCluster.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 2: zerotouch.v1.CreateHubClusterRequest.hub_cluster:type_name -> zerotouch.v1.HubCluster
 	1,  // 3: zerotouch.v1.ListHubClustersResponse.hub_clusters:type_name -> zerotouch.v1.HubCluster
 	1,  // 4: zerotouch.v1.UpdateHubClusterRequest.hub_cluster:type_name -> zerotouch.v1.HubCluster
-	16, // 5: zerotouch.v1.UpdateHubClusterRequest.update_mask:type_name -> google.protobuf.FieldMask
+	18, // 5: zerotouch.v1.UpdateHubClusterRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 6: zerotouch.v1.Shard.state:type_name -> zerotouch.v1.ShardState
-	15, // 7: zerotouch.v1.Shard.create_time:type_name -> google.protobuf.Timestamp
-	15, // 8: zerotouch.v1.Shard.update_time:type_name -> google.protobuf.Timestamp
+	17, // 7: zerotouch.v1.Shard.create_time:type_name -> google.protobuf.Timestamp
+	17, // 8: zerotouch.v1.Shard.update_time:type_name -> google.protobuf.Timestamp
 	8,  // 9: zerotouch.v1.CreateShardRequest.shard:type_name -> zerotouch.v1.Shard
 	8,  // 10: zerotouch.v1.ListShardsResponse.shards:type_name -> zerotouch.v1.Shard
 	8,  // 11: zerotouch.v1.UpdateShardRequest.shard:type_name -> zerotouch.v1.Shard
-	16, // 12: zerotouch.v1.UpdateShardRequest.update_mask:type_name -> google.protobuf.FieldMask
-	9,  // 13: zerotouch.v1.HubService.CreateShard:input_type -> zerotouch.v1.CreateShardRequest
-	10, // 14: zerotouch.v1.HubService.GetShard:input_type -> zerotouch.v1.GetShardRequest
-	11, // 15: zerotouch.v1.HubService.ListShards:input_type -> zerotouch.v1.ListShardsRequest
-	13, // 16: zerotouch.v1.HubService.UpdateShard:input_type -> zerotouch.v1.UpdateShardRequest
-	14, // 17: zerotouch.v1.HubService.DeleteShard:input_type -> zerotouch.v1.DeleteShardRequest
-	2,  // 18: zerotouch.v1.HubService.CreateHubCluster:input_type -> zerotouch.v1.CreateHubClusterRequest
-	3,  // 19: zerotouch.v1.HubService.GetHubCluster:input_type -> zerotouch.v1.GetHubClusterRequest
-	4,  // 20: zerotouch.v1.HubService.ListHubClusters:input_type -> zerotouch.v1.ListHubClustersRequest
-	6,  // 21: zerotouch.v1.HubService.UpdateHubCluster:input_type -> zerotouch.v1.UpdateHubClusterRequest
-	7,  // 22: zerotouch.v1.HubService.DeleteHubCluster:input_type -> zerotouch.v1.DeleteHubClusterRequest
-	8,  // 23: zerotouch.v1.HubService.CreateShard:output_type -> zerotouch.v1.Shard
-	8,  // 24: zerotouch.v1.HubService.GetShard:output_type -> zerotouch.v1.Shard
-	12, // 25: zerotouch.v1.HubService.ListShards:output_type -> zerotouch.v1.ListShardsResponse
-	8,  // 26: zerotouch.v1.HubService.UpdateShard:output_type -> zerotouch.v1.Shard
-	17, // 27: zerotouch.v1.HubService.DeleteShard:output_type -> google.protobuf.Empty
-	1,  // 28: zerotouch.v1.HubService.CreateHubCluster:output_type -> zerotouch.v1.HubCluster
-	1,  // 29: zerotouch.v1.HubService.GetHubCluster:output_type -> zerotouch.v1.HubCluster
-	5,  // 30: zerotouch.v1.HubService.ListHubClusters:output_type -> zerotouch.v1.ListHubClustersResponse
-	1,  // 31: zerotouch.v1.HubService.UpdateHubCluster:output_type -> zerotouch.v1.HubCluster
-	17, // 32: zerotouch.v1.HubService.DeleteHubCluster:output_type -> google.protobuf.Empty
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 12: zerotouch.v1.UpdateShardRequest.update_mask:type_name -> google.protobuf.FieldMask
+	17, // 13: zerotouch.v1.HubCertificate.not_after:type_name -> google.protobuf.Timestamp
+	9,  // 14: zerotouch.v1.HubService.CreateShard:input_type -> zerotouch.v1.CreateShardRequest
+	10, // 15: zerotouch.v1.HubService.GetShard:input_type -> zerotouch.v1.GetShardRequest
+	11, // 16: zerotouch.v1.HubService.ListShards:input_type -> zerotouch.v1.ListShardsRequest
+	13, // 17: zerotouch.v1.HubService.UpdateShard:input_type -> zerotouch.v1.UpdateShardRequest
+	14, // 18: zerotouch.v1.HubService.DeleteShard:input_type -> zerotouch.v1.DeleteShardRequest
+	2,  // 19: zerotouch.v1.HubService.CreateHubCluster:input_type -> zerotouch.v1.CreateHubClusterRequest
+	3,  // 20: zerotouch.v1.HubService.GetHubCluster:input_type -> zerotouch.v1.GetHubClusterRequest
+	4,  // 21: zerotouch.v1.HubService.ListHubClusters:input_type -> zerotouch.v1.ListHubClustersRequest
+	6,  // 22: zerotouch.v1.HubService.UpdateHubCluster:input_type -> zerotouch.v1.UpdateHubClusterRequest
+	15, // 23: zerotouch.v1.HubService.IssueHubCertificate:input_type -> zerotouch.v1.IssueHubCertificateRequest
+	7,  // 24: zerotouch.v1.HubService.DeleteHubCluster:input_type -> zerotouch.v1.DeleteHubClusterRequest
+	8,  // 25: zerotouch.v1.HubService.CreateShard:output_type -> zerotouch.v1.Shard
+	8,  // 26: zerotouch.v1.HubService.GetShard:output_type -> zerotouch.v1.Shard
+	12, // 27: zerotouch.v1.HubService.ListShards:output_type -> zerotouch.v1.ListShardsResponse
+	8,  // 28: zerotouch.v1.HubService.UpdateShard:output_type -> zerotouch.v1.Shard
+	19, // 29: zerotouch.v1.HubService.DeleteShard:output_type -> google.protobuf.Empty
+	1,  // 30: zerotouch.v1.HubService.CreateHubCluster:output_type -> zerotouch.v1.HubCluster
+	1,  // 31: zerotouch.v1.HubService.GetHubCluster:output_type -> zerotouch.v1.HubCluster
+	5,  // 32: zerotouch.v1.HubService.ListHubClusters:output_type -> zerotouch.v1.ListHubClustersResponse
+	1,  // 33: zerotouch.v1.HubService.UpdateHubCluster:output_type -> zerotouch.v1.HubCluster
+	16, // 34: zerotouch.v1.HubService.IssueHubCertificate:output_type -> zerotouch.v1.HubCertificate
+	19, // 35: zerotouch.v1.HubService.DeleteHubCluster:output_type -> google.protobuf.Empty
+	25, // [25:36] is the sub-list for method output_type
+	14, // [14:25] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_hub_proto_init() }
@@ -1078,7 +1226,7 @@ func file_zerotouch_v1_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_hub_proto_rawDesc), len(file_zerotouch_v1_hub_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -452,6 +452,51 @@ func local_request_HubService_UpdateHubCluster_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
+func request_HubService_IssueHubCertificate_0(ctx context.Context, marshaler runtime.Marshaler, client HubServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq IssueHubCertificateRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["hub_cluster"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "hub_cluster")
+	}
+	protoReq.HubCluster, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "hub_cluster", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.IssueHubCertificate(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_HubService_IssueHubCertificate_0(ctx context.Context, marshaler runtime.Marshaler, server HubServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq IssueHubCertificateRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["hub_cluster"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "hub_cluster")
+	}
+	protoReq.HubCluster, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "hub_cluster", err)
+	}
+	msg, err := server.IssueHubCertificate(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 var filter_HubService_DeleteHubCluster_0 = &utilities.DoubleArray{Encoding: map[string]int{"id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
 func request_HubService_DeleteHubCluster_0(ctx context.Context, marshaler runtime.Marshaler, client HubServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
@@ -691,6 +736,26 @@ func RegisterHubServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux,
 		}
 		forward_HubService_UpdateHubCluster_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_HubService_IssueHubCertificate_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/zerotouch.v1.HubService/IssueHubCertificate", runtime.WithHTTPPathPattern("/v1/hubClusters/{hub_cluster}:issueCertificate"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_HubService_IssueHubCertificate_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_HubService_IssueHubCertificate_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodDelete, pattern_HubService_DeleteHubCluster_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -904,6 +969,23 @@ func RegisterHubServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux,
 		}
 		forward_HubService_UpdateHubCluster_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_HubService_IssueHubCertificate_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/zerotouch.v1.HubService/IssueHubCertificate", runtime.WithHTTPPathPattern("/v1/hubClusters/{hub_cluster}:issueCertificate"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_HubService_IssueHubCertificate_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_HubService_IssueHubCertificate_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodDelete, pattern_HubService_DeleteHubCluster_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -925,27 +1007,29 @@ func RegisterHubServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux,
 }
 
 var (
-	pattern_HubService_CreateShard_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "shards"}, ""))
-	pattern_HubService_GetShard_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "shards", "id"}, ""))
-	pattern_HubService_ListShards_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "shards"}, ""))
-	pattern_HubService_UpdateShard_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "shards", "shard.id"}, ""))
-	pattern_HubService_DeleteShard_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "shards", "id"}, ""))
-	pattern_HubService_CreateHubCluster_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "hubClusters"}, ""))
-	pattern_HubService_GetHubCluster_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "hubClusters", "id"}, ""))
-	pattern_HubService_ListHubClusters_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "hubClusters"}, ""))
-	pattern_HubService_UpdateHubCluster_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "hubClusters", "hub_cluster.id"}, ""))
-	pattern_HubService_DeleteHubCluster_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "hubClusters", "id"}, ""))
+	pattern_HubService_CreateShard_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "shards"}, ""))
+	pattern_HubService_GetShard_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "shards", "id"}, ""))
+	pattern_HubService_ListShards_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "shards"}, ""))
+	pattern_HubService_UpdateShard_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "shards", "shard.id"}, ""))
+	pattern_HubService_DeleteShard_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "shards", "id"}, ""))
+	pattern_HubService_CreateHubCluster_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "hubClusters"}, ""))
+	pattern_HubService_GetHubCluster_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "hubClusters", "id"}, ""))
+	pattern_HubService_ListHubClusters_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "hubClusters"}, ""))
+	pattern_HubService_UpdateHubCluster_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "hubClusters", "hub_cluster.id"}, ""))
+	pattern_HubService_IssueHubCertificate_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "hubClusters", "hub_cluster"}, "issueCertificate"))
+	pattern_HubService_DeleteHubCluster_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "hubClusters", "id"}, ""))
 )
 
 var (
-	forward_HubService_CreateShard_0      = runtime.ForwardResponseMessage
-	forward_HubService_GetShard_0         = runtime.ForwardResponseMessage
-	forward_HubService_ListShards_0       = runtime.ForwardResponseMessage
-	forward_HubService_UpdateShard_0      = runtime.ForwardResponseMessage
-	forward_HubService_DeleteShard_0      = runtime.ForwardResponseMessage
-	forward_HubService_CreateHubCluster_0 = runtime.ForwardResponseMessage
-	forward_HubService_GetHubCluster_0    = runtime.ForwardResponseMessage
-	forward_HubService_ListHubClusters_0  = runtime.ForwardResponseMessage
-	forward_HubService_UpdateHubCluster_0 = runtime.ForwardResponseMessage
-	forward_HubService_DeleteHubCluster_0 = runtime.ForwardResponseMessage
+	forward_HubService_CreateShard_0         = runtime.ForwardResponseMessage
+	forward_HubService_GetShard_0            = runtime.ForwardResponseMessage
+	forward_HubService_ListShards_0          = runtime.ForwardResponseMessage
+	forward_HubService_UpdateShard_0         = runtime.ForwardResponseMessage
+	forward_HubService_DeleteShard_0         = runtime.ForwardResponseMessage
+	forward_HubService_CreateHubCluster_0    = runtime.ForwardResponseMessage
+	forward_HubService_GetHubCluster_0       = runtime.ForwardResponseMessage
+	forward_HubService_ListHubClusters_0     = runtime.ForwardResponseMessage
+	forward_HubService_UpdateHubCluster_0    = runtime.ForwardResponseMessage
+	forward_HubService_IssueHubCertificate_0 = runtime.ForwardResponseMessage
+	forward_HubService_DeleteHubCluster_0    = runtime.ForwardResponseMessage
 )

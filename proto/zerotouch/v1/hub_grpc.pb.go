@@ -20,16 +20,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HubService_CreateShard_FullMethodName      = "/zerotouch.v1.HubService/CreateShard"
-	HubService_GetShard_FullMethodName         = "/zerotouch.v1.HubService/GetShard"
-	HubService_ListShards_FullMethodName       = "/zerotouch.v1.HubService/ListShards"
-	HubService_UpdateShard_FullMethodName      = "/zerotouch.v1.HubService/UpdateShard"
-	HubService_DeleteShard_FullMethodName      = "/zerotouch.v1.HubService/DeleteShard"
-	HubService_CreateHubCluster_FullMethodName = "/zerotouch.v1.HubService/CreateHubCluster"
-	HubService_GetHubCluster_FullMethodName    = "/zerotouch.v1.HubService/GetHubCluster"
-	HubService_ListHubClusters_FullMethodName  = "/zerotouch.v1.HubService/ListHubClusters"
-	HubService_UpdateHubCluster_FullMethodName = "/zerotouch.v1.HubService/UpdateHubCluster"
-	HubService_DeleteHubCluster_FullMethodName = "/zerotouch.v1.HubService/DeleteHubCluster"
+	HubService_CreateShard_FullMethodName         = "/zerotouch.v1.HubService/CreateShard"
+	HubService_GetShard_FullMethodName            = "/zerotouch.v1.HubService/GetShard"
+	HubService_ListShards_FullMethodName          = "/zerotouch.v1.HubService/ListShards"
+	HubService_UpdateShard_FullMethodName         = "/zerotouch.v1.HubService/UpdateShard"
+	HubService_DeleteShard_FullMethodName         = "/zerotouch.v1.HubService/DeleteShard"
+	HubService_CreateHubCluster_FullMethodName    = "/zerotouch.v1.HubService/CreateHubCluster"
+	HubService_GetHubCluster_FullMethodName       = "/zerotouch.v1.HubService/GetHubCluster"
+	HubService_ListHubClusters_FullMethodName     = "/zerotouch.v1.HubService/ListHubClusters"
+	HubService_UpdateHubCluster_FullMethodName    = "/zerotouch.v1.HubService/UpdateHubCluster"
+	HubService_IssueHubCertificate_FullMethodName = "/zerotouch.v1.HubService/IssueHubCertificate"
+	HubService_DeleteHubCluster_FullMethodName    = "/zerotouch.v1.HubService/DeleteHubCluster"
 )
 
 // HubServiceClient is the client API for HubService service.
@@ -50,6 +51,10 @@ type HubServiceClient interface {
 	ListHubClusters(ctx context.Context, in *ListHubClustersRequest, opts ...grpc.CallOption) (*ListHubClustersResponse, error)
 	// UpdateHubCluster replaces the pinned certificates ("certificates").
 	UpdateHubCluster(ctx context.Context, in *UpdateHubClusterRequest, opts ...grpc.CallOption) (*HubCluster, error)
+	// IssueHubCertificate signs a hub node's CSR with Zerotouch's hub CA (its
+	// key derived from the data key) as a client certificate of the cluster,
+	// and pins it on the cluster.
+	IssueHubCertificate(ctx context.Context, in *IssueHubCertificateRequest, opts ...grpc.CallOption) (*HubCertificate, error)
 	// DeleteHubCluster removes a cluster that owns no shard.
 	DeleteHubCluster(ctx context.Context, in *DeleteHubClusterRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
@@ -152,6 +157,16 @@ func (c *hubServiceClient) UpdateHubCluster(ctx context.Context, in *UpdateHubCl
 	return out, nil
 }
 
+func (c *hubServiceClient) IssueHubCertificate(ctx context.Context, in *IssueHubCertificateRequest, opts ...grpc.CallOption) (*HubCertificate, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HubCertificate)
+	err := c.cc.Invoke(ctx, HubService_IssueHubCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *hubServiceClient) DeleteHubCluster(ctx context.Context, in *DeleteHubClusterRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(emptypb.Empty)
@@ -180,6 +195,10 @@ type HubServiceServer interface {
 	ListHubClusters(context.Context, *ListHubClustersRequest) (*ListHubClustersResponse, error)
 	// UpdateHubCluster replaces the pinned certificates ("certificates").
 	UpdateHubCluster(context.Context, *UpdateHubClusterRequest) (*HubCluster, error)
+	// IssueHubCertificate signs a hub node's CSR with Zerotouch's hub CA (its
+	// key derived from the data key) as a client certificate of the cluster,
+	// and pins it on the cluster.
+	IssueHubCertificate(context.Context, *IssueHubCertificateRequest) (*HubCertificate, error)
 	// DeleteHubCluster removes a cluster that owns no shard.
 	DeleteHubCluster(context.Context, *DeleteHubClusterRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedHubServiceServer()
@@ -218,6 +237,9 @@ func (UnimplementedHubServiceServer) ListHubClusters(context.Context, *ListHubCl
 }
 func (UnimplementedHubServiceServer) UpdateHubCluster(context.Context, *UpdateHubClusterRequest) (*HubCluster, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateHubCluster not implemented")
+}
+func (UnimplementedHubServiceServer) IssueHubCertificate(context.Context, *IssueHubCertificateRequest) (*HubCertificate, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueHubCertificate not implemented")
 }
 func (UnimplementedHubServiceServer) DeleteHubCluster(context.Context, *DeleteHubClusterRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteHubCluster not implemented")
@@ -405,6 +427,24 @@ func _HubService_UpdateHubCluster_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HubService_IssueHubCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueHubCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubServiceServer).IssueHubCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubService_IssueHubCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubServiceServer).IssueHubCertificate(ctx, req.(*IssueHubCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _HubService_DeleteHubCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteHubClusterRequest)
 	if err := dec(in); err != nil {
@@ -465,6 +505,10 @@ var HubService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateHubCluster",
 			Handler:    _HubService_UpdateHubCluster_Handler,
+		},
+		{
+			MethodName: "IssueHubCertificate",
+			Handler:    _HubService_IssueHubCertificate_Handler,
 		},
 		{
 			MethodName: "DeleteHubCluster",
