@@ -354,6 +354,8 @@ type DeviceRegistrationState struct {
 	ErrorMessage           string `json:"errorMessage,omitempty"`
 	LastUpdatedDateTimeUTC string `json:"lastUpdatedDateTimeUtc,omitempty"`
 	Etag                   string `json:"etag,omitempty"`
+	// Payload is the custom allocation webhook's payload for the device.
+	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
 // BulkOperation is DPS's BulkEnrollmentOperation (and its group form).
@@ -379,7 +381,7 @@ type BulkResult struct {
 func toRegistrationState(reg *registry.Registration) *DeviceRegistrationState {
 	return &DeviceRegistrationState{RegistrationID: reg.RegistrationID, CreatedDateTimeUTC: utc(reg.Created), AssignedHub: reg.AssignedHub,
 		DeviceID: reg.DeviceID, Status: string(reg.Status), Substatus: string(reg.Substatus),
-		LastUpdatedDateTimeUTC: utc(reg.Updated), Etag: quoteEtag(reg.Etag)}
+		LastUpdatedDateTimeUTC: utc(reg.Updated), Etag: quoteEtag(reg.Etag), Payload: reg.Payload}
 }
 
 // ---- conversions ----

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/dps"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
@@ -148,6 +149,14 @@ func TestCustomAllocationWebhook(t *testing.T) {
 	// The payload is kept: a status lookup shows it again.
 	if reg, _ := e.store.GetRegistration(t.Context(), "wh-ok-1"); string(reg.Payload) != `{"site":"line-3"}` {
 		t.Fatalf("stored payload %q", reg.Payload)
+	}
+	// … and so does the DPS service API's registration state.
+	svcID, svcKey := e.newSASKey("wh-svc", access.RegistrationRead)
+	var st dps.DeviceRegistrationState
+	svc := e.serviceClient(svcID, svcKey)
+	svc.mustOK(svc.call("GET", "/registrations/wh-ok-1", ""), 200).decode(t, &st)
+	if string(st.Payload) != `{"site":"line-3"}` {
+		t.Fatalf("registration state payload %q", st.Payload)
 	}
 
 	// Failures with a fallback: hashed over the linked shards.
