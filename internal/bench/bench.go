@@ -42,6 +42,8 @@ import (
 
 // Config is one benchmark run.
 type Config struct {
+	// GRPCAddr and HTTPAddr may list several replicas, comma-separated:
+	// devices are spread over them in turn.
 	GRPCAddr  string
 	HTTPAddr  string
 	RootCAs   *x509.CertPool
@@ -68,8 +70,9 @@ type Config struct {
 	// KEX is the key exchange simulated devices offer: "x25519", "p256",
 	// or "default" (Go's hybrid post-quantum preference).
 	KEX string
-	// ServerPID, if set, is read from /proc for CPU per operation.
-	ServerPID int
+	// ServerPIDs, if set, are read from /proc for CPU per operation (all
+	// replicas' CPU summed).
+	ServerPIDs []int
 	// StoreSize, if set, reports the store's size in bytes (the embedded
 	// store's file, or Redis's used_memory) for store bytes per device.
 	StoreSize func(context.Context) (int64, error)
@@ -153,7 +156,7 @@ func (c *Config) serverTLS() *tls.Config {
 // possession), an enrollment group on it and, if the service has no shard,
 // one shard; then it mints n device certificates. Nothing here is timed.
 func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
-	cc, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(c.serverTLS())))
+	cc, err := grpc.NewClient(strings.Split(c.GRPCAddr, ",")[0], grpc.WithTransportCredentials(credentials.NewTLS(c.serverTLS())))
 	if err != nil {
 		return nil, err
 	}
@@ -254,22 +257,31 @@ func (c *Config) deviceTLS(f *Fleet, dev *pki.Issued) *tls.Config {
 
 // session is a device's (or, with Reuse, a worker's) connection.
 type session struct {
-	cc     *grpc.ClientConn
-	tr     *http.Transport
-	client *http.Client
+	cc       *grpc.ClientConn
+	tr       *http.Transport
+	client   *http.Client
+	httpAddr string
+}
+
+// turn spreads sessions over the replicas.
+var turn atomic.Uint64
+
+func pickAddr(list string) string {
+	addrs := strings.Split(list, ",")
+	return addrs[int(turn.Add(1)-1)%len(addrs)]
 }
 
 func (c *Config) newSession(f *Fleet, dev *pki.Issued) (*session, error) {
 	tc := c.deviceTLS(f, dev)
 	if c.Transport == "grpc" {
-		cc, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		cc, err := grpc.NewClient(pickAddr(c.GRPCAddr), grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 		if err != nil {
 			return nil, err
 		}
 		return &session{cc: cc}, nil
 	}
 	tr := &http.Transport{TLSClientConfig: tc, DisableKeepAlives: !c.Reuse, MaxIdleConnsPerHost: 1}
-	return &session{tr: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+	return &session{tr: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, httpAddr: pickAddr(c.HTTPAddr)}, nil
 }
 
 func (s *session) close() {
@@ -313,17 +325,17 @@ func (c *Config) one(ctx context.Context, s *session, f *Fleet, i int) error {
 	var err error
 	switch {
 	case c.Mode == "ceiling":
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.HTTPAddr+"/healthz", nil)
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.httpAddr+"/healthz", nil)
 	case c.Transport == "dps":
 		regID, _, token := c.identity(f, i, func(id string) string { return c.IDScope + "/registrations/" + id })
-		req, err = http.NewRequestWithContext(ctx, http.MethodPut, "https://"+c.HTTPAddr+"/"+c.IDScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
+		req, err = http.NewRequestWithContext(ctx, http.MethodPut, "https://"+s.httpAddr+"/"+c.IDScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
 			strings.NewReader(`{"registrationId":"`+regID+`"}`))
 		if err == nil && token != "" {
 			req.Header.Set("Authorization", token)
 		}
 	default:
 		regID, _, token := c.identity(f, i, func(id string) string { return "registrations/" + id })
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+c.HTTPAddr+"/v1/registrations/"+regID+":register", strings.NewReader("{}"))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+s.httpAddr+"/v1/registrations/"+regID+":register", strings.NewReader("{}"))
 		if err == nil && token != "" {
 			req.Header.Set("Authorization", token)
 		}
@@ -402,7 +414,7 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	conc := max(1, c.Concurrency)
 	lat := make([]time.Duration, n)
 	errs := make([]error, n)
-	cpu0, err := processCPU(c.ServerPID)
+	cpu0, err := processCPU(c.ServerPIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +496,7 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu1, err := processCPU(c.ServerPID)
+	cpu1, err := processCPU(c.ServerPIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -507,7 +519,7 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 		pct := func(p float64) float64 { return ms(ok[min(len(ok)-1, int(p*float64(len(ok))))]) }
 		r.LatencyMs = Latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: ms(ok[len(ok)-1])}
 	}
-	if c.ServerPID > 0 && n > 0 {
+	if len(c.ServerPIDs) > 0 && n > 0 {
 		r.ServerCPUMeasured = true
 		r.ServerCPUPerOpUs = float64((cpu1 - cpu0).Microseconds()) / float64(n)
 	}
@@ -528,8 +540,21 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // clockTicks is Linux's USER_HZ, the unit of /proc/<pid>/stat times.
 const clockTicks = 100
 
-// processCPU reads a process's user+system CPU time from /proc.
-func processCPU(pid int) (time.Duration, error) {
+// processCPU sums processes' user+system CPU time from /proc.
+func processCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := oneProcessCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// oneProcessCPU reads a process's user+system CPU time from /proc.
+func oneProcessCPU(pid int) (time.Duration, error) {
 	if pid <= 0 {
 		return 0, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,7 +33,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	spawn := fs.Bool("spawn", false, "start a zerotouch server as a child process for the run")
 	storage := fs.String("storage", "embedded", "with --spawn: embedded or redis")
 	redisAddrs := fs.String("redis-addrs", "", "Redis addresses (comma-separated): the store for --spawn --storage redis, and measured for bytes per device")
-	serverPID := fs.Int("server-pid", 0, "server process ID, for CPU per operation (set by --spawn)")
+	serverPIDs := fs.String("server-pid", "", "server process IDs (comma-separated, one per replica), for CPU per operation (set by --spawn)")
 	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
 	transport := fs.String("transport", "both", "grpc, rest, dps, or both (grpc and rest)")
 	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs, one at a time)")
@@ -81,8 +82,16 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("%w: --kex %q is not x25519, p256 or default", errUsage, *kex)
 	}
 
+	var pids []int
+	for _, p := range splitList(*serverPIDs) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%w: --server-pid %q is not a list of process IDs", errUsage, *serverPIDs)
+		}
+		pids = append(pids, n)
+	}
 	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex,
-		ServerPID: *serverPID, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
+		ServerPIDs: pids, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
 	switch {
 	case *storeFile != "":
 		cfg.StoreSize = fileSize(*storeFile)
@@ -232,7 +241,7 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	}
 	c.server, c.dataDir, c.accessKey = grpcAddr, dir, ""
 	c.caFile = filepath.Join(dir, "pki", "ca.pem")
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.ServerPID = grpcAddr, httpAddr, cmd.Process.Pid
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.ServerPIDs = grpcAddr, httpAddr, []int{cmd.Process.Pid}
 	if storage != "redis" {
 		cfg.StoreSize = fileSize(filepath.Join(dir, "zerotouch.db"))
 	}
