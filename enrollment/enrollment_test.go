@@ -3,6 +3,7 @@ package enrollment_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +170,29 @@ func FuzzParseCertificatePEM(f *testing.F) {
 		again, err := enrollment.ParseCertificatePEM("pem", string(pki.CertPEM(cert)))
 		if err != nil || enrollment.Thumbprint(again.Raw) != enrollment.Thumbprint(cert.Raw) {
 			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+func FuzzValidateInitialTwin(f *testing.F) {
+	for _, s := range []string{`{}`, `{"tags":{"a":1}}`, `{"properties":{"desired":{"x":[1,2]}}}`, `{"tags":"x"}`, `{"properties":{"reported":{}}}`, `[]`, `{"tags":{}}{}`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, twin []byte) {
+		if enrollment.ValidateInitialTwin(twin) != nil || len(twin) == 0 {
+			return
+		}
+		if len(twin) > enrollment.MaxInitialTwin {
+			t.Fatalf("accepted %d bytes", len(twin))
+		}
+		var v map[string]json.RawMessage
+		if err := json.Unmarshal(twin, &v); err != nil {
+			t.Fatalf("accepted %q, which is not one JSON object: %v", twin, err)
+		}
+		for k := range v {
+			if k != "tags" && k != "properties" && !strings.EqualFold(k, "tags") && !strings.EqualFold(k, "properties") {
+				t.Fatalf("accepted %q with field %q", twin, k)
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package enrollment
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
 )
@@ -69,7 +70,7 @@ func ValidateInitialTwin(twin []byte) error {
 	if err := dec.Decode(&t); err != nil {
 		return fault.Invalidf("initialTwin must be {\"tags\": {...}, \"properties\": {\"desired\": {...}}}: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return fault.Invalidf("initialTwin has trailing data")
 	}
 	for name, v := range map[string]json.RawMessage{"initialTwin.tags": t.Tags, "initialTwin.properties.desired": desired(t.Properties)} {

@@ -65,6 +65,7 @@ step "fuzzers (short runs; the seed corpora also run in go test)"
 for target in \
   ./enrollment:FuzzValidateRegistrationID \
   ./enrollment:FuzzParseCertificatePEM \
+  ./enrollment:FuzzValidateInitialTwin \
   ./attestation/x509:FuzzLeafChecks \
   ./allocation:FuzzValidateHostname \
   ./attestation/tpm:FuzzParsePublic \

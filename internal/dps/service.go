@@ -176,8 +176,8 @@ func decodeStrict(raw []byte, what string, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fault.Wrap(fault.InvalidArgument, fault.FieldInvalid, err, "the body is not a valid %s: %v", what, err)
 	}
-	if dec.More() {
-		return fault.Invalidf("the body holds more than one %s", what)
+	if _, err := dec.Token(); err != io.EOF {
+		return fault.Invalidf("the body holds more than one %s, or trailing data", what)
 	}
 	return nil
 }

@@ -403,6 +403,8 @@ func TestDPSServiceMalformed(t *testing.T) {
 	bodies := map[string]string{
 		"not JSON":                     `{"attestation":`,
 		"two objects":                  `{` + sym + `}{}`,
+		"trailing brace":               `{` + sym + `}}`,
+		"twin as a string":             `{` + sym + `,"initialTwin":"{ }}"}`,
 		"unknown field":                `{` + sym + `,"provisioningstatuz":"disabled"}`,
 		"no attestation":               `{"registrationId":"mal-1"}`,
 		"unknown attestation":          `{"attestation":{"type":"none"}}`,
