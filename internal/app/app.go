@@ -187,6 +187,13 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())
 	}
 	err = srv.Serve(ctx, grpcLis, httpLis)
+	// Let slow webhooks' background decisions land before the store
+	// closes (they are bounded by their webhooks' timeouts).
+	wctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if werr := prov.Wait(wctx); werr != nil {
+		opt.Log.Warn("stopped with custom allocations still deciding", "err", werr)
+	}
 	opt.Log.Info("stopped")
 	return err
 }

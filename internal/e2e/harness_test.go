@@ -52,6 +52,7 @@ type env struct {
 	serverCert *pki.Issued
 	serverCA   *pki.Issued
 	sealer     *secrets.Sealer
+	prov       *provisioning.Service
 	// stop shuts the server down gracefully and waits; idempotent.
 	stop func()
 }
@@ -126,6 +127,7 @@ func startWith(t *testing.T, opt options) *env {
 	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
 		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100), NearestRegions: opt.nearest,
 		WebhookClient: opt.webhooks, WebhookSyncBudget: opt.webhookBudget}
+	e.prov = prov
 	adm := &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer}
 	srv, err := server.New(server.Config{
 		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log},

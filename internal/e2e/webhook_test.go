@@ -249,6 +249,14 @@ func TestWebhookPollableOperation(t *testing.T) {
 	if code, _, raw := e.dpsCall("PUT", "/"+idScope+"/registrations/poll-dev/register", auth(), `{"registrationId":"poll-dev"}`, nil); code != 202 {
 		t.Fatalf("second PUT while pending: %d %s", code, raw)
 	}
+	// A graceful stop waits for the background decision (Wait), so it is
+	// written before the store would close.
+	if err := e.prov.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.GetRegistration(t.Context(), "poll-dev"); err != nil {
+		t.Fatalf("after Wait the registration must exist: %v", err)
+	}
 	var final dps.OperationStatus
 	for i := 0; ; i++ {
 		code, _, raw := e.dpsCall("GET", "/"+idScope+"/registrations/poll-dev/operations/"+op.OperationID, auth(), "", nil)

@@ -75,8 +75,24 @@ type Service struct {
 	// (0: always wait for the webhook's own timeout).
 	WebhookSyncBudget time.Duration
 
-	// assigning holds the registration keys whose webhook is deciding.
-	assigning sync.Map
+	// assigning holds the registration keys whose webhook is deciding;
+	// background counts those decisions, for Wait.
+	assigning  sync.Map
+	background sync.WaitGroup
+}
+
+// Wait waits until background decisions (slow webhooks) have written
+// their registrations, or ctx ends; a graceful stop calls it before the
+// store closes.
+func (s *Service) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.background.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // X509Request is an X.509 registration as a transport saw it.
@@ -336,7 +352,9 @@ func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, 
 		// The webhook finishes in the background; the registration is
 		// written then, and the device finds it when it polls.
 		s.assigning.Store(key, true)
+		s.background.Add(1)
 		go func() {
+			defer s.background.Done()
 			defer s.assigning.Delete(key)
 			sh, ans, err := pa.wait()
 			if err == nil {
