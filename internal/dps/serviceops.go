@@ -29,6 +29,42 @@ const (
 // another writer.
 const maxWriteAttempts = 3
 
+// createOrReplace is DPS's PUT of one resource: create it when absent
+// (unless the mode only updates, or If-Match names an etag: then 404/412);
+// otherwise check If-Match and replace. An unconditional replace that
+// raced another writer reads again; a conditional one reports the 412.
+func createOrReplace[D, R any](ctx context.Context, what, id, etag string, mode writeMode,
+	get func() (D, string, error), create func() (R, error), update func(D) (R, error)) (R, error) {
+	var zero R
+	for range maxWriteAttempts {
+		cur, curEtag, err := get()
+		switch {
+		case errors.Is(err, fault.ErrNotFound):
+			if mode == updateOnly {
+				return zero, err
+			}
+			if etag != "" && etag != "*" {
+				return zero, fault.New(fault.Conflict, fault.EtagMismatch, "%s %q does not exist (If-Match was given)", what, id)
+			}
+			return create()
+		case err != nil:
+			return zero, err
+		}
+		if mode == createOnly {
+			return zero, fault.New(fault.AlreadyExists, fault.ResourceExists, "%s %q already exists", what, id)
+		}
+		if err := matchEtag(etag, curEtag, what, id); err != nil {
+			return zero, err
+		}
+		out, err := update(cur)
+		if fault.KindOf(err) == fault.Conflict && (etag == "" || etag == "*") {
+			continue // changed between our read and write: read again
+		}
+		return out, err
+	}
+	return zero, fault.New(fault.Unavailable, fault.StoreUnavailable, "too many concurrent changes to %s %q; retry", what, id)
+}
+
 func (s *Service) put(req *svcRequest) error {
 	ctx, etag := req.r.Context(), ifMatch(req.r)
 	if req.kind == "enrollments" {
@@ -73,41 +109,29 @@ func (s *Service) writeIndividual(ctx context.Context, id string, in *Individual
 	if err != nil {
 		return nil, err
 	}
-	for range maxWriteAttempts {
-		cur, err := s.Store.GetIndividual(ctx, in.RegistrationID)
-		switch {
-		case errors.Is(err, fault.ErrNotFound):
-			if mode == updateOnly {
-				return nil, err
+	return createOrReplace(ctx, "enrollment", in.RegistrationID, etag, mode,
+		func() (*enrollment.Individual, string, error) {
+			cur, err := s.Store.GetIndividual(ctx, in.RegistrationID)
+			if err != nil {
+				return nil, "", err
 			}
-			if etag != "" && etag != "*" {
-				return nil, fault.New(fault.Conflict, fault.EtagMismatch, "enrollment %q does not exist (If-Match was given)", in.RegistrationID)
-			}
+			return cur, cur.Etag, nil
+		},
+		func() (*IndividualEnrollment, error) {
 			e := &enrollment.Individual{RegistrationID: in.RegistrationID, DeviceID: in.DeviceID, Disabled: disabled, Allocation: alloc, DeviceSettings: ds}
 			return s.createIndividual(ctx, e, in.Attestation)
-		case err != nil:
-			return nil, err
-		}
-		if mode == createOnly {
-			return nil, fault.New(fault.AlreadyExists, fault.ResourceExists, "enrollment %q already exists", in.RegistrationID)
-		}
-		if err := matchEtag(etag, cur.Etag, "enrollment", in.RegistrationID); err != nil {
-			return nil, err
-		}
-		if err := s.sameIndividualAttestation(cur, in.Attestation); err != nil {
-			return nil, err
-		}
-		cur.DeviceID, cur.Disabled, cur.Allocation, cur.DeviceSettings = in.DeviceID, disabled, alloc, ds
-		upd, err := s.Admin.UpdateIndividual(ctx, cur)
-		if fault.KindOf(err) == fault.Conflict && (etag == "" || etag == "*") {
-			continue // changed between our read and write: read again
-		}
-		if err != nil {
-			return nil, err
-		}
-		return s.individualToDPS(ctx, upd, true)
-	}
-	return nil, fault.New(fault.Unavailable, fault.StoreUnavailable, "too many concurrent changes to enrollment %q; retry", in.RegistrationID)
+		},
+		func(cur *enrollment.Individual) (*IndividualEnrollment, error) {
+			if err := s.sameIndividualAttestation(cur, in.Attestation); err != nil {
+				return nil, err
+			}
+			cur.DeviceID, cur.Disabled, cur.Allocation, cur.DeviceSettings = in.DeviceID, disabled, alloc, ds
+			upd, err := s.Admin.UpdateIndividual(ctx, cur)
+			if err != nil {
+				return nil, err
+			}
+			return s.individualToDPS(ctx, upd, true)
+		})
 }
 
 func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual, att *AttestationMechanism) (*IndividualEnrollment, error) {
@@ -254,41 +278,29 @@ func (s *Service) writeGroup(ctx context.Context, id string, in *EnrollmentGroup
 	if err != nil {
 		return nil, err
 	}
-	for range maxWriteAttempts {
-		cur, err := s.Store.GetGroup(ctx, in.EnrollmentGroupID)
-		switch {
-		case errors.Is(err, fault.ErrNotFound):
-			if mode == updateOnly {
-				return nil, err
+	return createOrReplace(ctx, "enrollment group", in.EnrollmentGroupID, etag, mode,
+		func() (*enrollment.Group, string, error) {
+			cur, err := s.Store.GetGroup(ctx, in.EnrollmentGroupID)
+			if err != nil {
+				return nil, "", err
 			}
-			if etag != "" && etag != "*" {
-				return nil, fault.New(fault.Conflict, fault.EtagMismatch, "enrollment group %q does not exist (If-Match was given)", in.EnrollmentGroupID)
-			}
+			return cur, cur.Etag, nil
+		},
+		func() (*EnrollmentGroup, error) {
 			g := &enrollment.Group{ID: in.EnrollmentGroupID, Disabled: disabled, Allocation: alloc, DeviceSettings: ds}
 			return s.createGroup(ctx, g, in.Attestation)
-		case err != nil:
-			return nil, err
-		}
-		if mode == createOnly {
-			return nil, fault.New(fault.AlreadyExists, fault.ResourceExists, "enrollment group %q already exists", in.EnrollmentGroupID)
-		}
-		if err := matchEtag(etag, cur.Etag, "enrollment group", in.EnrollmentGroupID); err != nil {
-			return nil, err
-		}
-		if err := s.sameGroupAttestation(ctx, cur, in.Attestation); err != nil {
-			return nil, err
-		}
-		cur.Disabled, cur.Allocation, cur.DeviceSettings = disabled, alloc, ds
-		upd, err := s.Admin.UpdateGroup(ctx, cur)
-		if fault.KindOf(err) == fault.Conflict && (etag == "" || etag == "*") {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return s.groupToDPS(ctx, upd, true)
-	}
-	return nil, fault.New(fault.Unavailable, fault.StoreUnavailable, "too many concurrent changes to enrollment group %q; retry", in.EnrollmentGroupID)
+		},
+		func(cur *enrollment.Group) (*EnrollmentGroup, error) {
+			if err := s.sameGroupAttestation(ctx, cur, in.Attestation); err != nil {
+				return nil, err
+			}
+			cur.Disabled, cur.Allocation, cur.DeviceSettings = disabled, alloc, ds
+			upd, err := s.Admin.UpdateGroup(ctx, cur)
+			if err != nil {
+				return nil, err
+			}
+			return s.groupToDPS(ctx, upd, true)
+		})
 }
 
 // groupCA resolves an X.509 group's CA: by caReferences.primary (a CA
