@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/zerotouch/zerotouch/internal/bench"
+	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 )
 
@@ -98,5 +101,39 @@ func TestBenchTool(t *testing.T) {
 		} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 			t.Errorf("bench %v: %v, want exit status 2", args, err)
 		}
+	}
+}
+
+// TestBenchSpreadsOverReplicas runs the load tool against two servers
+// sharing one store (as replicas share Redis): every device succeeds; with
+// the second replica stopped, about half fail, so devices were spread over
+// both in turn.
+func TestBenchSpreadsOverReplicas(t *testing.T) {
+	bin := zerotouchBinary(t)
+	e1 := start(t)
+	e2 := startWith(t, options{store: e1.store})
+	caFile := filepath.Join(t.TempDir(), "cas.pem")
+	if err := os.WriteFile(caFile, append(pki.CertPEM(e1.serverCA.Cert), pki.CertPEM(e2.serverCA.Cert)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e1.createShard("spread", 1)
+	run := func() bench.Report {
+		t.Helper()
+		out, err := exec.Command(bin, "bench", "--server", e1.grpcAddr+","+e2.grpcAddr, "--http-server", e1.httpAddr+","+e2.httpAddr,
+			"--ca-file", caFile, "--access-key", e1.ownerKey, "--transport", "rest", "--mode", "register", "--devices", "40", "--concurrency", "4", "--json").Output()
+		var res struct {
+			Reports []bench.Report `json:"reports"`
+		}
+		if jerr := json.Unmarshal(out, &res); jerr != nil || len(res.Reports) != 1 {
+			t.Fatalf("bench: %v %v\n%s", err, jerr, out)
+		}
+		return res.Reports[0]
+	}
+	if r := run(); r.Succeeded != 40 || len(r.Errors) != 0 {
+		t.Fatalf("two replicas: %+v", r)
+	}
+	e2.stop()
+	if r := run(); r.Succeeded < 10 || r.Succeeded > 30 {
+		t.Fatalf("with one replica down, %d of 40 succeeded; want about half", r.Succeeded)
 	}
 }
