@@ -68,7 +68,7 @@ func TestAzureDeviceSDK(t *testing.T) {
 	// A custom allocation webhook slower than the sync budget: the SDK
 	// gets 202 "assigning" and polls the operation.
 	hook := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // the webhook's slowness (> the 200 ms budget, < its 10 s timeout), not a wait for a condition
 		w.Write([]byte(`{"iotHubHostName":"node-shard.hubs.example.com","payload":{"decidedBy":"webhook"}}`))
 	}))
 	defer hook.Close()
@@ -164,15 +164,15 @@ func TestAzureTPMSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { sw.Process.Kill(); sw.Wait() }()
-	for i := 0; ; i++ {
+	for deadline := time.Now().Add(30 * time.Second); ; {
 		if c, err := net.Dial("tcp", "127.0.0.1:2323"); err == nil {
 			c.Close()
 			break
 		}
-		if i > 100 {
-			t.Fatal("swtpm did not listen on 2323")
+		if time.Now().After(deadline) {
+			t.Fatal("swtpm did not listen on 2323 within 30 s")
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // between connection attempts
 	}
 
 	e := start(t)
