@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/zerotouch/zerotouch/allocation"
 	"io"
 	"net"
 	"net/netip"
@@ -497,17 +498,7 @@ func parsePrefixOrAddr(s string) (netip.Prefix, error) {
 	return netip.ParsePrefix(s)
 }
 
-func validRegion(r string) bool {
-	if r == "" || len(r) > 64 {
-		return false
-	}
-	for i := 0; i < len(r); i++ {
-		if c := r[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func validRegion(r string) bool { return allocation.ValidateRegion(r) == nil }
 
 func (g Geo) validate() []error {
 	var p []error

@@ -31,8 +31,15 @@ func (e *env) createRegionalShard(id, region string, capacity int32) {
 // an optional region header (as an edge proxy would set it).
 func (d *dpsDevices) registerFrom(regID string, key []byte, region string) (int, dps.OperationStatus) {
 	d.e.t.Helper()
+	return d.registerWith(regID, key, region, "null")
+}
+
+// registerWith registers a symmetric-key device with a region header (if
+// any) and a payload (JSON).
+func (d *dpsDevices) registerWith(regID string, key []byte, region, payload string) (int, dps.OperationStatus) {
+	d.e.t.Helper()
 	req, _ := http.NewRequest("PUT", "https://"+d.e.httpAddr+"/"+idScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
-		strings.NewReader(`{"registrationId":"`+regID+`"}`))
+		strings.NewReader(`{"registrationId":"`+regID+`","payload":`+payload+`}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", symkey.Sign(key, idScope+"/registrations/"+regID, time.Now().Add(time.Hour), "registration"))
 	if region != "" {

@@ -123,23 +123,7 @@ func TestCustomAllocationWebhook(t *testing.T) {
 	devs := e.dpsDevices()
 	register := func(groupKey []byte, regID, payload string) (int, dps.OperationStatus) {
 		t.Helper()
-		key := symkey.DeriveDeviceKey(groupKey, regID)
-		req, _ := http.NewRequest("PUT", "https://"+e.httpAddr+"/"+idScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
-			strings.NewReader(`{"registrationId":"`+regID+`","payload":`+payload+`}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", symkey.Sign(key, idScope+"/registrations/"+regID, time.Now().Add(time.Hour), "registration"))
-		res, err := devs.hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		raw, _ := io.ReadAll(res.Body)
-		var op dps.OperationStatus
-		json.Unmarshal(raw, &op)
-		if op.RegistrationState == nil {
-			op.RegistrationState = &dps.RegistrationState{ErrorMessage: string(raw)}
-		}
-		return res.StatusCode, op
+		return devs.registerWith(regID, symkey.DeriveDeviceKey(groupKey, regID), "", payload)
 	}
 
 	// The webhook decides: its hub, payload and twin.
@@ -167,6 +151,12 @@ func TestCustomAllocationWebhook(t *testing.T) {
 	if string(st.Payload) != `{"site":"line-3"}` {
 		t.Fatalf("registration state payload %q", st.Payload)
 	}
+
+	// A device payload over 4 KiB is refused before any webhook call.
+	if code, op := register(strict, "wh-ok-big", `{"pad":"`+strings.Repeat("x", 5000)+`"}`); code != 400 {
+		t.Fatalf("oversized payload: %d %+v", code, op.RegistrationState)
+	}
+	e.assertNoRegistration("wh-ok-big")
 
 	// Failures with a fallback: hashed over the linked shards.
 	for _, id := range []string{"wh-slow-1", "wh-unlinked-1", "wh-500-1"} {
