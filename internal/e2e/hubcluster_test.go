@@ -118,6 +118,11 @@ func TestHubClusters(t *testing.T) {
 	if _, err := lookup(nodeA, "nobody"); codeOf(err) != codes.NotFound {
 		t.Fatalf("unknown device: %v", err)
 	}
+	for _, bad := range []string{"", "a b", strings.Repeat("d", 129)} {
+		if _, err := lookup(nodeA, bad); codeOf(err) != codes.InvalidArgument {
+			t.Errorf("device ID %q: %v", bad, err)
+		}
+	}
 	for name, node := range map[string]*pki.Issued{"no certificate": nil, "unpinned": strangerA, "expired": expiredA} {
 		if _, err := lookup(node, "dev-on-a"); codeOf(err) != codes.Unauthenticated {
 			t.Errorf("%s: %v", name, err)
