@@ -156,7 +156,7 @@ func TestTwoReplicasOneRedis(t *testing.T) {
 			t.Fatalf("%s: stored %+v, answered %v", id, stored, a)
 		}
 		ident, err := store.GetIdentity(context.Background(), id)
-		if err != nil || ident.Shard != stored.Shard || ident.Version != 1 {
+		if err != nil || ident.Shard != stored.Shard || ident.Version != ident.Created.UnixMicro() {
 			t.Fatalf("%s: identity %+v, %v", id, ident, err)
 		}
 		counts[stored.Shard]++

@@ -105,7 +105,14 @@ const (
 	VerificationCodeStale Reason = "VERIFICATION_CODE_INVALID"
 	ProofInvalid          Reason = "PROOF_OF_POSSESSION_INVALID"
 	StoreUnavailable      Reason = "STORE_UNAVAILABLE"
-	InternalError         Reason = "INTERNAL"
+	// CursorExpired: the assignment log no longer holds the events after
+	// a hub's cursor (trimmed by retention, or a cursor the log never
+	// reached); the hub resyncs from a snapshot.
+	CursorExpired Reason = "CURSOR_EXPIRED"
+	// TooManyStreams: a hub cluster has as many assignment streams open
+	// as it may.
+	TooManyStreams Reason = "TOO_MANY_STREAMS"
+	InternalError  Reason = "INTERNAL"
 )
 
 // Error is a classified error with a stable reason.

@@ -306,7 +306,7 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 		// key), a new enrollment, or a move. The device ID stays.
 		upd := *existing
 		upd.CredentialThumbprint, upd.GroupID, upd.Individual, upd.AttestationType, upd.Updated = p.thumbprint, p.groupID, p.individual, p.attType, now
-		ident.Credential, ident.Version, ident.Updated = cred, ident.Version+1, now
+		ident.Credential, ident.Version, ident.Updated = cred, registry.NextVersion(ident.Version, now), now
 		if target != nil {
 			upd.Shard, upd.AssignedHub, ident.Shard = target.ID, target.Hostname, target.ID
 			switch {
@@ -389,7 +389,7 @@ func (s *Service) write(ctx context.Context, p plan, cred registry.Credential, n
 	}
 	ident := &registry.Identity{
 		DeviceID: p.deviceID, RegistrationID: p.regID, Shard: shard.ID, Status: registry.IdentityEnabled,
-		Credential: cred, InitialTwin: p.settings.InitialTwin, IoTEdge: p.settings.IoTEdge, Version: 1, Created: now, Updated: now,
+		Credential: cred, InitialTwin: p.settings.InitialTwin, IoTEdge: p.settings.IoTEdge, Version: registry.NextVersion(0, now), Created: now, Updated: now,
 	}
 	if ans != nil {
 		reg.Payload = ans.payload

@@ -150,4 +150,6 @@ type Store interface {
 	DeleteRegistration(ctx context.Context, registrationID, etag string) error
 	// GetIdentity returns the identity of a device.
 	GetIdentity(ctx context.Context, deviceID string) (*Identity, error)
+	// Every write appends its events (Changes) to the shards' logs.
+	EventLog
 }

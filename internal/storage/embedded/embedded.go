@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -46,8 +47,12 @@ var (
 	// bShardCount holds each shard's device count (8 bytes, big endian),
 	// kept in the same transactions as the shard index.
 	bShardCount = []byte("shard_count")
-	allBuckets  = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
-		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bCluster}
+	// bLog holds each shard's assignment log, bAck the hub clusters'
+	// acknowledgements (events.go).
+	bLog       = []byte("assignment_log")
+	bAck       = []byte("assignment_ack")
+	allBuckets = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
+		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bCluster, bLog, bAck}
 	// Buckets of earlier builds, removed on open: challenges now live in
 	// memory (challenge.go).
 	legacyBuckets = [][]byte{[]byte("challenge"), []byte("challenge_expiry")}
@@ -59,6 +64,7 @@ type Store struct {
 	challenges challengeSet
 	closeOnce  sync.Once
 	closeErr   error
+	retention  atomic.Int64 // events kept per shard; 0 for the default
 }
 
 // Open opens (creating if needed) the store file at path. Only one process

@@ -171,7 +171,10 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		if etag, err = nextEtag(tx); err != nil {
 			return err
 		}
-		return putRegistration(tx, key, record.FromRegistration(reg, etag), record.FromIdentity(id))
+		if err := putRegistration(tx, key, record.FromRegistration(reg, etag), record.FromIdentity(id)); err != nil {
+			return err
+		}
+		return s.appendEvents(tx, nil, id)
 	})
 	return etag, err
 }
@@ -191,11 +194,18 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 		if old.DeviceID != reg.DeviceID {
 			return fault.Invalidf("the device ID of registration %q cannot change", reg.RegistrationID)
 		}
+		oldID, err := identities.load(tx, old.DeviceID)
+		if err != nil {
+			return err
+		}
 		if err := removeRegistration(tx, key, old); err != nil {
 			return err
 		}
 		etag = e
-		return putRegistration(tx, key, record.FromRegistration(reg, etag), record.FromIdentity(id))
+		if err := putRegistration(tx, key, record.FromRegistration(reg, etag), record.FromIdentity(id)); err != nil {
+			return err
+		}
+		return s.appendEvents(tx, oldID.Domain(), id)
 	})
 	return etag, err
 }
@@ -243,7 +253,14 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 		if err != nil {
 			return err
 		}
-		return removeRegistration(tx, key, rec)
+		oldID, err := identities.load(tx, rec.DeviceID)
+		if err != nil {
+			return err
+		}
+		if err := removeRegistration(tx, key, rec); err != nil {
+			return err
+		}
+		return s.appendEvents(tx, oldID.Domain(), nil)
 	})
 }
 

@@ -368,3 +368,25 @@ func (r *Cluster) Domain() *allocation.Cluster {
 func (r *Cluster) ApplyUpdate(c *allocation.Cluster, etag string) {
 	r.Certificates, r.Updated, r.Etag = c.Certificates, c.Updated, etag
 }
+
+// Event is a stored assignment-log event (its seq is its key).
+type Event struct {
+	V        int       `json:"v"`
+	Shard    string    `json:"s"`
+	Kind     string    `json:"k"`
+	Time     time.Time `json:"t"`
+	Identity *Identity `json:"i"`
+	// Nonce makes an event unique where a store must tell two apart
+	// (Redis outboxes).
+	Nonce string `json:"n,omitempty"`
+}
+
+// FromEvent converts a domain event.
+func FromEvent(e registry.Event) *Event {
+	return &Event{V: Version, Shard: e.Shard, Kind: string(e.Kind), Time: e.Time, Identity: FromIdentity(e.Identity)}
+}
+
+// Domain converts back, with the event's seq.
+func (r *Event) Domain(seq uint64) *registry.Event {
+	return &registry.Event{Shard: r.Shard, Seq: seq, Kind: registry.EventKind(r.Kind), Time: r.Time, Identity: r.Identity.Domain()}
+}

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	mrand "math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -62,8 +63,10 @@ const (
 
 // Store is the Redis-backed store.
 type Store struct {
-	c      goredis.UniversalClient
-	prefix string
+	c         goredis.UniversalClient
+	prefix    string
+	retention atomic.Int64 // events kept per shard's log; 0 for the default
+	relayOff  atomic.Bool  // tests: leave outboxes for the sweeper
 }
 
 // Open connects (lazily: an unreachable Redis is reported by the first

@@ -144,6 +144,14 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID); err != nil {
 		return "", err
 	}
+	events, err := outboxEntries(nil, id)
+	if err != nil {
+		return "", err
+	}
+	mark, err := s.markOutbox(ctx, key)
+	if err != nil {
+		return "", err
+	}
 	err = s.watch(ctx, func(tx *goredis.Tx) error {
 		n, err := tx.Exists(ctx, s.regKey(key)).Result()
 		if err != nil {
@@ -157,13 +165,16 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, s.regKey(key), raw, 0)
+			p.RPush(ctx, s.outboxKey(key), events...)
 			return nil
 		})
 		return err
 	}, s.regKey(key))
 	if err != nil {
+		_ = s.relay(ctx, key, mark)
 		return "", err
 	}
+	_ = s.relay(ctx, key, mark) // on failure the sweeper relays it
 	return etag, nil
 }
 
@@ -184,6 +195,10 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID); err != nil {
 		return "", err
 	}
+	mark, err := s.markOutbox(ctx, key)
+	if err != nil {
+		return "", err
+	}
 	var old *device
 	err = s.watch(ctx, func(tx *goredis.Tx) error {
 		d, err := s.loadDevice(ctx, tx, key)
@@ -197,15 +212,22 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 			return fault.Invalidf("the device ID of registration %q cannot change", reg.RegistrationID)
 		}
 		old = d
+		events, err := outboxEntries(d.I, id)
+		if err != nil {
+			return err
+		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, s.regKey(key), raw, 0)
+			p.RPush(ctx, s.outboxKey(key), events...)
 			return nil
 		})
 		return err
 	}, s.regKey(key))
 	if err != nil {
+		_ = s.relay(ctx, key, mark)
 		return "", err
 	}
+	_ = s.relay(ctx, key, mark)
 	shard, group := "", ""
 	if old.R.Shard != reg.Shard {
 		shard = old.R.Shard
@@ -249,8 +271,12 @@ func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Ide
 // DeleteRegistration implements registry.Store.
 func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
 	key := enrollment.Key(registrationID)
+	mark, err := s.markOutbox(ctx, key)
+	if err != nil {
+		return err
+	}
 	var old *device
-	err := s.watch(ctx, func(tx *goredis.Tx) error {
+	err = s.watch(ctx, func(tx *goredis.Tx) error {
 		d, err := s.loadDevice(ctx, tx, key)
 		if err != nil {
 			return err
@@ -261,15 +287,22 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 			}
 		}
 		old = d
+		events, err := outboxEntries(d.I, nil)
+		if err != nil {
+			return err
+		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Del(ctx, s.regKey(key))
+			p.RPush(ctx, s.outboxKey(key), events...)
 			return nil
 		})
 		return err
 	}, s.regKey(key))
 	if err != nil {
+		_ = s.relay(ctx, key, mark) // drops the mark (nothing was written)
 		return err
 	}
+	_ = s.relay(ctx, key, mark)
 	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID)
 	s.releaseClaim(ctx, old.I.DeviceID, key)
 	return nil

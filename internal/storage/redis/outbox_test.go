@@ -1,0 +1,83 @@
+package redis_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/storage/redis"
+	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
+)
+
+// TestOutboxSweep: writes whose relay never ran (the replica stopped right
+// after the MULTI) reach their shards' logs through the sweeper, in each
+// device's order, and a second sweep appends nothing more. On a real
+// 3-master cluster, so the device, its outbox and the shards' logs are in
+// different slots and nodes.
+func TestOutboxSweep(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	s, err := redis.Open(redis.Options{Addrs: cluster.Addrs(), Cluster: true, KeyPrefix: "ob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	for _, sh := range []string{"s1", "s2"} {
+		if _, err := s.CreateShard(ctx, &allocation.Shard{ID: sh, Hostname: sh + ".example.com", Weight: 1, State: allocation.Active}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.SetRelayOff(true)
+	now := time.Now()
+	for i := range 5 {
+		dev := fmt.Sprintf("dev-%d", i)
+		reg := &registry.Registration{RegistrationID: dev, DeviceID: dev, Shard: "s1", AssignedHub: "s1.example.com", Status: registry.Assigned,
+			Substatus: registry.InitialAssignment, AttestationType: registry.SymmetricKey, Created: now, Updated: now}
+		id := &registry.Identity{DeviceID: dev, RegistrationID: dev, Shard: "s1", Status: registry.IdentityEnabled,
+			Credential: registry.Credential{Type: registry.SymmetricKey}, Version: 1, Created: now, Updated: now}
+		etag, err := s.CreateRegistration(ctx, reg, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 { // and move it before anything was relayed
+			reg.Etag, reg.Shard, id.Shard, id.Version = etag, "s2", "s2", 2
+			if _, err := s.UpdateRegistration(ctx, reg, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if head, _ := s.LogHead(ctx, "s1"); head != 0 {
+		t.Fatalf("events reached the log with the relay off: head %d", head)
+	}
+	if n, err := s.SweepOutboxes(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("a sweep for old outboxes relayed %d fresh ones (%v)", n, err)
+	}
+	s.SetRelayOff(false)
+	if n, err := s.SweepOutboxes(ctx, 0); err != nil || n != 5 {
+		t.Fatalf("sweep relayed %d outboxes (%v), want 5", n, err)
+	}
+	if n, err := s.SweepOutboxes(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("second sweep relayed %d outboxes (%v), want 0", n, err)
+	}
+	s1, err := s.ReadEvents(ctx, "s1", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := s.ReadEvents(ctx, "s2", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s1) != 8 || len(s2) != 3 {
+		t.Fatalf("s1 has %d events, s2 %d; want 8 (5 created, 3 deleted) and 3", len(s1), len(s2))
+	}
+	// Per device, the creation precedes the deletion.
+	seen := map[string]registry.EventKind{}
+	for _, ev := range s1 {
+		if prev := seen[ev.Identity.DeviceID]; ev.Kind == registry.EventDeleted && prev != registry.EventCreated {
+			t.Fatalf("%s deleted before it was created", ev.Identity.DeviceID)
+		}
+		seen[ev.Identity.DeviceID] = ev.Kind
+	}
+}
