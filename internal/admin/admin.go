@@ -276,6 +276,9 @@ func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	if g.Etag, err = s.Store.UpdateGroup(ctx, g); err != nil {
 		return nil, err
 	}
+	if err := s.syncIdentities(ctx, registry.Filter{GroupID: g.ID}, "", !g.Disabled); err != nil {
+		return nil, err
+	}
 	return s.Store.GetGroup(ctx, g.ID)
 }
 
@@ -389,6 +392,9 @@ func (s *Service) UpdateIndividual(ctx context.Context, e *enrollment.Individual
 	}
 	e.Updated = s.Now()
 	if _, err := s.Store.UpdateIndividual(ctx, e); err != nil {
+		return nil, err
+	}
+	if err := s.syncIdentities(ctx, registry.Filter{}, e.RegistrationID, !e.Disabled); err != nil {
 		return nil, err
 	}
 	return s.Store.GetIndividual(ctx, e.RegistrationID)

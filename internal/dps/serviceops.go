@@ -473,9 +473,9 @@ func (s *Service) delete(req *svcRequest) error {
 	}
 	var err error
 	if req.kind == "enrollments" {
-		err = s.Store.DeleteIndividual(ctx, req.id, etag)
+		err = s.Admin.DeleteIndividual(ctx, req.id, etag)
 	} else {
-		err = s.Store.DeleteGroup(ctx, req.id, etag)
+		err = s.Admin.DeleteGroup(ctx, req.id, etag)
 	}
 	if err != nil {
 		return err
@@ -622,7 +622,7 @@ func (s *Service) bulkIndividual(ctx context.Context, in *IndividualEnrollment, 
 		return fault.Invalidf("mode updateIfMatchETag needs each enrollment's etag")
 	}
 	if mode == "delete" {
-		return s.Store.DeleteIndividual(ctx, in.RegistrationID, strings.TrimPrefix(etag, "*"))
+		return s.Admin.DeleteIndividual(ctx, in.RegistrationID, strings.TrimPrefix(etag, "*"))
 	}
 	_, err := s.writeIndividual(ctx, "", in, etag, m)
 	return err
@@ -640,7 +640,7 @@ func (s *Service) bulkGroup(ctx context.Context, in *EnrollmentGroup, mode strin
 		return fault.Invalidf("mode updateIfMatchETag needs each enrollment group's etag")
 	}
 	if mode == "delete" {
-		return s.Store.DeleteGroup(ctx, in.EnrollmentGroupID, strings.TrimPrefix(etag, "*"))
+		return s.Admin.DeleteGroup(ctx, in.EnrollmentGroupID, strings.TrimPrefix(etag, "*"))
 	}
 	_, err := s.writeGroup(ctx, "", in, etag, m)
 	return err

@@ -125,6 +125,9 @@ type Error struct {
 	Err error
 	// RetryAfter, when set, is how long the caller should wait.
 	RetryAfter time.Duration
+	// Metadata is machine-readable detail for the caller (ErrorInfo
+	// metadata), such as the shard whose cursor expired.
+	Metadata map[string]string
 }
 
 func (e *Error) Error() string {

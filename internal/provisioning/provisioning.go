@@ -299,14 +299,16 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 			return nil, err
 		}
 		if target == nil && existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual &&
-			existing.AttestationType == p.attType && sameCredential(ident.Credential, cred) {
+			existing.AttestationType == p.attType && sameCredential(ident.Credential, cred) && ident.Status == registry.IdentityEnabled {
 			return existing, nil // idempotent: nothing changed
 		}
 		// Same device: a new credential (a renewed certificate, a new bound
 		// key), a new enrollment, or a move. The device ID stays.
 		upd := *existing
 		upd.CredentialThumbprint, upd.GroupID, upd.Individual, upd.AttestationType, upd.Updated = p.thumbprint, p.groupID, p.individual, p.attType, now
-		ident.Credential, ident.Version, ident.Updated = cred, registry.NextVersion(ident.Version, now), now
+		// The enrollment admitted the device, so its identity is enabled
+		// (it may have been disabled with an enrollment since re-enabled).
+		ident.Credential, ident.Version, ident.Updated, ident.Status = cred, registry.NextVersion(ident.Version, now), now, registry.IdentityEnabled
 		if target != nil {
 			upd.Shard, upd.AssignedHub, ident.Shard = target.ID, target.Hostname, target.ID
 			switch {

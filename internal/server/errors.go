@@ -72,7 +72,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error, device bool) err
 		msg = string(fe.Reason)
 	}
 	st := status.New(kindCodes[fe.Kind], msg)
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: ErrorDomain}}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: ErrorDomain, Metadata: fe.Metadata}}
 	if fe.Kind == fault.Unavailable || fe.Kind == fault.ResourceExhausted {
 		wait := retryAfter
 		if fe.RetryAfter > 0 {

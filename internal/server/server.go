@@ -77,6 +77,12 @@ type Config struct {
 	// DPSService, if set, serves the DPS-compatible service API
 	// (/enrollments, /enrollmentGroups, /registrations, any case).
 	DPSService http.Handler
+	// MaxHubStreams bounds the assignment streams one hub cluster may hold
+	// open on this replica (default DefaultMaxHubStreams);
+	// HubPollInterval is how often an idle stream looks for new events
+	// (default DefaultHubPollInterval).
+	MaxHubStreams   int
+	HubPollInterval time.Duration
 	// Geo, if set, locates clients for the geo allocation policy.
 	Geo *Geo
 }
@@ -87,6 +93,7 @@ type Server struct {
 	grpc   *grpc.Server
 	http   *http.Server
 	health *health.Server
+	hubs   *hubStreams
 }
 
 // New builds the gRPC server and the REST gateway.
@@ -105,8 +112,8 @@ func New(cfg Config) (*Server, error) {
 	// once, by attestation, against the enrollment's CA.
 	tlsCfg.ClientAuth = tls.RequestClientCert
 
-	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, store: cfg.Store, log: cfg.Log}
-	s := &Server{cfg: cfg, health: health.NewServer()}
+	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, store: cfg.Store, log: cfg.Log, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
+	s := &Server{cfg: cfg, health: health.NewServer(), hubs: svc.hubs}
 
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
@@ -212,6 +219,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	case serveErr = <-errc:
 	}
 	s.health.Shutdown()
+	s.hubs.stop() // assignment streams never end by themselves
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -41,6 +41,7 @@ type services struct {
 	admin *admin.Service
 	store Store
 	log   *slog.Logger
+	hubs  *hubStreams
 }
 
 // authorize authenticates the caller's access key and checks p.
@@ -329,7 +330,7 @@ func (s *services) DeleteEnrollmentGroup(ctx context.Context, req *pb.DeleteEnro
 	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if err := s.store.DeleteGroup(ctx, req.GetId(), req.GetEtag()); err != nil {
+	if err := s.admin.DeleteGroup(ctx, req.GetId(), req.GetEtag()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &emptypb.Empty{}, nil
@@ -489,7 +490,7 @@ func (s *services) DeleteEnrollment(ctx context.Context, req *pb.DeleteEnrollmen
 	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if err := s.store.DeleteIndividual(ctx, req.GetRegistrationId(), req.GetEtag()); err != nil {
+	if err := s.admin.DeleteIndividual(ctx, req.GetRegistrationId(), req.GetEtag()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &emptypb.Empty{}, nil

@@ -22,6 +22,464 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// IdentityEventKind is what happened to an identity on a shard. A device
+// that moves is DELETED on its old shard and CREATED on its new one.
+type IdentityEventKind int32
+
+const (
+	IdentityEventKind_IDENTITY_EVENT_KIND_UNSPECIFIED IdentityEventKind = 0
+	IdentityEventKind_IDENTITY_EVENT_KIND_CREATED     IdentityEventKind = 1
+	IdentityEventKind_IDENTITY_EVENT_KIND_UPDATED     IdentityEventKind = 2
+	IdentityEventKind_IDENTITY_EVENT_KIND_DISABLED    IdentityEventKind = 3
+	IdentityEventKind_IDENTITY_EVENT_KIND_ENABLED     IdentityEventKind = 4
+	IdentityEventKind_IDENTITY_EVENT_KIND_DELETED     IdentityEventKind = 5
+)
+
+// Enum value maps for IdentityEventKind.
+var (
+	IdentityEventKind_name = map[int32]string{
+		0: "IDENTITY_EVENT_KIND_UNSPECIFIED",
+		1: "IDENTITY_EVENT_KIND_CREATED",
+		2: "IDENTITY_EVENT_KIND_UPDATED",
+		3: "IDENTITY_EVENT_KIND_DISABLED",
+		4: "IDENTITY_EVENT_KIND_ENABLED",
+		5: "IDENTITY_EVENT_KIND_DELETED",
+	}
+	IdentityEventKind_value = map[string]int32{
+		"IDENTITY_EVENT_KIND_UNSPECIFIED": 0,
+		"IDENTITY_EVENT_KIND_CREATED":     1,
+		"IDENTITY_EVENT_KIND_UPDATED":     2,
+		"IDENTITY_EVENT_KIND_DISABLED":    3,
+		"IDENTITY_EVENT_KIND_ENABLED":     4,
+		"IDENTITY_EVENT_KIND_DELETED":     5,
+	}
+)
+
+func (x IdentityEventKind) Enum() *IdentityEventKind {
+	p := new(IdentityEventKind)
+	*p = x
+	return p
+}
+
+func (x IdentityEventKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IdentityEventKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_zerotouch_v1_hubapi_proto_enumTypes[0].Descriptor()
+}
+
+func (IdentityEventKind) Type() protoreflect.EnumType {
+	return &file_zerotouch_v1_hubapi_proto_enumTypes[0]
+}
+
+func (x IdentityEventKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IdentityEventKind.Descriptor instead.
+func (IdentityEventKind) EnumDescriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{0}
+}
+
+type WatchAssignmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1000 shards, each named once.
+	Shards        []*ShardCursor `protobuf:"bytes,1,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchAssignmentsRequest) Reset() {
+	*x = WatchAssignmentsRequest{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchAssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchAssignmentsRequest) ProtoMessage() {}
+
+func (x *WatchAssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchAssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*WatchAssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WatchAssignmentsRequest) GetShards() []*ShardCursor {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+// ShardCursor is where to start a shard's stream.
+type ShardCursor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard string                 `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Events after this cursor are sent (0: from the start of the log).
+	Cursor uint64 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// Start from the cluster's last acknowledged cursor instead.
+	FromAcknowledged bool `protobuf:"varint,3,opt,name=from_acknowledged,json=fromAcknowledged,proto3" json:"from_acknowledged,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ShardCursor) Reset() {
+	*x = ShardCursor{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardCursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardCursor) ProtoMessage() {}
+
+func (x *ShardCursor) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardCursor.ProtoReflect.Descriptor instead.
+func (*ShardCursor) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ShardCursor) GetShard() string {
+	if x != nil {
+		return x.Shard
+	}
+	return ""
+}
+
+func (x *ShardCursor) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *ShardCursor) GetFromAcknowledged() bool {
+	if x != nil {
+		return x.FromAcknowledged
+	}
+	return false
+}
+
+type IdentityEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard string                 `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// The event's position in the shard's log (1, 2, 3, ... with no gaps).
+	Cursor uint64            `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Kind   IdentityEventKind `protobuf:"varint,3,opt,name=kind,proto3,enum=zerotouch.v1.IdentityEventKind" json:"kind,omitempty"`
+	// The identity after the change; for DELETED, as it was, with the
+	// version of the deletion.
+	Identity      *DeviceIdentity        `protobuf:"bytes,4,opt,name=identity,proto3" json:"identity,omitempty"`
+	EventTime     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityEvent) Reset() {
+	*x = IdentityEvent{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityEvent) ProtoMessage() {}
+
+func (x *IdentityEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityEvent.ProtoReflect.Descriptor instead.
+func (*IdentityEvent) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IdentityEvent) GetShard() string {
+	if x != nil {
+		return x.Shard
+	}
+	return ""
+}
+
+func (x *IdentityEvent) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *IdentityEvent) GetKind() IdentityEventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return IdentityEventKind_IDENTITY_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *IdentityEvent) GetIdentity() *DeviceIdentity {
+	if x != nil {
+		return x.Identity
+	}
+	return nil
+}
+
+func (x *IdentityEvent) GetEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EventTime
+	}
+	return nil
+}
+
+type AckAssignmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard string                 `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Not beyond the shard's newest event.
+	Cursor        uint64 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckAssignmentsRequest) Reset() {
+	*x = AckAssignmentsRequest{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckAssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckAssignmentsRequest) ProtoMessage() {}
+
+func (x *AckAssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckAssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*AckAssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AckAssignmentsRequest) GetShard() string {
+	if x != nil {
+		return x.Shard
+	}
+	return ""
+}
+
+func (x *AckAssignmentsRequest) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+type AckAssignmentsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckAssignmentsResponse) Reset() {
+	*x = AckAssignmentsResponse{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckAssignmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckAssignmentsResponse) ProtoMessage() {}
+
+func (x *AckAssignmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckAssignmentsResponse.ProtoReflect.Descriptor instead.
+func (*AckAssignmentsResponse) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{4}
+}
+
+type ListShardIdentitiesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard string                 `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// 1-1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListShardIdentitiesRequest) Reset() {
+	*x = ListShardIdentitiesRequest{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListShardIdentitiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListShardIdentitiesRequest) ProtoMessage() {}
+
+func (x *ListShardIdentitiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListShardIdentitiesRequest.ProtoReflect.Descriptor instead.
+func (*ListShardIdentitiesRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListShardIdentitiesRequest) GetShard() string {
+	if x != nil {
+		return x.Shard
+	}
+	return ""
+}
+
+func (x *ListShardIdentitiesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListShardIdentitiesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListShardIdentitiesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Identities    []*DeviceIdentity      `protobuf:"bytes,1,rep,name=identities,proto3" json:"identities,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Watch the shard from here once every page was applied.
+	Cursor        uint64 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListShardIdentitiesResponse) Reset() {
+	*x = ListShardIdentitiesResponse{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListShardIdentitiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListShardIdentitiesResponse) ProtoMessage() {}
+
+func (x *ListShardIdentitiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListShardIdentitiesResponse.ProtoReflect.Descriptor instead.
+func (*ListShardIdentitiesResponse) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListShardIdentitiesResponse) GetIdentities() []*DeviceIdentity {
+	if x != nil {
+		return x.Identities
+	}
+	return nil
+}
+
+func (x *ListShardIdentitiesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListShardIdentitiesResponse) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
 type LookupIdentityRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
@@ -31,7 +489,7 @@ type LookupIdentityRequest struct {
 
 func (x *LookupIdentityRequest) Reset() {
 	*x = LookupIdentityRequest{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +501,7 @@ func (x *LookupIdentityRequest) String() string {
 func (*LookupIdentityRequest) ProtoMessage() {}
 
 func (x *LookupIdentityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +514,7 @@ func (x *LookupIdentityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupIdentityRequest.ProtoReflect.Descriptor instead.
 func (*LookupIdentityRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{0}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LookupIdentityRequest) GetDeviceId() string {
@@ -88,7 +546,9 @@ type DeviceIdentity struct {
 	// The device's initial twin (JSON), if its enrollment has one.
 	InitialTwinJson string `protobuf:"bytes,11,opt,name=initial_twin_json,json=initialTwinJson,proto3" json:"initial_twin_json,omitempty"`
 	IotEdge         bool   `protobuf:"varint,12,opt,name=iot_edge,json=iotEdge,proto3" json:"iot_edge,omitempty"`
-	// Increases by one on every change of the identity.
+	// Increases on every change of the identity, also across a deletion and
+	// a new registration of the same device ID (it never falls below the
+	// time of the change in Unix microseconds).
 	Version       int64                  `protobuf:"varint,13,opt,name=version,proto3" json:"version,omitempty"`
 	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -97,7 +557,7 @@ type DeviceIdentity struct {
 
 func (x *DeviceIdentity) Reset() {
 	*x = DeviceIdentity{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +569,7 @@ func (x *DeviceIdentity) String() string {
 func (*DeviceIdentity) ProtoMessage() {}
 
 func (x *DeviceIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +582,7 @@ func (x *DeviceIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceIdentity.ProtoReflect.Descriptor instead.
 func (*DeviceIdentity) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{1}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeviceIdentity) GetDeviceId() string {
@@ -227,7 +687,35 @@ var File_zerotouch_v1_hubapi_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_hubapi_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/hubapi.proto\x12\fzerotouch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"4\n" +
+	"\x19zerotouch/v1/hubapi.proto\x12\fzerotouch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"L\n" +
+	"\x17WatchAssignmentsRequest\x121\n" +
+	"\x06shards\x18\x01 \x03(\v2\x19.zerotouch.v1.ShardCursorR\x06shards\"h\n" +
+	"\vShardCursor\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\tR\x05shard\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12+\n" +
+	"\x11from_acknowledged\x18\x03 \x01(\bR\x10fromAcknowledged\"\xe7\x01\n" +
+	"\rIdentityEvent\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\tR\x05shard\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x123\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1f.zerotouch.v1.IdentityEventKindR\x04kind\x128\n" +
+	"\bidentity\x18\x04 \x01(\v2\x1c.zerotouch.v1.DeviceIdentityR\bidentity\x129\n" +
+	"\n" +
+	"event_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"E\n" +
+	"\x15AckAssignmentsRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\tR\x05shard\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\"\x18\n" +
+	"\x16AckAssignmentsResponse\"n\n" +
+	"\x1aListShardIdentitiesRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\tR\x05shard\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x9b\x01\n" +
+	"\x1bListShardIdentitiesResponse\x12<\n" +
+	"\n" +
+	"identities\x18\x01 \x03(\v2\x1c.zerotouch.v1.DeviceIdentityR\n" +
+	"identities\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\"4\n" +
 	"\x15LookupIdentityRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\xae\x04\n" +
 	"\x0eDeviceIdentity\x12\x1b\n" +
@@ -246,9 +734,19 @@ const file_zerotouch_v1_hubapi_proto_rawDesc = "" +
 	"\biot_edge\x18\f \x01(\bR\aiotEdge\x12\x18\n" +
 	"\aversion\x18\r \x01(\x03R\aversion\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime2k\n" +
+	"updateTime*\xde\x01\n" +
+	"\x11IdentityEventKind\x12#\n" +
+	"\x1fIDENTITY_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bIDENTITY_EVENT_KIND_CREATED\x10\x01\x12\x1f\n" +
+	"\x1bIDENTITY_EVENT_KIND_UPDATED\x10\x02\x12 \n" +
+	"\x1cIDENTITY_EVENT_KIND_DISABLED\x10\x03\x12\x1f\n" +
+	"\x1bIDENTITY_EVENT_KIND_ENABLED\x10\x04\x12\x1f\n" +
+	"\x1bIDENTITY_EVENT_KIND_DELETED\x10\x052\x8e\x03\n" +
 	"\x14HubAssignmentService\x12S\n" +
-	"\x0eLookupIdentity\x12#.zerotouch.v1.LookupIdentityRequest\x1a\x1c.zerotouch.v1.DeviceIdentityB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x0eLookupIdentity\x12#.zerotouch.v1.LookupIdentityRequest\x1a\x1c.zerotouch.v1.DeviceIdentity\x12X\n" +
+	"\x10WatchAssignments\x12%.zerotouch.v1.WatchAssignmentsRequest\x1a\x1b.zerotouch.v1.IdentityEvent0\x01\x12[\n" +
+	"\x0eAckAssignments\x12#.zerotouch.v1.AckAssignmentsRequest\x1a$.zerotouch.v1.AckAssignmentsResponse\x12j\n" +
+	"\x13ListShardIdentities\x12(.zerotouch.v1.ListShardIdentitiesRequest\x1a).zerotouch.v1.ListShardIdentitiesResponseB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_hubapi_proto_rawDescOnce sync.Once
@@ -262,23 +760,43 @@ func file_zerotouch_v1_hubapi_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_hubapi_proto_rawDescData
 }
 
-var file_zerotouch_v1_hubapi_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_zerotouch_v1_hubapi_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_zerotouch_v1_hubapi_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_zerotouch_v1_hubapi_proto_goTypes = []any{
-	(*LookupIdentityRequest)(nil), // 0: zerotouch.v1.LookupIdentityRequest
-	(*DeviceIdentity)(nil),        // 1: zerotouch.v1.DeviceIdentity
-	(AttestationType)(0),          // 2: zerotouch.v1.AttestationType
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(IdentityEventKind)(0),              // 0: zerotouch.v1.IdentityEventKind
+	(*WatchAssignmentsRequest)(nil),     // 1: zerotouch.v1.WatchAssignmentsRequest
+	(*ShardCursor)(nil),                 // 2: zerotouch.v1.ShardCursor
+	(*IdentityEvent)(nil),               // 3: zerotouch.v1.IdentityEvent
+	(*AckAssignmentsRequest)(nil),       // 4: zerotouch.v1.AckAssignmentsRequest
+	(*AckAssignmentsResponse)(nil),      // 5: zerotouch.v1.AckAssignmentsResponse
+	(*ListShardIdentitiesRequest)(nil),  // 6: zerotouch.v1.ListShardIdentitiesRequest
+	(*ListShardIdentitiesResponse)(nil), // 7: zerotouch.v1.ListShardIdentitiesResponse
+	(*LookupIdentityRequest)(nil),       // 8: zerotouch.v1.LookupIdentityRequest
+	(*DeviceIdentity)(nil),              // 9: zerotouch.v1.DeviceIdentity
+	(*timestamppb.Timestamp)(nil),       // 10: google.protobuf.Timestamp
+	(AttestationType)(0),                // 11: zerotouch.v1.AttestationType
 }
 var file_zerotouch_v1_hubapi_proto_depIdxs = []int32{
-	2, // 0: zerotouch.v1.DeviceIdentity.attestation_type:type_name -> zerotouch.v1.AttestationType
-	3, // 1: zerotouch.v1.DeviceIdentity.update_time:type_name -> google.protobuf.Timestamp
-	0, // 2: zerotouch.v1.HubAssignmentService.LookupIdentity:input_type -> zerotouch.v1.LookupIdentityRequest
-	1, // 3: zerotouch.v1.HubAssignmentService.LookupIdentity:output_type -> zerotouch.v1.DeviceIdentity
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2,  // 0: zerotouch.v1.WatchAssignmentsRequest.shards:type_name -> zerotouch.v1.ShardCursor
+	0,  // 1: zerotouch.v1.IdentityEvent.kind:type_name -> zerotouch.v1.IdentityEventKind
+	9,  // 2: zerotouch.v1.IdentityEvent.identity:type_name -> zerotouch.v1.DeviceIdentity
+	10, // 3: zerotouch.v1.IdentityEvent.event_time:type_name -> google.protobuf.Timestamp
+	9,  // 4: zerotouch.v1.ListShardIdentitiesResponse.identities:type_name -> zerotouch.v1.DeviceIdentity
+	11, // 5: zerotouch.v1.DeviceIdentity.attestation_type:type_name -> zerotouch.v1.AttestationType
+	10, // 6: zerotouch.v1.DeviceIdentity.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: zerotouch.v1.HubAssignmentService.LookupIdentity:input_type -> zerotouch.v1.LookupIdentityRequest
+	1,  // 8: zerotouch.v1.HubAssignmentService.WatchAssignments:input_type -> zerotouch.v1.WatchAssignmentsRequest
+	4,  // 9: zerotouch.v1.HubAssignmentService.AckAssignments:input_type -> zerotouch.v1.AckAssignmentsRequest
+	6,  // 10: zerotouch.v1.HubAssignmentService.ListShardIdentities:input_type -> zerotouch.v1.ListShardIdentitiesRequest
+	9,  // 11: zerotouch.v1.HubAssignmentService.LookupIdentity:output_type -> zerotouch.v1.DeviceIdentity
+	3,  // 12: zerotouch.v1.HubAssignmentService.WatchAssignments:output_type -> zerotouch.v1.IdentityEvent
+	5,  // 13: zerotouch.v1.HubAssignmentService.AckAssignments:output_type -> zerotouch.v1.AckAssignmentsResponse
+	7,  // 14: zerotouch.v1.HubAssignmentService.ListShardIdentities:output_type -> zerotouch.v1.ListShardIdentitiesResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_hubapi_proto_init() }
@@ -292,13 +810,14 @@ func file_zerotouch_v1_hubapi_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_hubapi_proto_rawDesc), len(file_zerotouch_v1_hubapi_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   2,
+			NumEnums:      1,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_zerotouch_v1_hubapi_proto_goTypes,
 		DependencyIndexes: file_zerotouch_v1_hubapi_proto_depIdxs,
+		EnumInfos:         file_zerotouch_v1_hubapi_proto_enumTypes,
 		MessageInfos:      file_zerotouch_v1_hubapi_proto_msgTypes,
 	}.Build()
 	File_zerotouch_v1_hubapi_proto = out.File

@@ -19,7 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HubAssignmentService_LookupIdentity_FullMethodName = "/zerotouch.v1.HubAssignmentService/LookupIdentity"
+	HubAssignmentService_LookupIdentity_FullMethodName      = "/zerotouch.v1.HubAssignmentService/LookupIdentity"
+	HubAssignmentService_WatchAssignments_FullMethodName    = "/zerotouch.v1.HubAssignmentService/WatchAssignments"
+	HubAssignmentService_AckAssignments_FullMethodName      = "/zerotouch.v1.HubAssignmentService/AckAssignments"
+	HubAssignmentService_ListShardIdentities_FullMethodName = "/zerotouch.v1.HubAssignmentService/ListShardIdentities"
 )
 
 // HubAssignmentServiceClient is the client API for HubAssignmentService service.
@@ -36,6 +39,23 @@ type HubAssignmentServiceClient interface {
 	// assignment does. NotFound if no such device; PermissionDenied if the
 	// device is on another cluster's shard.
 	LookupIdentity(ctx context.Context, in *LookupIdentityRequest, opts ...grpc.CallOption) (*DeviceIdentity, error)
+	// WatchAssignments streams the identity events of the named shards (all
+	// of the caller's; PermissionDenied otherwise), each shard's in order,
+	// from each shard's cursor, and keeps streaming new ones. Delivery is at
+	// least once: apply events by identity version. A cursor the shard's log
+	// no longer reaches ends the stream with FAILED_PRECONDITION and reason
+	// CURSOR_EXPIRED (metadata "shard" names it): resync that shard with
+	// ListShardIdentities. The server sends a bounded page at a time and
+	// waits on HTTP/2 flow control, so a slow hub slows its own stream only.
+	WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[IdentityEvent], error)
+	// AckAssignments records that the cluster has applied a shard's events
+	// up to a cursor. A watch from_acknowledged starts there.
+	AckAssignments(ctx context.Context, in *AckAssignmentsRequest, opts ...grpc.CallOption) (*AckAssignmentsResponse, error)
+	// ListShardIdentities pages through the identities on one of the
+	// caller's shards: the snapshot a hub starts from, or resyncs from after
+	// CURSOR_EXPIRED. Every page carries the cursor to watch from afterwards
+	// (the log's head when the first page was read).
+	ListShardIdentities(ctx context.Context, in *ListShardIdentitiesRequest, opts ...grpc.CallOption) (*ListShardIdentitiesResponse, error)
 }
 
 type hubAssignmentServiceClient struct {
@@ -56,6 +76,45 @@ func (c *hubAssignmentServiceClient) LookupIdentity(ctx context.Context, in *Loo
 	return out, nil
 }
 
+func (c *hubAssignmentServiceClient) WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[IdentityEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &HubAssignmentService_ServiceDesc.Streams[0], HubAssignmentService_WatchAssignments_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchAssignmentsRequest, IdentityEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type HubAssignmentService_WatchAssignmentsClient = grpc.ServerStreamingClient[IdentityEvent]
+
+func (c *hubAssignmentServiceClient) AckAssignments(ctx context.Context, in *AckAssignmentsRequest, opts ...grpc.CallOption) (*AckAssignmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckAssignmentsResponse)
+	err := c.cc.Invoke(ctx, HubAssignmentService_AckAssignments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hubAssignmentServiceClient) ListShardIdentities(ctx context.Context, in *ListShardIdentitiesRequest, opts ...grpc.CallOption) (*ListShardIdentitiesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListShardIdentitiesResponse)
+	err := c.cc.Invoke(ctx, HubAssignmentService_ListShardIdentities_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HubAssignmentServiceServer is the server API for HubAssignmentService service.
 // All implementations must embed UnimplementedHubAssignmentServiceServer
 // for forward compatibility.
@@ -70,6 +129,23 @@ type HubAssignmentServiceServer interface {
 	// assignment does. NotFound if no such device; PermissionDenied if the
 	// device is on another cluster's shard.
 	LookupIdentity(context.Context, *LookupIdentityRequest) (*DeviceIdentity, error)
+	// WatchAssignments streams the identity events of the named shards (all
+	// of the caller's; PermissionDenied otherwise), each shard's in order,
+	// from each shard's cursor, and keeps streaming new ones. Delivery is at
+	// least once: apply events by identity version. A cursor the shard's log
+	// no longer reaches ends the stream with FAILED_PRECONDITION and reason
+	// CURSOR_EXPIRED (metadata "shard" names it): resync that shard with
+	// ListShardIdentities. The server sends a bounded page at a time and
+	// waits on HTTP/2 flow control, so a slow hub slows its own stream only.
+	WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[IdentityEvent]) error
+	// AckAssignments records that the cluster has applied a shard's events
+	// up to a cursor. A watch from_acknowledged starts there.
+	AckAssignments(context.Context, *AckAssignmentsRequest) (*AckAssignmentsResponse, error)
+	// ListShardIdentities pages through the identities on one of the
+	// caller's shards: the snapshot a hub starts from, or resyncs from after
+	// CURSOR_EXPIRED. Every page carries the cursor to watch from afterwards
+	// (the log's head when the first page was read).
+	ListShardIdentities(context.Context, *ListShardIdentitiesRequest) (*ListShardIdentitiesResponse, error)
 	mustEmbedUnimplementedHubAssignmentServiceServer()
 }
 
@@ -82,6 +158,15 @@ type UnimplementedHubAssignmentServiceServer struct{}
 
 func (UnimplementedHubAssignmentServiceServer) LookupIdentity(context.Context, *LookupIdentityRequest) (*DeviceIdentity, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupIdentity not implemented")
+}
+func (UnimplementedHubAssignmentServiceServer) WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[IdentityEvent]) error {
+	return status.Error(codes.Unimplemented, "method WatchAssignments not implemented")
+}
+func (UnimplementedHubAssignmentServiceServer) AckAssignments(context.Context, *AckAssignmentsRequest) (*AckAssignmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckAssignments not implemented")
+}
+func (UnimplementedHubAssignmentServiceServer) ListShardIdentities(context.Context, *ListShardIdentitiesRequest) (*ListShardIdentitiesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListShardIdentities not implemented")
 }
 func (UnimplementedHubAssignmentServiceServer) mustEmbedUnimplementedHubAssignmentServiceServer() {}
 func (UnimplementedHubAssignmentServiceServer) testEmbeddedByValue()                              {}
@@ -122,6 +207,53 @@ func _HubAssignmentService_LookupIdentity_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HubAssignmentService_WatchAssignments_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchAssignmentsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HubAssignmentServiceServer).WatchAssignments(m, &grpc.GenericServerStream[WatchAssignmentsRequest, IdentityEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type HubAssignmentService_WatchAssignmentsServer = grpc.ServerStreamingServer[IdentityEvent]
+
+func _HubAssignmentService_AckAssignments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckAssignmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubAssignmentServiceServer).AckAssignments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubAssignmentService_AckAssignments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubAssignmentServiceServer).AckAssignments(ctx, req.(*AckAssignmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HubAssignmentService_ListShardIdentities_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListShardIdentitiesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubAssignmentServiceServer).ListShardIdentities(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubAssignmentService_ListShardIdentities_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubAssignmentServiceServer).ListShardIdentities(ctx, req.(*ListShardIdentitiesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HubAssignmentService_ServiceDesc is the grpc.ServiceDesc for HubAssignmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -133,7 +265,21 @@ var HubAssignmentService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "LookupIdentity",
 			Handler:    _HubAssignmentService_LookupIdentity_Handler,
 		},
+		{
+			MethodName: "AckAssignments",
+			Handler:    _HubAssignmentService_AckAssignments_Handler,
+		},
+		{
+			MethodName: "ListShardIdentities",
+			Handler:    _HubAssignmentService_ListShardIdentities_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchAssignments",
+			Handler:       _HubAssignmentService_WatchAssignments_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "zerotouch/v1/hubapi.proto",
 }

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// Limits of the assignment stream.
+const (
+	// maxWatchShards bounds the shards of one watch.
+	maxWatchShards = 1000
+	// eventPage is how many events of a shard are read (and so held in
+	// memory) at once; the next page is read only after this one was sent,
+	// and Send blocks on HTTP/2 flow control when the hub is slow.
+	eventPage = 256
+	// DefaultMaxHubStreams is how many watches one hub cluster may hold
+	// open on one replica.
+	DefaultMaxHubStreams = 16
+	// DefaultHubPollInterval is how often an idle watch looks for new
+	// events (other replicas write them too).
+	DefaultHubPollInterval = 250 * time.Millisecond
+	// hubRecheck is how often a watch checks again that the caller's
+	// certificate is still pinned and its shards still the cluster's.
+	hubRecheck = 30 * time.Second
+)
+
+// hubStreams counts open watches per cluster and ends them all at shutdown.
+type hubStreams struct {
+	mu       sync.Mutex
+	open     map[string]int
+	max      int
+	poll     time.Duration
+	stopping chan struct{}
+	stopOnce sync.Once
+}
+
+func newHubStreams(max int, poll time.Duration) *hubStreams {
+	if max <= 0 {
+		max = DefaultMaxHubStreams
+	}
+	if poll <= 0 {
+		poll = DefaultHubPollInterval
+	}
+	return &hubStreams{open: map[string]int{}, max: max, poll: poll, stopping: make(chan struct{})}
+}
+
+func (h *hubStreams) acquire(cluster string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.open[cluster] >= h.max {
+		return fault.New(fault.ResourceExhausted, fault.TooManyStreams, "hub cluster %q has %d assignment streams open on this replica, the most it may", cluster, h.max)
+	}
+	h.open[cluster]++
+	return nil
+}
+
+func (h *hubStreams) release(cluster string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.open[cluster]--; h.open[cluster] <= 0 {
+		delete(h.open, cluster)
+	}
+}
+
+// stop ends every watch (the server is shutting down).
+func (h *hubStreams) stop() { h.stopOnce.Do(func() { close(h.stopping) }) }
+
+// ownShard checks that the shard exists and belongs to the cluster. An
+// unknown shard is PermissionDenied too, so a hub learns nothing of other
+// clusters' shards.
+func (s *services) ownShard(ctx context.Context, c *allocation.Cluster, shard string) error {
+	if err := enrollment.ValidateID("shard", shard); err != nil {
+		return err
+	}
+	sh, err := s.store.GetShard(ctx, shard)
+	if err != nil && fault.KindOf(err) != fault.NotFound {
+		return err
+	}
+	if sh == nil || sh.Cluster != c.ID {
+		return fault.New(fault.PermissionDenied, fault.PermissionDeniedR, "shard %q is not a shard of hub cluster %q", shard, c.ID)
+	}
+	return nil
+}
+
+func eventKindToPB(k registry.EventKind) pb.IdentityEventKind {
+	switch k {
+	case registry.EventCreated:
+		return pb.IdentityEventKind_IDENTITY_EVENT_KIND_CREATED
+	case registry.EventUpdated:
+		return pb.IdentityEventKind_IDENTITY_EVENT_KIND_UPDATED
+	case registry.EventDisabled:
+		return pb.IdentityEventKind_IDENTITY_EVENT_KIND_DISABLED
+	case registry.EventEnabled:
+		return pb.IdentityEventKind_IDENTITY_EVENT_KIND_ENABLED
+	case registry.EventDeleted:
+		return pb.IdentityEventKind_IDENTITY_EVENT_KIND_DELETED
+	}
+	return pb.IdentityEventKind_IDENTITY_EVENT_KIND_UNSPECIFIED
+}
+
+// shardCursorError names the shard whose cursor failed, in the error's
+// metadata, so a hub knows which shard to resync.
+func shardCursorError(shard string, err error) error {
+	if fe, ok := fault.As(err); ok && fe.Reason == fault.CursorExpired {
+		out := *fe
+		out.Metadata = map[string]string{"shard": shard}
+		return &out
+	}
+	return err
+}
+
+// WatchAssignments implements HubAssignmentService.
+func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[pb.IdentityEvent]) error {
+	ctx := stream.Context()
+	c, err := s.hubCluster(ctx)
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	if len(req.GetShards()) == 0 || len(req.GetShards()) > maxWatchShards {
+		return s.fail(ctx, fault.Invalidf("shards: name 1 to %d shards", maxWatchShards))
+	}
+	type position struct {
+		shard  string
+		cursor uint64
+	}
+	var pos []*position
+	seen := map[string]bool{}
+	for i, sc := range req.GetShards() {
+		if seen[sc.GetShard()] {
+			return s.fail(ctx, fault.Invalidf("shards[%d]: shard %q is named twice", i, sc.GetShard()))
+		}
+		seen[sc.GetShard()] = true
+		if err := s.ownShard(ctx, c, sc.GetShard()); err != nil {
+			return s.fail(ctx, err)
+		}
+		p := &position{shard: sc.GetShard(), cursor: sc.GetCursor()}
+		if sc.GetFromAcknowledged() {
+			if sc.GetCursor() != 0 {
+				return s.fail(ctx, fault.Invalidf("shards[%d]: give a cursor or from_acknowledged, not both", i))
+			}
+			if p.cursor, err = s.store.AckedEvent(ctx, c.ID, p.shard); err != nil {
+				return s.fail(ctx, err)
+			}
+		}
+		pos = append(pos, p)
+	}
+	if err := s.hubs.acquire(c.ID); err != nil {
+		return s.fail(ctx, err)
+	}
+	defer s.hubs.release(c.ID)
+
+	recheck := time.Now().Add(hubRecheck)
+	for {
+		sent := false
+		for _, p := range pos {
+			evs, err := s.store.ReadEvents(ctx, p.shard, p.cursor, eventPage)
+			if err != nil {
+				return s.fail(ctx, shardCursorError(p.shard, err))
+			}
+			for _, ev := range evs {
+				if err := stream.Send(&pb.IdentityEvent{Shard: ev.Shard, Cursor: ev.Seq, Kind: eventKindToPB(ev.Kind),
+					Identity: identityToPB(ev.Identity), EventTime: ts(ev.Time)}); err != nil {
+					return err
+				}
+				p.cursor = ev.Seq
+			}
+			sent = sent || len(evs) > 0
+		}
+		if time.Now().After(recheck) {
+			// The cluster's certificate may have been unpinned, or a shard
+			// given to another cluster, since the stream began.
+			if c, err = s.hubCluster(ctx); err != nil {
+				return s.fail(ctx, err)
+			}
+			for _, p := range pos {
+				if err := s.ownShard(ctx, c, p.shard); err != nil {
+					return s.fail(ctx, err)
+				}
+			}
+			recheck = time.Now().Add(hubRecheck)
+		}
+		if sent {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.hubs.stopping:
+			return s.fail(ctx, fault.New(fault.Unavailable, fault.StoreUnavailable, "the server is shutting down; reconnect"))
+		case <-time.After(s.hubs.poll):
+		}
+	}
+}
+
+// AckAssignments implements HubAssignmentService.
+func (s *services) AckAssignments(ctx context.Context, req *pb.AckAssignmentsRequest) (*pb.AckAssignmentsResponse, error) {
+	c, err := s.hubCluster(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.ownShard(ctx, c, req.GetShard()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	head, err := s.store.LogHead(ctx, req.GetShard())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if req.GetCursor() > head {
+		return nil, s.fail(ctx, fault.Invalidf("cursor: %d is beyond the newest event of shard %q (%d)", req.GetCursor(), req.GetShard(), head))
+	}
+	if err := s.store.AckEvents(ctx, c.ID, req.GetShard(), req.GetCursor()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &pb.AckAssignmentsResponse{}, nil
+}
+
+// ListShardIdentities implements HubAssignmentService. Its page token is
+// the snapshot's cursor and the store's own token.
+func (s *services) ListShardIdentities(ctx context.Context, req *pb.ListShardIdentitiesRequest) (*pb.ListShardIdentitiesResponse, error) {
+	c, err := s.hubCluster(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.ownShard(ctx, c, req.GetShard()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	n, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	var cursor uint64
+	inner := ""
+	if tok := req.GetPageToken(); tok != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		cur, rest, ok := strings.Cut(string(raw), ".")
+		if err == nil && ok {
+			cursor, err = strconv.ParseUint(cur, 10, 64)
+		}
+		if err != nil || !ok {
+			return nil, s.fail(ctx, fault.Invalidf("page_token is not valid"))
+		}
+		inner = rest
+	} else if cursor, err = s.store.LogHead(ctx, req.GetShard()); err != nil {
+		// Read before the first page: events after it are replayed, so
+		// nothing that changes during the walk is missed.
+		return nil, s.fail(ctx, err)
+	}
+	ids, next, err := s.store.ListIdentities(ctx, req.GetShard(), inner, n)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListShardIdentitiesResponse{Cursor: cursor}
+	for _, id := range ids {
+		out.Identities = append(out.Identities, identityToPB(id))
+	}
+	if next != "" {
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(cursor, 10) + "." + next))
+	}
+	return out, nil
+}
