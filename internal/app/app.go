@@ -101,6 +101,12 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		return err
 	}
 	defer store.Close()
+	store.SetEventRetention(cfg.Hubs.EventRetention)
+	if sw, ok := store.(outboxSweeper); ok {
+		sweepCtx, stopSweep := context.WithCancel(ctx)
+		defer stopSweep()
+		go sweepOutboxes(sweepCtx, sw, opt.Log)
+	}
 
 	// The data key seals symmetric enrollment keys and DPS shared access
 	// keys. A single node makes its own; replicas on Redis must share one,
@@ -148,6 +154,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		Log:           opt.Log,
 		Ready:         store.Ping,
 		ShutdownGrace: cfg.ShutdownGrace,
+		MaxHubStreams: cfg.Hubs.MaxStreams, HubPollInterval: cfg.Hubs.PollInterval,
 	})
 	if err != nil {
 		return err

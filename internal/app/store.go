@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
+	"time"
 
 	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/internal/access"
@@ -22,6 +24,33 @@ type store interface {
 	access.Store
 	Ping(ctx context.Context) error
 	Close() error
+	SetEventRetention(n int)
+}
+
+// outboxSweeper is a store whose writes reach the assignment log through
+// outboxes (Redis): something must relay the ones a stopped replica left.
+type outboxSweeper interface {
+	SweepOutboxes(ctx context.Context, olderThan time.Duration) (int, error)
+}
+
+// sweepOutboxes relays outboxes older than 10 seconds, every 5 seconds,
+// until ctx is done. Every replica runs it; relaying twice is harmless
+// (at-least-once delivery).
+func sweepOutboxes(ctx context.Context, s outboxSweeper, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if n, err := s.SweepOutboxes(ctx, 10*time.Second); err != nil && ctx.Err() == nil {
+			log.Warn("relaying assignment outboxes", "err", err)
+		} else if n > 0 {
+			log.Info("relayed assignment outboxes left by a stopped write", "outboxes", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // openStore opens the configured backend.

@@ -59,7 +59,18 @@ type Config struct {
 		Enabled bool `yaml:"enabled"`
 	} `yaml:"symmetric_keys"`
 	// Geo locates clients for the geo allocation policy.
-	Geo      Geo `yaml:"geo"`
+	Geo Geo `yaml:"geo"`
+	// Hubs configures the assignment stream to hub clusters.
+	Hubs struct {
+		// EventRetention is how many events each shard's log keeps; a hub
+		// further behind resyncs from a snapshot.
+		EventRetention int `yaml:"event_retention"`
+		// MaxStreams bounds the open streams of one hub cluster on one
+		// replica.
+		MaxStreams int `yaml:"max_streams"`
+		// PollInterval is how often an idle stream looks for new events.
+		PollInterval time.Duration `yaml:"poll_interval"`
+	} `yaml:"hubs"`
 	Webhooks struct {
 		// CAFile adds CA certificates (PEM) to trust for custom
 		// allocation webhooks, beside the system's.
@@ -138,6 +149,7 @@ func Default() Config {
 	c.SymmetricKeys.Enabled = true
 	c.DPS.IDScope = "0ne00000001"
 	c.Webhooks.SyncBudget = 2 * time.Second
+	c.Hubs.EventRetention, c.Hubs.MaxStreams, c.Hubs.PollInterval = 100_000, 16, 250*time.Millisecond
 	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
 	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.ShutdownGrace = 20 * time.Second
@@ -345,6 +357,15 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("storage.backend %q is not one of embedded, redis", c.Storage.Backend))
 	}
 	p = append(p, c.Geo.validate()...)
+	if c.Hubs.EventRetention < 100 || c.Hubs.EventRetention > 100_000_000 {
+		p = append(p, fmt.Errorf("hubs.event_retention %d is outside 100-100000000", c.Hubs.EventRetention))
+	}
+	if c.Hubs.MaxStreams < 1 || c.Hubs.MaxStreams > 1000 {
+		p = append(p, fmt.Errorf("hubs.max_streams %d is outside 1-1000", c.Hubs.MaxStreams))
+	}
+	if c.Hubs.PollInterval < 10*time.Millisecond || c.Hubs.PollInterval > 10*time.Second {
+		p = append(p, fmt.Errorf("hubs.poll_interval %s is outside 10ms-10s", c.Hubs.PollInterval))
+	}
 	if c.Webhooks.SyncBudget < 0 || c.Webhooks.SyncBudget > 30*time.Second {
 		p = append(p, fmt.Errorf("webhooks.sync_budget %s is outside 0-30s", c.Webhooks.SyncBudget))
 	}
