@@ -76,6 +76,10 @@ type options struct {
 	// long a DPS registration waits before ASSIGNING.
 	webhooks      *http.Client
 	webhookBudget time.Duration
+	// serverStore wraps the store the server's API uses; maxHubStreams
+	// caps assignment streams per cluster.
+	serverStore   func(server.Store) server.Store
+	maxHubStreams int
 }
 
 // idScope is the DPS ID scope of test servers.
@@ -129,6 +133,10 @@ func startWith(t *testing.T, opt options) *env {
 		WebhookClient: opt.webhooks, WebhookSyncBudget: opt.webhookBudget}
 	e.prov = prov
 	adm := &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer}
+	var srvStore server.Store = store
+	if opt.serverStore != nil {
+		srvStore = opt.serverStore(store)
+	}
 	srv, err := server.New(server.Config{
 		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log},
 		DPSScope:   idScope,
@@ -136,10 +144,12 @@ func startWith(t *testing.T, opt options) *env {
 		Geo:        opt.geo,
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
-		Provisioning: prov,
-		Admin:        adm,
-		Store:        store,
-		Log:          log,
+		Provisioning:    prov,
+		Admin:           adm,
+		Store:           srvStore,
+		MaxHubStreams:   opt.maxHubStreams,
+		HubPollInterval: 20 * time.Millisecond,
+		Log:             log,
 		Ready: func(ctx context.Context) error {
 			if p, ok := store.(interface{ Ping(context.Context) error }); ok {
 				return p.Ping(ctx)

@@ -156,6 +156,13 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 		}
 		pos = append(pos, p)
 	}
+	// Every cursor is checked before anything is sent, so a hub learns at
+	// once which shards to resync.
+	for _, p := range pos {
+		if _, err := s.store.ReadEvents(ctx, p.shard, p.cursor, 0); err != nil {
+			return s.fail(ctx, shardCursorError(p.shard, err))
+		}
+	}
 	if err := s.hubs.acquire(c.ID); err != nil {
 		return s.fail(ctx, err)
 	}
