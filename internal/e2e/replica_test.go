@@ -112,10 +112,22 @@ func newCluster(t *testing.T, n int) *cluster {
 }
 
 func (c *cluster) start(bin string, i int) *replica {
+	return c.startAt(bin, i, fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(c.t)), fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(c.t)))
+}
+
+// restart kills replica i (SIGKILL: no graceful stop) and starts it again
+// on the same addresses.
+func (c *cluster) restart(i int) {
+	old := c.replicas[i]
+	old.cmd.Process.Kill()
+	old.cmd.Wait()
+	c.replicas[i] = c.startAt(zerotouchBinary(c.t), i, old.grpcAddr, old.httpAddr)
+}
+
+func (c *cluster) startAt(bin string, i int, grpcAddr, httpAddr string) *replica {
 	t := c.t
 	t.Helper()
-	r := &replica{t: t, dataDir: filepath.Join(c.dir, fmt.Sprintf("replica-%d", i)), out: &syncBuf{},
-		grpcAddr: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)), httpAddr: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}
+	r := &replica{t: t, dataDir: filepath.Join(c.dir, fmt.Sprintf("replica-%d", i)), out: &syncBuf{}, grpcAddr: grpcAddr, httpAddr: httpAddr}
 	cfg := fmt.Sprintf(`data_dir: %s
 listen:
   grpc: %s
@@ -135,6 +147,10 @@ device:
   rate_limit:
     per_ip: {limit: 0}   # every test device comes from 127.0.0.1
 shutdown_grace: 5s
+dps:
+  id_scope: `+idScope+`
+hubs:
+  poll_interval: 50ms
 `, r.dataDir, r.grpcAddr, r.httpAddr, c.certFile, c.keyFile, c.redis.Addr(), filepath.Join(c.dir, "data.key"))
 	cfgFile := filepath.Join(c.dir, fmt.Sprintf("replica-%d.yaml", i))
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {

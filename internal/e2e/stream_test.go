@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/zerotouch/zerotouch/allocation/hubclient"
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -520,5 +522,84 @@ func TestAssignmentStreamFlowControl(t *testing.T) {
 	}
 	if err := stream.CloseSend(); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
+	}
+}
+
+// TestHubClientResyncsAfterRetention: a hub whose cursor fell behind the
+// log's retention gets CURSOR_EXPIRED for that shard, takes a snapshot of
+// it, and ends with exactly the shard's identities (the hubclient package
+// over real mTLS, the embedded store).
+func TestHubClientResyncsAfterRetention(t *testing.T) {
+	e := start(t)
+	f := e.newHubFleet()
+	conn := e.dial(e.clientTLS(f.nodeA))
+	defer conn.Close()
+	replica, err := hubclient.OpenReplica(filepath.Join(t.TempDir(), "replica.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	snapshots := map[string]int{}
+	client := &hubclient.Client{API: pb.NewHubAssignmentServiceClient(conn), Shards: []string{"sa1", "sa2"}, Replica: replica, SaveEvery: 20 * time.Millisecond,
+		OnSnapshot: func(shard string, _ int, _ uint64) { mu.Lock(); snapshots[shard]++; mu.Unlock() }}
+	// want is cluster-a's identities in the store: device ID → version.
+	want := func() map[string]int64 {
+		out := map[string]int64{}
+		for _, sh := range []string{"sa1", "sa2"} {
+			ids, _, err := e.store.ListIdentities(t.Context(), sh, "", 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				out[id.DeviceID] = id.Version
+			}
+		}
+		return out
+	}
+	have := func() map[string]int64 {
+		out := map[string]int64{}
+		for _, id := range replica.Identities() {
+			out[id.DeviceID] = id.Version
+		}
+		return out
+	}
+	follow := func() {
+		t.Helper()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- client.Run(ctx) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for fmt.Sprint(have()) != fmt.Sprint(want()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %v, want %v", have(), want())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+	for i := range 20 {
+		f.register(fmt.Sprintf("rs-%02d", i))
+	}
+	follow()
+	if snapshots["sa1"] != 1 || snapshots["sa2"] != 1 {
+		t.Fatalf("first start: snapshots %v, want one per shard", snapshots)
+	}
+	// While the hub is away, far more happens than the log keeps.
+	e.store.(interface{ SetEventRetention(int) }).SetEventRetention(3)
+	for i := 20; i < 60; i++ {
+		f.register(fmt.Sprintf("rs-%02d", i))
+	}
+	if _, err := pb.NewRegistrationServiceClient(e.admin).DeleteRegistration(e.owner(), &pb.DeleteRegistrationRequest{RegistrationId: "rs-00"}); err != nil {
+		t.Fatal(err)
+	}
+	follow()
+	if snapshots["sa1"] != 2 || snapshots["sa2"] != 2 {
+		t.Fatalf("after the log moved past the cursors: snapshots %v, want a second one per shard", snapshots)
+	}
+	if replica.Get("rs-00") != nil {
+		t.Fatal("a device deleted while the hub was away is still in its replica")
 	}
 }
