@@ -24,14 +24,15 @@ import (
 // append to the stream in the same transaction. Instead it pushes the
 // events onto an outbox in the device's own slot, in the MULTI that writes
 // the device, and then relays them: each is appended to its stream (a
-// script: INCR the counter, XADD) and popped from the outbox. A replica
+// script: INCR the counter, XADD) and removed from the outbox. A replica
 // that dies between the two leaves the outbox behind; every replica's
-// sweeper relays outboxes older than a few seconds. The set of devices
-// with an outbox is an index written before the MULTI (like the list
-// indexes): a failure leaves at worst an entry the sweeper drops.
+// sweeper relays outboxes older than a few seconds. Each write marks
+// itself in an index (a sorted set by time) before its MULTI and removes
+// its own mark once relayed; a mark left behind is what the sweeper
+// follows.
 //
 // Delivery is at least once: a relay that dies after the XADD and before
-// the pop appends the event again when the sweeper relays it. Hubs apply
+// the removal appends the event again when the sweeper relays it. Hubs apply
 // events by identity version, so a duplicate changes nothing.
 
 func (s *Store) logKey(shard string) string    { return "{" + s.prefix + ":log:" + shard + "}" }
@@ -57,16 +58,6 @@ var (
 local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], seq .. '-0', 'e', ARGV[1])
 return seq`)
-	// popIfHead: KEYS outbox; ARGV event. Pops the outbox's head if it is
-	// the event (a concurrent relay may have popped it already).
-	popIfHead = goredis.NewScript(`
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
-return redis.call('LLEN', KEYS[1])`)
-	// dropIfScore: KEYS index; ARGV member, score. Removes the member if
-	// its score is still the one the caller wrote (no newer write pending).
-	dropIfScore = goredis.NewScript(`
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0`)
 )
 
 // outboxEntries encodes the events that turn old into new for the outbox.
@@ -83,73 +74,162 @@ func outboxEntries(old, new *registry.Identity) ([]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, string(raw))
+		// The shard first, so a relay need not decode the event.
+		out = append(out, ev.Shard+"\x00"+string(raw))
 	}
 	return out, nil
 }
 
-// markOutbox adds key to the outbox index before a write that fills its
-// outbox; the score (microseconds) tells the sweeper how old it is and
-// lets the relay remove exactly its own mark.
-func (s *Store) markOutbox(ctx context.Context, key string) (string, error) {
-	score := strconv.FormatInt(time.Now().UnixMicro(), 10)
-	f, _ := strconv.ParseFloat(score, 64)
-	if err := s.c.ZAdd(ctx, s.outboxIndex(), goredis.Z{Score: f, Member: key}).Err(); err != nil {
-		return "", s.fail(ctx, err)
-	}
-	return score, nil
+// newMark is a write's entry in the outbox index: the device key and a
+// nonce (each write has its own, so one write never removes another's),
+// scored with the time in microseconds (the sweeper's age test).
+func (s *Store) newMark(key string) goredis.Z {
+	var nonce [6]byte
+	_, _ = rand.Read(nonce[:])
+	return goredis.Z{Score: float64(time.Now().UnixMicro()), Member: key + "\x00" + base64.RawURLEncoding.EncodeToString(nonce[:])}
 }
 
-// relay appends key's outbox to the shards' streams, oldest first, and
-// then drops its index mark if nothing was written since.
-func (s *Store) relay(ctx context.Context, key, score string) error {
+// pushOutbox queues the events in the write's MULTI and reads the whole
+// outbox back in the same transaction: events a stopped writer left are
+// relayed first, so a device's events keep their order.
+func (s *Store) pushOutbox(ctx context.Context, p goredis.Pipeliner, key string, events []any) *goredis.StringSliceCmd {
+	p.RPush(ctx, s.outboxKey(key), events...)
+	return p.LRange(ctx, s.outboxKey(key), 0, -1)
+}
+
+// relayJob is one write's (or one sweep's) outbox to relay.
+type relayJob struct {
+	key     string
+	entries []string
+	mark    any
+	err     error
+	done    chan struct{}
+}
+
+// relayBatchMax bounds how many outboxes one round of the relayer takes.
+const relayBatchMax = 256
+
+// relay finishes a write: if it committed (werr nil), it relays the
+// outbox read in its transaction; either way it drops the write's mark.
+// Concurrent writes are relayed together (two round trips per batch, as
+// a group commit), and the write returns once its events are in the log.
+// A failed relay leaves the mark for the sweeper.
+func (s *Store) relay(ctx context.Context, key string, outbox *goredis.StringSliceCmd, mark goredis.Z, werr error) {
+	job := &relayJob{key: key, mark: mark.Member, done: make(chan struct{})}
+	if werr == nil && outbox != nil {
+		job.entries = outbox.Val()
+	}
 	if s.relayOff.Load() {
-		return nil
+		return
 	}
-	ob := s.outboxKey(key)
-	entries, err := s.c.LRange(ctx, ob, 0, -1).Result()
-	if err != nil {
-		return s.fail(ctx, err)
-	}
-	left := int64(0)
-	for _, raw := range entries {
-		var rec record.Event
-		if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.Shard == "" {
-			// Never written by this code: drop it rather than block the outbox.
-			left, err = popIfHead.Run(ctx, s.c, []string{ob}, raw).Int64()
-			if err != nil {
-				return s.fail(ctx, err)
-			}
-			continue
+	select {
+	case s.relayQ <- job:
+		select {
+		case <-job.done:
+		case <-ctx.Done():
+		case <-s.relayDone: // closed: the sweeper relays it
 		}
-		if err := appendEvent.Run(ctx, s.c, []string{s.logKey(rec.Shard), s.logSeqKey(rec.Shard)}, raw, s.eventRetention()).Err(); err != nil {
-			return s.fail(ctx, err)
-		}
-		if left, err = popIfHead.Run(ctx, s.c, []string{ob}, raw).Int64(); err != nil {
-			return s.fail(ctx, err)
-		}
+	default: // the relayer is saturated: relay this one here
+		s.relayBatch(ctx, []*relayJob{job})
 	}
-	if left == 0 {
-		return s.fail(ctx, dropIfScore.Run(ctx, s.c, []string{s.outboxIndex()}, key, score).Err())
-	}
-	return nil
 }
 
-// SweepOutboxes relays the outboxes marked more than olderThan ago (left
-// by a replica that stopped between a write and its relay) and returns how
-// many it relayed. Every replica runs it periodically.
+// relayer runs until the store closes, relaying the queued outboxes in
+// batches.
+func (s *Store) relayer() {
+	defer close(s.relayDone)
+	for {
+		var job *relayJob
+		select {
+		case job = <-s.relayQ:
+		case <-s.closing:
+			return
+		}
+		batch := []*relayJob{job}
+	drain:
+		for len(batch) < relayBatchMax {
+			select {
+			case j := <-s.relayQ:
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.relayBatch(ctx, batch)
+		cancel()
+		for _, j := range batch {
+			close(j.done)
+		}
+	}
+}
+
+// relayBatch appends the jobs' outbox entries to their shards' streams
+// (one pipeline; a device's entries in order), then removes the relayed
+// entries from the outboxes and the jobs' marks (a second pipeline). A
+// job any of whose appends failed keeps its entries and mark for the
+// sweeper.
+func (s *Store) relayBatch(ctx context.Context, jobs []*relayJob) {
+	appends := make([][]*goredis.Cmd, len(jobs))
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, j := range jobs {
+			for _, raw := range j.entries {
+				shard, event, ok := strings.Cut(raw, "\x00")
+				if !ok || shard == "" {
+					continue // never written by this code: removed below without relaying
+				}
+				// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
+				appends[i] = append(appends[i], appendEvent.Eval(ctx, p, []string{s.logKey(shard), s.logSeqKey(shard)}, event, s.eventRetention()))
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		for _, j := range jobs {
+			j.err = s.fail(ctx, err)
+		}
+	}
+	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, j := range jobs {
+			for _, c := range appends[i] {
+				if c.Err() != nil {
+					j.err = c.Err()
+				}
+			}
+			if j.err != nil {
+				continue
+			}
+			for _, raw := range j.entries {
+				p.LRem(ctx, s.outboxKey(j.key), 1, raw) // entries are unique (nonce)
+			}
+			p.ZRem(ctx, s.outboxIndex(), j.mark)
+		}
+		return nil
+	})
+}
+
+// SweepOutboxes relays the outboxes of writes marked more than olderThan
+// ago (a replica that stopped between a write and its relay) and returns
+// how many marks it cleared. Every replica runs it periodically; relaying
+// an outbox that its writer is relaying too only duplicates events.
 func (s *Store) SweepOutboxes(ctx context.Context, olderThan time.Duration) (int, error) {
 	n := 0
 	for {
-		max := strconv.FormatInt(time.Now().Add(-olderThan).UnixMicro(), 10)
-		zs, err := s.c.ZRangeByScoreWithScores(ctx, s.outboxIndex(), &goredis.ZRangeBy{Min: "-inf", Max: max, Count: 100}).Result()
+		maxScore := strconv.FormatInt(time.Now().Add(-olderThan).UnixMicro(), 10)
+		zs, err := s.c.ZRangeByScore(ctx, s.outboxIndex(), &goredis.ZRangeBy{Min: "-inf", Max: maxScore, Count: 100}).Result()
 		if err != nil {
 			return n, s.fail(ctx, err)
 		}
-		for _, z := range zs {
-			key, _ := z.Member.(string)
-			if err := s.relay(ctx, key, strconv.FormatFloat(z.Score, 'f', -1, 64)); err != nil {
-				return n, err
+		for _, member := range zs {
+			key, _, _ := strings.Cut(member, "\x00")
+			entries, err := s.c.LRange(ctx, s.outboxKey(key), 0, -1).Result()
+			if err != nil {
+				return n, s.fail(ctx, err)
+			}
+			job := &relayJob{key: key, entries: entries, mark: member}
+			s.relayBatch(ctx, []*relayJob{job})
+			if job.err != nil {
+				return n, s.fail(ctx, job.err)
 			}
 			n++
 		}

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	mrand "math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,11 @@ type Store struct {
 	prefix    string
 	retention atomic.Int64 // events kept per shard's log; 0 for the default
 	relayOff  atomic.Bool  // tests: leave outboxes for the sweeper
+	// The relayer (events.go): writes queue their outboxes on relayQ.
+	relayQ    chan *relayJob
+	closing   chan struct{}
+	relayDone chan struct{}
+	closeOnce sync.Once
 }
 
 // Open connects (lazily: an unreachable Redis is reported by the first
@@ -94,7 +100,9 @@ func Open(opt Options) (*Store, error) {
 		PoolTimeout:   orDefault(opt.PoolTimeout, DefaultPoolTimeout),
 		MaxRetries:    1,
 	})
-	return &Store{c: c, prefix: prefix}, nil
+	s := &Store{c: c, prefix: prefix, relayQ: make(chan *relayJob, 4*relayBatchMax), closing: make(chan struct{}), relayDone: make(chan struct{})}
+	go s.relayer()
+	return s, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -106,6 +114,8 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // Close closes the client; calling it again is a no-op.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.relayDone // a write still queued is left to the sweeper
 	if err := s.c.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 		return err
 	}

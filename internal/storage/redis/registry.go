@@ -42,10 +42,12 @@ func (s *Store) loadDevice(ctx context.Context, c goredis.Cmdable, key string) (
 	return decodeDevice(raw)
 }
 
-// addIndexes records key in the list indexes before the registration is
-// written: a failure between the two leaves an entry that lists skip.
-func (s *Store) addIndexes(ctx context.Context, key, shard, group string) error {
+// addIndexes records key in the list indexes, and the write's outbox mark,
+// before the registration is written: a failure between the two leaves an
+// entry that lists skip (and a mark the sweeper drops).
+func (s *Store) addIndexes(ctx context.Context, key, shard, group string, mark goredis.Z) error {
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.ZAdd(ctx, s.outboxIndex(), mark)
 		p.ZAdd(ctx, s.idxShard(shard), goredis.Z{Member: key})
 		if group != "" {
 			p.ZAdd(ctx, s.idxGroup(group), goredis.Z{Member: key})
@@ -141,17 +143,15 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	if err != nil {
 		return "", err
 	}
-	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID); err != nil {
-		return "", err
-	}
 	events, err := outboxEntries(nil, id)
 	if err != nil {
 		return "", err
 	}
-	mark, err := s.markOutbox(ctx, key)
-	if err != nil {
+	mark := s.newMark(key)
+	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID, mark); err != nil {
 		return "", err
 	}
+	var outbox *goredis.StringSliceCmd
 	err = s.watch(ctx, func(tx *goredis.Tx) error {
 		n, err := tx.Exists(ctx, s.regKey(key)).Result()
 		if err != nil {
@@ -165,16 +165,15 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, s.regKey(key), raw, 0)
-			p.RPush(ctx, s.outboxKey(key), events...)
+			outbox = s.pushOutbox(ctx, p, key, events)
 			return nil
 		})
 		return err
 	}, s.regKey(key))
+	s.relay(ctx, key, outbox, mark, err) // on failure the sweeper relays it
 	if err != nil {
-		_ = s.relay(ctx, key, mark)
 		return "", err
 	}
-	_ = s.relay(ctx, key, mark) // on failure the sweeper relays it
 	return etag, nil
 }
 
@@ -192,14 +191,12 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	if _, err := s.loadDevice(ctx, s.c, key); err != nil {
 		return "", err
 	}
-	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID); err != nil {
-		return "", err
-	}
-	mark, err := s.markOutbox(ctx, key)
-	if err != nil {
+	mark := s.newMark(key)
+	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID, mark); err != nil {
 		return "", err
 	}
 	var old *device
+	var outbox *goredis.StringSliceCmd
 	err = s.watch(ctx, func(tx *goredis.Tx) error {
 		d, err := s.loadDevice(ctx, tx, key)
 		if err != nil {
@@ -218,16 +215,15 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, s.regKey(key), raw, 0)
-			p.RPush(ctx, s.outboxKey(key), events...)
+			outbox = s.pushOutbox(ctx, p, key, events)
 			return nil
 		})
 		return err
 	}, s.regKey(key))
+	s.relay(ctx, key, outbox, mark, err)
 	if err != nil {
-		_ = s.relay(ctx, key, mark)
 		return "", err
 	}
-	_ = s.relay(ctx, key, mark)
 	shard, group := "", ""
 	if old.R.Shard != reg.Shard {
 		shard = old.R.Shard
@@ -271,12 +267,13 @@ func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Ide
 // DeleteRegistration implements registry.Store.
 func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
 	key := enrollment.Key(registrationID)
-	mark, err := s.markOutbox(ctx, key)
-	if err != nil {
-		return err
+	mark := s.newMark(key)
+	if err := s.c.ZAdd(ctx, s.outboxIndex(), mark).Err(); err != nil {
+		return s.fail(ctx, err)
 	}
 	var old *device
-	err = s.watch(ctx, func(tx *goredis.Tx) error {
+	var outbox *goredis.StringSliceCmd
+	err := s.watch(ctx, func(tx *goredis.Tx) error {
 		d, err := s.loadDevice(ctx, tx, key)
 		if err != nil {
 			return err
@@ -293,16 +290,15 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Del(ctx, s.regKey(key))
-			p.RPush(ctx, s.outboxKey(key), events...)
+			outbox = s.pushOutbox(ctx, p, key, events)
 			return nil
 		})
 		return err
 	}, s.regKey(key))
+	s.relay(ctx, key, outbox, mark, err)
 	if err != nil {
-		_ = s.relay(ctx, key, mark) // drops the mark (nothing was written)
 		return err
 	}
-	_ = s.relay(ctx, key, mark)
 	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID)
 	s.releaseClaim(ctx, old.I.DeviceID, key)
 	return nil
