@@ -43,6 +43,7 @@ func (s *Store) appendEvents(tx *bolt.Tx, old, new *registry.Identity) error {
 		if err != nil {
 			return err
 		}
+		b.FillPercent = 1 // keys only ever grow: pack pages full
 		seq, err := b.NextSequence()
 		if err != nil {
 			return err
