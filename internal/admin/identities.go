@@ -87,8 +87,8 @@ func (s *Service) setIdentityStatus(ctx context.Context, reg *registry.Registrat
 		if err != nil {
 			return err
 		}
-		if id.Status == want || id.RegistrationID != reg.RegistrationID {
-			return nil
+		if id.Status == want || id.RegistrationID != reg.RegistrationID || enabled && reg.Status == registry.Disabled {
+			return nil // a disabled registration stays disabled
 		}
 		now := s.Now()
 		id.Status, id.Version, id.Updated = want, registry.NextVersion(id.Version, now), now
@@ -108,4 +108,58 @@ func (s *Service) setIdentityStatus(ctx context.Context, reg *registry.Registrat
 		}
 	}
 	return fault.New(fault.Unavailable, fault.StoreUnavailable, "registration %q kept changing; save the enrollment again to finish", reg.RegistrationID)
+}
+
+// SetRegistrationEnabled disables or enables one registration (a non-empty
+// etag must be current). A disabled registration's identity is disabled;
+// an enabled one's is enabled unless its enrollment is disabled or gone.
+func (s *Service) SetRegistrationEnabled(ctx context.Context, registrationID, etag string, enabled bool) (*registry.Registration, error) {
+	reg, err := s.Store.GetRegistration(ctx, registrationID)
+	if err != nil {
+		return nil, err
+	}
+	if etag != "" && etag != reg.Etag {
+		return nil, fault.EtagMismatchf("registration %q was changed by someone else (etag %q is not current)", registrationID, etag)
+	}
+	id, err := s.Store.GetIdentity(ctx, reg.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	reg.Status, id.Status = registry.Disabled, registry.IdentityDisabled
+	if enabled {
+		reg.Status = registry.Assigned
+		on, err := s.enrollmentEnabled(ctx, reg)
+		if err != nil {
+			return nil, err
+		}
+		if on {
+			id.Status = registry.IdentityEnabled
+		}
+	}
+	now := s.Now()
+	reg.Updated, id.Version, id.Updated = now, registry.NextVersion(id.Version, now), now
+	if reg.Etag, err = s.Store.UpdateRegistration(ctx, reg, id); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// enrollmentEnabled reports whether the enrollment that registered the
+// device exists and is enabled.
+func (s *Service) enrollmentEnabled(ctx context.Context, reg *registry.Registration) (bool, error) {
+	switch {
+	case reg.Individual:
+		e, err := s.Store.GetIndividual(ctx, reg.RegistrationID)
+		if fault.KindOf(err) == fault.NotFound {
+			return false, nil
+		}
+		return err == nil && !e.Disabled, err
+	case reg.GroupID != "":
+		g, err := s.Store.GetGroup(ctx, reg.GroupID)
+		if fault.KindOf(err) == fault.NotFound {
+			return false, nil
+		}
+		return err == nil && !g.Disabled, err
+	}
+	return true, nil
 }

@@ -52,7 +52,7 @@ func commands() map[string]command {
 		"shard":          {"hub shards: create, get, list, update, delete", runShard},
 		"hub-cluster":    {"hub clusters and their pinned client certificates: create, get, list, update, delete, issue-cert", runHubCluster},
 		"hub":            {"reference hub agent: keep a file replica of a hub cluster's shards from the assignment stream", runHub},
-		"registration":   {"registrations: get, list, delete", runRegistration},
+		"registration":   {"registrations: get, list, disable, enable, delete", runRegistration},
 		"access-key":     {"access keys (and their DPS connection strings): create, list, delete", runAccessKey},
 		"dps-import":     {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
 		"webhook-secret": {"the secret that signs requests to a custom allocation webhook URL", runWebhookSecret},

@@ -507,14 +507,14 @@ func runShard(ctx context.Context, env Env, args []string) error {
 }
 
 func runRegistration(ctx context.Context, env Env, args []string) error {
-	sub, args, err := subcommand(args, "get", "list", "delete")
+	sub, args, err := subcommand(args, "get", "list", "disable", "enable", "delete")
 	if err != nil {
 		return err
 	}
 	fs, c := opFlags("registration "+sub, env)
 	group := fs.String("group", "", "only this enrollment group's registrations (list)")
 	shard := fs.String("shard", "", "only this shard's registrations (list)")
-	etag := fs.String("etag", "", "act only if the registration's etag is this (delete)")
+	etag := fs.String("etag", "", "act only if the registration's etag is this (disable, enable, delete)")
 	want := []string{"REGISTRATION_ID"}
 	if sub == "list" {
 		want = nil
@@ -528,6 +528,10 @@ func runRegistration(ctx context.Context, env Env, args []string) error {
 		switch sub {
 		case "get":
 			return cl.GetRegistration(ctx, &pb.GetRegistrationRequest{RegistrationId: pos[0]})
+		case "disable":
+			return cl.DisableRegistration(ctx, &pb.DisableRegistrationRequest{RegistrationId: pos[0], Etag: *etag})
+		case "enable":
+			return cl.EnableRegistration(ctx, &pb.EnableRegistrationRequest{RegistrationId: pos[0], Etag: *etag})
 		case "delete":
 			_, err := cl.DeleteRegistration(ctx, &pb.DeleteRegistrationRequest{RegistrationId: pos[0], Etag: *etag})
 			return nil, err

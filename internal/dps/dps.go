@@ -364,8 +364,9 @@ func status(fe *fault.Error) int {
 	return http.StatusInternalServerError
 }
 
-// fail answers an error the DPS way. A disabled enrollment is, as in DPS,
-// a completed operation whose status is "disabled".
+// fail answers an error the DPS way. A disabled enrollment or
+// registration is, as in DPS, a completed operation whose status is
+// "disabled".
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	fe, ok := fault.As(err)
 	if !ok || fe.Kind == fault.Internal {
@@ -374,13 +375,17 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		fe = &fault.Error{Kind: fault.Internal, Reason: fault.InternalError, Msg: "internal error"}
 	}
-	if fe.Reason == fault.EnrollmentDisabled {
+	if fe.Reason == fault.EnrollmentDisabled || fe.Reason == fault.RegistrationDisabled {
 		regID := ""
 		if parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/"); len(parts) > 2 {
 			regID = parts[2]
 		}
+		msg := "the enrollment is disabled"
+		if fe.Reason == fault.RegistrationDisabled {
+			msg = "the registration is disabled"
+		}
 		h.write(w, http.StatusOK, OperationStatus{OperationID: "0.disabled", Status: "disabled",
-			RegistrationState: &RegistrationState{RegistrationID: regID, Status: "disabled", ErrorCode: 401002, ErrorMessage: "the enrollment is disabled"}})
+			RegistrationState: &RegistrationState{RegistrationID: regID, Status: "disabled", ErrorCode: 401002, ErrorMessage: msg}})
 		return
 	}
 	code := status(fe)

@@ -75,6 +75,7 @@ const (
 	RegistrationIDInvalid   Reason = "REGISTRATION_ID_INVALID"
 	EnrollmentNotFound      Reason = "ENROLLMENT_NOT_FOUND"
 	EnrollmentDisabled      Reason = "ENROLLMENT_DISABLED"
+	RegistrationDisabled    Reason = "REGISTRATION_DISABLED"
 	NoShardAvailable        Reason = "NO_SHARD_AVAILABLE"
 	CustomAllocationFailed  Reason = "CUSTOM_ALLOCATION_FAILED"
 	Assigning               Reason = "ASSIGNING"

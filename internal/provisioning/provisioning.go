@@ -290,6 +290,9 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 				"registration_id", p.regID, "registered_ek", existing.CredentialThumbprint, "presented_ek", p.thumbprint)
 			return nil, fault.New(fault.PermissionDenied, fault.TPMEKMismatch, "the registration belongs to a different TPM")
 		}
+		if existing.Status == registry.Disabled {
+			return nil, fault.New(fault.PermissionDenied, fault.RegistrationDisabled, "the registration is disabled")
+		}
 		ident, err := s.Registry.GetIdentity(ctx, existing.DeviceID)
 		if err != nil {
 			return nil, err

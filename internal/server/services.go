@@ -641,3 +641,27 @@ func (s *services) DeleteRegistration(ctx context.Context, req *pb.DeleteRegistr
 	}
 	return &emptypb.Empty{}, nil
 }
+
+// DisableRegistration implements RegistrationService.
+func (s *services) DisableRegistration(ctx context.Context, req *pb.DisableRegistrationRequest) (*pb.Registration, error) {
+	return s.setRegistrationEnabled(ctx, req.GetRegistrationId(), req.GetEtag(), false)
+}
+
+// EnableRegistration implements RegistrationService.
+func (s *services) EnableRegistration(ctx context.Context, req *pb.EnableRegistrationRequest) (*pb.Registration, error) {
+	return s.setRegistrationEnabled(ctx, req.GetRegistrationId(), req.GetEtag(), true)
+}
+
+func (s *services) setRegistrationEnabled(ctx context.Context, regID, etag string, enabled bool) (*pb.Registration, error) {
+	if err := s.authorize(ctx, access.RegistrationWrite); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := enrollment.ValidateRegistrationID(regID); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	reg, err := s.admin.SetRegistrationEnabled(ctx, regID, etag, enabled)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return registrationToPB(reg), nil
+}

@@ -134,6 +134,112 @@ func (RegistrationSubstatus) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{1}
 }
 
+type DisableRegistrationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	// If set, the change happens only if it matches the current etag.
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableRegistrationRequest) Reset() {
+	*x = DisableRegistrationRequest{}
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableRegistrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableRegistrationRequest) ProtoMessage() {}
+
+func (x *DisableRegistrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableRegistrationRequest.ProtoReflect.Descriptor instead.
+func (*DisableRegistrationRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DisableRegistrationRequest) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
+	}
+	return ""
+}
+
+func (x *DisableRegistrationRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+type EnableRegistrationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	// If set, the change happens only if it matches the current etag.
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableRegistrationRequest) Reset() {
+	*x = EnableRegistrationRequest{}
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableRegistrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableRegistrationRequest) ProtoMessage() {}
+
+func (x *EnableRegistrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableRegistrationRequest.ProtoReflect.Descriptor instead.
+func (*EnableRegistrationRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnableRegistrationRequest) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
+	}
+	return ""
+}
+
+func (x *EnableRegistrationRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 // Registration is the outcome of a device's registration.
 type Registration struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -164,7 +270,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +282,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +295,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{0}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Registration) GetRegistrationId() string {
@@ -299,7 +405,7 @@ type GetRegistrationRequest struct {
 
 func (x *GetRegistrationRequest) Reset() {
 	*x = GetRegistrationRequest{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +417,7 @@ func (x *GetRegistrationRequest) String() string {
 func (*GetRegistrationRequest) ProtoMessage() {}
 
 func (x *GetRegistrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +430,7 @@ func (x *GetRegistrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRegistrationRequest.ProtoReflect.Descriptor instead.
 func (*GetRegistrationRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{1}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetRegistrationRequest) GetRegistrationId() string {
@@ -349,7 +455,7 @@ type ListRegistrationsRequest struct {
 
 func (x *ListRegistrationsRequest) Reset() {
 	*x = ListRegistrationsRequest{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +467,7 @@ func (x *ListRegistrationsRequest) String() string {
 func (*ListRegistrationsRequest) ProtoMessage() {}
 
 func (x *ListRegistrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +480,7 @@ func (x *ListRegistrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistrationsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{2}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListRegistrationsRequest) GetPageSize() int32 {
@@ -415,7 +521,7 @@ type ListRegistrationsResponse struct {
 
 func (x *ListRegistrationsResponse) Reset() {
 	*x = ListRegistrationsResponse{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +533,7 @@ func (x *ListRegistrationsResponse) String() string {
 func (*ListRegistrationsResponse) ProtoMessage() {}
 
 func (x *ListRegistrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +546,7 @@ func (x *ListRegistrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistrationsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{3}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListRegistrationsResponse) GetRegistrations() []*Registration {
@@ -468,7 +574,7 @@ type DeleteRegistrationRequest struct {
 
 func (x *DeleteRegistrationRequest) Reset() {
 	*x = DeleteRegistrationRequest{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +586,7 @@ func (x *DeleteRegistrationRequest) String() string {
 func (*DeleteRegistrationRequest) ProtoMessage() {}
 
 func (x *DeleteRegistrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +599,7 @@ func (x *DeleteRegistrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegistrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegistrationRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{4}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteRegistrationRequest) GetRegistrationId() string {
@@ -514,7 +620,13 @@ var File_zerotouch_v1_registration_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1fzerotouch/v1/registration.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xa0\x05\n" +
+	"\x1fzerotouch/v1/registration.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"Y\n" +
+	"\x1aDisableRegistrationRequest\x12'\n" +
+	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"X\n" +
+	"\x19EnableRegistrationRequest\x12'\n" +
+	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xa0\x05\n" +
 	"\fRegistration\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12!\n" +
@@ -558,11 +670,13 @@ const file_zerotouch_v1_registration_proto_rawDesc = "" +
 	")REGISTRATION_SUBSTATUS_INITIAL_ASSIGNMENT\x10\x01\x12/\n" +
 	"+REGISTRATION_SUBSTATUS_DEVICE_DATA_MIGRATED\x10\x02\x12,\n" +
 	"(REGISTRATION_SUBSTATUS_DEVICE_DATA_RESET\x10\x03\x12>\n" +
-	":REGISTRATION_SUBSTATUS_REPROVISIONED_TO_INITIAL_ASSIGNMENT\x10\x042\x9e\x03\n" +
+	":REGISTRATION_SUBSTATUS_REPROVISIONED_TO_INITIAL_ASSIGNMENT\x10\x042\xc7\x05\n" +
 	"\x13RegistrationService\x12\x80\x01\n" +
 	"\x0fGetRegistration\x12$.zerotouch.v1.GetRegistrationRequest\x1a\x1a.zerotouch.v1.Registration\"+\x82\xd3\xe4\x93\x02%\x12#/v1/registrations/{registration_id}\x12\x7f\n" +
 	"\x11ListRegistrations\x12&.zerotouch.v1.ListRegistrationsRequest\x1a'.zerotouch.v1.ListRegistrationsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/registrations\x12\x82\x01\n" +
-	"\x12DeleteRegistration\x12'.zerotouch.v1.DeleteRegistrationRequest\x1a\x16.google.protobuf.Empty\"+\x82\xd3\xe4\x93\x02%*#/v1/registrations/{registration_id}B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x12DeleteRegistration\x12'.zerotouch.v1.DeleteRegistrationRequest\x1a\x16.google.protobuf.Empty\"+\x82\xd3\xe4\x93\x02%*#/v1/registrations/{registration_id}\x12\x93\x01\n" +
+	"\x13DisableRegistration\x12(.zerotouch.v1.DisableRegistrationRequest\x1a\x1a.zerotouch.v1.Registration\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/registrations/{registration_id}:disable\x12\x90\x01\n" +
+	"\x12EnableRegistration\x12'.zerotouch.v1.EnableRegistrationRequest\x1a\x1a.zerotouch.v1.Registration\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/registrations/{registration_id}:enableB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_registration_proto_rawDescOnce sync.Once
@@ -577,37 +691,43 @@ func file_zerotouch_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_zerotouch_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_zerotouch_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_zerotouch_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_zerotouch_v1_registration_proto_goTypes = []any{
-	(RegistrationStatus)(0),           // 0: zerotouch.v1.RegistrationStatus
-	(RegistrationSubstatus)(0),        // 1: zerotouch.v1.RegistrationSubstatus
-	(*Registration)(nil),              // 2: zerotouch.v1.Registration
-	(*GetRegistrationRequest)(nil),    // 3: zerotouch.v1.GetRegistrationRequest
-	(*ListRegistrationsRequest)(nil),  // 4: zerotouch.v1.ListRegistrationsRequest
-	(*ListRegistrationsResponse)(nil), // 5: zerotouch.v1.ListRegistrationsResponse
-	(*DeleteRegistrationRequest)(nil), // 6: zerotouch.v1.DeleteRegistrationRequest
-	(AttestationType)(0),              // 7: zerotouch.v1.AttestationType
-	(*timestamppb.Timestamp)(nil),     // 8: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),             // 9: google.protobuf.Empty
+	(RegistrationStatus)(0),            // 0: zerotouch.v1.RegistrationStatus
+	(RegistrationSubstatus)(0),         // 1: zerotouch.v1.RegistrationSubstatus
+	(*DisableRegistrationRequest)(nil), // 2: zerotouch.v1.DisableRegistrationRequest
+	(*EnableRegistrationRequest)(nil),  // 3: zerotouch.v1.EnableRegistrationRequest
+	(*Registration)(nil),               // 4: zerotouch.v1.Registration
+	(*GetRegistrationRequest)(nil),     // 5: zerotouch.v1.GetRegistrationRequest
+	(*ListRegistrationsRequest)(nil),   // 6: zerotouch.v1.ListRegistrationsRequest
+	(*ListRegistrationsResponse)(nil),  // 7: zerotouch.v1.ListRegistrationsResponse
+	(*DeleteRegistrationRequest)(nil),  // 8: zerotouch.v1.DeleteRegistrationRequest
+	(AttestationType)(0),               // 9: zerotouch.v1.AttestationType
+	(*timestamppb.Timestamp)(nil),      // 10: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),              // 11: google.protobuf.Empty
 }
 var file_zerotouch_v1_registration_proto_depIdxs = []int32{
-	0, // 0: zerotouch.v1.Registration.status:type_name -> zerotouch.v1.RegistrationStatus
-	1, // 1: zerotouch.v1.Registration.substatus:type_name -> zerotouch.v1.RegistrationSubstatus
-	7, // 2: zerotouch.v1.Registration.attestation_type:type_name -> zerotouch.v1.AttestationType
-	8, // 3: zerotouch.v1.Registration.create_time:type_name -> google.protobuf.Timestamp
-	8, // 4: zerotouch.v1.Registration.update_time:type_name -> google.protobuf.Timestamp
-	2, // 5: zerotouch.v1.ListRegistrationsResponse.registrations:type_name -> zerotouch.v1.Registration
-	3, // 6: zerotouch.v1.RegistrationService.GetRegistration:input_type -> zerotouch.v1.GetRegistrationRequest
-	4, // 7: zerotouch.v1.RegistrationService.ListRegistrations:input_type -> zerotouch.v1.ListRegistrationsRequest
-	6, // 8: zerotouch.v1.RegistrationService.DeleteRegistration:input_type -> zerotouch.v1.DeleteRegistrationRequest
-	2, // 9: zerotouch.v1.RegistrationService.GetRegistration:output_type -> zerotouch.v1.Registration
-	5, // 10: zerotouch.v1.RegistrationService.ListRegistrations:output_type -> zerotouch.v1.ListRegistrationsResponse
-	9, // 11: zerotouch.v1.RegistrationService.DeleteRegistration:output_type -> google.protobuf.Empty
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	0,  // 0: zerotouch.v1.Registration.status:type_name -> zerotouch.v1.RegistrationStatus
+	1,  // 1: zerotouch.v1.Registration.substatus:type_name -> zerotouch.v1.RegistrationSubstatus
+	9,  // 2: zerotouch.v1.Registration.attestation_type:type_name -> zerotouch.v1.AttestationType
+	10, // 3: zerotouch.v1.Registration.create_time:type_name -> google.protobuf.Timestamp
+	10, // 4: zerotouch.v1.Registration.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 5: zerotouch.v1.ListRegistrationsResponse.registrations:type_name -> zerotouch.v1.Registration
+	5,  // 6: zerotouch.v1.RegistrationService.GetRegistration:input_type -> zerotouch.v1.GetRegistrationRequest
+	6,  // 7: zerotouch.v1.RegistrationService.ListRegistrations:input_type -> zerotouch.v1.ListRegistrationsRequest
+	8,  // 8: zerotouch.v1.RegistrationService.DeleteRegistration:input_type -> zerotouch.v1.DeleteRegistrationRequest
+	2,  // 9: zerotouch.v1.RegistrationService.DisableRegistration:input_type -> zerotouch.v1.DisableRegistrationRequest
+	3,  // 10: zerotouch.v1.RegistrationService.EnableRegistration:input_type -> zerotouch.v1.EnableRegistrationRequest
+	4,  // 11: zerotouch.v1.RegistrationService.GetRegistration:output_type -> zerotouch.v1.Registration
+	7,  // 12: zerotouch.v1.RegistrationService.ListRegistrations:output_type -> zerotouch.v1.ListRegistrationsResponse
+	11, // 13: zerotouch.v1.RegistrationService.DeleteRegistration:output_type -> google.protobuf.Empty
+	4,  // 14: zerotouch.v1.RegistrationService.DisableRegistration:output_type -> zerotouch.v1.Registration
+	4,  // 15: zerotouch.v1.RegistrationService.EnableRegistration:output_type -> zerotouch.v1.Registration
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_registration_proto_init() }
@@ -622,7 +742,7 @@ func file_zerotouch_v1_registration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_registration_proto_rawDesc), len(file_zerotouch_v1_registration_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,22 +20,33 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegistrationService_GetRegistration_FullMethodName    = "/zerotouch.v1.RegistrationService/GetRegistration"
-	RegistrationService_ListRegistrations_FullMethodName  = "/zerotouch.v1.RegistrationService/ListRegistrations"
-	RegistrationService_DeleteRegistration_FullMethodName = "/zerotouch.v1.RegistrationService/DeleteRegistration"
+	RegistrationService_GetRegistration_FullMethodName     = "/zerotouch.v1.RegistrationService/GetRegistration"
+	RegistrationService_ListRegistrations_FullMethodName   = "/zerotouch.v1.RegistrationService/ListRegistrations"
+	RegistrationService_DeleteRegistration_FullMethodName  = "/zerotouch.v1.RegistrationService/DeleteRegistration"
+	RegistrationService_DisableRegistration_FullMethodName = "/zerotouch.v1.RegistrationService/DisableRegistration"
+	RegistrationService_EnableRegistration_FullMethodName  = "/zerotouch.v1.RegistrationService/EnableRegistration"
 )
 
 // RegistrationServiceClient is the client API for RegistrationService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// RegistrationService lets operators inspect and remove device registrations.
+// RegistrationService lets operators inspect, disable and remove device
+// registrations.
 // Deleting a registration removes the device's registry identity too, so that
 // the device provisions afresh on its next registration.
 type RegistrationServiceClient interface {
 	GetRegistration(ctx context.Context, in *GetRegistrationRequest, opts ...grpc.CallOption) (*Registration, error)
 	ListRegistrations(ctx context.Context, in *ListRegistrationsRequest, opts ...grpc.CallOption) (*ListRegistrationsResponse, error)
 	DeleteRegistration(ctx context.Context, in *DeleteRegistrationRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// DisableRegistration disables one device: its identity is disabled (a
+	// DISABLED event to its hub) and its registrations are refused with
+	// REGISTRATION_DISABLED until it is enabled again, whatever its
+	// enrollment says.
+	DisableRegistration(ctx context.Context, in *DisableRegistrationRequest, opts ...grpc.CallOption) (*Registration, error)
+	// EnableRegistration undoes DisableRegistration: the identity is enabled
+	// again (an ENABLED event) unless its enrollment is disabled.
+	EnableRegistration(ctx context.Context, in *EnableRegistrationRequest, opts ...grpc.CallOption) (*Registration, error)
 }
 
 type registrationServiceClient struct {
@@ -76,17 +87,46 @@ func (c *registrationServiceClient) DeleteRegistration(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *registrationServiceClient) DisableRegistration(ctx context.Context, in *DisableRegistrationRequest, opts ...grpc.CallOption) (*Registration, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Registration)
+	err := c.cc.Invoke(ctx, RegistrationService_DisableRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrationServiceClient) EnableRegistration(ctx context.Context, in *EnableRegistrationRequest, opts ...grpc.CallOption) (*Registration, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Registration)
+	err := c.cc.Invoke(ctx, RegistrationService_EnableRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistrationServiceServer is the server API for RegistrationService service.
 // All implementations must embed UnimplementedRegistrationServiceServer
 // for forward compatibility.
 //
-// RegistrationService lets operators inspect and remove device registrations.
+// RegistrationService lets operators inspect, disable and remove device
+// registrations.
 // Deleting a registration removes the device's registry identity too, so that
 // the device provisions afresh on its next registration.
 type RegistrationServiceServer interface {
 	GetRegistration(context.Context, *GetRegistrationRequest) (*Registration, error)
 	ListRegistrations(context.Context, *ListRegistrationsRequest) (*ListRegistrationsResponse, error)
 	DeleteRegistration(context.Context, *DeleteRegistrationRequest) (*emptypb.Empty, error)
+	// DisableRegistration disables one device: its identity is disabled (a
+	// DISABLED event to its hub) and its registrations are refused with
+	// REGISTRATION_DISABLED until it is enabled again, whatever its
+	// enrollment says.
+	DisableRegistration(context.Context, *DisableRegistrationRequest) (*Registration, error)
+	// EnableRegistration undoes DisableRegistration: the identity is enabled
+	// again (an ENABLED event) unless its enrollment is disabled.
+	EnableRegistration(context.Context, *EnableRegistrationRequest) (*Registration, error)
 	mustEmbedUnimplementedRegistrationServiceServer()
 }
 
@@ -105,6 +145,12 @@ func (UnimplementedRegistrationServiceServer) ListRegistrations(context.Context,
 }
 func (UnimplementedRegistrationServiceServer) DeleteRegistration(context.Context, *DeleteRegistrationRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteRegistration not implemented")
+}
+func (UnimplementedRegistrationServiceServer) DisableRegistration(context.Context, *DisableRegistrationRequest) (*Registration, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableRegistration not implemented")
+}
+func (UnimplementedRegistrationServiceServer) EnableRegistration(context.Context, *EnableRegistrationRequest) (*Registration, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnableRegistration not implemented")
 }
 func (UnimplementedRegistrationServiceServer) mustEmbedUnimplementedRegistrationServiceServer() {}
 func (UnimplementedRegistrationServiceServer) testEmbeddedByValue()                             {}
@@ -181,6 +227,42 @@ func _RegistrationService_DeleteRegistration_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistrationService_DisableRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrationServiceServer).DisableRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrationService_DisableRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrationServiceServer).DisableRegistration(ctx, req.(*DisableRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrationService_EnableRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrationServiceServer).EnableRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrationService_EnableRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrationServiceServer).EnableRegistration(ctx, req.(*EnableRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistrationService_ServiceDesc is the grpc.ServiceDesc for RegistrationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -199,6 +281,14 @@ var RegistrationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteRegistration",
 			Handler:    _RegistrationService_DeleteRegistration_Handler,
+		},
+		{
+			MethodName: "DisableRegistration",
+			Handler:    _RegistrationService_DisableRegistration_Handler,
+		},
+		{
+			MethodName: "EnableRegistration",
+			Handler:    _RegistrationService_EnableRegistration_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
