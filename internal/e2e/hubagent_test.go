@@ -33,14 +33,17 @@ type agent struct {
 	certFile, keyFile, shard string
 }
 
-func startAgent(t *testing.T, server, caFile string, node *pki.Issued, shards, dir, name string) *agent {
+func startAgent(t *testing.T, server, caFile string, node *pki.Issued, shards, dir, name string, quiet bool) *agent {
 	t.Helper()
 	a := &agent{t: t, state: filepath.Join(dir, name+".json"), out: &syncBuf{}}
 	certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
 	if err := node.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	a.args = []string{"hub", "--server", server, "--ca-file", caFile, "--cert", certFile, "--key", keyFile, "--shards", shards, "--state", a.state, "--quiet"}
+	a.args = []string{"hub", "--server", server, "--ca-file", caFile, "--cert", certFile, "--key", keyFile, "--shards", shards, "--state", a.state}
+	if quiet {
+		a.args = append(a.args, "--quiet")
+	}
 	a.start()
 	t.Cleanup(func() {
 		a.kill()
@@ -113,8 +116,8 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 	if err := os.WriteFile(caFile, pki.CertPEM(c.roots.ca.Cert), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	agentA := startAgent(t, c.replicas[0].grpcAddr, caFile, f.nodeA, "sa1,sa2", dir, "agent-a")
-	agentB := startAgent(t, c.replicas[1].grpcAddr, caFile, f.nodeB, "sb1", dir, "agent-b")
+	agentA := startAgent(t, c.replicas[0].grpcAddr, caFile, f.nodeA, "sa1,sa2", dir, "agent-a", true)
+	agentB := startAgent(t, c.replicas[1].grpcAddr, caFile, f.nodeB, "sb1", dir, "agent-b", false) // prints every event
 
 	// Devices register over pooled connections to either replica; one
 	// that fails (its replica is down) is retried on the other.
@@ -278,6 +281,9 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 				// shard was snapshotted once, when the agent first started.
 				if n := strings.Count(a.out.String(), "snapshot "); n != len(f.shardsOf[name]) {
 					t.Errorf("%s's agent took %d snapshots, want %d (one per shard)", name, n, len(f.shardsOf[name]))
+				}
+				if a == agentB && !strings.Contains(a.out.String(), "applied created hub-dev-") {
+					t.Errorf("agent B printed no applied events")
 				}
 				break
 			}
