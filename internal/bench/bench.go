@@ -73,6 +73,9 @@ type Config struct {
 	// ServerPIDs, if set, are read from /proc for CPU per operation (all
 	// replicas' CPU summed).
 	ServerPIDs []int
+	// HelperPIDs are client-side processes (TPM workers) whose CPU counts
+	// as the client's.
+	HelperPIDs []int
 	// StoreSize, if set, reports the store's size in bytes (the embedded
 	// store's file, or Redis's used_memory) for store bytes per device.
 	StoreSize func(context.Context) (int64, error)
@@ -369,9 +372,20 @@ type httpError struct {
 
 func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
 
-// reason names an error for the report: the API's stable reason where
+// ReasonError is an error classified elsewhere (a TPM worker process).
+type ReasonError struct{ Reason, Msg string }
+
+func (e *ReasonError) Error() string { return e.Reason + ": " + e.Msg }
+
+// Reason names an error for the report: the API's stable reason where
 // there is one.
+func Reason(err error) string { return reason(err) }
+
 func reason(err error) string {
+	var re *ReasonError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
 	var he *httpError
 	if errors.As(err, &he) {
 		var dpsErr struct {
@@ -424,7 +438,7 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 			return nil, fmt.Errorf("bench: store size: %w", err)
 		}
 	}
-	self0 := selfCPU()
+	self0 := c.clientCPU()
 	start := time.Now()
 
 	// do runs device i on s, or on a fresh connection of its own.
@@ -500,7 +514,7 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	self1 := selfCPU()
+	self1 := c.clientCPU()
 
 	r := &Report{Mode: c.Mode, Transport: c.Transport, Attestation: c.Attestation, Reuse: c.Reuse, KEX: c.KEX, Concurrency: conc, Rate: c.Rate,
 		Attempted: n, Errors: map[string]int{}, Seconds: elapsed.Seconds()}
@@ -572,6 +586,12 @@ func oneProcessCPU(pid int) (time.Duration, error) {
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// clientCPU is this process's CPU and its helpers'.
+func (c *Config) clientCPU() time.Duration {
+	helpers, _ := processCPU(c.HelperPIDs)
+	return selfCPU() + helpers
 }
 
 func selfCPU() time.Duration {

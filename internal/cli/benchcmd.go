@@ -36,7 +36,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	serverPIDs := fs.String("server-pid", "", "server process IDs (comma-separated, one per replica), for CPU per operation (set by --spawn)")
 	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
 	transport := fs.String("transport", "both", "grpc, rest, dps, or both (grpc and rest)")
-	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs, one at a time)")
+	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs: one worker process per device in flight)")
 	tpmEK := fs.String("tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc")
 	reuse := fs.Bool("reuse", false, "symmetric keys: send each worker's devices over one TLS connection (a factory station or gateway)")
 	idScope := fs.String("id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps")
@@ -47,8 +47,12 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	rounds := fs.Int("rounds", 1, "interleaved repetitions; medians are reported")
 	kex := fs.String("kex", "x25519", "key exchange devices offer: x25519, p256 or default")
 	asJSON := fs.Bool("json", false, "print the reports as JSON")
+	tpmWorker := fs.Bool("tpm-worker", false, "internal: serve TPM registrations on stdin/stdout for a parent bench (one simulator per process)")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *tpmWorker {
+		return runTPMWorker(ctx, env, c, *httpServer, *kex, tpmdevice.KeyType(*tpmEK))
 	}
 	transports, err := choice("transport", *transport, "grpc", "rest")
 	if *transport == "dps" {
@@ -68,12 +72,13 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if *attestation == "tpm" {
-		// The go-tpm-tools simulator is one per process: one device at a
-		// time, and its cost is reported apart. The ceiling is X.509's.
-		if *mode == "ceiling" || *transport == "dps" || *rate > 0 || (*tpmEK != "rsa" && *tpmEK != "ecc") {
-			return fmt.Errorf("%w: --attestation tpm runs --mode register over grpc or rest, closed loop, with --tpm-ek rsa or ecc", errUsage)
+		// The go-tpm-tools simulator is one per process, so each device in
+		// flight has a worker process of its own; the simulator's cost is
+		// reported apart. The ceiling is X.509's.
+		if *mode == "ceiling" || *transport == "dps" || *rate > 0 || (*tpmEK != "rsa" && *tpmEK != "ecc") || *concurrency > maxTPMWorkers {
+			return fmt.Errorf("%w: --attestation tpm runs --mode register over grpc or rest, closed loop, with --tpm-ek rsa or ecc and --concurrency up to %d", errUsage, maxTPMWorkers)
 		}
-		modes, *concurrency = []string{"register"}, 1
+		modes = []string{"register"}
 	}
 	if *devices < 1 || *devices > 1_000_000 || *concurrency < 1 || *concurrency > 10_000 || *rounds < 1 || *rounds > 100 || *rate < 0 {
 		return fmt.Errorf("%w: --devices 1-1000000, --concurrency 1-10000, --rounds 1-100, --rate >= 0", errUsage)
@@ -123,9 +128,12 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if *attestation == "tpm" {
-		if fleet, err = tpmFleet(ctx, &cfg, needed, tpmdevice.KeyType(*tpmEK)); err != nil {
+		workerArgs := []string{"bench", "--tpm-worker", "--server", cfg.GRPCAddr, "--http-server", cfg.HTTPAddr, "--ca-file", c.caFile, "--kex", *kex, "--tpm-ek", *tpmEK}
+		var stopWorkers func()
+		if fleet, stopWorkers, err = tpmFleet(ctx, &cfg, needed, tpmdevice.KeyType(*tpmEK), workerArgs); err != nil {
 			return err
 		}
+		defer stopWorkers()
 	}
 	var reports []*bench.Report
 	used := 0

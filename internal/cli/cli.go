@@ -32,6 +32,9 @@ import (
 type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Stdin feeds commands that read input (a TPM bench worker); nil
+	// reads nothing.
+	Stdin io.Reader
 }
 
 type command struct {
