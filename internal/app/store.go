@@ -25,6 +25,7 @@ type store interface {
 	Ping(ctx context.Context) error
 	Close() error
 	SetEventRetention(n int)
+	GroupsVersion(ctx context.Context) (uint64, error)
 }
 
 // outboxSweeper is a store whose writes reach the assignment log through

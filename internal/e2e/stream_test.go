@@ -695,3 +695,68 @@ func TestRegistrationDisable(t *testing.T) {
 		t.Fatalf("re-registered on %s, want %s", sh, shard)
 	}
 }
+
+// TestSymmetricGroupChangesTakeEffectAtOnce: symmetric-key groups are
+// cached between registrations; a disabled, re-enabled, deleted,
+// re-created (new keys) or new group is seen by the very next
+// registration, never a cached copy.
+func TestSymmetricGroupChangesTakeEffectAtOnce(t *testing.T) {
+	e := start(t)
+	e.createShard("sym-shard", 1)
+	enr := pb.NewEnrollmentServiceClient(e.admin)
+	devs := e.dpsDevices()
+	create := func(id string) []byte {
+		t.Helper()
+		g, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: id, AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.GetSymmetricKey().GetPrimaryKey()
+	}
+	n := 0
+	expect := func(key []byte, want string) {
+		t.Helper()
+		n++
+		regID := fmt.Sprintf("sym-dev-%d", n)
+		code, op := devs.register(regID, symkey.DeriveDeviceKey(key, regID))
+		got := op.Status
+		if code != 200 {
+			got = fmt.Sprint(code)
+		}
+		if got != want {
+			t.Fatalf("device %d: %s (%d %s), want %s", n, got, code, op.RegistrationState.ErrorMessage, want)
+		}
+	}
+	setDisabled := func(id string, disabled bool) {
+		t.Helper()
+		g, err := enr.GetEnrollmentGroup(e.owner(), &pb.GetEnrollmentGroupRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED
+		if disabled {
+			st = pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED
+		}
+		if _, err := enr.UpdateEnrollmentGroup(e.owner(), &pb.UpdateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{Id: id, Etag: g.GetEtag(), ProvisioningStatus: st},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"provisioning_status"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k1 := create("sym-a")
+	expect(k1, "assigned")
+	expect(k1, "assigned") // from the cache
+	setDisabled("sym-a", true)
+	expect(k1, "disabled")
+	setDisabled("sym-a", false)
+	expect(k1, "assigned")
+	k2 := create("sym-b") // a new group, right after the cache was filled
+	expect(k2, "assigned")
+	if _, err := enr.DeleteEnrollmentGroup(e.owner(), &pb.DeleteEnrollmentGroupRequest{Id: "sym-a"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(k1, "401")
+	k3 := create("sym-a") // the same ID with new keys
+	expect(k1, "401")
+	expect(k3, "assigned")
+	expect(k2, "assigned")
+}

@@ -41,6 +41,9 @@ type EnrollmentStore interface {
 	GetGroup(ctx context.Context, id string) (*enrollment.Group, error)
 	ListGroups(ctx context.Context, p enrollment.Page) ([]*enrollment.Group, string, error)
 	GetIndividual(ctx context.Context, registrationID string) (*enrollment.Individual, error)
+	// GroupsVersion changes whenever a group is created, updated or
+	// deleted (a cheap read: it tells caches of the groups to reload).
+	GroupsVersion(ctx context.Context) (uint64, error)
 }
 
 type Service struct {
@@ -79,6 +82,9 @@ type Service struct {
 	// background counts those decisions, for Wait.
 	assigning  sync.Map
 	background sync.WaitGroup
+	// symGroups caches the symmetric-key groups and their opened keys
+	// (symkey.go).
+	symGroups symGroupCache
 }
 
 // Wait waits until background decisions (slow webhooks) have written

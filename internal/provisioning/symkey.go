@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"sync"
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/enrollment"
@@ -149,33 +150,86 @@ func (s *Service) attestSymmetricKey(ctx context.Context, req SASRequest) (*plan
 // maxSymmetricGroups bounds how many groups a token is tried against.
 const maxSymmetricGroups = 1000
 
-// symmetricGroup finds the symmetric-key group whose derived key signed the
-// token (DPS devices do not say which group they belong to).
-func (s *Service) symmetricGroup(ctx context.Context, signedBy func(*SymmetricKeys, bool) []byte) (*enrollment.Group, []byte, error) {
-	token, tried := "", 0
-	for {
+// A symmetric-key device does not say which group it belongs to, so a
+// registration tries the token against every symmetric group's derived
+// key. Listing the groups and opening their keys on every registration
+// costs more than the rest of the registration once there are a few
+// groups, so the groups and their opened keys are cached, and reloaded
+// whenever the store's groups version has moved: every group write moves
+// it, so a disabled, deleted, re-keyed or new group takes effect at once,
+// for one cheap read per registration.
+type symGroup struct {
+	g    *enrollment.Group
+	keys *SymmetricKeys
+}
+
+type symGroupCache struct {
+	mu      sync.Mutex
+	loaded  bool
+	version uint64
+	groups  []symGroup
+}
+
+// get returns the symmetric groups as of the store's current version.
+func (c *symGroupCache) get(ctx context.Context, s *Service) ([]symGroup, error) {
+	v, err := s.Enrollments.GroupsVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loaded && c.version == v {
+		return c.groups, nil
+	}
+	groups, err := s.loadSymmetricGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A write between reading v and listing makes this copy newer than v:
+	// it is reloaded on the next registration, never used stale.
+	c.loaded, c.version, c.groups = true, v, groups
+	return groups, nil
+}
+
+// loadSymmetricGroups lists the symmetric-key groups and opens their keys.
+func (s *Service) loadSymmetricGroups(ctx context.Context) ([]symGroup, error) {
+	var out []symGroup
+	for token := ""; ; {
 		groups, next, err := s.Enrollments.ListGroups(ctx, enrollment.Page{Token: token, Limit: 200})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, g := range groups {
 			if g.EffectiveMechanism() != enrollment.MechanismSymmetricKey {
 				continue
 			}
-			if tried++; tried > maxSymmetricGroups {
-				return nil, nil, fault.New(fault.Internal, fault.InternalError, "more than %d symmetric-key groups", maxSymmetricGroups)
+			if len(out) == maxSymmetricGroups {
+				return nil, fault.New(fault.Internal, fault.InternalError, "more than %d symmetric-key groups", maxSymmetricGroups)
 			}
 			keys, err := OpenKeys(s.Secrets, g.SealedKeys, GroupAAD(g.ID))
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			if k := signedBy(keys, true); k != nil {
-				return g, k, nil
-			}
+			out = append(out, symGroup{g: g, keys: keys})
 		}
 		if next == "" {
-			return nil, nil, fault.New(fault.Unauthenticated, fault.SASInvalid, "the SAS token is not signed by an enrolled key")
+			return out, nil
 		}
 		token = next
 	}
+}
+
+// symmetricGroup finds the symmetric-key group whose derived key signed the
+// token (DPS devices do not say which group they belong to).
+func (s *Service) symmetricGroup(ctx context.Context, signedBy func(*SymmetricKeys, bool) []byte) (*enrollment.Group, []byte, error) {
+	groups, err := s.symGroups.get(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, sg := range groups {
+		if k := signedBy(sg.keys, true); k != nil {
+			return sg.g, k, nil
+		}
+	}
+	return nil, nil, fault.New(fault.Unauthenticated, fault.SASInvalid, "the SAS token is not signed by an enrolled key")
 }

@@ -65,6 +65,7 @@ type Store struct {
 	closeOnce  sync.Once
 	closeErr   error
 	retention  atomic.Int64 // events kept per shard; 0 for the default
+	shardCache shardCache   // decoded shards for AllShards (registry.go)
 }
 
 // Open opens (creating if needed) the store file at path. Only one process

@@ -139,6 +139,12 @@ func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, e
 	return etag, err
 }
 
+// GroupsVersion returns a number that changes whenever an enrollment group
+// is created, updated or deleted.
+func (s *Store) GroupsVersion(ctx context.Context) (uint64, error) {
+	return groups.version(ctx, s)
+}
+
 // GetGroup implements enrollment.GroupStore.
 func (s *Store) GetGroup(ctx context.Context, id string) (*enrollment.Group, error) {
 	return groups.get(ctx, s, id)

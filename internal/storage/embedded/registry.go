@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -60,21 +61,56 @@ func (s *Store) countDevices(ctx context.Context, list ...*allocation.Shard) err
 	})
 }
 
-// AllShards implements allocation.Store.
+// AllShards implements allocation.Store. Every allocation reads every
+// shard, so the decoded shards are kept between calls, as of the shard
+// bucket's sequence (which every shard write moves); device counts are
+// read fresh each time.
 func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
 	var out []*allocation.Shard
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bShard).ForEach(func(k, _ []byte) error {
-			rec, err := shards.load(tx, string(k))
-			if err == nil {
-				sh := rec.Domain()
-				sh.Devices = shardCount(tx, sh.ID)
-				out = append(out, sh)
-			}
+		list, err := s.shardCache.get(tx)
+		if err != nil {
 			return err
-		})
+		}
+		out = make([]*allocation.Shard, len(list))
+		for i, sh := range list {
+			c := *sh
+			c.Devices = shardCount(tx, c.ID)
+			out[i] = &c
+		}
+		return nil
 	})
 	return out, err
+}
+
+// shardCache holds the decoded shards as of a shard bucket sequence.
+// Concurrent readers that find it stale each decode and store; they store
+// the same thing.
+type shardCache struct{ p atomic.Pointer[shardList] }
+
+type shardList struct {
+	seq  uint64
+	list []*allocation.Shard
+}
+
+func (c *shardCache) get(tx *bolt.Tx) ([]*allocation.Shard, error) {
+	seq := tx.Bucket(bShard).Sequence()
+	if cur := c.p.Load(); cur != nil && cur.seq == seq {
+		return cur.list, nil
+	}
+	var list []*allocation.Shard
+	err := tx.Bucket(bShard).ForEach(func(k, _ []byte) error {
+		rec, err := shards.load(tx, string(k))
+		if err == nil {
+			list = append(list, rec.Domain())
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.p.Store(&shardList{seq: seq, list: list})
+	return list, nil
 }
 
 // UpdateShard implements allocation.Store.

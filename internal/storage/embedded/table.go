@@ -33,7 +33,24 @@ func (t table[R, D]) load(tx *bolt.Tx, key string) (*R, error) {
 }
 
 func (t table[R, D]) put(tx *bolt.Tx, key string, rec *R) error {
+	if err := t.bump(tx); err != nil {
+		return err
+	}
 	return putJSON(tx.Bucket(t.bucket), key, rec)
+}
+
+// bump advances the table's version (its bucket's sequence), which every
+// write changes, so that caches of the table can tell when to reload.
+func (t table[R, D]) bump(tx *bolt.Tx) error {
+	_, err := tx.Bucket(t.bucket).NextSequence()
+	return err
+}
+
+// version reads the table's version.
+func (t table[R, D]) version(ctx context.Context, s *Store) (uint64, error) {
+	var v uint64
+	err := s.view(ctx, func(tx *bolt.Tx) error { v = tx.Bucket(t.bucket).Sequence(); return nil })
+	return v, err
 }
 
 func (t table[R, D]) exists(tx *bolt.Tx, key string) bool {
@@ -114,6 +131,9 @@ func (t table[R, D]) loadForDelete(tx *bolt.Tx, key, want string) (*R, error) {
 		if err := checkEtag(t.what, key, want, t.etag(rec)); err != nil {
 			return nil, err
 		}
+	}
+	if err := t.bump(tx); err != nil {
+		return nil, err
 	}
 	return rec, tx.Bucket(t.bucket).Delete([]byte(key))
 }

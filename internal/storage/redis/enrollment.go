@@ -110,6 +110,12 @@ func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
 		})
 }
 
+// GroupsVersion returns a number that changes whenever an enrollment group
+// is created, updated or deleted.
+func (s *Store) GroupsVersion(ctx context.Context) (uint64, error) {
+	return groups.readVersion(ctx, s)
+}
+
 // CreateGroup implements enrollment.GroupStore.
 func (s *Store) CreateGroup(ctx context.Context, g *enrollment.Group) (string, error) {
 	etag := newEtag()

@@ -22,6 +22,19 @@ type table[R, D any] struct {
 func (t table[R, D]) key(s *Store, id string) string { return s.cfgKey(t.kind, id) }
 func (t table[R, D]) list(s *Store) string           { return s.cfgKey(t.kind + "s") }
 
+// version is a counter that every write of the table increments in its
+// transaction, so that caches of the table can tell when to reload.
+func (t table[R, D]) version(s *Store) string { return s.cfgKey(t.kind + ":version") }
+
+// readVersion returns the table's version (0 before its first write).
+func (t table[R, D]) readVersion(ctx context.Context, s *Store) (uint64, error) {
+	v, err := s.c.Get(ctx, t.version(s)).Uint64()
+	if errors.Is(err, goredis.Nil) {
+		return 0, nil
+	}
+	return v, s.fail(ctx, err)
+}
+
 // load reads a record, or NotFound.
 func (t table[R, D]) load(ctx context.Context, s *Store, c goredis.Cmdable, id string) (*R, error) {
 	var rec R
@@ -120,6 +133,7 @@ func (t table[R, D]) create(ctx context.Context, s *Store, id string, rec *R, wa
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, key, raw, 0)
 			p.ZAdd(ctx, t.list(s), goredis.Z{Member: id})
+			p.Incr(ctx, t.version(s))
 			if more != nil {
 				more(p)
 			}
@@ -148,6 +162,7 @@ func (t table[R, D]) update(ctx context.Context, s *Store, id, want string, appl
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, key, raw, 0)
+			p.Incr(ctx, t.version(s))
 			return nil
 		})
 		return err
@@ -178,6 +193,7 @@ func (t table[R, D]) remove(ctx context.Context, s *Store, id, want string, watc
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Del(ctx, key)
 			p.ZRem(ctx, t.list(s), id)
+			p.Incr(ctx, t.version(s))
 			if more != nil {
 				more(p, rec)
 			}

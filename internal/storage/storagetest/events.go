@@ -1,7 +1,11 @@
 package storagetest
 
 import (
+	"sort"
+
 	"fmt"
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/enrollment"
 	"testing"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
@@ -183,5 +187,74 @@ func testListIdentities(t *testing.T, s Store) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("identities on s1: %v, want %v", got, want)
+	}
+}
+
+// testGroupsVersion: every group write (and only a write) moves the
+// groups version, including a failed-then-retried sequence.
+func testGroupsVersion(t *testing.T, s Store) {
+	ctx := t.Context()
+	seen := map[uint64]bool{}
+	step := func(what string, write func() error, moves bool) {
+		t.Helper()
+		before, err := s.GroupsVersion(ctx)
+		must(t, err, "GroupsVersion")
+		seen[before] = true
+		werr := write()
+		after, err := s.GroupsVersion(ctx)
+		must(t, err, "GroupsVersion")
+		if moved := after != before; moved != moves || moves && seen[after] {
+			t.Fatalf("%s (%v): version %d → %d, want moved=%v to a new value", what, werr, before, after, moves)
+		}
+	}
+	g := &enrollment.Group{ID: "sym", Mechanism: enrollment.MechanismSymmetricKey, SealedKeys: []byte("sealed"), Allocation: hashed(), Meta: enrollment.Meta{Created: t0, Updated: t0}}
+	var etag string
+	step("create", func() (err error) { etag, err = s.CreateGroup(ctx, g); return err }, true)
+	step("create again (refused)", func() error { _, err := s.CreateGroup(ctx, g); return err }, false)
+	step("read", func() error { _, err := s.GetGroup(ctx, "sym"); return err }, false)
+	upd := *g
+	upd.Etag, upd.Disabled = etag, true
+	step("update", func() (err error) { etag, err = s.UpdateGroup(ctx, &upd); return err }, true)
+	step("update with a stale etag (refused)", func() error { _, err := s.UpdateGroup(ctx, &upd); return err }, false)
+	step("an individual enrollment", func() error {
+		_, err := s.CreateIndividual(ctx, &enrollment.Individual{RegistrationID: "dev", Thumbprint: enrollment.Thumbprint([]byte("x")), Allocation: hashed()})
+		return err
+	}, false)
+	step("delete", func() error { return s.DeleteGroup(ctx, "sym", etag) }, true)
+}
+
+// testAllShardsFollowWrites: AllShards reflects every shard write at once
+// (stores may keep decoded shards between calls).
+func testAllShardsFollowWrites(t *testing.T, s Store) {
+	ctx := t.Context()
+	list := func() string {
+		t.Helper()
+		all, err := s.AllShards(ctx)
+		must(t, err, "AllShards")
+		var out []string
+		for _, sh := range all {
+			out = append(out, fmt.Sprintf("%s:%d:%s", sh.ID, sh.Weight, sh.State)) // counts: ShardDeviceCounts
+		}
+		sort.Strings(out)
+		return fmt.Sprint(out)
+	}
+	ensureShards(t, s, "a", "b")
+	if got := list(); got != "[a:1:active b:1:active]" {
+		t.Fatalf("after create: %s", got)
+	}
+	a, err := s.GetShard(ctx, "a")
+	must(t, err, "GetShard")
+	a.Weight, a.State = 7, allocation.Draining
+	_, err = s.UpdateShard(ctx, a)
+	must(t, err, "UpdateShard")
+	if got := list(); got != "[a:7:draining b:1:active]" {
+		t.Fatalf("after update: %s", got)
+	}
+	cur, err := s.GetShard(ctx, "a")
+	must(t, err, "GetShard")
+	must(t, s.DeleteShard(ctx, "a", cur.Etag), "DeleteShard")
+	ensureShards(t, s, "c")
+	if got := list(); got != "[b:1:active c:1:active]" {
+		t.Fatalf("after delete and create: %s", got)
 	}
 }

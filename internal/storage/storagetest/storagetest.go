@@ -36,6 +36,8 @@ type Store interface {
 	allocation.ClusterStore
 	registry.Store
 	access.Store
+	// GroupsVersion changes on every group write (provisioning's cache).
+	GroupsVersion(ctx context.Context) (uint64, error)
 	Close() error
 }
 
@@ -64,6 +66,8 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"AccessKeys", testAccessKeys},
 		{"ShardDeviceCounts", testShardDeviceCounts},
 		{"Clusters", testClusters},
+		{"GroupsVersion", testGroupsVersion},
+		{"AllShardsFollowWrites", testAllShardsFollowWrites},
 		{"EventLog", testEventLog},
 		{"EventRetention", testEventRetention},
 		{"EventAcks", testEventAcks},
