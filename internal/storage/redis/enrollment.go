@@ -273,16 +273,43 @@ func (s *Store) countDevices(ctx context.Context, list []*allocation.Shard, only
 
 // AllShards implements allocation.Store. Shards are few (an operator
 // creates them), so one read of the list and one MGET suffice.
+//
+// Every allocation reads every shard, so the decoded shards are kept
+// between calls as of the shard table's version (which every shard write
+// moves in its transaction): one GET instead of the list and the records
+// when nothing changed. Device counts are read fresh.
 func (s *Store) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
-	ids, err := s.c.ZRange(ctx, shards.list(s), 0, -1).Result()
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	list, err := shards.many(ctx, s, ids)
+	v, err := shards.readVersion(ctx, s)
 	if err != nil {
 		return nil, err
 	}
+	var cached []*allocation.Shard
+	if cur := s.shardCache.Load(); cur != nil && cur.version == v {
+		cached = cur.list
+	} else {
+		ids, err := s.c.ZRange(ctx, shards.list(s), 0, -1).Result()
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		if cached, err = shards.many(ctx, s, ids); err != nil {
+			return nil, err
+		}
+		// Read after v, so never older than v: a write in between only
+		// makes the next call reload.
+		s.shardCache.Store(&shardList{version: v, list: cached})
+	}
+	list := make([]*allocation.Shard, len(cached))
+	for i, sh := range cached {
+		c := *sh
+		list[i] = &c
+	}
 	return list, s.countDevices(ctx, list, true)
+}
+
+// shardList is AllShards' cache.
+type shardList struct {
+	version uint64
+	list    []*allocation.Shard
 }
 
 // UpdateShard implements allocation.Store.

@@ -68,6 +68,8 @@ type Store struct {
 	prefix    string
 	retention atomic.Int64 // events kept per shard's log; 0 for the default
 	relayOff  atomic.Bool  // tests: leave outboxes for the sweeper
+	// shardCache holds AllShards' decoded shards (enrollment.go).
+	shardCache atomic.Pointer[shardList]
 	// The relayer (events.go): writes queue their outboxes on relayQ.
 	relayQ    chan *relayJob
 	closing   chan struct{}

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	mrand "math/rand/v2"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -22,9 +23,13 @@ type table[R, D any] struct {
 func (t table[R, D]) key(s *Store, id string) string { return s.cfgKey(t.kind, id) }
 func (t table[R, D]) list(s *Store) string           { return s.cfgKey(t.kind + "s") }
 
-// version is a counter that every write of the table increments in its
-// transaction, so that caches of the table can tell when to reload.
+// version is a counter that every write of the table advances in its
+// transaction, so that caches of the table can tell when to reload. It
+// advances by a random step, so that a Redis that lost its data and saw
+// as many writes since cannot land on a version a cache holds.
 func (t table[R, D]) version(s *Store) string { return s.cfgKey(t.kind + ":version") }
+
+func versionStep() int64 { return 1 + mrand.Int64N(1<<32) }
 
 // readVersion returns the table's version (0 before its first write).
 func (t table[R, D]) readVersion(ctx context.Context, s *Store) (uint64, error) {
@@ -133,7 +138,7 @@ func (t table[R, D]) create(ctx context.Context, s *Store, id string, rec *R, wa
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, key, raw, 0)
 			p.ZAdd(ctx, t.list(s), goredis.Z{Member: id})
-			p.Incr(ctx, t.version(s))
+			p.IncrBy(ctx, t.version(s), versionStep())
 			if more != nil {
 				more(p)
 			}
@@ -162,7 +167,7 @@ func (t table[R, D]) update(ctx context.Context, s *Store, id, want string, appl
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Set(ctx, key, raw, 0)
-			p.Incr(ctx, t.version(s))
+			p.IncrBy(ctx, t.version(s), versionStep())
 			return nil
 		})
 		return err
@@ -193,7 +198,7 @@ func (t table[R, D]) remove(ctx context.Context, s *Store, id, want string, watc
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			p.Del(ctx, key)
 			p.ZRem(ctx, t.list(s), id)
-			p.Incr(ctx, t.version(s))
+			p.IncrBy(ctx, t.version(s), versionStep())
 			if more != nil {
 				more(p, rec)
 			}
