@@ -112,7 +112,8 @@ type Identity struct {
 	InitialTwin []byte
 	// IoTEdge marks an IoT Edge device.
 	IoTEdge bool
-	// Version increases by one on every change of the identity.
+	// Version increases on every change of the identity (NextVersion), also
+	// across a deletion and a new registration of the same device ID.
 	Version int64
 	Created time.Time
 	Updated time.Time
