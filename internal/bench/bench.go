@@ -73,6 +73,9 @@ type Config struct {
 	// ServerPIDs, if set, are read from /proc for CPU per operation (all
 	// replicas' CPU summed).
 	ServerPIDs []int
+	// Duration, if set, ends a run early: no device starts after it (the
+	// run also ends when its devices are used up).
+	Duration time.Duration
 	// HelperPIDs are client-side processes (TPM workers) whose CPU counts
 	// as the client's.
 	HelperPIDs []int
@@ -468,6 +471,9 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 		lat[i] = time.Since(t)
 	}
 	var wg sync.WaitGroup
+	// over reports that the run's duration has passed.
+	over := func() bool { return c.Duration > 0 && time.Since(start) >= c.Duration }
+	var started atomic.Int64
 	if c.Rate > 0 {
 		interval := time.Duration(float64(time.Second) / c.Rate)
 		inflight := make(chan struct{}, 10000) // bounds memory, not the rate
@@ -475,6 +481,10 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 				time.Sleep(d)
 			}
+			if over() || ctx.Err() != nil {
+				break
+			}
+			started.Add(1)
 			inflight <- struct{}{}
 			wg.Add(1)
 			go func() {
@@ -499,10 +509,14 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 					shared = s
 				}
 				for {
-					i := int(next.Add(1) - 1)
-					if i >= n || ctx.Err() != nil {
+					if over() || ctx.Err() != nil {
 						return
 					}
+					i := int(next.Add(1) - 1)
+					if i >= n {
+						return
+					}
+					started.Add(1)
 					do(i, shared)
 				}
 			}()
@@ -516,6 +530,11 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	}
 	self1 := c.clientCPU()
 
+	n = int(started.Load())
+	if n == 0 {
+		return nil, errors.New("bench: no device started (the duration passed or the run was cancelled)")
+	}
+	errs, lat = errs[:n], lat[:n]
 	r := &Report{Mode: c.Mode, Transport: c.Transport, Attestation: c.Attestation, Reuse: c.Reuse, KEX: c.KEX, Concurrency: conc, Rate: c.Rate,
 		Attempted: n, Errors: map[string]int{}, Seconds: elapsed.Seconds()}
 	var ok []time.Duration

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -45,6 +46,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	concurrency := fs.Int("concurrency", 8, "devices in flight (closed loop)")
 	rate := fs.Float64("rate", 0, "open-loop arrival rate in devices per second (0: closed loop)")
 	rounds := fs.Int("rounds", 1, "interleaved repetitions; medians are reported")
+	duration := fs.Duration("duration", 0, "end each measurement after this long, or when its devices are used up (with --rate and no --devices: rate × duration devices)")
 	kex := fs.String("kex", "x25519", "key exchange devices offer: x25519, p256 or default")
 	asJSON := fs.Bool("json", false, "print the reports as JSON")
 	tpmWorker := fs.Bool("tpm-worker", false, "internal: serve TPM registrations on stdin/stdout for a parent bench (one simulator per process)")
@@ -80,6 +82,14 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		}
 		modes = []string{"register"}
 	}
+	if *duration < 0 || *duration > 24*time.Hour {
+		return fmt.Errorf("%w: --duration must be between 0 and 24h", errUsage)
+	}
+	devicesSet := false
+	fs.Visit(func(f *flag.Flag) { devicesSet = devicesSet || f.Name == "devices" })
+	if *duration > 0 && *rate > 0 && !devicesSet {
+		*devices = int(math.Ceil(*rate * duration.Seconds()))
+	}
 	if *devices < 1 || *devices > 1_000_000 || *concurrency < 1 || *concurrency > 10_000 || *rounds < 1 || *rounds > 100 || *rate < 0 {
 		return fmt.Errorf("%w: --devices 1-1000000, --concurrency 1-10000, --rounds 1-100, --rate >= 0", errUsage)
 	}
@@ -95,7 +105,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		}
 		pids = append(pids, n)
 	}
-	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex,
+	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex, Duration: *duration,
 		ServerPIDs: pids, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
 	switch {
 	case *storeFile != "":

@@ -78,6 +78,26 @@ func TestBenchTool(t *testing.T) {
 		}
 	}
 
+	// --duration ends a run early: closed loop with far more devices than
+	// fit in the time, and open loop where the rate and duration give the
+	// device count.
+	for _, args := range [][]string{
+		{"--attestation", "symmetric", "--reuse", "--devices", "200000", "--duration", "500ms", "--transport", "grpc"},
+		{"--rate", "20", "--duration", "1s", "--transport", "rest"},
+	} {
+		out, err := exec.Command(bin, append([]string{"bench", "--spawn", "--mode", "register", "--concurrency", "4", "--json"}, args...)...).Output()
+		var res struct {
+			Reports []bench.Report `json:"reports"`
+		}
+		if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil || len(res.Reports) != 1 {
+			t.Fatalf("bench %v: %v %v\n%s", args, err, jerr, out)
+		}
+		r := res.Reports[0]
+		if r.Attempted < 1 || r.Attempted >= 200000 || r.Succeeded != r.Attempted || r.Attempted > 20 && args[0] == "--rate" {
+			t.Errorf("bench %v: %+v", args, r)
+		}
+	}
+
 	// The Redis backend: store bytes per device come from Redis's memory.
 	rs := redistest.Start(t, redistest.Options{})
 	out, err = exec.Command(bin, "bench", "--spawn", "--storage", "redis", "--redis-addrs", rs.Addr(), "--devices", "30", "--concurrency", "4", "--mode", "register", "--transport", "rest", "--json").Output()
@@ -98,7 +118,7 @@ func TestBenchTool(t *testing.T) {
 
 	// Bad flags are usage errors.
 	for _, args := range [][]string{{"--kex", "rsa"}, {"--attestation", "tpm", "--mode", "ceiling"}, {"--attestation", "tpm", "--tpm-ek", "dsa"}, {"--attestation", "tpm", "--transport", "dps"},
-		{"--attestation", "tpm", "--concurrency", "65"}} {
+		{"--attestation", "tpm", "--concurrency", "65"}, {"--duration", "-1s"}, {"--duration", "25h"}} {
 		if err := exec.Command(bin, append([]string{"bench"}, args...)...).Run(); err == nil {
 			t.Errorf("bench %v succeeded", args)
 		} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
