@@ -82,6 +82,9 @@ type EventLog interface {
 	ReadEvents(ctx context.Context, shard string, after uint64, limit int) ([]*Event, error)
 	// LogHead returns the seq of the shard's newest event (0 for none).
 	LogHead(ctx context.Context, shard string) (uint64, error)
+	// LogHeads is LogHead for many shards in one read (an idle stream
+	// polls them).
+	LogHeads(ctx context.Context, shards []string) ([]uint64, error)
 	// AckEvents records that the cluster has applied the shard's events up
 	// to seq.
 	AckEvents(ctx context.Context, cluster, shard string, seq uint64) error

@@ -168,10 +168,22 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 	}
 	defer s.hubs.release(c.ID)
 
+	names := make([]string, len(pos))
+	for i, p := range pos {
+		names[i] = p.shard
+	}
 	recheck := time.Now().Add(hubRecheck)
 	for {
+		// One read of every shard's head; only shards that moved are read.
+		heads, err := s.store.LogHeads(ctx, names)
+		if err != nil {
+			return s.fail(ctx, err)
+		}
 		sent := false
-		for _, p := range pos {
+		for i, p := range pos {
+			if heads[i] == p.cursor {
+				continue // nothing new (a head behind the cursor is read: CURSOR_EXPIRED)
+			}
 			evs, err := s.store.ReadEvents(ctx, p.shard, p.cursor, eventPage)
 			if err != nil {
 				return s.fail(ctx, shardCursorError(p.shard, err))

@@ -110,6 +110,20 @@ func (s *Store) LogHead(ctx context.Context, shard string) (uint64, error) {
 	return head, err
 }
 
+// LogHeads implements registry.EventLog.
+func (s *Store) LogHeads(ctx context.Context, shards []string) ([]uint64, error) {
+	heads := make([]uint64, len(shards))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		for i, sh := range shards {
+			if b := tx.Bucket(bLog).Bucket([]byte(sh)); b != nil {
+				heads[i] = b.Sequence()
+			}
+		}
+		return nil
+	})
+	return heads, err
+}
+
 // AckEvents implements registry.EventLog.
 func (s *Store) AckEvents(ctx context.Context, cluster, shard string, seq uint64) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {

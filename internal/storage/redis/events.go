@@ -307,6 +307,33 @@ func (s *Store) LogHead(ctx context.Context, shard string) (uint64, error) {
 	return v, s.fail(ctx, err)
 }
 
+// LogHeads implements registry.EventLog: one pipeline of GETs (split by
+// slot on a cluster).
+func (s *Store) LogHeads(ctx context.Context, shards []string) ([]uint64, error) {
+	cmds := make([]*goredis.StringCmd, len(shards))
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, sh := range shards {
+			cmds[i] = p.Get(ctx, s.logSeqKey(sh))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, s.fail(ctx, err)
+	}
+	heads := make([]uint64, len(shards))
+	for i, c := range cmds {
+		v, err := c.Uint64()
+		switch {
+		case errors.Is(err, goredis.Nil):
+		case err != nil:
+			return nil, s.fail(ctx, err)
+		default:
+			heads[i] = v
+		}
+	}
+	return heads, nil
+}
+
 // AckEvents implements registry.EventLog.
 func (s *Store) AckEvents(ctx context.Context, cluster, shard string, seq uint64) error {
 	return s.fail(ctx, s.c.HSet(ctx, s.ackKey(), cluster+"\x00"+shard, seq).Err())

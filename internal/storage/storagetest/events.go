@@ -82,6 +82,11 @@ func testEventLog(t *testing.T, s Store) {
 	}
 	wantEvents(t, s, "s2", 0, "created dev-1")
 	wantHead(t, s, "s1", 5)
+	heads, err := s.LogHeads(ctx, []string{"s2", "nowhere", "s1"})
+	must(t, err, "LogHeads")
+	if fmt.Sprint(heads) != "[1 0 5]" {
+		t.Fatalf("LogHeads = %v, want [1 0 5]", heads)
+	}
 
 	// Paging with a cursor.
 	page, err := s.ReadEvents(ctx, "s1", 1, 2)
