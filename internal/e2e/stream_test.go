@@ -228,6 +228,19 @@ func TestAssignmentStream(t *testing.T) {
 	if _, err := apiA.AckAssignments(t.Context(), &pb.AckAssignmentsRequest{Shard: "sa1", Cursor: cursor["sa1"]}); err != nil {
 		t.Fatal(err)
 	}
+	// The operator sees each shard's log head and what its cluster has
+	// acknowledged (the lag).
+	shards, err := pb.NewHubServiceClient(e.admin).ListShards(e.owner(), &pb.ListShardsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag := map[string]string{}
+	for _, sh := range shards.GetShards() {
+		lag[sh.GetId()] = fmt.Sprintf("%d/%d", sh.GetAssignmentAcknowledged(), sh.GetAssignmentLogHead())
+	}
+	if want := fmt.Sprintf("map[sa1:%d/%d sa2:0/%d sb1:0/%d]", cursor["sa1"], cursor["sa1"], cursor["sa2"], len(onShard["sb1"])); fmt.Sprint(lag) != want {
+		t.Fatalf("shards' acknowledged/head: %v, want %s", lag, want)
+	}
 	ch, stop = watch(t, apiA, &pb.WatchAssignmentsRequest{Shards: []*pb.ShardCursor{{Shard: "sa1", FromAcknowledged: true}, {Shard: "sa2", FromAcknowledged: true}}})
 	replay := next(t, ch, len(onShard["sa2"]))
 	for _, ev := range replay {

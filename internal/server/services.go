@@ -523,7 +523,33 @@ func (s *services) GetShard(ctx context.Context, req *pb.GetShardRequest) (*pb.S
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return shardToPB(sh), nil
+	out := shardToPB(sh)
+	if err := s.withLog(ctx, out); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return out, nil
+}
+
+// withLog fills in the shards' assignment log heads and their clusters'
+// acknowledged cursors.
+func (s *services) withLog(ctx context.Context, shards ...*pb.Shard) error {
+	names := make([]string, len(shards))
+	for i, sh := range shards {
+		names[i] = sh.GetId()
+	}
+	heads, err := s.store.LogHeads(ctx, names)
+	if err != nil {
+		return err
+	}
+	for i, sh := range shards {
+		sh.AssignmentLogHead = heads[i]
+		if sh.GetHubCluster() != "" {
+			if sh.AssignmentAcknowledged, err = s.store.AckedEvent(ctx, sh.GetHubCluster(), sh.GetId()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ListShards implements HubService.
@@ -542,6 +568,9 @@ func (s *services) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*
 	out := &pb.ListShardsResponse{NextPageToken: next}
 	for _, sh := range shards {
 		out.Shards = append(out.Shards, shardToPB(sh))
+	}
+	if err := s.withLog(ctx, out.Shards...); err != nil {
+		return nil, s.fail(ctx, err)
 	}
 	return out, nil
 }

@@ -491,9 +491,14 @@ type Shard struct {
 	// Output only: devices assigned to the shard (with Redis, an upper bound).
 	Devices int64 `protobuf:"varint,10,opt,name=devices,proto3" json:"devices,omitempty"`
 	// The hub cluster that owns the shard, or empty.
-	HubCluster    string `protobuf:"bytes,11,opt,name=hub_cluster,json=hubCluster,proto3" json:"hub_cluster,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HubCluster string `protobuf:"bytes,11,opt,name=hub_cluster,json=hubCluster,proto3" json:"hub_cluster,omitempty"`
+	// Output only (GetShard, ListShards): the cursor of the newest event in
+	// the shard's assignment log, and the cursor its hub cluster last
+	// acknowledged. Their difference is how far the cluster lags.
+	AssignmentLogHead      uint64 `protobuf:"varint,12,opt,name=assignment_log_head,json=assignmentLogHead,proto3" json:"assignment_log_head,omitempty"`
+	AssignmentAcknowledged uint64 `protobuf:"varint,13,opt,name=assignment_acknowledged,json=assignmentAcknowledged,proto3" json:"assignment_acknowledged,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Shard) Reset() {
@@ -601,6 +606,20 @@ func (x *Shard) GetHubCluster() string {
 		return x.HubCluster
 	}
 	return ""
+}
+
+func (x *Shard) GetAssignmentLogHead() uint64 {
+	if x != nil {
+		return x.AssignmentLogHead
+	}
+	return 0
+}
+
+func (x *Shard) GetAssignmentAcknowledged() uint64 {
+	if x != nil {
+		return x.AssignmentAcknowledged
+	}
+	return 0
 }
 
 type CreateShardRequest struct {
@@ -1067,7 +1086,7 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"updateMask\"=\n" +
 	"\x17DeleteHubClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xf8\x02\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xe1\x03\n" +
 	"\x05Shard\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
@@ -1083,7 +1102,9 @@ const file_zerotouch_v1_hub_proto_rawDesc = "" +
 	"\adevices\x18\n" +
 	" \x01(\x03R\adevices\x12\x1f\n" +
 	"\vhub_cluster\x18\v \x01(\tR\n" +
-	"hubCluster\"?\n" +
+	"hubCluster\x12.\n" +
+	"\x13assignment_log_head\x18\f \x01(\x04R\x11assignmentLogHead\x127\n" +
+	"\x17assignment_acknowledged\x18\r \x01(\x04R\x16assignmentAcknowledged\"?\n" +
 	"\x12CreateShardRequest\x12)\n" +
 	"\x05shard\x18\x01 \x01(\v2\x13.zerotouch.v1.ShardR\x05shard\"!\n" +
 	"\x0fGetShardRequest\x12\x0e\n" +
