@@ -148,6 +148,23 @@ func TestWalkThrough(t *testing.T) {
 	run(0, "group", "enable", "acme")
 	run(0, "device", "register", "--cert", "dev-002/device.pem", "--key", "dev-002/device-key.pem")
 	run(0, "registration", "delete", "dev-002")
+	if out := run(0, "registration", "disable", "dev-001"); !strings.Contains(out, "REGISTRATION_STATUS_DISABLED") {
+		t.Fatalf("registration disable: %s", out)
+	}
+	if out := run(1, "device", "register", "--cert", "dev-001/device.pem", "--key", "dev-001/device-key.pem"); !strings.Contains(out, "REGISTRATION_DISABLED") {
+		t.Fatalf("a disabled registration registering: %s", out)
+	}
+	if out := run(0, "registration", "enable", "dev-001"); !strings.Contains(out, "REGISTRATION_STATUS_ASSIGNED") {
+		t.Fatalf("registration enable: %s", out)
+	}
+	run(1, "registration", "disable", "dev-001", "--etag", "stale")
+	// dev-001 created, disabled and enabled with its group, dev-002 created
+	// and deleted, dev-001 disabled and enabled on its own.
+	if out := run(0, "shard", "get", "hub-1"); !regexp.MustCompile(`"assignmentLogHead":\s*"7"`).MatchString(out) {
+		t.Fatalf("shard's log head: %s", out)
+	}
+	run(2, "hub")
+	run(2, "hub", "--shards", "hub-1")
 	run(0, "shard", "update", "hub-1", "--weight", "500", "--region", "eu-west", "--capacity", "1000")
 	if out := run(0, "shard", "get", "hub-1"); !strings.Contains(out, "500") || !strings.Contains(out, "eu-west") || !regexp.MustCompile(`"devices":\s*"1"`).MatchString(out) {
 		t.Fatalf("shard update: %s", out)
