@@ -7,9 +7,11 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/zerotouch/zerotouch/allocation/hubclient"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
@@ -29,7 +31,9 @@ func Example() {
 		roots.AppendCertsFromPEM(ca)
 	}
 	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, MinVersion: tls.VersionTLS12})
-	conn, err := grpc.NewClient("zerotouch.example.com:8444", grpc.WithTransportCredentials(creds))
+	// Keepalive pings find a dead connection under a quiet stream.
+	conn, err := grpc.NewClient("zerotouch.example.com:8444", grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/zerotouch/zerotouch/allocation/hubclient"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
@@ -42,7 +44,10 @@ func runHub(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cc, err := grpc.NewClient(c.server, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	// Keepalive pings find a dead connection (a partition leaves a quiet
+	// stream waiting forever otherwise); the server allows one per 10 s.
+	cc, err := grpc.NewClient(c.server, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
 	if err != nil {
 		return err
 	}
