@@ -21,9 +21,15 @@ type Client struct {
 	// API is the HubAssignmentService, on a connection that presents the
 	// hub cluster's client certificate.
 	API pb.HubAssignmentServiceClient
-	// Shards are the cluster's shards to follow.
-	Shards  []string
-	Replica *Replica
+	// Shards are the cluster's shards to follow. Empty follows all of the
+	// cluster's shards (ListClusterShards), checked again every
+	// RediscoverEvery (default 30 s): a shard given to the cluster is
+	// snapshotted and followed, a shard taken away is dropped from the
+	// replica (OnDrop).
+	Shards          []string
+	RediscoverEvery time.Duration
+	OnDrop          func(shard string, identities int)
+	Replica         *Replica
 	// OnEvent, if set, is called after each event is applied (changed
 	// reports whether it changed the replica), and OnSnapshot after a
 	// shard was reset from a snapshot.
@@ -41,13 +47,31 @@ type Client struct {
 // accepted, a shard is not the cluster's, a request is malformed).
 var ErrFatal = errors.New("hubclient: giving up")
 
+// errShardsChanged ends a session whose cluster's shards changed.
+var errShardsChanged = errors.New("hubclient: the cluster's shards changed")
+
+func (c *Client) discover() bool { return len(c.Shards) == 0 }
+
+func (c *Client) rediscoverEvery() time.Duration {
+	if c.RediscoverEvery > 0 {
+		return c.RediscoverEvery
+	}
+	return 30 * time.Second
+}
+
+// clusterShards asks which shards the cluster owns.
+func (c *Client) clusterShards(ctx context.Context) ([]string, error) {
+	resp, err := c.API.ListClusterShards(ctx, &pb.ListClusterShardsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetShards(), nil
+}
+
 // Run follows the shards until ctx is done (then it saves and returns
 // nil) or a fatal error. Transient errors (the server restarting, network
 // loss) are retried with backoff.
 func (c *Client) Run(ctx context.Context) error {
-	if len(c.Shards) == 0 {
-		return fmt.Errorf("%w: no shards to follow", ErrFatal)
-	}
 	log := c.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -63,11 +87,21 @@ func (c *Client) Run(ctx context.Context) error {
 			c.Replica.Forget(shard)
 			continue
 		}
+		if errors.Is(err, errShardsChanged) {
+			backoff = 100 * time.Millisecond
+			continue
+		}
 		if errors.Is(err, ErrFatal) {
 			return err
 		}
 		switch status.Code(err) {
-		case codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument, codes.NotFound:
+		case codes.PermissionDenied:
+			if !c.discover() { // a shard named in the configuration is not the cluster's
+				return fmt.Errorf("%w: %v", ErrFatal, err)
+			}
+			// A shard was taken from the cluster: the next session
+			// rediscovers (after a backoff, in case it keeps happening).
+		case codes.Unauthenticated, codes.InvalidArgument, codes.NotFound:
 			return fmt.Errorf("%w: %v", ErrFatal, err)
 		}
 		if progressed {
@@ -128,7 +162,42 @@ func (c *Client) snapshot(ctx context.Context, shard string) error {
 // session snapshots the shards without a cursor, then watches all of
 // them until an error. It reports whether it applied anything.
 func (c *Client) session(ctx context.Context) (bool, error) {
-	for _, shard := range c.Shards {
+	shards := c.Shards
+	if c.discover() {
+		var err error
+		if shards, err = c.clusterShards(ctx); err != nil {
+			return false, err
+		}
+		// Shards taken from the cluster leave the replica: none foreign.
+		mine := map[string]bool{}
+		for _, sh := range shards {
+			mine[sh] = true
+		}
+		dropped := false
+		for _, sh := range c.Replica.Shards() {
+			if !mine[sh] {
+				n := c.Replica.Drop(sh)
+				dropped = true
+				if c.OnDrop != nil {
+					c.OnDrop(sh, n)
+				}
+			}
+		}
+		if dropped {
+			if err := c.Replica.Save(); err != nil {
+				return false, fmt.Errorf("%w: save replica: %v", ErrFatal, err)
+			}
+		}
+		if len(shards) == 0 { // nothing to follow yet
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(c.rediscoverEvery()):
+				return false, errShardsChanged
+			}
+		}
+	}
+	for _, shard := range shards {
 		if _, ok := c.Replica.Cursor(shard); !ok {
 			if err := c.snapshot(ctx, shard); err != nil {
 				return false, err
@@ -137,7 +206,7 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 	}
 	req := &pb.WatchAssignmentsRequest{}
 	cursors := c.Replica.cursors()
-	for _, shard := range c.Shards {
+	for _, shard := range shards {
 		req.Shards = append(req.Shards, &pb.ShardCursor{Shard: shard, Cursor: cursors[shard]})
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -173,6 +242,12 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var rediscover <-chan time.Time
+	if c.discover() {
+		t := time.NewTicker(c.rediscoverEvery())
+		defer t.Stop()
+		rediscover = t.C
+	}
 	acked := cursors
 	pending, progressed := 0, false
 	// flush saves the replica, then acknowledges each shard's cursor: an
@@ -202,6 +277,14 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 		case <-tick.C:
 			if err := flush(); err != nil {
 				return progressed, err
+			}
+		case <-rediscover:
+			now, err := c.clusterShards(ctx)
+			if err != nil {
+				return progressed, errors.Join(flush(), err)
+			}
+			if fmt.Sprint(now) != fmt.Sprint(shards) {
+				return progressed, errors.Join(flush(), errShardsChanged)
 			}
 		case r := <-events:
 			if r.err != nil {

@@ -134,6 +134,34 @@ func (r *Replica) Forget(shard string) {
 	delete(r.f.Cursors, shard)
 }
 
+// Drop removes a shard the cluster no longer owns: its identities and its
+// cursor. It returns how many identities went.
+func (r *Replica) Drop(shard string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for dev, id := range r.f.Identities {
+		if id.Shard == shard {
+			delete(r.f.Identities, dev)
+			n++
+		}
+	}
+	delete(r.f.Cursors, shard)
+	return n
+}
+
+// Shards returns the shards the replica has cursors for, sorted.
+func (r *Replica) Shards() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.f.Cursors))
+	for sh := range r.f.Cursors {
+		out = append(out, sh)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Get returns a device's identity, or nil.
 func (r *Replica) Get(deviceID string) *Identity {
 	r.mu.Lock()

@@ -164,7 +164,7 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("shard's log head: %s", out)
 	}
 	run(2, "hub")
-	run(2, "hub", "--shards", "hub-1")
+	run(2, "hub", "--shards", "hub-1", "--cert", "x.pem")
 	run(0, "shard", "update", "hub-1", "--weight", "500", "--region", "eu-west", "--capacity", "1000")
 	if out := run(0, "shard", "get", "hub-1"); !strings.Contains(out, "500") || !strings.Contains(out, "eu-west") || !regexp.MustCompile(`"devices":\s*"1"`).MatchString(out) {
 		t.Fatalf("shard update: %s", out)

@@ -27,14 +27,18 @@ func runHub(ctx context.Context, env Env, args []string) error {
 	c.register(fs, env, defaultGRPCServer)
 	certFile := fs.String("cert", "", "the node's client certificate (PEM; subject CN = the cluster ID, pinned on the cluster)")
 	keyFile := fs.String("key", "", "the certificate's private key (PEM)")
-	shards := fs.String("shards", "", "comma-separated shards of the cluster to follow")
+	shards := fs.String("shards", "", "comma-separated shards of the cluster to follow (default: all of the cluster's shards, following changes)")
 	state := fs.String("state", "hub-replica.json", "the replica file (created if absent; resumed from after a restart)")
 	quiet := fs.Bool("quiet", false, "print a line per snapshot, not per event")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if *certFile == "" || *keyFile == "" || *shards == "" {
-		return fmt.Errorf("%w: --cert, --key and --shards are required", errUsage)
+	if *certFile == "" || *keyFile == "" {
+		return fmt.Errorf("%w: --cert and --key are required", errUsage)
+	}
+	var follow []string
+	if *shards != "" {
+		follow = strings.Split(*shards, ",")
 	}
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {
@@ -63,10 +67,13 @@ func runHub(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, format+"\n", args...)
 	}
 	client := &hubclient.Client{
-		API: pb.NewHubAssignmentServiceClient(cc), Shards: strings.Split(*shards, ","), Replica: replica,
+		API: pb.NewHubAssignmentServiceClient(cc), Shards: follow, Replica: replica,
 		Log: slog.New(slog.NewTextHandler(env.Stderr, nil)),
 		OnSnapshot: func(shard string, n int, cursor uint64) {
 			print("snapshot %s: %d identities, cursor %d", shard, n, cursor)
+		},
+		OnDrop: func(shard string, n int) {
+			print("dropped %s (no longer the cluster's): %d identities", shard, n)
 		},
 	}
 	if !*quiet {

@@ -40,7 +40,10 @@ func startAgent(t *testing.T, server, caFile string, node *pki.Issued, shards, d
 	if err := node.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	a.args = []string{"hub", "--server", server, "--ca-file", caFile, "--cert", certFile, "--key", keyFile, "--shards", shards, "--state", a.state}
+	a.args = []string{"hub", "--server", server, "--ca-file", caFile, "--cert", certFile, "--key", keyFile, "--state", a.state}
+	if shards != "" { // else all of the cluster's shards
+		a.args = append(a.args, "--shards", shards)
+	}
 	if quiet {
 		a.args = append(a.args, "--quiet")
 	}
@@ -117,7 +120,7 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentA := startAgent(t, c.replicas[0].grpcAddr, caFile, f.nodeA, "sa1,sa2", dir, "agent-a", true)
-	agentB := startAgent(t, c.replicas[1].grpcAddr, caFile, f.nodeB, "sb1", dir, "agent-b", false) // prints every event
+	agentB := startAgent(t, c.replicas[1].grpcAddr, caFile, f.nodeB, "", dir, "agent-b", false) // its cluster's shards; prints every event
 
 	// Devices register over pooled connections to either replica; one
 	// that fails (its replica is down) is retried on the other.

@@ -345,6 +345,14 @@ func TestAssignmentStream(t *testing.T) {
 		t.Fatalf("snapshot of sa1: %d identities at cursor %d; the store has %d at head %d", len(snap), snapCursor, len(regs), head)
 	}
 
+	// A cluster lists its own shards; without a certificate, nothing.
+	if got, err := apiB.ListClusterShards(t.Context(), &pb.ListClusterShardsRequest{}); err != nil || fmt.Sprint(got.GetShards()) != "[sb1]" {
+		t.Fatalf("cluster-b's shards: %v %v", got, err)
+	}
+	if _, err := f.api(nil).ListClusterShards(t.Context(), &pb.ListClusterShardsRequest{}); codeOf(err) != codes.Unauthenticated {
+		t.Fatalf("shards without a certificate: %v", err)
+	}
+
 	// Cluster-b, no certificate, and bad requests.
 	refused := func(name string, api pb.HubAssignmentServiceClient, req *pb.WatchAssignmentsRequest, code codes.Code) {
 		t.Helper()
@@ -772,4 +780,105 @@ func TestSymmetricGroupChangesTakeEffectAtOnce(t *testing.T) {
 	expect(k1, "401")
 	expect(k3, "assigned")
 	expect(k2, "assigned")
+}
+
+// TestHubClientFollowsClusterShards: clients that name no shards follow
+// all of their cluster's shards: a shard handed to another cluster leaves
+// one replica and enters the other, and a new shard is picked up; each
+// replica ends with exactly its cluster's identities.
+func TestHubClientFollowsClusterShards(t *testing.T) {
+	e := start(t)
+	f := e.newHubFleet()
+	type follower struct {
+		replica *hubclient.Replica
+		dropped atomic.Int64
+	}
+	follow := func(node *pki.Issued, name string) *follower {
+		fl := &follower{}
+		var err error
+		if fl.replica, err = hubclient.OpenReplica(filepath.Join(t.TempDir(), name+".json")); err != nil {
+			t.Fatal(err)
+		}
+		conn := e.dial(e.clientTLS(node))
+		t.Cleanup(func() { conn.Close() })
+		client := &hubclient.Client{API: pb.NewHubAssignmentServiceClient(conn), Replica: fl.replica, SaveEvery: 20 * time.Millisecond,
+			RediscoverEvery: 50 * time.Millisecond, OnDrop: func(string, int) { fl.dropped.Add(1) }}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- client.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: Run: %v", name, err)
+			}
+		})
+		return fl
+	}
+	a, b := follow(f.nodeA, "a"), follow(f.nodeB, "b")
+	hubs := pb.NewHubServiceClient(e.admin)
+	// converge waits until each replica holds exactly its cluster's
+	// identities (device ID → version) as the store has them.
+	converge := func(what string) {
+		t.Helper()
+		want := map[string]map[string]int64{"cluster-a": {}, "cluster-b": {}}
+		list, err := hubs.ListShards(e.owner(), &pb.ListShardsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sh := range list.GetShards() {
+			ids, _, err := e.store.ListIdentities(t.Context(), sh.GetId(), "", 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				want[sh.GetHubCluster()][id.DeviceID] = id.Version
+			}
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for name, fl := range map[string]*follower{"cluster-a": a, "cluster-b": b} {
+			for {
+				got := map[string]int64{}
+				for _, id := range fl.replica.Identities() {
+					got[id.DeviceID] = id.Version
+				}
+				if fmt.Sprint(got) == fmt.Sprint(want[name]) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %s holds %d identities, want %d", what, name, len(got), len(want[name]))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	for i := range 30 {
+		f.register(fmt.Sprintf("fo-%02d", i))
+	}
+	converge("at first")
+
+	// sb1 (with its devices) goes from cluster-b to cluster-a.
+	sb1, err := hubs.GetShard(e.owner(), &pb.GetShardRequest{Id: "sb1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hubs.UpdateShard(e.owner(), &pb.UpdateShardRequest{Shard: &pb.Shard{Id: "sb1", Etag: sb1.GetEtag(), HubCluster: "cluster-a"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"hub_cluster"}}}); err != nil {
+		t.Fatal(err)
+	}
+	converge("after sb1 moved to cluster-a")
+	if b.dropped.Load() != 1 || len(b.replica.Identities()) != 0 {
+		t.Fatalf("cluster-b dropped %d shards and holds %d identities", b.dropped.Load(), len(b.replica.Identities()))
+	}
+
+	// A new shard for cluster-b; new devices land on it among others.
+	if _, err := hubs.CreateShard(e.owner(), &pb.CreateShardRequest{Shard: &pb.Shard{Id: "sb2", Hostname: "sb2.hubs.example.com", Weight: 1, HubCluster: "cluster-b"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 30; i < 60; i++ {
+		f.register(fmt.Sprintf("fo-%02d", i))
+	}
+	converge("after sb2 joined cluster-b")
+	if len(b.replica.Identities()) == 0 {
+		t.Fatal("no device landed on sb2")
+	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/base64"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,5 +288,25 @@ func (s *services) ListShardIdentities(ctx context.Context, req *pb.ListShardIde
 	if next != "" {
 		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(cursor, 10) + "." + next))
 	}
+	return out, nil
+}
+
+// ListClusterShards implements HubAssignmentService.
+func (s *services) ListClusterShards(ctx context.Context, _ *pb.ListClusterShardsRequest) (*pb.ListClusterShardsResponse, error) {
+	c, err := s.hubCluster(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	all, err := s.store.AllShards(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListClusterShardsResponse{}
+	for _, sh := range all {
+		if sh.Cluster == c.ID {
+			out.Shards = append(out.Shards, sh.ID)
+		}
+	}
+	sort.Strings(out.Shards)
 	return out, nil
 }

@@ -82,6 +82,87 @@ func (IdentityEventKind) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{0}
 }
 
+type ListClusterShardsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClusterShardsRequest) Reset() {
+	*x = ListClusterShardsRequest{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClusterShardsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClusterShardsRequest) ProtoMessage() {}
+
+func (x *ListClusterShardsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClusterShardsRequest.ProtoReflect.Descriptor instead.
+func (*ListClusterShardsRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{0}
+}
+
+type ListClusterShardsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Shard IDs, sorted.
+	Shards        []string `protobuf:"bytes,1,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClusterShardsResponse) Reset() {
+	*x = ListClusterShardsResponse{}
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClusterShardsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClusterShardsResponse) ProtoMessage() {}
+
+func (x *ListClusterShardsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClusterShardsResponse.ProtoReflect.Descriptor instead.
+func (*ListClusterShardsResponse) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListClusterShardsResponse) GetShards() []string {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
 type WatchAssignmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 1000 shards, each named once.
@@ -92,7 +173,7 @@ type WatchAssignmentsRequest struct {
 
 func (x *WatchAssignmentsRequest) Reset() {
 	*x = WatchAssignmentsRequest{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -104,7 +185,7 @@ func (x *WatchAssignmentsRequest) String() string {
 func (*WatchAssignmentsRequest) ProtoMessage() {}
 
 func (x *WatchAssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[0]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -117,7 +198,7 @@ func (x *WatchAssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{0}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WatchAssignmentsRequest) GetShards() []*ShardCursor {
@@ -141,7 +222,7 @@ type ShardCursor struct {
 
 func (x *ShardCursor) Reset() {
 	*x = ShardCursor{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +234,7 @@ func (x *ShardCursor) String() string {
 func (*ShardCursor) ProtoMessage() {}
 
 func (x *ShardCursor) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +247,7 @@ func (x *ShardCursor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardCursor.ProtoReflect.Descriptor instead.
 func (*ShardCursor) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{1}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ShardCursor) GetShard() string {
@@ -206,7 +287,7 @@ type IdentityEvent struct {
 
 func (x *IdentityEvent) Reset() {
 	*x = IdentityEvent{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +299,7 @@ func (x *IdentityEvent) String() string {
 func (*IdentityEvent) ProtoMessage() {}
 
 func (x *IdentityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +312,7 @@ func (x *IdentityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityEvent.ProtoReflect.Descriptor instead.
 func (*IdentityEvent) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{2}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IdentityEvent) GetShard() string {
@@ -280,7 +361,7 @@ type AckAssignmentsRequest struct {
 
 func (x *AckAssignmentsRequest) Reset() {
 	*x = AckAssignmentsRequest{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +373,7 @@ func (x *AckAssignmentsRequest) String() string {
 func (*AckAssignmentsRequest) ProtoMessage() {}
 
 func (x *AckAssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +386,7 @@ func (x *AckAssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckAssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AckAssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{3}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AckAssignmentsRequest) GetShard() string {
@@ -330,7 +411,7 @@ type AckAssignmentsResponse struct {
 
 func (x *AckAssignmentsResponse) Reset() {
 	*x = AckAssignmentsResponse{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +423,7 @@ func (x *AckAssignmentsResponse) String() string {
 func (*AckAssignmentsResponse) ProtoMessage() {}
 
 func (x *AckAssignmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +436,7 @@ func (x *AckAssignmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckAssignmentsResponse.ProtoReflect.Descriptor instead.
 func (*AckAssignmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{4}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{6}
 }
 
 type ListShardIdentitiesRequest struct {
@@ -370,7 +451,7 @@ type ListShardIdentitiesRequest struct {
 
 func (x *ListShardIdentitiesRequest) Reset() {
 	*x = ListShardIdentitiesRequest{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +463,7 @@ func (x *ListShardIdentitiesRequest) String() string {
 func (*ListShardIdentitiesRequest) ProtoMessage() {}
 
 func (x *ListShardIdentitiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +476,7 @@ func (x *ListShardIdentitiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardIdentitiesRequest.ProtoReflect.Descriptor instead.
 func (*ListShardIdentitiesRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{5}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListShardIdentitiesRequest) GetShard() string {
@@ -431,7 +512,7 @@ type ListShardIdentitiesResponse struct {
 
 func (x *ListShardIdentitiesResponse) Reset() {
 	*x = ListShardIdentitiesResponse{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +524,7 @@ func (x *ListShardIdentitiesResponse) String() string {
 func (*ListShardIdentitiesResponse) ProtoMessage() {}
 
 func (x *ListShardIdentitiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +537,7 @@ func (x *ListShardIdentitiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardIdentitiesResponse.ProtoReflect.Descriptor instead.
 func (*ListShardIdentitiesResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{6}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListShardIdentitiesResponse) GetIdentities() []*DeviceIdentity {
@@ -489,7 +570,7 @@ type LookupIdentityRequest struct {
 
 func (x *LookupIdentityRequest) Reset() {
 	*x = LookupIdentityRequest{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[7]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +582,7 @@ func (x *LookupIdentityRequest) String() string {
 func (*LookupIdentityRequest) ProtoMessage() {}
 
 func (x *LookupIdentityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[7]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +595,7 @@ func (x *LookupIdentityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupIdentityRequest.ProtoReflect.Descriptor instead.
 func (*LookupIdentityRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{7}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LookupIdentityRequest) GetDeviceId() string {
@@ -557,7 +638,7 @@ type DeviceIdentity struct {
 
 func (x *DeviceIdentity) Reset() {
 	*x = DeviceIdentity{}
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +650,7 @@ func (x *DeviceIdentity) String() string {
 func (*DeviceIdentity) ProtoMessage() {}
 
 func (x *DeviceIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_hubapi_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +663,7 @@ func (x *DeviceIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceIdentity.ProtoReflect.Descriptor instead.
 func (*DeviceIdentity) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{8}
+	return file_zerotouch_v1_hubapi_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeviceIdentity) GetDeviceId() string {
@@ -687,7 +768,10 @@ var File_zerotouch_v1_hubapi_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_hubapi_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/hubapi.proto\x12\fzerotouch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"L\n" +
+	"\x19zerotouch/v1/hubapi.proto\x12\fzerotouch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\x1a\n" +
+	"\x18ListClusterShardsRequest\"3\n" +
+	"\x19ListClusterShardsResponse\x12\x16\n" +
+	"\x06shards\x18\x01 \x03(\tR\x06shards\"L\n" +
 	"\x17WatchAssignmentsRequest\x121\n" +
 	"\x06shards\x18\x01 \x03(\v2\x19.zerotouch.v1.ShardCursorR\x06shards\"h\n" +
 	"\vShardCursor\x12\x14\n" +
@@ -741,12 +825,13 @@ const file_zerotouch_v1_hubapi_proto_rawDesc = "" +
 	"\x1bIDENTITY_EVENT_KIND_UPDATED\x10\x02\x12 \n" +
 	"\x1cIDENTITY_EVENT_KIND_DISABLED\x10\x03\x12\x1f\n" +
 	"\x1bIDENTITY_EVENT_KIND_ENABLED\x10\x04\x12\x1f\n" +
-	"\x1bIDENTITY_EVENT_KIND_DELETED\x10\x052\x8e\x03\n" +
+	"\x1bIDENTITY_EVENT_KIND_DELETED\x10\x052\xf4\x03\n" +
 	"\x14HubAssignmentService\x12S\n" +
 	"\x0eLookupIdentity\x12#.zerotouch.v1.LookupIdentityRequest\x1a\x1c.zerotouch.v1.DeviceIdentity\x12X\n" +
 	"\x10WatchAssignments\x12%.zerotouch.v1.WatchAssignmentsRequest\x1a\x1b.zerotouch.v1.IdentityEvent0\x01\x12[\n" +
 	"\x0eAckAssignments\x12#.zerotouch.v1.AckAssignmentsRequest\x1a$.zerotouch.v1.AckAssignmentsResponse\x12j\n" +
-	"\x13ListShardIdentities\x12(.zerotouch.v1.ListShardIdentitiesRequest\x1a).zerotouch.v1.ListShardIdentitiesResponseB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x13ListShardIdentities\x12(.zerotouch.v1.ListShardIdentitiesRequest\x1a).zerotouch.v1.ListShardIdentitiesResponse\x12d\n" +
+	"\x11ListClusterShards\x12&.zerotouch.v1.ListClusterShardsRequest\x1a'.zerotouch.v1.ListClusterShardsResponseB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_hubapi_proto_rawDescOnce sync.Once
@@ -761,39 +846,43 @@ func file_zerotouch_v1_hubapi_proto_rawDescGZIP() []byte {
 }
 
 var file_zerotouch_v1_hubapi_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_zerotouch_v1_hubapi_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_zerotouch_v1_hubapi_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_zerotouch_v1_hubapi_proto_goTypes = []any{
 	(IdentityEventKind)(0),              // 0: zerotouch.v1.IdentityEventKind
-	(*WatchAssignmentsRequest)(nil),     // 1: zerotouch.v1.WatchAssignmentsRequest
-	(*ShardCursor)(nil),                 // 2: zerotouch.v1.ShardCursor
-	(*IdentityEvent)(nil),               // 3: zerotouch.v1.IdentityEvent
-	(*AckAssignmentsRequest)(nil),       // 4: zerotouch.v1.AckAssignmentsRequest
-	(*AckAssignmentsResponse)(nil),      // 5: zerotouch.v1.AckAssignmentsResponse
-	(*ListShardIdentitiesRequest)(nil),  // 6: zerotouch.v1.ListShardIdentitiesRequest
-	(*ListShardIdentitiesResponse)(nil), // 7: zerotouch.v1.ListShardIdentitiesResponse
-	(*LookupIdentityRequest)(nil),       // 8: zerotouch.v1.LookupIdentityRequest
-	(*DeviceIdentity)(nil),              // 9: zerotouch.v1.DeviceIdentity
-	(*timestamppb.Timestamp)(nil),       // 10: google.protobuf.Timestamp
-	(AttestationType)(0),                // 11: zerotouch.v1.AttestationType
+	(*ListClusterShardsRequest)(nil),    // 1: zerotouch.v1.ListClusterShardsRequest
+	(*ListClusterShardsResponse)(nil),   // 2: zerotouch.v1.ListClusterShardsResponse
+	(*WatchAssignmentsRequest)(nil),     // 3: zerotouch.v1.WatchAssignmentsRequest
+	(*ShardCursor)(nil),                 // 4: zerotouch.v1.ShardCursor
+	(*IdentityEvent)(nil),               // 5: zerotouch.v1.IdentityEvent
+	(*AckAssignmentsRequest)(nil),       // 6: zerotouch.v1.AckAssignmentsRequest
+	(*AckAssignmentsResponse)(nil),      // 7: zerotouch.v1.AckAssignmentsResponse
+	(*ListShardIdentitiesRequest)(nil),  // 8: zerotouch.v1.ListShardIdentitiesRequest
+	(*ListShardIdentitiesResponse)(nil), // 9: zerotouch.v1.ListShardIdentitiesResponse
+	(*LookupIdentityRequest)(nil),       // 10: zerotouch.v1.LookupIdentityRequest
+	(*DeviceIdentity)(nil),              // 11: zerotouch.v1.DeviceIdentity
+	(*timestamppb.Timestamp)(nil),       // 12: google.protobuf.Timestamp
+	(AttestationType)(0),                // 13: zerotouch.v1.AttestationType
 }
 var file_zerotouch_v1_hubapi_proto_depIdxs = []int32{
-	2,  // 0: zerotouch.v1.WatchAssignmentsRequest.shards:type_name -> zerotouch.v1.ShardCursor
+	4,  // 0: zerotouch.v1.WatchAssignmentsRequest.shards:type_name -> zerotouch.v1.ShardCursor
 	0,  // 1: zerotouch.v1.IdentityEvent.kind:type_name -> zerotouch.v1.IdentityEventKind
-	9,  // 2: zerotouch.v1.IdentityEvent.identity:type_name -> zerotouch.v1.DeviceIdentity
-	10, // 3: zerotouch.v1.IdentityEvent.event_time:type_name -> google.protobuf.Timestamp
-	9,  // 4: zerotouch.v1.ListShardIdentitiesResponse.identities:type_name -> zerotouch.v1.DeviceIdentity
-	11, // 5: zerotouch.v1.DeviceIdentity.attestation_type:type_name -> zerotouch.v1.AttestationType
-	10, // 6: zerotouch.v1.DeviceIdentity.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 7: zerotouch.v1.HubAssignmentService.LookupIdentity:input_type -> zerotouch.v1.LookupIdentityRequest
-	1,  // 8: zerotouch.v1.HubAssignmentService.WatchAssignments:input_type -> zerotouch.v1.WatchAssignmentsRequest
-	4,  // 9: zerotouch.v1.HubAssignmentService.AckAssignments:input_type -> zerotouch.v1.AckAssignmentsRequest
-	6,  // 10: zerotouch.v1.HubAssignmentService.ListShardIdentities:input_type -> zerotouch.v1.ListShardIdentitiesRequest
-	9,  // 11: zerotouch.v1.HubAssignmentService.LookupIdentity:output_type -> zerotouch.v1.DeviceIdentity
-	3,  // 12: zerotouch.v1.HubAssignmentService.WatchAssignments:output_type -> zerotouch.v1.IdentityEvent
-	5,  // 13: zerotouch.v1.HubAssignmentService.AckAssignments:output_type -> zerotouch.v1.AckAssignmentsResponse
-	7,  // 14: zerotouch.v1.HubAssignmentService.ListShardIdentities:output_type -> zerotouch.v1.ListShardIdentitiesResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
+	11, // 2: zerotouch.v1.IdentityEvent.identity:type_name -> zerotouch.v1.DeviceIdentity
+	12, // 3: zerotouch.v1.IdentityEvent.event_time:type_name -> google.protobuf.Timestamp
+	11, // 4: zerotouch.v1.ListShardIdentitiesResponse.identities:type_name -> zerotouch.v1.DeviceIdentity
+	13, // 5: zerotouch.v1.DeviceIdentity.attestation_type:type_name -> zerotouch.v1.AttestationType
+	12, // 6: zerotouch.v1.DeviceIdentity.update_time:type_name -> google.protobuf.Timestamp
+	10, // 7: zerotouch.v1.HubAssignmentService.LookupIdentity:input_type -> zerotouch.v1.LookupIdentityRequest
+	3,  // 8: zerotouch.v1.HubAssignmentService.WatchAssignments:input_type -> zerotouch.v1.WatchAssignmentsRequest
+	6,  // 9: zerotouch.v1.HubAssignmentService.AckAssignments:input_type -> zerotouch.v1.AckAssignmentsRequest
+	8,  // 10: zerotouch.v1.HubAssignmentService.ListShardIdentities:input_type -> zerotouch.v1.ListShardIdentitiesRequest
+	1,  // 11: zerotouch.v1.HubAssignmentService.ListClusterShards:input_type -> zerotouch.v1.ListClusterShardsRequest
+	11, // 12: zerotouch.v1.HubAssignmentService.LookupIdentity:output_type -> zerotouch.v1.DeviceIdentity
+	5,  // 13: zerotouch.v1.HubAssignmentService.WatchAssignments:output_type -> zerotouch.v1.IdentityEvent
+	7,  // 14: zerotouch.v1.HubAssignmentService.AckAssignments:output_type -> zerotouch.v1.AckAssignmentsResponse
+	9,  // 15: zerotouch.v1.HubAssignmentService.ListShardIdentities:output_type -> zerotouch.v1.ListShardIdentitiesResponse
+	2,  // 16: zerotouch.v1.HubAssignmentService.ListClusterShards:output_type -> zerotouch.v1.ListClusterShardsResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -811,7 +900,7 @@ func file_zerotouch_v1_hubapi_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_hubapi_proto_rawDesc), len(file_zerotouch_v1_hubapi_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

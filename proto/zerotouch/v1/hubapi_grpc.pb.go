@@ -23,6 +23,7 @@ const (
 	HubAssignmentService_WatchAssignments_FullMethodName    = "/zerotouch.v1.HubAssignmentService/WatchAssignments"
 	HubAssignmentService_AckAssignments_FullMethodName      = "/zerotouch.v1.HubAssignmentService/AckAssignments"
 	HubAssignmentService_ListShardIdentities_FullMethodName = "/zerotouch.v1.HubAssignmentService/ListShardIdentities"
+	HubAssignmentService_ListClusterShards_FullMethodName   = "/zerotouch.v1.HubAssignmentService/ListClusterShards"
 )
 
 // HubAssignmentServiceClient is the client API for HubAssignmentService service.
@@ -56,6 +57,9 @@ type HubAssignmentServiceClient interface {
 	// CURSOR_EXPIRED. Every page carries the cursor to watch from afterwards
 	// (the log's head when the first page was read).
 	ListShardIdentities(ctx context.Context, in *ListShardIdentitiesRequest, opts ...grpc.CallOption) (*ListShardIdentitiesResponse, error)
+	// ListClusterShards names the caller's cluster's shards, so a hub can
+	// follow all of them, including shards given to it later.
+	ListClusterShards(ctx context.Context, in *ListClusterShardsRequest, opts ...grpc.CallOption) (*ListClusterShardsResponse, error)
 }
 
 type hubAssignmentServiceClient struct {
@@ -115,6 +119,16 @@ func (c *hubAssignmentServiceClient) ListShardIdentities(ctx context.Context, in
 	return out, nil
 }
 
+func (c *hubAssignmentServiceClient) ListClusterShards(ctx context.Context, in *ListClusterShardsRequest, opts ...grpc.CallOption) (*ListClusterShardsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClusterShardsResponse)
+	err := c.cc.Invoke(ctx, HubAssignmentService_ListClusterShards_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HubAssignmentServiceServer is the server API for HubAssignmentService service.
 // All implementations must embed UnimplementedHubAssignmentServiceServer
 // for forward compatibility.
@@ -146,6 +160,9 @@ type HubAssignmentServiceServer interface {
 	// CURSOR_EXPIRED. Every page carries the cursor to watch from afterwards
 	// (the log's head when the first page was read).
 	ListShardIdentities(context.Context, *ListShardIdentitiesRequest) (*ListShardIdentitiesResponse, error)
+	// ListClusterShards names the caller's cluster's shards, so a hub can
+	// follow all of them, including shards given to it later.
+	ListClusterShards(context.Context, *ListClusterShardsRequest) (*ListClusterShardsResponse, error)
 	mustEmbedUnimplementedHubAssignmentServiceServer()
 }
 
@@ -167,6 +184,9 @@ func (UnimplementedHubAssignmentServiceServer) AckAssignments(context.Context, *
 }
 func (UnimplementedHubAssignmentServiceServer) ListShardIdentities(context.Context, *ListShardIdentitiesRequest) (*ListShardIdentitiesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListShardIdentities not implemented")
+}
+func (UnimplementedHubAssignmentServiceServer) ListClusterShards(context.Context, *ListClusterShardsRequest) (*ListClusterShardsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClusterShards not implemented")
 }
 func (UnimplementedHubAssignmentServiceServer) mustEmbedUnimplementedHubAssignmentServiceServer() {}
 func (UnimplementedHubAssignmentServiceServer) testEmbeddedByValue()                              {}
@@ -254,6 +274,24 @@ func _HubAssignmentService_ListShardIdentities_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HubAssignmentService_ListClusterShards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClusterShardsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubAssignmentServiceServer).ListClusterShards(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubAssignmentService_ListClusterShards_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubAssignmentServiceServer).ListClusterShards(ctx, req.(*ListClusterShardsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HubAssignmentService_ServiceDesc is the grpc.ServiceDesc for HubAssignmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -272,6 +310,10 @@ var HubAssignmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListShardIdentities",
 			Handler:    _HubAssignmentService_ListShardIdentities_Handler,
+		},
+		{
+			MethodName: "ListClusterShards",
+			Handler:    _HubAssignmentService_ListClusterShards_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
