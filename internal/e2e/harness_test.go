@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -80,6 +81,8 @@ type options struct {
 	// caps assignment streams per cluster.
 	serverStore   func(server.Store) server.Store
 	maxHubStreams int
+	// hubPoll is how often idle assignment streams poll (20 ms if zero).
+	hubPoll time.Duration
 }
 
 // idScope is the DPS ID scope of test servers.
@@ -148,7 +151,7 @@ func startWith(t *testing.T, opt options) *env {
 		Admin:           adm,
 		Store:           srvStore,
 		MaxHubStreams:   opt.maxHubStreams,
-		HubPollInterval: 20 * time.Millisecond,
+		HubPollInterval: cmp.Or(opt.hubPoll, 20*time.Millisecond),
 		Log:             log,
 		Ready: func(ctx context.Context) error {
 			if p, ok := store.(interface{ Ping(context.Context) error }); ok {

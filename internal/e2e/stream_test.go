@@ -24,6 +24,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/server"
+	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
@@ -880,5 +881,29 @@ func TestHubClientFollowsClusterShards(t *testing.T) {
 	converge("after sb2 joined cluster-b")
 	if len(b.replica.Identities()) == 0 {
 		t.Fatal("no device landed on sb2")
+	}
+}
+
+// TestAssignmentStreamWakesOnWrites: a registration on the replica that
+// holds a hub's stream reaches the hub without waiting for the stream's
+// poll (here an hour), for both stores' change notices.
+func TestAssignmentStreamWakesOnWrites(t *testing.T) {
+	for name, opt := range map[string]options{
+		"embedded": {hubPoll: time.Hour},
+		"redis":    {hubPoll: time.Hour, store: openRedis(t, redistest.Start(t, redistest.Options{}).Addr())},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := startWith(t, opt)
+			f := e.newHubFleet()
+			ch, _ := watch(t, f.api(f.nodeA), &pb.WatchAssignmentsRequest{Shards: []*pb.ShardCursor{{Shard: "sa1"}, {Shard: "sa2"}}})
+			for i := 0; ; i++ {
+				if sh := f.register(fmt.Sprintf("wk-%02d", i)); sh != "sb1" {
+					break
+				}
+			}
+			if ev := next(t, ch, 1)[0]; ev.GetKind() != pb.IdentityEventKind_IDENTITY_EVENT_KIND_CREATED {
+				t.Fatalf("event: %v", ev)
+			}
+		})
 	}
 }

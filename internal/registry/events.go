@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -106,4 +107,33 @@ func CheckCursor(after, first, head uint64) bool {
 		return false
 	}
 	return after+1 >= first
+}
+
+// Broadcast tells waiters that something changed: Changed returns a
+// channel that the next Notify closes. Stores notify after each
+// registration write, so that assignment streams on the same replica wake
+// at once instead of at their next poll.
+type Broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// Changed returns a channel closed by the next Notify.
+func (b *Broadcast) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+// Notify wakes everyone waiting on Changed.
+func (b *Broadcast) Notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
 }

@@ -173,8 +173,15 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 	for i, p := range pos {
 		names[i] = p.shard
 	}
+	// A store that says when this process wrote wakes the stream at once;
+	// writes of other replicas are found by polling.
+	notifier, _ := s.store.(interface{ Changed() <-chan struct{} })
 	recheck := time.Now().Add(hubRecheck)
 	for {
+		var changed <-chan struct{}
+		if notifier != nil {
+			changed = notifier.Changed() // before reading, so no write is missed
+		}
 		// One read of every shard's head; only shards that moved are read.
 		heads, err := s.store.LogHeads(ctx, names)
 		if err != nil {
@@ -219,6 +226,7 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 			return ctx.Err()
 		case <-s.hubs.stopping:
 			return s.fail(ctx, fault.New(fault.Unavailable, fault.StoreUnavailable, "the server is shutting down; reconnect"))
+		case <-changed:
 		case <-time.After(s.hubs.poll):
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
 const schemaVersion = 1
@@ -66,7 +67,12 @@ type Store struct {
 	closeErr   error
 	retention  atomic.Int64 // events kept per shard; 0 for the default
 	shardCache shardCache   // decoded shards for AllShards (registry.go)
+	changes    registry.Broadcast
 }
+
+// Changed returns a channel closed by the next registration write in this
+// process (assignment streams wake on it).
+func (s *Store) Changed() <-chan struct{} { return s.changes.Changed() }
 
 // Open opens (creating if needed) the store file at path. Only one process
 // may hold it; a second Open waits up to a second, then fails.

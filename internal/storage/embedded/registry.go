@@ -212,6 +212,9 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		}
 		return s.appendEvents(tx, nil, id)
 	})
+	if err == nil {
+		s.changes.Notify()
+	}
 	return etag, err
 }
 
@@ -243,6 +246,9 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 		}
 		return s.appendEvents(tx, oldID.Domain(), id)
 	})
+	if err == nil {
+		s.changes.Notify()
+	}
 	return etag, err
 }
 
@@ -284,6 +290,7 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 // DeleteRegistration implements registry.Store.
 func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
 	key := enrollment.Key(registrationID)
+	defer s.changes.Notify()
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		rec, err := registrations.loadForDelete(tx, key, etag)
 		if err != nil {

@@ -132,7 +132,15 @@ func (s *Store) relay(ctx context.Context, key string, outbox *goredis.StringSli
 	default: // the relayer is saturated: relay this one here
 		s.relayBatch(ctx, []*relayJob{job})
 	}
+	if len(job.entries) > 0 {
+		s.changes.Notify()
+	}
 }
+
+// Changed returns a channel closed by the next registration write this
+// process relays (assignment streams wake on it; other replicas' writes
+// are found by polling).
+func (s *Store) Changed() <-chan struct{} { return s.changes.Changed() }
 
 // relayer runs until the store closes, relaying the queued outboxes in
 // batches.
@@ -230,6 +238,9 @@ func (s *Store) SweepOutboxes(ctx context.Context, olderThan time.Duration) (int
 			s.relayBatch(ctx, []*relayJob{job})
 			if job.err != nil {
 				return n, s.fail(ctx, job.err)
+			}
+			if len(entries) > 0 {
+				s.changes.Notify()
 			}
 			n++
 		}

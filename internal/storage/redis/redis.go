@@ -30,6 +30,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
 // Options configure the connection. Zero durations take the defaults
@@ -68,6 +69,8 @@ type Store struct {
 	prefix    string
 	retention atomic.Int64 // events kept per shard's log; 0 for the default
 	relayOff  atomic.Bool  // tests: leave outboxes for the sweeper
+	// changes wakes this process's assignment streams after its writes.
+	changes registry.Broadcast
 	// shardCache holds AllShards' decoded shards (enrollment.go).
 	shardCache atomic.Pointer[shardList]
 	// The relayer (events.go): writes queue their outboxes on relayQ.
