@@ -131,6 +131,9 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 		clients[i] = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	}
 	var down sync.Map // replica index → true while it is being restarted
+	// A restarted replica keeps its addresses; read them once, as the
+	// restart replaces c.replicas[0] while devices register.
+	httpAddrs := []string{c.replicas[0].httpAddr, c.replicas[1].httpAddr}
 	register := func(i int, regID string) {
 		key := symkey.DeriveDeviceKey(f.groupKey, regID)
 		for attempt := range 20 {
@@ -138,7 +141,7 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 			if _, isDown := down.Load(r); isDown {
 				continue
 			}
-			req, _ := http.NewRequest("PUT", "https://"+c.replicas[r].httpAddr+"/"+idScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
+			req, _ := http.NewRequest("PUT", "https://"+httpAddrs[r]+"/"+idScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
 				strings.NewReader(`{"registrationId":"`+regID+`"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", symkey.Sign(key, idScope+"/registrations/"+regID, time.Now().Add(time.Hour), "registration"))
@@ -180,16 +183,17 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 	agentB.kill()
 	// Replica 0 is killed mid-phase (agent A is connected to it) and
 	// comes back on the same address.
+	// (The restart runs on the test goroutine, which may fail the test.)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		time.Sleep(200 * time.Millisecond)
-		down.Store(0, true)
-		c.restart(0)
-		down.Delete(0)
+		phaseAll(2500, 3500)
 	}()
-	phaseAll(2500, 3500)
+	time.Sleep(200 * time.Millisecond)
+	down.Store(0, true)
+	c.restart(0)
+	down.Delete(0)
 	wg.Wait()
 	agentB.start()
 
