@@ -516,6 +516,7 @@ func TestAssignmentStreamFlowControl(t *testing.T) {
 	cancel2()
 
 	// Reading again delivers every event, in order.
+	drain := time.Now()
 	for i := 2; i <= n; i++ {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -525,6 +526,7 @@ func TestAssignmentStreamFlowControl(t *testing.T) {
 			t.Fatalf("event %d has cursor %d", i, ev.GetCursor())
 		}
 	}
+	t.Logf("drained %d events in %v (%.0f events/s, measured, not asserted)", n-1, time.Since(drain).Round(time.Millisecond), float64(n-1)/time.Since(drain).Seconds())
 	// Once a stream closes, the cluster may open another (the release
 	// follows the closed stream asynchronously, so retry briefly).
 	deadline := time.Now().Add(10 * time.Second)
