@@ -61,7 +61,7 @@ func runHub(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	var mu sync.Mutex // one line at a time
-	print := func(format string, args ...any) {
+	say := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintf(env.Stdout, format+"\n", args...)
@@ -70,10 +70,10 @@ func runHub(ctx context.Context, env Env, args []string) error {
 		API: pb.NewHubAssignmentServiceClient(cc), Shards: follow, Replica: replica,
 		Log: slog.New(slog.NewTextHandler(env.Stderr, nil)),
 		OnSnapshot: func(shard string, n int, cursor uint64) {
-			print("snapshot %s: %d identities, cursor %d", shard, n, cursor)
+			say("snapshot %s: %d identities, cursor %d", shard, n, cursor)
 		},
 		OnDrop: func(shard string, n int) {
-			print("dropped %s (no longer the cluster's): %d identities", shard, n)
+			say("dropped %s (no longer the cluster's): %d identities", shard, n)
 		},
 	}
 	if !*quiet {
@@ -83,7 +83,7 @@ func runHub(ctx context.Context, env Env, args []string) error {
 				what = "skipped (not newer)"
 			}
 			kind := strings.ToLower(strings.TrimPrefix(ev.GetKind().String(), "IDENTITY_EVENT_KIND_"))
-			print("%s %s %s on %s (cursor %d, version %d)", what, kind, ev.GetIdentity().GetDeviceId(), ev.GetShard(), ev.GetCursor(), ev.GetIdentity().GetVersion())
+			say("%s %s %s on %s (cursor %d, version %d)", what, kind, ev.GetIdentity().GetDeviceId(), ev.GetShard(), ev.GetCursor(), ev.GetIdentity().GetVersion())
 		}
 	}
 	return client.Run(ctx)
