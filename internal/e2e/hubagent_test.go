@@ -131,6 +131,7 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 		clients[i] = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	}
 	var down sync.Map // replica index → true while it is being restarted
+	var registered progress
 	// A restarted replica keeps its addresses; read them once, as the
 	// restart replaces c.replicas[0] while devices register.
 	httpAddrs := []string{c.replicas[0].httpAddr, c.replicas[1].httpAddr}
@@ -149,11 +150,12 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 			if err == nil {
 				res.Body.Close()
 				if res.StatusCode == 200 {
+					registered.add()
 					return
 				}
 				err = fmt.Errorf("%s", res.Status)
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // backoff before the next attempt, not a wait for a condition
 		}
 		t.Errorf("%s never registered", regID)
 	}
@@ -190,7 +192,9 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 		defer wg.Done()
 		phaseAll(2500, 3500)
 	}()
-	time.Sleep(200 * time.Millisecond)
+	if !reached(registered.reach(2700)) { // 200 devices into the phase
+		t.Fatal("registrations stalled before replica 0's restart")
+	}
 	down.Store(0, true)
 	c.restart(0)
 	down.Delete(0)
@@ -231,6 +235,7 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 		}
 	}
 	e1.setShardState("sa2", pb.ShardState_SHARD_STATE_DISABLED)
+	base := registered.count() // this phase registers 1,800 more (1,500 new, 300 movers)
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -249,9 +254,13 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		time.Sleep(300 * time.Millisecond)
+		if !reached(registered.reach(base + 300)) {
+			t.Error("registrations stalled before agent A's kill")
+		}
 		agentA.kill()
-		time.Sleep(300 * time.Millisecond)
+		if !reached(registered.reach(base + 600)) {
+			t.Error("registrations stalled before agent A's restart")
+		}
 		agentA.start()
 	}()
 	phaseAll(3500, 5000)
@@ -314,7 +323,66 @@ func TestHubAgentsFollowThroughKills(t *testing.T) {
 				t.Fatalf("%s's agent: %d identities, want %d; missing %d %.300v, foreign %d %.300v, stale %d %.300v",
 					name, len(got), len(want[name]), len(missing), missing, len(foreign), foreign, len(stale), stale)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // poll the replica file until it converges (deadline above)
 		}
 	}
+}
+
+// progress counts successful registrations and lets the test wait for a
+// count to be reached, so kills and restarts happen mid-stream by what
+// has happened, not by the clock.
+type progress struct {
+	mu      sync.Mutex
+	n       int
+	waiters []progressWaiter
+}
+
+type progressWaiter struct {
+	at int
+	ch chan struct{}
+}
+
+func (p *progress) add() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if p.n >= w.at {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	p.waiters = kept
+}
+
+func (p *progress) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+// reached waits for ch, for at most a minute (a test that stalls fails
+// instead of hanging).
+func reached(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(time.Minute):
+		return false
+	}
+}
+
+// reach returns a channel closed once n registrations have succeeded.
+func (p *progress) reach(n int) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch := make(chan struct{})
+	if p.n >= n {
+		close(ch)
+	} else {
+		p.waiters = append(p.waiters, progressWaiter{n, ch})
+	}
+	return ch
 }
