@@ -200,3 +200,34 @@ geo:
 		t.Fatalf("bad trusted proxy: %v", err)
 	}
 }
+
+func TestHubsValidation(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hubs.yaml")
+	for body, want := range map[string]string{
+		"hubs: {event_retention: 99}":                                       "hubs.event_retention 99",
+		"hubs: {event_retention: 100000001}":                                "hubs.event_retention 100000001",
+		"hubs: {max_streams: 0}":                                            "hubs.max_streams 0",
+		"hubs: {max_streams: 1001}":                                         "hubs.max_streams 1001",
+		"hubs: {poll_interval: 1ms}":                                        "hubs.poll_interval 1ms",
+		"hubs: {poll_interval: 11s}":                                        "hubs.poll_interval 11s",
+		"hubs: {poll_interval: soon}":                                       "hubs",
+		"hubs: {event_retention: 100, x: 1}":                                "field x not found",
+		"hubs: {max_streams: 1, poll_interval: 10ms, event_retention: 100}": "",
+	} {
+		os.WriteFile(file, []byte("dev: true\n"+body+"\n"), 0o600)
+		cfg, err := config.Load([]string{"--config", file}, envOf(nil))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", body, err)
+		case want == "" && (cfg.Hubs.MaxStreams != 1 || cfg.Hubs.PollInterval != 10*time.Millisecond || cfg.Hubs.EventRetention != 100):
+			t.Errorf("%s: loaded %+v", body, cfg.Hubs)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want an error mentioning %q", body, err, want)
+		}
+	}
+	cfg, err := config.Load(nil, envOf(map[string]string{"ZEROTOUCH_DEV": "true"}))
+	if err != nil || cfg.Hubs.EventRetention != 100_000 || cfg.Hubs.MaxStreams != 16 || cfg.Hubs.PollInterval != 250*time.Millisecond {
+		t.Fatalf("defaults: %+v %v", cfg.Hubs, err)
+	}
+}
