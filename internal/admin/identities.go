@@ -128,7 +128,7 @@ func (s *Service) SetRegistrationEnabled(ctx context.Context, registrationID, et
 	reg.Status, id.Status = registry.Disabled, registry.IdentityDisabled
 	if enabled {
 		reg.Status = registry.Assigned
-		on, err := s.enrollmentEnabled(ctx, reg)
+		on, err := s.EnrollmentEnabled(ctx, reg)
 		if err != nil {
 			return nil, err
 		}
@@ -144,9 +144,9 @@ func (s *Service) SetRegistrationEnabled(ctx context.Context, registrationID, et
 	return reg, nil
 }
 
-// enrollmentEnabled reports whether the enrollment that registered the
+// EnrollmentEnabled reports whether the enrollment that registered the
 // device exists and is enabled.
-func (s *Service) enrollmentEnabled(ctx context.Context, reg *registry.Registration) (bool, error) {
+func (s *Service) EnrollmentEnabled(ctx context.Context, reg *registry.Registration) (bool, error) {
 	switch {
 	case reg.Individual:
 		e, err := s.Store.GetIndividual(ctx, reg.RegistrationID)

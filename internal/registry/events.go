@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
 )
 
 // EventKind is what happened to an identity on a shard.
@@ -95,6 +97,13 @@ type EventLog interface {
 	// ListIdentities pages through the identities on a shard (a snapshot
 	// for a hub that resyncs).
 	ListIdentities(ctx context.Context, shard, token string, limit int) ([]*Identity, string, error)
+}
+
+// CursorExpired is the error both stores give for a cursor CheckCursor
+// refuses.
+func CursorExpired(shard string, after uint64) error {
+	return fault.New(fault.FailedPrecondition, fault.CursorExpired,
+		"the log of shard %q no longer holds the events after cursor %d; resync from a snapshot (ListShardIdentities)", shard, after)
 }
 
 // CheckCursor is the rule both stores apply to a read after `after` of a

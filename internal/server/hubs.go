@@ -191,35 +191,15 @@ func (s *services) LookupIdentity(ctx context.Context, req *pb.LookupIdentityReq
 	if out.Enabled {
 		// A disabled enrollment disables its devices, whatever their
 		// identities say.
-		if out.Enabled, err = s.enrollmentEnabled(ctx, id.RegistrationID); err != nil {
+		reg, err := s.store.GetRegistration(ctx, id.RegistrationID)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		if out.Enabled, err = s.admin.EnrollmentEnabled(ctx, reg); err != nil {
 			return nil, s.fail(ctx, err)
 		}
 	}
 	return out, nil
-}
-
-// enrollmentEnabled reports whether the registration's enrollment (group or
-// individual) is enabled; a registration whose enrollment is gone is not.
-func (s *services) enrollmentEnabled(ctx context.Context, registrationID string) (bool, error) {
-	reg, err := s.store.GetRegistration(ctx, registrationID)
-	if err != nil {
-		return false, err
-	}
-	switch {
-	case reg.Individual:
-		e, err := s.store.GetIndividual(ctx, reg.RegistrationID)
-		if fault.KindOf(err) == fault.NotFound {
-			return false, nil
-		}
-		return err == nil && !e.Disabled, err
-	case reg.GroupID != "":
-		g, err := s.store.GetGroup(ctx, reg.GroupID)
-		if fault.KindOf(err) == fault.NotFound {
-			return false, nil
-		}
-		return err == nil && !g.Disabled, err
-	}
-	return true, nil
 }
 
 func identityToPB(id *registry.Identity) *pb.DeviceIdentity {

@@ -69,7 +69,7 @@ func (s *Store) ReadEvents(ctx context.Context, shard string, after uint64, limi
 		b := tx.Bucket(bLog).Bucket([]byte(shard))
 		if b == nil {
 			if after != 0 {
-				return cursorExpired(shard, after)
+				return registry.CursorExpired(shard, after)
 			}
 			return nil
 		}
@@ -79,7 +79,7 @@ func (s *Store) ReadEvents(ctx context.Context, shard string, after uint64, limi
 			first = binary.BigEndian.Uint64(k)
 		}
 		if !registry.CheckCursor(after, first, b.Sequence()) {
-			return cursorExpired(shard, after)
+			return registry.CursorExpired(shard, after)
 		}
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			var rec record.Event
@@ -91,11 +91,6 @@ func (s *Store) ReadEvents(ctx context.Context, shard string, after uint64, limi
 		return nil
 	})
 	return out, err
-}
-
-func cursorExpired(shard string, after uint64) error {
-	return fault.New(fault.FailedPrecondition, fault.CursorExpired,
-		"the log of shard %q no longer holds the events after cursor %d; resync from a snapshot (ListShardIdentities)", shard, after)
 }
 
 // LogHead implements registry.EventLog.

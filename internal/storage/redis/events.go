@@ -278,8 +278,7 @@ func (s *Store) ReadEvents(ctx context.Context, shard string, after uint64, limi
 		}
 	}
 	if !registry.CheckCursor(after, firstSeq, head) {
-		return nil, fault.New(fault.FailedPrecondition, fault.CursorExpired,
-			"the log of shard %q no longer holds the events after cursor %d; resync from a snapshot (ListShardIdentities)", shard, after)
+		return nil, registry.CursorExpired(shard, after)
 	}
 	if limit <= 0 {
 		return nil, nil
