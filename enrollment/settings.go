@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"slices"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
 )
@@ -38,7 +39,16 @@ type DeviceSettings struct {
 	// IoTEdge marks the devices as IoT Edge devices.
 	IoTEdge     bool
 	Reprovision Reprovision
+	// AdoptFrom names the enrollment groups whose registrations a device
+	// of this enrollment may take over (the registration moves to this
+	// enrollment). A registration ID otherwise stays with the enrollment
+	// that first registered it until an operator deletes the registration
+	// (ADR 17).
+	AdoptFrom []string
 }
+
+// MaxAdoptFrom bounds DeviceSettings.AdoptFrom.
+const MaxAdoptFrom = 16
 
 // Validate checks the settings' shape.
 func (d DeviceSettings) Validate() error {
@@ -46,6 +56,17 @@ func (d DeviceSettings) Validate() error {
 	case ReprovisionMigrate, ReprovisionReset, ReprovisionNever:
 	default:
 		return fault.Invalidf("reprovision policy %q is not one of migrate, reset, never", d.Reprovision)
+	}
+	if len(d.AdoptFrom) > MaxAdoptFrom {
+		return fault.Invalidf("adoptFrom names %d enrollment groups, at most %d allowed", len(d.AdoptFrom), MaxAdoptFrom)
+	}
+	for i, id := range d.AdoptFrom {
+		if err := ValidateID("adoptFrom", id); err != nil {
+			return err
+		}
+		if slices.Contains(d.AdoptFrom[:i], id) {
+			return fault.Invalidf("adoptFrom names group %q twice", id)
+		}
 	}
 	return ValidateInitialTwin(d.InitialTwin)
 }

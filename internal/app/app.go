@@ -130,7 +130,8 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log, Paths: x509att.NewPathCache(pathCacheSize),
 		Limiter: &ratelimit.Limiter{Counter: counter, Now: opt.Now,
 			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
-			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window}},
+			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window},
+			PerIPChallenges: ratelimit.Rule{Limit: rl.TPMChallengesPerIP.Limit, Window: rl.TPMChallengesPerIP.Window}},
 	}
 	prov.NearestRegions, prov.WebhookSyncBudget = cfg.Geo.Nearest, cfg.Webhooks.SyncBudget
 	if prov.WebhookClient, err = webhookClient(cfg.Webhooks.CAFile); err != nil {

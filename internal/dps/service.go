@@ -303,6 +303,9 @@ type AttestationMechanism struct {
 type ReprovisionPolicy struct {
 	UpdateHubAssignment *bool `json:"updateHubAssignment"`
 	MigrateDeviceData   *bool `json:"migrateDeviceData"`
+	// AdoptFromGroups is Zerotouch's own: the enrollment groups whose
+	// registrations this enrollment's devices may take over (ADR 17).
+	AdoptFromGroups []string `json:"adoptFromGroups,omitempty"`
 }
 
 // DeviceCapabilities is DPS's DeviceCapabilities.
@@ -423,6 +426,7 @@ func (s *Service) settingsFromDPS(ctx context.Context, c *enrollmentCommon) (dis
 		default:
 			ds.Reprovision = enrollment.ReprovisionReset
 		}
+		ds.AdoptFrom = p.AdoptFromGroups
 	}
 	return disabled, alloc, ds, ds.Validate()
 }
@@ -528,6 +532,7 @@ func (s *Service) settingsToDPS(ctx context.Context, disabled bool, a enrollment
 	default:
 		c.ReprovisionPolicy = &ReprovisionPolicy{UpdateHubAssignment: &t, MigrateDeviceData: &t}
 	}
+	c.ReprovisionPolicy.AdoptFromGroups = ds.AdoptFrom
 	if len(a.Shards) == 0 && a.StaticShard == "" {
 		return c, nil
 	}

@@ -76,6 +76,7 @@ const (
 	EnrollmentNotFound      Reason = "ENROLLMENT_NOT_FOUND"
 	EnrollmentDisabled      Reason = "ENROLLMENT_DISABLED"
 	RegistrationDisabled    Reason = "REGISTRATION_DISABLED"
+	RegistrationOwned       Reason = "REGISTRATION_ID_OWNED" // another enrollment owns the ID (ADR 17)
 	NoShardAvailable        Reason = "NO_SHARD_AVAILABLE"
 	CustomAllocationFailed  Reason = "CUSTOM_ALLOCATION_FAILED"
 	Assigning               Reason = "ASSIGNING"
@@ -114,6 +115,20 @@ const (
 	// as it may.
 	TooManyStreams Reason = "TOO_MANY_STREAMS"
 	InternalError  Reason = "INTERNAL"
+)
+
+// Transport reasons: a request refused before it reaches a service. The
+// server package gives them their codes; docs/errors.md lists them.
+const (
+	// BodyTooLarge: the request body or gRPC message is over the limit.
+	BodyTooLarge Reason = "BODY_TOO_LARGE"
+	// UnsupportedMediaType: a REST request body that is not JSON.
+	UnsupportedMediaType Reason = "UNSUPPORTED_MEDIA_TYPE"
+	// PathNotFound: no API method at the path (a REST path, or a gRPC
+	// service or method).
+	PathNotFound Reason = "PATH_NOT_FOUND"
+	// MethodNotAllowed: a REST path that exists, with another HTTP method.
+	MethodNotAllowed Reason = "METHOD_NOT_ALLOWED"
 )
 
 // Error is a classified error with a stable reason.

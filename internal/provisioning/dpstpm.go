@@ -83,6 +83,9 @@ func (s *Service) beginDPSTPM(ctx context.Context, req DPSTPMRequest) ([]byte, e
 	if s.Secrets == nil {
 		return nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "the DPS TPM flow needs a data key")
 	}
+	if err := s.Limiter.AllowChallenge(ctx, req.Peer); err != nil {
+		return nil, err
+	}
 	ek, srk, err := parseDPSKeys(req)
 	if err != nil {
 		return nil, err
@@ -91,10 +94,11 @@ func (s *Service) beginDPSTPM(ctx context.Context, req DPSTPMRequest) ([]byte, e
 		return nil, err
 	}
 	ekHash := tpm.EKHash(req.EKPublic)
-	if _, err := s.tpmEnrollment(ctx, req.RegistrationID, ekHash); err != nil {
+	ind, err := s.tpmEnrollment(ctx, req.RegistrationID, ekHash)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.checkSameTPM(ctx, req.RegistrationID, ekHash); err != nil {
+	if _, err := s.admit(ctx, claim{regID: ind.RegistrationID, individual: true, attType: registry.TPM, thumbprint: ekHash}); err != nil {
 		return nil, err
 	}
 	key := make([]byte, 32)

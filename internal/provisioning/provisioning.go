@@ -150,7 +150,20 @@ func (s *Service) LookupX509(ctx context.Context, req X509Request) (*registry.Re
 		s.logRefusal(req.Peer, req.RegistrationID, err, "step", "lookup")
 		return nil, err
 	}
-	return s.Registry.GetRegistration(ctx, p.regID)
+	return s.lookup(ctx, *p)
+}
+
+// lookup returns the registration an attested device may see: its own,
+// under the ownership rule; NotFound when there is none.
+func (s *Service) lookup(ctx context.Context, p plan) (*registry.Registration, error) {
+	existing, err := s.admit(ctx, p.claim())
+	if err != nil {
+		return nil, err
+	}
+	if existing == nil {
+		return nil, fault.NotFoundf("registration %q not found", p.regID)
+	}
+	return existing, nil
 }
 
 // attestX509 verifies the chain and matches the enrollment.
@@ -279,10 +292,18 @@ func sameCredential(a, b registry.Credential) bool {
 // atomic write, safe against concurrent duplicates.
 func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.Registration, error) {
 	cred := p.cred
+	c := p.claim()
+	reserved, err := s.reserved(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	for range maxWriteAttempts {
 		existing, err := s.Registry.GetRegistration(ctx, p.regID)
 		switch {
 		case errors.Is(err, fault.ErrNotFound):
+			if err := s.owns(c, reserved, nil); err != nil {
+				return nil, err
+			}
 			reg, err := s.create(ctx, p, cred, now)
 			if fault.ReasonOf(err) == fault.ResourceExists {
 				continue // a concurrent registration of this device won; use its result
@@ -291,10 +312,8 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 		case err != nil:
 			return nil, err
 		}
-		if existing.AttestationType == registry.TPM && p.attType == registry.TPM && existing.CredentialThumbprint != p.thumbprint {
-			s.log(slog.LevelWarn, "registration refused: a different TPM claims an existing registration (possible cloned or duplicated device)",
-				"registration_id", p.regID, "registered_ek", existing.CredentialThumbprint, "presented_ek", p.thumbprint)
-			return nil, fault.New(fault.PermissionDenied, fault.TPMEKMismatch, "the registration belongs to a different TPM")
+		if err := s.owns(c, reserved, existing); err != nil {
+			return nil, err
 		}
 		if existing.Status == registry.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.RegistrationDisabled, "the registration is disabled")

@@ -76,7 +76,7 @@ func (s *Service) LookupSymmetricKey(ctx context.Context, req SASRequest) (*regi
 		s.logRefusal(req.Peer, req.RegistrationID, err, "attestation", "symmetricKey", "step", "lookup")
 		return nil, err
 	}
-	return s.Registry.GetRegistration(ctx, p.regID)
+	return s.lookup(ctx, *p)
 }
 
 func (s *Service) attestSymmetricKey(ctx context.Context, req SASRequest) (*plan, error) {

@@ -3,6 +3,7 @@ package provisioning
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -58,6 +59,8 @@ type tpmChallengeState struct {
 	GroupID    string `json:"g,omitempty"`
 	BoundKey   []byte `json:"bk"`
 	SecretHash []byte `json:"sh"`
+	// Nonce is the part of the device's challenge ID after the EK hash.
+	Nonce string `json:"n"`
 }
 
 func (s *Service) random() []byte {
@@ -84,6 +87,9 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
 		return nil, err
 	}
+	if err := s.Limiter.AllowChallenge(ctx, req.Peer); err != nil {
+		return nil, err
+	}
 	now := s.Now()
 	ek, err := tpm.ParsePublic("endorsement_key", req.EKPublic)
 	if err != nil {
@@ -93,16 +99,17 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 		return nil, err
 	}
 	ekHash := tpm.EKHash(req.EKPublic)
-	regID, groupID := req.RegistrationID, ""
+	cl := claim{regID: req.RegistrationID, attType: registry.TPM, thumbprint: ekHash}
 	ind, err := s.Enrollments.FindIndividualByThumbprint(ctx, ekHash)
 	switch {
 	case err == nil && ind.Mechanism == enrollment.MechanismTPM:
-		if regID == "" {
-			regID = ind.RegistrationID
+		if cl.regID == "" {
+			cl.regID = ind.RegistrationID
 		}
-		if _, err := s.tpmEnrollment(ctx, regID, ekHash); err != nil {
-			return nil, err
+		if !strings.EqualFold(ind.RegistrationID, cl.regID) {
+			return nil, fault.New(fault.Unauthenticated, fault.RegistrationIDInvalid, "the endorsement key is enrolled under another registration ID")
 		}
+		cl.regID, cl.individual, cl.adoptFrom = ind.RegistrationID, true, ind.DeviceSettings.AdoptFrom
 	case err != nil && !errors.Is(err, fault.ErrNotFound):
 		return nil, err
 	default:
@@ -110,17 +117,20 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 		if err != nil {
 			return nil, err
 		}
-		groupID = g.ID
-		if regID == "" {
-			regID = tpm.RegistrationID(req.EKPublic)
+		cl.groupID, cl.adoptFrom = g.ID, g.DeviceSettings.AdoptFrom
+		if cl.regID == "" {
+			cl.regID = tpm.RegistrationID(req.EKPublic)
 		}
 	}
-	if err := enrollment.ValidateRegistrationID(regID); err != nil {
+	if err := enrollment.ValidateRegistrationID(cl.regID); err != nil {
 		return nil, err
 	}
-	if err := s.checkSameTPM(ctx, regID, ekHash); err != nil {
+	// Refuse early what the second step would refuse: another
+	// enrollment's registration ID, or another TPM's registration.
+	if _, err := s.admit(ctx, cl); err != nil {
 		return nil, err
 	}
+	regID, groupID := cl.regID, cl.groupID
 	bound, err := tpm.ParsePublic("bound_key", req.BoundKey)
 	if err != nil {
 		return nil, err
@@ -140,18 +150,57 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 	if err != nil {
 		return nil, err
 	}
-	state, err := json.Marshal(tpmChallengeState{EKHash: ekHash, GroupID: groupID, BoundKey: req.BoundKey, SecretHash: cred.SecretHash})
+	nonce := hex.EncodeToString(s.random())
+	state, err := json.Marshal(tpmChallengeState{EKHash: ekHash, GroupID: groupID, BoundKey: req.BoundKey, SecretHash: cred.SecretHash, Nonce: nonce})
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "encode challenge")
 	}
-	c := &attestation.Challenge{ID: hex.EncodeToString(s.random()), RegistrationID: regID, Data: state, Expires: now.Add(TPMChallengeLife)}
+	c := &attestation.Challenge{ID: tpmChallengeSlot(ekHash), RegistrationID: regID, Data: state, Expires: now.Add(TPMChallengeLife)}
 	if err := c.Validate(now); err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "challenge")
 	}
-	if err := s.Challenges.PutChallenge(ctx, c); err != nil {
+	if err := s.replaceChallenge(ctx, c, now); err != nil {
 		return nil, err
 	}
-	return &TPMChallenge{RegistrationID: regID, ID: c.ID, CredentialBlob: cred.CredentialBlob, EncryptedSecret: cred.EncryptedSecret, Expires: c.Expires}, nil
+	return &TPMChallenge{RegistrationID: regID, ID: ekHash + nonce, CredentialBlob: cred.CredentialBlob, EncryptedSecret: cred.EncryptedSecret, Expires: c.Expires}, nil
+}
+
+// A TPM has one open challenge at a time: it is stored under a slot named
+// by the EK, and a new first step replaces the one before. So one EK (or
+// one address with a few EKs) cannot fill the challenge store, and the
+// store holds at most one challenge per enrolled TPM. The device's
+// challenge ID is the EK hash followed by a random nonce, which the second
+// step must match.
+func tpmChallengeSlot(ekHash string) string { return "tpm:" + ekHash }
+
+// tpmChallengeIDLength is the length of a challenge ID given to a device:
+// the EK hash (64 hex digits) and the nonce (32).
+const tpmChallengeIDLength = 64 + 32
+
+// parseChallengeID splits a device's challenge ID into its slot and nonce.
+func parseChallengeID(id string) (slot, nonce string, ok bool) {
+	if len(id) != tpmChallengeIDLength {
+		return "", "", false
+	}
+	if _, err := hex.DecodeString(id); err != nil {
+		return "", "", false
+	}
+	return tpmChallengeSlot(strings.ToLower(id[:64])), strings.ToLower(id[64:]), true
+}
+
+// replaceChallenge stores c, replacing the challenge in its slot (a
+// device that starts over, or a concurrent first step of the same TPM).
+func (s *Service) replaceChallenge(ctx context.Context, c *attestation.Challenge, now time.Time) error {
+	for range 3 {
+		if _, err := s.Challenges.TakeChallenge(ctx, c.ID, now); err != nil && !errors.Is(err, fault.ErrNotFound) && fault.ReasonOf(err) != fault.ChallengeExpired {
+			return err
+		}
+		err := s.Challenges.PutChallenge(ctx, c)
+		if fault.KindOf(err) != fault.AlreadyExists {
+			return err
+		}
+	}
+	return fault.New(fault.Unavailable, fault.StoreUnavailable, "too many concurrent first steps for this TPM; retry")
 }
 
 // tpmEnrollment finds the individual TPM enrollment of this EK and checks
@@ -230,23 +279,6 @@ func (s *Service) tpmGroup(ctx context.Context, ek *tpm2.TPMTPublic, ekHash stri
 	return nil, fault.New(fault.Internal, fault.InternalError, "verified EK chain ends at an unexpected anchor")
 }
 
-// checkSameTPM refuses a registration ID already registered by another TPM.
-func (s *Service) checkSameTPM(ctx context.Context, regID, ekHash string) error {
-	existing, err := s.Registry.GetRegistration(ctx, regID)
-	switch {
-	case errors.Is(err, fault.ErrNotFound):
-		return nil
-	case err != nil:
-		return err
-	}
-	if existing.AttestationType == registry.TPM && existing.CredentialThumbprint != ekHash {
-		s.log(slog.LevelWarn, "registration refused: a different TPM claims an existing registration (possible cloned or duplicated device)",
-			"registration_id", regID, "registered_ek", existing.CredentialThumbprint, "presented_ek", ekHash)
-		return fault.New(fault.PermissionDenied, fault.TPMEKMismatch, "the registration belongs to a different TPM")
-	}
-	return nil
-}
-
 // CompleteTPM takes the challenge (single use), checks the recovered
 // secret in constant time, and registers the device with its bound key.
 func (s *Service) CompleteTPM(ctx context.Context, req TPMCompleteRequest) (*registry.Registration, error) {
@@ -262,13 +294,14 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 		return nil, err
 	}
 	now := s.Now()
-	if req.ChallengeID == "" || len(req.ChallengeID) > attestation.MaxChallengeIDLength {
+	slot, nonce, ok := parseChallengeID(req.ChallengeID)
+	if !ok {
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge")
 	}
 	if len(req.Secret) > 2*tpm.SecretSize {
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the secret has the wrong size")
 	}
-	c, err := s.Challenges.TakeChallenge(ctx, req.ChallengeID, now)
+	c, err := s.Challenges.TakeChallenge(ctx, slot, now)
 	switch {
 	case errors.Is(err, fault.ErrNotFound):
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown or already used challenge")
@@ -277,12 +310,21 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 	case err != nil:
 		return nil, err
 	}
-	if !strings.EqualFold(c.RegistrationID, req.RegistrationID) {
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the challenge was issued to another registration")
-	}
 	var state tpmChallengeState
 	if err := json.Unmarshal(c.Data, &state); err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode challenge")
+	}
+	// A wrong nonce is not an answer to this challenge (a replaced one, or
+	// a guess by someone who knows the EK): the challenge goes back for its
+	// device. A wrong secret for the right nonce uses it up.
+	if subtle.ConstantTimeCompare([]byte(state.Nonce), []byte(nonce)) != 1 {
+		if err := s.Challenges.PutChallenge(ctx, c); err != nil && fault.KindOf(err) != fault.AlreadyExists {
+			s.log(slog.LevelWarn, "could not restore a TPM challenge after a wrong challenge ID", "registration_id", c.RegistrationID, "err", err)
+		}
+		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown, replaced or already used challenge")
+	}
+	if !strings.EqualFold(c.RegistrationID, req.RegistrationID) {
+		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the challenge was issued to another registration")
 	}
 	if err := tpm.CheckSecret(state.SecretHash, req.Secret); err != nil {
 		return nil, err

@@ -34,6 +34,9 @@ type Limiter struct {
 	Now             func() time.Time
 	PerIP           Rule
 	PerRegistration Rule
+	// PerIPChallenges bounds TPM first steps from one address: each
+	// stores a challenge until it is answered or expires.
+	PerIPChallenges Rule
 }
 
 // AllowPeer counts a request from addr ("ip:port" or "ip").
@@ -41,11 +44,23 @@ func (l *Limiter) AllowPeer(ctx context.Context, addr string) error {
 	if l == nil {
 		return nil
 	}
-	ip := addr
+	return l.allow(ctx, "ip:"+peerIP(addr), l.PerIP, "requests from this address")
+}
+
+// peerIP is addr's IP ("ip:port" or "ip").
+func peerIP(addr string) string {
 	if host, _, err := net.SplitHostPort(addr); err == nil {
-		ip = host
+		return host
 	}
-	return l.allow(ctx, "ip:"+ip, l.PerIP, "requests from this address")
+	return addr
+}
+
+// AllowChallenge counts a TPM first step from addr.
+func (l *Limiter) AllowChallenge(ctx context.Context, addr string) error {
+	if l == nil {
+		return nil
+	}
+	return l.allow(ctx, "tpmch:"+peerIP(addr), l.PerIPChallenges, "TPM challenges for this address")
 }
 
 // AllowRegistration counts a registration of an attested device.

@@ -105,16 +105,17 @@ type Settings struct {
 	Twin        json.RawMessage `json:"twin,omitempty"`
 	Edge        bool            `json:"edge,omitempty"`
 	Reprovision string          `json:"reprov,omitempty"`
+	AdoptFrom   []string        `json:"adopt,omitempty"`
 }
 
 // FromSettings converts domain settings.
 func FromSettings(d enrollment.DeviceSettings) Settings {
-	return Settings{Twin: d.InitialTwin, Edge: d.IoTEdge, Reprovision: string(d.Reprovision)}
+	return Settings{Twin: d.InitialTwin, Edge: d.IoTEdge, Reprovision: string(d.Reprovision), AdoptFrom: d.AdoptFrom}
 }
 
 // Domain converts back.
 func (r Settings) Domain() enrollment.DeviceSettings {
-	return enrollment.DeviceSettings{InitialTwin: r.Twin, IoTEdge: r.Edge, Reprovision: enrollment.Reprovision(r.Reprovision)}
+	return enrollment.DeviceSettings{InitialTwin: r.Twin, IoTEdge: r.Edge, Reprovision: enrollment.Reprovision(r.Reprovision), AdoptFrom: r.AdoptFrom}
 }
 
 // FromGroup converts a domain group.
