@@ -72,3 +72,11 @@ func (s *Store) TakeChallenge(_ context.Context, id string, now time.Time) (*att
 	}
 	return attestation.CheckTaken(&c, now)
 }
+
+// ChallengeCount is the number of stored challenges, expired ones not yet
+// dropped included.
+func (s *Store) ChallengeCount() int {
+	s.challenges.mu.Lock()
+	defer s.challenges.mu.Unlock()
+	return len(s.challenges.m)
+}

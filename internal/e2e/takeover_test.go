@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/attestation/tpm"
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/cli"
+	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/ratelimit"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/tpmdevice"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// The takeovers issue #18 reproduced, each now refused (ADR 17).
+
+// unchanged fails the test if regID's registration or identity differ
+// from what they were.
+func (e *env) unchanged(regID string, reg *registry.Registration, id *registry.Identity) {
+	e.t.Helper()
+	r, err := e.store.GetRegistration(context.Background(), regID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	i, err := e.store.GetIdentity(context.Background(), r.DeviceID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if r.Etag != reg.Etag || r.GroupID != reg.GroupID || r.Individual != reg.Individual || r.CredentialThumbprint != reg.CredentialThumbprint ||
+		i.Version != id.Version || i.Credential.X509Thumbprint != id.Credential.X509Thumbprint || i.Credential.TPMEKHash != id.Credential.TPMEKHash ||
+		i.Credential.SymmetricKeyHash != id.Credential.SymmetricKeyHash {
+		e.t.Fatalf("%s changed: %+v %+v, was %+v %+v", regID, r, i, reg, id)
+	}
+}
+
+func (e *env) current(regID string) (*registry.Registration, *registry.Identity) {
+	e.t.Helper()
+	r, err := e.store.GetRegistration(context.Background(), regID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	i, err := e.store.GetIdentity(context.Background(), r.DeviceID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r, i
+}
+
+// dpsX509 registers an X.509 device on the DPS device API and returns the
+// HTTP status and the error body's reason ("" on success).
+func (e *env) dpsX509(regID string, dev *pki.Issued, chain ...*pki.Issued) (int, string) {
+	e.t.Helper()
+	code, _, raw := e.dpsCall("PUT", "/"+idScope+"/registrations/"+regID+"/register", "", `{"registrationId":"`+regID+`"}`, dev, chain...)
+	if code == 200 || code == 202 {
+		return code, ""
+	}
+	return code, decodeErr(e.t, raw).Info["reason"]
+}
+
+// TestTakeoverX509AcrossGroups: a device of another verified CA's group,
+// with the CN of a registered device, is refused on every transport, and
+// the registration stays the real device's; status lookups show it
+// nothing. With the attacker's group adopting from the owner's, the move
+// is allowed: an operator's decision.
+func TestTakeoverX509AcrossGroups(t *testing.T) {
+	e := start(t)
+	f := e.newFleet()
+	real := f.device(t, "sensor-0001")
+	if _, err := e.registerGRPC("sensor-0001", real, f.inter.Cert); err != nil {
+		t.Fatal(err)
+	}
+	reg, id := e.current("sensor-0001")
+
+	beta, err := pki.NewCA("Beta Devices Root", nil, time.Now(), 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.uploadCA("beta-root", beta, true)
+	e.createGroup("beta", "beta-root")
+	attacker, err := pki.NewDevice("sensor-0001", beta, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range transports {
+		if _, err := tr.register(e, "sensor-0001", attacker); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+			t.Fatalf("%s: %v, want REGISTRATION_ID_OWNED", tr.name, err)
+		}
+	}
+	if code, reason := e.dpsX509("sensor-0001", attacker); code != http.StatusUnauthorized || reason != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("DPS: %d %s", code, reason)
+	}
+	// DPS's status lookup (POST /registrations/{id}) by the attacker.
+	code, _, raw := e.dpsCall("POST", "/"+idScope+"/registrations/sensor-0001", "", `{"registrationId":"sensor-0001"}`, attacker)
+	if code != http.StatusUnauthorized || decodeErr(t, raw).Info["reason"] != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("status lookup by another group's device: %d %s", code, raw)
+	}
+	e.unchanged("sensor-0001", reg, id)
+	// The real device still registers, idempotently.
+	if got, err := e.registerGRPC("sensor-0001", real, f.inter.Cert); err != nil || got.GetEtag() != reg.Etag {
+		t.Fatalf("the real device: %v %v", got, err)
+	}
+	// Renewed by its own CA: an update, not a takeover.
+	renewed := f.device(t, "sensor-0001")
+	if got, err := e.registerREST("sensor-0001", renewed, f.inter.Cert); err != nil || got.GetEnrollmentGroupId() != "acme" {
+		t.Fatalf("renewed certificate: %v %v", got, err)
+	}
+	if _, i := e.current("sensor-0001"); i.Version <= id.Version || i.Credential.X509Thumbprint == id.Credential.X509Thumbprint {
+		t.Fatalf("renewal did not update the identity: %+v", i)
+	}
+
+	// The operator lets beta adopt acme's devices (DPS service API,
+	// reprovisionPolicy.adoptFromGroups): the move is allowed.
+	if _, err := pb.NewEnrollmentServiceClient(e.admin).DeleteEnrollmentGroup(e.owner(), &pb.DeleteEnrollmentGroupRequest{Id: "beta"}); err != nil {
+		t.Fatal(err)
+	}
+	keyID, key := e.newSASKey("svc", access.All...)
+	c := e.serviceClient(keyID, key)
+	var grp dps.EnrollmentGroup
+	c.mustOK(c.call("PUT", "/enrollmentGroups/beta", `{"enrollmentGroupId":"beta","attestation":{"type":"x509","x509":{"caReferences":{"primary":"beta-root"}}},
+		"reprovisionPolicy":{"updateHubAssignment":true,"migrateDeviceData":true,"adoptFromGroups":["acme"]}}`), 200).decode(t, &grp)
+	if p := grp.ReprovisionPolicy; p == nil || len(p.AdoptFromGroups) != 1 || p.AdoptFromGroups[0] != "acme" {
+		t.Fatalf("group = %+v", grp)
+	}
+	moved, err := e.registerGRPC("sensor-0001", attacker)
+	if err != nil || moved.GetEnrollmentGroupId() != "beta" || moved.GetDeviceId() != "sensor-0001" {
+		t.Fatalf("adopted: %v %v", moved, err)
+	}
+	// And now the device is beta's: acme's device is refused.
+	if _, err := e.registerGRPC("sensor-0001", real, f.inter.Cert); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("acme's device after the move: %v", err)
+	}
+	// adoptFromGroups is checked.
+	for _, bad := range []string{`["bad id"]`, `["a","a"]`, `"acme"`, `[` + strings.Repeat(`"g",`, 16) + `"g"]`} {
+		a := c.call("PUT", "/enrollmentGroups/beta-2", `{"enrollmentGroupId":"beta-2","attestation":{"type":"symmetricKey"},
+			"reprovisionPolicy":{"updateHubAssignment":true,"migrateDeviceData":true,"adoptFromGroups":`+bad+`}}`)
+		if a.code != http.StatusBadRequest {
+			t.Fatalf("adoptFromGroups %s: %d %s", bad, a.code, a.body)
+		}
+	}
+}
+
+// TestTakeoverReservedByIndividual: an individual enrollment reserves its
+// registration ID against every group device: an X.509 leaf of a group
+// with the CN, a symmetric group's derived key over the DPS API (for an
+// X.509 and a TPM individual enrollment), before and after the real device
+// registered.
+func TestTakeoverReservedByIndividual(t *testing.T) {
+	e := start(t)
+	f := e.newFleet()
+	enr := pb.NewEnrollmentServiceClient(e.admin)
+	meter := f.device(t, "meter-1")
+	if _, err := enr.CreateEnrollment(e.owner(), &pb.CreateEnrollmentRequest{Enrollment: &pb.Enrollment{
+		RegistrationId: "meter-1", CertificatePem: string(pki.CertPEM(meter.Cert))}}); err != nil {
+		t.Fatal(err)
+	}
+	grp, err := enr.CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{
+		Id: "sym-group", AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupKey := grp.GetSymmetricKey().GetPrimaryKey()
+	symmetric := func(regID string) (int, string) {
+		code, _, raw := e.dpsCall("PUT", "/"+idScope+"/registrations/"+regID+"/register",
+			sas(symkey.DeriveDeviceKey(groupKey, regID), regID, time.Now().Add(time.Hour)), `{"registrationId":"`+regID+`"}`, nil)
+		if code == 200 {
+			return code, ""
+		}
+		return code, decodeErr(t, raw).Info["reason"]
+	}
+
+	// A group leaf with the individual's ID, before the device registered.
+	squatter := f.device(t, "meter-1")
+	for _, tr := range transports {
+		if _, err := tr.register(e, "meter-1", squatter, f.inter.Cert); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+			t.Fatalf("%s: %v", tr.name, err)
+		}
+	}
+	if code, reason := symmetric("meter-1"); code != http.StatusUnauthorized || reason != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("symmetric group over an X.509 individual: %d %s", code, reason)
+	}
+	e.assertNoRegistration("meter-1")
+	// The enrolled leaf registers; the squatters are still refused.
+	if _, err := e.registerREST("meter-1", meter); err != nil {
+		t.Fatal(err)
+	}
+	reg, id := e.current("meter-1")
+	if _, err := e.registerGRPC("meter-1", squatter, f.inter.Cert); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("after registration: %v", err)
+	}
+	if code, reason := e.dpsX509("meter-1", squatter, f.inter); reason != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("DPS after registration: %d %s", code, reason)
+	}
+	e.unchanged("meter-1", reg, id)
+
+	// A TPM individual enrollment's ID, with a symmetric group's key.
+	withTPM(t, tpmdevice.ECC, tpmdevice.Options{}, func(d *tpmdevice.Device) {
+		e.enrollTPM("tpm-meter", d.EKPublic(), 0)
+		if code, reason := symmetric("tpm-meter"); code != http.StatusUnauthorized || reason != "REGISTRATION_ID_OWNED" {
+			t.Fatalf("symmetric group over a TPM individual: %d %s", code, reason)
+		}
+		e.assertNoRegistration("tpm-meter")
+		if _, err := e.tpmGRPC(d, "tpm-meter"); err != nil {
+			t.Fatalf("the enrolled TPM: %v", err)
+		}
+		reg, id := e.current("tpm-meter")
+		if code, reason := symmetric("tpm-meter"); reason != "REGISTRATION_ID_OWNED" {
+			t.Fatalf("after registration: %d %s", code, reason)
+		}
+		e.unchanged("tpm-meter", reg, id)
+	})
+	// Group devices with IDs of their own still register.
+	if code, reason := symmetric("sym-dev-1"); code != 200 {
+		t.Fatalf("symmetric group device: %d %s", code, reason)
+	}
+}
+
+// TestTakeoverTPMGroupSquat: a TPM from a vendor group asking for an
+// individually enrolled TPM's registration ID is refused at the first
+// step, and the enrolled TPM registers afterwards.
+func TestTakeoverTPMGroupSquat(t *testing.T) {
+	e := start(t)
+	e.createShard("shard-a", 1)
+	now := time.Now()
+	vendor, _ := pki.NewCA("TPM Vendor Root", nil, now, 48*time.Hour)
+	e.uploadCA("tpm-vendor", vendor, false)
+	if _, err := pb.NewEnrollmentServiceClient(e.admin).CreateEnrollmentGroup(e.owner(), &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{
+		Id: "tpm-fleet", CaCertificate: "tpm-vendor", AttestationType: pb.AttestationType_ATTESTATION_TYPE_TPM}}); err != nil {
+		t.Fatal(err)
+	}
+	var victimEK []byte
+	withTPM(t, tpmdevice.ECC, tpmdevice.Options{}, func(d *tpmdevice.Device) { victimEK = d.EKPublic() })
+	victimSeed := tpmSeed.Load()
+	e.enrollTPM("gateway-7", victimEK, 0)
+
+	var squatEK []byte
+	withTPM(t, tpmdevice.RSA, tpmdevice.Options{}, func(d *tpmdevice.Device) { squatEK = d.EKPublic() })
+	tpmSeed.Add(-1)
+	withTPM(t, tpmdevice.RSA, tpmdevice.Options{EKCertificates: [][]byte{ekCertificate(t, squatEK, vendor, now.Add(time.Hour))}}, func(d *tpmdevice.Device) {
+		for name, register := range map[string]func(cli.TPMDevice, string) (*pb.Registration, error){"grpc": e.tpmGRPC, "rest": e.tpmREST} {
+			if _, err := register(d, "gateway-7"); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+				t.Fatalf("%s: %v, want REGISTRATION_ID_OWNED", name, err)
+			}
+		}
+		e.assertNoRegistration("gateway-7")
+		// Under its own ID the group TPM registers.
+		if reg, err := e.tpmGRPC(d, ""); err != nil || reg.GetRegistrationId() != tpm.RegistrationID(squatEK) {
+			t.Fatalf("group TPM under its own ID: %v %v", reg, err)
+		}
+	})
+	next := tpmSeed.Load()
+	tpmSeed.Store(victimSeed - 1) // the victim's simulated TPM again
+	defer tpmSeed.Store(next)
+	withTPM(t, tpmdevice.ECC, tpmdevice.Options{}, func(d *tpmdevice.Device) {
+		if string(d.EKPublic()) != string(victimEK) {
+			t.Fatal("not the enrolled TPM")
+		}
+		if reg, err := e.tpmREST(d, "gateway-7"); err != nil || !reg.GetIndividualEnrollment() {
+			t.Fatalf("the enrolled TPM: %v %v", reg, err)
+		}
+	})
+}
+
+// TestTPMChallengeBounds: one TPM has one open challenge (a new first step
+// replaces the one before, whose ID then fails), one address opens a
+// bounded number, and a TPM that opened hundreds does not stop another
+// TPM from registering.
+func TestTPMChallengeBounds(t *testing.T) {
+	limiter := &ratelimit.Limiter{Counter: &ratelimit.Memory{}, Now: time.Now,
+		PerIPChallenges: ratelimit.Rule{Limit: 400, Window: time.Hour}}
+	e := startWith(t, options{limiter: limiter})
+	e.createShard("shard-a", 1)
+	cc := e.dial(nil)
+	defer cc.Close()
+	dev := pb.NewDeviceRegistrationServiceClient(cc)
+	withTPM(t, tpmdevice.ECC, tpmdevice.Options{}, func(d *tpmdevice.Device) {
+		e.enrollTPM("", d.EKPublic(), 0)
+		begin := func() (*pb.BeginTpmAttestationResponse, error) {
+			return dev.BeginTpmAttestation(t.Context(), &pb.BeginTpmAttestationRequest{EndorsementKey: d.EKPublic(), BoundKey: d.BoundKeyPublic()})
+		}
+		first, err := begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last *pb.BeginTpmAttestationResponse
+		for range 399 {
+			if last, err = begin(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := begin(); reasonOf(t, err) != "RATE_LIMITED" {
+			t.Fatalf("first step 401 from one address: %v", err)
+		}
+		if n := challengeCount(t, e); n != 1 {
+			t.Fatalf("400 first steps of one TPM left %d challenges open, want 1", n)
+		}
+		// The first challenge was replaced: answering it fails, and
+		// leaves the latest open.
+		secret, err := d.Activate(first.GetCredentialBlob(), first.GetEncryptedSecret())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: first.GetRegistrationId(),
+			ChallengeId: first.GetChallengeId(), Secret: secret}); reasonOf(t, err) != "TPM_CHALLENGE_FAILED" {
+			t.Fatalf("a replaced challenge: %v", err)
+		}
+		// Malformed challenge IDs.
+		for _, id := range []string{"", "zz", strings.Repeat("g", 96), last.GetChallengeId()[:95], last.GetChallengeId() + "0"} {
+			if _, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: last.GetRegistrationId(),
+				ChallengeId: id, Secret: secret}); reasonOf(t, err) != "TPM_CHALLENGE_FAILED" {
+				t.Fatalf("challenge ID %q: %v", id, err)
+			}
+		}
+		secret, err = d.Activate(last.GetCredentialBlob(), last.GetEncryptedSecret())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: last.GetRegistrationId(),
+			ChallengeId: last.GetChallengeId(), Secret: secret}); err != nil {
+			t.Fatalf("the latest challenge: %v", err)
+		}
+	})
+	// Another TPM (the address's budget lifted: its bound is shown above).
+	limiter.PerIPChallenges.Limit = 0
+	withTPM(t, tpmdevice.RSA, tpmdevice.Options{}, func(d *tpmdevice.Device) {
+		e.enrollTPM("", d.EKPublic(), 0)
+		if _, err := e.tpmGRPC(d, ""); err != nil {
+			t.Fatalf("another TPM: %v", err)
+		}
+	})
+	if n := challengeCount(t, e); n != 0 {
+		t.Fatalf("%d challenges left open after both TPMs registered", n)
+	}
+}
+
+// challengeCount counts the open challenges of the embedded store.
+func challengeCount(t *testing.T, e *env) int {
+	t.Helper()
+	c, ok := e.store.(interface{ ChallengeCount() int })
+	if !ok {
+		t.Fatalf("%T cannot count challenges", e.store)
+	}
+	return c.ChallengeCount()
+}
