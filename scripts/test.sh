@@ -71,7 +71,8 @@ for target in \
   ./attestation/tpm:FuzzParsePublic \
   ./attestation/tpm:FuzzEKFromPEM \
   ./attestation/tpm:FuzzParseEKCertificate \
-  ./attestation/symkey:FuzzParse; do
+  ./attestation/symkey:FuzzParse \
+  ./internal/provisioning:FuzzOwnership; do
   pkg=${target%%:*} name=${target##*:}
   # A fuzzer stopping mid-input can end with "context deadline exceeded";
   # a rerun tells that apart from a real finding, which go test saves under
