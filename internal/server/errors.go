@@ -86,10 +86,38 @@ func toStatus(ctx context.Context, log *slog.Logger, err error, device bool) err
 	return st.Err()
 }
 
-// httpErrorHandler is the gateway's error handler plus a Retry-After header
-// on retryable errors.
+// reasonStatus is the status of a request refused before any service ran
+// (the transport's own refusals, in input.go): a code and a reason, with
+// no domain error behind them.
+func reasonStatus(code codes.Code, reason fault.Reason, msg string) error {
+	st := status.New(code, msg)
+	if withDetails, err := st.WithDetails(&errdetails.ErrorInfo{Reason: string(reason), Domain: ErrorDomain}); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
+
+// reasonOf is the ErrorInfo reason of st, if any.
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// httpErrorHandler is the gateway's error handler, with a reason for the
+// gateway's own refusals (gatewayError) and a Retry-After header on
+// retryable errors.
 func httpErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if st, ok := status.FromError(err); ok {
+	err = gatewayError(r, err)
+	inner := err
+	var hs *runtime.HTTPStatusError
+	if errors.As(err, &hs) {
+		inner = hs.Err
+	}
+	if st, ok := status.FromError(inner); ok {
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok {
 				secs := int((ri.GetRetryDelay().AsDuration() + time.Second - 1) / time.Second)
@@ -103,11 +131,5 @@ func httpErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Mars
 // itemError is toStatus for one item of a batch.
 func itemError(ctx context.Context, log *slog.Logger, err error) *pb.ItemError {
 	st := status.Convert(toStatus(ctx, log, err, false))
-	out := &pb.ItemError{Code: int32(st.Code()), Message: st.Message()}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			out.Reason = info.GetReason()
-		}
-	}
-	return out
+	return &pb.ItemError{Code: int32(st.Code()), Message: st.Message(), Reason: reasonOf(st)}
 }

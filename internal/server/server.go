@@ -1,8 +1,9 @@
 // Package server exposes Zerotouch over gRPC and over REST (grpc-gateway,
 // in-process), with health checking, reflection, the OpenAPI document and
 // graceful shutdown. It converts between protobuf and domain types, and
-// errors to status in exactly one place (toStatus). It knows stores only as
-// interfaces.
+// errors to status in exactly one place (toStatus); requests the transports
+// refuse before any service runs get their reasons in input.go. It knows
+// stores only as interfaces.
 package server
 
 import (
@@ -32,6 +33,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -46,8 +48,11 @@ const (
 	// what gRPC carries in under maxGRPCBytes).
 	maxBatchBytes = 4 << 20
 	// maxGRPCBytes bounds any gRPC message: a batch of 1,000 TPM EKs is
-	// about 350 KB.
+	// about 350 KB. A larger message is refused with BODY_TOO_LARGE up to
+	// maxGRPCFrameBytes; past that gRPC stops reading it and answers
+	// RESOURCE_EXHAUSTED itself, before any of the server's code runs.
 	maxGRPCBytes         = 2 << 20
+	maxGRPCFrameBytes    = 2 * maxGRPCBytes
 	maxConcurrentStreams = 256
 	// readHeaderTimeout bounds the TLS handshake and the request headers.
 	// It is generous because a fleet arriving at once (after an outage, at
@@ -115,26 +120,38 @@ func New(cfg Config) (*Server, error) {
 	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, store: cfg.Store, log: cfg.Log, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
 	s := &Server{cfg: cfg, health: health.NewServer(), hubs: svc.hubs}
 
+	dec := newRequestDecoder(maxGRPCBytes, cfg.Log)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.MaxRecvMsgSize(maxGRPCBytes),
+		grpc.MaxRecvMsgSize(maxGRPCFrameBytes),
+		grpc.ForceServerCodecV2(dec),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ConnectionTimeout(readHeaderTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.UnknownServiceHandler(unknownMethod),
 	)
-	pb.RegisterDeviceRegistrationServiceServer(s.grpc, svc)
-	pb.RegisterCertificateAuthorityServiceServer(s.grpc, svc)
-	pb.RegisterEnrollmentServiceServer(s.grpc, svc)
-	pb.RegisterHubServiceServer(s.grpc, svc)
-	pb.RegisterRegistrationServiceServer(s.grpc, svc)
-	pb.RegisterAccessKeyServiceServer(s.grpc, svc)
-	pb.RegisterHubAssignmentServiceServer(s.grpc, svc)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	// Every service is registered through reg, so that its requests are
+	// decoded by dec.
+	reg := decodingRegistrar{Server: s.grpc, dec: dec}
+	pb.RegisterDeviceRegistrationServiceServer(reg, svc)
+	pb.RegisterCertificateAuthorityServiceServer(reg, svc)
+	pb.RegisterEnrollmentServiceServer(reg, svc)
+	pb.RegisterHubServiceServer(reg, svc)
+	pb.RegisterRegistrationServiceServer(reg, svc)
+	pb.RegisterAccessKeyServiceServer(reg, svc)
+	pb.RegisterHubAssignmentServiceServer(reg, svc)
+	healthpb.RegisterHealthServer(reg, s.health)
+	reflection.Register(reg)
 
-	gw := runtime.NewServeMux(runtime.WithErrorHandler(httpErrorHandler))
+	gw := runtime.NewServeMux(
+		runtime.WithErrorHandler(httpErrorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newJSONMarshaler()),
+		// No POST-as-GET with a form body: bodies are JSON.
+		runtime.WithDisablePathLengthFallback(),
+	)
 	ctx := context.Background()
 	for _, err := range []error{
 		pb.RegisterDeviceRegistrationServiceHandlerServer(ctx, gw, svc),
@@ -149,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", gw)
+	mux.Handle("/v1/", requireJSON(gw, gw))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPIDocument)
@@ -290,7 +307,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	defer func() {
 		if r := recover(); r != nil {
 			s.cfg.Log.ErrorContext(ctx, "panic", "request_id", id, "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error")
+			err = reasonStatus(codes.Internal, fault.InternalError, "internal error")
 		}
 		s.logCall(ctx, id, info.FullMethod, status.Code(err), time.Since(start))
 	}()
@@ -331,7 +348,7 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		if r.URL.Path == "/v1/enrollments:batchCreate" || r.Method == http.MethodPost && (strings.EqualFold(r.URL.Path, "/enrollments") || strings.EqualFold(r.URL.Path, "/enrollmentGroups")) {
 			limit = maxBatchBytes
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		r.Body = newLimitedBody(w, r.Body, limit)
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		start := time.Now()
 		defer func() {
