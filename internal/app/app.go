@@ -139,14 +139,15 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer}
 	var dpsHandler, dpsService http.Handler
+	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {
-		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log}
+		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, Locate: geo.LocateRequest}
 		dpsService = &dps.Service{Admin: adm, Store: store, Secrets: sealer, Now: opt.Now, Log: opt.Log}
 	}
 	srv, err := server.New(server.Config{
 		DPS:           dpsHandler,
 		DPSService:    dpsService,
-		Geo:           geoLocator(cfg.Geo),
+		Geo:           geo,
 		DPSScope:      cfg.DPS.IDScope,
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,

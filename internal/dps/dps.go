@@ -31,6 +31,9 @@ type Handler struct {
 	Prov    *provisioning.Service
 	IDScope string
 	Log     *slog.Logger
+	// Locate, if set, is the region a request's client is in (the geo
+	// policy): the server's geo table, which knows trusted proxy headers.
+	Locate func(r *http.Request) string
 }
 
 // registrationRequest is DPS's DeviceRegistration body.
@@ -110,27 +113,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) resource(regID string) string { return h.IDScope + "/registrations/" + regID }
 
-// attest registers (or, when lookup, only looks up) the caller by the
-// credential it presented: a SAS token, or its TLS client certificate.
-func (h *Handler) attest(ctx context.Context, r *http.Request, regID string, lookup bool) (*registry.Registration, error) {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		req := provisioning.SASRequest{RegistrationID: regID, Token: auth, Resource: h.resource(regID), Peer: r.RemoteAddr}
-		if lookup {
-			return h.Prov.LookupSymmetricKey(ctx, req)
-		}
-		return h.Prov.RegisterSymmetricKey(ctx, req)
+// request is the registration request the HTTP request makes: the
+// caller's credential (a SAS token, or its TLS client certificate) and
+// where it comes from.
+func (h *Handler) request(r *http.Request, regID string) provisioning.Request {
+	req := provisioning.Request{RegistrationID: regID, Transport: provisioning.TransportDPS,
+		RequestID: r.Header.Get("X-Request-Id"), Peer: r.RemoteAddr}
+	if h.Locate != nil {
+		req.Region = h.Locate(r)
 	}
-	xr := provisioning.X509Request{RegistrationID: regID, Peer: r.RemoteAddr}
-	if r.TLS != nil {
-		xr.Chain = r.TLS.PeerCertificates
+	switch auth := r.Header.Get("Authorization"); {
+	case auth != "":
+		req.Evidence = provisioning.SASToken{Token: auth, Resource: h.resource(regID)}
+	case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
+		req.Evidence = provisioning.X509Chain{Chain: r.TLS.PeerCertificates}
 	}
-	if len(xr.Chain) == 0 {
-		return nil, fault.New(fault.Unauthenticated, fault.CertificateMissing, "no credential: send a SAS token or a client certificate")
-	}
-	if lookup {
-		return h.Prov.LookupX509(ctx, xr)
-	}
-	return h.Prov.RegisterX509(ctx, xr)
+	return req
 }
 
 func readBody(r *http.Request, v any) error {
@@ -160,17 +158,15 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 		h.fail(w, r, fault.New(fault.InvalidArgument, fault.RegistrationIDInvalid, "the body's registrationId is not the path's"))
 		return
 	}
-	if len(body.Payload) > provisioning.MaxPayload {
-		h.fail(w, r, fault.Invalidf("payload is larger than %d bytes", provisioning.MaxPayload))
-		return
-	}
-	// The device's payload goes to a custom allocation webhook.
-	r = r.WithContext(provisioning.WithDevicePayload(r.Context(), body.Payload))
+	req := h.request(r, regID)
+	// The device's payload goes to a custom allocation webhook; a DPS
+	// device polls a slow one.
+	req.Payload, req.CanPoll = body.Payload, true
 	if body.TPM != nil {
-		h.registerTPM(w, r, regID, body.TPM)
+		h.registerTPM(w, r, req, body.TPM)
 		return
 	}
-	reg, err := h.attest(provisioning.WithPolling(r.Context()), r, regID, false)
+	res, err := h.Prov.Register(r.Context(), req)
 	if fault.ReasonOf(err) == fault.Assigning {
 		h.assigning(w, regID, assigningOperationID(regID, time.Now().Add(assigningFor)), err)
 		return
@@ -179,7 +175,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 		h.fail(w, r, err)
 		return
 	}
-	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: toState(reg)})
+	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(res.Registration), Status: "assigned", RegistrationState: toState(res.Registration)})
 }
 
 // assigningFor bounds how long an ASSIGNING operation is worth polling:
@@ -223,36 +219,37 @@ func (h *Handler) assigning(w http.ResponseWriter, regID, opID string, err error
 // authenticationKey that delivers a key into the device's TPM; the second
 // carries a SAS signed by that key, and is answered with the hub key,
 // delivered the same way.
-func (h *Handler) registerTPM(w http.ResponseWriter, r *http.Request, regID string, t *tpmAttestation) {
+func (h *Handler) registerTPM(w http.ResponseWriter, r *http.Request, req provisioning.Request, t *tpmAttestation) {
 	ek, err1 := base64.StdEncoding.DecodeString(t.EndorsementKey)
 	srk, err2 := base64.StdEncoding.DecodeString(t.StorageRootKey)
 	if err1 != nil || err2 != nil {
 		h.fail(w, r, fault.New(fault.InvalidArgument, fault.TPMStructureInvalid, "tpm.endorsementKey and tpm.storageRootKey must be base64 TPM2B_PUBLIC"))
 		return
 	}
-	req := provisioning.DPSTPMRequest{RegistrationID: regID, EKPublic: ek, SRKPublic: srk, Token: r.Header.Get("Authorization"),
-		Resource: h.resource(regID), Peer: r.RemoteAddr}
-	if req.Token == "" {
-		blob, err := h.Prov.BeginDPSTPM(r.Context(), req)
+	token := r.Header.Get("Authorization")
+	if token == "" {
+		req.Evidence = provisioning.DPSTPMBegin{EKPublic: ek, SRKPublic: srk}
+		ch, err := h.Prov.BeginTPM(r.Context(), req)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		h.write(w, http.StatusUnauthorized, map[string]string{"authenticationKey": base64.StdEncoding.EncodeToString(blob), "keyName": "registration"})
+		h.write(w, http.StatusUnauthorized, map[string]string{"authenticationKey": base64.StdEncoding.EncodeToString(ch.AuthenticationKey), "keyName": "registration"})
 		return
 	}
-	reg, blob, err := h.Prov.CompleteDPSTPM(r.Context(), req)
+	req.Evidence = provisioning.DPSTPMAnswer{EKPublic: ek, SRKPublic: srk, Token: token, Resource: h.resource(req.RegistrationID)}
+	res, err := h.Prov.Register(r.Context(), req)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	state := toState(reg)
-	state.TPM = &tpmResult{AuthenticationKey: base64.StdEncoding.EncodeToString(blob)}
-	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(reg), Status: "assigned", RegistrationState: state})
+	state := toState(res.Registration)
+	state.TPM = &tpmResult{AuthenticationKey: base64.StdEncoding.EncodeToString(res.AuthenticationKey)}
+	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(res.Registration), Status: "assigned", RegistrationState: state})
 }
 
 func (h *Handler) operation(w http.ResponseWriter, r *http.Request, regID, opID string) {
-	reg, err := h.attest(r.Context(), r, regID, true)
+	reg, err := h.Prov.Lookup(r.Context(), h.request(r, regID))
 	if deadline, pending := parseAssigningOperationID(opID, regID); pending {
 		switch {
 		case err == nil:
@@ -286,7 +283,7 @@ func (h *Handler) lookup(w http.ResponseWriter, r *http.Request, regID string) {
 		h.fail(w, r, fault.Invalidf("a status lookup takes no csr"))
 		return
 	}
-	reg, err := h.attest(r.Context(), r, regID, true)
+	reg, err := h.Prov.Lookup(r.Context(), h.request(r, regID))
 	if err != nil {
 		h.fail(w, r, err)
 		return

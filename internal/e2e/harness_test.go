@@ -141,7 +141,7 @@ func startWith(t *testing.T, opt options) *env {
 		srvStore = opt.serverStore(store)
 	}
 	srv, err := server.New(server.Config{
-		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log},
+		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log, Locate: opt.geo.LocateRequest},
 		DPSScope:   idScope,
 		DPSService: &dps.Service{Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
 		Geo:        opt.geo,

@@ -135,3 +135,16 @@ func (s *Service) owns(c claim, reserved bool, existing *registry.Registration) 
 	}
 	return err
 }
+
+// lookup returns the registration an attested device may see: its own,
+// under the ownership rule; NotFound when there is none.
+func (s *Service) lookup(ctx context.Context, p plan) (*registry.Registration, error) {
+	existing, err := s.admit(ctx, p.claim())
+	if err != nil {
+		return nil, err
+	}
+	if existing == nil {
+		return nil, fault.NotFoundf("registration %q not found", p.regID)
+	}
+	return existing, nil
+}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -101,85 +102,40 @@ func (s *Service) Wait(ctx context.Context) error {
 	}
 }
 
-// X509Request is an X.509 registration as a transport saw it.
-type X509Request struct {
-	// RegistrationID the device asked for; "" when the transport has none.
-	// It must equal the leaf CN, compared case-insensitively.
-	RegistrationID string
-	// Chain is what the device presented in the TLS handshake, leaf first.
+// X509Chain is X.509 evidence: the chain the device presented in the TLS
+// handshake, leaf first. The registration ID, when the request names one,
+// must equal the leaf's CN, compared case-insensitively.
+type X509Chain struct {
 	Chain []*x509.Certificate
-	// Peer is the client address, for the failed-attempt log.
-	Peer string
+}
+
+func (X509Chain) attestation() registry.AttestationType { return registry.X509 }
+
+func (e X509Chain) logAttrs() []any {
+	if len(e.Chain) == 0 {
+		return nil
+	}
+	return []any{"subject", e.Chain[0].Subject.String(), "thumbprint", enrollment.Thumbprint(e.Chain[0].Raw)}
 }
 
 // maxWriteAttempts bounds retries when concurrent registrations of the
 // same device race on the store.
 const maxWriteAttempts = 8
 
-// RegisterX509 registers a device that authenticated with a certificate
-// chain. Every refusal is a *fault.Error with a stable reason; no refusal
-// writes anything.
-func (s *Service) RegisterX509(ctx context.Context, req X509Request) (*registry.Registration, error) {
-	reg, err := s.registerX509(ctx, req)
-	if err != nil {
-		var attrs []any
-		if len(req.Chain) > 0 {
-			attrs = append(attrs, "subject", req.Chain[0].Subject.String(), "thumbprint", enrollment.Thumbprint(req.Chain[0].Raw))
-		}
-		s.logRefusal(req.Peer, req.RegistrationID, err, attrs...)
-	}
-	return reg, err
-}
-
-func (s *Service) registerX509(ctx context.Context, req X509Request) (*registry.Registration, error) {
-	p, err := s.attestX509(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(p.regID)); err != nil {
-		return nil, err
-	}
-	return s.record(ctx, *p, s.Now())
-}
-
-// LookupX509 attests like RegisterX509 and returns the device's existing
-// registration without writing anything (DPS's status lookup).
-func (s *Service) LookupX509(ctx context.Context, req X509Request) (*registry.Registration, error) {
-	p, err := s.attestX509(ctx, req)
-	if err != nil {
-		s.logRefusal(req.Peer, req.RegistrationID, err, "step", "lookup")
-		return nil, err
-	}
-	return s.lookup(ctx, *p)
-}
-
-// lookup returns the registration an attested device may see: its own,
-// under the ownership rule; NotFound when there is none.
-func (s *Service) lookup(ctx context.Context, p plan) (*registry.Registration, error) {
-	existing, err := s.admit(ctx, p.claim())
-	if err != nil {
-		return nil, err
-	}
-	if existing == nil {
-		return nil, fault.NotFoundf("registration %q not found", p.regID)
-	}
-	return existing, nil
-}
-
-// attestX509 verifies the chain and matches the enrollment.
-func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error) {
-	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
-		return nil, err
-	}
+// attest verifies the chain and matches the enrollment.
+func (e X509Chain) attest(ctx context.Context, s *Service, req *Request) (*plan, error) {
 	now := s.Now()
 	maxLen := s.MaxChainLength
 	if maxLen <= 0 {
 		maxLen = x509att.DefaultMaxChainLength
 	}
-	if err := x509att.CheckShape(req.Chain, maxLen); err != nil {
+	if len(e.Chain) == 0 {
+		return nil, fault.New(fault.Unauthenticated, fault.CertificateMissing, "no credential: send a SAS token or a client certificate")
+	}
+	if err := x509att.CheckShape(e.Chain, maxLen); err != nil {
 		return nil, err
 	}
-	leaf := req.Chain[0]
+	leaf := e.Chain[0]
 	regID, err := x509att.CommonName(leaf)
 	if err != nil {
 		return nil, err
@@ -193,15 +149,15 @@ func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error
 	if err := x509att.CheckLeaf(leaf, now); err != nil {
 		return nil, err
 	}
-	if err := x509att.CheckKeys(req.Chain); err != nil {
+	if err := x509att.CheckKeys(e.Chain); err != nil {
 		return nil, err
 	}
 
 	presented := enrollment.Presented{}
-	for _, c := range req.Chain {
+	for _, c := range e.Chain {
 		presented.Thumbprints = append(presented.Thumbprints, enrollment.Thumbprint(c.Raw))
 	}
-	if top := req.Chain[len(req.Chain)-1]; !x509att.IsSelfIssued(top) {
+	if top := e.Chain[len(e.Chain)-1]; !x509att.IsSelfIssued(top) {
 		presented.TopIssuerKey = enrollment.SubjectKey(top.RawIssuer)
 	}
 	match, err := enrollment.Resolve(ctx, s.Enrollments, presented)
@@ -245,7 +201,7 @@ func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error
 				extra = append(extra, c)
 			}
 		}
-		path, err := s.Paths.Verify(req.Chain, match.Depth, extra, anchors, now)
+		path, err := s.Paths.Verify(e.Chain, match.Depth, extra, anchors, now)
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +225,8 @@ func (s *Service) attestX509(ctx context.Context, req X509Request) (*plan, error
 	return &out, nil
 }
 
-// plan is what attestation and matching decided.
+// plan is what attestation and matching decided, and what the request
+// adds for allocation.
 type plan struct {
 	regID, deviceID, groupID string
 	// thumbprint identifies the device's credential: the leaf certificate
@@ -280,6 +237,13 @@ type plan struct {
 	alloc      enrollment.Allocation
 	settings   enrollment.DeviceSettings
 	cred       registry.Credential
+	// authKey is the DPS TPM flow's hub key, delivered into the TPM.
+	authKey []byte
+	// From the request: the device's payload (for a webhook), its
+	// region (the geo policy), and whether it can poll.
+	payload json.RawMessage
+	region  string
+	canPoll bool
 }
 
 // sameCredential reports whether an identity already holds the credential.
@@ -509,7 +473,7 @@ func (s *Service) pick(ctx context.Context, p plan, all []*allocation.Shard, exi
 		sh, err = allocation.Static(p.alloc.StaticShard, candidates)
 	case enrollment.PolicyGeo:
 		var regions []string
-		if r := ClientRegion(ctx); r != "" {
+		if r := p.region; r != "" {
 			regions = append([]string{r}, s.NearestRegions[r]...)
 		}
 		sh, err = allocation.Geo(enrollment.Key(p.regID), regions, candidates)
@@ -519,39 +483,8 @@ func (s *Service) pick(ctx context.Context, p plan, all []*allocation.Shard, exi
 	return sh, nil, err
 }
 
-type regionKey struct{}
-
-// WithClientRegion records the region the transport located the client in
-// (from its address, or a trusted edge proxy's header), for the geo policy.
-func WithClientRegion(ctx context.Context, region string) context.Context {
-	if region == "" {
-		return ctx
-	}
-	return context.WithValue(ctx, regionKey{}, region)
-}
-
-// ClientRegion is the region WithClientRegion recorded, or "".
-func ClientRegion(ctx context.Context) string {
-	r, _ := ctx.Value(regionKey{}).(string)
-	return r
-}
-
 func (s *Service) log(level slog.Level, msg string, attrs ...any) {
 	if s.Log != nil {
 		s.Log.Log(context.Background(), level, msg, attrs...)
 	}
-}
-
-// logRefusal records a refused attempt: who, from where, why. The device
-// gets only the reason; the log gets the detail. No secrets are logged.
-func (s *Service) logRefusal(peer, registrationID string, err error, attrs ...any) {
-	attrs = append(attrs, "peer", peer, "reason", string(fault.ReasonOf(err)), "detail", err.Error())
-	if registrationID != "" {
-		attrs = append(attrs, "registration_id", registrationID)
-	}
-	level := slog.LevelWarn
-	if fault.KindOf(err) == fault.Internal || fault.KindOf(err) == fault.Unavailable {
-		level = slog.LevelError
-	}
-	s.log(level, "registration refused", attrs...)
 }

@@ -40,60 +40,33 @@ func OpenKeys(s *secrets.Sealer, sealed []byte, aad string) (*SymmetricKeys, err
 	return &k, nil
 }
 
-// SASRequest is a symmetric-key registration as a transport saw it.
-type SASRequest struct {
-	RegistrationID string
+// SASToken is symmetric-key evidence: a SAS token signed with the
+// device's individual enrollment key or with a key derived from a
+// symmetric-key group's key. Resource is what the token must be for:
+// "{idScope}/registrations/{registrationId}" on the DPS API.
+type SASToken struct {
 	// Token is the Authorization header's value.
-	Token string
-	// Resource is what the token must be for:
-	// "{idScope}/registrations/{registrationId}" on the DPS API.
+	Token    string
 	Resource string
-	Peer     string
 }
 
-// RegisterSymmetricKey registers a device that signed a SAS token with its
-// individual enrollment's key or with a key derived from a symmetric-key
-// group's key.
-func (s *Service) RegisterSymmetricKey(ctx context.Context, req SASRequest) (*registry.Registration, error) {
-	p, err := s.attestSymmetricKey(ctx, req)
-	if err == nil {
-		if err = s.Limiter.AllowRegistration(ctx, enrollment.Key(p.regID)); err == nil {
-			var reg *registry.Registration
-			if reg, err = s.record(ctx, *p, s.Now()); err == nil {
-				return reg, nil
-			}
-		}
-	}
-	s.logRefusal(req.Peer, req.RegistrationID, err, "attestation", "symmetricKey")
-	return nil, err
-}
+func (SASToken) attestation() registry.AttestationType { return registry.SymmetricKey }
 
-// LookupSymmetricKey attests like RegisterSymmetricKey and returns the
-// device's existing registration without writing anything.
-func (s *Service) LookupSymmetricKey(ctx context.Context, req SASRequest) (*registry.Registration, error) {
-	p, err := s.attestSymmetricKey(ctx, req)
-	if err != nil {
-		s.logRefusal(req.Peer, req.RegistrationID, err, "attestation", "symmetricKey", "step", "lookup")
-		return nil, err
-	}
-	return s.lookup(ctx, *p)
-}
+func (SASToken) logAttrs() []any { return nil }
 
-func (s *Service) attestSymmetricKey(ctx context.Context, req SASRequest) (*plan, error) {
-	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
-		return nil, err
-	}
+// attest verifies the token and finds the enrollment whose key signed it.
+func (e SASToken) attest(ctx context.Context, s *Service, req *Request) (*plan, error) {
 	if s.SymmetricKeysDisabled || s.Secrets == nil {
 		return nil, fault.New(fault.PermissionDenied, fault.SASDisabled, "symmetric-key attestation is turned off")
 	}
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
 		return nil, fault.Wrap(fault.Unauthenticated, fault.RegistrationIDInvalid, err, "registration ID")
 	}
-	tok, err := symkey.Parse(req.Token)
+	tok, err := symkey.Parse(e.Token)
 	if err != nil {
 		return nil, err
 	}
-	if err := tok.CheckResource(req.Resource); err != nil {
+	if err := tok.CheckResource(e.Resource); err != nil {
 		return nil, err
 	}
 	if err := tok.CheckExpiry(s.Now()); err != nil {

@@ -24,34 +24,43 @@ import (
 // TPMChallengeLife is how long a TPM device has to answer its challenge.
 const TPMChallengeLife = 5 * time.Minute
 
-// TPMBeginRequest is a TPM device's first step.
-type TPMBeginRequest struct {
-	// RegistrationID, or "" to derive it from the EK.
-	RegistrationID string
-	EKPublic       []byte // TPM2B_PUBLIC
-	BoundKey       []byte // TPM2B_PUBLIC
+// TPMBegin is a TPM device's first step on the native protocol: its EK,
+// the key it binds, and for a group its EK certificate chain. The request's
+// registration ID may be "" (derived from the EK).
+type TPMBegin struct {
+	EKPublic []byte // TPM2B_PUBLIC
+	BoundKey []byte // TPM2B_PUBLIC
 	// EKCertificates is the EK certificate, then any intermediates (for
 	// group enrollments by TPM vendor CA).
 	EKCertificates [][]byte
-	Peer           string
 }
 
-// TPMChallenge is what the device gets back.
+func (TPMBegin) attestation() registry.AttestationType { return registry.TPM }
+
+func (e TPMBegin) logAttrs() []any { return []any{"ek", tpm.EKHash(e.EKPublic)} }
+
+// TPMChallenge is what the device gets back from its first step.
 type TPMChallenge struct {
 	RegistrationID  string
 	ID              string
 	CredentialBlob  []byte
 	EncryptedSecret []byte
 	Expires         time.Time
+	// AuthenticationKey is the DPS flow's answer instead: the blob that
+	// delivers an HMAC key into the TPM.
+	AuthenticationKey []byte
 }
 
-// TPMCompleteRequest is a TPM device's second step.
-type TPMCompleteRequest struct {
-	RegistrationID string
-	ChallengeID    string
-	Secret         []byte
-	Peer           string
+// TPMAnswer is a TPM device's second step on the native protocol: the
+// challenge it answers and the secret its TPM recovered.
+type TPMAnswer struct {
+	ChallengeID string
+	Secret      []byte
 }
+
+func (TPMAnswer) attestation() registry.AttestationType { return registry.TPM }
+
+func (e TPMAnswer) logAttrs() []any { return []any{"challenge_id", e.ChallengeID} }
 
 // tpmChallengeState is what the first step leaves for the second.
 type tpmChallengeState struct {
@@ -73,32 +82,18 @@ func (s *Service) random() []byte {
 	return b
 }
 
-// BeginTPM checks the EK against the enrollments and the bound key's
+// challenge checks the EK against the enrollments and the bound key's
 // attributes, and issues a credential challenge bound to that key.
-func (s *Service) BeginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChallenge, error) {
-	ch, err := s.beginTPM(ctx, req)
-	if err != nil {
-		s.logRefusal(req.Peer, req.RegistrationID, err, "step", "beginTpmAttestation", "ek", tpm.EKHash(req.EKPublic))
-	}
-	return ch, err
-}
-
-func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChallenge, error) {
-	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
-		return nil, err
-	}
-	if err := s.Limiter.AllowChallenge(ctx, req.Peer); err != nil {
-		return nil, err
-	}
+func (e TPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*TPMChallenge, error) {
 	now := s.Now()
-	ek, err := tpm.ParsePublic("endorsement_key", req.EKPublic)
+	ek, err := tpm.ParsePublic("endorsement_key", e.EKPublic)
 	if err != nil {
 		return nil, err
 	}
 	if err := tpm.CheckEK(ek); err != nil {
 		return nil, err
 	}
-	ekHash := tpm.EKHash(req.EKPublic)
+	ekHash := tpm.EKHash(e.EKPublic)
 	cl := claim{regID: req.RegistrationID, attType: registry.TPM, thumbprint: ekHash}
 	ind, err := s.Enrollments.FindIndividualByThumbprint(ctx, ekHash)
 	switch {
@@ -113,13 +108,13 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 	case err != nil && !errors.Is(err, fault.ErrNotFound):
 		return nil, err
 	default:
-		g, err := s.tpmGroup(ctx, ek, ekHash, req.EKCertificates, now)
+		g, err := s.tpmGroup(ctx, ek, ekHash, e.EKCertificates, now)
 		if err != nil {
 			return nil, err
 		}
 		cl.groupID, cl.adoptFrom = g.ID, g.DeviceSettings.AdoptFrom
 		if cl.regID == "" {
-			cl.regID = tpm.RegistrationID(req.EKPublic)
+			cl.regID = tpm.RegistrationID(e.EKPublic)
 		}
 	}
 	if err := enrollment.ValidateRegistrationID(cl.regID); err != nil {
@@ -131,7 +126,7 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 		return nil, err
 	}
 	regID, groupID := cl.regID, cl.groupID
-	bound, err := tpm.ParsePublic("bound_key", req.BoundKey)
+	bound, err := tpm.ParsePublic("bound_key", e.BoundKey)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +146,7 @@ func (s *Service) beginTPM(ctx context.Context, req TPMBeginRequest) (*TPMChalle
 		return nil, err
 	}
 	nonce := hex.EncodeToString(s.random())
-	state, err := json.Marshal(tpmChallengeState{EKHash: ekHash, GroupID: groupID, BoundKey: req.BoundKey, SecretHash: cred.SecretHash, Nonce: nonce})
+	state, err := json.Marshal(tpmChallengeState{EKHash: ekHash, GroupID: groupID, BoundKey: e.BoundKey, SecretHash: cred.SecretHash, Nonce: nonce})
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "encode challenge")
 	}
@@ -279,26 +274,16 @@ func (s *Service) tpmGroup(ctx context.Context, ek *tpm2.TPMTPublic, ekHash stri
 	return nil, fault.New(fault.Internal, fault.InternalError, "verified EK chain ends at an unexpected anchor")
 }
 
-// CompleteTPM takes the challenge (single use), checks the recovered
-// secret in constant time, and registers the device with its bound key.
-func (s *Service) CompleteTPM(ctx context.Context, req TPMCompleteRequest) (*registry.Registration, error) {
-	reg, err := s.completeTPM(ctx, req)
-	if err != nil {
-		s.logRefusal(req.Peer, req.RegistrationID, err, "step", "completeTpmAttestation", "challenge_id", req.ChallengeID)
-	}
-	return reg, err
-}
-
-func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*registry.Registration, error) {
-	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
-		return nil, err
-	}
+// attest takes the challenge (single use), checks the recovered secret in
+// constant time, and matches the enrollment again (it may have changed
+// since the first step); the device registers with its bound key.
+func (e TPMAnswer) attest(ctx context.Context, s *Service, req *Request) (*plan, error) {
 	now := s.Now()
-	slot, nonce, ok := parseChallengeID(req.ChallengeID)
+	slot, nonce, ok := parseChallengeID(e.ChallengeID)
 	if !ok {
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge")
 	}
-	if len(req.Secret) > 2*tpm.SecretSize {
+	if len(e.Secret) > 2*tpm.SecretSize {
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the secret has the wrong size")
 	}
 	c, err := s.Challenges.TakeChallenge(ctx, slot, now)
@@ -326,7 +311,7 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 	if !strings.EqualFold(c.RegistrationID, req.RegistrationID) {
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the challenge was issued to another registration")
 	}
-	if err := tpm.CheckSecret(state.SecretHash, req.Secret); err != nil {
+	if err := tpm.CheckSecret(state.SecretHash, e.Secret); err != nil {
 		return nil, err
 	}
 	p := plan{regID: c.RegistrationID, thumbprint: state.EKHash, attType: registry.TPM,
@@ -357,8 +342,5 @@ func (s *Service) completeTPM(ctx context.Context, req TPMCompleteRequest) (*reg
 		}
 		p.deviceID, p.alloc, p.settings, p.individual = ind.EffectiveDeviceID(), ind.Allocation, ind.DeviceSettings, true
 	}
-	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(c.RegistrationID)); err != nil {
-		return nil, err
-	}
-	return s.record(ctx, p, now)
+	return &p, nil
 }

@@ -114,12 +114,13 @@ func BenchmarkTPMRegistration(b *testing.B) {
 					b.StartTimer()
 				}
 				rec.reset()
-				ch, err := svc.BeginTPM(ctx, provisioning.TPMBeginRequest{EKPublic: ek, BoundKey: bk})
+				ch, err := svc.BeginTPM(ctx, provisioning.Request{Evidence: provisioning.TPMBegin{EKPublic: ek, BoundKey: bk}})
 				if err != nil {
 					b.Fatal(err)
 				}
 				secret := append([]byte(nil), rec.got[:tpm.SecretSize]...)
-				if _, err := svc.CompleteTPM(ctx, provisioning.TPMCompleteRequest{RegistrationID: ch.RegistrationID, ChallengeID: ch.ID, Secret: secret}); err != nil {
+				if _, err := svc.Register(ctx, provisioning.Request{RegistrationID: ch.RegistrationID,
+					Evidence: provisioning.TPMAnswer{ChallengeID: ch.ID, Secret: secret}}); err != nil {
 					b.Fatal(fmt.Errorf("complete: %w", err))
 				}
 				i++

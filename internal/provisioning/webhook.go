@@ -51,31 +51,6 @@ func SignWebhook(secret []byte, timestamp string, body []byte) string {
 	return "v1=" + hex.EncodeToString(m.Sum(nil))
 }
 
-type payloadKey struct{}
-
-type pollsKey struct{}
-
-// WithPolling marks a request whose transport lets the device poll an
-// operation (DPS's device API): a slow webhook then answers ASSIGNING and
-// finishes in the background. Elsewhere the webhook is waited for.
-func WithPolling(ctx context.Context) context.Context {
-	return context.WithValue(ctx, pollsKey{}, true)
-}
-
-// WithDevicePayload records the payload a device sent with its
-// registration, for the custom allocation webhook.
-func WithDevicePayload(ctx context.Context, payload []byte) context.Context {
-	if len(payload) == 0 || bytes.Equal(payload, []byte("null")) {
-		return ctx
-	}
-	return context.WithValue(ctx, payloadKey{}, payload)
-}
-
-func devicePayload(ctx context.Context) json.RawMessage {
-	p, _ := ctx.Value(payloadKey{}).([]byte)
-	return p
-}
-
 // webhookAnswer is what a custom allocation adds to the assignment.
 type webhookAnswer struct {
 	payload []byte
@@ -103,7 +78,7 @@ type allocationResponse struct {
 func (s *Service) custom(ctx context.Context, p plan, candidates []*allocation.Shard, existing *registry.Registration) (*allocation.Shard, *webhookAnswer, error) {
 	wh := p.alloc.Webhook
 	budget := s.WebhookSyncBudget
-	if existing != nil || budget <= 0 || wh.EffectiveTimeout() <= budget || ctx.Value(pollsKey{}) == nil {
+	if existing != nil || budget <= 0 || wh.EffectiveTimeout() <= budget || !p.canPoll {
 		sh, ans, err := s.callWebhook(ctx, p, candidates, existing)
 		return s.afterWebhook(ctx, p, candidates, existing, sh, ans, err)
 	}
@@ -183,8 +158,8 @@ func (s *Service) callWebhook(ctx context.Context, p plan, candidates []*allocat
 	if existing != nil {
 		rc["currentIotHubHostName"], rc["currentDeviceId"] = existing.AssignedHub, existing.DeviceID
 	}
-	if pl := devicePayload(ctx); pl != nil {
-		rc["payload"] = pl
+	if len(p.payload) > 0 {
+		rc["payload"] = p.payload
 	}
 	req.DeviceRuntimeContext = rc
 	body, err := json.Marshal(req)

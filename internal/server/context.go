@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+
+	"github.com/zerotouch/zerotouch/internal/provisioning"
 )
 
 type ctxKey int
@@ -16,7 +18,30 @@ type ctxKey int
 const (
 	requestIDKey ctxKey = iota
 	httpPeerKey
+	regionKey
 )
+
+// withRegion records where the transport located the client (the geo
+// policy); the device services put it in the registration request.
+func withRegion(ctx context.Context, region string) context.Context {
+	if region == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, regionKey, region)
+}
+
+func regionOf(ctx context.Context) string {
+	r, _ := ctx.Value(regionKey).(string)
+	return r
+}
+
+// transportOf says whether the call came through the REST gateway.
+func transportOf(ctx context.Context) provisioning.Transport {
+	if _, ok := ctx.Value(httpPeerKey).(httpPeer); ok {
+		return provisioning.TransportREST
+	}
+	return provisioning.TransportGRPC
+}
 
 // httpPeer is what the REST transport knows of its client; the gateway
 // calls services in-process, so the TLS state travels in the context.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 
@@ -28,6 +29,10 @@ type GeoNetwork struct {
 
 // locate returns the client's region, or "". A header from an untrusted
 // peer, or one that is not a valid region name, is ignored.
+// LocateRequest is the region of an HTTP request's client ("" if unknown),
+// for transports outside this package (the DPS device API).
+func (g *Geo) LocateRequest(r *http.Request) string { return g.locate(r.RemoteAddr, r.Header.Get) }
+
 func (g *Geo) locate(peerAddr string, header func(string) string) string {
 	if g == nil {
 		return ""

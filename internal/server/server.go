@@ -300,7 +300,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	id := newRequestID(firstMetadata(ctx, "x-request-id"))
 	ctx = withRequestID(ctx, id)
 	if addr, _ := peerInfo(ctx); s.cfg.Geo != nil {
-		ctx = provisioning.WithClientRegion(ctx, s.cfg.Geo.locate(addr, func(k string) string { return firstMetadata(ctx, strings.ToLower(k)) }))
+		ctx = withRegion(ctx, s.cfg.Geo.locate(addr, func(k string) string { return firstMetadata(ctx, strings.ToLower(k)) }))
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
 	start := time.Now()
@@ -342,7 +342,7 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		r.Header.Set("X-Request-Id", id)
 		ctx := withHTTPPeer(withRequestID(r.Context(), id), r.RemoteAddr, r.TLS)
-		ctx = provisioning.WithClientRegion(ctx, s.cfg.Geo.locate(r.RemoteAddr, r.Header.Get))
+		ctx = withRegion(ctx, s.cfg.Geo.locate(r.RemoteAddr, r.Header.Get))
 		r = r.WithContext(ctx)
 		limit := int64(maxRequestBytes)
 		if r.URL.Path == "/v1/enrollments:batchCreate" || r.Method == http.MethodPost && (strings.EqualFold(r.URL.Path, "/enrollments") || strings.EqualFold(r.URL.Path, "/enrollmentGroups")) {

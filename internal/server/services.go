@@ -58,33 +58,35 @@ func pemCertificate(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-// Register implements DeviceRegistrationService.
+// deviceRequest is the registration request a device call makes.
+func deviceRequest(ctx context.Context, regID string, ev provisioning.Evidence) provisioning.Request {
+	addr, _ := peerInfo(ctx)
+	return provisioning.Request{RegistrationID: regID, Evidence: ev, Region: regionOf(ctx), Transport: transportOf(ctx),
+		RequestID: requestID(ctx), Peer: addr}
+}
+
+// Register implements DeviceRegistrationService: a SAS token in the
+// authorization metadata, or else the TLS client certificate.
 func (s *services) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {
-	addr, state := peerInfo(ctx)
+	var ev provisioning.Evidence
 	if auth := firstMetadata(ctx, "authorization"); strings.HasPrefix(auth, "SharedAccessSignature ") {
-		reg, err := s.prov.RegisterSymmetricKey(ctx, provisioning.SASRequest{RegistrationID: req.GetRegistrationId(), Token: auth,
-			Resource: "registrations/" + req.GetRegistrationId(), Peer: addr})
-		if err != nil {
-			return nil, toStatus(ctx, s.log, err, true)
-		}
-		return &pb.RegisterResponse{Registration: registrationToPB(reg)}, nil
+		ev = provisioning.SASToken{Token: auth, Resource: "registrations/" + req.GetRegistrationId()}
+	} else if _, state := peerInfo(ctx); state != nil {
+		ev = provisioning.X509Chain{Chain: state.PeerCertificates}
+	} else {
+		ev = provisioning.X509Chain{}
 	}
-	xr := provisioning.X509Request{RegistrationID: req.GetRegistrationId(), Peer: addr}
-	if state != nil {
-		xr.Chain = state.PeerCertificates
-	}
-	reg, err := s.prov.RegisterX509(ctx, xr)
+	res, err := s.prov.Register(ctx, deviceRequest(ctx, req.GetRegistrationId(), ev))
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err, true)
 	}
-	return &pb.RegisterResponse{Registration: registrationToPB(reg)}, nil
+	return &pb.RegisterResponse{Registration: registrationToPB(res.Registration)}, nil
 }
 
 // BeginTpmAttestation implements DeviceRegistrationService.
 func (s *services) BeginTpmAttestation(ctx context.Context, req *pb.BeginTpmAttestationRequest) (*pb.BeginTpmAttestationResponse, error) {
-	addr, _ := peerInfo(ctx)
-	ch, err := s.prov.BeginTPM(ctx, provisioning.TPMBeginRequest{RegistrationID: req.GetRegistrationId(),
-		EKPublic: req.GetEndorsementKey(), BoundKey: req.GetBoundKey(), EKCertificates: req.GetEndorsementKeyCertificates(), Peer: addr})
+	ch, err := s.prov.BeginTPM(ctx, deviceRequest(ctx, req.GetRegistrationId(), provisioning.TPMBegin{
+		EKPublic: req.GetEndorsementKey(), BoundKey: req.GetBoundKey(), EKCertificates: req.GetEndorsementKeyCertificates()}))
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err, true)
 	}
@@ -94,16 +96,13 @@ func (s *services) BeginTpmAttestation(ctx context.Context, req *pb.BeginTpmAtte
 
 // CompleteTpmAttestation implements DeviceRegistrationService.
 func (s *services) CompleteTpmAttestation(ctx context.Context, req *pb.CompleteTpmAttestationRequest) (*pb.RegisterResponse, error) {
-	addr, _ := peerInfo(ctx)
-	reg, err := s.prov.CompleteTPM(ctx, provisioning.TPMCompleteRequest{RegistrationID: req.GetRegistrationId(),
-		ChallengeID: req.GetChallengeId(), Secret: req.GetSecret(), Peer: addr})
+	res, err := s.prov.Register(ctx, deviceRequest(ctx, req.GetRegistrationId(), provisioning.TPMAnswer{
+		ChallengeID: req.GetChallengeId(), Secret: req.GetSecret()}))
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err, true)
 	}
-	out := registrationToPB(reg)
-	if id, err := s.store.GetIdentity(ctx, reg.DeviceID); err == nil {
-		out.TpmBoundKey = id.Credential.TPMBoundKey
-	}
+	out := registrationToPB(res.Registration)
+	out.TpmBoundKey = res.TPMBoundKey
 	return &pb.RegisterResponse{Registration: out}, nil
 }
 
