@@ -29,7 +29,9 @@ type DPSTPMBegin struct {
 
 func (DPSTPMBegin) attestation() registry.AttestationType { return registry.TPM }
 
-func (e DPSTPMBegin) logAttrs() []any { return []any{"ek", tpm.EKHash(e.EKPublic), "dps_step", "challenge"} }
+func (e DPSTPMBegin) logAttrs() []any {
+	return []any{"ek", tpm.EKHash(e.EKPublic), "dps_step", "challenge"}
+}
 
 // DPSTPMAnswer is the second request: the same keys, and a SAS signed by
 // the key the first answer delivered into the TPM. Resource is what the
@@ -43,7 +45,9 @@ type DPSTPMAnswer struct {
 
 func (DPSTPMAnswer) attestation() registry.AttestationType { return registry.TPM }
 
-func (e DPSTPMAnswer) logAttrs() []any { return []any{"ek", tpm.EKHash(e.EKPublic), "dps_step", "register"} }
+func (e DPSTPMAnswer) logAttrs() []any {
+	return []any{"ek", tpm.EKHash(e.EKPublic), "dps_step", "register"}
+}
 
 type dpsTPMState struct {
 	EKHash  string `json:"ek"`
