@@ -7,10 +7,8 @@
 package dps
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zerotouch/zerotouch/internal/apierr"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -328,84 +327,31 @@ func (h *Handler) write(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// subCodes are the sub-codes of errorCode (HTTP status × 1000 + sub-code)
-// that Zerotouch uses; docs/dps.md lists them.
-var subCodes = map[fault.Reason]int{
-	fault.RegistrationIDInvalid: 1,
-	fault.FieldInvalid:          4,
-	fault.CertificateMissing:    2,
-	fault.ResourceNotFound:      201,
-	fault.RateLimited:           1,
-	fault.StoreUnavailable:      0,
-}
-
-// status maps an error to DPS's HTTP status; device authentication
-// failures of every kind are 401 (401002), as DPS answers them.
-func status(fe *fault.Error) int {
-	switch fe.Kind {
-	case fault.InvalidArgument, fault.FailedPrecondition:
-		return http.StatusBadRequest
-	case fault.NotFound:
-		return http.StatusNotFound
-	case fault.AlreadyExists:
-		return http.StatusConflict
-	case fault.Conflict:
-		return http.StatusPreconditionFailed
-	case fault.ResourceExhausted:
-		return http.StatusTooManyRequests
-	case fault.Unavailable:
-		return http.StatusServiceUnavailable
-	case fault.Unauthenticated, fault.PermissionDenied:
-		return http.StatusUnauthorized
-	}
-	return http.StatusInternalServerError
-}
-
 // fail answers an error the DPS way. A disabled enrollment or
 // registration is, as in DPS, a completed operation whose status is
 // "disabled".
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	fe, ok := fault.As(err)
-	if !ok || fe.Kind == fault.Internal {
-		if !errors.Is(err, context.Canceled) {
-			h.Log.ErrorContext(r.Context(), "internal error", "request_id", r.Header.Get("X-Request-Id"), "err", err)
-		}
-		fe = &fault.Error{Kind: fault.Internal, Reason: fault.InternalError, Msg: "internal error"}
-	}
-	if fe.Reason == fault.EnrollmentDisabled || fe.Reason == fault.RegistrationDisabled {
+	a := apierr.Classify(r.Context(), h.Log, r.Header.Get("X-Request-Id"), err, apierr.Operator)
+	if a.Reason == fault.EnrollmentDisabled || a.Reason == fault.RegistrationDisabled {
 		regID := ""
 		if parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/"); len(parts) > 2 {
 			regID = parts[2]
 		}
 		msg := "the enrollment is disabled"
-		if fe.Reason == fault.RegistrationDisabled {
+		if a.Reason == fault.RegistrationDisabled {
 			msg = "the registration is disabled"
 		}
 		h.write(w, http.StatusOK, OperationStatus{OperationID: "0.disabled", Status: "disabled",
 			RegistrationState: &RegistrationState{RegistrationID: regID, Status: "disabled", ErrorCode: 401002, ErrorMessage: msg}})
 		return
 	}
-	code := status(fe)
-	sub, ok := subCodes[fe.Reason]
-	if !ok {
-		switch code {
-		case http.StatusUnauthorized:
-			sub = 2
-		case http.StatusBadRequest:
-			sub = 4
-		}
+	if s := a.RetryAfterSeconds(); s != "" {
+		w.Header().Set("Retry-After", s)
 	}
-	if fe.Kind == fault.Unavailable || fe.Kind == fault.ResourceExhausted {
-		wait := time.Second
-		if fe.RetryAfter > 0 {
-			wait = fe.RetryAfter
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+	// A malformed request is told what is wrong with it; a refusal only
+	// its reason.
+	if a.DPSStatus != http.StatusBadRequest && a.DPSStatus != http.StatusNotFound {
+		a.Message = "registration refused: " + string(a.Reason)
 	}
-	msg := "registration refused: " + string(fe.Reason)
-	if code == http.StatusBadRequest || code == http.StatusNotFound {
-		msg = fe.Msg
-	}
-	h.write(w, code, ErrorBody{ErrorCode: code*1000 + sub, TrackingID: r.Header.Get("X-Request-Id"), Message: msg,
-		Info: map[string]string{"reason": string(fe.Reason)}, TimestampUTC: utc(time.Now())})
+	h.write(w, a.DPSStatus, errorBody(r, a))
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/apierr"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -213,32 +213,17 @@ func (s *Service) write(w http.ResponseWriter, status int, v any) {
 // fail answers an error with DPS's error body; the message says what was
 // wrong (operators need it), info.reason carries the stable reason.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
-	fe, ok := fault.As(err)
-	if !ok || fe.Kind == fault.Internal {
-		if !errors.Is(err, context.Canceled) {
-			s.Log.ErrorContext(r.Context(), "internal error", "request_id", r.Header.Get("X-Request-Id"), "err", err)
-		}
-		fe = &fault.Error{Kind: fault.Internal, Reason: fault.InternalError, Msg: "internal error"}
+	a := apierr.Classify(r.Context(), s.Log, r.Header.Get("X-Request-Id"), err, apierr.Operator)
+	if v := a.RetryAfterSeconds(); v != "" {
+		w.Header().Set("Retry-After", v)
 	}
-	code := status(fe)
-	if fe.Kind == fault.Unavailable || fe.Kind == fault.ResourceExhausted {
-		w.Header().Set("Retry-After", "1")
-	}
-	s.write(w, code, errorBody(r, code, fe, fe.Msg))
+	s.write(w, a.DPSStatus, errorBody(r, a))
 }
 
-func errorBody(r *http.Request, code int, fe *fault.Error, msg string) ErrorBody {
-	sub, ok := subCodes[fe.Reason]
-	if !ok {
-		switch code {
-		case http.StatusUnauthorized:
-			sub = 2
-		case http.StatusBadRequest:
-			sub = 4
-		}
-	}
-	return ErrorBody{ErrorCode: code*1000 + sub, TrackingID: r.Header.Get("X-Request-Id"), Message: msg,
-		Info: map[string]string{"reason": string(fe.Reason)}, TimestampUTC: utc(time.Now())}
+// errorBody is DPS's error body for an answer.
+func errorBody(r *http.Request, a apierr.Answer) ErrorBody {
+	return ErrorBody{ErrorCode: a.DPSErrorCode, TrackingID: r.Header.Get("X-Request-Id"), Message: a.Message,
+		Info: map[string]string{"reason": string(a.Reason)}, TimestampUTC: utc(time.Now())}
 }
 
 // ---- JSON shapes (dps-protocol.md §4.3) ----

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/apierr"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -595,13 +596,8 @@ func (s *Service) bulkItem(ctx context.Context, req *svcRequest, raw json.RawMes
 	if err == nil {
 		return nil
 	}
-	fe, ok := fault.As(err)
-	if !ok || fe.Kind == fault.Internal {
-		s.Log.ErrorContext(ctx, "internal error in bulk item", "request_id", req.r.Header.Get("X-Request-Id"), "err", err)
-		fe = &fault.Error{Kind: fault.Internal, Reason: fault.InternalError, Msg: "internal error"}
-	}
-	body := errorBody(req.r, status(fe), fe, fe.Msg)
-	be := &BulkError{ErrorCode: body.ErrorCode, ErrorStatus: string(fe.Reason) + ": " + fe.Msg}
+	a := apierr.Classify(ctx, s.Log, req.r.Header.Get("X-Request-Id"), err, apierr.Operator)
+	be := &BulkError{ErrorCode: a.DPSErrorCode, ErrorStatus: string(a.Reason) + ": " + a.Message}
 	if req.kind == "enrollments" {
 		be.RegistrationID = id
 	} else {

@@ -115,6 +115,10 @@ const (
 	// as it may.
 	TooManyStreams Reason = "TOO_MANY_STREAMS"
 	InternalError  Reason = "INTERNAL"
+	// Canceled and DeadlineExceeded: the caller gave up, or its deadline
+	// passed, before the answer.
+	Canceled         Reason = "CANCELED"
+	DeadlineExceeded Reason = "DEADLINE_EXCEEDED"
 )
 
 // Transport reasons: a request refused before it reaches a service. The
