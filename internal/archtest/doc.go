@@ -1,5 +1,10 @@
-// Package archtest keeps the dependency rules of the layout true: domain
-// packages import only the standard library, crypto and internal/fault;
-// only the wiring imports storage backends; storage never speaks gRPC. It
-// has no non-test code.
+// Package archtest keeps the layout's dependency rules true. Its tests walk
+// every package of the module (`go list ./...`), put each into a layer by
+// its path, fail on a package that fits no layer (so a new package forces a
+// decision), and check every package's non-test dependencies (`go list
+// -deps`) against what its layer may import: the domain knows no transport,
+// store or API; use cases see stores only as interfaces; stores never import
+// a transport or the API; transports never import a store; only the wiring
+// brings stores and transports together. The layer table is in
+// archtest_test.go. It has no non-test code.
 package archtest

@@ -14,12 +14,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/zerotouch/zerotouch/allocation/hubclient"
+	"github.com/zerotouch/zerotouch/hubclient"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
 // runHub is the reference hub agent: it connects as a hub cluster node and
-// keeps a file replica of its shards' identities (allocation/hubclient),
+// keeps a file replica of its shards' identities (package hubclient),
 // printing every event it applies.
 func runHub(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)

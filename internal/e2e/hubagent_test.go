@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zerotouch/zerotouch/allocation/hubclient"
 	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/hubclient"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
-	"github.com/zerotouch/zerotouch/allocation/hubclient"
 	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/hubclient"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/server"

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/zerotouch/zerotouch/allocation/hubclient"
+	"github.com/zerotouch/zerotouch/hubclient"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 

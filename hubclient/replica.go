@@ -1,15 +1,3 @@
-// Package hubclient is the hub side of Zerotouch's assignment stream: what
-// a hub cluster embeds to learn of the devices Zerotouch assigns to its
-// shards. A Replica is a local copy of the shards' identities and cursors,
-// kept in a file; a Client keeps it in step with Zerotouch: it takes a
-// snapshot of each shard it has no cursor for (or whose cursor expired),
-// then watches every shard from its cursor, applies each event by the
-// identity's version (delivery is at least once, so duplicates and stale
-// events change nothing), saves the replica, and acknowledges what it
-// saved. It reconnects after errors and restarts from the file, so an
-// agent killed at any point misses nothing.
-//
-// The reference agent, `zerotouch hub`, is this package and a flag parser.
 package hubclient
 
 import (
