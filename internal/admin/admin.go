@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -25,7 +24,6 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/pki"
-	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 )
@@ -52,11 +50,11 @@ type Service struct {
 }
 
 // symmetricKeys fills in generated keys, checks them, and seals them.
-func (s *Service) symmetricKeys(primary, secondary []byte, aad string) (*provisioning.SymmetricKeys, []byte, error) {
+func (s *Service) symmetricKeys(primary, secondary []byte, aad string) (*secrets.SymmetricKeys, []byte, error) {
 	if s.Secrets == nil {
 		return nil, nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "symmetric keys are turned off (no data key)")
 	}
-	keys := &provisioning.SymmetricKeys{Primary: primary, Secondary: secondary}
+	keys := &secrets.SymmetricKeys{Primary: primary, Secondary: secondary}
 	for _, k := range []*[]byte{&keys.Primary, &keys.Secondary} {
 		if len(*k) == 0 {
 			*k = make([]byte, 32)
@@ -71,21 +69,17 @@ func (s *Service) symmetricKeys(primary, secondary []byte, aad string) (*provisi
 	if err := symkey.CheckKey("symmetric_key.secondary_key", keys.Secondary); err != nil {
 		return nil, nil, err
 	}
-	plain, err := json.Marshal(keys)
-	if err != nil {
-		return nil, nil, err
-	}
-	sealed, err := s.Secrets.Seal(plain, aad)
+	sealed, err := s.Secrets.SealKeys(keys, aad)
 	return keys, sealed, err
 }
 
 // CreateSymmetricIndividual creates a symmetric-key individual enrollment
 // and returns its keys (shown once).
-func (s *Service) CreateSymmetricIndividual(ctx context.Context, e *enrollment.Individual, primary, secondary []byte) (*enrollment.Individual, *provisioning.SymmetricKeys, error) {
+func (s *Service) CreateSymmetricIndividual(ctx context.Context, e *enrollment.Individual, primary, secondary []byte) (*enrollment.Individual, *secrets.SymmetricKeys, error) {
 	if err := enrollment.ValidateRegistrationID(e.RegistrationID); err != nil {
 		return nil, nil, fault.Wrap(fault.InvalidArgument, fault.RegistrationIDInvalid, err, "registration_id is not valid")
 	}
-	keys, sealed, err := s.symmetricKeys(primary, secondary, provisioning.IndividualAAD(e.RegistrationID))
+	keys, sealed, err := s.symmetricKeys(primary, secondary, secrets.IndividualAAD(e.RegistrationID))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,14 +91,14 @@ func (s *Service) CreateSymmetricIndividual(ctx context.Context, e *enrollment.I
 
 // CreateSymmetricGroup creates a symmetric-key enrollment group (no CA) and
 // returns its keys (shown once).
-func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group, primary, secondary []byte) (*enrollment.Group, *provisioning.SymmetricKeys, error) {
+func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group, primary, secondary []byte) (*enrollment.Group, *secrets.SymmetricKeys, error) {
 	if err := enrollment.ValidateID("id", g.ID); err != nil {
 		return nil, nil, err
 	}
 	if g.CAName != "" {
 		return nil, nil, fault.Invalidf("a symmetric-key group has no ca_certificate")
 	}
-	keys, sealed, err := s.symmetricKeys(primary, secondary, provisioning.GroupAAD(g.ID))
+	keys, sealed, err := s.symmetricKeys(primary, secondary, secrets.GroupAAD(g.ID))
 	if err != nil {
 		return nil, nil, err
 	}

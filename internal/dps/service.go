@@ -23,7 +23,6 @@ import (
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/apierr"
 	"github.com/zerotouch/zerotouch/internal/fault"
-	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 )
@@ -574,7 +573,7 @@ func (s *Service) keysOf(sealed []byte, aad string) (*SymmetricKeyAttestation, e
 	if s.Secrets == nil {
 		return nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "symmetric keys are turned off (no data key)")
 	}
-	k, err := provisioning.OpenKeys(s.Secrets, sealed, aad)
+	k, err := s.Secrets.OpenKeys(sealed, aad)
 	if err != nil {
 		return nil, err
 	}

@@ -13,8 +13,8 @@ import (
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/apierr"
 	"github.com/zerotouch/zerotouch/internal/fault"
-	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 )
 
 // writeMode is how a write treats an existing or absent enrollment.
@@ -232,7 +232,7 @@ func (s *Service) sameIndividualAttestation(cur *enrollment.Individual, att *Att
 			}
 		}
 	case enrollment.MechanismSymmetricKey:
-		return s.sameKeys(att.SymmetricKey, cur.SealedKeys, provisioning.IndividualAAD(cur.RegistrationID))
+		return s.sameKeys(att.SymmetricKey, cur.SealedKeys, secrets.IndividualAAD(cur.RegistrationID))
 	}
 	return nil
 }
@@ -246,7 +246,7 @@ func (s *Service) individualAttestation(e *enrollment.Individual, withKeys bool)
 		m.TPM = &TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(e.EKPublic)}
 	case enrollment.MechanismSymmetricKey:
 		var err error
-		if m.SymmetricKey, err = s.shownKeys(withKeys, e.SealedKeys, provisioning.IndividualAAD(e.RegistrationID)); err != nil {
+		if m.SymmetricKey, err = s.shownKeys(withKeys, e.SealedKeys, secrets.IndividualAAD(e.RegistrationID)); err != nil {
 			return nil, err
 		}
 	}
@@ -393,7 +393,7 @@ func (s *Service) sameGroupAttestation(ctx context.Context, cur *enrollment.Grou
 	case att.Type != string(mech):
 		return immutable
 	case mech == enrollment.MechanismSymmetricKey:
-		return s.sameKeys(att.SymmetricKey, cur.SealedKeys, provisioning.GroupAAD(cur.ID))
+		return s.sameKeys(att.SymmetricKey, cur.SealedKeys, secrets.GroupAAD(cur.ID))
 	}
 	if att.X509 == nil || att.X509.CAReferences == nil && att.X509.SigningCertificates == nil {
 		return nil
@@ -416,7 +416,7 @@ func (s *Service) groupAttestation(g *enrollment.Group, withKeys bool) (*Attesta
 		m.X509 = &X509Attestation{CAReferences: &X509CAReferences{Primary: g.CAName}}
 	case enrollment.MechanismSymmetricKey:
 		var err error
-		if m.SymmetricKey, err = s.shownKeys(withKeys, g.SealedKeys, provisioning.GroupAAD(g.ID)); err != nil {
+		if m.SymmetricKey, err = s.shownKeys(withKeys, g.SealedKeys, secrets.GroupAAD(g.ID)); err != nil {
 			return nil, err
 		}
 	}

@@ -119,8 +119,8 @@ type fixture struct {
 	root   *pki.Issued
 	inter  *pki.Issued
 	sealer *secrets.Sealer
-	symInd *SymmetricKeys
-	symGrp *SymmetricKeys
+	symInd *secrets.SymmetricKeys
+	symGrp *secrets.SymmetricKeys
 	rand   *secretRecorder
 }
 
@@ -175,11 +175,11 @@ func newFixture(t *testing.T) *fixture {
 	for _, id := range []string{"shard-a", "shard-b"} {
 		must(t)(st.CreateShard(ctx, &allocation.Shard{ID: id, Hostname: id + ".example.com", Weight: 100, State: allocation.Active}))
 	}
-	f.symInd = &SymmetricKeys{Primary: []byte(strings.Repeat("p", 32)), Secondary: []byte(strings.Repeat("s", 32))}
+	f.symInd = &secrets.SymmetricKeys{Primary: []byte(strings.Repeat("p", 32)), Secondary: []byte(strings.Repeat("s", 32))}
 	must(t)(st.CreateIndividual(ctx, &enrollment.Individual{RegistrationID: "sym-1", Mechanism: enrollment.MechanismSymmetricKey,
-		Thumbprint: thumb("sym-1"), SealedKeys: f.seal(f.symInd, IndividualAAD("sym-1"))}))
-	f.symGrp = &SymmetricKeys{Primary: []byte(strings.Repeat("g", 32))}
-	must(t)(st.CreateGroup(ctx, &enrollment.Group{ID: "sym", Mechanism: enrollment.MechanismSymmetricKey, SealedKeys: f.seal(f.symGrp, GroupAAD("sym"))}))
+		Thumbprint: thumb("sym-1"), SealedKeys: f.seal(f.symInd, secrets.IndividualAAD("sym-1"))}))
+	f.symGrp = &secrets.SymmetricKeys{Primary: []byte(strings.Repeat("g", 32))}
+	must(t)(st.CreateGroup(ctx, &enrollment.Group{ID: "sym", Mechanism: enrollment.MechanismSymmetricKey, SealedKeys: f.seal(f.symGrp, secrets.GroupAAD("sym"))}))
 	f.s = &Service{Enrollments: f.store, Shards: f.store, Registry: f.store, Challenges: f.store, Now: time.Now, Secrets: sealer,
 		Paths: x509att.NewPathCache(10), Rand: f.rand}
 	return f
@@ -195,9 +195,8 @@ func must(t *testing.T) func(string, error) {
 	}
 }
 
-func (f *fixture) seal(k *SymmetricKeys, aad string) []byte {
-	raw, _ := json.Marshal(k)
-	sealed, err := f.sealer.Seal(raw, aad)
+func (f *fixture) seal(k *secrets.SymmetricKeys, aad string) []byte {
+	sealed, err := f.sealer.SealKeys(k, aad)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"sync"
 
@@ -14,31 +13,6 @@ import (
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 )
-
-// SymmetricKeys are an enrollment's primary and secondary keys.
-type SymmetricKeys struct {
-	Primary   []byte `json:"p"`
-	Secondary []byte `json:"s"`
-}
-
-// IndividualAAD and GroupAAD bind sealed keys to their enrollment.
-func IndividualAAD(registrationID string) string { return "ind:" + enrollment.Key(registrationID) }
-
-// GroupAAD binds a group's sealed keys to it.
-func GroupAAD(id string) string { return "grp:" + id }
-
-// OpenKeys unseals an enrollment's keys.
-func OpenKeys(s *secrets.Sealer, sealed []byte, aad string) (*SymmetricKeys, error) {
-	plain, err := s.Open(sealed, aad)
-	if err != nil {
-		return nil, err
-	}
-	var k SymmetricKeys
-	if err := json.Unmarshal(plain, &k); err != nil {
-		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode sealed keys")
-	}
-	return &k, nil
-}
 
 // SASToken is symmetric-key evidence: a SAS token signed with the
 // device's individual enrollment key or with a key derived from a
@@ -73,7 +47,7 @@ func (e SASToken) attest(ctx context.Context, s *Service, req *Request) (*plan, 
 		return nil, err
 	}
 	p := plan{regID: req.RegistrationID, attType: registry.SymmetricKey}
-	signedBy := func(keys *SymmetricKeys, derive bool) []byte {
+	signedBy := func(keys *secrets.SymmetricKeys, derive bool) []byte {
 		for _, k := range [][]byte{keys.Primary, keys.Secondary} {
 			if len(k) == 0 {
 				continue
@@ -91,7 +65,7 @@ func (e SASToken) attest(ctx context.Context, s *Service, req *Request) (*plan, 
 	ind, err := s.Enrollments.GetIndividual(ctx, req.RegistrationID)
 	switch {
 	case err == nil && ind.Mechanism == enrollment.MechanismSymmetricKey:
-		keys, err := OpenKeys(s.Secrets, ind.SealedKeys, IndividualAAD(ind.RegistrationID))
+		keys, err := s.Secrets.OpenKeys(ind.SealedKeys, secrets.IndividualAAD(ind.RegistrationID))
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +107,7 @@ const maxSymmetricGroups = 1000
 // for one cheap read per registration.
 type symGroup struct {
 	g    *enrollment.Group
-	keys *SymmetricKeys
+	keys *secrets.SymmetricKeys
 }
 
 type symGroupCache struct {
@@ -179,7 +153,7 @@ func (s *Service) loadSymmetricGroups(ctx context.Context) ([]symGroup, error) {
 			if len(out) == maxSymmetricGroups {
 				return nil, fault.New(fault.Internal, fault.InternalError, "more than %d symmetric-key groups", maxSymmetricGroups)
 			}
-			keys, err := OpenKeys(s.Secrets, g.SealedKeys, GroupAAD(g.ID))
+			keys, err := s.Secrets.OpenKeys(g.SealedKeys, secrets.GroupAAD(g.ID))
 			if err != nil {
 				return nil, err
 			}
@@ -194,7 +168,7 @@ func (s *Service) loadSymmetricGroups(ctx context.Context) ([]symGroup, error) {
 
 // symmetricGroup finds the symmetric-key group whose derived key signed the
 // token (DPS devices do not say which group they belong to).
-func (s *Service) symmetricGroup(ctx context.Context, signedBy func(*SymmetricKeys, bool) []byte) (*enrollment.Group, []byte, error) {
+func (s *Service) symmetricGroup(ctx context.Context, signedBy func(*secrets.SymmetricKeys, bool) []byte) (*enrollment.Group, []byte, error) {
 	groups, err := s.symGroups.get(ctx, s)
 	if err != nil {
 		return nil, nil, err

@@ -37,10 +37,6 @@ const (
 	WebhookSignatureHeader = "X-Zerotouch-Signature"
 )
 
-// WebhookSecretPurpose names the derivation of a webhook's secret from the
-// data key: one secret per webhook URL, the same on every replica.
-func WebhookSecretPurpose(url string) string { return "webhook-secret:" + url }
-
 // SignWebhook is the signature header's value: "v1=" and the hex
 // HMAC-SHA256 of timestamp "." body.
 func SignWebhook(secret []byte, timestamp string, body []byte) string {
@@ -175,7 +171,7 @@ func (s *Service) callWebhook(ctx context.Context, p plan, candidates []*allocat
 	ts := strconv.FormatInt(s.Now().Unix(), 10)
 	hr.Header.Set("Content-Type", "application/json; charset=utf-8")
 	hr.Header.Set(WebhookTimestampHeader, ts)
-	hr.Header.Set(WebhookSignatureHeader, SignWebhook(s.Secrets.Derive(WebhookSecretPurpose(wh.URL)), ts, body))
+	hr.Header.Set(WebhookSignatureHeader, SignWebhook(s.Secrets.WebhookSecret(wh.URL), ts, body))
 	hc := s.WebhookClient
 	if hc == nil {
 		hc = http.DefaultClient

@@ -11,7 +11,6 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/fault"
-	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -230,7 +229,7 @@ func (s *services) GetWebhookSecret(ctx context.Context, req *pb.GetWebhookSecre
 	if s.admin.Secrets == nil {
 		return nil, s.fail(ctx, fault.New(fault.FailedPrecondition, fault.SASDisabled, "no data key to derive webhook secrets from"))
 	}
-	return &pb.WebhookSecret{Url: req.GetUrl(), Secret: s.admin.Secrets.Derive(provisioning.WebhookSecretPurpose(req.GetUrl()))}, nil
+	return &pb.WebhookSecret{Url: req.GetUrl(), Secret: s.admin.Secrets.WebhookSecret(req.GetUrl())}, nil
 }
 
 // IssueHubCertificate implements HubService.
