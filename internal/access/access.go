@@ -66,7 +66,14 @@ type Store interface {
 	ListKeys(ctx context.Context, token string, limit int) (keys []*Key, next string, err error)
 	// DeleteKey removes a key; NotFound if there is none.
 	DeleteKey(ctx context.Context, id string) error
+	// RotateKey replaces a key's secret hash and sealed shared access key
+	// in one write; NotFound if there is none.
+	RotateKey(ctx context.Context, id string, secretHash, sealedSAS []byte) error
 }
+
+// OwnerKeyID is the ID of the bootstrap owner key: it holds every
+// permission, cannot be deleted, and only it can rotate its secret.
+const OwnerKeyID = "owner"
 
 const tokenPrefix = "ztk."
 
@@ -84,6 +91,31 @@ func Generate(rand io.Reader, name string, perms []Permission, now time.Time) (t
 	sum := sha256.Sum256([]byte(sec))
 	k = &Key{ID: hex.EncodeToString(id[:]), Name: name, Permissions: slices.Clone(perms), SecretHash: sum[:], Created: now}
 	return tokenPrefix + k.ID + "." + sec, k, nil
+}
+
+// Rotate makes a new secret for k: the returned token and key have k's ID
+// and permissions and the new secret's hash.
+func Rotate(rand io.Reader, k *Key) (token string, rotated *Key, err error) {
+	var secret [32]byte
+	if _, err := io.ReadFull(rand, secret[:]); err != nil {
+		return "", nil, err
+	}
+	sec := base64.RawURLEncoding.EncodeToString(secret[:])
+	sum := sha256.Sum256([]byte(sec))
+	c := *k
+	c.SecretHash, c.SealedSAS = sum[:], nil
+	return tokenPrefix + k.ID + "." + sec, &c, nil
+}
+
+// Covers reports whether k holds every permission in perms: what a key may
+// grant, rotate or revoke (a key grants no more than it holds).
+func (k *Key) Covers(perms []Permission) error {
+	for _, p := range perms {
+		if !k.Has(p) {
+			return fault.New(fault.PermissionDenied, fault.PermissionDeniedR, "the access key lacks the %s permission, so it cannot grant, rotate or revoke it", p)
+		}
+	}
+	return nil
 }
 
 // WithID returns the token and key re-labelled with a chosen ID (the

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -34,13 +36,16 @@ type Store interface {
 	allocation.Store
 	allocation.ClusterStore
 	registry.Store
+	access.Store
 }
 
 // Service runs operator use cases against a store.
 type Service struct {
 	Store Store
-	Now   func() time.Time
-	Rand  io.Reader
+	// Log records operator changes (mutate); nil records none.
+	Log  *slog.Logger
+	Now  func() time.Time
+	Rand io.Reader
 	// Secrets seals symmetric keys; nil refuses symmetric-key enrollments.
 	Secrets *secrets.Sealer
 
@@ -111,7 +116,7 @@ func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group,
 	}
 	now := s.Now()
 	g.Created, g.Updated = now, now
-	if g.Etag, err = s.Store.CreateGroup(ctx, g); err != nil {
+	if g.Etag, err = mutate(ctx, s, "CreateGroup", g.ID, func() (string, error) { return s.Store.CreateGroup(ctx, g) }); err != nil {
 		return nil, nil, err
 	}
 	return g, keys, nil
@@ -134,7 +139,7 @@ func (s *Service) CreateCA(ctx context.Context, name, certPEM string) (*enrollme
 		return nil, fault.Wrap(fault.InvalidArgument, fault.ReasonOf(err), err, "CA certificate key is not acceptable")
 	}
 	ca := enrollment.NewCA(name, cert, now)
-	if ca.Etag, err = s.Store.CreateCA(ctx, ca); err != nil {
+	if ca.Etag, err = mutate(ctx, s, "CreateCA", ca.Name, func() (string, error) { return s.Store.CreateCA(ctx, ca) }); err != nil {
 		return nil, err
 	}
 	return ca, nil
@@ -153,7 +158,7 @@ func (s *Service) GenerateVerificationCode(ctx context.Context, name, etag strin
 	if err != nil {
 		return nil, "", err
 	}
-	if ca.Etag, err = s.Store.UpdateCA(ctx, ca); err != nil {
+	if ca.Etag, err = mutate(ctx, s, "UpdateCA", ca.Name, func() (string, error) { return s.Store.UpdateCA(ctx, ca) }); err != nil {
 		return nil, "", err
 	}
 	return ca, code, nil
@@ -175,7 +180,7 @@ func (s *Service) VerifyCA(ctx context.Context, name, etag, proofPEM string) (*e
 	if err := ca.Verify(proof, s.Now()); err != nil {
 		return nil, err
 	}
-	if ca.Etag, err = s.Store.UpdateCA(ctx, ca); err != nil {
+	if ca.Etag, err = mutate(ctx, s, "UpdateCA", ca.Name, func() (string, error) { return s.Store.UpdateCA(ctx, ca) }); err != nil {
 		return nil, err
 	}
 	return ca, nil
@@ -244,7 +249,7 @@ func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	now := s.Now()
 	g.Created, g.Updated = now, now
 	var err error
-	if g.Etag, err = s.Store.CreateGroup(ctx, g); err != nil {
+	if g.Etag, err = mutate(ctx, s, "CreateGroup", g.ID, func() (string, error) { return s.Store.CreateGroup(ctx, g) }); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -267,7 +272,7 @@ func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	}
 	g.Updated = s.Now()
 	var err error
-	if g.Etag, err = s.Store.UpdateGroup(ctx, g); err != nil {
+	if g.Etag, err = mutate(ctx, s, "UpdateGroup", g.ID, func() (string, error) { return s.Store.UpdateGroup(ctx, g) }); err != nil {
 		return nil, err
 	}
 	if err := s.syncIdentities(ctx, registry.Filter{GroupID: g.ID}, "", !g.Disabled); err != nil {
@@ -361,7 +366,7 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 	now := s.Now()
 	e.Created, e.Updated = now, now
 	var err error
-	if e.Etag, err = s.Store.CreateIndividual(ctx, e); err != nil {
+	if e.Etag, err = mutate(ctx, s, "CreateIndividual", e.RegistrationID, func() (string, error) { return s.Store.CreateIndividual(ctx, e) }); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -385,7 +390,7 @@ func (s *Service) UpdateIndividual(ctx context.Context, e *enrollment.Individual
 		return nil, err
 	}
 	e.Updated = s.Now()
-	if _, err := s.Store.UpdateIndividual(ctx, e); err != nil {
+	if _, err := mutate(ctx, s, "UpdateIndividual", e.RegistrationID, func() (string, error) { return s.Store.UpdateIndividual(ctx, e) }); err != nil {
 		return nil, err
 	}
 	if err := s.syncIdentities(ctx, registry.Filter{}, e.RegistrationID, !e.Disabled); err != nil {
@@ -408,7 +413,7 @@ func (s *Service) CreateShard(ctx context.Context, sh *allocation.Shard) (*alloc
 	now := s.Now()
 	sh.Created, sh.Updated = now, now
 	var err error
-	if sh.Etag, err = s.Store.CreateShard(ctx, sh); err != nil {
+	if sh.Etag, err = mutate(ctx, s, "CreateShard", sh.ID, func() (string, error) { return s.Store.CreateShard(ctx, sh) }); err != nil {
 		return nil, err
 	}
 	return sh, nil
@@ -427,7 +432,7 @@ func (s *Service) UpdateShard(ctx context.Context, sh *allocation.Shard) (*alloc
 		return nil, err
 	}
 	sh.Updated = s.Now()
-	if _, err := s.Store.UpdateShard(ctx, sh); err != nil {
+	if _, err := mutate(ctx, s, "UpdateShard", sh.ID, func() (string, error) { return s.Store.UpdateShard(ctx, sh) }); err != nil {
 		return nil, err
 	}
 	return s.Store.GetShard(ctx, sh.ID)
@@ -458,7 +463,7 @@ func (s *Service) CreateCluster(ctx context.Context, c *allocation.Cluster) (*al
 	now := s.Now()
 	c.Created, c.Updated = now, now
 	var err error
-	if c.Etag, err = s.Store.CreateCluster(ctx, c); err != nil {
+	if c.Etag, err = mutate(ctx, s, "CreateCluster", c.ID, func() (string, error) { return s.Store.CreateCluster(ctx, c) }); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -474,7 +479,7 @@ func (s *Service) UpdateCluster(ctx context.Context, c *allocation.Cluster) (*al
 		return nil, err
 	}
 	c.Updated = s.Now()
-	if _, err := s.Store.UpdateCluster(ctx, c); err != nil {
+	if _, err := mutate(ctx, s, "UpdateCluster", c.ID, func() (string, error) { return s.Store.UpdateCluster(ctx, c) }); err != nil {
 		return nil, err
 	}
 	return s.Store.GetCluster(ctx, c.ID)

@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if prov.WebhookClient, err = webhookClient(cfg.Webhooks.CAFile); err != nil {
 		return err
 	}
-	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer}
+	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer, Log: opt.Log}
 	var dpsHandler, dpsService http.Handler
 	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {
@@ -152,7 +152,6 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,
 		Admin:         adm,
-		Store:         store,
 		Log:           opt.Log,
 		Ready:         store.Ping,
 		ShutdownGrace: cfg.ShutdownGrace,
@@ -225,7 +224,7 @@ func bootstrapOwnerKey(ctx context.Context, store access.Store, sealer *secrets.
 	if err != nil {
 		return err
 	}
-	token, key = access.WithID(token, key, ownerKeyID)
+	token, key = access.WithID(token, key, access.OwnerKeyID)
 	files := map[string]string{OwnerKeyFile: token}
 	if sealer != nil {
 		sas, err := access.AddSASKey(rand.Reader, sealer, key)
@@ -283,9 +282,6 @@ func serviceHost(cert tls.Certificate) string {
 	}
 	return "localhost"
 }
-
-// ownerKeyID is the ID of the bootstrap owner key.
-const ownerKeyID = "owner"
 
 // servePprof serves the Go profiler on a loopback address, for profiling
 // under load (docs/performance.md).

@@ -14,19 +14,19 @@ import (
 )
 
 func runAccessKey(ctx context.Context, env Env, args []string) error {
-	sub, args, err := subcommand(args, "create", "list", "delete")
+	sub, args, err := subcommand(args, "create", "list", "delete", "rotate")
 	if err != nil {
 		return err
 	}
 	fs, c := opFlags("access-key "+sub, env)
 	perms := fs.String("permissions", "", "comma-separated: "+joinPerms()+" (create)")
 	noDPS := fs.Bool("no-dps", false, "make no DPS shared access key, only the bearer token (create)")
-	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string (default: the --server host) (create)")
+	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string (default: the --server host) (create, rotate)")
 	want := []string{"NAME"}
 	switch sub {
 	case "list":
 		want = nil
-	case "delete":
+	case "delete", "rotate":
 		want = []string{"ID"}
 	}
 	pos, err := parse(fs, args, want...)
@@ -39,12 +39,20 @@ func runAccessKey(ctx context.Context, env Env, args []string) error {
 	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
 		cl := pb.NewAccessKeyServiceClient(cc)
 		switch sub {
-		case "create":
-			res, err := cl.CreateAccessKey(ctx, &pb.CreateAccessKeyRequest{Name: pos[0], Permissions: strings.Split(*perms, ","), NoSharedAccessKey: *noDPS})
+		case "create", "rotate":
+			var res *pb.CreateAccessKeyResponse
+			var err error
+			what := "created"
+			if sub == "create" {
+				res, err = cl.CreateAccessKey(ctx, &pb.CreateAccessKeyRequest{Name: pos[0], Permissions: strings.Split(*perms, ","), NoSharedAccessKey: *noDPS})
+			} else {
+				res, err = cl.RotateAccessKey(ctx, &pb.RotateAccessKeyRequest{Id: pos[0]})
+				what = "rotated (the old secrets no longer work)"
+			}
 			if err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(env.Stdout, "access key %s created; its secrets are shown once.\nbearer token: %s\n", res.GetAccessKey().GetId(), res.GetToken())
+			fmt.Fprintf(env.Stdout, "access key %s %s; its secrets are shown once.\nbearer token: %s\n", res.GetAccessKey().GetId(), what, res.GetToken())
 			if len(res.GetSharedAccessKey()) > 0 {
 				host := *dpsHost
 				if host == "" {

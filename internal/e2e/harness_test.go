@@ -79,7 +79,7 @@ type options struct {
 	webhookBudget time.Duration
 	// serverStore wraps the store the server's API uses; maxHubStreams
 	// caps assignment streams per cluster.
-	serverStore   func(server.Store) server.Store
+	serverStore   func(admin.Store) admin.Store
 	maxHubStreams int
 	// hubPoll is how often idle assignment streams poll (20 ms if zero).
 	hubPoll time.Duration
@@ -135,11 +135,11 @@ func startWith(t *testing.T, opt options) *env {
 		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100), NearestRegions: opt.nearest,
 		WebhookClient: opt.webhooks, WebhookSyncBudget: opt.webhookBudget}
 	e.prov = prov
-	adm := &admin.Service{Store: store, Now: time.Now, Rand: rand.Reader, Secrets: sealer}
-	var srvStore server.Store = store
+	var admStore admin.Store = store
 	if opt.serverStore != nil {
-		srvStore = opt.serverStore(store)
+		admStore = opt.serverStore(store)
 	}
+	adm := &admin.Service{Store: admStore, Now: time.Now, Rand: rand.Reader, Secrets: sealer, Log: log}
 	srv, err := server.New(server.Config{
 		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log, Locate: opt.geo.LocateRequest},
 		DPSScope:   idScope,
@@ -149,7 +149,6 @@ func startWith(t *testing.T, opt options) *env {
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
 		Provisioning:    prov,
 		Admin:           adm,
-		Store:           srvStore,
 		MaxHubStreams:   opt.maxHubStreams,
 		HubPollInterval: cmp.Or(opt.hubPoll, 20*time.Millisecond),
 		Log:             log,
@@ -203,6 +202,11 @@ func (e *env) newKey(name string, perms ...access.Permission) string {
 	token, k, err := access.Generate(rand.Reader, name, perms, e.now)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	if name == "owner" { // as the server bootstraps it, unless a replica did
+		if ot, ok := access.WithID(token, k, access.OwnerKeyID); e.store.CreateKey(context.Background(), ok) == nil {
+			return ot
+		}
 	}
 	if err := e.store.CreateKey(context.Background(), k); err != nil {
 		e.t.Fatal(err)

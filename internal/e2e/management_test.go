@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -542,5 +543,86 @@ func TestShardRegionCapacityInput(t *testing.T) {
 	}
 	if after, _ := cl.GetShard(e.owner(), &pb.GetShardRequest{Id: "r2"}); after.Etag != cur.Etag {
 		t.Fatal("a refused update changed the shard")
+	}
+}
+
+// TestAccessKeyEscalation: a key grants no more than it holds (issue #18):
+// a ServiceConfig key cannot mint a key with permissions it lacks, delete
+// or rotate the owner key, or rotate a key that holds more than it; the
+// owner rotates its own secret, and the old one stops working at once.
+func TestAccessKeyEscalation(t *testing.T) {
+	e := start(t)
+	cl := pb.NewAccessKeyServiceClient(e.admin)
+	res, err := cl.CreateAccessKey(e.owner(), &pb.CreateAccessKeyRequest{Name: "ops", Permissions: []string{"ServiceConfig"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := as(t.Context(), res.GetToken())
+	before, _ := e.store.CountKeys(t.Context())
+	for _, perms := range [][]string{{"ServiceConfig", "RegistrationStatusWrite"}, {"EnrollmentWrite"}, {"HubConnect"}} {
+		_, err := cl.CreateAccessKey(ops, &pb.CreateAccessKeyRequest{Name: "escalate", Permissions: perms})
+		if codeOf(err) != codes.PermissionDenied || reasonOf(t, err) != "PERMISSION_DENIED" {
+			t.Fatalf("create %v: %v", perms, err)
+		}
+	}
+	if n, _ := e.store.CountKeys(t.Context()); n != before {
+		t.Fatalf("a refused create wrote a key")
+	}
+	// A subset of its own is fine.
+	sub, err := cl.CreateAccessKey(ops, &pb.CreateAccessKeyRequest{Name: "ops-2", Permissions: []string{"ServiceConfig"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The owner key stays.
+	if _, err := cl.DeleteAccessKey(ops, &pb.DeleteAccessKeyRequest{Id: access.OwnerKeyID}); reasonOf(t, err) != "ACCESS_KEY_PROTECTED" || codeOf(err) != codes.FailedPrecondition {
+		t.Fatalf("delete the owner: %v", err)
+	}
+	if _, err := cl.RotateAccessKey(ops, &pb.RotateAccessKeyRequest{Id: access.OwnerKeyID}); reasonOf(t, err) != "ACCESS_KEY_PROTECTED" {
+		t.Fatalf("rotate the owner: %v", err)
+	}
+	// Rotating a key hands over its secret: only a key that holds all of
+	// its permissions may (REST too).
+	if _, err := cl.RotateAccessKey(ops, &pb.RotateAccessKeyRequest{Id: "reader"}); err == nil {
+		t.Fatal("rotate an unknown key ID succeeded")
+	}
+	list, _ := cl.ListAccessKeys(e.owner(), &pb.ListAccessKeysRequest{})
+	var readerID string
+	for _, k := range list.GetAccessKeys() {
+		if k.GetName() == "reader" {
+			readerID = k.GetId()
+		}
+	}
+	if _, err := cl.RotateAccessKey(ops, &pb.RotateAccessKeyRequest{Id: readerID}); reasonOf(t, err) != "PERMISSION_DENIED" {
+		t.Fatalf("rotate a key with more permissions: %v", err)
+	}
+	if _, err := pb.NewEnrollmentServiceClient(e.admin).ListEnrollments(as(t.Context(), e.readerKey), &pb.ListEnrollmentsRequest{}); err != nil {
+		t.Fatalf("the reader key stopped working: %v", err)
+	}
+	// ops rotates its sibling: the old token stops, the new one works.
+	rot, err := cl.RotateAccessKey(ops, &pb.RotateAccessKeyRequest{Id: sub.GetAccessKey().GetId()})
+	if err != nil || rot.GetToken() == sub.GetToken() || len(rot.GetSharedAccessKey()) != 32 || !strings.HasPrefix(rot.GetToken(), "ztk."+sub.GetAccessKey().GetId()+".") {
+		t.Fatalf("rotate: %v %v", rot, err)
+	}
+	if _, err := cl.ListAccessKeys(as(t.Context(), sub.GetToken()), &pb.ListAccessKeysRequest{}); codeOf(err) != codes.Unauthenticated {
+		t.Fatalf("old token after rotation: %v", err)
+	}
+	if _, err := cl.ListAccessKeys(as(t.Context(), rot.GetToken()), &pb.ListAccessKeysRequest{}); err != nil {
+		t.Fatalf("new token: %v", err)
+	}
+	// The owner rotates itself, over REST.
+	tr := &http.Transport{TLSClientConfig: e.clientTLS(nil)}
+	defer tr.CloseIdleConnections()
+	a := e.restCall(t, &http.Client{Transport: tr}, "POST", "/v1/accessKeys/"+access.OwnerKeyID+":rotate", "application/json", []byte(`{}`))
+	var out struct {
+		Token string `json:"token"`
+	}
+	if a.http != 200 || json.Unmarshal([]byte(a.body), &out) != nil || !strings.HasPrefix(out.Token, "ztk.owner.") {
+		t.Fatalf("owner rotation: %d %s", a.http, a.body)
+	}
+	if _, err := cl.ListAccessKeys(e.owner(), &pb.ListAccessKeysRequest{}); codeOf(err) != codes.Unauthenticated {
+		t.Fatalf("the old owner token after rotation: %v", err)
+	}
+	if _, err := cl.ListAccessKeys(as(t.Context(), out.Token), &pb.ListAccessKeysRequest{}); err != nil {
+		t.Fatalf("the new owner token: %v", err)
 	}
 }

@@ -21,9 +21,9 @@ import (
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/hubclient"
+	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
-	"github.com/zerotouch/zerotouch/internal/server"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -431,7 +431,7 @@ func errorMetadata(err error) map[string]string {
 
 // countingStore counts the events the server reads from the log.
 type countingStore struct {
-	server.Store
+	admin.Store
 	read atomic.Int64
 }
 
@@ -447,7 +447,7 @@ func (c *countingStore) ReadEvents(ctx context.Context, shard string, after uint
 // per cluster are capped.
 func TestAssignmentStreamFlowControl(t *testing.T) {
 	var counting *countingStore
-	e := startWith(t, options{maxHubStreams: 2, serverStore: func(s server.Store) server.Store {
+	e := startWith(t, options{maxHubStreams: 2, serverStore: func(s admin.Store) admin.Store {
 		counting = &countingStore{Store: s}
 		return counting
 	}})

@@ -105,6 +105,7 @@ const (
 	ResourceInUse         Reason = "RESOURCE_IN_USE"
 	FieldInvalid          Reason = "FIELD_INVALID"
 	VerificationCodeStale Reason = "VERIFICATION_CODE_INVALID"
+	AccessKeyProtected    Reason = "ACCESS_KEY_PROTECTED"
 	ProofInvalid          Reason = "PROOF_OF_POSSESSION_INVALID"
 	StoreUnavailable      Reason = "STORE_UNAVAILABLE"
 	// CursorExpired: the assignment log no longer holds the events after

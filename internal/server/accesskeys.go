@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -19,25 +20,27 @@ func accessKeyToPB(k *access.Key) *pb.AccessKey {
 	return out
 }
 
-// caller authenticates the caller and checks p, returning its key.
-func (s *services) caller(ctx context.Context, p access.Permission) (*access.Key, error) {
+// caller authenticates the caller and checks p, returning its key and the
+// context that names it as the actor of the request's changes.
+func (s *services) caller(ctx context.Context, p access.Permission) (context.Context, *access.Key, error) {
 	token, ok := strings.CutPrefix(firstMetadata(ctx, "authorization"), "Bearer ")
 	if !ok {
-		return nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid access key is required (authorization: Bearer ztk...)")
+		return ctx, nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid access key is required (authorization: Bearer ztk...)")
 	}
-	k, err := access.Authenticate(ctx, s.store, strings.TrimSpace(token))
+	k, err := s.admin.Authenticate(ctx, strings.TrimSpace(token))
 	if err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
-	return k, access.Require(k, p)
+	return admin.WithActor(ctx, k.ID), k, access.Require(k, p)
 }
 
 // CreateAccessKey implements AccessKeyService.
 func (s *services) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, me, err := s.caller(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	k, err := s.admin.CreateAccessKey(ctx, s.store, req.GetName(), req.GetPermissions(), req.GetNoSharedAccessKey())
+	k, err := s.admin.CreateAccessKey(ctx, me, req.GetName(), req.GetPermissions(), req.GetNoSharedAccessKey())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -46,14 +49,15 @@ func (s *services) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyR
 
 // ListAccessKeys implements AccessKeyService.
 func (s *services) ListAccessKeys(ctx context.Context, req *pb.ListAccessKeysRequest) (*pb.ListAccessKeysResponse, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	n, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	keys, next, err := s.store.ListKeys(ctx, req.GetPageToken(), n)
+	keys, next, err := s.admin.ListAccessKeys(ctx, req.GetPageToken(), n)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -66,15 +70,25 @@ func (s *services) ListAccessKeys(ctx context.Context, req *pb.ListAccessKeysReq
 
 // DeleteAccessKey implements AccessKeyService.
 func (s *services) DeleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyRequest) (*emptypb.Empty, error) {
-	me, err := s.caller(ctx, access.ServiceConfig)
+	ctx, me, err := s.caller(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if req.GetId() == me.ID {
-		return nil, s.fail(ctx, fault.New(fault.FailedPrecondition, fault.ResourceInUse, "an access key cannot delete itself; use another key with ServiceConfig"))
-	}
-	if err := s.store.DeleteKey(ctx, req.GetId()); err != nil {
+	if err := s.admin.DeleteAccessKey(ctx, me, req.GetId()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &emptypb.Empty{}, nil
+}
+
+// RotateAccessKey implements AccessKeyService.
+func (s *services) RotateAccessKey(ctx context.Context, req *pb.RotateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
+	ctx, me, err := s.caller(ctx, access.ServiceConfig)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	k, err := s.admin.RotateAccessKey(ctx, me, req.GetId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS}, nil
 }

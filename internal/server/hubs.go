@@ -41,7 +41,8 @@ func clusterCertificates(id string, in *pb.HubCluster) ([]string, error) {
 
 // CreateHubCluster implements HubService.
 func (s *services) CreateHubCluster(ctx context.Context, req *pb.CreateHubClusterRequest) (*pb.HubCluster, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetHubCluster()
@@ -58,10 +59,11 @@ func (s *services) CreateHubCluster(ctx context.Context, req *pb.CreateHubCluste
 
 // GetHubCluster implements HubService.
 func (s *services) GetHubCluster(ctx context.Context, req *pb.GetHubClusterRequest) (*pb.HubCluster, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	c, err := s.store.GetCluster(ctx, req.GetId())
+	c, err := s.admin.GetCluster(ctx, req.GetId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -70,14 +72,15 @@ func (s *services) GetHubCluster(ctx context.Context, req *pb.GetHubClusterReque
 
 // ListHubClusters implements HubService.
 func (s *services) ListHubClusters(ctx context.Context, req *pb.ListHubClustersRequest) (*pb.ListHubClustersResponse, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	n, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	cs, next, err := s.store.ListClusters(ctx, req.GetPageToken(), n)
+	cs, next, err := s.admin.ListClusters(ctx, req.GetPageToken(), n)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -90,7 +93,8 @@ func (s *services) ListHubClusters(ctx context.Context, req *pb.ListHubClustersR
 
 // UpdateHubCluster implements HubService.
 func (s *services) UpdateHubCluster(ctx context.Context, req *pb.UpdateHubClusterRequest) (*pb.HubCluster, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetHubCluster()
@@ -98,7 +102,7 @@ func (s *services) UpdateHubCluster(ctx context.Context, req *pb.UpdateHubCluste
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	c, err := s.store.GetCluster(ctx, in.GetId())
+	c, err := s.admin.GetCluster(ctx, in.GetId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -116,10 +120,11 @@ func (s *services) UpdateHubCluster(ctx context.Context, req *pb.UpdateHubCluste
 
 // DeleteHubCluster implements HubService.
 func (s *services) DeleteHubCluster(ctx context.Context, req *pb.DeleteHubClusterRequest) (*emptypb.Empty, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if err := s.store.DeleteCluster(ctx, req.GetId(), req.GetEtag()); err != nil {
+	if err := s.admin.DeleteCluster(ctx, req.GetId(), req.GetEtag()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &emptypb.Empty{}, nil
@@ -139,7 +144,7 @@ func (s *services) hubCluster(ctx context.Context) (*allocation.Cluster, error) 
 	if now := time.Now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) || !clientUsage(leaf) {
 		return nil, denied
 	}
-	c, err := s.store.GetCluster(ctx, leaf.Subject.CommonName)
+	c, err := s.admin.GetCluster(ctx, leaf.Subject.CommonName)
 	if err != nil {
 		if fault.KindOf(err) == fault.NotFound || fault.KindOf(err) == fault.InvalidArgument {
 			return nil, denied
@@ -175,11 +180,11 @@ func (s *services) LookupIdentity(ctx context.Context, req *pb.LookupIdentityReq
 	if err := enrollment.ValidateID("device_id", req.GetDeviceId()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	id, err := s.store.GetIdentity(ctx, req.GetDeviceId())
+	id, err := s.admin.GetIdentity(ctx, req.GetDeviceId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	sh, err := s.store.GetShard(ctx, id.Shard)
+	sh, err := s.admin.GetShard(ctx, id.Shard)
 	if err != nil && fault.KindOf(err) != fault.NotFound {
 		return nil, s.fail(ctx, err)
 	}
@@ -190,7 +195,7 @@ func (s *services) LookupIdentity(ctx context.Context, req *pb.LookupIdentityReq
 	if out.Enabled {
 		// A disabled enrollment disables its devices, whatever their
 		// identities say.
-		reg, err := s.store.GetRegistration(ctx, id.RegistrationID)
+		reg, err := s.admin.GetRegistration(ctx, id.RegistrationID)
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -219,7 +224,8 @@ func identityToPB(id *registry.Identity) *pb.DeviceIdentity {
 
 // GetWebhookSecret implements EnrollmentService.
 func (s *services) GetWebhookSecret(ctx context.Context, req *pb.GetWebhookSecretRequest) (*pb.WebhookSecret, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	w := &enrollment.Allocation{Policy: enrollment.PolicyCustom, Webhook: &enrollment.Webhook{URL: req.GetUrl()}}
@@ -234,7 +240,8 @@ func (s *services) GetWebhookSecret(ctx context.Context, req *pb.GetWebhookSecre
 
 // IssueHubCertificate implements HubService.
 func (s *services) IssueHubCertificate(ctx context.Context, req *pb.IssueHubCertificateRequest) (*pb.HubCertificate, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	if req.GetValidityDays() < 0 {

@@ -85,7 +85,7 @@ func (s *services) ownShard(ctx context.Context, c *allocation.Cluster, shard st
 	if err := enrollment.ValidateID("shard", shard); err != nil {
 		return err
 	}
-	sh, err := s.store.GetShard(ctx, shard)
+	sh, err := s.admin.GetShard(ctx, shard)
 	if err != nil && fault.KindOf(err) != fault.NotFound {
 		return err
 	}
@@ -151,7 +151,7 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 			if sc.GetCursor() != 0 {
 				return s.fail(ctx, fault.Invalidf("shards[%d]: give a cursor or from_acknowledged, not both", i))
 			}
-			if p.cursor, err = s.store.AckedEvent(ctx, c.ID, p.shard); err != nil {
+			if p.cursor, err = s.admin.AckedEvent(ctx, c.ID, p.shard); err != nil {
 				return s.fail(ctx, err)
 			}
 		}
@@ -160,7 +160,7 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 	// Every cursor is checked before anything is sent, so a hub learns at
 	// once which shards to resync.
 	for _, p := range pos {
-		if _, err := s.store.ReadEvents(ctx, p.shard, p.cursor, 0); err != nil {
+		if _, err := s.admin.ReadEvents(ctx, p.shard, p.cursor, 0); err != nil {
 			return s.fail(ctx, shardCursorError(p.shard, err))
 		}
 	}
@@ -175,15 +175,12 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 	}
 	// A store that says when this process wrote wakes the stream at once;
 	// writes of other replicas are found by polling.
-	notifier, _ := s.store.(interface{ Changed() <-chan struct{} })
 	recheck := time.Now().Add(hubRecheck)
 	for {
 		var changed <-chan struct{}
-		if notifier != nil {
-			changed = notifier.Changed() // before reading, so no write is missed
-		}
+		changed = s.admin.Changed() // before reading, so no write is missed; nil: poll only
 		// One read of every shard's head; only shards that moved are read.
-		heads, err := s.store.LogHeads(ctx, names)
+		heads, err := s.admin.LogHeads(ctx, names)
 		if err != nil {
 			return s.fail(ctx, err)
 		}
@@ -192,7 +189,7 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 			if heads[i] == p.cursor {
 				continue // nothing new (a head behind the cursor is read: CURSOR_EXPIRED)
 			}
-			evs, err := s.store.ReadEvents(ctx, p.shard, p.cursor, eventPage)
+			evs, err := s.admin.ReadEvents(ctx, p.shard, p.cursor, eventPage)
 			if err != nil {
 				return s.fail(ctx, shardCursorError(p.shard, err))
 			}
@@ -241,14 +238,14 @@ func (s *services) AckAssignments(ctx context.Context, req *pb.AckAssignmentsReq
 	if err := s.ownShard(ctx, c, req.GetShard()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	head, err := s.store.LogHead(ctx, req.GetShard())
+	head, err := s.admin.LogHead(ctx, req.GetShard())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	if req.GetCursor() > head {
 		return nil, s.fail(ctx, fault.Invalidf("cursor: %d is beyond the newest event of shard %q (%d)", req.GetCursor(), req.GetShard(), head))
 	}
-	if err := s.store.AckEvents(ctx, c.ID, req.GetShard(), req.GetCursor()); err != nil {
+	if err := s.admin.AckEvents(ctx, c.ID, req.GetShard(), req.GetCursor()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &pb.AckAssignmentsResponse{}, nil
@@ -280,12 +277,12 @@ func (s *services) ListShardIdentities(ctx context.Context, req *pb.ListShardIde
 			return nil, s.fail(ctx, fault.Invalidf("page_token is not valid"))
 		}
 		inner = rest
-	} else if cursor, err = s.store.LogHead(ctx, req.GetShard()); err != nil {
+	} else if cursor, err = s.admin.LogHead(ctx, req.GetShard()); err != nil {
 		// Read before the first page: events after it are replayed, so
 		// nothing that changes during the walk is missed.
 		return nil, s.fail(ctx, err)
 	}
-	ids, next, err := s.store.ListIdentities(ctx, req.GetShard(), inner, n)
+	ids, next, err := s.admin.ListIdentities(ctx, req.GetShard(), inner, n)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -305,7 +302,7 @@ func (s *services) ListClusterShards(ctx context.Context, _ *pb.ListClusterShard
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	all, err := s.store.AllShards(ctx)
+	all, err := s.admin.AllShards(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}

@@ -69,7 +69,6 @@ type Config struct {
 	TLS          *tls.Config
 	Provisioning *provisioning.Service
 	Admin        *admin.Service
-	Store        Store
 	Log          *slog.Logger
 	// Ready reports whether the service can serve (the store answers).
 	Ready func(context.Context) error
@@ -117,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 	// once, by attestation, against the enrollment's CA.
 	tlsCfg.ClientAuth = tls.RequestClientCert
 
-	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, store: cfg.Store, log: cfg.Log, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
+	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, log: cfg.Log, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
 	s := &Server{cfg: cfg, health: health.NewServer(), hubs: svc.hubs}
 
 	dec := newRequestDecoder(maxGRPCBytes, cfg.Log)

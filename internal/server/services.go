@@ -19,12 +19,6 @@ import (
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
-// Store is what the services read directly; writes go through admin.
-type Store interface {
-	admin.Store
-	access.Store
-}
-
 // services implements every gRPC service of the API. Each management
 // method authenticates its caller first, so the check holds whichever
 // transport (gRPC, or REST through the in-process gateway) called it.
@@ -39,15 +33,15 @@ type services struct {
 
 	prov  *provisioning.Service
 	admin *admin.Service
-	store Store
 	log   *slog.Logger
 	hubs  *hubStreams
 }
 
-// authorize authenticates the caller's access key and checks p.
-func (s *services) authorize(ctx context.Context, p access.Permission) error {
-	_, err := s.caller(ctx, p)
-	return err
+// authorize authenticates the caller's access key and checks p; the
+// context it returns names the key as the actor of the request's changes.
+func (s *services) authorize(ctx context.Context, p access.Permission) (context.Context, error) {
+	ctx, _, err := s.caller(ctx, p)
+	return ctx, err
 }
 
 func (s *services) fail(ctx context.Context, err error) error {
@@ -108,7 +102,8 @@ func (s *services) CompleteTpmAttestation(ctx context.Context, req *pb.CompleteT
 
 // CreateCaCertificate implements CertificateAuthorityService.
 func (s *services) CreateCaCertificate(ctx context.Context, req *pb.CreateCaCertificateRequest) (*pb.CaCertificate, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetCaCertificate()
@@ -121,10 +116,11 @@ func (s *services) CreateCaCertificate(ctx context.Context, req *pb.CreateCaCert
 
 // GetCaCertificate implements CertificateAuthorityService.
 func (s *services) GetCaCertificate(ctx context.Context, req *pb.GetCaCertificateRequest) (*pb.CaCertificate, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	ca, err := s.store.GetCA(ctx, req.GetName())
+	ca, err := s.admin.GetCA(ctx, req.GetName())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -133,14 +129,15 @@ func (s *services) GetCaCertificate(ctx context.Context, req *pb.GetCaCertificat
 
 // ListCaCertificates implements CertificateAuthorityService.
 func (s *services) ListCaCertificates(ctx context.Context, req *pb.ListCaCertificatesRequest) (*pb.ListCaCertificatesResponse, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	n, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	cas, next, err := s.store.ListCAs(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
+	cas, next, err := s.admin.ListCAs(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -153,10 +150,11 @@ func (s *services) ListCaCertificates(ctx context.Context, req *pb.ListCaCertifi
 
 // DeleteCaCertificate implements CertificateAuthorityService.
 func (s *services) DeleteCaCertificate(ctx context.Context, req *pb.DeleteCaCertificateRequest) (*emptypb.Empty, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if err := s.store.DeleteCA(ctx, req.GetName(), req.GetEtag()); err != nil {
+	if err := s.admin.DeleteCA(ctx, req.GetName(), req.GetEtag()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &emptypb.Empty{}, nil
@@ -164,7 +162,8 @@ func (s *services) DeleteCaCertificate(ctx context.Context, req *pb.DeleteCaCert
 
 // GenerateVerificationCode implements CertificateAuthorityService.
 func (s *services) GenerateVerificationCode(ctx context.Context, req *pb.GenerateVerificationCodeRequest) (*pb.GenerateVerificationCodeResponse, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	ca, code, err := s.admin.GenerateVerificationCode(ctx, req.GetName(), req.GetEtag())
@@ -176,7 +175,8 @@ func (s *services) GenerateVerificationCode(ctx context.Context, req *pb.Generat
 
 // VerifyCaCertificate implements CertificateAuthorityService.
 func (s *services) VerifyCaCertificate(ctx context.Context, req *pb.VerifyCaCertificateRequest) (*pb.CaCertificate, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	ca, err := s.admin.VerifyCA(ctx, req.GetName(), req.GetEtag(), req.GetCertificatePem())
@@ -218,7 +218,8 @@ func maskPaths(m *fieldmaskpb.FieldMask, allowed ...string) (map[string]bool, er
 
 // CreateEnrollmentGroup implements EnrollmentService.
 func (s *services) CreateEnrollmentGroup(ctx context.Context, req *pb.CreateEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
-	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollmentGroup()
@@ -254,10 +255,11 @@ func (s *services) CreateEnrollmentGroup(ctx context.Context, req *pb.CreateEnro
 
 // GetEnrollmentGroup implements EnrollmentService.
 func (s *services) GetEnrollmentGroup(ctx context.Context, req *pb.GetEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
-	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentRead)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	g, err := s.store.GetGroup(ctx, req.GetId())
+	g, err := s.admin.GetGroup(ctx, req.GetId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -266,14 +268,15 @@ func (s *services) GetEnrollmentGroup(ctx context.Context, req *pb.GetEnrollment
 
 // ListEnrollmentGroups implements EnrollmentService.
 func (s *services) ListEnrollmentGroups(ctx context.Context, req *pb.ListEnrollmentGroupsRequest) (*pb.ListEnrollmentGroupsResponse, error) {
-	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentRead)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	n, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	groups, next, err := s.store.ListGroups(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
+	groups, next, err := s.admin.ListGroups(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -286,7 +289,8 @@ func (s *services) ListEnrollmentGroups(ctx context.Context, req *pb.ListEnrollm
 
 // UpdateEnrollmentGroup implements EnrollmentService.
 func (s *services) UpdateEnrollmentGroup(ctx context.Context, req *pb.UpdateEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
-	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollmentGroup()
@@ -294,7 +298,7 @@ func (s *services) UpdateEnrollmentGroup(ctx context.Context, req *pb.UpdateEnro
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	g, err := s.store.GetGroup(ctx, in.GetId())
+	g, err := s.admin.GetGroup(ctx, in.GetId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -326,7 +330,8 @@ func (s *services) UpdateEnrollmentGroup(ctx context.Context, req *pb.UpdateEnro
 
 // DeleteEnrollmentGroup implements EnrollmentService.
 func (s *services) DeleteEnrollmentGroup(ctx context.Context, req *pb.DeleteEnrollmentGroupRequest) (*emptypb.Empty, error) {
-	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	if err := s.admin.DeleteGroup(ctx, req.GetId(), req.GetEtag()); err != nil {
@@ -337,7 +342,8 @@ func (s *services) DeleteEnrollmentGroup(ctx context.Context, req *pb.DeleteEnro
 
 // CreateEnrollment implements EnrollmentService.
 func (s *services) CreateEnrollment(ctx context.Context, req *pb.CreateEnrollmentRequest) (*pb.Enrollment, error) {
-	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	e, err := s.createEnrollment(ctx, req.GetEnrollment())
@@ -389,7 +395,8 @@ const MaxBatch = 1000
 
 // BatchCreateEnrollments implements EnrollmentService.
 func (s *services) BatchCreateEnrollments(ctx context.Context, req *pb.BatchCreateEnrollmentsRequest) (*pb.BatchCreateEnrollmentsResponse, error) {
-	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	items := req.GetEnrollments()
@@ -417,10 +424,11 @@ func (s *services) BatchCreateEnrollments(ctx context.Context, req *pb.BatchCrea
 
 // GetEnrollment implements EnrollmentService.
 func (s *services) GetEnrollment(ctx context.Context, req *pb.GetEnrollmentRequest) (*pb.Enrollment, error) {
-	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentRead)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	e, err := s.store.GetIndividual(ctx, req.GetRegistrationId())
+	e, err := s.admin.GetIndividual(ctx, req.GetRegistrationId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -429,14 +437,15 @@ func (s *services) GetEnrollment(ctx context.Context, req *pb.GetEnrollmentReque
 
 // ListEnrollments implements EnrollmentService.
 func (s *services) ListEnrollments(ctx context.Context, req *pb.ListEnrollmentsRequest) (*pb.ListEnrollmentsResponse, error) {
-	if err := s.authorize(ctx, access.EnrollmentRead); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentRead)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	n, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	es, next, err := s.store.ListIndividuals(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
+	es, next, err := s.admin.ListIndividuals(ctx, enrollment.Page{Token: req.GetPageToken(), Limit: n})
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -449,7 +458,8 @@ func (s *services) ListEnrollments(ctx context.Context, req *pb.ListEnrollmentsR
 
 // UpdateEnrollment implements EnrollmentService.
 func (s *services) UpdateEnrollment(ctx context.Context, req *pb.UpdateEnrollmentRequest) (*pb.Enrollment, error) {
-	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollment()
@@ -457,7 +467,7 @@ func (s *services) UpdateEnrollment(ctx context.Context, req *pb.UpdateEnrollmen
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	e, err := s.store.GetIndividual(ctx, in.GetRegistrationId())
+	e, err := s.admin.GetIndividual(ctx, in.GetRegistrationId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -486,7 +496,8 @@ func (s *services) UpdateEnrollment(ctx context.Context, req *pb.UpdateEnrollmen
 
 // DeleteEnrollment implements EnrollmentService.
 func (s *services) DeleteEnrollment(ctx context.Context, req *pb.DeleteEnrollmentRequest) (*emptypb.Empty, error) {
-	if err := s.authorize(ctx, access.EnrollmentWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	if err := s.admin.DeleteIndividual(ctx, req.GetRegistrationId(), req.GetEtag()); err != nil {
@@ -497,7 +508,8 @@ func (s *services) DeleteEnrollment(ctx context.Context, req *pb.DeleteEnrollmen
 
 // CreateShard implements HubService.
 func (s *services) CreateShard(ctx context.Context, req *pb.CreateShardRequest) (*pb.Shard, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetShard()
@@ -515,10 +527,11 @@ func (s *services) CreateShard(ctx context.Context, req *pb.CreateShardRequest) 
 
 // GetShard implements HubService.
 func (s *services) GetShard(ctx context.Context, req *pb.GetShardRequest) (*pb.Shard, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	sh, err := s.store.GetShard(ctx, req.GetId())
+	sh, err := s.admin.GetShard(ctx, req.GetId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -536,14 +549,14 @@ func (s *services) withLog(ctx context.Context, shards ...*pb.Shard) error {
 	for i, sh := range shards {
 		names[i] = sh.GetId()
 	}
-	heads, err := s.store.LogHeads(ctx, names)
+	heads, err := s.admin.LogHeads(ctx, names)
 	if err != nil {
 		return err
 	}
 	for i, sh := range shards {
 		sh.AssignmentLogHead = heads[i]
 		if sh.GetHubCluster() != "" {
-			if sh.AssignmentAcknowledged, err = s.store.AckedEvent(ctx, sh.GetHubCluster(), sh.GetId()); err != nil {
+			if sh.AssignmentAcknowledged, err = s.admin.AckedEvent(ctx, sh.GetHubCluster(), sh.GetId()); err != nil {
 				return err
 			}
 		}
@@ -553,14 +566,15 @@ func (s *services) withLog(ctx context.Context, shards ...*pb.Shard) error {
 
 // ListShards implements HubService.
 func (s *services) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*pb.ListShardsResponse, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	n, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	shards, next, err := s.store.ListShards(ctx, req.GetPageToken(), n)
+	shards, next, err := s.admin.ListShards(ctx, req.GetPageToken(), n)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -576,7 +590,8 @@ func (s *services) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*
 
 // UpdateShard implements HubService.
 func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.Shard, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetShard()
@@ -584,7 +599,7 @@ func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) 
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	sh, err := s.store.GetShard(ctx, in.GetId())
+	sh, err := s.admin.GetShard(ctx, in.GetId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -617,10 +632,11 @@ func (s *services) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) 
 
 // DeleteShard implements HubService.
 func (s *services) DeleteShard(ctx context.Context, req *pb.DeleteShardRequest) (*emptypb.Empty, error) {
-	if err := s.authorize(ctx, access.ServiceConfig); err != nil {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if err := s.store.DeleteShard(ctx, req.GetId(), req.GetEtag()); err != nil {
+	if err := s.admin.DeleteShard(ctx, req.GetId(), req.GetEtag()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &emptypb.Empty{}, nil
@@ -628,10 +644,11 @@ func (s *services) DeleteShard(ctx context.Context, req *pb.DeleteShardRequest) 
 
 // GetRegistration implements RegistrationService.
 func (s *services) GetRegistration(ctx context.Context, req *pb.GetRegistrationRequest) (*pb.Registration, error) {
-	if err := s.authorize(ctx, access.RegistrationRead); err != nil {
+	ctx, err := s.authorize(ctx, access.RegistrationRead)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	r, err := s.store.GetRegistration(ctx, req.GetRegistrationId())
+	r, err := s.admin.GetRegistration(ctx, req.GetRegistrationId())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -640,7 +657,8 @@ func (s *services) GetRegistration(ctx context.Context, req *pb.GetRegistrationR
 
 // ListRegistrations implements RegistrationService.
 func (s *services) ListRegistrations(ctx context.Context, req *pb.ListRegistrationsRequest) (*pb.ListRegistrationsResponse, error) {
-	if err := s.authorize(ctx, access.RegistrationRead); err != nil {
+	ctx, err := s.authorize(ctx, access.RegistrationRead)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	n, err := pageSize(req.GetPageSize())
@@ -648,7 +666,7 @@ func (s *services) ListRegistrations(ctx context.Context, req *pb.ListRegistrati
 		return nil, s.fail(ctx, err)
 	}
 	f := registry.Filter{GroupID: req.GetEnrollmentGroupId(), Shard: req.GetShard()}
-	regs, next, err := s.store.ListRegistrations(ctx, f, req.GetPageToken(), n)
+	regs, next, err := s.admin.ListRegistrations(ctx, f, req.GetPageToken(), n)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -661,10 +679,11 @@ func (s *services) ListRegistrations(ctx context.Context, req *pb.ListRegistrati
 
 // DeleteRegistration implements RegistrationService.
 func (s *services) DeleteRegistration(ctx context.Context, req *pb.DeleteRegistrationRequest) (*emptypb.Empty, error) {
-	if err := s.authorize(ctx, access.RegistrationWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.RegistrationWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if err := s.store.DeleteRegistration(ctx, req.GetRegistrationId(), req.GetEtag()); err != nil {
+	if err := s.admin.DeleteRegistration(ctx, req.GetRegistrationId(), req.GetEtag()); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return &emptypb.Empty{}, nil
@@ -681,7 +700,8 @@ func (s *services) EnableRegistration(ctx context.Context, req *pb.EnableRegistr
 }
 
 func (s *services) setRegistrationEnabled(ctx context.Context, regID, etag string, enabled bool) (*pb.Registration, error) {
-	if err := s.authorize(ctx, access.RegistrationWrite); err != nil {
+	ctx, err := s.authorize(ctx, access.RegistrationWrite)
+	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	if err := enrollment.ValidateRegistrationID(regID); err != nil {

@@ -22,6 +22,18 @@ func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
 	})
 }
 
+// RotateKey implements access.Store.
+func (s *Store) RotateKey(ctx context.Context, id string, secretHash, sealedSAS []byte) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		rec, err := accessKeys.load(tx, id)
+		if err != nil {
+			return err
+		}
+		rec.SecretHash, rec.SealedSAS = secretHash, sealedSAS
+		return accessKeys.put(tx, id, rec)
+	})
+}
+
 // GetKey implements access.Store.
 func (s *Store) GetKey(ctx context.Context, id string) (*access.Key, error) {
 	return accessKeys.get(ctx, s, id)

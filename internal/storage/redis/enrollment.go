@@ -337,6 +337,14 @@ func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
 	return accessKeys.create(ctx, s, k.ID, record.FromAccessKey(k), nil, nil, nil)
 }
 
+// RotateKey implements access.Store.
+func (s *Store) RotateKey(ctx context.Context, id string, secretHash, sealedSAS []byte) error {
+	_, err := accessKeys.update(ctx, s, id, "", func(rec *record.AccessKey, _ string) {
+		rec.SecretHash, rec.SealedSAS = secretHash, sealedSAS
+	})
+	return err
+}
+
 // GetKey implements access.Store.
 func (s *Store) GetKey(ctx context.Context, id string) (*access.Key, error) {
 	return accessKeys.get(ctx, s, id)

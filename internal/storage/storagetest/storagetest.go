@@ -778,6 +778,17 @@ func testAccessKeys(t *testing.T, s Store) {
 	if len(ids) != 2 || ids[0] != want[0] || ids[1] != want[1] {
 		t.Fatalf("ListKeys = %v, want %v", ids, want)
 	}
+	// Rotation replaces the secret and the shared access key in one
+	// write; the key keeps its ID, name and permissions.
+	newToken, rotated, err := access.Rotate(rand.Reader, k2)
+	must(t, err, "Rotate")
+	must(t, s.RotateKey(ctx, k2.ID, rotated.SecretHash, []byte{1}), "RotateKey")
+	got3, err := access.Authenticate(ctx, s, newToken)
+	must(t, err, "Authenticate(rotated)")
+	if got3.Name != "dps" || len(got3.Permissions) != 1 || string(got3.SealedSAS) != "\x01" {
+		t.Fatalf("rotated key = %+v", got3)
+	}
+	wantKind(t, s.RotateKey(ctx, "nobody", rotated.SecretHash, nil), fault.NotFound, "RotateKey(unknown)")
 	must(t, s.DeleteKey(ctx, k.ID), "DeleteKey")
 	wantKind(t, s.DeleteKey(ctx, k.ID), fault.NotFound, "DeleteKey again")
 	_, err = access.Authenticate(ctx, s, token)

@@ -377,6 +377,50 @@ func (x *DeleteAccessKeyRequest) GetId() string {
 	return ""
 }
 
+type RotateAccessKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateAccessKeyRequest) Reset() {
+	*x = RotateAccessKeyRequest{}
+	mi := &file_zerotouch_v1_access_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateAccessKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateAccessKeyRequest) ProtoMessage() {}
+
+func (x *RotateAccessKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_access_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateAccessKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateAccessKeyRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_access_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RotateAccessKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_zerotouch_v1_access_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_access_proto_rawDesc = "" +
@@ -407,11 +451,14 @@ const file_zerotouch_v1_access_proto_rawDesc = "" +
 	"accessKeys\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n" +
 	"\x16DeleteAccessKeyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xf0\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"(\n" +
+	"\x16RotateAccessKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\xf8\x03\n" +
 	"\x10AccessKeyService\x12y\n" +
 	"\x0fCreateAccessKey\x12$.zerotouch.v1.CreateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/accessKeys\x12s\n" +
 	"\x0eListAccessKeys\x12#.zerotouch.v1.ListAccessKeysRequest\x1a$.zerotouch.v1.ListAccessKeysResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/accessKeys\x12l\n" +
-	"\x0fDeleteAccessKey\x12$.zerotouch.v1.DeleteAccessKeyRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/accessKeys/{id}B?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x0fDeleteAccessKey\x12$.zerotouch.v1.DeleteAccessKeyRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/accessKeys/{id}\x12\x85\x01\n" +
+	"\x0fRotateAccessKey\x12$.zerotouch.v1.RotateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/accessKeys/{id}:rotateB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_access_proto_rawDescOnce sync.Once
@@ -425,7 +472,7 @@ func file_zerotouch_v1_access_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_access_proto_rawDescData
 }
 
-var file_zerotouch_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_zerotouch_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_zerotouch_v1_access_proto_goTypes = []any{
 	(*AccessKey)(nil),               // 0: zerotouch.v1.AccessKey
 	(*CreateAccessKeyRequest)(nil),  // 1: zerotouch.v1.CreateAccessKeyRequest
@@ -433,21 +480,24 @@ var file_zerotouch_v1_access_proto_goTypes = []any{
 	(*ListAccessKeysRequest)(nil),   // 3: zerotouch.v1.ListAccessKeysRequest
 	(*ListAccessKeysResponse)(nil),  // 4: zerotouch.v1.ListAccessKeysResponse
 	(*DeleteAccessKeyRequest)(nil),  // 5: zerotouch.v1.DeleteAccessKeyRequest
-	(*timestamppb.Timestamp)(nil),   // 6: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 7: google.protobuf.Empty
+	(*RotateAccessKeyRequest)(nil),  // 6: zerotouch.v1.RotateAccessKeyRequest
+	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 8: google.protobuf.Empty
 }
 var file_zerotouch_v1_access_proto_depIdxs = []int32{
-	6, // 0: zerotouch.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
+	7, // 0: zerotouch.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
 	0, // 1: zerotouch.v1.CreateAccessKeyResponse.access_key:type_name -> zerotouch.v1.AccessKey
 	0, // 2: zerotouch.v1.ListAccessKeysResponse.access_keys:type_name -> zerotouch.v1.AccessKey
 	1, // 3: zerotouch.v1.AccessKeyService.CreateAccessKey:input_type -> zerotouch.v1.CreateAccessKeyRequest
 	3, // 4: zerotouch.v1.AccessKeyService.ListAccessKeys:input_type -> zerotouch.v1.ListAccessKeysRequest
 	5, // 5: zerotouch.v1.AccessKeyService.DeleteAccessKey:input_type -> zerotouch.v1.DeleteAccessKeyRequest
-	2, // 6: zerotouch.v1.AccessKeyService.CreateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
-	4, // 7: zerotouch.v1.AccessKeyService.ListAccessKeys:output_type -> zerotouch.v1.ListAccessKeysResponse
-	7, // 8: zerotouch.v1.AccessKeyService.DeleteAccessKey:output_type -> google.protobuf.Empty
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
+	6, // 6: zerotouch.v1.AccessKeyService.RotateAccessKey:input_type -> zerotouch.v1.RotateAccessKeyRequest
+	2, // 7: zerotouch.v1.AccessKeyService.CreateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
+	4, // 8: zerotouch.v1.AccessKeyService.ListAccessKeys:output_type -> zerotouch.v1.ListAccessKeysResponse
+	8, // 9: zerotouch.v1.AccessKeyService.DeleteAccessKey:output_type -> google.protobuf.Empty
+	2, // 10: zerotouch.v1.AccessKeyService.RotateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
+	7, // [7:11] is the sub-list for method output_type
+	3, // [3:7] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
 	3, // [3:3] is the sub-list for extension extendee
 	0, // [0:3] is the sub-list for field type_name
@@ -464,7 +514,7 @@ func file_zerotouch_v1_access_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_access_proto_rawDesc), len(file_zerotouch_v1_access_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

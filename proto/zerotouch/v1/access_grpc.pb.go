@@ -23,6 +23,7 @@ const (
 	AccessKeyService_CreateAccessKey_FullMethodName = "/zerotouch.v1.AccessKeyService/CreateAccessKey"
 	AccessKeyService_ListAccessKeys_FullMethodName  = "/zerotouch.v1.AccessKeyService/ListAccessKeys"
 	AccessKeyService_DeleteAccessKey_FullMethodName = "/zerotouch.v1.AccessKeyService/DeleteAccessKey"
+	AccessKeyService_RotateAccessKey_FullMethodName = "/zerotouch.v1.AccessKeyService/RotateAccessKey"
 )
 
 // AccessKeyServiceClient is the client API for AccessKeyService service.
@@ -37,8 +38,14 @@ type AccessKeyServiceClient interface {
 	CreateAccessKey(ctx context.Context, in *CreateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error)
 	ListAccessKeys(ctx context.Context, in *ListAccessKeysRequest, opts ...grpc.CallOption) (*ListAccessKeysResponse, error)
 	// DeleteAccessKey revokes a key (bearer token and shared access key). A
-	// key cannot delete itself.
+	// key cannot delete itself, the owner key, or the last key holding
+	// ServiceConfig.
 	DeleteAccessKey(ctx context.Context, in *DeleteAccessKeyRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// RotateAccessKey gives a key a new secret (and a new shared access key
+	// if it had one), returned once; the old ones stop working at once. The
+	// caller must hold every permission of the key; only the owner key
+	// rotates the owner key.
+	RotateAccessKey(ctx context.Context, in *RotateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error)
 }
 
 type accessKeyServiceClient struct {
@@ -79,6 +86,16 @@ func (c *accessKeyServiceClient) DeleteAccessKey(ctx context.Context, in *Delete
 	return out, nil
 }
 
+func (c *accessKeyServiceClient) RotateAccessKey(ctx context.Context, in *RotateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAccessKeyResponse)
+	err := c.cc.Invoke(ctx, AccessKeyService_RotateAccessKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccessKeyServiceServer is the server API for AccessKeyService service.
 // All implementations must embed UnimplementedAccessKeyServiceServer
 // for forward compatibility.
@@ -91,8 +108,14 @@ type AccessKeyServiceServer interface {
 	CreateAccessKey(context.Context, *CreateAccessKeyRequest) (*CreateAccessKeyResponse, error)
 	ListAccessKeys(context.Context, *ListAccessKeysRequest) (*ListAccessKeysResponse, error)
 	// DeleteAccessKey revokes a key (bearer token and shared access key). A
-	// key cannot delete itself.
+	// key cannot delete itself, the owner key, or the last key holding
+	// ServiceConfig.
 	DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*emptypb.Empty, error)
+	// RotateAccessKey gives a key a new secret (and a new shared access key
+	// if it had one), returned once; the old ones stop working at once. The
+	// caller must hold every permission of the key; only the owner key
+	// rotates the owner key.
+	RotateAccessKey(context.Context, *RotateAccessKeyRequest) (*CreateAccessKeyResponse, error)
 	mustEmbedUnimplementedAccessKeyServiceServer()
 }
 
@@ -111,6 +134,9 @@ func (UnimplementedAccessKeyServiceServer) ListAccessKeys(context.Context, *List
 }
 func (UnimplementedAccessKeyServiceServer) DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAccessKey not implemented")
+}
+func (UnimplementedAccessKeyServiceServer) RotateAccessKey(context.Context, *RotateAccessKeyRequest) (*CreateAccessKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateAccessKey not implemented")
 }
 func (UnimplementedAccessKeyServiceServer) mustEmbedUnimplementedAccessKeyServiceServer() {}
 func (UnimplementedAccessKeyServiceServer) testEmbeddedByValue()                          {}
@@ -187,6 +213,24 @@ func _AccessKeyService_DeleteAccessKey_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccessKeyService_RotateAccessKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateAccessKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessKeyServiceServer).RotateAccessKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessKeyService_RotateAccessKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessKeyServiceServer).RotateAccessKey(ctx, req.(*RotateAccessKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccessKeyService_ServiceDesc is the grpc.ServiceDesc for AccessKeyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -205,6 +249,10 @@ var AccessKeyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteAccessKey",
 			Handler:    _AccessKeyService_DeleteAccessKey_Handler,
+		},
+		{
+			MethodName: "RotateAccessKey",
+			Handler:    _AccessKeyService_RotateAccessKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
