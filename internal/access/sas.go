@@ -17,8 +17,6 @@ import (
 // SASKeyBytes is the size of a generated shared access key.
 const SASKeyBytes = 32
 
-func sasAAD(id string) string { return "sas:" + id }
-
 // AddSASKey generates a DPS shared access key for k, seals it into
 // k.SealedSAS, and returns it (shown once).
 func AddSASKey(rand io.Reader, sealer *secrets.Sealer, k *Key) ([]byte, error) {
@@ -26,7 +24,7 @@ func AddSASKey(rand io.Reader, sealer *secrets.Sealer, k *Key) ([]byte, error) {
 	if _, err := io.ReadFull(rand, key); err != nil {
 		return nil, err
 	}
-	sealed, err := sealer.Seal(key, sasAAD(k.ID))
+	sealed, err := sealer.Seal(key, secrets.SASKeyAAD(k.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -43,11 +41,14 @@ func ConnectionString(host, keyID string, sasKey []byte) string {
 var dummySAS = make([]byte, SASKeyBytes)
 
 // AuthenticateSAS resolves a DPS service SAS token ("SharedAccessSignature
-// sr=<host>&sig=…&se=…&skn=<key ID>") to its key. The signature covers sr
-// exactly as sent; sr, URL-decoded, must name host (the host the request
-// was sent to, without port), optionally followed by a path. Every failure
-// but expiry is the same UNAUTHENTICATED answer.
-func AuthenticateSAS(ctx context.Context, s Store, sealer *secrets.Sealer, header, host string, now time.Time) (*Key, error) {
+// sr=<resource>&sig=…&se=…&skn=<key ID>") to its key, for a request to
+// path (its segments, decoded) of the service named host. The signature
+// covers sr exactly as sent; sr must name host, the service's configured
+// host name (never the request's Host header), and may go on with a path
+// that must be the request path's first segments, segment by segment
+// (resourceMatches). Every failure but expiry is the same UNAUTHENTICATED
+// answer.
+func AuthenticateSAS(ctx context.Context, s Store, sealer *secrets.Sealer, header, host string, path []string, now time.Time) (*Key, error) {
 	denied := fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid shared access signature is required")
 	t, err := symkey.Parse(header)
 	if err != nil || t.KeyName == "" || len(t.KeyName) > 128 {
@@ -59,11 +60,11 @@ func AuthenticateSAS(ctx context.Context, s Store, sealer *secrets.Sealer, heade
 	}
 	key := dummySAS
 	if k != nil && k.SealedSAS != nil && sealer != nil {
-		if key, err = sealer.Open(k.SealedSAS, sasAAD(k.ID)); err != nil {
+		if key, err = sealer.Open(k.SealedSAS, secrets.SASKeyAAD(k.ID)); err != nil {
 			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "open the shared access key of %q", k.ID)
 		}
 	}
-	if !t.Verify(key) || k == nil || k.SealedSAS == nil || !resourceMatches(t.Resource, host) {
+	if !t.Verify(key) || k == nil || k.SealedSAS == nil || !resourceMatches(t.Resource, host, path) {
 		return nil, denied
 	}
 	if err := t.CheckExpiry(now); err != nil {
@@ -72,14 +73,53 @@ func AuthenticateSAS(ctx context.Context, s Store, sealer *secrets.Sealer, heade
 	return k, nil
 }
 
-// resourceMatches reports whether sr names host: equal to it, or it
-// followed by a path, compared case-insensitively after URL-decoding.
-func resourceMatches(sr, host string) bool {
-	got, err := url.QueryUnescape(sr)
-	if err != nil || host == "" {
+// resourceMatches reports whether a token's sr grants a request to path
+// on host. sr is URL-decoded once and split on "/": its first segment must
+// be host (case-insensitively), and the rest, if any, the first segments
+// of path: the collection name case-insensitively (DPS's paths are), IDs
+// exactly (group IDs are case-sensitive, so "acme" must not grant
+// "ACME"; a registration ID is then matched as written). A token for
+// "host/enrollmentGroups/acme" grants that group and what is below it, not
+// "acme2" and not another group. Empty, "." and ".." segments, and any
+// "%" left after decoding (an encoding of an encoding), refuse.
+func resourceMatches(sr, host string, path []string) bool {
+	if host == "" {
 		return false
 	}
-	got = strings.ToLower(got)
-	host = strings.ToLower(host)
-	return got == host || strings.HasPrefix(got, host+"/")
+	got, err := url.QueryUnescape(sr)
+	if err != nil || strings.Contains(got, "%") {
+		return false
+	}
+	segs := strings.Split(got, "/")
+	if !strings.EqualFold(segs[0], host) {
+		return false
+	}
+	segs = segs[1:]
+	if len(segs) > len(path) {
+		return false
+	}
+	for i, seg := range segs {
+		same := seg == path[i]
+		if i == 0 {
+			same = strings.EqualFold(seg, path[i]) // collection names: enrollmentGroups, enrollmentgroups
+		}
+		if seg == "" || seg == "." || seg == ".." || !same {
+			return false
+		}
+	}
+	return true
+}
+
+// PathSegments splits a request's escaped path into its segments, each
+// decoded once; ok is false for a path with empty, "." or ".." segments
+// or a bad escape.
+func PathSegments(escaped string) (segs []string, ok bool) {
+	for _, raw := range strings.Split(strings.TrimPrefix(escaped, "/"), "/") {
+		seg, err := url.PathUnescape(raw)
+		if err != nil || seg == "" || seg == "." || seg == ".." {
+			return nil, false
+		}
+		segs = append(segs, seg)
+	}
+	return segs, true
 }

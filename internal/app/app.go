@@ -115,7 +115,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	if err := bootstrapOwnerKey(ctx, store, sealer, cfg.DataDir, serviceHost(serverCert), opt); err != nil {
+	dpsHost := cfg.DPS.ServiceHostname
+	if dpsHost == "" {
+		dpsHost = serviceHost(serverCert)
+	}
+	if err := bootstrapOwnerKey(ctx, store, sealer, cfg.DataDir, dpsHost, opt); err != nil {
 		return err
 	}
 
@@ -142,7 +146,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {
 		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, Locate: geo.LocateRequest}
-		dpsService = &dps.Service{Admin: adm, Store: store, Secrets: sealer, Now: opt.Now, Log: opt.Log}
+		dpsService = &dps.Service{HostName: dpsHost, Admin: adm, Store: store, Secrets: sealer, Now: opt.Now, Log: opt.Log}
 	}
 	srv, err := server.New(server.Config{
 		DPS:           dpsHandler,

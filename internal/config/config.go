@@ -83,6 +83,10 @@ type Config struct {
 		// IDScope is the DPS ID scope devices use in the DPS-compatible
 		// API's paths; "" turns that API off.
 		IDScope string `yaml:"id_scope"`
+		// ServiceHostname is the host name DPS service SAS tokens must
+		// name (their sr), and the HostName of connection strings; ""
+		// means the server certificate's first DNS name.
+		ServiceHostname string `yaml:"service_hostname"`
 	} `yaml:"dps"`
 	Device struct {
 		RateLimit struct {
@@ -269,22 +273,23 @@ func loadFile(c *Config, path string) error {
 func applyEnv(c *Config, env func(string) string) []error {
 	var problems []error
 	str := map[string]*string{
-		"ZEROTOUCH_DATA_DIR":        &c.DataDir,
-		"ZEROTOUCH_LISTEN_GRPC":     &c.Listen.GRPC,
-		"ZEROTOUCH_LISTEN_HTTP":     &c.Listen.HTTP,
-		"ZEROTOUCH_TLS_CERT_FILE":   &c.TLS.CertFile,
-		"ZEROTOUCH_TLS_KEY_FILE":    &c.TLS.KeyFile,
-		"ZEROTOUCH_STORAGE_BACKEND": &c.Storage.Backend,
-		"ZEROTOUCH_STORAGE_PATH":    &c.Storage.Path,
-		"ZEROTOUCH_LOG_LEVEL":       &c.Log.Level,
-		"ZEROTOUCH_LOG_FORMAT":      &c.Log.Format,
-		"ZEROTOUCH_REDIS_USERNAME":  &c.Storage.Redis.Username,
-		"ZEROTOUCH_REDIS_PASSWORD":  &c.Storage.Redis.Password,
-		"ZEROTOUCH_REDIS_MASTER":    &c.Storage.Redis.MasterName,
-		"ZEROTOUCH_REDIS_PREFIX":    &c.Storage.Redis.KeyPrefix,
-		"ZEROTOUCH_PPROF_LISTEN":    &c.Debug.PprofListen,
-		"ZEROTOUCH_DATA_KEY_FILE":   &c.Secrets.DataKeyFile,
-		"ZEROTOUCH_DPS_ID_SCOPE":    &c.DPS.IDScope,
+		"ZEROTOUCH_DATA_DIR":             &c.DataDir,
+		"ZEROTOUCH_LISTEN_GRPC":          &c.Listen.GRPC,
+		"ZEROTOUCH_LISTEN_HTTP":          &c.Listen.HTTP,
+		"ZEROTOUCH_TLS_CERT_FILE":        &c.TLS.CertFile,
+		"ZEROTOUCH_TLS_KEY_FILE":         &c.TLS.KeyFile,
+		"ZEROTOUCH_STORAGE_BACKEND":      &c.Storage.Backend,
+		"ZEROTOUCH_STORAGE_PATH":         &c.Storage.Path,
+		"ZEROTOUCH_LOG_LEVEL":            &c.Log.Level,
+		"ZEROTOUCH_LOG_FORMAT":           &c.Log.Format,
+		"ZEROTOUCH_REDIS_USERNAME":       &c.Storage.Redis.Username,
+		"ZEROTOUCH_REDIS_PASSWORD":       &c.Storage.Redis.Password,
+		"ZEROTOUCH_REDIS_MASTER":         &c.Storage.Redis.MasterName,
+		"ZEROTOUCH_REDIS_PREFIX":         &c.Storage.Redis.KeyPrefix,
+		"ZEROTOUCH_PPROF_LISTEN":         &c.Debug.PprofListen,
+		"ZEROTOUCH_DATA_KEY_FILE":        &c.Secrets.DataKeyFile,
+		"ZEROTOUCH_DPS_ID_SCOPE":         &c.DPS.IDScope,
+		"ZEROTOUCH_DPS_SERVICE_HOSTNAME": &c.DPS.ServiceHostname,
 	}
 	for name, p := range str {
 		if v := env(name); v != "" {
@@ -407,6 +412,11 @@ func (c *Config) Validate() error {
 		}
 		if !ok {
 			p = append(p, fmt.Errorf("dps.id_scope %q must be 1-32 letters and digits", sc))
+		}
+	}
+	if h := c.DPS.ServiceHostname; h != "" {
+		if err := allocation.ValidateHostname(h); err != nil {
+			p = append(p, fmt.Errorf("dps.service_hostname: %v", err))
 		}
 	}
 	if c.Storage.Backend == "redis" && c.Secrets.DataKeyFile == "" && !c.Dev {

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -52,11 +51,14 @@ type ServiceStore interface {
 // with DPS SAS tokens signed by an access key's shared access key, or with
 // the key's bearer token.
 type Service struct {
-	Admin   *admin.Service
-	Store   ServiceStore
-	Secrets *secrets.Sealer
-	Now     func() time.Time
-	Log     *slog.Logger
+	// HostName is the service's host name: what a SAS token's sr must
+	// name (never the request's Host header). "" accepts no SAS token.
+	HostName string
+	Admin    *admin.Service
+	Store    ServiceStore
+	Secrets  *secrets.Sealer
+	Now      func() time.Time
+	Log      *slog.Logger
 }
 
 // Handles reports whether path's first segment belongs to the service API.
@@ -148,13 +150,13 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Service) authenticate(r *http.Request) (*access.Key, error) {
 	auth := r.Header.Get("Authorization")
 	if token, ok := strings.CutPrefix(auth, "Bearer "); ok {
-		return access.Authenticate(r.Context(), s.Store, token)
+		return s.Admin.Authenticate(r.Context(), token)
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	path, ok := access.PathSegments(r.URL.EscapedPath())
+	if !ok {
+		return nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid shared access signature is required")
 	}
-	return access.AuthenticateSAS(r.Context(), s.Store, s.Secrets, auth, host, s.Now())
+	return access.AuthenticateSAS(r.Context(), s.Store, s.Secrets, auth, s.HostName, path, s.Now())
 }
 
 // readJSON decodes a bounded body, refusing unknown fields.

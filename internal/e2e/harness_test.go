@@ -143,7 +143,7 @@ func startWith(t *testing.T, opt options) *env {
 	srv, err := server.New(server.Config{
 		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log, Locate: opt.geo.LocateRequest},
 		DPSScope:   idScope,
-		DPSService: &dps.Service{Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
+		DPSService: &dps.Service{HostName: "localhost", Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
 		Geo:        opt.geo,
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},

@@ -348,3 +348,45 @@ func challengeCount(t *testing.T, e *env) int {
 	}
 	return c.ChallengeCount()
 }
+
+// TestDPSServiceSASIsBound: a service SAS grants what its sr names, on the
+// configured host name only: a token for one resource cannot read
+// another, and naming another host (with a matching Host header) does not
+// help.
+func TestDPSServiceSASIsBound(t *testing.T) {
+	e := start(t)
+	keyID, key := e.newSASKey("svc", access.All...)
+	c := e.serviceClient(keyID, key)
+	c.mustOK(c.call("PUT", "/enrollmentGroups/acme", `{"enrollmentGroupId":"acme","attestation":{"type":"symmetricKey"}}`), 200)
+	c.mustOK(c.call("PUT", "/enrollmentGroups/acme2", `{"enrollmentGroupId":"acme2","attestation":{"type":"symmetricKey"}}`), 200)
+	for sr, want := range map[string]map[string]int{
+		"localhost/registrations/x":       {"/enrollmentGroups/acme": 401, "/registrations/x": 404},
+		"localhost/enrollmentGroups/acme": {"/enrollmentGroups/acme": 200, "/enrollmentgroups/acme": 200, "/enrollmentGroups/ACME": 401, "/enrollmentGroups/acme2": 401, "/enrollments/acme": 401},
+		"localhost/enrollmentGroups":      {"/enrollmentGroups/acme": 200, "/enrollmentGroups/acme2": 200, "/enrollments/x": 401},
+		"localhost/":                      {"/enrollmentGroups/acme": 401},
+		"127.0.0.1":                       {"/enrollmentGroups/acme": 401},
+	} {
+		token := symkey.Sign(key, sr, time.Now().Add(time.Hour), keyID)
+		c.auth = func() string { return token }
+		for path, code := range want {
+			if a := c.call("GET", path, ""); a.code != code {
+				t.Errorf("sr %q, GET %s: %d, want %d: %s", sr, path, a.code, code, a.body)
+			}
+		}
+	}
+	// A token for another host, sent to that host name.
+	token := symkey.Sign(key, "evil.example.com", time.Now().Add(time.Hour), keyID)
+	req, _ := http.NewRequest("GET", "https://"+e.httpAddr+"/enrollmentGroups/acme?api-version=2021-10-01", nil)
+	req.Host = "evil.example.com"
+	req.Header.Set("Authorization", token)
+	tr := &http.Transport{TLSClientConfig: e.clientTLS(nil)}
+	defer tr.CloseIdleConnections()
+	res, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a token for the Host header's name: %d", res.StatusCode)
+	}
+}
