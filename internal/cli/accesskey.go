@@ -21,7 +21,7 @@ func runAccessKey(ctx context.Context, env Env, args []string) error {
 	fs, c := opFlags("access-key "+sub, env)
 	perms := fs.String("permissions", "", "comma-separated: "+joinPerms()+" (create)")
 	noDPS := fs.Bool("no-dps", false, "make no DPS shared access key, only the bearer token (create)")
-	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string (default: the --server host) (create, rotate)")
+	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string: the server's dps.service_hostname, which SAS tokens must name (default: the --server host) (create, rotate)")
 	want := []string{"NAME"}
 	switch sub {
 	case "list":

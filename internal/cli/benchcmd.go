@@ -257,7 +257,8 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 		cmd.Wait()
 		os.RemoveAll(dir)
 	}
-	c.server, c.dataDir, c.accessKey = grpcAddr, dir, ""
+	// The spawned server's own owner key, not one from the environment.
+	c.server, c.dataDir, c.accessKey, c.getenv = grpcAddr, dir, "", nil
 	c.caFile = filepath.Join(dir, "pki", "ca.pem")
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.ServerPIDs = grpcAddr, httpAddr, []int{cmd.Process.Pid}
 	if storage != "redis" {

@@ -175,14 +175,21 @@ func runServe(ctx context.Context, env Env, args []string) error {
 // conn holds the flags every client command shares.
 type conn struct {
 	server, caFile, accessKey, dataDir string
+	// getenv reads ZEROTOUCH_ACCESS_KEY when the key is needed, after
+	// parsing: a secret is never a flag default, which help would print.
+	// nil reads no environment.
+	getenv func(string) string
 }
+
+// accessKeyEnv names the environment variable that holds an access key.
+const accessKeyEnv = "ZEROTOUCH_ACCESS_KEY"
 
 func (c *conn) register(fs *flag.FlagSet, env Env, defaultServer string) {
 	dataDir := or(env.Getenv("ZEROTOUCH_DATA_DIR"), ".zerotouch")
 	fs.StringVar(&c.server, "server", or(env.Getenv("ZEROTOUCH_SERVER"), defaultServer), "server address host:port")
 	fs.StringVar(&c.caFile, "ca-file", or(env.Getenv("ZEROTOUCH_CA_FILE"), filepath.Join(dataDir, "pki", "ca.pem")), "CA certificate(s) to trust for the server (PEM)")
-	fs.StringVar(&c.accessKey, "access-key", env.Getenv("ZEROTOUCH_ACCESS_KEY"), "access key (default: the data directory's owner.key)")
-	c.dataDir = dataDir
+	fs.StringVar(&c.accessKey, "access-key", "", "access key (default: read from "+accessKeyEnv+" if set, else the data directory's owner.key)")
+	c.dataDir, c.getenv = dataDir, env.Getenv
 }
 
 func or(a, b string) string {
@@ -217,9 +224,14 @@ func (c *conn) key() (string, error) {
 	if c.accessKey != "" {
 		return c.accessKey, nil
 	}
+	if c.getenv != nil {
+		if k := strings.TrimSpace(c.getenv(accessKeyEnv)); k != "" {
+			return k, nil
+		}
+	}
 	raw, err := os.ReadFile(filepath.Join(c.dataDir, app.OwnerKeyFile))
 	if err != nil {
-		return "", fmt.Errorf("no access key: pass --access-key, set ZEROTOUCH_ACCESS_KEY, or run next to the data directory (%w)", err)
+		return "", fmt.Errorf("no access key: pass --access-key, set "+accessKeyEnv+", or run next to the data directory (%w)", err)
 	}
 	return strings.TrimSpace(string(raw)), nil
 }

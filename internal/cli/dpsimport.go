@@ -19,13 +19,16 @@ func runDPSImport(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("dps-import", flag.ContinueOnError)
 	c := &conn{}
 	c.register(fs, env, defaultGRPCServer)
-	from := fs.String("from", env.Getenv("ZEROTOUCH_DPS_FROM"), "the source DPS's service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…)")
-	to := fs.String("to", env.Getenv("ZEROTOUCH_DPS_TO"), "Zerotouch's DPS connection string (default: the data directory's owner.dps)")
+	// Connection strings hold secrets: read from the environment after
+	// parsing, never flag defaults (which help prints).
+	from := fs.String("from", "", "the source DPS's service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) (default: read from ZEROTOUCH_DPS_FROM)")
+	to := fs.String("to", "", "Zerotouch's DPS connection string (default: read from ZEROTOUCH_DPS_TO if set, else the data directory's owner.dps)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	*from, *to = or(*from, env.Getenv("ZEROTOUCH_DPS_FROM")), or(*to, env.Getenv("ZEROTOUCH_DPS_TO"))
 	if *from == "" {
-		return fmt.Errorf("%w: --from is required", errUsage)
+		return fmt.Errorf("%w: --from (or ZEROTOUCH_DPS_FROM) is required", errUsage)
 	}
 	if *to == "" {
 		raw, err := os.ReadFile(filepath.Join(c.dataDir, app.OwnerDPSFile))

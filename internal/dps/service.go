@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -81,21 +80,30 @@ type svcRequest struct {
 }
 
 // ServeHTTP routes the service API. Static path segments are matched
-// case-insensitively (the Node SDK sends /enrollmentgroups/…).
+// case-insensitively (the Node SDK sends /enrollmentgroups/…). It routes
+// on the segments a SAS token's resource is matched against, each decoded
+// exactly once, so that what is authorized is what is served:
+// "/%65nrollments/acme" is the individual enrollment acme for both, never
+// the group acme.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	parts := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
+	parts, ok := access.PathSegments(strings.TrimSuffix(r.URL.EscapedPath(), "/"))
+	if !ok {
+		s.fail(w, r, fault.Invalidf("the path has an empty, \".\" or \"..\" segment, or is not valid URL encoding"))
+		return
+	}
 	req := &svcRequest{w: w, r: r, kind: strings.ToLower(parts[0])}
+	switch req.kind {
+	case "enrollments", "enrollmentgroups", "registrations":
+	default:
+		s.fail(w, r, fault.NotFoundf("no such path"))
+		return
+	}
 	if len(parts) > 3 {
 		s.fail(w, r, fault.NotFoundf("no such path"))
 		return
 	}
 	if len(parts) > 1 {
-		id, err := url.PathUnescape(parts[1])
-		if err != nil || id == "" {
-			s.fail(w, r, fault.Invalidf("the path's ID is not valid URL encoding"))
-			return
-		}
-		req.id = id
+		req.id = parts[1]
 	}
 	if len(parts) == 3 {
 		req.extra = strings.ToLower(parts[2])
@@ -132,7 +140,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fault.NotFoundf("no such operation: %s %s", r.Method, r.URL.Path))
 		return
 	}
-	key, err := s.authenticate(r)
+	key, err := s.authenticate(r, parts)
 	if err == nil {
 		err = access.Require(key, perm)
 	}
@@ -146,15 +154,13 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate accepts a DPS SAS token or an access key's bearer token.
-func (s *Service) authenticate(r *http.Request) (*access.Key, error) {
+// authenticate accepts a DPS SAS token whose resource covers path (the
+// decoded segments the request is routed on) or an access key's bearer
+// token.
+func (s *Service) authenticate(r *http.Request, path []string) (*access.Key, error) {
 	auth := r.Header.Get("Authorization")
 	if token, ok := strings.CutPrefix(auth, "Bearer "); ok {
 		return s.Admin.Authenticate(r.Context(), token)
-	}
-	path, ok := access.PathSegments(r.URL.EscapedPath())
-	if !ok {
-		return nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid shared access signature is required")
 	}
 	return access.AuthenticateSAS(r.Context(), s.Store, s.Secrets, auth, s.HostName, path, s.Now())
 }
