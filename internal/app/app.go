@@ -153,6 +153,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		DPSService:    dpsService,
 		Geo:           geo,
 		DPSScope:      cfg.DPS.IDScope,
+		DPSHostName:   dpsHost,
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,
 		Admin:         adm,

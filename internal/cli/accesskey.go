@@ -21,7 +21,7 @@ func runAccessKey(ctx context.Context, env Env, args []string) error {
 	fs, c := opFlags("access-key "+sub, env)
 	perms := fs.String("permissions", "", "comma-separated: "+joinPerms()+" (create)")
 	noDPS := fs.Bool("no-dps", false, "make no DPS shared access key, only the bearer token (create)")
-	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string: the server's dps.service_hostname, which SAS tokens must name (default: the --server host) (create, rotate)")
+	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string (default: the server's dps.service_hostname, which SAS tokens must name) (create, rotate)")
 	want := []string{"NAME"}
 	switch sub {
 	case "list":
@@ -54,7 +54,9 @@ func runAccessKey(ctx context.Context, env Env, args []string) error {
 			}
 			fmt.Fprintf(env.Stdout, "access key %s %s; its secrets are shown once.\nbearer token: %s\n", res.GetAccessKey().GetId(), what, res.GetToken())
 			if len(res.GetSharedAccessKey()) > 0 {
-				host := *dpsHost
+				// The server says which host name its SAS tokens must
+				// name; an older server does not, so the --server host.
+				host := or(*dpsHost, res.GetServiceHostName())
 				if host == "" {
 					if host, _, err = net.SplitHostPort(c.server); err != nil {
 						host = c.server

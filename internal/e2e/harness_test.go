@@ -141,10 +141,11 @@ func startWith(t *testing.T, opt options) *env {
 	}
 	adm := &admin.Service{Store: admStore, Now: time.Now, Rand: rand.Reader, Secrets: sealer, Log: log}
 	srv, err := server.New(server.Config{
-		DPS:        &dps.Handler{Prov: prov, IDScope: idScope, Log: log, Locate: opt.geo.LocateRequest},
-		DPSScope:   idScope,
-		DPSService: &dps.Service{HostName: "localhost", Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
-		Geo:        opt.geo,
+		DPS:         &dps.Handler{Prov: prov, IDScope: idScope, Log: log, Locate: opt.geo.LocateRequest},
+		DPSScope:    idScope,
+		DPSHostName: "localhost",
+		DPSService:  &dps.Service{HostName: "localhost", Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
+		Geo:         opt.geo,
 		TLS: &tls.Config{Certificates: []tls.Certificate{{
 			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
 		Provisioning:    prov,

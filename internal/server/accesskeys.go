@@ -44,7 +44,7 @@ func (s *services) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyR
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS}, nil
+	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS, ServiceHostName: s.dpsHost}, nil
 }
 
 // ListAccessKeys implements AccessKeyService.
@@ -90,5 +90,5 @@ func (s *services) RotateAccessKey(ctx context.Context, req *pb.RotateAccessKeyR
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS}, nil
+	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS, ServiceHostName: s.dpsHost}, nil
 }

@@ -78,6 +78,9 @@ type Config struct {
 	// /{DPSScope}/registrations/ on the REST listener.
 	DPS      http.Handler
 	DPSScope string
+	// DPSHostName is the host name DPS service SAS tokens must name; the
+	// access-key API returns it for connection strings.
+	DPSHostName string
 	// DPSService, if set, serves the DPS-compatible service API
 	// (/enrollments, /enrollmentGroups, /registrations, any case).
 	DPSService http.Handler
@@ -116,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 	// once, by attestation, against the enrollment's CA.
 	tlsCfg.ClientAuth = tls.RequestClientCert
 
-	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, log: cfg.Log, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
+	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, log: cfg.Log, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval), dpsHost: cfg.DPSHostName}
 	s := &Server{cfg: cfg, health: health.NewServer(), hubs: svc.hubs}
 
 	dec := newRequestDecoder(maxGRPCBytes, cfg.Log)

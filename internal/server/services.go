@@ -35,6 +35,8 @@ type services struct {
 	admin *admin.Service
 	log   *slog.Logger
 	hubs  *hubStreams
+	// dpsHost is the host name DPS service SAS tokens must name.
+	dpsHost string
 }
 
 // authorize authenticates the caller's access key and checks p; the

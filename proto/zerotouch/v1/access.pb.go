@@ -173,6 +173,9 @@ type CreateAccessKeyResponse struct {
 	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	// The DPS shared access key (32 bytes), if made; shown once.
 	SharedAccessKey []byte `protobuf:"bytes,3,opt,name=shared_access_key,json=sharedAccessKey,proto3" json:"shared_access_key,omitempty"`
+	// The host name DPS service SAS tokens must name (the server's
+	// dps.service_hostname): the HostName of the key's connection string.
+	ServiceHostName string `protobuf:"bytes,4,opt,name=service_host_name,json=serviceHostName,proto3" json:"service_host_name,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -226,6 +229,13 @@ func (x *CreateAccessKeyResponse) GetSharedAccessKey() []byte {
 		return x.SharedAccessKey
 	}
 	return nil
+}
+
+func (x *CreateAccessKeyResponse) GetServiceHostName() string {
+	if x != nil {
+		return x.ServiceHostName
+	}
+	return ""
 }
 
 type ListAccessKeysRequest struct {
@@ -436,12 +446,13 @@ const file_zerotouch_v1_access_proto_rawDesc = "" +
 	"\x16CreateAccessKeyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vpermissions\x18\x02 \x03(\tR\vpermissions\x12/\n" +
-	"\x14no_shared_access_key\x18\x03 \x01(\bR\x11noSharedAccessKey\"\x93\x01\n" +
+	"\x14no_shared_access_key\x18\x03 \x01(\bR\x11noSharedAccessKey\"\xbf\x01\n" +
 	"\x17CreateAccessKeyResponse\x126\n" +
 	"\n" +
 	"access_key\x18\x01 \x01(\v2\x17.zerotouch.v1.AccessKeyR\taccessKey\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12*\n" +
-	"\x11shared_access_key\x18\x03 \x01(\fR\x0fsharedAccessKey\"S\n" +
+	"\x11shared_access_key\x18\x03 \x01(\fR\x0fsharedAccessKey\x12*\n" +
+	"\x11service_host_name\x18\x04 \x01(\tR\x0fserviceHostName\"S\n" +
 	"\x15ListAccessKeysRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
