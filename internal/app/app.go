@@ -29,6 +29,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
+	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 	"github.com/zerotouch/zerotouch/internal/server"
 )
@@ -55,6 +56,23 @@ type Options struct {
 	Now func() time.Time
 	// Started, if set, is called with the bound addresses once serving.
 	Started func(grpcAddr, httpAddr string)
+
+	// Injection points for tests; main sets none of them.
+
+	// Store, if set, is used instead of opening the configured backend
+	// (replicas in a test share one); the caller closes it.
+	Store Store
+	// Certificate, if set, is the server's TLS certificate instead of
+	// the configured files or the development PKI.
+	Certificate *tls.Certificate
+	// WrapRegistry wraps what the registration use case writes to (fault
+	// injection); WrapAdmin what the operator use cases read and write.
+	WrapRegistry func(registry.Store) registry.Store
+	WrapAdmin    func(admin.Store) admin.Store
+	// Limiter replaces the configured device rate limits.
+	Limiter *ratelimit.Limiter
+	// WebhookClient replaces the configured custom allocation client.
+	WebhookClient *http.Client
 }
 
 // NewLogger builds the logger the configuration asks for.
@@ -68,104 +86,34 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// Run serves until ctx ends.
+// App is Zerotouch wired together once: the store, the data key, the use
+// cases and the server. Build makes it, Serve serves it, Close releases
+// it. main and the end-to-end tests use the same wiring.
+type App struct {
+	Config       *config.Config
+	Store        Store
+	Sealer       *secrets.Sealer
+	Provisioning *provisioning.Service
+	Admin        *admin.Service
+	// DPSHostName is the host name DPS service SAS tokens must name.
+	DPSHostName string
+	// CAFile is the development CA clients should trust ("" without one).
+	CAFile string
+
+	opt    Options
+	server *server.Server
+	// closers release what Build opened, last first.
+	closers []func()
+}
+
+// Run builds the service, listens on the configured addresses and serves
+// until ctx ends.
 func Run(ctx context.Context, cfg *config.Config, opt Options) error {
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	if opt.Stdout == nil {
-		opt.Stdout = io.Discard
-	}
-	if opt.Log == nil {
-		opt.Log = slog.New(slog.DiscardHandler)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-
-	certFile, keyFile, caFile := cfg.TLS.CertFile, cfg.TLS.KeyFile, ""
-	if certFile == "" && cfg.Dev {
-		dev, err := pki.EnsureDev(filepath.Join(cfg.DataDir, "pki"), opt.Now())
-		if err != nil {
-			return fmt.Errorf("development PKI: %w", err)
-		}
-		certFile, keyFile, caFile = dev.CertFile, dev.KeyFile, dev.CAFile
-	}
-	serverCert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return fmt.Errorf("server certificate: %w", err)
-	}
-
-	store, err := openStore(cfg)
+	a, err := Build(ctx, cfg, opt)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	store.SetEventRetention(cfg.Hubs.EventRetention)
-	if sw, ok := store.(outboxSweeper); ok {
-		sweepCtx, stopSweep := context.WithCancel(ctx)
-		defer stopSweep()
-		go sweepOutboxes(sweepCtx, sw, opt.Log)
-	}
-
-	// The data key seals symmetric enrollment keys and DPS shared access
-	// keys. A single node makes its own; replicas on Redis must share one,
-	// given in the config.
-	sealer, err := secrets.LoadOrCreate(cfg.DataKeyPath(), cfg.Storage.Backend == "embedded" || cfg.Dev)
-	if err != nil {
-		return err
-	}
-	dpsHost := cfg.DPS.ServiceHostname
-	if dpsHost == "" {
-		dpsHost = serviceHost(serverCert)
-	}
-	if err := bootstrapOwnerKey(ctx, store, sealer, cfg.DataDir, dpsHost, opt); err != nil {
-		return err
-	}
-
-	var counter ratelimit.Counter = &ratelimit.Memory{}
-	if shared, ok := store.(ratelimit.Counter); ok {
-		counter = shared // replicas share their counts
-	}
-	rl := cfg.Device.RateLimit
-	prov := &provisioning.Service{
-		Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: opt.Now,
-		Secrets: sealer, SymmetricKeysDisabled: !cfg.SymmetricKeys.Enabled,
-		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log, Paths: x509att.NewPathCache(pathCacheSize),
-		Limiter: &ratelimit.Limiter{Counter: counter, Now: opt.Now,
-			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
-			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window},
-			PerIPChallenges: ratelimit.Rule{Limit: rl.TPMChallengesPerIP.Limit, Window: rl.TPMChallengesPerIP.Window}},
-	}
-	prov.NearestRegions, prov.WebhookSyncBudget = cfg.Geo.Nearest, cfg.Webhooks.SyncBudget
-	if prov.WebhookClient, err = webhookClient(cfg.Webhooks.CAFile); err != nil {
-		return err
-	}
-	adm := &admin.Service{Store: store, Now: opt.Now, Rand: rand.Reader, Secrets: sealer, Log: opt.Log}
-	var dpsHandler, dpsService http.Handler
-	geo := geoLocator(cfg.Geo)
-	if cfg.DPS.IDScope != "" {
-		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, Locate: geo.LocateRequest}
-		dpsService = &dps.Service{HostName: dpsHost, Admin: adm, Store: store, Secrets: sealer, Now: opt.Now, Log: opt.Log}
-	}
-	srv, err := server.New(server.Config{
-		DPS:           dpsHandler,
-		DPSService:    dpsService,
-		Geo:           geo,
-		DPSScope:      cfg.DPS.IDScope,
-		DPSHostName:   dpsHost,
-		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
-		Provisioning:  prov,
-		Admin:         adm,
-		Log:           opt.Log,
-		Ready:         store.Ping,
-		ShutdownGrace: cfg.ShutdownGrace,
-		MaxHubStreams: cfg.Hubs.MaxStreams, HubPollInterval: cfg.Hubs.PollInterval,
-	})
-	if err != nil {
-		return err
-	}
-
+	defer a.Close()
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return fmt.Errorf("listen gRPC: %w", err)
@@ -179,15 +127,15 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if cfg.Storage.Backend == "redis" {
 		where = "redis " + strings.Join(cfg.Storage.Redis.Addrs, ",")
 	}
-	fmt.Fprintf(opt.Stdout, "zerotouch serving gRPC on %s and REST on https://%s (store %s)\n", grpcLis.Addr(), httpLis.Addr(), where)
-	if caFile != "" {
-		fmt.Fprintf(opt.Stdout, "development CA (trust it in clients): %s\n", caFile)
+	fmt.Fprintf(a.opt.Stdout, "zerotouch serving gRPC on %s and REST on https://%s (store %s)\n", grpcLis.Addr(), httpLis.Addr(), where)
+	if a.CAFile != "" {
+		fmt.Fprintf(a.opt.Stdout, "development CA (trust it in clients): %s\n", a.CAFile)
 	}
 	if cfg.DPS.IDScope != "" {
-		fmt.Fprintf(opt.Stdout, "DPS-compatible device API: https://%s/%s/registrations/{registrationId}/register (ID scope %s)\n", httpLis.Addr(), cfg.DPS.IDScope, cfg.DPS.IDScope)
+		fmt.Fprintf(a.opt.Stdout, "DPS-compatible device API: https://%s/%s/registrations/{registrationId}/register (ID scope %s)\n", httpLis.Addr(), cfg.DPS.IDScope, cfg.DPS.IDScope)
 	}
 	if cfg.Debug.PprofListen != "" {
-		stopPprof, err := servePprof(cfg.Debug.PprofListen, opt.Log)
+		stopPprof, err := servePprof(cfg.Debug.PprofListen, a.opt.Log)
 		if err != nil {
 			grpcLis.Close()
 			httpLis.Close()
@@ -195,20 +143,176 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		}
 		defer stopPprof()
 	}
-	opt.Log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
-	if opt.Started != nil {
-		opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())
+	return a.Serve(ctx, grpcLis, httpLis)
+}
+
+// Build wires the service: the data directory and server certificate
+// (the development PKI with --dev), the store, the data key, the owner
+// access key on first start, the use cases and the server. Close releases
+// what it opened.
+func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
-	err = srv.Serve(ctx, grpcLis, httpLis)
-	// Let slow webhooks' background decisions land before the store
-	// closes (they are bounded by their webhooks' timeouts).
-	wctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	if opt.Stdout == nil {
+		opt.Stdout = io.Discard
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	built := &App{Config: cfg, opt: opt}
+	a = built
+	defer func() {
+		if err != nil {
+			built.Close()
+			a = nil
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	serverCert, err := a.certificate()
+	if err != nil {
+		return nil, err
+	}
+
+	store := opt.Store
+	if store == nil {
+		if store, err = openStore(cfg); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func() { store.Close() })
+	}
+	a.Store = store
+	store.SetEventRetention(cfg.Hubs.EventRetention)
+	if sw, ok := store.(outboxSweeper); ok {
+		sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+		a.closers = append(a.closers, stopSweep)
+		go sweepOutboxes(sweepCtx, sw, opt.Log)
+	}
+
+	// The data key seals symmetric enrollment keys and DPS shared access
+	// keys. A single node makes its own; replicas on Redis must share one,
+	// given in the config.
+	if a.Sealer, err = secrets.LoadOrCreate(cfg.DataKeyPath(), cfg.Storage.Backend == "embedded" || cfg.Dev); err != nil {
+		return nil, err
+	}
+	a.DPSHostName = cfg.DPS.ServiceHostname
+	if a.DPSHostName == "" {
+		a.DPSHostName = serviceHost(serverCert)
+	}
+	if err := bootstrapOwnerKey(ctx, store, a.Sealer, cfg.DataDir, a.DPSHostName, opt); err != nil {
+		return nil, err
+	}
+
+	limiter := opt.Limiter
+	if limiter == nil {
+		var counter ratelimit.Counter = &ratelimit.Memory{}
+		if shared, ok := store.(ratelimit.Counter); ok {
+			counter = shared // replicas share their counts
+		}
+		rl := cfg.Device.RateLimit
+		limiter = &ratelimit.Limiter{Counter: counter, Now: opt.Now,
+			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
+			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window},
+			PerIPChallenges: ratelimit.Rule{Limit: rl.TPMChallengesPerIP.Limit, Window: rl.TPMChallengesPerIP.Window}}
+	}
+	var reg registry.Store = store
+	if opt.WrapRegistry != nil {
+		reg = opt.WrapRegistry(store)
+	}
+	prov := &provisioning.Service{
+		Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: opt.Now,
+		Secrets: a.Sealer, SymmetricKeysDisabled: !cfg.SymmetricKeys.Enabled,
+		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log, Paths: x509att.NewPathCache(pathCacheSize),
+		Limiter: limiter, NearestRegions: cfg.Geo.Nearest, WebhookSyncBudget: cfg.Webhooks.SyncBudget,
+		WebhookClient: opt.WebhookClient,
+	}
+	if prov.WebhookClient == nil {
+		if prov.WebhookClient, err = webhookClient(cfg.Webhooks.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	a.Provisioning = prov
+	var admStore admin.Store = store
+	if opt.WrapAdmin != nil {
+		admStore = opt.WrapAdmin(store)
+	}
+	adm := &admin.Service{Store: admStore, Now: opt.Now, Rand: rand.Reader, Secrets: a.Sealer, Log: opt.Log}
+	a.Admin = adm
+	var dpsHandler, dpsService http.Handler
+	geo := geoLocator(cfg.Geo)
+	if cfg.DPS.IDScope != "" {
+		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, Locate: geo.LocateRequest}
+		dpsService = &dps.Service{HostName: a.DPSHostName, Admin: adm, Store: store, Secrets: a.Sealer, Now: opt.Now, Log: opt.Log}
+	}
+	a.server, err = server.New(server.Config{
+		DPS:           dpsHandler,
+		DPSService:    dpsService,
+		Geo:           geo,
+		DPSScope:      cfg.DPS.IDScope,
+		DPSHostName:   a.DPSHostName,
+		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
+		Provisioning:  prov,
+		Admin:         adm,
+		Log:           opt.Log,
+		Ready:         store.Ping,
+		ShutdownGrace: cfg.ShutdownGrace,
+		MaxHubStreams: cfg.Hubs.MaxStreams, HubPollInterval: cfg.Hubs.PollInterval,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// certificate is the server's TLS certificate: injected, the configured
+// files, or (with --dev) the development PKI, made on first use.
+func (a *App) certificate() (tls.Certificate, error) {
+	if a.opt.Certificate != nil {
+		return *a.opt.Certificate, nil
+	}
+	cfg := a.Config
+	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
+	if certFile == "" && cfg.Dev {
+		dev, err := pki.EnsureDev(filepath.Join(cfg.DataDir, "pki"), a.opt.Now())
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("development PKI: %w", err)
+		}
+		certFile, keyFile, a.CAFile = dev.CertFile, dev.KeyFile, dev.CAFile
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
+	}
+	return cert, nil
+}
+
+// Serve serves gRPC on grpcLis and REST (and the DPS APIs) on httpLis
+// until ctx ends, then drains: in-flight requests finish within the
+// shutdown grace, and slow webhooks' background decisions land before
+// Close closes the store.
+func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	a.opt.Log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+	if a.opt.Started != nil {
+		a.opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())
+	}
+	err := a.server.Serve(ctx, grpcLis, httpLis)
+	wctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownGrace)
 	defer cancel()
-	if werr := prov.Wait(wctx); werr != nil {
-		opt.Log.Warn("stopped with custom allocations still deciding", "err", werr)
+	if werr := a.Provisioning.Wait(wctx); werr != nil {
+		a.opt.Log.Warn("stopped with custom allocations still deciding", "err", werr)
 	}
-	opt.Log.Info("stopped")
+	a.opt.Log.Info("stopped")
 	return err
+}
+
+// Close releases what Build opened (the store, unless it was injected).
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
 }
 
 // bootstrapOwnerKey creates the first access key, with every permission,

@@ -17,8 +17,8 @@ import (
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
 )
 
-// store is what the service needs of a backend.
-type store interface {
+// Store is what the service needs of a backend.
+type Store interface {
 	admin.Store
 	attestation.ChallengeStore
 	access.Store
@@ -55,7 +55,7 @@ func sweepOutboxes(ctx context.Context, s outboxSweeper, log *slog.Logger) {
 }
 
 // openStore opens the configured backend.
-func openStore(cfg *config.Config) (store, error) {
+func openStore(cfg *config.Config) (Store, error) {
 	switch cfg.Storage.Backend {
 	case "redis":
 		r := cfg.Storage.Redis

@@ -7,15 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/config"
 	"github.com/zerotouch/zerotouch/internal/dps"
-	"github.com/zerotouch/zerotouch/internal/server"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
@@ -64,9 +63,9 @@ func (d *dpsDevices) registerWith(regID string, key []byte, region, payload stri
 // shards; a failed region hands over to the nearest one; an untrusted
 // peer's header is ignored.
 func TestGeoAllocation(t *testing.T) {
-	loopback := netip.MustParsePrefix("127.0.0.0/8")
+	const loopback = "127.0.0.0/8"
 	e := startWith(t, options{
-		geo:     &server.Geo{Networks: []server.GeoNetwork{{Prefix: loopback, Region: "ap-south"}}, TrustedProxies: []netip.Prefix{loopback}, Header: "X-Client-Region"},
+		geo:     config.Geo{Networks: map[string]string{loopback: "ap-south"}, TrustedProxies: []string{loopback}, ProxyHeader: "X-Client-Region"},
 		nearest: map[string][]string{"eu-west": {"us-east"}, "us-east": {"eu-west"}},
 	})
 	e.createRegionalShard("eu-1", "eu-west", 0)
@@ -117,8 +116,7 @@ func TestGeoAllocation(t *testing.T) {
 
 	// A peer outside the trusted proxies cannot choose its region.
 	e2 := startWith(t, options{
-		geo: &server.Geo{Networks: []server.GeoNetwork{{Prefix: loopback, Region: "ap-south"}},
-			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Header: "X-Client-Region"},
+		geo: config.Geo{Networks: map[string]string{loopback: "ap-south"}, TrustedProxies: []string{"10.0.0.0/8"}, ProxyHeader: "X-Client-Region"},
 	})
 	e2.createRegionalShard("eu-1", "eu-west", 0)
 	e2.createRegionalShard("ap-1", "ap-south", 0)

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,11 +25,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/app"
 	"github.com/zerotouch/zerotouch/internal/cli"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/config"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
@@ -71,7 +73,7 @@ type options struct {
 	// noSymmetricKeys turns symmetric-key attestation off service-wide.
 	noSymmetricKeys bool
 	// geo locates clients; nearest orders regions (the geo policy).
-	geo     *server.Geo
+	geo     config.Geo
 	nearest map[string][]string
 	// webhooks calls custom allocation webhooks; webhookBudget is how
 	// long a DPS registration waits before ASSIGNING.
@@ -88,7 +90,9 @@ type options struct {
 // idScope is the DPS ID scope of test servers.
 const idScope = "0ne0000test"
 
-// startWith is start with options.
+// startWith is start with options: the service as main wires it
+// (app.Build), with the test's store, server certificate and clock, and
+// the configuration the options say.
 func startWith(t *testing.T, opt options) *env {
 	t.Helper()
 	now := time.Now()
@@ -115,54 +119,43 @@ func startWith(t *testing.T, opt options) *env {
 	if e.serverCert, err = pki.NewServer([]string{"localhost", "127.0.0.1"}, ca, now, 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	sealer, err := secrets.LoadOrCreate(filepath.Join(t.TempDir(), "data.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.sealer = sealer
-	e.ownerKey = e.newKey("owner", access.All...)
-	e.readerKey = e.newKey("reader", access.EnrollmentRead)
 
-	var reg registry.Store = store
-	if opt.wrap != nil {
-		reg = opt.wrap(store)
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.DPS.IDScope, cfg.DPS.ServiceHostname = idScope, "localhost"
+	cfg.SymmetricKeys.Enabled = !opt.noSymmetricKeys
+	cfg.Geo = opt.geo
+	if opt.nearest != nil {
+		cfg.Geo.Nearest = opt.nearest
 	}
+	cfg.Webhooks.SyncBudget = opt.webhookBudget
+	if opt.maxHubStreams > 0 {
+		cfg.Hubs.MaxStreams = opt.maxHubStreams
+	}
+	cfg.Hubs.PollInterval = cmp.Or(opt.hubPoll, 20*time.Millisecond)
+	// No rate limits unless a test sets its own limiter: tests register
+	// thousands of devices from one address.
+	cfg.Device.RateLimit.PerIP.Limit, cfg.Device.RateLimit.PerRegistration.Limit, cfg.Device.RateLimit.TPMChallengesPerIP.Limit = 0, 0, 0
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	prov := &provisioning.Service{Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: clock, Log: log, Limiter: opt.limiter,
-		Secrets: sealer, SymmetricKeysDisabled: opt.noSymmetricKeys, Paths: x509att.NewPathCache(100), NearestRegions: opt.nearest,
-		WebhookClient: opt.webhooks, WebhookSyncBudget: opt.webhookBudget}
-	e.prov = prov
-	var admStore admin.Store = store
-	if opt.serverStore != nil {
-		admStore = opt.serverStore(store)
-	}
-	adm := &admin.Service{Store: admStore, Now: time.Now, Rand: rand.Reader, Secrets: sealer, Log: log}
-	srv, err := server.New(server.Config{
-		DPS:         &dps.Handler{Prov: prov, IDScope: idScope, Log: log, Locate: opt.geo.LocateRequest},
-		DPSScope:    idScope,
-		DPSHostName: "localhost",
-		DPSService:  &dps.Service{HostName: "localhost", Admin: adm, Store: store, Secrets: sealer, Now: clock, Log: log},
-		Geo:         opt.geo,
-		TLS: &tls.Config{Certificates: []tls.Certificate{{
-			Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert}}},
-		Provisioning:    prov,
-		Admin:           adm,
-		MaxHubStreams:   opt.maxHubStreams,
-		HubPollInterval: cmp.Or(opt.hubPoll, 20*time.Millisecond),
-		Log:             log,
-		Ready: func(ctx context.Context) error {
-			if p, ok := store.(interface{ Ping(context.Context) error }); ok {
-				return p.Ping(ctx)
-			}
-			return nil
-		},
-	})
+	a, err := app.Build(t.Context(), &cfg, app.Options{Log: log, Now: clock, Store: store.(app.Store),
+		Certificate:  &tls.Certificate{Certificate: [][]byte{e.serverCert.Cert.Raw}, PrivateKey: e.serverCert.Key, Leaf: e.serverCert.Cert},
+		WrapRegistry: opt.wrap, WrapAdmin: opt.serverStore, Limiter: opt.limiter, WebhookClient: opt.webhooks})
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.prov, e.sealer = a.Provisioning, a.Sealer
+	// The owner key the service made on first start; a replica on a
+	// store that has one gets a key with the same permissions.
+	if raw, err := os.ReadFile(filepath.Join(cfg.DataDir, app.OwnerKeyFile)); err == nil {
+		e.ownerKey = strings.TrimSpace(string(raw))
+	} else {
+		e.ownerKey = e.newKey("owner-of-replica", access.All...)
+	}
+	e.readerKey = e.newKey("reader", access.EnrollmentRead)
+
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +167,7 @@ func startWith(t *testing.T, opt options) *env {
 	e.grpcAddr, e.httpAddr = gl.Addr().String(), hl.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, gl, hl) }()
+	go func() { done <- a.Serve(ctx, gl, hl) }()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
@@ -189,6 +182,7 @@ func startWith(t *testing.T, opt options) *env {
 			e.admin.Close()
 		}
 		e.stop()
+		a.Close()
 		store.Close()
 	})
 	e.admin = e.dial(nil)
@@ -203,11 +197,6 @@ func (e *env) newKey(name string, perms ...access.Permission) string {
 	token, k, err := access.Generate(rand.Reader, name, perms, e.now)
 	if err != nil {
 		e.t.Fatal(err)
-	}
-	if name == "owner" { // as the server bootstraps it, unless a replica did
-		if ot, ok := access.WithID(token, k, access.OwnerKeyID); e.store.CreateKey(context.Background(), ok) == nil {
-			return ot
-		}
 	}
 	if err := e.store.CreateKey(context.Background(), k); err != nil {
 		e.t.Fatal(err)
