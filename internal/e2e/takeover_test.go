@@ -25,14 +25,7 @@ import (
 // from what they were.
 func (e *env) unchanged(regID string, reg *registry.Registration, id *registry.Identity) {
 	e.t.Helper()
-	r, err := e.store.GetRegistration(context.Background(), regID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	i, err := e.store.GetIdentity(context.Background(), r.DeviceID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	r, i := e.current(regID)
 	if r.Etag != reg.Etag || r.GroupID != reg.GroupID || r.Individual != reg.Individual || r.CredentialThumbprint != reg.CredentialThumbprint ||
 		i.Version != id.Version || i.Credential.X509Thumbprint != id.Credential.X509Thumbprint || i.Credential.TPMEKHash != id.Credential.TPMEKHash ||
 		i.Credential.SymmetricKeyHash != id.Credential.SymmetricKeyHash {
