@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -520,5 +522,40 @@ func TestRequestCarriesWhatDrivesAllocation(t *testing.T) {
 		if err != nil || res.Registration.Shard != region+"-1" {
 			t.Fatalf("region %s: %+v %v", region, res, err)
 		}
+	}
+}
+
+// TestOneLogLinePerRegistration: a registration logs one line at info with
+// what an operator needs to find it (the request ID is the one the device
+// got as its tracking ID); a refusal one line at warn with its reason.
+func TestOneLogLinePerRegistration(t *testing.T) {
+	f := newFixture(t)
+	var buf bytes.Buffer
+	f.s.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	req := f.device("logged-1")
+	req.RequestID, req.Transport = "req-123", TransportREST
+	if _, err := f.s.Register(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
+	}
+	for _, want := range []string{"level=INFO", "msg=registration", "registration_id=logged-1", "attestation=x509", "transport=rest",
+		"outcome=assigned", "shard=shard-", "peer=127.0.0.1:1", "duration=", "request_id=req-123", "enrollment_group=acme"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the line lacks %q: %s", want, lines[0])
+		}
+	}
+	buf.Reset()
+	req = f.device("logged-2")
+	req.RegistrationID, req.RequestID = "someone-else", "req-124"
+	if _, err := f.s.Register(t.Context(), req); err == nil {
+		t.Fatal("registered under another ID")
+	}
+	lines = strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "outcome=refused") ||
+		!strings.Contains(lines[0], "reason=REGISTRATION_ID_INVALID") || !strings.Contains(lines[0], "request_id=req-124") {
+		t.Fatalf("refusal:\n%s", buf.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"time"
 
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
@@ -104,11 +105,25 @@ func (req *Request) check() error {
 // atomic write. Every refusal is a *fault.Error with a stable reason and
 // writes nothing.
 func (s *Service) Register(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
 	res, err := s.register(ctx, &req)
 	if err != nil {
-		s.logRefusal(&req, "register", err)
+		s.logRefusal(&req, "register", err, "duration", time.Since(start))
+		return nil, err
 	}
-	return res, err
+	// One line per registration: who, over what, where it went, how long.
+	reg := res.Registration
+	attrs := []any{"registration_id", reg.RegistrationID, "device_id", reg.DeviceID, "attestation", string(reg.AttestationType),
+		"transport", string(req.Transport), "outcome", "assigned", "substatus", string(reg.Substatus), "shard", reg.Shard,
+		"peer", req.Peer, "duration", time.Since(start)}
+	if req.RequestID != "" {
+		attrs = append(attrs, "request_id", req.RequestID)
+	}
+	if reg.GroupID != "" {
+		attrs = append(attrs, "enrollment_group", reg.GroupID)
+	}
+	s.log(slog.LevelInfo, "registration", attrs...)
+	return res, nil
 }
 
 func (s *Service) register(ctx context.Context, req *Request) (*Result, error) {
@@ -188,9 +203,10 @@ func (s *Service) attest(ctx context.Context, req *Request) (*plan, error) {
 // logRefusal records a refused step: who, from where, over what, why. The
 // device gets only the reason; the log gets the detail. No secrets are
 // logged.
-func (s *Service) logRefusal(req *Request, step string, err error) {
-	attrs := []any{"step", step, "transport", string(req.Transport), "peer", req.Peer,
+func (s *Service) logRefusal(req *Request, step string, err error, more ...any) {
+	attrs := []any{"step", step, "transport", string(req.Transport), "peer", req.Peer, "outcome", "refused",
 		"reason", string(fault.ReasonOf(err)), "detail", err.Error()}
+	attrs = append(attrs, more...)
 	if req.RequestID != "" {
 		attrs = append(attrs, "request_id", req.RequestID)
 	}
