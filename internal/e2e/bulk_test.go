@@ -94,6 +94,7 @@ func TestBatchCreateEnrollments(t *testing.T) {
 		{RegistrationId: "rest-1", Tpm: &pb.TpmAttestation{EndorsementKey: softwareEK(t)}}}})
 	req, _ := http.NewRequest(http.MethodPost, "https://"+e.httpAddr+"/v1/enrollments:batchCreate", strings.NewReader(string(body)))
 	req.Header.Set("Authorization", "Bearer "+e.ownerKey)
+	req.Header.Set("Content-Type", "application/json")
 	tr := &http.Transport{TLSClientConfig: e.clientTLS(nil)}
 	defer tr.CloseIdleConnections()
 	res, err := (&http.Client{Transport: tr}).Do(req)

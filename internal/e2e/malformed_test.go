@@ -229,9 +229,9 @@ func TestMalformedRESTHasReason(t *testing.T) {
 }
 
 // TestRESTStrictInputAccepts: what the strict decoding must still accept.
-// A body without a Content-Type is read as JSON (by the same strict
-// decoder); a charset of UTF-8 in any case is JSON; GET and DELETE carry
-// no body and no Content-Type; an empty body is an empty request.
+// A charset of UTF-8 in any case is JSON; GET and DELETE carry no body and
+// no Content-Type; an empty body is an empty request. A body without a
+// Content-Type is refused (415).
 func TestRESTStrictInputAccepts(t *testing.T) {
 	e := start(t)
 	tr := &http.Transport{TLSClientConfig: e.clientTLS(nil)}
@@ -250,7 +250,8 @@ func TestRESTStrictInputAccepts(t *testing.T) {
 		return a.body
 	}
 	ok("POST", "/v1/shards", "application/json", `{"id":"s1","hostname":"h.example.com","weight":1}`, 200)
-	ok("POST", "/v1/shards", "", `{"id":"s2","hostname":"h.example.com","weight":1}`, 200)
+	ok("POST", "/v1/shards", "", `{"id":"s2","hostname":"h.example.com","weight":1}`, 415)
+	ok("POST", "/v1/shards", "application/json", `{"id":"s2","hostname":"h.example.com","weight":1}`, 200)
 	created := ok("POST", "/v1/shards", "Application/JSON; charset=UTF-8", `{"id":"s3","hostname":"h.example.com","weight":1}`+"\n", 200)
 	var s3 struct {
 		Etag string `json:"etag"`

@@ -95,6 +95,7 @@ func TestRESTRequiresAccessKey(t *testing.T) {
 		for method := range methods {
 			url := "https://" + e.httpAddr + fillPath(path)
 			req, _ := http.NewRequest(strings.ToUpper(method), url, strings.NewReader("{}"))
+			req.Header.Set("Content-Type", "application/json")
 			res, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -132,6 +133,9 @@ func TestRESTStatusMapping(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: e.clientTLS(nil)}}
 	do := func(method, path, key, body string) (int, string) {
 		req, _ := http.NewRequest(method, "https://"+e.httpAddr+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}

@@ -87,14 +87,13 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 // requireJSON refuses, with 415 UNSUPPORTED_MEDIA_TYPE, a REST request
-// with a body (or a body of unknown length) whose Content-Type is not
-// application/json (a charset, if given, must be UTF-8). A body without a
-// Content-Type is read as JSON, by the same strict decoder: it gains
-// nothing from the omission. A request without a body (GET, DELETE) is
-// not checked.
+// with a body (or a body of unknown length) that does not say it is
+// application/json (a charset, if given, must be UTF-8): a body is JSON
+// only when declared so, as issue #18 asks. A request without a body
+// (GET, DELETE) is not checked.
 func requireJSON(gw *runtime.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ct := r.Header.Values("Content-Type"); r.ContentLength != 0 && len(ct) > 0 && !isJSON(ct) {
+		if ct := r.Header.Values("Content-Type"); r.ContentLength != 0 && !isJSON(ct) {
 			_, out := runtime.MarshalerForRequest(gw, r)
 			httpErrorHandler(r.Context(), gw, out, w, r, &runtime.HTTPStatusError{HTTPStatus: http.StatusUnsupportedMediaType,
 				Err: reasonStatus(codes.InvalidArgument, fault.UnsupportedMediaType, "the request body must be application/json")})

@@ -106,7 +106,7 @@ func TestRequireJSON(t *testing.T) {
 	}{
 		{"POST", "application/json", `{}`, 204},
 		{"POST", "application/json; charset=utf-8", `{}`, 204},
-		{"POST", "", `{}`, 204}, // read as JSON
+		{"POST", "", `{}`, 415}, // undeclared is not JSON
 		{"POST", "text/plain", `{}`, 415},
 		{"PATCH", "application/x-www-form-urlencoded", `a=b`, 415},
 		{"POST", "application/json; charset=latin1", `{}`, 415},
