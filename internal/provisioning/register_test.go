@@ -3,12 +3,8 @@ package provisioning
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
 
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/attestation/symkey"
@@ -123,31 +118,7 @@ type fixture struct {
 	sealer *secrets.Sealer
 	symInd *secrets.SymmetricKeys
 	symGrp *secrets.SymmetricKeys
-	rand   *secretRecorder
-}
-
-// secretRecorder is crypto/rand that remembers what it gave: the first 32
-// bytes of a TPM first step are the credential's secret, so a test can
-// answer the challenge without a TPM.
-type secretRecorder struct {
-	mu  sync.Mutex
-	got []byte
-}
-
-func (r *secretRecorder) Read(p []byte) (int, error) {
-	n, err := rand.Read(p)
-	r.mu.Lock()
-	r.got = append(r.got, p[:n]...)
-	r.mu.Unlock()
-	return n, err
-}
-
-func (r *secretRecorder) take() []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := append([]byte(nil), r.got...)
-	r.got = r.got[:0]
-	return out
+	rand   *recorder
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -162,7 +133,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, store: &faulty{Store: st}, sealer: sealer, rand: &secretRecorder{}}
+	f := &fixture{t: t, store: &faulty{Store: st}, sealer: sealer, rand: &recorder{}}
 	now := time.Now()
 	if f.root, err = pki.NewCA("Acme Root", nil, now, 24*time.Hour); err != nil {
 		t.Fatal(err)
@@ -349,26 +320,10 @@ func TestRegisterSymmetricKeys(t *testing.T) {
 
 // softwareTPM is an EK and a bound key made in software: enough for the
 // server's side of the native TPM protocol, with the secret recovered from
-// the randomness the server used (secretRecorder).
+// the randomness the server used (recorder, tpm_bench_test.go).
 func softwareTPM(t *testing.T) (ek, bound []byte) {
 	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	ek, err := tpm.EKFromPEM(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	raw, _ := b.PublicKey.ECDH()
-	pt := raw.Bytes()
-	pub := tpm2.TPMTPublic{Type: tpm2.TPMAlgECC, NameAlg: tpm2.TPMAlgSHA256,
-		ObjectAttributes: tpm2.TPMAObject{FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true, Restricted: true, SignEncrypt: true},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Scheme: tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgECDSA,
-				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256})},
-			CurveID: tpm2.TPMECCNistP256}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: pt[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: pt[33:]}})}
-	return ek, tpm.MarshalPublic(&pub)
+	return softwareEK(t, false), boundKey()
 }
 
 func TestRegisterTPM(t *testing.T) {

@@ -1,4 +1,4 @@
-package provisioning_test
+package provisioning
 
 import (
 	"context"
@@ -20,7 +20,6 @@ import (
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
-	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 )
 
@@ -42,7 +41,16 @@ func (r *recorder) Read(p []byte) (int, error) {
 
 func (r *recorder) reset() { r.mu.Lock(); r.got = r.got[:0]; r.mu.Unlock() }
 
-func softwareEK(b *testing.B, isRSA bool) []byte {
+// take returns what was handed out since the last reset, and resets.
+func (r *recorder) take() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]byte(nil), r.got...)
+	r.got = r.got[:0]
+	return out
+}
+
+func softwareEK(b testing.TB, isRSA bool) []byte {
 	var pub any
 	if isRSA {
 		k, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -100,7 +108,7 @@ func BenchmarkTPMRegistration(b *testing.B) {
 			}
 			bk := boundKey()
 			rec := &recorder{}
-			svc := &provisioning.Service{Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: time.Now, Rand: rec}
+			svc := &Service{Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: time.Now, Rand: rec}
 			i := 0
 			cpu0 := cpuTime()
 			for b.Loop() {
@@ -114,13 +122,13 @@ func BenchmarkTPMRegistration(b *testing.B) {
 					b.StartTimer()
 				}
 				rec.reset()
-				ch, err := svc.BeginTPM(ctx, provisioning.Request{Evidence: provisioning.TPMBegin{EKPublic: ek, BoundKey: bk}})
+				ch, err := svc.BeginTPM(ctx, Request{Evidence: TPMBegin{EKPublic: ek, BoundKey: bk}})
 				if err != nil {
 					b.Fatal(err)
 				}
 				secret := append([]byte(nil), rec.got[:tpm.SecretSize]...)
-				if _, err := svc.Register(ctx, provisioning.Request{RegistrationID: ch.RegistrationID,
-					Evidence: provisioning.TPMAnswer{ChallengeID: ch.ID, Secret: secret}}); err != nil {
+				if _, err := svc.Register(ctx, Request{RegistrationID: ch.RegistrationID,
+					Evidence: TPMAnswer{ChallengeID: ch.ID, Secret: secret}}); err != nil {
 					b.Fatal(fmt.Errorf("complete: %w", err))
 				}
 				i++
