@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
