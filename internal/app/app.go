@@ -201,7 +201,7 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	if a.DPSHostName == "" {
 		a.DPSHostName = serviceHost(serverCert)
 	}
-	if err := bootstrapOwnerKey(ctx, store, a.Sealer, cfg.DataDir, a.DPSHostName, opt); err != nil {
+	if err := bootstrapOwnerKey(ctx, store, a.Sealer, cfg.DataDir, a.DPSHostName, cfg.Dev, opt); err != nil {
 		return nil, err
 	}
 
@@ -316,12 +316,12 @@ func (a *App) Close() {
 }
 
 // bootstrapOwnerKey creates the first access key, with every permission,
-// when the store has none: it is printed once and written to the data
-// directory with mode 0600. Only its hash is stored. With a data key it
+// when the store has none: it is written to the data directory with mode
+// 0600, and printed only by a development server. Only its hash is stored. With a data key it
 // also gets a DPS shared access key (sealed), whose connection string is
 // written beside it for DPS service clients. Its ID is fixed, so when
 // replicas on one Redis start together exactly one of them creates it.
-func bootstrapOwnerKey(ctx context.Context, store access.Store, sealer *secrets.Sealer, dataDir, host string, opt Options) error {
+func bootstrapOwnerKey(ctx context.Context, store access.Store, sealer *secrets.Sealer, dataDir, host string, dev bool, opt Options) error {
 	n, err := store.CountKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("count access keys: %w", err)
@@ -376,7 +376,13 @@ func bootstrapOwnerKey(ctx context.Context, store access.Store, sealer *secrets.
 		}
 		delete(tmps, name)
 	}
-	fmt.Fprintf(opt.Stdout, "created the owner access key (shown once; also in %s):\n  %s\n", filepath.Join(dataDir, OwnerKeyFile), token)
+	// Only a development server prints the secret: a production one's
+	// stdout ends up in container logs.
+	if dev {
+		fmt.Fprintf(opt.Stdout, "created the owner access key (shown once; also in %s):\n  %s\n", filepath.Join(dataDir, OwnerKeyFile), token)
+	} else {
+		fmt.Fprintf(opt.Stdout, "created the owner access key; its secret is in %s (mode 0600), and nowhere else\n", filepath.Join(dataDir, OwnerKeyFile))
+	}
 	if _, ok := files[OwnerDPSFile]; ok {
 		fmt.Fprintf(opt.Stdout, "DPS service connection string for it (for DPS service SDKs): %s\n", filepath.Join(dataDir, OwnerDPSFile))
 	}

@@ -164,3 +164,59 @@ func TestRunRefusesSecondInstanceOnOneStore(t *testing.T) {
 		t.Fatalf("second Run on the same store: %v", err)
 	}
 }
+
+// TestProductionStartKeepsTheOwnerKeyOffStdout: outside dev mode the owner
+// key's secret goes to its 0600 file only (a server's stdout ends up in
+// container logs), and logs default to JSON.
+func TestProductionStartKeepsTheOwnerKeyOffStdout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ca, err := pki.NewCA("prod CA", nil, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := pki.NewServer([]string{"dps.example.com"}, ca, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(t.TempDir(), "server.pem"), filepath.Join(t.TempDir(), "server-key.pem")
+	if err := srv.WriteFiles(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load([]string{"--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+		"--tls-cert", certFile, "--tls-key", keyFile}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Log.Format != "json" {
+		t.Fatalf("log format %q outside dev mode, want json", cfg.Log.Format)
+	}
+	out := &syncBuffer{}
+	started := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, app.Options{Stdout: out, Started: func(string, string) { started <- struct{}{} }})
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not started")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, app.OwnerKeyFile))
+	if err != nil || !strings.HasPrefix(string(key), "ztk.") {
+		t.Fatalf("owner key file: %q %v", key, err)
+	}
+	if strings.Contains(out.String(), "ztk.") || !strings.Contains(out.String(), filepath.Join(dir, app.OwnerKeyFile)) {
+		t.Fatalf("stdout: %q", out.String())
+	}
+	cs, err := os.ReadFile(filepath.Join(dir, app.OwnerDPSFile))
+	if err != nil || !strings.Contains(string(cs), "HostName=dps.example.com;") {
+		t.Fatalf("connection string: %q %v", cs, err)
+	}
+}

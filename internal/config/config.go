@@ -151,7 +151,6 @@ func Default() Config {
 	c.Storage.Redis.WriteTimeout = 500 * time.Millisecond
 	c.Storage.Redis.PoolTimeout = time.Second
 	c.Log.Level = "info"
-	c.Log.Format = "text"
 	c.X509.MaxChainLength = 5
 	c.SymmetricKeys.Enabled = true
 	c.DPS.IDScope = "0ne00000001"
@@ -239,6 +238,13 @@ func Load(args []string, env func(string) string) (*Config, error) {
 			c.Storage.Redis.Addrs = splitList(*flagRedis)
 		}
 	})
+	if c.Log.Format == "" {
+		// JSON for log collectors; text for a person at a terminal.
+		c.Log.Format = "json"
+		if c.Dev {
+			c.Log.Format = "text"
+		}
+	}
 	if err := c.Validate(); err != nil {
 		problems = append(problems, err)
 	}
@@ -389,7 +395,7 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("log.level %q is not one of debug, info, warn, error", c.Log.Level))
 	}
 	switch c.Log.Format {
-	case "text", "json":
+	case "text", "json", "":
 	default:
 		p = append(p, fmt.Errorf("log.format %q is not one of text, json", c.Log.Format))
 	}
