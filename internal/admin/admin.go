@@ -103,11 +103,15 @@ func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group,
 	if g.CAName != "" {
 		return nil, nil, fault.Invalidf("a symmetric-key group has no ca_certificate")
 	}
+	g.Mechanism = enrollment.MechanismSymmetricKey
+	if err := checkAllowList(g); err != nil {
+		return nil, nil, err
+	}
 	keys, sealed, err := s.symmetricKeys(primary, secondary, secrets.GroupAAD(g.ID))
 	if err != nil {
 		return nil, nil, err
 	}
-	g.Mechanism, g.SealedKeys = enrollment.MechanismSymmetricKey, sealed
+	g.SealedKeys = sealed
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, nil, err
 	}

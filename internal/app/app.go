@@ -24,8 +24,10 @@ import (
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/config"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/dpsdevice"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/mqtt"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
@@ -102,6 +104,8 @@ type App struct {
 
 	opt    Options
 	server *server.Server
+	// mqtt is DPS over MQTT (nil when off).
+	mqtt *mqtt.Server
 	// closers release what Build opened, last first.
 	closers []func()
 }
@@ -123,6 +127,14 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen REST: %w", err)
 	}
+	var mqttLis net.Listener
+	if a.mqtt != nil && cfg.Listen.MQTT != "" {
+		if mqttLis, err = net.Listen("tcp", cfg.Listen.MQTT); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("listen MQTT: %w", err)
+		}
+	}
 	where := cfg.StorePath()
 	if cfg.Storage.Backend == "redis" {
 		where = "redis " + strings.Join(cfg.Storage.Redis.Addrs, ",")
@@ -134,16 +146,25 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if cfg.DPS.IDScope != "" {
 		fmt.Fprintf(a.opt.Stdout, "DPS-compatible device API: https://%s/%s/registrations/{registrationId}/register (ID scope %s)\n", httpLis.Addr(), cfg.DPS.IDScope, cfg.DPS.IDScope)
 	}
+	if mqttLis != nil {
+		fmt.Fprintf(a.opt.Stdout, "DPS over MQTT: mqtts://%s\n", mqttLis.Addr())
+	}
+	if a.mqtt != nil && cfg.MQTT.WebSockets {
+		fmt.Fprintf(a.opt.Stdout, "DPS over MQTT over WebSockets: wss://%s%s\n", httpLis.Addr(), mqtt.WebSocketPath)
+	}
 	if cfg.Debug.PprofListen != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofListen, a.opt.Log)
 		if err != nil {
 			grpcLis.Close()
 			httpLis.Close()
+			if mqttLis != nil {
+				mqttLis.Close()
+			}
 			return err
 		}
 		defer stopPprof()
 	}
-	return a.Serve(ctx, grpcLis, httpLis)
+	return a.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis, MQTT: mqttLis})
 }
 
 // Build wires the service: the data directory and server certificate
@@ -243,8 +264,27 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	var dpsHandler, dpsService http.Handler
 	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {
-		dpsHandler = &dps.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, Locate: geo.LocateRequest}
-		dpsService = &dps.Service{HostName: a.DPSHostName, Admin: adm, Store: store, Secrets: a.Sealer, Now: opt.Now, Log: opt.Log}
+		dpsHandler = &dpsdevice.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, Locate: geo.LocateRequest}
+		dpsService = &dpsservice.Service{HostName: a.DPSHostName, Admin: adm, Now: opt.Now, Log: opt.Log}
+	}
+	// DPS over MQTT, with the server's own certificate, on its listener
+	// and over WebSockets on the REST listener.
+	var upgrades map[string]http.Handler
+	if cfg.DPS.IDScope != "" && (cfg.Listen.MQTT != "" || cfg.MQTT.WebSockets) {
+		m := cfg.MQTT
+		a.mqtt, err = mqtt.New(mqtt.Config{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, ShutdownGrace: cfg.ShutdownGrace,
+			TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}},
+			Locate: func(addr string, h http.Header) string {
+				return geo.LocateRequest(&http.Request{RemoteAddr: addr, Header: h})
+			},
+			Limits: mqtt.Limits{MaxPacketBytes: m.MaxPacketBytes, MaxInflight: m.MaxInflight, IdleTimeout: m.IdleTimeout,
+				ConnectTimeout: m.ConnectTimeout, MaxConnections: m.MaxConnections, MaxConnectionsPerIP: m.MaxConnectionsPerIP}})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.MQTT.WebSockets {
+			upgrades = map[string]http.Handler{mqtt.WebSocketPath: a.mqtt.WebSocket()}
+		}
 	}
 	a.server, err = server.New(server.Config{
 		DPS:           dpsHandler,
@@ -259,6 +299,7 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 		Ready:         store.Ping,
 		ShutdownGrace: cfg.ShutdownGrace,
 		MaxHubStreams: cfg.Hubs.MaxStreams, HubPollInterval: cfg.Hubs.PollInterval,
+		Upgrades: upgrades,
 	})
 	if err != nil {
 		return nil, err
@@ -288,16 +329,46 @@ func (a *App) certificate() (tls.Certificate, error) {
 	return cert, nil
 }
 
+// Listeners are what ServeListeners serves on. MQTT (DPS over MQTT with
+// TLS) is optional; MQTT over WebSockets rides on HTTP.
+type Listeners struct {
+	GRPC, HTTP, MQTT net.Listener
+}
+
 // Serve serves gRPC on grpcLis and REST (and the DPS APIs) on httpLis
 // until ctx ends, then drains: in-flight requests finish within the
 // shutdown grace, and slow webhooks' background decisions land before
-// Close closes the store.
+// Close closes the store. MQTT over TLS needs ServeListeners.
 func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	return a.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis})
+}
+
+// ServeListeners is Serve with DPS over MQTT on l.MQTT as well (when the
+// configuration turns MQTT on; otherwise l.MQTT is an error).
+func (a *App) ServeListeners(ctx context.Context, l Listeners) error {
+	grpcLis, httpLis := l.GRPC, l.HTTP
+	if l.MQTT != nil && a.mqtt == nil {
+		l.MQTT.Close()
+		return errors.New("an MQTT listener was given, but MQTT is off (dps.id_scope is empty)")
+	}
 	a.opt.Log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
 	if a.opt.Started != nil {
 		a.opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())
 	}
+	// MQTT and the other APIs stop together, whichever stops first.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	mqttDone := make(chan error, 1)
+	if a.mqtt != nil {
+		go func() { mqttDone <- a.mqtt.Serve(ctx, l.MQTT); stop() }()
+	} else {
+		mqttDone <- nil
+	}
 	err := a.server.Serve(ctx, grpcLis, httpLis)
+	stop()
+	if merr := <-mqttDone; merr != nil && err == nil {
+		err = merr
+	}
 	wctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownGrace)
 	defer cancel()
 	if werr := a.Provisioning.Wait(wctx); werr != nil {

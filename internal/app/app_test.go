@@ -45,7 +45,7 @@ func (s *syncBuffer) String() string {
 // addresses and a stop function that waits for Run to return.
 func runDev(t *testing.T, dataDir string) (grpcAddr string, out *syncBuffer, stop func()) {
 	t.Helper()
-	cfg, err := config.Load([]string{"--dev", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
+	cfg, err := config.Load([]string{"--dev", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"},
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +97,18 @@ func TestDevModeQuickStart(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(cas[0])
+	// DPS over MQTT listens with the same certificate (and rides on the
+	// REST listener over WebSockets).
+	_, mqttAddr, found := strings.Cut(out.String(), "DPS over MQTT: mqtts://")
+	mqttAddr, _, _ = strings.Cut(mqttAddr, "\n")
+	if !found || !strings.Contains(out.String(), "wss://") {
+		t.Fatalf("no MQTT addresses in %q", out.String())
+	}
+	mc, err := tls.Dial("tcp", mqttAddr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err != nil {
+		t.Fatalf("MQTT over TLS at %s: %v", mqttAddr, err)
+	}
+	mc.Close()
 	for _, name := range []string{"localhost", "127.0.0.1"} {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: name})))
 		if err != nil {
@@ -155,7 +167,7 @@ func TestRunRefusesSecondInstanceOnOneStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	_, _, stop := runDev(t, dir)
 	defer stop()
-	cfg, err := config.Load([]string{"--dev", "--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
+	cfg, err := config.Load([]string{"--dev", "--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"},
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +194,7 @@ func TestProductionStartKeepsTheOwnerKeyOffStdout(t *testing.T) {
 	if err := srv.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load([]string{"--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+	cfg, err := config.Load([]string{"--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0",
 		"--tls-cert", certFile, "--tls-key", keyFile}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)

@@ -34,8 +34,8 @@ const (
 
 // layerOf puts every package of the module into its layer by path prefix,
 // relative to the module and matched by whole path elements
-// ("internal/dps" covers internal/dps and internal/dps/x, not
-// internal/dpsx); the longest matching prefix wins. A package that matches
+// ("internal/cli" covers internal/cli and internal/cli/dpsclient, not
+// internal/clix); the longest matching prefix wins. A package that matches
 // none fails TestEveryPackageHasALayer: add it here, to the layer whose
 // rules it must keep. A prefix that matches no package fails
 // TestEveryPrefixHasAPackage.
@@ -83,9 +83,11 @@ var layerOf = map[string]layer{
 	// (gRPC, REST gateway, the DPS-compatible APIs) and the one error
 	// boundary that renders errors for every wire. They never import a
 	// store.
-	"internal/server": transport,
-	"internal/dps":    transport,
-	"internal/apierr": transport,
+	"internal/server":     transport,
+	"internal/dpsdevice":  transport,
+	"internal/dpsservice": transport,
+	"internal/apierr":     transport,
+	"internal/mqtt":       transport,
 
 	// config: the configuration schema and its validation. Domain values
 	// only; it builds nothing.

@@ -48,9 +48,12 @@ type Config struct {
 	HTTPAddr  string
 	RootCAs   *x509.CertPool
 	AccessKey string
-	// Transport is "grpc", "rest" (native REST) or "dps" (the
-	// DPS-compatible API).
+	// Transport is "grpc", "rest" (native REST), "dps" (the
+	// DPS-compatible API over HTTPS) or "mqtt" (DPS over MQTT with TLS).
 	Transport string
+	// MQTTAddr is DPS over MQTT, for the mqtt transport (replicas
+	// comma-separated, as above).
+	MQTTAddr string
 	// Attestation is "x509" (a fresh TLS connection per device, the
 	// device's certificate in the handshake) or "symmetric" (SAS tokens).
 	Attestation string
@@ -58,7 +61,7 @@ type Config struct {
 	// factory station or gateway does (symmetric keys only: an X.509
 	// device's identity is its connection).
 	Reuse bool
-	// IDScope is the DPS ID scope, for the dps transport.
+	// IDScope is the DPS ID scope, for the dps and mqtt transports.
 	IDScope string
 	// Mode is "register" or "ceiling".
 	Mode        string
@@ -425,8 +428,8 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	if n == 0 {
 		return nil, errors.New("bench: no devices")
 	}
-	if c.Reuse && (c.Attestation != "symmetric" || c.Rate > 0) {
-		return nil, errors.New("bench: connection reuse needs symmetric keys and a closed loop")
+	if c.Reuse && (c.Attestation != "symmetric" || c.Rate > 0 || c.Transport == "mqtt") {
+		return nil, errors.New("bench: connection reuse needs symmetric keys, a closed loop and an HTTP or gRPC transport")
 	}
 	conc := max(1, c.Concurrency)
 	lat := make([]time.Duration, n)
@@ -452,6 +455,11 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 			dev, err := f.Register(ctx, c.Transport, f.Offset+i)
 			errs[i], lat[i] = err, time.Since(t)-dev
 			deviceTime.Add(int64(dev))
+			return
+		}
+		if c.Transport == "mqtt" {
+			errs[i] = c.mqttOne(ctx, f, i) // a fresh TLS connection per device
+			lat[i] = time.Since(t)
 			return
 		}
 		if s == nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,16 +32,17 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	c := &conn{}
 	c.register(fs, env, defaultGRPCServer)
 	httpServer := fs.String("http-server", defaultRESTServer, "REST address of the server")
+	mqttServer := fs.String("mqtt-server", "127.0.0.1:8883", "DPS over MQTT (TLS) address of the server, for --transport mqtt")
 	spawn := fs.Bool("spawn", false, "start a zerotouch server as a child process for the run")
 	storage := fs.String("storage", "embedded", "with --spawn: embedded or redis")
 	redisAddrs := fs.String("redis-addrs", "", "Redis addresses (comma-separated): the store for --spawn --storage redis, and measured for bytes per device")
 	serverPIDs := fs.String("server-pid", "", "server process IDs (comma-separated, one per replica), for CPU per operation (set by --spawn)")
 	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
-	transport := fs.String("transport", "both", "grpc, rest, dps, or both (grpc and rest)")
+	transport := fs.String("transport", "both", "grpc, rest, dps, mqtt (DPS over MQTT, and the DPS HTTPS API to compare), or both (grpc and rest)")
 	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs: one worker process per device in flight)")
 	tpmEK := fs.String("tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc")
 	reuse := fs.Bool("reuse", false, "symmetric keys: send each worker's devices over one TLS connection (a factory station or gateway)")
-	idScope := fs.String("id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps")
+	idScope := fs.String("id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps and mqtt")
 	mode := fs.String("mode", "both", "register, ceiling or both")
 	devices := fs.Int("devices", 2000, "devices per measurement")
 	concurrency := fs.Int("concurrency", 8, "devices in flight (closed loop)")
@@ -57,8 +59,12 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return runTPMWorker(ctx, env, c, *httpServer, *kex, tpmdevice.KeyType(*tpmEK))
 	}
 	transports, err := choice("transport", *transport, "grpc", "rest")
-	if *transport == "dps" {
+	switch *transport {
+	case "dps":
 		transports, err = []string{"dps"}, nil
+	case "mqtt":
+		// DPS over MQTT, and the DPS HTTPS API in the same run to compare.
+		transports, err = []string{"mqtt", "dps"}, nil
 	}
 	if err != nil {
 		return err
@@ -69,6 +75,9 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	if *reuse && *attestation != "symmetric" {
 		return fmt.Errorf("%w: --reuse needs --attestation symmetric (an X.509 device's identity is its connection)", errUsage)
 	}
+	if *reuse && *transport == "mqtt" {
+		return fmt.Errorf("%w: --transport mqtt uses a fresh TLS connection per device (no --reuse)", errUsage)
+	}
 	modes, err := choice("mode", *mode, "ceiling", "register")
 	if err != nil {
 		return err
@@ -77,7 +86,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		// The go-tpm-tools simulator is one per process, so each device in
 		// flight has a worker process of its own; the simulator's cost is
 		// reported apart. The ceiling is X.509's.
-		if *mode == "ceiling" || *transport == "dps" || *rate > 0 || (*tpmEK != "rsa" && *tpmEK != "ecc") || *concurrency > maxTPMWorkers {
+		if *mode == "ceiling" || *transport == "dps" || *transport == "mqtt" || *rate > 0 || (*tpmEK != "rsa" && *tpmEK != "ecc") || *concurrency > maxTPMWorkers {
 			return fmt.Errorf("%w: --attestation tpm runs --mode register over grpc or rest, closed loop, with --tpm-ek rsa or ecc and --concurrency up to %d", errUsage, maxTPMWorkers)
 		}
 		modes = []string{"register"}
@@ -105,7 +114,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		}
 		pids = append(pids, n)
 	}
-	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex, Duration: *duration,
+	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, MQTTAddr: *mqttServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex, Duration: *duration,
 		ServerPIDs: pids, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
 	switch {
 	case *storeFile != "":
@@ -165,10 +174,28 @@ func runBench(ctx context.Context, env Env, args []string) error {
 			}
 		}
 	}
+	// The server's memory per idle MQTT connection (it needs the server's
+	// process: --spawn or --server-pid).
+	var idle map[string]any
+	if slices.Contains(transports, "mqtt") && len(cfg.ServerPIDs) > 0 {
+		n := min(*devices, 1000)
+		per, err := bench.MQTTIdle(ctx, &cfg, n)
+		if err != nil {
+			return err
+		}
+		idle = map[string]any{"connections": n, "server_bytes_per_connection": per}
+		if !*asJSON {
+			fmt.Fprintf(env.Stdout, "mqtt: server memory per idle connection %.1f KiB (%d connections held open)\n", per/1024, n)
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"reports": reports, "ratios": ratios(reports)})
+		out := map[string]any{"reports": reports, "ratios": ratios(reports)}
+		if idle != nil {
+			out["mqtt_idle"] = idle
+		}
+		return enc.Encode(out)
 	}
 	for _, line := range ratios(reports) {
 		fmt.Fprintln(env.Stdout, line)
@@ -200,7 +227,7 @@ func median(xs []float64) float64 {
 // medians over rounds: the machine-independent figures.
 func ratios(reports []*bench.Report) []string {
 	var out []string
-	for _, tr := range []string{"grpc", "rest", "dps"} {
+	for _, tr := range []string{"grpc", "rest", "dps", "mqtt"} {
 		var regRate, ceilRate, regCPU, ceilCPU []float64
 		for _, r := range reports {
 			if r.Transport != tr {
@@ -221,6 +248,18 @@ func ratios(reports []*bench.Report) []string {
 		}
 		out = append(out, line)
 	}
+	// DPS over MQTT against the DPS HTTPS API, in the same run.
+	var mqttRate, dpsRate []float64
+	for _, r := range reports {
+		if r.Mode == "register" && r.Transport == "mqtt" {
+			mqttRate = append(mqttRate, r.PerSecond)
+		} else if r.Mode == "register" && r.Transport == "dps" {
+			dpsRate = append(dpsRate, r.PerSecond)
+		}
+	}
+	if len(mqttRate) > 0 && len(dpsRate) > 0 && median(dpsRate) > 0 {
+		out = append(out, fmt.Sprintf("mqtt: registration rate %.0f/s is %.0f%% of the DPS HTTPS API's %.0f/s", median(mqttRate), 100*median(mqttRate)/median(dpsRate), median(dpsRate)))
+	}
 	return out
 }
 
@@ -236,11 +275,12 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	if err != nil {
 		return nil, err
 	}
-	grpcAddr, httpAddr, err := freeAddr(), freeAddr(), nil
-	if grpcAddr == "" || httpAddr == "" {
+	grpcAddr, httpAddr, mqttAddr, err := freeAddr(), freeAddr(), freeAddr(), nil
+	if grpcAddr == "" || httpAddr == "" || mqttAddr == "" {
 		return nil, fmt.Errorf("no free port")
 	}
-	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, cfg.IDScope, storage)
+	// Every simulated device connects from 127.0.0.1.
+	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q, mqtt: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nmqtt: {max_connections_per_ip: 100000}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, mqttAddr, cfg.IDScope, storage)
 	if storage == "redis" {
 		conf += fmt.Sprintf("  redis: {addrs: [%s]}\n", redisAddrs)
 	}
@@ -260,7 +300,7 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	// The spawned server's own owner key, not one from the environment.
 	c.server, c.dataDir, c.accessKey, c.getenv = grpcAddr, dir, "", nil
 	c.caFile = filepath.Join(dir, "pki", "ca.pem")
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.ServerPIDs = grpcAddr, httpAddr, []int{cmd.Process.Pid}
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MQTTAddr, cfg.ServerPIDs = grpcAddr, httpAddr, mqttAddr, []int{cmd.Process.Pid}
 	if storage != "redis" {
 		cfg.StoreSize = fileSize(filepath.Join(dir, "zerotouch.db"))
 	}

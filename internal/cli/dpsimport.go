@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/zerotouch/zerotouch/internal/app"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/cli/dpsclient"
 )
 
 // runDPSImport copies enrollment groups and individual enrollments from a
@@ -42,16 +42,16 @@ func runDPSImport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
-	src, err := dps.NewClient(*from, hc)
+	src, err := dpsclient.New(*from, hc)
 	if err != nil {
 		return fmt.Errorf("%w: --from: %v", errUsage, err)
 	}
-	dst, err := dps.NewClient(*to, hc)
+	dst, err := dpsclient.New(*to, hc)
 	if err != nil {
 		return fmt.Errorf("%w: --to: %v", errUsage, err)
 	}
 	var ok, refused int
-	err = dps.Import(ctx, src, dst, func(r dps.ImportResult) {
+	err = dpsclient.Import(ctx, src, dst, func(r dpsclient.ImportResult) {
 		if r.Err != nil {
 			refused++
 			fmt.Fprintf(env.Stdout, "REFUSED %s %s: %v\n", r.Kind, r.ID, r.Err)

@@ -29,6 +29,8 @@ type Config struct {
 	Listen  struct {
 		GRPC string `yaml:"grpc"`
 		HTTP string `yaml:"http"`
+		// MQTT is DPS over MQTT (TLS); "" turns that listener off.
+		MQTT string `yaml:"mqtt"`
 	} `yaml:"listen"`
 	TLS struct {
 		CertFile string `yaml:"cert_file"`
@@ -88,6 +90,9 @@ type Config struct {
 		// means the server certificate's first DNS name.
 		ServiceHostname string `yaml:"service_hostname"`
 	} `yaml:"dps"`
+	// MQTT configures DPS's device protocol over MQTT (listen.mqtt, and
+	// WebSockets on the REST listener). Both need dps.id_scope.
+	MQTT   MQTT `yaml:"mqtt"`
 	Device struct {
 		RateLimit struct {
 			// PerIP bounds requests from one source address.
@@ -104,6 +109,26 @@ type Config struct {
 		// PprofListen, if set, serves net/http/pprof there (loopback only).
 		PprofListen string `yaml:"pprof_listen"`
 	} `yaml:"debug"`
+}
+
+// MQTT bounds what DPS-over-MQTT clients can make the server hold.
+type MQTT struct {
+	// WebSockets serves MQTT over WebSockets at
+	// wss://{listen.http}/$iothub/websocket (subprotocol mqtt).
+	WebSockets bool `yaml:"websockets"`
+	// MaxPacketBytes bounds one MQTT packet from a client.
+	MaxPacketBytes int `yaml:"max_packet_bytes"`
+	// MaxInflight bounds the requests one connection has in progress.
+	MaxInflight int `yaml:"max_inflight"`
+	// IdleTimeout closes a connection silent this long (a shorter
+	// keepalive × 1.5 applies).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ConnectTimeout bounds the TLS handshake and the CONNECT packet.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// MaxConnections bounds the open MQTT connections (both transports),
+	// MaxConnectionsPerIP those from one source address.
+	MaxConnections      int `yaml:"max_connections"`
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
 
 // RateRule allows Limit events per Window; Limit 0 turns the rule off.
@@ -144,6 +169,9 @@ func Default() Config {
 	c.DataDir = ".zerotouch"
 	c.Listen.GRPC = "127.0.0.1:8444"
 	c.Listen.HTTP = "127.0.0.1:8443"
+	c.Listen.MQTT = "127.0.0.1:8883"
+	c.MQTT = MQTT{WebSockets: true, MaxPacketBytes: 64 << 10, MaxInflight: 4, IdleTimeout: 4 * time.Minute,
+		ConnectTimeout: 30 * time.Second, MaxConnections: 100_000, MaxConnectionsPerIP: 1_000}
 	c.Storage.Backend = "embedded"
 	c.Storage.Redis.KeyPrefix = "zt"
 	c.Storage.Redis.DialTimeout = time.Second
@@ -194,6 +222,7 @@ func Load(args []string, env func(string) string) (*Config, error) {
 	flagDataDir := fs.String("data-dir", "", "data directory")
 	flagGRPC := fs.String("grpc-listen", "", "gRPC listen address")
 	flagHTTP := fs.String("http-listen", "", "REST (HTTPS) listen address")
+	flagMQTT := fs.String("mqtt-listen", "", `DPS over MQTT (TLS) listen address; "off" turns it off`)
 	flagCert := fs.String("tls-cert", "", "server certificate chain (PEM)")
 	flagKey := fs.String("tls-key", "", "server private key (PEM)")
 	flagLevel := fs.String("log-level", "", "debug, info, warn or error")
@@ -224,6 +253,8 @@ func Load(args []string, env func(string) string) (*Config, error) {
 			c.Listen.GRPC = *flagGRPC
 		case "http-listen":
 			c.Listen.HTTP = *flagHTTP
+		case "mqtt-listen":
+			c.Listen.MQTT = offOr(*flagMQTT)
 		case "tls-cert":
 			c.TLS.CertFile = *flagCert
 		case "tls-key":
@@ -302,6 +333,16 @@ func applyEnv(c *Config, env func(string) string) []error {
 			*p = v
 		}
 	}
+	if v := env("ZEROTOUCH_LISTEN_MQTT"); v != "" {
+		c.Listen.MQTT = offOr(v)
+	}
+	if v := env("ZEROTOUCH_MQTT_WEBSOCKETS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ZEROTOUCH_MQTT_WEBSOCKETS=%q is not a boolean", v))
+		}
+		c.MQTT.WebSockets = b
+	}
 	if v := env("ZEROTOUCH_REDIS_ADDRS"); v != "" {
 		c.Storage.Redis.Addrs = splitList(v)
 	}
@@ -342,7 +383,11 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		p = append(p, errors.New("data_dir is required"))
 	}
-	for name, addr := range map[string]string{"listen.grpc": c.Listen.GRPC, "listen.http": c.Listen.HTTP} {
+	addrs := map[string]string{"listen.grpc": c.Listen.GRPC, "listen.http": c.Listen.HTTP}
+	if c.Listen.MQTT != "" {
+		addrs["listen.mqtt"] = c.Listen.MQTT
+	}
+	for name, addr := range addrs {
 		if _, port, err := net.SplitHostPort(addr); err != nil {
 			p = append(p, fmt.Errorf("%s %q is not host:port: %v", name, addr, err))
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
@@ -352,6 +397,12 @@ func (c *Config) Validate() error {
 	if c.Listen.GRPC == c.Listen.HTTP && c.Listen.GRPC != "" && !hasZeroPort(c.Listen.GRPC) {
 		p = append(p, fmt.Errorf("listen.grpc and listen.http are both %q; they need separate addresses", c.Listen.GRPC))
 	}
+	for name, other := range map[string]string{"listen.grpc": c.Listen.GRPC, "listen.http": c.Listen.HTTP} {
+		if c.Listen.MQTT != "" && c.Listen.MQTT == other && !hasZeroPort(other) {
+			p = append(p, fmt.Errorf("listen.mqtt and %s are both %q; they need separate addresses", name, other))
+		}
+	}
+	p = append(p, c.MQTT.validate()...)
 	switch {
 	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):
 		p = append(p, errors.New("tls.cert_file and tls.key_file must be given together"))
@@ -486,6 +537,38 @@ func (r *Redis) validate() []error {
 		}
 	}
 	return p
+}
+
+func (m *MQTT) validate() []error {
+	var p []error
+	if m.MaxPacketBytes < 1<<10 || m.MaxPacketBytes > 1<<20 {
+		p = append(p, fmt.Errorf("mqtt.max_packet_bytes %d is outside 1024-1048576", m.MaxPacketBytes))
+	}
+	if m.MaxInflight < 1 || m.MaxInflight > 64 {
+		p = append(p, fmt.Errorf("mqtt.max_inflight %d is outside 1-64", m.MaxInflight))
+	}
+	if m.IdleTimeout < 10*time.Second || m.IdleTimeout > time.Hour {
+		p = append(p, fmt.Errorf("mqtt.idle_timeout %s is outside 10s-1h", m.IdleTimeout))
+	}
+	if m.ConnectTimeout < time.Second || m.ConnectTimeout > 5*time.Minute {
+		p = append(p, fmt.Errorf("mqtt.connect_timeout %s is outside 1s-5m", m.ConnectTimeout))
+	}
+	if m.MaxConnections < 1 || m.MaxConnections > 10_000_000 {
+		p = append(p, fmt.Errorf("mqtt.max_connections %d is outside 1-10000000", m.MaxConnections))
+	}
+	if m.MaxConnectionsPerIP < 1 || m.MaxConnectionsPerIP > m.MaxConnections {
+		p = append(p, fmt.Errorf("mqtt.max_connections_per_ip %d is outside 1-max_connections (%d)", m.MaxConnectionsPerIP, m.MaxConnections))
+	}
+	return p
+}
+
+// offOr is a listen address from a flag or variable, where "off" turns
+// the listener off ("" there means "not given").
+func offOr(v string) string {
+	if strings.EqualFold(v, "off") {
+		return ""
+	}
+	return v
 }
 
 func splitList(s string) []string {

@@ -231,3 +231,85 @@ func TestHubsValidation(t *testing.T) {
 		t.Fatalf("defaults: %+v %v", cfg.Hubs, err)
 	}
 }
+
+func TestMQTT(t *testing.T) {
+	cfg, err := config.Load([]string{"--dev"}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen.MQTT != "127.0.0.1:8883" || !cfg.MQTT.WebSockets || cfg.MQTT.MaxPacketBytes != 64<<10 || cfg.MQTT.MaxInflight != 4 ||
+		cfg.MQTT.IdleTimeout != 4*time.Minute || cfg.MQTT.ConnectTimeout != 30*time.Second || cfg.MQTT.MaxConnections != 100_000 || cfg.MQTT.MaxConnectionsPerIP != 1_000 {
+		t.Fatalf("defaults: listen %q, %+v", cfg.Listen.MQTT, cfg.MQTT)
+	}
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mqtt.yaml")
+	os.WriteFile(file, []byte(`
+dev: true
+listen:
+  mqtt: 0.0.0.0:18883
+mqtt:
+  websockets: true
+  max_packet_bytes: 4096
+  max_inflight: 2
+  idle_timeout: 1m
+  connect_timeout: 10s
+  max_connections: 500
+  max_connections_per_ip: 50
+`), 0o600)
+	cfg, err = config.Load([]string{"--config", file}, envOf(map[string]string{"ZEROTOUCH_MQTT_WEBSOCKETS": "false"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen.MQTT != "0.0.0.0:18883" || cfg.MQTT.WebSockets || cfg.MQTT.MaxPacketBytes != 4096 || cfg.MQTT.MaxInflight != 2 ||
+		cfg.MQTT.IdleTimeout != time.Minute || cfg.MQTT.ConnectTimeout != 10*time.Second || cfg.MQTT.MaxConnections != 500 || cfg.MQTT.MaxConnectionsPerIP != 50 {
+		t.Fatalf("file and env: listen %q, %+v", cfg.Listen.MQTT, cfg.MQTT)
+	}
+
+	// "off" (flag or variable) and "" (file) turn the TLS listener off.
+	for _, load := range []func() (*config.Config, error){
+		func() (*config.Config, error) {
+			return config.Load([]string{"--dev", "--mqtt-listen", "off"}, envOf(nil))
+		},
+		func() (*config.Config, error) {
+			return config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_LISTEN_MQTT": "OFF"}))
+		},
+		func() (*config.Config, error) {
+			off := filepath.Join(dir, "off.yaml")
+			os.WriteFile(off, []byte("dev: true\nlisten:\n  mqtt: \"\"\n"), 0o600)
+			return config.Load([]string{"--config", off}, envOf(nil))
+		},
+	} {
+		if cfg, err := load(); err != nil || cfg.Listen.MQTT != "" {
+			t.Fatalf("off: %q %v", cfg.Listen.MQTT, err)
+		}
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`
+dev: true
+listen:
+  http: 127.0.0.1:9000
+  mqtt: 127.0.0.1:9000
+mqtt:
+  max_packet_bytes: 10
+  max_inflight: 0
+  idle_timeout: 1s
+  connect_timeout: 0s
+  max_connections: 0
+  max_connections_per_ip: 5
+`), 0o600)
+	_, err = config.Load([]string{"--config", bad}, envOf(map[string]string{"ZEROTOUCH_MQTT_WEBSOCKETS": "sometimes"}))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"listen.mqtt and listen.http", "mqtt.max_packet_bytes", "mqtt.max_inflight", "mqtt.idle_timeout",
+		"mqtt.connect_timeout", "mqtt.max_connections 0", "mqtt.max_connections_per_ip", "ZEROTOUCH_MQTT_WEBSOCKETS"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+	if _, err := config.Load([]string{"--dev", "--mqtt-listen", "nonsense"}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "listen.mqtt") {
+		t.Fatalf("bad address: %v", err)
+	}
+}

@@ -12,7 +12,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/apierr"
+	"github.com/zerotouch/zerotouch/internal/dpsdevice"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -51,18 +52,18 @@ func sas(key []byte, regID string, expiry time.Time) string {
 	return symkey.Sign(key, idScope+"/registrations/"+regID, expiry, "registration")
 }
 
-func decodeOp(t *testing.T, raw []byte) dps.OperationStatus {
+func decodeOp(t *testing.T, raw []byte) dpsdevice.OperationStatus {
 	t.Helper()
-	var op dps.OperationStatus
+	var op dpsdevice.OperationStatus
 	if err := json.Unmarshal(raw, &op); err != nil {
 		t.Fatalf("not an operation status: %s", raw)
 	}
 	return op
 }
 
-func decodeErr(t *testing.T, raw []byte) dps.ErrorBody {
+func decodeErr(t *testing.T, raw []byte) apierr.DPSErrorBody {
 	t.Helper()
-	var eb dps.ErrorBody
+	var eb apierr.DPSErrorBody
 	if err := json.Unmarshal(raw, &eb); err != nil || eb.ErrorCode == 0 || eb.TimestampUTC == "" {
 		t.Fatalf("not a DPS error body: %s", raw)
 	}
@@ -118,7 +119,7 @@ func TestDPSDeviceAPI(t *testing.T) {
 			t.Fatalf("operation status: %d %s", status, raw)
 		}
 		status, _, raw = e.dpsCall("POST", "/"+idScope+"/registrations/sym-device", sas(keys.GetPrimaryKey(), "sym-device", soon), `{"registrationId":"sym-device"}`, nil)
-		var state dps.RegistrationState
+		var state dpsdevice.RegistrationState
 		if json.Unmarshal(raw, &state); status != 200 || state.Status != "assigned" || state.DeviceID != "sym-device" {
 			t.Fatalf("status lookup: %d %s", status, raw)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/cli"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/tpmdevice"
 )
@@ -105,7 +105,7 @@ func TestDPSImport(t *testing.T) {
 	// The generated group keys came over too (read with the attestation
 	// mechanism call on both sides).
 	d := dst.serviceClient(dstID, dstKey)
-	var a, b dps.AttestationMechanism
+	var a, b dpsservice.AttestationMechanism
 	s.mustOK(s.call("POST", "/enrollmentGroups/imp-sym-group/attestationmechanism", ""), 200).decode(t, &a)
 	d.mustOK(d.call("POST", "/enrollmentGroups/imp-sym-group/attestationmechanism", ""), 200).decode(t, &b)
 	if a.SymmetricKey == nil || a.SymmetricKey.PrimaryKey == "" || *a.SymmetricKey != *b.SymmetricKey {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/internal/access"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -95,7 +95,7 @@ func TestDPSServiceAPI(t *testing.T) {
 	c := e.serviceClient(keyID, key)
 
 	// A symmetric-key individual enrollment: keys generated and returned.
-	var ind dps.IndividualEnrollment
+	var ind dpsservice.IndividualEnrollment
 	c.mustOK(c.call("PUT", "/enrollments/svc-sym-1", `{"registrationId":"svc-sym-1","attestation":{"type":"symmetricKey"},
 		"initialTwin":{"tags":{"site":"berlin"},"properties":{"desired":{"interval":30}}},"capabilities":{"iotEdge":true},
 		"reprovisionPolicy":{"updateHubAssignment":true,"migrateDeviceData":false},"allocationPolicy":"static","iotHubHostName":"svc-b.hubs.example.com"}`), 200).decode(t, &ind)
@@ -105,12 +105,12 @@ func TestDPSServiceAPI(t *testing.T) {
 		t.Fatalf("created enrollment: %+v", ind)
 	}
 	// GET never returns the keys; the attestation mechanism does.
-	var got dps.IndividualEnrollment
+	var got dpsservice.IndividualEnrollment
 	c.mustOK(c.call("GET", "/enrollments/svc-sym-1", ""), 200).decode(t, &got)
 	if got.Attestation.SymmetricKey == nil || got.Attestation.SymmetricKey.PrimaryKey != "" || got.Etag != ind.Etag || got.RegistrationState != nil {
 		t.Fatalf("GET: %+v", got)
 	}
-	var mech dps.AttestationMechanism
+	var mech dpsservice.AttestationMechanism
 	c.mustOK(c.call("POST", "/enrollments/svc-sym-1/attestationmechanism", ""), 200).decode(t, &mech)
 	if mech.SymmetricKey.PrimaryKey != ind.Attestation.SymmetricKey.PrimaryKey || mech.SymmetricKey.SecondaryKey != ind.Attestation.SymmetricKey.SecondaryKey {
 		t.Fatalf("attestation mechanism keys differ from the created ones")
@@ -129,7 +129,7 @@ func TestDPSServiceAPI(t *testing.T) {
 
 	// Update with If-Match: the etag as returned (quotes included).
 	upd := `{"registrationId":"svc-sym-1","attestation":{"type":"symmetricKey"},"provisioningStatus":"disabled","etag":` + mustJSON(ind.Etag) + `}`
-	var updated dps.IndividualEnrollment
+	var updated dpsservice.IndividualEnrollment
 	c.mustOK(c.call("PUT", "/enrollments/svc-sym-1", upd, "If-Match", ind.Etag), 200).decode(t, &updated)
 	if updated.ProvisioningStatus != "disabled" || updated.Etag == ind.Etag || updated.AllocationPolicy != "hashed" || len(updated.InitialTwin) != 0 {
 		t.Fatalf("updated: %+v", updated)
@@ -173,7 +173,7 @@ func TestDPSServiceAPI(t *testing.T) {
 	if op := decodeOp(t, raw); code != 200 || op.Status != "assigned" || op.RegistrationState.DeviceID != "svc-x509-dev" || op.RegistrationState.AssignedHub != "svc-a.hubs.example.com" {
 		t.Fatalf("x509 individual device: %d %s", code, raw)
 	}
-	var grp dps.EnrollmentGroup
+	var grp dpsservice.EnrollmentGroup
 	c.mustOK(c.call("PUT", "/enrollmentGroups/svc-group", `{"enrollmentGroupId":"svc-group","attestation":{"type":"x509","x509":{"caReferences":{"primary":"svc-root"}}}}`), 200).decode(t, &grp)
 	if grp.Attestation.X509.CAReferences.Primary != "svc-root" {
 		t.Fatalf("group: %s", mustJSON(grp))
@@ -216,7 +216,7 @@ func TestDPSServiceAPI(t *testing.T) {
 		if token != "" {
 			hdr = append(hdr, "x-ms-continuation", token)
 		}
-		var states []dps.DeviceRegistrationState
+		var states []dpsservice.DeviceRegistrationState
 		a := c.mustOK(c.call("POST", "/registrations/svc-group/query", `{"query":"SELECT * FROM c"}`, hdr...), 200)
 		a.decode(t, &states)
 		if a.hdr.Get("x-ms-item-type") != "DeviceRegistration" || len(states) > 2 || pages > 5 {
@@ -236,7 +236,7 @@ func TestDPSServiceAPI(t *testing.T) {
 		t.Fatalf("group registrations seen: %v", seen)
 	}
 	// Get and delete one registration state, with If-Match.
-	var st dps.DeviceRegistrationState
+	var st dpsservice.DeviceRegistrationState
 	c.mustOK(c.call("GET", "/registrations/svc-group-dev-0", ""), 200).decode(t, &st)
 	if a = c.call("DELETE", "/registrations/svc-group-dev-0", "", "If-Match", `"nope"`); a.code != 412 {
 		t.Fatalf("delete registration with a stale etag: %d %s", a.code, a.body)
@@ -250,7 +250,7 @@ func TestDPSServiceAPI(t *testing.T) {
 		{"registrationId":"svc-sym-1","attestation":{"type":"symmetricKey"}},
 		{"registrationId":"svc-bulk-bad","attestation":{"type":"quantum"}},
 		{"registrationId":"svc-bulk-2","attestation":{"type":"symmetricKey"},"bogus":1}]}`), 200)
-	var br dps.BulkResult
+	var br dpsservice.BulkResult
 	a.decode(t, &br)
 	if br.IsSuccessful || len(br.Errors) != 3 || br.Errors[0].RegistrationID != "svc-sym-1" || br.Errors[0].ErrorCode != 409000 ||
 		br.Errors[1].RegistrationID != "svc-bulk-bad" || br.Errors[1].ErrorCode/1000 != 400 {
@@ -270,7 +270,7 @@ func TestDPSServiceAPI(t *testing.T) {
 		if token != "" {
 			hdr = append(hdr, "x-ms-continuation", token)
 		}
-		var page []dps.IndividualEnrollment
+		var page []dpsservice.IndividualEnrollment
 		a := c.mustOK(c.call("POST", "/enrollments/query", `{"query":"SELECT * FROM enrollments"}`, hdr...), 200)
 		a.decode(t, &page)
 		for _, en := range page {
@@ -494,7 +494,7 @@ func TestDPSServiceMalformed(t *testing.T) {
 		}
 	}
 	// Too many bulk items.
-	items := strings.Repeat(`{"registrationId":"b","attestation":{"type":"symmetricKey"}},`, dps.MaxBulk+1)
+	items := strings.Repeat(`{"registrationId":"b","attestation":{"type":"symmetricKey"}},`, dpsservice.MaxBulk+1)
 	if a := c.call("POST", "/enrollments", `{"mode":"create","enrollments":[`+strings.TrimSuffix(items, ",")+`]}`); a.code != 400 {
 		t.Fatalf("oversized bulk: %d %s", a.code, a.body)
 	}

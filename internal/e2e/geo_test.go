@@ -14,7 +14,8 @@ import (
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/config"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/dpsdevice"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
@@ -28,14 +29,14 @@ func (e *env) createRegionalShard(id, region string, capacity int32) {
 
 // registerFrom registers a symmetric-key device through the DPS API with
 // an optional region header (as an edge proxy would set it).
-func (d *dpsDevices) registerFrom(regID string, key []byte, region string) (int, dps.OperationStatus) {
+func (d *dpsDevices) registerFrom(regID string, key []byte, region string) (int, dpsdevice.OperationStatus) {
 	d.e.t.Helper()
 	return d.registerWith(regID, key, region, "null")
 }
 
 // registerWith registers a symmetric-key device with a region header (if
 // any) and a payload (JSON).
-func (d *dpsDevices) registerWith(regID string, key []byte, region, payload string) (int, dps.OperationStatus) {
+func (d *dpsDevices) registerWith(regID string, key []byte, region, payload string) (int, dpsdevice.OperationStatus) {
 	d.e.t.Helper()
 	req, _ := http.NewRequest("PUT", "https://"+d.e.httpAddr+"/"+idScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
 		strings.NewReader(`{"registrationId":"`+regID+`","payload":`+payload+`}`))
@@ -50,10 +51,10 @@ func (d *dpsDevices) registerWith(regID string, key []byte, region, payload stri
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
-	var op dps.OperationStatus
+	var op dpsdevice.OperationStatus
 	_ = json.Unmarshal(raw, &op)
 	if op.RegistrationState == nil {
-		op.RegistrationState = &dps.RegistrationState{ErrorMessage: string(raw)}
+		op.RegistrationState = &dpsdevice.RegistrationState{ErrorMessage: string(raw)}
 	}
 	return res.StatusCode, op
 }
@@ -74,7 +75,7 @@ func TestGeoAllocation(t *testing.T) {
 	e.createRegionalShard("ap-1", "ap-south", 0)
 	id, k := e.newSASKey("geo", access.All...)
 	svc := e.serviceClient(id, k)
-	var g dps.EnrollmentGroup
+	var g dpsservice.EnrollmentGroup
 	svc.mustOK(svc.call("PUT", "/enrollmentGroups/geo", `{"attestation":{"type":"symmetricKey"},"allocationPolicy":"geoLatency"}`), 200).decode(t, &g)
 	if g.AllocationPolicy != "geoLatency" {
 		t.Fatalf("group policy: %s", g.AllocationPolicy)
@@ -139,7 +140,7 @@ func TestShardCapacity(t *testing.T) {
 	e.createRegionalShard("cap-big", "", 0)
 	id, k := e.newSASKey("cap", access.All...)
 	svc := e.serviceClient(id, k)
-	var g dps.EnrollmentGroup
+	var g dpsservice.EnrollmentGroup
 	svc.mustOK(svc.call("PUT", "/enrollmentGroups/cap", `{"attestation":{"type":"symmetricKey"}}`), 200).decode(t, &g)
 	groupKey, _ := base64.StdEncoding.DecodeString(g.Attestation.SymmetricKey.PrimaryKey)
 	devs := e.dpsDevices()

@@ -47,6 +47,7 @@ type env struct {
 	store      storagetest.Store
 	grpcAddr   string
 	httpAddr   string
+	mqttAddr   string // DPS over MQTT (TLS); MQTT over WebSockets is on httpAddr
 	roots      *x509.CertPool
 	ownerKey   string
 	readerKey  string // EnrollmentRead only
@@ -136,6 +137,8 @@ func startWith(t *testing.T, opt options) *env {
 	// No rate limits unless a test sets its own limiter: tests register
 	// thousands of devices from one address.
 	cfg.Device.RateLimit.PerIP.Limit, cfg.Device.RateLimit.PerRegistration.Limit, cfg.Device.RateLimit.TPMChallengesPerIP.Limit = 0, 0, 0
+	// Herds of MQTT devices connect from one address too.
+	cfg.MQTT.MaxConnectionsPerIP = cfg.MQTT.MaxConnections
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -164,10 +167,14 @@ func startWith(t *testing.T, opt options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.grpcAddr, e.httpAddr = gl.Addr().String(), hl.Addr().String()
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.grpcAddr, e.httpAddr, e.mqttAddr = gl.Addr().String(), hl.Addr().String(), ml.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, gl, hl) }()
+	go func() { done <- a.ServeListeners(ctx, app.Listeners{GRPC: gl, HTTP: hl, MQTT: ml}) }()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {

@@ -132,6 +132,7 @@ func (c *cluster) startAt(bin string, i int, grpcAddr, httpAddr string) *replica
 listen:
   grpc: %s
   http: %s
+  mqtt: 127.0.0.1:0
 tls:
   cert_file: %s
   key_file: %s

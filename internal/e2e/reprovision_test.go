@@ -13,7 +13,8 @@ import (
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/internal/access"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/dpsdevice"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
@@ -32,7 +33,7 @@ func (e *env) dpsDevices() *dpsDevices {
 
 // register registers regID with key and returns the operation status (or
 // fails the test on a transport error); code is the HTTP status.
-func (d *dpsDevices) register(regID string, key []byte) (int, dps.OperationStatus) {
+func (d *dpsDevices) register(regID string, key []byte) (int, dpsdevice.OperationStatus) {
 	d.e.t.Helper()
 	return d.registerFrom(regID, key, "")
 }
@@ -162,7 +163,7 @@ func TestReprovisioningMovesOnlyWhatMust(t *testing.T) {
 	}
 	id, k := e.newSASKey("mv", access.All...)
 	svc := e.serviceClient(id, k)
-	var g dps.EnrollmentGroup
+	var g dpsservice.EnrollmentGroup
 	svc.mustOK(svc.call("PUT", "/enrollmentGroups/mv-group", `{"attestation":{"type":"symmetricKey"}}`), 200).decode(t, &g)
 	groupKey, _ := base64.StdEncoding.DecodeString(g.Attestation.SymmetricKey.PrimaryKey)
 	devs := e.dpsDevices()

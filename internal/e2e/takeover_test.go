@@ -11,7 +11,7 @@ import (
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/cli"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -115,7 +115,7 @@ func TestTakeoverX509AcrossGroups(t *testing.T) {
 	}
 	keyID, key := e.newSASKey("svc", access.All...)
 	c := e.serviceClient(keyID, key)
-	var grp dps.EnrollmentGroup
+	var grp dpsservice.EnrollmentGroup
 	c.mustOK(c.call("PUT", "/enrollmentGroups/beta", `{"enrollmentGroupId":"beta","attestation":{"type":"x509","x509":{"caReferences":{"primary":"beta-root"}}},
 		"reprovisionPolicy":{"updateHubAssignment":true,"migrateDeviceData":true,"adoptFromGroups":["acme"]}}`), 200).decode(t, &grp)
 	if p := grp.ReprovisionPolicy; p == nil || len(p.AdoptFromGroups) != 1 || p.AdoptFromGroups[0] != "acme" {

@@ -15,7 +15,9 @@ import (
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/internal/access"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/apierr"
+	"github.com/zerotouch/zerotouch/internal/dpsdevice"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -121,7 +123,7 @@ func TestCustomAllocationWebhook(t *testing.T) {
 	strict := group("wh-strict", pb.AllocationPolicy_ALLOCATION_POLICY_UNSPECIFIED)
 
 	devs := e.dpsDevices()
-	register := func(groupKey []byte, regID, payload string) (int, dps.OperationStatus) {
+	register := func(groupKey []byte, regID, payload string) (int, dpsdevice.OperationStatus) {
 		t.Helper()
 		return devs.registerWith(regID, symkey.DeriveDeviceKey(groupKey, regID), "", payload)
 	}
@@ -145,7 +147,7 @@ func TestCustomAllocationWebhook(t *testing.T) {
 	}
 	// … and so does the DPS service API's registration state.
 	svcID, svcKey := e.newSASKey("wh-svc", access.RegistrationRead)
-	var st dps.DeviceRegistrationState
+	var st dpsservice.DeviceRegistrationState
 	svc := e.serviceClient(svcID, svcKey)
 	svc.mustOK(svc.call("GET", "/registrations/wh-ok-1", ""), 200).decode(t, &st)
 	if string(st.Payload) != `{"site":"line-3"}` {
@@ -171,7 +173,7 @@ func TestCustomAllocationWebhook(t *testing.T) {
 		if code == 200 && op.Status == "assigned" {
 			t.Fatalf("%s without a fallback was assigned: %+v", id, op.RegistrationState)
 		}
-		var eb dps.ErrorBody
+		var eb apierr.DPSErrorBody
 		if json.Unmarshal([]byte(op.RegistrationState.ErrorMessage), &eb); eb.Info["reason"] != "CUSTOM_ALLOCATION_FAILED" {
 			t.Fatalf("%s: %d %s", id, code, op.RegistrationState.ErrorMessage)
 		}
@@ -252,7 +254,7 @@ func TestWebhookPollableOperation(t *testing.T) {
 		t.Fatalf("second PUT while pending: %d %s", code, raw)
 	}
 	// Polling while the webhook decides: assigning.
-	poll := func() (int, dps.OperationStatus) {
+	poll := func() (int, dpsdevice.OperationStatus) {
 		code, _, raw := e.dpsCall("GET", "/"+idScope+"/registrations/poll-dev/operations/"+op.OperationID, auth(), "", nil)
 		return code, decodeOp(t, raw)
 	}

@@ -134,6 +134,9 @@ const (
 	PathNotFound Reason = "PATH_NOT_FOUND"
 	// MethodNotAllowed: a REST path that exists, with another HTTP method.
 	MethodNotAllowed Reason = "METHOD_NOT_ALLOWED"
+	// AttestationUnsupported: the transport does not carry the
+	// attestation asked for (TPM over MQTT: DPS's TPM flow is HTTPS-only).
+	AttestationUnsupported Reason = "ATTESTATION_UNSUPPORTED"
 )
 
 // Error is a classified error with a stable reason.

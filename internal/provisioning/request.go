@@ -22,6 +22,10 @@ const (
 	TransportREST Transport = "rest"
 	// TransportDPS is the DPS-compatible device API over HTTPS.
 	TransportDPS Transport = "dps-https"
+	// TransportMQTT and TransportMQTTWS are DPS's device protocol over
+	// MQTT, on its own TLS listener and over WebSockets.
+	TransportMQTT   Transport = "dps-mqtt"
+	TransportMQTTWS Transport = "dps-mqtt-ws"
 )
 
 // Request is one registration step as a transport saw it: everything that
@@ -150,6 +154,17 @@ func (s *Service) Lookup(ctx context.Context, req Request) (*registry.Registrati
 		return nil, err
 	}
 	return s.lookup(ctx, *p)
+}
+
+// Authenticate attests like Register and writes and reads nothing else: a
+// transport that authenticates a connection before its requests (MQTT's
+// CONNECT) calls it. A refusal is logged like Register's.
+func (s *Service) Authenticate(ctx context.Context, req Request) error {
+	if _, err := s.attest(ctx, &req); err != nil {
+		s.logRefusal(&req, "connect", err)
+		return err
+	}
+	return nil
 }
 
 // BeginTPM is a TPM's first step: req.Evidence is TPMBegin (the native

@@ -2,15 +2,21 @@ package server
 
 import (
 	"context"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/zerotouch/zerotouch/internal/access"
-	"github.com/zerotouch/zerotouch/internal/admin"
-	"github.com/zerotouch/zerotouch/internal/fault"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
+
+// accessKeyService implements AccessKeyService: operators' access keys.
+type accessKeyService struct {
+	pb.UnsafeAccessKeyServiceServer
+	base
+
+	// dpsHost is the host name DPS service SAS tokens must name.
+	dpsHost string
+}
 
 func accessKeyToPB(k *access.Key) *pb.AccessKey {
 	out := &pb.AccessKey{Id: k.ID, Name: k.Name, HasSharedAccessKey: k.SealedSAS != nil, CreateTime: ts(k.Created)}
@@ -20,22 +26,8 @@ func accessKeyToPB(k *access.Key) *pb.AccessKey {
 	return out
 }
 
-// caller authenticates the caller and checks p, returning its key and the
-// context that names it as the actor of the request's changes.
-func (s *services) caller(ctx context.Context, p access.Permission) (context.Context, *access.Key, error) {
-	token, ok := strings.CutPrefix(firstMetadata(ctx, "authorization"), "Bearer ")
-	if !ok {
-		return ctx, nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid access key is required (authorization: Bearer ztk...)")
-	}
-	k, err := s.admin.Authenticate(ctx, strings.TrimSpace(token))
-	if err != nil {
-		return ctx, nil, err
-	}
-	return admin.WithActor(ctx, k.ID), k, access.Require(k, p)
-}
-
 // CreateAccessKey implements AccessKeyService.
-func (s *services) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
+func (s *accessKeyService) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
 	ctx, me, err := s.caller(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -48,7 +40,7 @@ func (s *services) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyR
 }
 
 // ListAccessKeys implements AccessKeyService.
-func (s *services) ListAccessKeys(ctx context.Context, req *pb.ListAccessKeysRequest) (*pb.ListAccessKeysResponse, error) {
+func (s *accessKeyService) ListAccessKeys(ctx context.Context, req *pb.ListAccessKeysRequest) (*pb.ListAccessKeysResponse, error) {
 	ctx, err := s.authorize(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -69,7 +61,7 @@ func (s *services) ListAccessKeys(ctx context.Context, req *pb.ListAccessKeysReq
 }
 
 // DeleteAccessKey implements AccessKeyService.
-func (s *services) DeleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyRequest) (*emptypb.Empty, error) {
+func (s *accessKeyService) DeleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyRequest) (*emptypb.Empty, error) {
 	ctx, me, err := s.caller(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -81,7 +73,7 @@ func (s *services) DeleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyR
 }
 
 // RotateAccessKey implements AccessKeyService.
-func (s *services) RotateAccessKey(ctx context.Context, req *pb.RotateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
+func (s *accessKeyService) RotateAccessKey(ctx context.Context, req *pb.RotateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
 	ctx, me, err := s.caller(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)

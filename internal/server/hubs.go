@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -11,9 +10,151 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/fault"
-	"github.com/zerotouch/zerotouch/internal/registry"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
+
+// hubService implements HubService: shards, hub clusters and the
+// certificates the hub CA issues them.
+type hubService struct {
+	pb.UnsafeHubServiceServer
+	base
+}
+
+// CreateShard implements HubService.
+func (s *hubService) CreateShard(ctx context.Context, req *pb.CreateShardRequest) (*pb.Shard, error) {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetShard()
+	state, err := shardStateFromPB(in.GetState())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh, err := s.admin.CreateShard(ctx, &allocation.Shard{ID: in.GetId(), Hostname: in.GetHostname(), Weight: int(in.GetWeight()), State: state,
+		Region: in.GetRegion(), Capacity: int(in.GetCapacity()), Cluster: in.GetHubCluster()})
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return shardToPB(sh), nil
+}
+
+// GetShard implements HubService.
+func (s *hubService) GetShard(ctx context.Context, req *pb.GetShardRequest) (*pb.Shard, error) {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh, err := s.admin.GetShard(ctx, req.GetId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := shardToPB(sh)
+	if err := s.withLog(ctx, out); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return out, nil
+}
+
+// withLog fills in the shards' assignment log heads and their clusters'
+// acknowledged cursors.
+func (s *hubService) withLog(ctx context.Context, shards ...*pb.Shard) error {
+	names := make([]string, len(shards))
+	for i, sh := range shards {
+		names[i] = sh.GetId()
+	}
+	heads, err := s.admin.LogHeads(ctx, names)
+	if err != nil {
+		return err
+	}
+	for i, sh := range shards {
+		sh.AssignmentLogHead = heads[i]
+		if sh.GetHubCluster() != "" {
+			if sh.AssignmentAcknowledged, err = s.admin.AckedEvent(ctx, sh.GetHubCluster(), sh.GetId()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ListShards implements HubService.
+func (s *hubService) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*pb.ListShardsResponse, error) {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	n, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	shards, next, err := s.admin.ListShards(ctx, req.GetPageToken(), n)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListShardsResponse{NextPageToken: next}
+	for _, sh := range shards {
+		out.Shards = append(out.Shards, shardToPB(sh))
+	}
+	if err := s.withLog(ctx, out.Shards...); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return out, nil
+}
+
+// UpdateShard implements HubService.
+func (s *hubService) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.Shard, error) {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	in := req.GetShard()
+	paths, err := maskPaths(req.GetUpdateMask(), "hostname", "weight", "state", "region", "capacity", "hub_cluster")
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh, err := s.admin.GetShard(ctx, in.GetId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh.Etag = in.GetEtag()
+	if paths["hostname"] {
+		sh.Hostname = in.GetHostname()
+	}
+	if paths["weight"] {
+		sh.Weight = int(in.GetWeight())
+	}
+	if paths["state"] {
+		if sh.State, err = shardStateFromPB(in.GetState()); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+	}
+	if paths["region"] {
+		sh.Region = in.GetRegion()
+	}
+	if paths["capacity"] {
+		sh.Capacity = int(in.GetCapacity())
+	}
+	if paths["hub_cluster"] {
+		sh.Cluster = in.GetHubCluster()
+	}
+	if sh, err = s.admin.UpdateShard(ctx, sh); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return shardToPB(sh), nil
+}
+
+// DeleteShard implements HubService.
+func (s *hubService) DeleteShard(ctx context.Context, req *pb.DeleteShardRequest) (*emptypb.Empty, error) {
+	ctx, err := s.authorize(ctx, access.ServiceConfig)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := s.admin.DeleteShard(ctx, req.GetId(), req.GetEtag()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return &emptypb.Empty{}, nil
+}
 
 func clusterToPB(c *allocation.Cluster) *pb.HubCluster {
 	return &pb.HubCluster{Id: c.ID, CertificateThumbprints: c.Certificates, CreateTime: ts(c.Created), UpdateTime: ts(c.Updated), Etag: c.Etag}
@@ -40,7 +181,7 @@ func clusterCertificates(id string, in *pb.HubCluster) ([]string, error) {
 }
 
 // CreateHubCluster implements HubService.
-func (s *services) CreateHubCluster(ctx context.Context, req *pb.CreateHubClusterRequest) (*pb.HubCluster, error) {
+func (s *hubService) CreateHubCluster(ctx context.Context, req *pb.CreateHubClusterRequest) (*pb.HubCluster, error) {
 	ctx, err := s.authorize(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -58,7 +199,7 @@ func (s *services) CreateHubCluster(ctx context.Context, req *pb.CreateHubCluste
 }
 
 // GetHubCluster implements HubService.
-func (s *services) GetHubCluster(ctx context.Context, req *pb.GetHubClusterRequest) (*pb.HubCluster, error) {
+func (s *hubService) GetHubCluster(ctx context.Context, req *pb.GetHubClusterRequest) (*pb.HubCluster, error) {
 	ctx, err := s.authorize(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -71,7 +212,7 @@ func (s *services) GetHubCluster(ctx context.Context, req *pb.GetHubClusterReque
 }
 
 // ListHubClusters implements HubService.
-func (s *services) ListHubClusters(ctx context.Context, req *pb.ListHubClustersRequest) (*pb.ListHubClustersResponse, error) {
+func (s *hubService) ListHubClusters(ctx context.Context, req *pb.ListHubClustersRequest) (*pb.ListHubClustersResponse, error) {
 	ctx, err := s.authorize(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -92,7 +233,7 @@ func (s *services) ListHubClusters(ctx context.Context, req *pb.ListHubClustersR
 }
 
 // UpdateHubCluster implements HubService.
-func (s *services) UpdateHubCluster(ctx context.Context, req *pb.UpdateHubClusterRequest) (*pb.HubCluster, error) {
+func (s *hubService) UpdateHubCluster(ctx context.Context, req *pb.UpdateHubClusterRequest) (*pb.HubCluster, error) {
 	ctx, err := s.authorize(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -119,7 +260,7 @@ func (s *services) UpdateHubCluster(ctx context.Context, req *pb.UpdateHubCluste
 }
 
 // DeleteHubCluster implements HubService.
-func (s *services) DeleteHubCluster(ctx context.Context, req *pb.DeleteHubClusterRequest) (*emptypb.Empty, error) {
+func (s *hubService) DeleteHubCluster(ctx context.Context, req *pb.DeleteHubClusterRequest) (*emptypb.Empty, error) {
 	ctx, err := s.authorize(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -130,116 +271,8 @@ func (s *services) DeleteHubCluster(ctx context.Context, req *pb.DeleteHubCluste
 	return &emptypb.Empty{}, nil
 }
 
-// hubCluster authenticates a hub node: its TLS client certificate (whose
-// key possession the handshake proved) must be within its validity period,
-// name a cluster in its subject CN, and be pinned on that cluster. Every
-// failure is the same UNAUTHENTICATED answer.
-func (s *services) hubCluster(ctx context.Context) (*allocation.Cluster, error) {
-	denied := fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a pinned hub cluster client certificate is required")
-	_, state := peerInfo(ctx)
-	if state == nil || len(state.PeerCertificates) == 0 {
-		return nil, denied
-	}
-	leaf := state.PeerCertificates[0]
-	if now := time.Now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) || !clientUsage(leaf) {
-		return nil, denied
-	}
-	c, err := s.admin.GetCluster(ctx, leaf.Subject.CommonName)
-	if err != nil {
-		if fault.KindOf(err) == fault.NotFound || fault.KindOf(err) == fault.InvalidArgument {
-			return nil, denied
-		}
-		return nil, err
-	}
-	if !c.Pins(enrollment.Thumbprint(leaf.Raw)) {
-		return nil, denied
-	}
-	return c, nil
-}
-
-// clientUsage reports whether a certificate may authenticate a TLS client
-// (no extended key usage, or client auth among them).
-func clientUsage(c *x509.Certificate) bool {
-	if len(c.ExtKeyUsage) == 0 {
-		return true
-	}
-	for _, u := range c.ExtKeyUsage {
-		if u == x509.ExtKeyUsageClientAuth || u == x509.ExtKeyUsageAny {
-			return true
-		}
-	}
-	return false
-}
-
-// LookupIdentity implements HubAssignmentService.
-func (s *services) LookupIdentity(ctx context.Context, req *pb.LookupIdentityRequest) (*pb.DeviceIdentity, error) {
-	c, err := s.hubCluster(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	if err := enrollment.ValidateID("device_id", req.GetDeviceId()); err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	id, err := s.admin.GetIdentity(ctx, req.GetDeviceId())
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	sh, err := s.admin.GetShard(ctx, id.Shard)
-	if err != nil && fault.KindOf(err) != fault.NotFound {
-		return nil, s.fail(ctx, err)
-	}
-	if sh == nil || sh.Cluster != c.ID {
-		return nil, s.fail(ctx, fault.New(fault.PermissionDenied, fault.PermissionDeniedR, "device %q is not on a shard of hub cluster %q", req.GetDeviceId(), c.ID))
-	}
-	out := identityToPB(id)
-	if out.Enabled {
-		// A disabled enrollment disables its devices, whatever their
-		// identities say.
-		reg, err := s.admin.GetRegistration(ctx, id.RegistrationID)
-		if err != nil {
-			return nil, s.fail(ctx, err)
-		}
-		if out.Enabled, err = s.admin.EnrollmentEnabled(ctx, reg); err != nil {
-			return nil, s.fail(ctx, err)
-		}
-	}
-	return out, nil
-}
-
-func identityToPB(id *registry.Identity) *pb.DeviceIdentity {
-	out := &pb.DeviceIdentity{DeviceId: id.DeviceID, RegistrationId: id.RegistrationID, Shard: id.Shard, Enabled: id.Status == registry.IdentityEnabled,
-		X509Thumbprint: id.Credential.X509Thumbprint, CaThumbprint: id.Credential.CAThumbprint, TpmEkHash: id.Credential.TPMEKHash,
-		TpmBoundKey: id.Credential.TPMBoundKey, SymmetricKeyHash: id.Credential.SymmetricKeyHash, InitialTwinJson: string(id.InitialTwin),
-		IotEdge: id.IoTEdge, Version: id.Version, UpdateTime: ts(id.Updated)}
-	switch id.Credential.Type {
-	case registry.X509:
-		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_X509
-	case registry.TPM:
-		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
-	case registry.SymmetricKey:
-		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY
-	}
-	return out
-}
-
-// GetWebhookSecret implements EnrollmentService.
-func (s *services) GetWebhookSecret(ctx context.Context, req *pb.GetWebhookSecretRequest) (*pb.WebhookSecret, error) {
-	ctx, err := s.authorize(ctx, access.ServiceConfig)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	w := &enrollment.Allocation{Policy: enrollment.PolicyCustom, Webhook: &enrollment.Webhook{URL: req.GetUrl()}}
-	if err := w.Validate(); err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	if s.admin.Secrets == nil {
-		return nil, s.fail(ctx, fault.New(fault.FailedPrecondition, fault.SASDisabled, "no data key to derive webhook secrets from"))
-	}
-	return &pb.WebhookSecret{Url: req.GetUrl(), Secret: s.admin.Secrets.WebhookSecret(req.GetUrl())}, nil
-}
-
 // IssueHubCertificate implements HubService.
-func (s *services) IssueHubCertificate(ctx context.Context, req *pb.IssueHubCertificateRequest) (*pb.HubCertificate, error) {
+func (s *hubService) IssueHubCertificate(ctx context.Context, req *pb.IssueHubCertificateRequest) (*pb.HubCertificate, error) {
 	ctx, err := s.authorize(ctx, access.ServiceConfig)
 	if err != nil {
 		return nil, s.fail(ctx, err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"sort"
 	"strconv"
@@ -78,10 +79,111 @@ func (h *hubStreams) release(cluster string) {
 // stop ends every watch (the server is shutting down).
 func (h *hubStreams) stop() { h.stopOnce.Do(func() { close(h.stopping) }) }
 
+// hubAssignmentService implements HubAssignmentService: what hub nodes,
+// authenticated by their pinned client certificates, read of their shards.
+type hubAssignmentService struct {
+	pb.UnsafeHubAssignmentServiceServer
+	base
+
+	hubs *hubStreams
+}
+
+// hubCluster authenticates a hub node: its TLS client certificate (whose
+// key possession the handshake proved) must be within its validity period,
+// name a cluster in its subject CN, and be pinned on that cluster. Every
+// failure is the same UNAUTHENTICATED answer.
+func (s *hubAssignmentService) hubCluster(ctx context.Context) (*allocation.Cluster, error) {
+	denied := fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a pinned hub cluster client certificate is required")
+	_, state := peerInfo(ctx)
+	if state == nil || len(state.PeerCertificates) == 0 {
+		return nil, denied
+	}
+	leaf := state.PeerCertificates[0]
+	if now := time.Now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) || !clientUsage(leaf) {
+		return nil, denied
+	}
+	c, err := s.admin.GetCluster(ctx, leaf.Subject.CommonName)
+	if err != nil {
+		if fault.KindOf(err) == fault.NotFound || fault.KindOf(err) == fault.InvalidArgument {
+			return nil, denied
+		}
+		return nil, err
+	}
+	if !c.Pins(enrollment.Thumbprint(leaf.Raw)) {
+		return nil, denied
+	}
+	return c, nil
+}
+
+// clientUsage reports whether a certificate may authenticate a TLS client
+// (no extended key usage, or client auth among them).
+func clientUsage(c *x509.Certificate) bool {
+	if len(c.ExtKeyUsage) == 0 {
+		return true
+	}
+	for _, u := range c.ExtKeyUsage {
+		if u == x509.ExtKeyUsageClientAuth || u == x509.ExtKeyUsageAny {
+			return true
+		}
+	}
+	return false
+}
+
+// LookupIdentity implements HubAssignmentService.
+func (s *hubAssignmentService) LookupIdentity(ctx context.Context, req *pb.LookupIdentityRequest) (*pb.DeviceIdentity, error) {
+	c, err := s.hubCluster(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if err := enrollment.ValidateID("device_id", req.GetDeviceId()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	id, err := s.admin.GetIdentity(ctx, req.GetDeviceId())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	sh, err := s.admin.GetShard(ctx, id.Shard)
+	if err != nil && fault.KindOf(err) != fault.NotFound {
+		return nil, s.fail(ctx, err)
+	}
+	if sh == nil || sh.Cluster != c.ID {
+		return nil, s.fail(ctx, fault.New(fault.PermissionDenied, fault.PermissionDeniedR, "device %q is not on a shard of hub cluster %q", req.GetDeviceId(), c.ID))
+	}
+	out := identityToPB(id)
+	if out.Enabled {
+		// A disabled enrollment disables its devices, whatever their
+		// identities say.
+		reg, err := s.admin.GetRegistration(ctx, id.RegistrationID)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		if out.Enabled, err = s.admin.EnrollmentEnabled(ctx, reg); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+	}
+	return out, nil
+}
+
+func identityToPB(id *registry.Identity) *pb.DeviceIdentity {
+	out := &pb.DeviceIdentity{DeviceId: id.DeviceID, RegistrationId: id.RegistrationID, Shard: id.Shard, Enabled: id.Status == registry.IdentityEnabled,
+		X509Thumbprint: id.Credential.X509Thumbprint, CaThumbprint: id.Credential.CAThumbprint, TpmEkHash: id.Credential.TPMEKHash,
+		TpmBoundKey: id.Credential.TPMBoundKey, SymmetricKeyHash: id.Credential.SymmetricKeyHash, InitialTwinJson: string(id.InitialTwin),
+		IotEdge: id.IoTEdge, Version: id.Version, UpdateTime: ts(id.Updated)}
+	switch id.Credential.Type {
+	case registry.X509:
+		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_X509
+	case registry.TPM:
+		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
+	case registry.SymmetricKey:
+		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY
+	}
+	return out
+}
+
 // ownShard checks that the shard exists and belongs to the cluster. An
 // unknown shard is PermissionDenied too, so a hub learns nothing of other
 // clusters' shards.
-func (s *services) ownShard(ctx context.Context, c *allocation.Cluster, shard string) error {
+func (s *hubAssignmentService) ownShard(ctx context.Context, c *allocation.Cluster, shard string) error {
 	if err := enrollment.ValidateID("shard", shard); err != nil {
 		return err
 	}
@@ -123,7 +225,7 @@ func shardCursorError(shard string, err error) error {
 }
 
 // WatchAssignments implements HubAssignmentService.
-func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[pb.IdentityEvent]) error {
+func (s *hubAssignmentService) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[pb.IdentityEvent]) error {
 	ctx := stream.Context()
 	c, err := s.hubCluster(ctx)
 	if err != nil {
@@ -230,7 +332,7 @@ func (s *services) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 }
 
 // AckAssignments implements HubAssignmentService.
-func (s *services) AckAssignments(ctx context.Context, req *pb.AckAssignmentsRequest) (*pb.AckAssignmentsResponse, error) {
+func (s *hubAssignmentService) AckAssignments(ctx context.Context, req *pb.AckAssignmentsRequest) (*pb.AckAssignmentsResponse, error) {
 	c, err := s.hubCluster(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -253,7 +355,7 @@ func (s *services) AckAssignments(ctx context.Context, req *pb.AckAssignmentsReq
 
 // ListShardIdentities implements HubAssignmentService. Its page token is
 // the snapshot's cursor and the store's own token.
-func (s *services) ListShardIdentities(ctx context.Context, req *pb.ListShardIdentitiesRequest) (*pb.ListShardIdentitiesResponse, error) {
+func (s *hubAssignmentService) ListShardIdentities(ctx context.Context, req *pb.ListShardIdentitiesRequest) (*pb.ListShardIdentitiesResponse, error) {
 	c, err := s.hubCluster(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -297,7 +399,7 @@ func (s *services) ListShardIdentities(ctx context.Context, req *pb.ListShardIde
 }
 
 // ListClusterShards implements HubAssignmentService.
-func (s *services) ListClusterShards(ctx context.Context, _ *pb.ListClusterShardsRequest) (*pb.ListClusterShardsResponse, error) {
+func (s *hubAssignmentService) ListClusterShards(ctx context.Context, _ *pb.ListClusterShardsRequest) (*pb.ListClusterShardsResponse, error) {
 	c, err := s.hubCluster(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, err)

@@ -32,7 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/zerotouch/zerotouch/internal/admin"
-	"github.com/zerotouch/zerotouch/internal/dps"
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
@@ -92,6 +92,10 @@ type Config struct {
 	HubPollInterval time.Duration
 	// Geo, if set, locates clients for the geo allocation policy.
 	Geo *Geo
+	// Upgrades, if set, serves these exact paths on the REST listener
+	// outside the request middleware: handlers that take their connection
+	// over (MQTT over WebSockets at /$iothub/websocket).
+	Upgrades map[string]http.Handler
 }
 
 // Server is a running Zerotouch API.
@@ -119,8 +123,16 @@ func New(cfg Config) (*Server, error) {
 	// once, by attestation, against the enrollment's CA.
 	tlsCfg.ClientAuth = tls.RequestClientCert
 
-	svc := &services{prov: cfg.Provisioning, admin: cfg.Admin, log: cfg.Log, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval), dpsHost: cfg.DPSHostName}
-	s := &Server{cfg: cfg, health: health.NewServer(), hubs: svc.hubs}
+	// One value per gRPC service; the management services share base.
+	b := base{admin: cfg.Admin, log: cfg.Log}
+	device := &deviceService{prov: cfg.Provisioning, log: cfg.Log}
+	cas := &caService{base: b}
+	enrollments := &enrollmentService{base: b}
+	hubs := &hubService{base: b}
+	registrations := &registrationService{base: b}
+	keys := &accessKeyService{base: b, dpsHost: cfg.DPSHostName}
+	assignments := &hubAssignmentService{base: b, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
+	s := &Server{cfg: cfg, health: health.NewServer(), hubs: assignments.hubs}
 
 	dec := newRequestDecoder(maxGRPCBytes, cfg.Log)
 	s.grpc = grpc.NewServer(
@@ -137,13 +149,13 @@ func New(cfg Config) (*Server, error) {
 	// Every service is registered through reg, so that its requests are
 	// decoded by dec.
 	reg := decodingRegistrar{Server: s.grpc, dec: dec}
-	pb.RegisterDeviceRegistrationServiceServer(reg, svc)
-	pb.RegisterCertificateAuthorityServiceServer(reg, svc)
-	pb.RegisterEnrollmentServiceServer(reg, svc)
-	pb.RegisterHubServiceServer(reg, svc)
-	pb.RegisterRegistrationServiceServer(reg, svc)
-	pb.RegisterAccessKeyServiceServer(reg, svc)
-	pb.RegisterHubAssignmentServiceServer(reg, svc)
+	pb.RegisterDeviceRegistrationServiceServer(reg, device)
+	pb.RegisterCertificateAuthorityServiceServer(reg, cas)
+	pb.RegisterEnrollmentServiceServer(reg, enrollments)
+	pb.RegisterHubServiceServer(reg, hubs)
+	pb.RegisterRegistrationServiceServer(reg, registrations)
+	pb.RegisterAccessKeyServiceServer(reg, keys)
+	pb.RegisterHubAssignmentServiceServer(reg, assignments)
 	healthpb.RegisterHealthServer(reg, s.health)
 	reflection.Register(reg)
 
@@ -156,12 +168,12 @@ func New(cfg Config) (*Server, error) {
 	)
 	ctx := context.Background()
 	for _, err := range []error{
-		pb.RegisterDeviceRegistrationServiceHandlerServer(ctx, gw, svc),
-		pb.RegisterCertificateAuthorityServiceHandlerServer(ctx, gw, svc),
-		pb.RegisterEnrollmentServiceHandlerServer(ctx, gw, svc),
-		pb.RegisterHubServiceHandlerServer(ctx, gw, svc),
-		pb.RegisterRegistrationServiceHandlerServer(ctx, gw, svc),
-		pb.RegisterAccessKeyServiceHandlerServer(ctx, gw, svc),
+		pb.RegisterDeviceRegistrationServiceHandlerServer(ctx, gw, device),
+		pb.RegisterCertificateAuthorityServiceHandlerServer(ctx, gw, cas),
+		pb.RegisterEnrollmentServiceHandlerServer(ctx, gw, enrollments),
+		pb.RegisterHubServiceHandlerServer(ctx, gw, hubs),
+		pb.RegisterRegistrationServiceHandlerServer(ctx, gw, registrations),
+		pb.RegisterAccessKeyServiceHandlerServer(ctx, gw, keys),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("server: register gateway: %w", err)
@@ -181,7 +193,7 @@ func New(cfg Config) (*Server, error) {
 			// The service API's paths are matched case-insensitively (the
 			// Node SDK sends /enrollmentgroups/…), so they are routed here.
 			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				if cfg.DPSService != nil && dps.Handles(r.URL.Path) {
+				if cfg.DPSService != nil && dpsservice.Handles(r.URL.Path) {
 					cfg.DPSService.ServeHTTP(w, r)
 					return
 				}
@@ -201,7 +213,7 @@ func New(cfg Config) (*Server, error) {
 	httpTLS := tlsCfg.Clone()
 	httpTLS.NextProtos = []string{"h2", "http/1.1"}
 	s.http = &http.Server{
-		Handler:           s.httpMiddleware(mux),
+		Handler:           withUpgrades(cfg.Upgrades, s.httpMiddleware(mux)),
 		TLSConfig:         httpTLS,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       requestTimeout,
@@ -211,6 +223,21 @@ func New(cfg Config) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
+}
+
+// withUpgrades routes the upgrade paths around next (whose response
+// recorder cannot be hijacked).
+func withUpgrades(upgrades map[string]http.Handler, next http.Handler) http.Handler {
+	if len(upgrades) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := upgrades[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) ready(ctx context.Context) error {

@@ -1,10 +1,12 @@
-package dps
+package dpsclient
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
+
+	"github.com/zerotouch/zerotouch/internal/dpsservice"
 )
 
 // ImportResult is what happened to one enrollment or group.
@@ -68,15 +70,15 @@ func importOne(ctx context.Context, from, to *Client, path, kind, idField string
 			out[f] = v
 		}
 	}
-	var att AttestationMechanism
+	var att dpsservice.AttestationMechanism
 	if err := json.Unmarshal(item["attestation"], &att); err != nil {
 		res.Err = fmt.Errorf("the source's attestation is unreadable: %w", err)
 		return res
 	}
-	clean := AttestationMechanism{Type: att.Type}
+	clean := dpsservice.AttestationMechanism{Type: att.Type}
 	switch att.Type {
 	case "symmetricKey":
-		var keys AttestationMechanism
+		var keys dpsservice.AttestationMechanism
 		if _, err := from.Do(ctx, "POST", path+"/"+url.PathEscape(res.ID)+"/attestationmechanism", nil, &keys); err != nil {
 			res.Err = fmt.Errorf("read the keys: %w", err)
 			return res
@@ -84,23 +86,23 @@ func importOne(ctx context.Context, from, to *Client, path, kind, idField string
 		clean.SymmetricKey = keys.SymmetricKey
 	case "tpm":
 		if att.TPM != nil {
-			clean.TPM = &TPMAttestation{EndorsementKey: att.TPM.EndorsementKey}
+			clean.TPM = &dpsservice.TPMAttestation{EndorsementKey: att.TPM.EndorsementKey}
 		}
 	case "x509":
 		if x := att.X509; x != nil {
-			clean.X509 = &X509Attestation{}
-			pick := func(field string, certs *X509Certificates) *X509Certificates {
+			clean.X509 = &dpsservice.X509Attestation{}
+			pick := func(field string, certs *dpsservice.X509Certificates) *dpsservice.X509Certificates {
 				if certs == nil || certs.Primary == nil {
 					return nil
 				}
 				if certs.Secondary != nil {
 					res.Notes = append(res.Notes, "the secondary "+field+" certificate was not imported")
 				}
-				p := &X509CertificateWithInfo{Certificate: certs.Primary.Certificate}
+				p := &dpsservice.X509CertificateWithInfo{Certificate: certs.Primary.Certificate}
 				if certs.Primary.Certificate == "" && certs.Primary.Info != nil {
-					p.Info = &X509CertificateInfo{SHA256Thumbprint: certs.Primary.Info.SHA256Thumbprint}
+					p.Info = &dpsservice.X509CertificateInfo{SHA256Thumbprint: certs.Primary.Info.SHA256Thumbprint}
 				}
-				return &X509Certificates{Primary: p}
+				return &dpsservice.X509Certificates{Primary: p}
 			}
 			clean.X509.ClientCertificates = pick("client", x.ClientCertificates)
 			clean.X509.SigningCertificates = pick("signing", x.SigningCertificates)
@@ -108,7 +110,7 @@ func importOne(ctx context.Context, from, to *Client, path, kind, idField string
 				if r.Secondary != "" {
 					res.Notes = append(res.Notes, "the secondary CA reference was not imported")
 				}
-				clean.X509.CAReferences = &X509CAReferences{Primary: r.Primary}
+				clean.X509.CAReferences = &dpsservice.X509CAReferences{Primary: r.Primary}
 			}
 		}
 	}

@@ -1,4 +1,9 @@
-package dps
+// Package dpsclient calls a DPS service API (Azure DPS's, or Zerotouch's
+// internal/dpsservice) as the Azure service SDKs do, and copies
+// enrollments from one to another: the client side of `zerotouch
+// dps-import` (docs/dps.md, ADR 10). It is part of the command line, not
+// of the server.
+package dpsclient
 
 import (
 	"bytes"
@@ -13,12 +18,14 @@ import (
 	"time"
 
 	"github.com/zerotouch/zerotouch/attestation/symkey"
+	"github.com/zerotouch/zerotouch/internal/apierr"
 )
 
-// Client calls a DPS service API (Azure DPS's, or Zerotouch's) as the Azure
-// service SDKs do: a SAS token signed with a shared access policy key, made
-// fresh for every request. It is what `zerotouch dps-import` uses to copy
-// enrollments from Azure DPS.
+// maxAnswer bounds an answer read (a page of 1,000 enrollments fits).
+const maxAnswer = 4 << 20
+
+// Client calls a DPS service API with a SAS token signed with a shared
+// access policy key, made fresh for every request.
 type Client struct {
 	// Host is HostName from the connection string; it may carry a port
 	// (the SAS resource is the host without it).
@@ -28,9 +35,9 @@ type Client struct {
 	HTTP    *http.Client
 }
 
-// NewClient parses a connection string
+// New parses a connection string
 // "HostName=…;SharedAccessKeyName=…;SharedAccessKey=…".
-func NewClient(connectionString string, hc *http.Client) (*Client, error) {
+func New(connectionString string, hc *http.Client) (*Client, error) {
 	parts := map[string]string{}
 	for _, kv := range strings.Split(connectionString, ";") {
 		if kv = strings.TrimSpace(kv); kv == "" {
@@ -56,7 +63,7 @@ func NewClient(connectionString string, hc *http.Client) (*Client, error) {
 // APIError is a DPS error answer.
 type APIError struct {
 	Status int
-	Body   ErrorBody
+	Body   apierr.DPSErrorBody
 	Raw    string
 }
 
@@ -102,7 +109,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any, hdr
 		return nil, err
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxBulkBody))
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
 	if err != nil {
 		return nil, err
 	}

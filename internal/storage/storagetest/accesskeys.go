@@ -1,0 +1,82 @@
+package storagetest
+
+import (
+	"crypto/rand"
+	"testing"
+
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/fault"
+)
+
+func testAccessKeys(t *testing.T, s Store) {
+	ctx := t.Context()
+	n, err := s.CountKeys(ctx)
+	must(t, err, "CountKeys")
+	if n != 0 {
+		t.Fatalf("fresh store has %d keys", n)
+	}
+	token, k, err := access.Generate(rand.Reader, "owner", access.All, t0)
+	must(t, err, "Generate")
+	must(t, s.CreateKey(ctx, k), "CreateKey")
+	wantKind(t, s.CreateKey(ctx, k), fault.AlreadyExists, "CreateKey again")
+	got, err := access.Authenticate(ctx, s, token)
+	must(t, err, "Authenticate")
+	if got.Name != "owner" || !got.Has(access.ServiceConfig) || len(got.Permissions) != len(access.All) {
+		t.Fatalf("Authenticate = %+v", got)
+	}
+	_, err = access.Authenticate(ctx, s, token+"x")
+	wantKind(t, err, fault.Unauthenticated, "Authenticate(wrong secret)")
+	n, _ = s.CountKeys(ctx)
+	if n != 1 {
+		t.Fatalf("CountKeys = %d", n)
+	}
+
+	// A key with a sealed shared access key keeps it; keys list in ID
+	// order, page by page; a deleted key no longer authenticates.
+	_, k2, err := access.Generate(rand.Reader, "dps", []access.Permission{access.EnrollmentRead}, t0)
+	must(t, err, "Generate")
+	k2.SealedSAS = []byte{9, 8, 7}
+	must(t, s.CreateKey(ctx, k2), "CreateKey(with SAS)")
+	got2, err := s.GetKey(ctx, k2.ID)
+	must(t, err, "GetKey")
+	if string(got2.SealedSAS) != "\x09\x08\x07" || got2.Name != "dps" || len(got2.Permissions) != 1 {
+		t.Fatalf("GetKey = %+v", got2)
+	}
+	var ids []string
+	for tok, pages := "", 0; ; pages++ {
+		keys, next, err := s.ListKeys(ctx, tok, 1)
+		must(t, err, "ListKeys")
+		for _, k := range keys {
+			ids = append(ids, k.ID)
+		}
+		if next == "" || pages > 5 {
+			break
+		}
+		tok = next
+	}
+	want := []string{k.ID, k2.ID}
+	if k2.ID < k.ID {
+		want = []string{k2.ID, k.ID}
+	}
+	if len(ids) != 2 || ids[0] != want[0] || ids[1] != want[1] {
+		t.Fatalf("ListKeys = %v, want %v", ids, want)
+	}
+	// Rotation replaces the secret and the shared access key in one
+	// write; the key keeps its ID, name and permissions.
+	newToken, rotated, err := access.Rotate(rand.Reader, k2)
+	must(t, err, "Rotate")
+	must(t, s.RotateKey(ctx, k2.ID, rotated.SecretHash, []byte{1}), "RotateKey")
+	got3, err := access.Authenticate(ctx, s, newToken)
+	must(t, err, "Authenticate(rotated)")
+	if got3.Name != "dps" || len(got3.Permissions) != 1 || string(got3.SealedSAS) != "\x01" {
+		t.Fatalf("rotated key = %+v", got3)
+	}
+	wantKind(t, s.RotateKey(ctx, "nobody", rotated.SecretHash, nil), fault.NotFound, "RotateKey(unknown)")
+	must(t, s.DeleteKey(ctx, k.ID), "DeleteKey")
+	wantKind(t, s.DeleteKey(ctx, k.ID), fault.NotFound, "DeleteKey again")
+	_, err = access.Authenticate(ctx, s, token)
+	wantKind(t, err, fault.Unauthenticated, "Authenticate(deleted key)")
+	if n, _ = s.CountKeys(ctx); n != 1 {
+		t.Fatalf("CountKeys after delete = %d", n)
+	}
+}
