@@ -65,7 +65,6 @@ func Handles(path string) bool {
 type svcRequest struct {
 	w     http.ResponseWriter
 	r     *http.Request
-	key   *access.Key
 	kind  string // "enrollments", "enrollmentgroups", "registrations"
 	id    string // "" for the collection
 	extra string // "", "attestationmechanism", "query"
@@ -117,7 +116,6 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	req.key = key
 	req.r = r.WithContext(admin.WithActor(r.Context(), key.ID))
 	if err := op(req); err != nil {
 		s.fail(w, r, err)
