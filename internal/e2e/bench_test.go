@@ -54,6 +54,7 @@ func TestBenchTool(t *testing.T) {
 		{"--attestation", "symmetric", "--reuse", "--mode", "register"},
 		{"--transport", "dps", "--attestation", "symmetric", "--mode", "register"},
 		{"--transport", "dps", "--mode", "register"},
+		{"--transport", "mqtt", "--attestation", "symmetric", "--mode", "register"}, // and dps, to compare
 		{"--attestation", "tpm"}, // both transports, register only
 	} {
 		out, err := exec.Command(bin, append([]string{"bench", "--spawn", "--devices", "30", "--concurrency", "4", "--json"}, args...)...).Output()
@@ -75,6 +76,27 @@ func TestBenchTool(t *testing.T) {
 			if tpm := r.Attestation == "tpm"; tpm != (r.DeviceMsPerOp > 0) || (tpm && (r.Concurrency != 4 || r.ClientCPUPerOpUs <= 0)) {
 				t.Errorf("bench %v: TPM simulator time %.2f ms, client CPU %.0f µs, concurrency %d", args, r.DeviceMsPerOp, r.ClientCPUPerOpUs, r.Concurrency)
 			}
+		}
+	}
+
+	// DPS over MQTT: fresh TLS per device, its ceiling (TLS and
+	// CONNECT/CONNACK), the rate against the ceiling and the DPS HTTPS API,
+	// and the server's memory per idle connection.
+	out, err = exec.Command(bin, "bench", "--spawn", "--transport", "mqtt", "--devices", "20", "--concurrency", "4", "--json").Output()
+	var mq struct {
+		Reports []bench.Report `json:"reports"`
+		Ratios  []string       `json:"ratios"`
+		Idle    struct {
+			Connections int     `json:"connections"`
+			Bytes       float64 `json:"server_bytes_per_connection"`
+		} `json:"mqtt_idle"`
+	}
+	if jerr := json.Unmarshal(out, &mq); err != nil || jerr != nil || len(mq.Reports) != 4 || len(mq.Ratios) != 3 || mq.Idle.Connections != 20 || mq.Idle.Bytes == 0 {
+		t.Fatalf("bench --transport mqtt: %v %v\n%s", err, jerr, out)
+	}
+	for _, r := range mq.Reports {
+		if r.Succeeded != 20 || len(r.Errors) != 0 || !r.ServerCPUMeasured {
+			t.Errorf("bench --transport mqtt: %+v", r)
 		}
 	}
 
@@ -117,7 +139,8 @@ func TestBenchTool(t *testing.T) {
 	}
 
 	// Bad flags are usage errors.
-	for _, args := range [][]string{{"--kex", "rsa"}, {"--attestation", "tpm", "--mode", "ceiling"}, {"--attestation", "tpm", "--tpm-ek", "dsa"}, {"--attestation", "tpm", "--transport", "dps"},
+	for _, args := range [][]string{{"--kex", "rsa"}, {"--attestation", "tpm", "--mode", "ceiling"}, {"--attestation", "tpm", "--tpm-ek", "dsa"}, {"--attestation", "tpm", "--transport", "dps"}, {"--attestation", "tpm", "--transport", "mqtt"},
+		{"--transport", "mqtt", "--attestation", "symmetric", "--reuse"},
 		{"--attestation", "tpm", "--concurrency", "65"}, {"--duration", "-1s"}, {"--duration", "25h"}} {
 		if err := exec.Command(bin, append([]string{"bench"}, args...)...).Run(); err == nil {
 			t.Errorf("bench %v succeeded", args)

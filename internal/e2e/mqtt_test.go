@@ -535,6 +535,28 @@ func TestMQTTDisconnectMidOperation(t *testing.T) {
 	if !consistent("drop-b") {
 		t.Fatal("drop-b: assigned but not registered")
 	}
+
+	// The operations are the HTTPS API's: drop-a's, polled over HTTPS; one
+	// registered over HTTPS, polled over MQTT.
+	status, _, raw := e.dpsCall(http.MethodGet, "/"+idScope+"/registrations/drop-a/operations/"+url.PathEscape(opID), mqttSAS("drop-a", keyOf("drop-a")), "", nil)
+	if status != http.StatusOK || !strings.Contains(string(raw), `"status":"assigned"`) {
+		t.Fatalf("drop-a's operation over HTTPS: %d %s", status, raw)
+	}
+	status, _, raw = e.dpsCall(http.MethodPut, "/"+idScope+"/registrations/drop-c/register", mqttSAS("drop-c", keyOf("drop-c")), `{"registrationId":"drop-c"}`, nil)
+	var op struct {
+		OperationID string `json:"operationId"`
+	}
+	if err := json.Unmarshal(raw, &op); err != nil || status != http.StatusOK && status != http.StatusAccepted {
+		t.Fatalf("drop-c over HTTPS: %d %s", status, raw)
+	}
+	c, err := e.mqttConnect("drop-c", keyOf("drop-c"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if p, err := c.poll(op.OperationID); err != nil || p.status != http.StatusOK && p.status != http.StatusAccepted || p.body["operationId"] == nil {
+		t.Fatalf("drop-c's operation over MQTT: %v %d %s", err, p.status, p.raw)
+	}
 }
 
 // TestMQTTHerd registers a herd of MQTT devices, each on a fresh TLS

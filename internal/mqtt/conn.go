@@ -29,6 +29,10 @@ type deviceConn struct {
 	// (the HTTPS server did the handshake); a TLS connection has its own.
 	certs  []*x509.Certificate
 	header http.Header
+	// brokerID is the connection's ID in the broker, session the device
+	// once CONNECT authenticated it (both set by the hook).
+	brokerID string
+	session  *session
 
 	release func()
 	once    sync.Once
@@ -160,7 +164,21 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := (*establish)(listenerWS, dc); err != nil {
 		l.srv.log.Debug("mqtt connection ended", "peer", r.RemoteAddr, "err", err)
 	}
+	l.srv.forget(dc)
+}
+
+// forget releases a connection the broker is done with. The broker
+// forgets its clients when they disconnect, except one whose CONNACK
+// could not be written (it went away at once): that one is forgotten
+// here, so that connections that fail so leave nothing behind.
+func (s *Server) forget(dc *deviceConn) {
 	dc.Close()
+	if dc.brokerID == "" {
+		return
+	}
+	if cl, ok := s.broker.Clients.Get(dc.brokerID); ok && cl.Net.Conn == net.Conn(dc) {
+		s.broker.Clients.Delete(dc.brokerID)
+	}
 }
 
 func offersMQTT(r *http.Request) bool {

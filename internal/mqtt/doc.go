@@ -16,7 +16,8 @@
 //
 // The package only translates wire formats, as the DPS HTTPS device API
 // does: it holds no store, attests and allocates nothing itself, and turns
-// errors into answers through apierr.Classify. It must not import a store,
-// internal/server or the DPS HTTPS packages (it keeps its own copy of
-// DPS's few JSON shapes, which are DPS's fixed wire format).
+// errors into answers through apierr.Classify (and DPS's error body
+// through apierr's DPSBody). It must not import a store, internal/server
+// or the DPS HTTPS packages (it keeps its own copy of DPS's few success
+// shapes, which are DPS's fixed wire format).
 package mqtt

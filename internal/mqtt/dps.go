@@ -268,8 +268,7 @@ func (s *Server) fail(ctx context.Context, regID, requestID string, err error) a
 	if a.DPSStatus != http.StatusBadRequest && a.DPSStatus != http.StatusNotFound {
 		a.Message = "registration refused: " + string(a.Reason)
 	}
-	return answer{status: a.DPSStatus, retryAfter: a.RetryAfterSeconds(), body: errorBody{ErrorCode: a.DPSErrorCode, TrackingID: requestID,
-		Message: a.Message, Info: map[string]string{"reason": string(a.Reason)}, TimestampUTC: utc(time.Now())}}
+	return answer{status: a.DPSStatus, retryAfter: a.RetryAfterSeconds(), body: a.DPSBody(requestID, time.Now())}
 }
 
 // assigning is 202 with status "assigning" and a retry hint, as DPS
@@ -352,16 +351,6 @@ type operationStatus struct {
 	OperationID       string             `json:"operationId"`
 	Status            string             `json:"status"`
 	RegistrationState *registrationState `json:"registrationState,omitempty"`
-}
-
-// errorBody is DPS's ProvisioningServiceErrorDetails, with the stable
-// reason in info.
-type errorBody struct {
-	ErrorCode    int               `json:"errorCode"`
-	TrackingID   string            `json:"trackingId"`
-	Message      string            `json:"message"`
-	Info         map[string]string `json:"info,omitempty"`
-	TimestampUTC string            `json:"timestampUtc"`
 }
 
 func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }

@@ -215,6 +215,18 @@ func (f *fixture) connectSAS(transport, regID string, key []byte) *testClient {
 	return c
 }
 
+// settled waits until the broker holds no client and no connection: the
+// devices' connections are closed, and nothing of them stays behind.
+func (f *fixture) settled() {
+	f.t.Helper()
+	for i := 0; f.srv.broker.Clients.Len() > 0 || f.srv.conns.open() > 0; i++ {
+		if i > 1000 {
+			f.t.Fatalf("%d clients and %d connections stay after their devices left", f.srv.broker.Clients.Len(), f.srv.conns.open())
+		}
+		time.Sleep(10 * time.Millisecond) // until the server sees the closes
+	}
+}
+
 // registered reports whether regID has a registration and an identity
 // (both or neither: a registration is one atomic write).
 func (f *fixture) registered(regID string) bool {

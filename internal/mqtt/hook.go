@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -22,13 +21,13 @@ import (
 type hook struct {
 	mochi.HookBase
 	srv *Server
-	// sessions are the connected devices by client; seq makes their
-	// broker IDs unique.
-	sessions sync.Map // *mochi.Client → *session
-	seq      atomic.Uint64
+	// seq makes the connections' broker IDs unique.
+	seq atomic.Uint64
 }
 
-// session is one authenticated connection: who it is and where from.
+// session is one authenticated connection: who it is and where from. It
+// hangs on the connection (deviceConn.session), set before CONNACK and
+// read only after.
 type session struct {
 	regID     string
 	evidence  provisioning.Evidence // nil: the device sent no credential
@@ -40,7 +39,7 @@ type session struct {
 
 func (h *hook) ID() string { return "zerotouch-dps" }
 
-var provided = []byte{mochi.OnPacketRead, mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnPublished, mochi.OnDisconnect}
+var provided = []byte{mochi.OnPacketRead, mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnPublished}
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
 
@@ -90,6 +89,7 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		cl.State.Keepalive = ka
 	}
 	cl.ID = fmt.Sprintf("%s#%d", pk.Connect.ClientIdentifier, h.seq.Add(1))
+	cl.Net.Conn.(*deviceConn).brokerID = cl.ID
 	return nil
 }
 
@@ -127,7 +127,7 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 			return false // provisioning logged why
 		}
 	}
-	h.sessions.Store(cl, sess)
+	dc.session = sess
 	return true
 }
 
@@ -151,18 +151,14 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 }
 
 // OnPublished runs once the publish is acknowledged: the request is
-// answered after its PUBACK.
+// answered after its PUBACK. Requests in progress when the device goes
+// away finish (their answers go nowhere): a request the broker
+// acknowledged is carried out, and a registration is one atomic write
+// either way.
 func (h *hook) OnPublished(cl *mochi.Client, pk packets.Packet) {
-	if s, ok := h.sessions.Load(cl); ok {
-		h.srv.handle(cl, s.(*session), pk)
+	if dc, ok := cl.Net.Conn.(*deviceConn); ok && dc.session != nil {
+		h.srv.handle(cl, dc.session, pk)
 	}
-}
-
-// OnDisconnect forgets the connection. Its requests in progress finish
-// (their answers go nowhere): a request the broker acknowledged is carried
-// out, and a registration is one atomic write either way.
-func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
-	h.sessions.Delete(cl)
 }
 
 // request is a provisioning request of the session's device.

@@ -295,6 +295,7 @@ func (l *tlsListener) Serve(establish listeners.EstablishFn) {
 			if err := establish(listenerTLS, dc); err != nil {
 				l.srv.log.Debug("mqtt connection ended", "peer", dc.RemoteAddr().String(), "err", err)
 			}
+			l.srv.forget(dc)
 		}()
 	}
 }

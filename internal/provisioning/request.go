@@ -233,7 +233,10 @@ func (s *Service) logRefusal(req *Request, step string, err error, more ...any) 
 		attrs = append(attrs, req.Evidence.logAttrs()...)
 	}
 	level := slog.LevelWarn
-	if k := fault.KindOf(err); k == fault.Internal || k == fault.Unavailable {
+	switch k := fault.KindOf(err); {
+	case fault.ReasonOf(err) == fault.Assigning:
+		level = slog.LevelInfo // a slow webhook deciding: the device polls
+	case k == fault.Internal || k == fault.Unavailable:
 		level = slog.LevelError
 	}
 	s.log(level, "registration refused", attrs...)
