@@ -137,6 +137,7 @@ func startWith(t *testing.T, opt options) *env {
 	// No rate limits unless a test sets its own limiter: tests register
 	// thousands of devices from one address.
 	cfg.Device.RateLimit.PerIP.Limit, cfg.Device.RateLimit.PerRegistration.Limit, cfg.Device.RateLimit.TPMChallengesPerIP.Limit = 0, 0, 0
+	cfg.Device.RateLimit.TPMChallengesPerEK.Limit = 0
 	// Herds of MQTT devices connect from one address too.
 	cfg.MQTT.MaxConnectionsPerIP = cfg.MQTT.MaxConnections
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

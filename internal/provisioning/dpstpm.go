@@ -98,6 +98,9 @@ func (e DPSTPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*
 		return nil, err
 	}
 	ekHash := tpm.EKHash(e.EKPublic)
+	if err := s.Limiter.AllowEKChallenge(ctx, ekHash); err != nil {
+		return nil, err
+	}
 	ind, err := s.tpmEnrollment(ctx, req.RegistrationID, ekHash)
 	if err != nil {
 		return nil, err

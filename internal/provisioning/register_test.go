@@ -513,3 +513,29 @@ func TestOneLogLinePerRegistration(t *testing.T) {
 		t.Fatalf("refusal:\n%s", buf.String())
 	}
 }
+
+// TestTPMFirstStepsPerEK: first steps for one EK are bounded (each
+// replaces the EK's open challenge, and the EK is public), other EKs are
+// not affected.
+func TestTPMFirstStepsPerEK(t *testing.T) {
+	f := newFixture(t)
+	f.s.Limiter = &ratelimit.Limiter{Counter: &ratelimit.Memory{}, Now: time.Now,
+		PerEKChallenges: ratelimit.Rule{Limit: 2, Window: time.Hour}}
+	ek, bound := softwareTPM(t)
+	other, _ := softwareTPM(t)
+	for _, e := range [][]byte{ek, other} {
+		must(t)(f.store.Store.CreateIndividual(t.Context(), &enrollment.Individual{RegistrationID: tpm.RegistrationID(e), Mechanism: enrollment.MechanismTPM,
+			Thumbprint: tpm.EKHash(e), EKPublic: e}))
+	}
+	begin := func(e []byte) error {
+		_, err := f.s.BeginTPM(t.Context(), Request{Evidence: TPMBegin{EKPublic: e, BoundKey: bound}, Peer: "127.0.0.1:9"})
+		return err
+	}
+	for range 2 {
+		if err := begin(ek); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantReason(t, begin(ek), fault.RateLimited)
+	wantReason(t, begin(other), "")
+}

@@ -94,6 +94,9 @@ func (e TPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*TPM
 		return nil, err
 	}
 	ekHash := tpm.EKHash(e.EKPublic)
+	if err := s.Limiter.AllowEKChallenge(ctx, ekHash); err != nil {
+		return nil, err
+	}
 	cl := claim{regID: req.RegistrationID, attType: registry.TPM, thumbprint: ekHash}
 	ind, err := s.Enrollments.FindIndividualByThumbprint(ctx, ekHash)
 	switch {
