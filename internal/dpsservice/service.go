@@ -108,7 +108,15 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fault.NotFoundf("no such operation: %s %s", r.Method, r.URL.Path))
 		return
 	}
-	key, err := s.authenticate(r, parts)
+	// A SAS token grants the resource the operation acts on: a query
+	// lists a collection, so it needs a token for the collection (or the
+	// whole service), not one for an item whose ID happens to be "query"
+	// or a registration ID equal to a group's.
+	resource := parts
+	if req.extra == "query" {
+		resource = parts[:1]
+	}
+	key, err := s.authenticate(r, resource)
 	if err == nil {
 		err = access.Require(key, perm)
 	}

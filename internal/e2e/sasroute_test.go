@@ -52,3 +52,32 @@ func TestDPSServiceSASRoutesWhatItChecks(t *testing.T) {
 	c.auth = nil
 	c.mustOK(c.call("GET", "/enrollmentGroups/acme", ""), 200)
 }
+
+// TestDPSServiceSASQueryNeedsTheCollection: a token for an item named
+// "query", or for a registration ID equal to a group's, does not list the
+// collection (found by review).
+func TestDPSServiceSASQueryNeedsTheCollection(t *testing.T) {
+	e := start(t)
+	keyID, key := e.newSASKey("svc", access.All...)
+	c := e.serviceClient(keyID, key)
+	c.mustOK(c.call("PUT", "/enrollments/query", `{"registrationId":"query","attestation":{"type":"symmetricKey"}}`), 200)
+	c.mustOK(c.call("PUT", "/enrollmentGroups/acme", `{"enrollmentGroupId":"acme","attestation":{"type":"symmetricKey"}}`), 200)
+	for sr, path := range map[string]string{
+		"localhost/enrollments/query":      "/enrollments/query",
+		"localhost/enrollmentGroups/query": "/enrollmentGroups/query",
+		"localhost/registrations/acme":     "/registrations/acme/query",
+	} {
+		token := symkey.Sign(key, sr, time.Now().Add(time.Hour), keyID)
+		c.auth = func() string { return token }
+		if a := c.call("POST", path, `{"query":"*"}`); a.code != 401 {
+			t.Errorf("sr %q, POST %s: %d, want 401: %s", sr, path, a.code, a.body)
+		}
+	}
+	for sr, path := range map[string]string{"localhost/enrollments": "/enrollments/query", "localhost/registrations": "/registrations/acme/query"} {
+		token := symkey.Sign(key, sr, time.Now().Add(time.Hour), keyID)
+		c.auth = func() string { return token }
+		if a := c.call("POST", path, `{"query":"*"}`); a.code == 401 {
+			t.Errorf("sr %q, POST %s: refused: %s", sr, path, a.body)
+		}
+	}
+}
