@@ -74,12 +74,12 @@ func TestAssigning(t *testing.T) {
 		t.Fatalf("decided: %+v %+v", done, done.RegistrationState)
 	}
 	// Another device's pending operation ID is no operation of this one.
-	other := assigningOperationID("wh-9", time.Now().Add(time.Minute))
+	other := AssigningOperationID("wh-9", time.Now().Add(time.Minute))
 	refused(t, f.do(request{method: "GET", path: "/" + scope + "/registrations/wh-1/operations/" + other, auth: poll.auth}), 404, "RESOURCE_NOT_FOUND")
 
 	// An assignment never decided by its deadline: the operation failed.
 	f.symmetric("wh-2", custom)
-	expired := assigningOperationID("wh-2", time.Now().Add(-time.Second))
+	expired := AssigningOperationID("wh-2", time.Now().Add(-time.Second))
 	failed := decode[OperationStatus](t, f.do(request{method: "GET", path: "/" + scope + "/registrations/wh-2/operations/" + expired, auth: sas(f.keyOf["wh-2"], "wh-2")}), 200)
 	if failed.Status != "failed" || failed.OperationID != expired || failed.RegistrationState.ErrorCode != 503000 ||
 		!strings.Contains(failed.RegistrationState.ErrorMessage, "CUSTOM_ALLOCATION_FAILED") {
@@ -91,13 +91,13 @@ func TestAssigning(t *testing.T) {
 // that registration can use it.
 func TestAssigningOperationID(t *testing.T) {
 	deadline := time.Unix(1_900_000_000, 0)
-	id := assigningOperationID("Dev-1", deadline)
-	if got, ok := parseAssigningOperationID(id, "dev-1"); !ok || !got.Equal(deadline) {
+	id := AssigningOperationID("Dev-1", deadline)
+	if got, ok := ParseAssigningOperationID(id, "dev-1"); !ok || !got.Equal(deadline) {
 		t.Fatalf("round trip: %v %v", got, ok)
 	}
 	for _, bad := range []struct{ op, reg string }{{id, "dev-2"}, {"0.assigning.%%%", "dev-1"}, {"0.assigning.", "dev-1"}, {"0.other", "dev-1"},
-		{"0.assigning." + strings.Repeat("A", 10), "dev-1"}, {assigningOperationID("dev-1|x", deadline), "dev-1"}} {
-		if _, ok := parseAssigningOperationID(bad.op, bad.reg); ok {
+		{"0.assigning." + strings.Repeat("A", 10), "dev-1"}, {AssigningOperationID("dev-1|x", deadline), "dev-1"}} {
+		if _, ok := ParseAssigningOperationID(bad.op, bad.reg); ok {
 			t.Errorf("parsed %q for %q", bad.op, bad.reg)
 		}
 	}

@@ -34,28 +34,28 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 	}
 	res, err := h.Prov.Register(r.Context(), req)
 	if fault.ReasonOf(err) == fault.Assigning {
-		h.assigning(w, regID, assigningOperationID(regID, time.Now().Add(assigningFor)), err)
+		h.assigning(w, regID, AssigningOperationID(regID, time.Now().Add(AssigningFor)), err)
 		return
 	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(res.Registration), Status: "assigned", RegistrationState: toState(res.Registration)})
+	h.write(w, http.StatusOK, OperationStatus{OperationID: OperationID(res.Registration), Status: "assigned", RegistrationState: ToState(res.Registration)})
 }
 
-// assigningFor bounds how long an ASSIGNING operation is worth polling:
+// AssigningFor bounds how long an ASSIGNING operation is worth polling:
 // the longest webhook timeout, and a margin.
-const assigningFor = 40 * time.Second
+const AssigningFor = 40 * time.Second
 
-// assigningOperationID names a pending assignment: the registration ID and
+// AssigningOperationID names a pending assignment: the registration ID and
 // the time after which polling it gives up. A device can only poll its own
 // (it authenticates again), so the ID needs no secrecy.
-func assigningOperationID(regID string, deadline time.Time) string {
+func AssigningOperationID(regID string, deadline time.Time) string {
 	return "0.assigning." + base64.RawURLEncoding.EncodeToString([]byte(regID+"|"+strconv.FormatInt(deadline.Unix(), 10)))
 }
 
-func parseAssigningOperationID(opID, regID string) (time.Time, bool) {
+func ParseAssigningOperationID(opID, regID string) (time.Time, bool) {
 	rest, ok := strings.CutPrefix(opID, "0.assigning.")
 	if !ok {
 		return time.Time{}, false
@@ -109,19 +109,19 @@ func (h *Handler) registerTPM(w http.ResponseWriter, r *http.Request, req provis
 		h.fail(w, r, err)
 		return
 	}
-	state := toState(res.Registration)
+	state := ToState(res.Registration)
 	state.TPM = &TPMResult{AuthenticationKey: base64.StdEncoding.EncodeToString(res.AuthenticationKey)}
-	h.write(w, http.StatusOK, OperationStatus{OperationID: operationID(res.Registration), Status: "assigned", RegistrationState: state})
+	h.write(w, http.StatusOK, OperationStatus{OperationID: OperationID(res.Registration), Status: "assigned", RegistrationState: state})
 }
 
 // operation is GET …/operations/{operationId}: a device polls its
 // registration (or a pending assignment).
 func (h *Handler) operation(w http.ResponseWriter, r *http.Request, regID, opID string) {
 	reg, err := h.Prov.Lookup(r.Context(), h.request(r, regID))
-	if deadline, pending := parseAssigningOperationID(opID, regID); pending {
+	if deadline, pending := ParseAssigningOperationID(opID, regID); pending {
 		switch {
 		case err == nil:
-			opID = operationID(reg) // decided
+			opID = OperationID(reg) // decided
 		case fault.KindOf(err) == fault.NotFound && time.Now().Before(deadline):
 			h.assigning(w, regID, opID, nil)
 			return
@@ -131,14 +131,14 @@ func (h *Handler) operation(w http.ResponseWriter, r *http.Request, regID, opID 
 			return
 		}
 	}
-	if err == nil && opID != operationID(reg) {
+	if err == nil && opID != OperationID(reg) {
 		err = fault.NotFoundf("no such operation")
 	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	h.write(w, http.StatusOK, OperationStatus{OperationID: opID, Status: "assigned", RegistrationState: toState(reg)})
+	h.write(w, http.StatusOK, OperationStatus{OperationID: opID, Status: "assigned", RegistrationState: ToState(reg)})
 }
 
 // lookup is POST /{idScope}/registrations/{id}: a device's registration
@@ -158,5 +158,5 @@ func (h *Handler) lookup(w http.ResponseWriter, r *http.Request, regID string) {
 		h.fail(w, r, err)
 		return
 	}
-	h.write(w, http.StatusOK, toState(reg))
+	h.write(w, http.StatusOK, ToState(reg))
 }

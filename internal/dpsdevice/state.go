@@ -61,16 +61,16 @@ type OperationStatus struct {
 	RegistrationState *RegistrationState `json:"registrationState,omitempty"`
 }
 
-// operationID names a registration's (completed) operation; it stays the
+// OperationID names a registration's (completed) operation; it stays the
 // same for the registration's life, so a device polling it finds it.
-func operationID(reg *registry.Registration) string {
+func OperationID(reg *registry.Registration) string {
 	return "0." + base64.RawURLEncoding.EncodeToString([]byte(reg.RegistrationID+"|"+strconv.FormatInt(reg.Created.UnixNano(), 36)))
 }
 
 // utc is a time as DPS writes it.
 func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }
 
-func toState(reg *registry.Registration) *RegistrationState {
+func ToState(reg *registry.Registration) *RegistrationState {
 	s := &RegistrationState{
 		RegistrationID: reg.RegistrationID, CreatedDateTimeUTC: utc(reg.Created), AssignedHub: reg.AssignedHub,
 		DeviceID: reg.DeviceID, Status: string(reg.Status), Substatus: string(reg.Substatus),

@@ -3,10 +3,10 @@ package mqtt
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/zerotouch/zerotouch/internal/dpsdevice"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,7 +18,6 @@ import (
 
 	"github.com/zerotouch/zerotouch/internal/apierr"
 	"github.com/zerotouch/zerotouch/internal/fault"
-	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
 // DPS's topics (dps-protocol.md §3).
@@ -219,36 +218,36 @@ func (s *Server) register(ctx context.Context, sess *session, raw []byte, reques
 	req.Payload, req.CanPoll = body.Payload, true
 	res, err := s.cfg.Prov.Register(ctx, req)
 	if fault.ReasonOf(err) == fault.Assigning {
-		return assigning(sess.regID, assigningOperationID(sess.regID, time.Now().Add(assigningFor)), err)
+		return assigning(sess.regID, dpsdevice.AssigningOperationID(sess.regID, time.Now().Add(dpsdevice.AssigningFor)), err)
 	}
 	if err != nil {
 		return s.fail(ctx, sess.regID, requestID, err)
 	}
-	return answer{status: http.StatusOK, body: operationStatus{OperationID: operationID(res.Registration), Status: "assigned", RegistrationState: toState(res.Registration)}}
+	return answer{status: http.StatusOK, body: dpsdevice.OperationStatus{OperationID: dpsdevice.OperationID(res.Registration), Status: "assigned", RegistrationState: dpsdevice.ToState(res.Registration)}}
 }
 
 // poll is GET iotdps-get-operationstatus: the device's registration, or
 // its pending assignment while a webhook decides.
 func (s *Server) poll(ctx context.Context, sess *session, opID, requestID string) answer {
 	reg, err := s.cfg.Prov.Lookup(ctx, sess.request(requestID))
-	if deadline, pending := parseAssigningOperationID(opID, sess.regID); pending {
+	if deadline, pending := dpsdevice.ParseAssigningOperationID(opID, sess.regID); pending {
 		switch {
 		case err == nil:
-			opID = operationID(reg) // decided
+			opID = dpsdevice.OperationID(reg) // decided
 		case fault.KindOf(err) == fault.NotFound && time.Now().Before(deadline):
 			return assigning(sess.regID, opID, nil)
 		case fault.KindOf(err) == fault.NotFound:
-			return answer{status: http.StatusOK, body: operationStatus{OperationID: opID, Status: "failed", RegistrationState: &registrationState{
+			return answer{status: http.StatusOK, body: dpsdevice.OperationStatus{OperationID: opID, Status: "failed", RegistrationState: &dpsdevice.RegistrationState{
 				RegistrationID: sess.regID, Status: "failed", ErrorCode: 503000, ErrorMessage: "the assignment was not decided: " + string(fault.CustomAllocationFailed)}}}
 		}
 	}
-	if err == nil && opID != operationID(reg) {
+	if err == nil && opID != dpsdevice.OperationID(reg) {
 		err = fault.NotFoundf("no such operation")
 	}
 	if err != nil {
 		return s.fail(ctx, sess.regID, requestID, err)
 	}
-	return answer{status: http.StatusOK, body: operationStatus{OperationID: opID, Status: "assigned", RegistrationState: toState(reg)}}
+	return answer{status: http.StatusOK, body: dpsdevice.OperationStatus{OperationID: opID, Status: "assigned", RegistrationState: dpsdevice.ToState(reg)}}
 }
 
 // fail answers an error as DPS's HTTPS API does (apierr.Classify is the
@@ -262,8 +261,8 @@ func (s *Server) fail(ctx context.Context, regID, requestID string, err error) a
 		if a.Reason == fault.RegistrationDisabled {
 			msg = "the registration is disabled"
 		}
-		return answer{status: http.StatusOK, body: operationStatus{OperationID: "0.disabled", Status: "disabled",
-			RegistrationState: &registrationState{RegistrationID: regID, Status: "disabled", ErrorCode: 401002, ErrorMessage: msg}}}
+		return answer{status: http.StatusOK, body: dpsdevice.OperationStatus{OperationID: "0.disabled", Status: "disabled",
+			RegistrationState: &dpsdevice.RegistrationState{RegistrationID: regID, Status: "disabled", ErrorCode: 401002, ErrorMessage: msg}}}
 	}
 	if a.DPSStatus != http.StatusBadRequest && a.DPSStatus != http.StatusNotFound {
 		a.Message = "registration refused: " + string(a.Reason)
@@ -279,7 +278,7 @@ func assigning(regID, opID string, err error) answer {
 		wait = fe.RetryAfter
 	}
 	return answer{status: http.StatusAccepted, retryAfter: strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))),
-		body: operationStatus{OperationID: opID, Status: "assigning", RegistrationState: &registrationState{RegistrationID: regID, Status: "assigning"}}}
+		body: dpsdevice.OperationStatus{OperationID: opID, Status: "assigning", RegistrationState: &dpsdevice.RegistrationState{RegistrationID: regID, Status: "assigning"}}}
 }
 
 // newRequestID is a request's tracking ID (DPS's trackingId).
@@ -293,81 +292,3 @@ func newRequestID() string {
 //
 // The operation IDs are those of the HTTPS API, so a device may register
 // over one and poll over the other.
-
-// assigningFor bounds how long an ASSIGNING operation is worth polling:
-// the longest webhook timeout, and a margin.
-const assigningFor = 40 * time.Second
-
-// assigningOperationID names a pending assignment: the registration ID
-// and the time after which polling it gives up. A device can only poll
-// its own (it authenticates again), so the ID needs no secrecy.
-func assigningOperationID(regID string, deadline time.Time) string {
-	return "0.assigning." + base64.RawURLEncoding.EncodeToString([]byte(regID+"|"+strconv.FormatInt(deadline.Unix(), 10)))
-}
-
-func parseAssigningOperationID(opID, regID string) (time.Time, bool) {
-	rest, ok := strings.CutPrefix(opID, "0.assigning.")
-	if !ok {
-		return time.Time{}, false
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(rest)
-	id, unix, ok := strings.Cut(string(raw), "|")
-	n, err2 := strconv.ParseInt(unix, 10, 64)
-	if err != nil || !ok || err2 != nil || !strings.EqualFold(id, regID) {
-		return time.Time{}, false
-	}
-	return time.Unix(n, 0), true
-}
-
-// operationID names a registration's (completed) operation; it stays the
-// same for the registration's life.
-func operationID(reg *registry.Registration) string {
-	return "0." + base64.RawURLEncoding.EncodeToString([]byte(reg.RegistrationID+"|"+strconv.FormatInt(reg.Created.UnixNano(), 36)))
-}
-
-// registrationState is DPS's DeviceRegistrationResult.
-type registrationState struct {
-	RegistrationID         string          `json:"registrationId"`
-	CreatedDateTimeUTC     string          `json:"createdDateTimeUtc,omitempty"`
-	AssignedHub            string          `json:"assignedHub,omitempty"`
-	DeviceID               string          `json:"deviceId,omitempty"`
-	Status                 string          `json:"status"`
-	Substatus              string          `json:"substatus,omitempty"`
-	ErrorCode              int             `json:"errorCode,omitempty"`
-	ErrorMessage           string          `json:"errorMessage,omitempty"`
-	LastUpdatedDateTimeUTC string          `json:"lastUpdatedDateTimeUtc,omitempty"`
-	Etag                   string          `json:"etag,omitempty"`
-	X509                   *attestedBy     `json:"x509,omitempty"`
-	SymmetricKey           *attestedBy     `json:"symmetricKey,omitempty"`
-	Payload                json.RawMessage `json:"payload,omitempty"`
-}
-
-type attestedBy struct {
-	EnrollmentGroupID string `json:"enrollmentGroupId,omitempty"`
-}
-
-// operationStatus is DPS's RegistrationOperationStatus.
-type operationStatus struct {
-	OperationID       string             `json:"operationId"`
-	Status            string             `json:"status"`
-	RegistrationState *registrationState `json:"registrationState,omitempty"`
-}
-
-func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }
-
-func toState(reg *registry.Registration) *registrationState {
-	s := &registrationState{
-		RegistrationID: reg.RegistrationID, CreatedDateTimeUTC: utc(reg.Created), AssignedHub: reg.AssignedHub,
-		DeviceID: reg.DeviceID, Status: string(reg.Status), Substatus: string(reg.Substatus),
-		LastUpdatedDateTimeUTC: utc(reg.Updated), Etag: base64.StdEncoding.EncodeToString([]byte(strconv.Quote(reg.Etag))),
-		Payload: reg.Payload,
-	}
-	by := &attestedBy{EnrollmentGroupID: reg.GroupID}
-	switch reg.AttestationType {
-	case registry.SymmetricKey:
-		s.SymmetricKey = by
-	case registry.X509:
-		s.X509 = by
-	}
-	return s
-}

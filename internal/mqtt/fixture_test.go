@@ -143,6 +143,17 @@ func newFixture(t *testing.T, opt fixtureOptions) *fixture {
 	sctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.srv.Serve(sctx, lis) }()
+	// Serve starts the broker in its goroutine; wait until the WebSocket
+	// handler takes connections (it answers 503 before), so no test races
+	// the start.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if l := f.srv.ws; l == nil || l.establish.Load() != nil && f.srv.accepting() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the MQTT server did not start")
+		}
+	}
 	var stopped bool
 	var serveErr error
 	f.stop = func() error {

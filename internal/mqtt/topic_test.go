@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"github.com/zerotouch/zerotouch/internal/dpsdevice"
 	"net/url"
 	"strings"
 	"testing"
@@ -101,15 +102,15 @@ func FuzzParseUsername(f *testing.F) {
 // its registration and deadline, and only that registration can use it.
 func TestAssigningOperationID(t *testing.T) {
 	deadline := time.Unix(1_900_000_000, 0)
-	id := assigningOperationID("Dev-1", deadline)
+	id := dpsdevice.AssigningOperationID("Dev-1", deadline)
 	if id != "0.assigning.RGV2LTF8MTkwMDAwMDAwMA" {
 		t.Fatalf("the HTTPS API's format changed: %s", id)
 	}
-	if got, ok := parseAssigningOperationID(id, "dev-1"); !ok || !got.Equal(deadline) {
+	if got, ok := dpsdevice.ParseAssigningOperationID(id, "dev-1"); !ok || !got.Equal(deadline) {
 		t.Fatalf("round trip: %v %v", got, ok)
 	}
 	for _, bad := range []struct{ op, reg string }{{id, "dev-2"}, {"0.assigning.%%%", "dev-1"}, {"0.assigning.", "dev-1"}, {"0.other", "dev-1"}} {
-		if _, ok := parseAssigningOperationID(bad.op, bad.reg); ok {
+		if _, ok := dpsdevice.ParseAssigningOperationID(bad.op, bad.reg); ok {
 			t.Errorf("parsed %q for %q", bad.op, bad.reg)
 		}
 	}
