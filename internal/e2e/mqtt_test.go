@@ -396,7 +396,7 @@ func TestMQTTMosquitto(t *testing.T) {
 		for i := 0; ; i++ {
 			if _, err := e.store.GetIdentity(t.Context(), tc.regID); err == nil {
 				break
-			} else if i > 500 {
+			} else if i > 3000 { // 30 s at least
 				t.Fatalf("mosquitto_pub's registration of %s: %v", tc.regID, err)
 			}
 			time.Sleep(10 * time.Millisecond) // until the acknowledged request is carried out
