@@ -42,11 +42,15 @@ type claim struct {
 	attType   registry.AttestationType
 	// thumbprint identifies the credential (the EK hash for TPMs).
 	thumbprint string
+	// unreserved records that attestation already read the ID's
+	// individual enrollment and found none (symmetric keys look it up
+	// first), so the rule need not read it again.
+	unreserved bool
 }
 
 func (p plan) claim() claim {
 	return claim{regID: p.regID, individual: p.individual, groupID: p.groupID, adoptFrom: p.settings.AdoptFrom,
-		attType: p.attType, thumbprint: p.thumbprint}
+		attType: p.attType, thumbprint: p.thumbprint, unreserved: p.unreserved}
 }
 
 // checkOwner decides whether c may register under its registration ID.
@@ -90,6 +94,9 @@ func ownerName(individual bool, groupID string) string {
 func (s *Service) reserved(ctx context.Context, c claim) (bool, error) {
 	if c.individual {
 		return true, nil
+	}
+	if c.unreserved {
+		return false, nil
 	}
 	_, err := s.Enrollments.GetIndividual(ctx, c.regID)
 	switch {

@@ -237,6 +237,9 @@ type plan struct {
 	alloc      enrollment.Allocation
 	settings   enrollment.DeviceSettings
 	cred       registry.Credential
+	// unreserved: attestation found no individual enrollment for regID
+	// (the ownership rule's reservation read, done once).
+	unreserved bool
 	// authKey is the DPS TPM flow's hub key, delivered into the TPM.
 	authKey []byte
 	// From the request: the device's payload (for a webhook), its
