@@ -286,6 +286,18 @@ func SubjectKey(rawName []byte) string {
 // registration IDs are case-insensitive, as in DPS.
 func Key(registrationID string) string { return strings.ToLower(registrationID) }
 
+// NameTaken is the refusal of an individual enrollment whose registration
+// ID or device ID (name) another individual enrollment (other, its
+// registration ID) already reserves, as its device ID when asDevice.
+func NameTaken(name, other string, asDevice bool) error {
+	as := "registration ID"
+	if asDevice {
+		as = "device ID"
+	}
+	return fault.New(fault.AlreadyExists, fault.DeviceIDConflict,
+		"%q is already the %s of individual enrollment %q; an individual enrollment's registration ID and device ID must not be another's", name, as, other)
+}
+
 // ValidThumbprint reports whether s is a lowercase or uppercase hex SHA-256.
 func ValidThumbprint(s string) bool {
 	if len(s) != 64 {

@@ -53,8 +53,17 @@ type GroupStore interface {
 // with the error contract of CAStore.
 type IndividualStore interface {
 	// CreateIndividual stores a new enrollment; the registration ID (case
-	// folded) and the thumbprint are both unique.
+	// folded) and the thumbprint are both unique. An individual
+	// enrollment reserves two names, its registration ID and its
+	// effective device ID, in one case-folded namespace: a name another
+	// individual enrollment reserves is AlreadyExists with reason
+	// DEVICE_ID_CONFLICT (NameTaken), and UpdateIndividual applies the
+	// same rule to a changed device ID.
 	CreateIndividual(ctx context.Context, e *Individual) (etag string, err error)
+	// ReservedByIndividual reports whether an individual enrollment holds
+	// name (case folded) as its registration ID or its device ID: a group
+	// device, whose device ID is its registration ID, may not take it.
+	ReservedByIndividual(ctx context.Context, name string) (bool, error)
 	GetIndividual(ctx context.Context, registrationID string) (*Individual, error)
 	// FindIndividualByThumbprint returns the enrollment of this leaf, or NotFound.
 	FindIndividualByThumbprint(ctx context.Context, thumbprint string) (*Individual, error)

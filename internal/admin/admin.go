@@ -367,6 +367,9 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 	if err := e.DeviceSettings.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.checkDeviceIDFree(ctx, e); err != nil {
+		return nil, err
+	}
 	now := s.Now()
 	e.Created, e.Updated = now, now
 	var err error
@@ -374,6 +377,28 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 		return nil, err
 	}
 	return e, nil
+}
+
+// checkDeviceIDFree refuses an individual enrollment whose device ID is
+// already the hub identity of another registration (typically a group
+// device registered under that name before the enrollment existed): its
+// device could never register. The store refuses names other individual
+// enrollments reserve; this covers the registry.
+func (s *Service) checkDeviceIDFree(ctx context.Context, e *enrollment.Individual) error {
+	if e.DeviceID == "" || enrollment.Key(e.DeviceID) == enrollment.Key(e.RegistrationID) {
+		return nil // the registration ID's own identity: no read (bulk imports)
+	}
+	id, err := s.Store.GetIdentity(ctx, e.DeviceID)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case enrollment.Key(id.RegistrationID) == enrollment.Key(e.RegistrationID):
+		return nil
+	}
+	return fault.New(fault.AlreadyExists, fault.DeviceIDConflict,
+		"device ID %q is the hub identity of registration %q; delete that registration first", id.DeviceID, id.RegistrationID)
 }
 
 // UpdateIndividual writes the mutable fields of e (DeviceID, Disabled,
@@ -391,6 +416,9 @@ func (s *Service) UpdateIndividual(ctx context.Context, e *enrollment.Individual
 		return nil, err
 	}
 	if err := e.DeviceSettings.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.checkDeviceIDFree(ctx, e); err != nil {
 		return nil, err
 	}
 	e.Updated = s.Now()

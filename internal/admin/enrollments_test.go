@@ -231,7 +231,11 @@ func TestCreateX509Individual(t *testing.T) {
 		{"unknown shard", enrollment.Individual{RegistrationID: "dev-3", Allocation: hashedOn("s9")}, certPEM(dev3.Cert), fault.FieldInvalid},
 		{"registration id taken, any case", enrollment.Individual{RegistrationID: "DEV-1", Allocation: hashedOn()}, certPEM(mintDevice(t, "DEV-1", ca).Cert), fault.ResourceExists},
 		{"certificate taken", enrollment.Individual{RegistrationID: "dev-3", Thumbprint: thumb, Allocation: hashedOn()}, "", fault.ResourceExists},
+		{"device ID is another's device ID", enrollment.Individual{RegistrationID: "dev-3", DeviceID: "device-2", Allocation: hashedOn()}, certPEM(dev3.Cert), fault.DeviceIDConflict},
+		{"device ID is another's registration ID", enrollment.Individual{RegistrationID: "dev-3", DeviceID: "DEV-1", Allocation: hashedOn()}, certPEM(dev3.Cert), fault.DeviceIDConflict},
+		{"device ID held by a group device's identity", enrollment.Individual{RegistrationID: "dev-3", DeviceID: "grp-dev", Allocation: hashedOn()}, certPEM(dev3.Cert), fault.DeviceIDConflict},
 	}
+	registerDevice(t, s, "grp-dev", "s1", "g1")
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, s)

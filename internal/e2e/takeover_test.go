@@ -208,6 +208,36 @@ func TestTakeoverReservedByIndividual(t *testing.T) {
 		}
 		e.unchanged("tpm-meter", reg, id)
 	})
+	// An individual enrollment's custom device ID is reserved too: a group
+	// device, whose device ID is its registration ID, cannot take it before
+	// the enrolled device registers (it would hold the hub identity, and
+	// the enrolled device would get DEVICE_ID_CONFLICT).
+	gauge := f.device(t, "gauge-reg")
+	if _, err := enr.CreateEnrollment(e.owner(), &pb.CreateEnrollmentRequest{Enrollment: &pb.Enrollment{
+		RegistrationId: "gauge-reg", DeviceId: "sensor-0001", CertificatePem: string(pki.CertPEM(gauge.Cert))}}); err != nil {
+		t.Fatal(err)
+	}
+	deviceSquatter := f.device(t, "sensor-0001")
+	for _, tr := range transports {
+		if _, err := tr.register(e, "sensor-0001", deviceSquatter, f.inter.Cert); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+			t.Fatalf("%s: a group device under an individual's device ID: %v", tr.name, err)
+		}
+	}
+	if code, reason := symmetric("Sensor-0001"); code != http.StatusUnauthorized || reason != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("symmetric group under an individual's device ID: %d %s", code, reason)
+	}
+	e.assertNoRegistration("sensor-0001")
+	if got, err := e.registerREST("gauge-reg", gauge); err != nil || got.GetDeviceId() != "sensor-0001" {
+		t.Fatalf("the enrolled device: %v, %v", got, err)
+	}
+	// Another individual enrollment cannot take the name either.
+	other := f.device(t, "other-reg")
+	_, err = enr.CreateEnrollment(e.owner(), &pb.CreateEnrollmentRequest{Enrollment: &pb.Enrollment{
+		RegistrationId: "other-reg", DeviceId: "SENSOR-0001", CertificatePem: string(pki.CertPEM(other.Cert))}})
+	if reasonOf(t, err) != "DEVICE_ID_CONFLICT" {
+		t.Fatalf("a second individual enrollment with the device ID: %v", err)
+	}
+
 	// Group devices with IDs of their own still register.
 	if code, reason := symmetric("sym-dev-1"); code != 200 {
 		t.Fatalf("symmetric group device: %d %s", code, reason)

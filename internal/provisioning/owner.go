@@ -16,8 +16,9 @@ import (
 // under the registration ID it names. The ID must belong to that
 // enrollment:
 //
-//   - an individual enrollment reserves its registration ID from the
-//     start: a device matched by any other enrollment is refused for it;
+//   - an individual enrollment reserves its registration ID and the
+//     device ID it assigns from the start: a device matched by any other
+//     enrollment is refused for either name;
 //   - an existing registration belongs to the enrollment that created it
 //     (the registration's GroupID, or its individual enrollment): a device
 //     matched by another enrollment is refused, unless the attesting
@@ -42,15 +43,11 @@ type claim struct {
 	attType   registry.AttestationType
 	// thumbprint identifies the credential (the EK hash for TPMs).
 	thumbprint string
-	// unreserved records that attestation already read the ID's
-	// individual enrollment and found none (symmetric keys look it up
-	// first), so the rule need not read it again.
-	unreserved bool
 }
 
 func (p plan) claim() claim {
 	return claim{regID: p.regID, individual: p.individual, groupID: p.groupID, adoptFrom: p.settings.AdoptFrom,
-		attType: p.attType, thumbprint: p.thumbprint, unreserved: p.unreserved}
+		attType: p.attType, thumbprint: p.thumbprint}
 }
 
 // checkOwner decides whether c may register under its registration ID.
@@ -88,24 +85,17 @@ func ownerName(individual bool, groupID string) string {
 	return "enrollment group " + strconv.Quote(groupID)
 }
 
-// reserved reports whether an individual enrollment exists for the claim's
-// registration ID. A device matched by its individual enrollment needs no
-// read: the enrollment is the reservation.
+// reserved reports whether an individual enrollment reserves the claim's
+// registration ID: as its own registration ID, or as the device ID it
+// assigns (a group device's device ID is its registration ID, so taking
+// the name would take that device's hub identity). A device matched by its
+// individual enrollment needs no read: the enrollment is the reservation,
+// and the store keeps individual enrollments' names apart.
 func (s *Service) reserved(ctx context.Context, c claim) (bool, error) {
 	if c.individual {
 		return true, nil
 	}
-	if c.unreserved {
-		return false, nil
-	}
-	_, err := s.Enrollments.GetIndividual(ctx, c.regID)
-	switch {
-	case errors.Is(err, fault.ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	return true, nil
+	return s.Enrollments.ReservedByIndividual(ctx, c.regID)
 }
 
 // admit applies checkOwner with the store's state: the reservation, and

@@ -168,6 +168,14 @@ func enrollIndividual(t testing.TB, store storagetest.Store, regID string, adopt
 	}
 }
 
+// createIndividual creates regID's individual enrollment assigning device
+// ID deviceID ("" for the registration ID).
+func createIndividual(store storagetest.Store, regID, deviceID string) error {
+	_, err := store.CreateIndividual(context.Background(), &enrollment.Individual{RegistrationID: regID, DeviceID: deviceID,
+		Mechanism: enrollment.MechanismX509, Thumbprint: thumb("enrollment-" + regID)})
+	return err
+}
+
 // snapshot is what a refused attempt must leave as it was.
 type snapshot struct {
 	reg   registry.Registration
@@ -294,6 +302,44 @@ func TestCheckOwnerTable(t *testing.T) {
 	}
 }
 
+// TestDeviceIDIsReserved: an individual enrollment's custom device ID is
+// reserved like its registration ID. A group device, whose device ID is its
+// registration ID, cannot register under it (it would take the hub
+// identity the enrollment's device is to get), on both stores; the
+// enrollment's own device then registers with that device ID.
+func TestDeviceIDIsReserved(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			store := open(t)
+			s := newService(t, store)
+			ctx := t.Context()
+			if err := createIndividual(store, "ind-reg", "sensor-0001"); err != nil {
+				t.Fatal(err)
+			}
+			for _, kind := range []string{kindGroupA, kindGroupBAdopt} {
+				for _, att := range attTypes {
+					for _, id := range []string{"sensor-0001", "SENSOR-0001"} {
+						_, err := s.record(ctx, planOf(id, kind, att, "squatter"), time.Now())
+						if fault.ReasonOf(err) != fault.RegistrationOwned {
+							t.Fatalf("%s (%s) under %s: %v, want REGISTRATION_OWNED", kind, att, id, err)
+						}
+						if snap(t, store, id) != nil {
+							t.Fatalf("%s: a refused attempt left a registration", id)
+						}
+					}
+				}
+			}
+			p := planOf("ind-reg", kindIndividual, registry.X509, "real")
+			p.deviceID = "sensor-0001"
+			reg, err := s.record(ctx, p, time.Now())
+			if err != nil || reg.DeviceID != "sensor-0001" {
+				t.Fatalf("the enrolled device: %+v, %v", reg, err)
+			}
+		})
+	}
+}
+
 // TestLookupIsOwned: DPS's status lookup shows a device only its own
 // registration.
 func TestLookupIsOwned(t *testing.T) {
@@ -320,8 +366,8 @@ func TestLookupIsOwned(t *testing.T) {
 // store, and checks the store against a model of the rule written apart
 // from checkOwner: a registration never changes enrollment unless the
 // attesting enrollment adopts from its group, never goes to a group while
-// an individual enrollment reserves the ID, and a refused attempt changes
-// nothing.
+// an individual enrollment reserves the ID (as its registration ID or as
+// the device ID it assigns), and a refused attempt changes nothing.
 func FuzzOwnership(f *testing.F) {
 	f.Add([]byte{0x00, 0x21, 0x42, 0x13})
 	f.Add([]byte{0x10, 0x05, 0x31, 0x52, 0x73, 0x06})
@@ -342,10 +388,32 @@ func FuzzOwnership(f *testing.F) {
 		ctx := t.Context()
 		regID := fmt.Sprintf("fuzz-%d", n.Add(1))
 		reservedBy := "" // "" or the individual enrollment's kind
+		// byDevice: another registration ID's individual enrollment
+		// assigns regID as its device ID.
+		byDevice := false
+		other := regID + "-other"
 		for i, op := range ops {
 			switch op % 8 {
-			case 5: // an operator creates the individual enrollment
-				if reservedBy == "" {
+			case 5: // an operator creates an individual enrollment
+				switch {
+				case op&0x20 != 0 && byDevice:
+				case op&0x20 != 0: // for another ID, assigning device ID regID
+					err := createIndividual(store, other, regID)
+					if reservedBy != "" {
+						if fault.ReasonOf(err) != fault.DeviceIDConflict {
+							t.Fatalf("op %d: a second reservation of %s: %v", i, regID, err)
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					byDevice = true
+				case byDevice: // regID's own, refused: its name is taken
+					if err := createIndividual(store, regID, ""); fault.ReasonOf(err) != fault.DeviceIDConflict {
+						t.Fatalf("op %d: the individual enrollment of a name another reserves: %v", i, err)
+					}
+				case reservedBy == "":
 					reservedBy = kindIndividual
 					if op&0x10 != 0 {
 						reservedBy = kindIndividualAdopt
@@ -355,12 +423,18 @@ func FuzzOwnership(f *testing.F) {
 					}
 				}
 				continue
-			case 6: // an operator deletes the individual enrollment
+			case 6: // an operator deletes the individual enrollment(s)
 				if reservedBy != "" {
 					if err := store.DeleteIndividual(ctx, regID, ""); err != nil {
 						t.Fatal(err)
 					}
 					reservedBy = ""
+				}
+				if byDevice {
+					if err := store.DeleteIndividual(ctx, other, ""); err != nil {
+						t.Fatal(err)
+					}
+					byDevice = false
 				}
 				continue
 			case 7: // an operator deletes the registration
@@ -385,7 +459,7 @@ func FuzzOwnership(f *testing.F) {
 			_, err := s.record(ctx, p, time.Now())
 			after := snap(t, store, regID)
 			// The model.
-			mayOwn := reservedBy == "" || isIndividual(kind)
+			mayOwn := (reservedBy == "" && !byDevice) || isIndividual(kind)
 			if mayOwn && before != nil {
 				sameOwner := before.reg.Individual == p.individual && before.reg.GroupID == p.groupID
 				adopts := !before.reg.Individual && before.reg.GroupID != "" && strings.Contains(","+strings.Join(p.settings.AdoptFrom, ",")+",", ","+before.reg.GroupID+",")

@@ -42,6 +42,9 @@ type EnrollmentStore interface {
 	GetGroup(ctx context.Context, id string) (*enrollment.Group, error)
 	ListGroups(ctx context.Context, p enrollment.Page) ([]*enrollment.Group, string, error)
 	GetIndividual(ctx context.Context, registrationID string) (*enrollment.Individual, error)
+	// ReservedByIndividual reports whether an individual enrollment holds
+	// the name as its registration ID or its device ID.
+	ReservedByIndividual(ctx context.Context, name string) (bool, error)
 	// GroupsVersion changes whenever a group is created, updated or
 	// deleted (a cheap read: it tells caches of the groups to reload).
 	GroupsVersion(ctx context.Context) (uint64, error)
@@ -237,9 +240,6 @@ type plan struct {
 	alloc      enrollment.Allocation
 	settings   enrollment.DeviceSettings
 	cred       registry.Credential
-	// unreserved: attestation found no individual enrollment for regID
-	// (the ownership rule's reservation read, done once).
-	unreserved bool
 	// authKey is the DPS TPM flow's hub key, delivered into the TPM.
 	authKey []byte
 	// From the request: the device's payload (for a webhook), its

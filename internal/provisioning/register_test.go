@@ -84,6 +84,13 @@ func (f *faulty) GetIndividual(ctx context.Context, id string) (*enrollment.Indi
 	return f.Store.GetIndividual(ctx, id)
 }
 
+func (f *faulty) ReservedByIndividual(ctx context.Context, name string) (bool, error) {
+	if err := f.err("ReservedByIndividual"); err != nil {
+		return false, err
+	}
+	return f.Store.ReservedByIndividual(ctx, name)
+}
+
 func (f *faulty) FindIndividualByThumbprint(ctx context.Context, t string) (*enrollment.Individual, error) {
 	if err := f.err("FindIndividualByThumbprint"); err != nil {
 		return nil, err
@@ -384,7 +391,7 @@ func TestRegisterTPM(t *testing.T) {
 func TestRegisterStoreFailures(t *testing.T) {
 	unavailable := fault.New(fault.Unavailable, fault.StoreUnavailable, "the store is down")
 	broken := errors.New("disk on fire")
-	methods := []string{"GetRegistration", "CreateRegistration", "GetIndividual", "FindIndividualByThumbprint", "AllShards"}
+	methods := []string{"GetRegistration", "CreateRegistration", "ReservedByIndividual", "FindIndividualByThumbprint", "AllShards"}
 	for _, m := range methods {
 		for _, injected := range []error{unavailable, broken} {
 			t.Run(fmt.Sprintf("%s/%v", m, injected), func(t *testing.T) {
@@ -423,12 +430,17 @@ func TestRegisterStoreFailures(t *testing.T) {
 			}
 		})
 	}
-	// Symmetric keys read the groups version first.
-	f := newFixture(t)
-	f.store.set("GroupsVersion", unavailable)
-	_, err := f.s.Register(t.Context(), sasRequest("grp-dev-9", symkey.DeriveDeviceKey(f.symGrp.Primary, "grp-dev-9"), time.Now().Add(time.Hour)))
-	wantReason(t, err, fault.StoreUnavailable)
-	f.nothingWritten("grp-dev-9")
+	// Symmetric keys read the individual enrollment, then the groups
+	// version.
+	for _, m := range []string{"GetIndividual", "GroupsVersion", "ReservedByIndividual"} {
+		f := newFixture(t)
+		f.store.set(m, unavailable)
+		_, err := f.s.Register(t.Context(), sasRequest("grp-dev-9", symkey.DeriveDeviceKey(f.symGrp.Primary, "grp-dev-9"), time.Now().Add(time.Hour)))
+		if fault.ReasonOf(err) != fault.StoreUnavailable {
+			t.Fatalf("symmetric key with %s failing: %v", m, err)
+		}
+		f.nothingWritten("grp-dev-9")
+	}
 }
 
 func TestRegisterRateLimited(t *testing.T) {

@@ -77,7 +77,6 @@ func (e SASToken) attest(ctx context.Context, s *Service, req *Request) (*plan, 
 		}
 		p.deviceID, p.alloc, p.settings, p.individual = ind.EffectiveDeviceID(), ind.Allocation, ind.DeviceSettings, true
 	case err == nil || errors.Is(err, fault.ErrNotFound):
-		p.unreserved = err != nil // read here: no individual enrollment holds the ID
 		g, k, err := s.symmetricGroup(ctx, signedBy)
 		if err != nil {
 			return nil, err

@@ -29,14 +29,17 @@ import (
 const schemaVersion = 1
 
 var (
-	bMeta        = []byte("meta")
-	bCA          = []byte("ca")
-	bCAThumb     = []byte("ca_thumb")
-	bCASubject   = []byte("ca_subject")
-	bGroup       = []byte("group")
-	bGroupCA     = []byte("group_ca")
-	bIndividual  = []byte("individual")
-	bIndThumb    = []byte("individual_thumb")
+	bMeta       = []byte("meta")
+	bCA         = []byte("ca")
+	bCAThumb    = []byte("ca_thumb")
+	bCASubject  = []byte("ca_subject")
+	bGroup      = []byte("group")
+	bGroupCA    = []byte("group_ca")
+	bIndividual = []byte("individual")
+	bIndThumb   = []byte("individual_thumb")
+	// bIndDevice maps Key(device ID) to the registration key of the
+	// individual enrollment that assigns that device ID (ADR 17).
+	bIndDevice   = []byte("individual_device")
 	bShard       = []byte("shard")
 	bReg         = []byte("registration")
 	bRegGroup    = []byte("registration_group")
@@ -84,6 +87,12 @@ func Open(path string) (*Store, error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket(bIndDevice) == nil {
+			// Built before the device-ID index existed: index once.
+			if err := rebuildDeviceIndex(tx); err != nil {
 				return err
 			}
 		}

@@ -115,3 +115,29 @@ func TestShardCountsRebuiltOnOpen(t *testing.T) {
 		t.Fatalf("after reopening: %+v %v", sh, err)
 	}
 }
+
+// TestDeviceIndexRebuiltOnOpen: a store written before the device-ID index
+// existed gets it on open, so custom device IDs are reserved at once.
+func TestDeviceIndexRebuiltOnOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zerotouch.db")
+	s, err := embedded.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	e := &enrollment.Individual{RegistrationID: "ind-reg", DeviceID: "sensor-0001", Thumbprint: enrollment.Thumbprint([]byte("x"))}
+	if _, err := s.CreateIndividual(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := embedded.DropDeviceIndex(s); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = embedded.Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if held, err := s.ReservedByIndividual(ctx, "SENSOR-0001"); err != nil || !held {
+		t.Fatalf("after reopening: ReservedByIndividual = %v, %v", held, err)
+	}
+}

@@ -199,6 +199,9 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 		if other := tx.Bucket(bIndThumb).Get([]byte(e.Thumbprint)); other != nil {
 			return fault.Existsf("this certificate is already enrolled as %q", other)
 		}
+		if err := checkNames(tx, key, e.EffectiveDeviceID()); err != nil {
+			return err
+		}
 		var err error
 		if etag, err = nextEtag(tx); err != nil {
 			return err
@@ -206,9 +209,58 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 		if err := individuals.put(tx, key, record.FromIndividual(e, etag)); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bIndDevice).Put([]byte(enrollment.Key(e.EffectiveDeviceID())), []byte(key)); err != nil {
+			return err
+		}
 		return tx.Bucket(bIndThumb).Put([]byte(e.Thumbprint), []byte(key))
 	})
 	return etag, err
+}
+
+// checkNames refuses an individual enrollment (registration key key) whose
+// registration ID or device ID another individual enrollment holds as its
+// registration ID or device ID (ADR 17: one namespace of reserved names).
+func checkNames(tx *bolt.Tx, key, deviceID string) error {
+	dev := enrollment.Key(deviceID)
+	if other := tx.Bucket(bIndDevice).Get([]byte(key)); other != nil && string(other) != key {
+		return enrollment.NameTaken(key, string(other), true)
+	}
+	if other := tx.Bucket(bIndDevice).Get([]byte(dev)); other != nil && string(other) != key {
+		return enrollment.NameTaken(deviceID, string(other), true)
+	}
+	if dev != key && individuals.exists(tx, dev) {
+		return enrollment.NameTaken(deviceID, dev, false)
+	}
+	return nil
+}
+
+// ReservedByIndividual implements enrollment.IndividualStore.
+func (s *Store) ReservedByIndividual(ctx context.Context, name string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	key := []byte(enrollment.Key(name))
+	var held bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		held = tx.Bucket(bIndividual).Get(key) != nil || tx.Bucket(bIndDevice).Get(key) != nil
+		return nil
+	})
+	return held, err
+}
+
+// rebuildDeviceIndex creates bIndDevice from the individual enrollments.
+func rebuildDeviceIndex(tx *bolt.Tx) error {
+	b, err := tx.CreateBucket(bIndDevice)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bIndividual).ForEach(func(k, _ []byte) error {
+		rec, err := individuals.load(tx, string(k))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(enrollment.Key(rec.Device())), k)
+	})
 }
 
 // GetIndividual implements enrollment.IndividualStore.
@@ -235,8 +287,21 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 		if err != nil {
 			return err
 		}
+		oldDev := enrollment.Key(rec.Device())
 		etag = en
 		rec.ApplyUpdate(e, etag)
+		newDev := rec.Device()
+		if enrollment.Key(newDev) != oldDev {
+			if err := checkNames(tx, key, newDev); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bIndDevice).Delete([]byte(oldDev)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bIndDevice).Put([]byte(enrollment.Key(newDev)), []byte(key)); err != nil {
+				return err
+			}
+		}
 		return individuals.put(tx, key, rec)
 	})
 	return etag, err
@@ -248,6 +313,12 @@ func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag strin
 		rec, err := individuals.loadForDelete(tx, enrollment.Key(registrationID), etag)
 		if err != nil {
 			return err
+		}
+		dev := []byte(enrollment.Key(rec.Device()))
+		if string(tx.Bucket(bIndDevice).Get(dev)) == enrollment.Key(registrationID) {
+			if err := tx.Bucket(bIndDevice).Delete(dev); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bIndThumb).Delete([]byte(rec.Thumbprint))
 	})

@@ -10,3 +10,9 @@ func SetMaxChallenges(s *Store, n int) { s.challenges.max = n }
 func DropShardCounts(s *Store) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bShardCount) })
 }
+
+// DropDeviceIndex removes the individual device-ID index, as in a file
+// written before it existed.
+func DropDeviceIndex(s *Store) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bIndDevice) })
+}

@@ -169,7 +169,15 @@ func FromIndividual(e *enrollment.Individual, etag string) *Individual {
 		EKPublic: e.EKPublic, SealedKeys: e.SealedKeys, Disabled: e.Disabled, Allocation: FromAllocation(e.Allocation), Settings: FromSettings(e.DeviceSettings), Etag: etag, Created: e.Created, Updated: e.Updated}
 }
 
-// Domain converts back.
+// Device is the enrollment's effective device ID.
+func (r *Individual) Device() string {
+	if r.DeviceID != "" {
+		return r.DeviceID
+	}
+	return r.RegistrationID
+}
+
+// Domain converts the record.
 func (r *Individual) Domain() *enrollment.Individual {
 	mech := enrollment.Mechanism(r.Mechanism)
 	if mech == "" {

@@ -31,6 +31,10 @@ func (s *Store) caSubjectIndex(key string) string  { return s.cfgKey("ca_subj", 
 func (s *Store) groupCAIndex(ca string) string     { return s.cfgKey("grp_ca", ca) }
 func (s *Store) indThumbIndex(thumb string) string { return s.cfgKey("ind_thumb", thumb) }
 
+// indDevIndex maps Key(device ID) to the registration key of the
+// individual enrollment that assigns it (ADR 17).
+func (s *Store) indDevIndex(dev string) string { return s.cfgKey("ind_dev", enrollment.Key(dev)) }
+
 // getString returns a string key's value, "" when absent.
 func getString(ctx context.Context, c goredis.Cmdable, key string) (string, error) {
 	v, err := c.Get(ctx, key).Result()
@@ -175,9 +179,14 @@ func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
 
 // CreateIndividual implements enrollment.IndividualStore.
 func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
+	if err := s.ensureDeviceIndex(ctx); err != nil {
+		return "", err
+	}
 	etag := newEtag()
 	key := enrollment.Key(e.RegistrationID)
-	err := individuals.create(ctx, s, key, record.FromIndividual(e, etag), []string{s.indThumbIndex(e.Thumbprint)},
+	dev := e.EffectiveDeviceID()
+	err := individuals.create(ctx, s, key, record.FromIndividual(e, etag),
+		[]string{s.indThumbIndex(e.Thumbprint), s.indDevIndex(key), s.indDevIndex(dev), individuals.key(s, enrollment.Key(dev))},
 		func(tx *goredis.Tx) error {
 			other, err := getString(ctx, tx, s.indThumbIndex(e.Thumbprint))
 			if err != nil {
@@ -186,10 +195,100 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 			if other != "" {
 				return fault.Existsf("this certificate is already enrolled as %q", other)
 			}
-			return nil
+			return s.checkNames(ctx, tx, key, dev)
 		},
-		func(p goredis.Pipeliner) { p.Set(ctx, s.indThumbIndex(e.Thumbprint), key, 0) })
+		func(p goredis.Pipeliner) {
+			p.Set(ctx, s.indThumbIndex(e.Thumbprint), key, 0)
+			p.Set(ctx, s.indDevIndex(dev), key, 0)
+		})
 	return etag, err
+}
+
+// checkNames refuses an individual enrollment (registration key key) whose
+// registration ID or device ID another individual enrollment holds as its
+// registration ID or device ID (ADR 17: one namespace of reserved names).
+func (s *Store) checkNames(ctx context.Context, tx *goredis.Tx, key, deviceID string) error {
+	other, err := getString(ctx, tx, s.indDevIndex(key))
+	if err != nil {
+		return err
+	}
+	if other != "" && other != key {
+		return enrollment.NameTaken(key, other, true)
+	}
+	if other, err = getString(ctx, tx, s.indDevIndex(deviceID)); err != nil {
+		return err
+	}
+	if other != "" && other != key {
+		return enrollment.NameTaken(deviceID, other, true)
+	}
+	if dev := enrollment.Key(deviceID); dev != key {
+		n, err := tx.Exists(ctx, individuals.key(s, dev)).Result()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return enrollment.NameTaken(deviceID, dev, false)
+		}
+	}
+	return nil
+}
+
+// ReservedByIndividual implements enrollment.IndividualStore: one EXISTS
+// over the enrollment and the device-ID index, both in the config slot.
+func (s *Store) ReservedByIndividual(ctx context.Context, name string) (bool, error) {
+	if err := s.ensureDeviceIndex(ctx); err != nil {
+		return false, err
+	}
+	key := enrollment.Key(name)
+	n, err := s.c.Exists(ctx, individuals.key(s, key), s.indDevIndex(key)).Result()
+	if err != nil {
+		return false, s.fail(ctx, err)
+	}
+	return n > 0, nil
+}
+
+// ensureDeviceIndex builds the device-ID index once for a store written by
+// a build before it existed; a marker key records that it is complete.
+// After the first success in a process it costs nothing.
+func (s *Store) ensureDeviceIndex(ctx context.Context) error {
+	if s.devIndexReady.Load() {
+		return nil
+	}
+	marker := s.cfgKey("ind_dev:built")
+	n, err := s.c.Exists(ctx, marker).Result()
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	if n == 0 {
+		token := ""
+		for {
+			ids, next, err := rangePage(ctx, s.c, individuals.list(s), "", token, 1000)
+			if err != nil {
+				return s.fail(ctx, err)
+			}
+			for _, id := range ids {
+				rec, err := individuals.load(ctx, s, s.c, id)
+				if errors.Is(err, fault.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if err := s.c.SetNX(ctx, s.indDevIndex(rec.Device()), id, 0).Err(); err != nil {
+					return s.fail(ctx, err)
+				}
+			}
+			if next == "" {
+				break
+			}
+			token = next
+		}
+		if err := s.c.Set(ctx, marker, "1", 0).Err(); err != nil {
+			return s.fail(ctx, err)
+		}
+	}
+	s.devIndexReady.Store(true)
+	return nil
 }
 
 // GetIndividual implements enrollment.IndividualStore.
@@ -207,15 +306,56 @@ func (s *Store) ListIndividuals(ctx context.Context, p enrollment.Page) ([]*enro
 	return individuals.page(ctx, s, p.Token, p.Limit)
 }
 
-// UpdateIndividual implements enrollment.IndividualStore.
+// UpdateIndividual implements enrollment.IndividualStore. A changed device
+// ID moves its index entry in the same transaction, under the name rule.
 func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
-	return individuals.update(ctx, s, enrollment.Key(e.RegistrationID), e.Etag, func(r *record.Individual, etag string) { r.ApplyUpdate(e, etag) })
+	if err := s.ensureDeviceIndex(ctx); err != nil {
+		return "", err
+	}
+	key := enrollment.Key(e.RegistrationID)
+	newDev := e.EffectiveDeviceID()
+	rkey := individuals.key(s, key)
+	etag := newEtag()
+	err := s.watch(ctx, func(tx *goredis.Tx) error {
+		rec, err := individuals.load(ctx, s, tx, key)
+		if err != nil {
+			return err
+		}
+		if err := checkEtag(individuals.what, key, e.Etag, rec.Etag); err != nil {
+			return err
+		}
+		oldDev := rec.Device()
+		moved := enrollment.Key(oldDev) != enrollment.Key(newDev)
+		if moved {
+			if err := s.checkNames(ctx, tx, key, newDev); err != nil {
+				return err
+			}
+		}
+		rec.ApplyUpdate(e, etag)
+		raw, err := encode(rec)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, rkey, raw, 0)
+			p.IncrBy(ctx, individuals.version(s), versionStep())
+			if moved {
+				p.Del(ctx, s.indDevIndex(oldDev))
+				p.Set(ctx, s.indDevIndex(newDev), key, 0)
+			}
+			return nil
+		})
+		return err
+	}, rkey, s.indDevIndex(newDev), individuals.key(s, enrollment.Key(newDev)))
+	return etag, err
 }
 
 // DeleteIndividual implements enrollment.IndividualStore.
 func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag string) error {
-	return individuals.remove(ctx, s, enrollment.Key(registrationID), etag, nil, nil, func(p goredis.Pipeliner, rec *record.Individual) {
+	key := enrollment.Key(registrationID)
+	return individuals.remove(ctx, s, key, etag, nil, nil, func(p goredis.Pipeliner, rec *record.Individual) {
 		p.Del(ctx, s.indThumbIndex(rec.Thumbprint))
+		p.Del(ctx, s.indDevIndex(rec.Device()))
 	})
 }
 

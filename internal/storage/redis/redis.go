@@ -73,6 +73,9 @@ type Store struct {
 	changes registry.Broadcast
 	// shardCache holds AllShards' decoded shards (enrollment.go).
 	shardCache atomic.Pointer[shardList]
+	// devIndexReady: the individual device-ID index is known complete
+	// (ensureDeviceIndex).
+	devIndexReady atomic.Bool
 	// The relayer (events.go): writes queue their outboxes on relayQ.
 	relayQ    chan *relayJob
 	closing   chan struct{}

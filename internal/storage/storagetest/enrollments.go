@@ -356,3 +356,80 @@ func testIndividualCRUD(t *testing.T, s Store) {
 	_, err = s.FindIndividualByThumbprint(ctx, thumb)
 	wantKind(t, err, fault.NotFound, "thumbprint index after delete")
 }
+
+// testIndividualNames checks ADR 17's reservation: an individual
+// enrollment holds its registration ID and its device ID in one
+// case-folded namespace, and ReservedByIndividual sees both.
+func testIndividualNames(t *testing.T, s Store) {
+	ctx := t.Context()
+	n := 0
+	ind := func(regID, devID string) *enrollment.Individual {
+		n++
+		return &enrollment.Individual{RegistrationID: regID, DeviceID: devID, Mechanism: enrollment.MechanismX509,
+			Thumbprint: enrollment.Thumbprint(fmt.Appendf(nil, "names-%d", n)), Allocation: hashed()}
+	}
+	reserved := func(name string, want bool) {
+		t.Helper()
+		got, err := s.ReservedByIndividual(ctx, name)
+		must(t, err, "ReservedByIndividual("+name+")")
+		if got != want {
+			t.Fatalf("ReservedByIndividual(%q) = %v, want %v", name, got, want)
+		}
+	}
+	a := ind("ind-reg", "Sensor-0001")
+	etagA, err := s.CreateIndividual(ctx, a)
+	must(t, err, "CreateIndividual(custom device ID)")
+	reserved("ind-reg", true)
+	reserved("IND-REG", true)
+	reserved("sensor-0001", true) // the device ID, any case
+	reserved("sensor-0002", false)
+	plain := ind("plain-1", "")
+	_, err = s.CreateIndividual(ctx, plain)
+	must(t, err, "CreateIndividual(default device ID)")
+	reserved("plain-1", true)
+
+	for _, c := range []struct{ name, regID, devID string }{
+		{"registration ID is another's device ID", "sensor-0001", ""},
+		{"registration ID is another's device ID, other case", "SENSOR-0001", "elsewhere"},
+		{"device ID is another's device ID", "other-1", "sensor-0001"},
+		{"device ID is another's registration ID", "other-2", "Ind-Reg"},
+		{"device ID is another's default device ID", "other-3", "plain-1"},
+	} {
+		_, err := s.CreateIndividual(ctx, ind(c.regID, c.devID))
+		if fault.KindOf(err) != fault.AlreadyExists || fault.ReasonOf(err) != fault.DeviceIDConflict {
+			t.Fatalf("%s: err = %v (reason %s), want AlreadyExists DEVICE_ID_CONFLICT", c.name, err, fault.ReasonOf(err))
+		}
+		_, err = s.GetIndividual(ctx, c.regID)
+		wantKind(t, err, fault.NotFound, c.name+": refused create left behind")
+	}
+	reserved("other-1", false)
+	reserved("elsewhere", false)
+
+	// Its own registration ID as its device ID is no collision.
+	_, err = s.CreateIndividual(ctx, ind("self-1", "SELF-1"))
+	must(t, err, "CreateIndividual(device ID = own registration ID)")
+
+	// An update that moves the device ID moves the reservation, and may
+	// not take another's name.
+	gotA, err := s.GetIndividual(ctx, "ind-reg")
+	must(t, err, "GetIndividual")
+	taken := *gotA
+	taken.DeviceID = "plain-1"
+	_, err = s.UpdateIndividual(ctx, &taken)
+	if fault.ReasonOf(err) != fault.DeviceIDConflict {
+		t.Fatalf("UpdateIndividual to another's name: %v, want DEVICE_ID_CONFLICT", err)
+	}
+	moved := *gotA
+	moved.DeviceID = "sensor-0002"
+	etagA, err = s.UpdateIndividual(ctx, &moved)
+	must(t, err, "UpdateIndividual(new device ID)")
+	reserved("sensor-0001", false)
+	reserved("sensor-0002", true)
+	_, err = s.CreateIndividual(ctx, ind("sensor-0001", ""))
+	must(t, err, "CreateIndividual(the freed name)")
+	reserved("sensor-0001", true)
+
+	must(t, s.DeleteIndividual(ctx, "ind-reg", etagA), "DeleteIndividual")
+	reserved("ind-reg", false)
+	reserved("sensor-0002", false)
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"GroupCreateRules", testGroupCreateRules},
 		{"GroupUpdateDelete", testGroupUpdateDelete},
 		{"IndividualCRUD", testIndividualCRUD},
+		{"IndividualNames", testIndividualNames},
 		{"ShardCRUD", testShardCRUD},
 		{"RegistrationCreate", testRegistrationCreate},
 		{"RegistrationConcurrentCreate", testRegistrationConcurrentCreate},
