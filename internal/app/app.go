@@ -236,8 +236,7 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 		limiter = &ratelimit.Limiter{Counter: counter, Now: opt.Now,
 			PerIP:           ratelimit.Rule{Limit: rl.PerIP.Limit, Window: rl.PerIP.Window},
 			PerRegistration: ratelimit.Rule{Limit: rl.PerRegistration.Limit, Window: rl.PerRegistration.Window},
-			PerIPChallenges: ratelimit.Rule{Limit: rl.TPMChallengesPerIP.Limit, Window: rl.TPMChallengesPerIP.Window},
-			PerEKChallenges: ratelimit.Rule{Limit: rl.TPMChallengesPerEK.Limit, Window: rl.TPMChallengesPerEK.Window}}
+			PerIPChallenges: ratelimit.Rule{Limit: rl.TPMChallengesPerIP.Limit, Window: rl.TPMChallengesPerIP.Window}}
 	}
 	var reg registry.Store = store
 	if opt.WrapRegistry != nil {

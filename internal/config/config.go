@@ -52,8 +52,9 @@ type Config struct {
 	} `yaml:"x509"`
 	Secrets struct {
 		// DataKeyFile holds the data key that seals symmetric enrollment
-		// keys (base64 of 32 bytes); default DataDir/data.key. The embedded
-		// store creates it; every Redis replica needs the same file.
+		// keys and TPM challenges (base64 of 32 bytes); default
+		// DataDir/data.key. The embedded store creates it; every Redis
+		// replica needs the same file.
 		DataKeyFile string `yaml:"data_key_file"`
 	} `yaml:"secrets"`
 	SymmetricKeys struct {
@@ -99,12 +100,9 @@ type Config struct {
 			PerIP RateRule `yaml:"per_ip"`
 			// PerRegistration bounds registrations of one attested device.
 			PerRegistration RateRule `yaml:"per_registration"`
-			// TPMChallengesPerIP bounds TPM first steps (each stores a
-			// challenge) from one source address.
+			// TPMChallengesPerIP bounds TPM first steps (each a
+			// public-key operation) from one source address.
 			TPMChallengesPerIP RateRule `yaml:"tpm_challenges_per_ip"`
-			// TPMChallengesPerEK bounds TPM first steps for one EK (each
-			// replaces the EK's open challenge).
-			TPMChallengesPerEK RateRule `yaml:"tpm_challenges_per_ek"`
 		} `yaml:"rate_limit"`
 	} `yaml:"device"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -190,7 +188,6 @@ func Default() Config {
 	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
 	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.Device.RateLimit.TPMChallengesPerIP = RateRule{Limit: 3000, Window: 5 * time.Minute}
-	c.Device.RateLimit.TPMChallengesPerEK = RateRule{Limit: 10, Window: 5 * time.Minute}
 	c.ShutdownGrace = 20 * time.Second
 	return c
 }
@@ -458,8 +455,7 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("x509.max_chain_length %d is outside 1-10", c.X509.MaxChainLength))
 	}
 	for name, r := range map[string]RateRule{"per_ip": c.Device.RateLimit.PerIP, "per_registration": c.Device.RateLimit.PerRegistration,
-		"tpm_challenges_per_ip": c.Device.RateLimit.TPMChallengesPerIP,
-		"tpm_challenges_per_ek": c.Device.RateLimit.TPMChallengesPerEK} {
+		"tpm_challenges_per_ip": c.Device.RateLimit.TPMChallengesPerIP} {
 		if r.Limit < 0 || r.Limit > 0 && (r.Window < time.Second || r.Window > 24*time.Hour) {
 			p = append(p, fmt.Errorf("device.rate_limit.%s: limit %d per %s; want a limit >= 0 and a window of 1s-24h", name, r.Limit, r.Window))
 		}

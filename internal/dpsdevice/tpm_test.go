@@ -36,9 +36,8 @@ func softwareKey(t *testing.T) []byte {
 
 // TestTPMTwoSteps runs DPS's TPM flow with DPS's shapes: the first PUT is
 // answered 401 with the authenticationKey that delivers a key into the
-// TPM (here read off the randomness source instead of a TPM); the second,
-// with a SAS signed by that key, registers and delivers the hub key. A
-// challenge answers once.
+// TPM; the second, with a SAS signed by that key, registers and delivers
+// the hub key. A SAS answers once.
 func TestTPMTwoSteps(t *testing.T) {
 	f := newFixture(t)
 	ek, srk := softwareKey(t), softwareKey(t)
@@ -52,35 +51,43 @@ func TestTPMTwoSteps(t *testing.T) {
 			"endorsementKey": base64.StdEncoding.EncodeToString(ek), "storageRootKey": base64.StdEncoding.EncodeToString(srk)}})
 		return string(raw)
 	}
-	// challenge runs the first step and returns the delivered key.
+	// challenge runs the first step and returns the delivered key (here
+	// from the service instead of a TPM that imports it).
 	challenge := func() []byte {
 		t.Helper()
-		f.rand.take()
 		ch := decode[map[string]string](t, f.do(request{method: "PUT", path: path, body: body(ek, srk)}), 401)
 		blob, err := base64.StdEncoding.DecodeString(ch["authenticationKey"])
 		if err != nil || len(blob) == 0 || ch["keyName"] != "registration" || len(ch) != 2 {
 			t.Fatalf("first step: %v", ch)
 		}
-		return f.rand.take()[:32]
+		return f.prov.DPSDeliveredKey(ek, srk, "tpm-1", time.Now())
 	}
 	sign := func(key []byte) string {
 		return symkey.Sign(key, scope+"/registrations/tpm-1", time.Now().Add(time.Hour), "registration")
 	}
 
-	// A SAS not signed by the delivered key is refused and spends the
-	// challenge; so are other keys than the first step's, and an answer
-	// with no challenge.
-	challenge()
-	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(make([]byte, 32))}), 401, fault.TPMChallengeFailed)
+	// A SAS not signed by the delivered key is refused; so is the key
+	// with another SRK than the first step's, a key of an expired window,
+	// and the key of another registration ID.
 	key := challenge()
+	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(make([]byte, 32))}), 401, fault.TPMChallengeFailed)
 	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, softwareKey(t)), auth: sign(key)}), 401, fault.TPMChallengeFailed)
-	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(key)}), 401, fault.TPMChallengeFailed)
+	old := f.prov.DPSDeliveredKey(ek, srk, "tpm-1", time.Now().Add(-11*time.Minute))
+	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(old)}), 401, fault.TPMChallengeExpired)
+	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(f.prov.DPSDeliveredKey(ek, srk, "tpm-2", time.Now()))}), 401, fault.TPMChallengeFailed)
 	if f.registered("tpm-1") {
 		t.Fatal("a failed answer registered the device")
 	}
-
-	key = challenge()
-	op := decode[OperationStatus](t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(key)}), 200)
+	// First steps by anyone who knows the EK and SRK (both public) store
+	// nothing and change nothing: the device's key still answers.
+	for range 10 {
+		challenge()
+	}
+	if n := f.st.ChallengeCount(); n != 0 {
+		t.Fatalf("%d challenges stored by first steps", n)
+	}
+	auth := sign(key)
+	op := decode[OperationStatus](t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: auth}), 200)
 	st := op.RegistrationState
 	if op.Status != "assigned" || st.TPM == nil || st.TPM.AuthenticationKey == "" || st.X509 != nil || st.SymmetricKey != nil || st.DeviceID != "tpm-1" {
 		t.Fatalf("second step: %+v %+v", op, st)
@@ -89,8 +96,8 @@ func TestTPMTwoSteps(t *testing.T) {
 	if err != nil || reg.AttestationType != registry.TPM || reg.CredentialThumbprint != tpm.EKHash(ek) {
 		t.Fatalf("registration %+v %v", reg, err)
 	}
-	// Replayed: no challenge left.
-	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(key)}), 401, fault.TPMChallengeFailed)
+	// Replayed: a SAS answers once.
+	refused(t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: auth}), 401, fault.TPMChallengeFailed)
 
 	// An EK nobody enrolled gets no challenge, under a free registration
 	// ID or an enrolled one (the answer does not tell which); a bad SRK
@@ -107,7 +114,8 @@ func TestTPMTwoSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	key = challenge()
-	if op := decode[OperationStatus](t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: sign(key)}), 200); op.Status != "disabled" {
+	fresh := symkey.Sign(key, scope+"/registrations/tpm-1", time.Now().Add(2*time.Hour), "registration") // another SAS
+	if op := decode[OperationStatus](t, f.do(request{method: "PUT", path: path, body: body(ek, srk), auth: fresh}), 200); op.Status != "disabled" {
 		t.Fatalf("disabled TPM enrollment: %+v", op)
 	}
 }

@@ -86,6 +86,9 @@ type options struct {
 	maxHubStreams int
 	// hubPoll is how often idle assignment streams poll (20 ms if zero).
 	hubPoll time.Duration
+	// dataKeyFile is the data key (replicas share one); "" for one in
+	// the server's own data directory.
+	dataKeyFile string
 }
 
 // idScope is the DPS ID scope of test servers.
@@ -123,6 +126,7 @@ func startWith(t *testing.T, opt options) *env {
 
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
+	cfg.Secrets.DataKeyFile = opt.dataKeyFile
 	cfg.DPS.IDScope, cfg.DPS.ServiceHostname = idScope, "localhost"
 	cfg.SymmetricKeys.Enabled = !opt.noSymmetricKeys
 	cfg.Geo = opt.geo
@@ -137,7 +141,6 @@ func startWith(t *testing.T, opt options) *env {
 	// No rate limits unless a test sets its own limiter: tests register
 	// thousands of devices from one address.
 	cfg.Device.RateLimit.PerIP.Limit, cfg.Device.RateLimit.PerRegistration.Limit, cfg.Device.RateLimit.TPMChallengesPerIP.Limit = 0, 0, 0
-	cfg.Device.RateLimit.TPMChallengesPerEK.Limit = 0
 	// Herds of MQTT devices connect from one address too.
 	cfg.MQTT.MaxConnectionsPerIP = cfg.MQTT.MaxConnections
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -290,10 +290,11 @@ func TestTakeoverTPMGroupSquat(t *testing.T) {
 	})
 }
 
-// TestTPMChallengeBounds: one TPM has one open challenge (a new first step
-// replaces the one before, whose ID then fails), one address opens a
-// bounded number, and a TPM that opened hundreds does not stop another
-// TPM from registering.
+// TestTPMChallengeBounds: first steps store nothing (the challenge is
+// sealed into its ID), so hundreds of them for one (public) EK neither
+// evict nor use up the device's open challenge, nor fill the store; one
+// address opens a bounded number; a forged challenge ID is refused; an
+// answer is single use; and another TPM registers meanwhile.
 func TestTPMChallengeBounds(t *testing.T) {
 	limiter := &ratelimit.Limiter{Counter: &ratelimit.Memory{}, Now: time.Now,
 		PerIPChallenges: ratelimit.Rule{Limit: 400, Window: time.Hour}}
@@ -320,32 +321,41 @@ func TestTPMChallengeBounds(t *testing.T) {
 		if _, err := begin(); reasonOf(t, err) != "RATE_LIMITED" {
 			t.Fatalf("first step 401 from one address: %v", err)
 		}
-		if n := challengeCount(t, e); n != 1 {
-			t.Fatalf("400 first steps of one TPM left %d challenges open, want 1", n)
+		if n := challengeCount(t, e); n != 0 {
+			t.Fatalf("400 first steps of one TPM stored %d challenges, want none (they are sealed into the challenge ID)", n)
 		}
-		// The first challenge was replaced: answering it fails, and
-		// leaves the latest open.
+		// Anyone may begin for a public EK: the device's own first
+		// challenge is untouched and still answers.
 		secret, err := d.Activate(first.GetCredentialBlob(), first.GetEncryptedSecret())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: first.GetRegistrationId(),
-			ChallengeId: first.GetChallengeId(), Secret: secret}); reasonOf(t, err) != "TPM_CHALLENGE_FAILED" {
-			t.Fatalf("a replaced challenge: %v", err)
-		}
-		// Malformed challenge IDs.
-		for _, id := range []string{"", "zz", strings.Repeat("g", 96), last.GetChallengeId()[:95], last.GetChallengeId() + "0"} {
-			if _, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: last.GetRegistrationId(),
+		// Malformed and forged challenge IDs.
+		forged := []byte(first.GetChallengeId())
+		forged[10] ^= 1
+		for _, id := range []string{"", "zz", strings.Repeat("g", 96), first.GetChallengeId()[:95], first.GetChallengeId() + "0", string(forged), strings.Repeat("A", 5000)} {
+			if _, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: first.GetRegistrationId(),
 				ChallengeId: id, Secret: secret}); reasonOf(t, err) != "TPM_CHALLENGE_FAILED" {
-				t.Fatalf("challenge ID %q: %v", id, err)
+				t.Fatalf("challenge ID %.40q: %v", id, err)
 			}
 		}
+		complete := func(ch *pb.BeginTpmAttestationResponse, secret []byte) error {
+			_, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: ch.GetRegistrationId(),
+				ChallengeId: ch.GetChallengeId(), Secret: secret})
+			return err
+		}
+		if err := complete(first, secret); err != nil {
+			t.Fatalf("the device's first challenge, after 399 more first steps: %v", err)
+		}
+		if err := complete(first, secret); reasonOf(t, err) != "TPM_CHALLENGE_FAILED" {
+			t.Fatalf("the same answer again: %v", err)
+		}
+		// The latest open challenge of the same TPM answers too.
 		secret, err = d.Activate(last.GetCredentialBlob(), last.GetEncryptedSecret())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := dev.CompleteTpmAttestation(t.Context(), &pb.CompleteTpmAttestationRequest{RegistrationId: last.GetRegistrationId(),
-			ChallengeId: last.GetChallengeId(), Secret: secret}); err != nil {
+		if err := complete(last, secret); err != nil {
 			t.Fatalf("the latest challenge: %v", err)
 		}
 	})
@@ -357,8 +367,8 @@ func TestTPMChallengeBounds(t *testing.T) {
 			t.Fatalf("another TPM: %v", err)
 		}
 	})
-	if n := challengeCount(t, e); n != 0 {
-		t.Fatalf("%d challenges left open after both TPMs registered", n)
+	if n := challengeCount(t, e); n != 3 {
+		t.Fatalf("%d single-use markers after three answered challenges, want 3", n)
 	}
 }
 

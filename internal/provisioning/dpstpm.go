@@ -2,16 +2,16 @@ package provisioning
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
+	"fmt"
 	"io"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
@@ -49,15 +49,33 @@ func (e DPSTPMAnswer) logAttrs() []any {
 	return []any{"ek", tpm.EKHash(e.EKPublic), "dps_step", "register"}
 }
 
-type dpsTPMState struct {
-	EKHash  string `json:"ek"`
-	SRKHash string `json:"srk"`
-	// SealedKey is the delivered HMAC key, sealed: the second request's
-	// SAS must verify with it.
-	SealedKey []byte `json:"k"`
+// DPS's TPM flow has no challenge ID: the second request carries only the
+// EK, the SRK and a SAS signed by the key the first answer delivered into
+// the TPM. That key is derived, not stored (ADR 8): from the data key, the
+// EK, the SRK, the registration ID and a five-minute window. So a first
+// request stores nothing, any replica checks the second, and no one who
+// knows a TPM's (public) EK and SRK can replace or use up the key its
+// device holds: every first request in a window delivers the same key,
+// which only that TPM can import. A key is good for the window it was
+// delivered in and the next (5 to 10 minutes); a SAS is used once.
+const dpsKeyWindow = 5 * time.Minute
+
+// dpsKey is the key delivered to a TPM in window w (Unix time / window).
+func (s *Service) dpsKey(ekHash, srkHash, regID string, w int64) []byte {
+	m := hmac.New(sha256.New, s.Secrets.Derive("dps-tpm-key:v1"))
+	fmt.Fprintf(m, "%s\n%s\n%s\n%d", ekHash, srkHash, enrollment.Key(regID), w)
+	return m.Sum(nil)
 }
 
-func dpsChallengeID(regID string) string { return "dps-tpm:" + enrollment.Key(regID) }
+func dpsWindow(t time.Time) int64 { return t.Unix() / int64(dpsKeyWindow/time.Second) }
+
+// DPSDeliveredKey is the key the DPS TPM flow's first answer delivers, at
+// time at, into the TPM with these EK and SRK (TPM2B_PUBLIC) for regID.
+// Only that TPM can import it from the answer; a test that plays the TPM
+// in software takes it from here instead.
+func (s *Service) DPSDeliveredKey(ekPublic, srkPublic []byte, regID string, at time.Time) []byte {
+	return s.dpsKey(tpm.EKHash(ekPublic), tpm.EKHash(srkPublic), regID, dpsWindow(at))
+}
 
 func (s *Service) rand() io.Reader {
 	if s.Rand != nil {
@@ -84,8 +102,9 @@ func parseDPSKeys(ekPublic, srkPublic []byte) (ek, srk *tpm2.TPMTPublic, err err
 }
 
 // challenge answers a DPS TPM device's first request with the
-// authenticationKey blob that delivers a fresh HMAC key into its TPM (and
-// only its TPM). DPS takes TPM devices by individual enrollment only.
+// authenticationKey blob that delivers the window's key (dpsKey) into its
+// TPM, and only its TPM. It stores nothing. DPS takes TPM devices by
+// individual enrollment only.
 func (e DPSTPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*TPMChallenge, error) {
 	if s.Secrets == nil {
 		return nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "the DPS TPM flow needs a data key")
@@ -98,9 +117,6 @@ func (e DPSTPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*
 		return nil, err
 	}
 	ekHash := tpm.EKHash(e.EKPublic)
-	if err := s.Limiter.AllowEKChallenge(ctx, ekHash); err != nil {
-		return nil, err
-	}
 	ind, err := s.tpmEnrollment(ctx, req.RegistrationID, ekHash)
 	if err != nil {
 		return nil, err
@@ -108,29 +124,12 @@ func (e DPSTPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*
 	if _, err := s.admit(ctx, claim{regID: ind.RegistrationID, individual: true, attType: registry.TPM, thumbprint: ekHash}); err != nil {
 		return nil, err
 	}
-	key := make([]byte, 32)
-	if _, err := io.ReadFull(s.rand(), key); err != nil {
-		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "key")
-	}
+	key := s.dpsKey(ekHash, tpm.EKHash(e.SRKPublic), req.RegistrationID, dpsWindow(s.Now()))
 	blob, err := tpm.AuthenticationKey(s.rand(), ek, srk, key)
 	if err != nil {
 		return nil, err
 	}
-	id := dpsChallengeID(req.RegistrationID)
-	sealed, err := s.Secrets.Seal(key, id)
-	if err != nil {
-		return nil, err
-	}
-	state, _ := json.Marshal(dpsTPMState{EKHash: ekHash, SRKHash: tpm.EKHash(e.SRKPublic), SealedKey: sealed})
-	now := s.Now()
-	// A device that starts over replaces its outstanding challenge.
-	if _, err := s.Challenges.TakeChallenge(ctx, id, now); err != nil && !errors.Is(err, fault.ErrNotFound) && fault.ReasonOf(err) != fault.ChallengeExpired {
-		return nil, err
-	}
-	if err := s.Challenges.PutChallenge(ctx, &attestation.Challenge{ID: id, RegistrationID: req.RegistrationID, Data: state, Expires: now.Add(TPMChallengeLife)}); err != nil {
-		return nil, err
-	}
-	return &TPMChallenge{RegistrationID: req.RegistrationID, AuthenticationKey: blob, Expires: now.Add(TPMChallengeLife)}, nil
+	return &TPMChallenge{RegistrationID: req.RegistrationID, AuthenticationKey: blob, Expires: s.Now().Add(dpsKeyWindow)}, nil
 }
 
 // attest checks the second request's SAS against the delivered key (proof
@@ -155,30 +154,26 @@ func (e DPSTPMAnswer) attest(ctx context.Context, s *Service, req *Request) (*pl
 	if err := tok.CheckExpiry(now); err != nil {
 		return nil, err
 	}
-	id := dpsChallengeID(req.RegistrationID)
-	c, err := s.Challenges.TakeChallenge(ctx, id, now)
+	// The key of this window or the one before; an older one is expired.
+	ekHash, srkHash := tpm.EKHash(e.EKPublic), tpm.EKHash(e.SRKPublic)
+	w := dpsWindow(now)
+	var window int64 = -1
+	for _, cand := range []int64{w, w - 1, w - 2, w - 3} {
+		if tok.Verify(s.dpsKey(ekHash, srkHash, req.RegistrationID, cand)) {
+			window = cand
+			break
+		}
+	}
 	switch {
-	case errors.Is(err, fault.ErrNotFound):
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "no outstanding TPM challenge; start over")
-	case fault.ReasonOf(err) == fault.ChallengeExpired:
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeExpired, "the TPM challenge expired; start over")
-	case err != nil:
+	case window < 0:
+		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the SAS token is not signed by a key delivered to this TPM for this registration; start over")
+	case window < w-1:
+		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeExpired, "the key delivered to the TPM expired; start over")
+	}
+	used := sha256.Sum256(tok.Signature)
+	marker := "dps-tpm-used:" + hex.EncodeToString(used[:16])
+	if err := s.useOnce(ctx, marker, req.RegistrationID, time.Unix((window+2)*int64(dpsKeyWindow/time.Second), 0), now); err != nil {
 		return nil, err
-	}
-	var state dpsTPMState
-	if err := json.Unmarshal(c.Data, &state); err != nil {
-		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode challenge")
-	}
-	ekHash := tpm.EKHash(e.EKPublic)
-	if state.EKHash != ekHash || state.SRKHash != tpm.EKHash(e.SRKPublic) {
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the keys differ from the first request's")
-	}
-	key, err := s.Secrets.Open(state.SealedKey, id)
-	if err != nil {
-		return nil, err
-	}
-	if !tok.Verify(key) {
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the SAS token is not signed by the key delivered to the TPM")
 	}
 	ind, err := s.tpmEnrollment(ctx, req.RegistrationID, ekHash)
 	if err != nil {

@@ -349,31 +349,60 @@ func TestRegisterTPM(t *testing.T) {
 		return ch, f.rand.take()[:tpm.SecretSize]
 	}
 	ch, secret := begin()
-	if ch.RegistrationID != regID || len(ch.ID) != tpmChallengeIDLength || !ch.Expires.After(time.Now()) {
+	if ch.RegistrationID != regID || ch.ID == "" || len(ch.ID) > maxChallengeIDLength || !ch.Expires.After(time.Now()) {
 		t.Fatalf("challenge = %+v", ch)
 	}
-	// A wrong secret uses the challenge up.
+	answer := func(regID, id string, secret []byte) error {
+		_, err := f.s.Register(ctx, Request{RegistrationID: regID, Evidence: TPMAnswer{ChallengeID: id, Secret: secret}})
+		return err
+	}
+	// A wrong secret is refused and writes nothing; the challenge stays
+	// its device's (only that TPM can recover the secret).
 	wrong := append([]byte(nil), secret...)
 	wrong[0] ^= 1
-	_, err := f.s.Register(ctx, Request{RegistrationID: regID, Evidence: TPMAnswer{ChallengeID: ch.ID, Secret: wrong}})
-	wantReason(t, err, fault.TPMChallengeFailed)
-	_, err = f.s.Register(ctx, Request{RegistrationID: regID, Evidence: TPMAnswer{ChallengeID: ch.ID, Secret: secret}})
-	wantReason(t, err, fault.TPMChallengeFailed)
+	wantReason(t, answer(regID, ch.ID, wrong), fault.TPMChallengeFailed)
 	f.nothingWritten(regID)
-
-	ch, secret = begin()
-	// Another registration's ID for this challenge: refused, and used up.
-	_, err = f.s.Register(ctx, Request{RegistrationID: "someone-else", Evidence: TPMAnswer{ChallengeID: ch.ID, Secret: secret}})
-	wantReason(t, err, fault.TPMChallengeFailed)
-
-	ch, secret = begin()
-	res, err := f.s.Register(ctx, Request{RegistrationID: regID, Evidence: TPMAnswer{ChallengeID: ch.ID, Secret: secret}})
-	if err != nil || !res.Registration.Individual || string(res.TPMBoundKey) != string(bound) || res.Registration.CredentialThumbprint != tpm.EKHash(ek) {
-		t.Fatalf("register: %+v %v", res, err)
+	// Another registration's ID for this challenge.
+	wantReason(t, answer("someone-else", ch.ID, secret), fault.TPMChallengeFailed)
+	// Challenge IDs this service did not issue: tampered, truncated,
+	// not base64, empty, oversized.
+	tampered := []byte(ch.ID)
+	tampered[len(tampered)/2] ^= 1
+	for name, id := range map[string]string{"tampered": string(tampered), "truncated": ch.ID[:len(ch.ID)-4], "not base64": "!!" + ch.ID[2:],
+		"empty": "", "oversized": strings.Repeat("A", maxChallengeIDLength+1)} {
+		if err := answer(regID, id, secret); fault.ReasonOf(err) != fault.TPMChallengeFailed {
+			t.Fatalf("%s challenge ID: %v", name, err)
+		}
 	}
-	// Single use.
-	_, err = f.s.Register(ctx, Request{RegistrationID: regID, Evidence: TPMAnswer{ChallengeID: ch.ID, Secret: secret}})
-	wantReason(t, err, fault.TPMChallengeFailed)
+	// Any number of first steps for the same (public) EK, by anyone,
+	// leaves the device's open challenge as it was: nothing is stored.
+	for range 20 {
+		begin()
+	}
+	if n := f.store.Store.(interface{ ChallengeCount() int }).ChallengeCount(); n != 0 {
+		t.Fatalf("%d challenges stored by first steps", n)
+	}
+	if err := answer(regID, ch.ID, secret); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	reg, err := f.store.GetRegistration(ctx, regID)
+	if err != nil || !reg.Individual || reg.CredentialThumbprint != tpm.EKHash(ek) {
+		t.Fatalf("registration: %+v %v", reg, err)
+	}
+	ident, err := f.store.GetIdentity(ctx, reg.DeviceID)
+	if err != nil || string(ident.Credential.TPMBoundKey) != string(bound) {
+		t.Fatalf("identity: %+v %v", ident, err)
+	}
+	// Single use: the same answer again, even the right one.
+	wantReason(t, answer(regID, ch.ID, secret), fault.TPMChallengeFailed)
+	// Expired: answered after its five minutes.
+	ch, secret = begin()
+	f.s.Now = func() time.Time { return time.Now().Add(TPMChallengeLife + time.Second) }
+	wantReason(t, answer(regID, ch.ID, secret), fault.TPMChallengeExpired)
+	f.s.Now = time.Now
+	if err := answer(regID, ch.ID, secret); err != nil {
+		t.Fatalf("the same challenge, answered in time: %v", err)
+	}
 	// An EK nobody enrolled, without a certificate.
 	other, _ := softwareTPM(t)
 	_, err = f.s.BeginTPM(ctx, Request{Evidence: TPMBegin{EKPublic: other, BoundKey: bound}})
@@ -526,28 +555,3 @@ func TestOneLogLinePerRegistration(t *testing.T) {
 	}
 }
 
-// TestTPMFirstStepsPerEK: first steps for one EK are bounded (each
-// replaces the EK's open challenge, and the EK is public), other EKs are
-// not affected.
-func TestTPMFirstStepsPerEK(t *testing.T) {
-	f := newFixture(t)
-	f.s.Limiter = &ratelimit.Limiter{Counter: &ratelimit.Memory{}, Now: time.Now,
-		PerEKChallenges: ratelimit.Rule{Limit: 2, Window: time.Hour}}
-	ek, bound := softwareTPM(t)
-	other, _ := softwareTPM(t)
-	for _, e := range [][]byte{ek, other} {
-		must(t)(f.store.Store.CreateIndividual(t.Context(), &enrollment.Individual{RegistrationID: tpm.RegistrationID(e), Mechanism: enrollment.MechanismTPM,
-			Thumbprint: tpm.EKHash(e), EKPublic: e}))
-	}
-	begin := func(e []byte) error {
-		_, err := f.s.BeginTPM(t.Context(), Request{Evidence: TPMBegin{EKPublic: e, BoundKey: bound}, Peer: "127.0.0.1:9"})
-		return err
-	}
-	for range 2 {
-		if err := begin(ek); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wantReason(t, begin(ek), fault.RateLimited)
-	wantReason(t, begin(other), "")
-}

@@ -3,12 +3,12 @@ package provisioning
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -62,25 +62,24 @@ func (TPMAnswer) attestation() registry.AttestationType { return registry.TPM }
 
 func (e TPMAnswer) logAttrs() []any { return []any{"challenge_id", e.ChallengeID} }
 
-// tpmChallengeState is what the first step leaves for the second.
+// tpmChallengeState is what the first step hands the second, sealed
+// under the data key into the challenge ID the device gets back (ADR 8):
+// nothing is stored until the device proves its TPM.
 type tpmChallengeState struct {
-	EKHash     string `json:"ek"`
-	GroupID    string `json:"g,omitempty"`
-	BoundKey   []byte `json:"bk"`
-	SecretHash []byte `json:"sh"`
-	// Nonce is the part of the device's challenge ID after the EK hash.
-	Nonce string `json:"n"`
+	RegistrationID string `json:"r"`
+	EKHash         string `json:"ek"`
+	GroupID        string `json:"g,omitempty"`
+	BoundKey       []byte `json:"bk"`
+	SecretHash     []byte `json:"sh"`
+	Expires        int64  `json:"exp"` // Unix seconds
 }
 
-func (s *Service) random() []byte {
-	b := make([]byte, 16)
-	r := s.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	_, _ = r.Read(b)
-	return b
-}
+// tpmChallengeAAD binds a sealed challenge to its purpose: no other sealed
+// value opens as one.
+const tpmChallengeAAD = "tpm-challenge:v1"
+
+// maxChallengeIDLength bounds the challenge ID a device may send back.
+const maxChallengeIDLength = 4096
 
 // challenge checks the EK against the enrollments and the bound key's
 // attributes, and issues a credential challenge bound to that key.
@@ -94,9 +93,6 @@ func (e TPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*TPM
 		return nil, err
 	}
 	ekHash := tpm.EKHash(e.EKPublic)
-	if err := s.Limiter.AllowEKChallenge(ctx, ekHash); err != nil {
-		return nil, err
-	}
 	cl := claim{regID: req.RegistrationID, attType: registry.TPM, thumbprint: ekHash}
 	ind, err := s.Enrollments.FindIndividualByThumbprint(ctx, ekHash)
 	switch {
@@ -148,57 +144,70 @@ func (e TPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*TPM
 	if err != nil {
 		return nil, err
 	}
-	nonce := hex.EncodeToString(s.random())
-	state, err := json.Marshal(tpmChallengeState{EKHash: ekHash, GroupID: groupID, BoundKey: e.BoundKey, SecretHash: cred.SecretHash, Nonce: nonce})
+	expires := now.Add(TPMChallengeLife)
+	state, err := json.Marshal(tpmChallengeState{RegistrationID: regID, EKHash: ekHash, GroupID: groupID, BoundKey: e.BoundKey,
+		SecretHash: cred.SecretHash, Expires: expires.Unix()})
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "encode challenge")
 	}
-	c := &attestation.Challenge{ID: tpmChallengeSlot(ekHash), RegistrationID: regID, Data: state, Expires: now.Add(TPMChallengeLife)}
-	if err := c.Validate(now); err != nil {
-		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "challenge")
+	if s.Secrets == nil {
+		return nil, fault.New(fault.FailedPrecondition, fault.InternalError, "TPM attestation needs a data key")
 	}
-	if err := s.replaceChallenge(ctx, c, now); err != nil {
+	sealed, err := s.Secrets.Seal(state, tpmChallengeAAD)
+	if err != nil {
 		return nil, err
 	}
-	return &TPMChallenge{RegistrationID: regID, ID: ekHash + nonce, CredentialBlob: cred.CredentialBlob, EncryptedSecret: cred.EncryptedSecret, Expires: c.Expires}, nil
+	return &TPMChallenge{RegistrationID: regID, ID: base64.RawURLEncoding.EncodeToString(sealed),
+		CredentialBlob: cred.CredentialBlob, EncryptedSecret: cred.EncryptedSecret, Expires: time.Unix(expires.Unix(), 0)}, nil
 }
 
-// A TPM has one open challenge at a time: it is stored under a slot named
-// by the EK, and a new first step replaces the one before. So one EK (or
-// one address with a few EKs) cannot fill the challenge store, and the
-// store holds at most one challenge per enrolled TPM. The device's
-// challenge ID is the EK hash followed by a random nonce, which the second
-// step must match.
-func tpmChallengeSlot(ekHash string) string { return "tpm:" + ekHash }
-
-// tpmChallengeIDLength is the length of a challenge ID given to a device:
-// the EK hash (64 hex digits) and the nonce (32).
-const tpmChallengeIDLength = 64 + 32
-
-// parseChallengeID splits a device's challenge ID into its slot and nonce.
-func parseChallengeID(id string) (slot, nonce string, ok bool) {
-	if len(id) != tpmChallengeIDLength {
-		return "", "", false
-	}
-	if _, err := hex.DecodeString(id); err != nil {
-		return "", "", false
-	}
-	return tpmChallengeSlot(strings.ToLower(id[:64])), strings.ToLower(id[64:]), true
+// A TPM challenge is stateless until it is answered: the first step seals
+// what the second needs into the challenge ID, so a first step stores
+// nothing, and no one who knows a TPM's (public) EK can replace, evict or
+// use up that TPM's open challenge, nor fill a store with challenges. A
+// TPM may hold any number of open challenges. Single use is enforced when
+// the challenge is answered correctly: a marker keyed by the challenge,
+// kept until the challenge expires, refuses a second use. Only the TPM
+// holding the EK can recover the secret, so only it can write markers.
+func tpmUsedMarker(sealed []byte) string {
+	sum := sha256.Sum256(sealed)
+	return "tpm-used:" + hex.EncodeToString(sum[:16])
 }
 
-// replaceChallenge stores c, replacing the challenge in its slot (a
-// device that starts over, or a concurrent first step of the same TPM).
-func (s *Service) replaceChallenge(ctx context.Context, c *attestation.Challenge, now time.Time) error {
-	for range 3 {
-		if _, err := s.Challenges.TakeChallenge(ctx, c.ID, now); err != nil && !errors.Is(err, fault.ErrNotFound) && fault.ReasonOf(err) != fault.ChallengeExpired {
-			return err
-		}
-		err := s.Challenges.PutChallenge(ctx, c)
-		if fault.KindOf(err) != fault.AlreadyExists {
-			return err
-		}
+// openChallenge opens a challenge ID a device sent back.
+func (s *Service) openChallenge(id string, now time.Time) (*tpmChallengeState, []byte, error) {
+	if len(id) == 0 || len(id) > maxChallengeIDLength || s.Secrets == nil {
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge")
 	}
-	return fault.New(fault.Unavailable, fault.StoreUnavailable, "too many concurrent first steps for this TPM; retry")
+	sealed, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil {
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge")
+	}
+	plain, err := s.Secrets.Open(sealed, tpmChallengeAAD)
+	if err != nil {
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge (not issued by this service)")
+	}
+	var state tpmChallengeState
+	if err := json.Unmarshal(plain, &state); err != nil {
+		return nil, nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode challenge")
+	}
+	if !now.Before(time.Unix(state.Expires, 0)) {
+		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeExpired, "the challenge expired; begin again")
+	}
+	return &state, sealed, nil
+}
+
+// useOnce records that a challenge (or DPS key) was answered, until it
+// expires; a second answer is refused.
+func (s *Service) useOnce(ctx context.Context, marker, regID string, expires, now time.Time) error {
+	err := s.Challenges.PutChallenge(ctx, &attestation.Challenge{ID: marker, RegistrationID: regID, Data: []byte{1}, Expires: expires})
+	switch {
+	case fault.KindOf(err) == fault.AlreadyExists:
+		return fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the challenge was already used; begin again")
+	case err != nil:
+		return err
+	}
+	return nil
 }
 
 // tpmEnrollment finds the individual TPM enrollment of this EK and checks
@@ -282,42 +291,23 @@ func (s *Service) tpmGroup(ctx context.Context, ek *tpm2.TPMTPublic, ekHash stri
 // since the first step); the device registers with its bound key.
 func (e TPMAnswer) attest(ctx context.Context, s *Service, req *Request) (*plan, error) {
 	now := s.Now()
-	slot, nonce, ok := parseChallengeID(e.ChallengeID)
-	if !ok {
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge")
-	}
 	if len(e.Secret) > 2*tpm.SecretSize {
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the secret has the wrong size")
 	}
-	c, err := s.Challenges.TakeChallenge(ctx, slot, now)
-	switch {
-	case errors.Is(err, fault.ErrNotFound):
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown or already used challenge")
-	case fault.ReasonOf(err) == fault.ChallengeExpired:
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeExpired, "the challenge expired; begin again")
-	case err != nil:
+	state, sealed, err := s.openChallenge(e.ChallengeID, now)
+	if err != nil {
 		return nil, err
 	}
-	var state tpmChallengeState
-	if err := json.Unmarshal(c.Data, &state); err != nil {
-		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode challenge")
-	}
-	// A wrong nonce is not an answer to this challenge (a replaced one, or
-	// a guess by someone who knows the EK): the challenge goes back for its
-	// device. A wrong secret for the right nonce uses it up.
-	if subtle.ConstantTimeCompare([]byte(state.Nonce), []byte(nonce)) != 1 {
-		if err := s.Challenges.PutChallenge(ctx, c); err != nil && fault.KindOf(err) != fault.AlreadyExists {
-			s.log(slog.LevelWarn, "could not restore a TPM challenge after a wrong challenge ID", "registration_id", c.RegistrationID, "err", err)
-		}
-		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown, replaced or already used challenge")
-	}
-	if !strings.EqualFold(c.RegistrationID, req.RegistrationID) {
+	if !strings.EqualFold(state.RegistrationID, req.RegistrationID) {
 		return nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "the challenge was issued to another registration")
 	}
 	if err := tpm.CheckSecret(state.SecretHash, e.Secret); err != nil {
 		return nil, err
 	}
-	p := plan{regID: c.RegistrationID, thumbprint: state.EKHash, attType: registry.TPM,
+	if err := s.useOnce(ctx, tpmUsedMarker(sealed), state.RegistrationID, time.Unix(state.Expires, 0), now); err != nil {
+		return nil, err
+	}
+	p := plan{regID: state.RegistrationID, thumbprint: state.EKHash, attType: registry.TPM,
 		cred: registry.Credential{Type: registry.TPM, TPMEKHash: state.EKHash, TPMBoundKey: state.BoundKey}}
 	// The enrollment may have changed since the first step.
 	if state.GroupID != "" {
@@ -334,9 +324,9 @@ func (e TPMAnswer) attest(ctx context.Context, s *Service, req *Request) (*plan,
 		if !g.AllowsEK(state.EKHash) {
 			return nil, fault.New(fault.Unauthenticated, fault.TPMEKUnknown, "the endorsement key is not on the group's allow-list")
 		}
-		p.deviceID, p.alloc, p.settings, p.groupID = c.RegistrationID, g.Allocation, g.DeviceSettings, g.ID
+		p.deviceID, p.alloc, p.settings, p.groupID = state.RegistrationID, g.Allocation, g.DeviceSettings, g.ID
 	} else {
-		ind, err := s.tpmEnrollment(ctx, c.RegistrationID, state.EKHash)
+		ind, err := s.tpmEnrollment(ctx, state.RegistrationID, state.EKHash)
 		if err != nil {
 			return nil, err
 		}

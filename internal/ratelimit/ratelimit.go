@@ -35,12 +35,8 @@ type Limiter struct {
 	PerIP           Rule
 	PerRegistration Rule
 	// PerIPChallenges bounds TPM first steps from one address: each
-	// stores a challenge until it is answered or expires.
+	// costs a public-key operation (the challenge itself is stateless).
 	PerIPChallenges Rule
-	// PerEKChallenges bounds TPM first steps for one endorsement key:
-	// each replaces the EK's open challenge, so someone who knows a
-	// TPM's public EK could otherwise keep it from ever answering.
-	PerEKChallenges Rule
 }
 
 // AllowPeer counts a request from addr ("ip:port" or "ip").
@@ -65,14 +61,6 @@ func (l *Limiter) AllowChallenge(ctx context.Context, addr string) error {
 		return nil
 	}
 	return l.allow(ctx, "tpmch:"+peerIP(addr), l.PerIPChallenges, "TPM challenges for this address")
-}
-
-// AllowEKChallenge counts a TPM first step for the EK with that hash.
-func (l *Limiter) AllowEKChallenge(ctx context.Context, ekHash string) error {
-	if l == nil {
-		return nil
-	}
-	return l.allow(ctx, "tpmek:"+ekHash, l.PerEKChallenges, "TPM challenges for this endorsement key")
 }
 
 // AllowRegistration counts a registration of an attested device.
