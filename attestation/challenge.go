@@ -15,9 +15,10 @@ const (
 	MaxChallengeLife = 15 * time.Minute
 )
 
-// Challenge is the server-side state of a two-step attestation (a TPM
-// credential activation): stored by the first step, taken by the second,
-// on whichever replica the device reaches.
+// Challenge is short-lived server-side state of a two-step attestation,
+// on whichever replica the device reaches. The TPM flows keep their
+// challenges sealed or derived (ADR 8) and store only single-use markers
+// of answered ones here.
 type Challenge struct {
 	ID string
 	// RegistrationID the challenge was issued to.

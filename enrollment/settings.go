@@ -45,6 +45,9 @@ type DeviceSettings struct {
 	// that first registered it until an operator deletes the registration
 	// (ADR 17).
 	AdoptFrom []string
+	// DisableSAS refuses the enrollment's SAS tokens (symmetric keys)
+	// while keeping its keys (DPS service API: disableDeviceSAS).
+	DisableSAS bool
 }
 
 // MaxAdoptFrom bounds DeviceSettings.AdoptFrom.

@@ -35,26 +35,49 @@ const (
 	RegistrationRead  Permission = "RegistrationStatusRead"
 	RegistrationWrite Permission = "RegistrationStatusWrite"
 	HubConnect        Permission = "HubConnect"
+	// AuditRead reads the audit log (a Zerotouch permission; DPS has no
+	// audit log).
+	AuditRead Permission = "AuditRead"
 )
 
 // All is every permission: what the owner key holds.
-var All = []Permission{ServiceConfig, EnrollmentRead, EnrollmentWrite, RegistrationRead, RegistrationWrite, HubConnect}
+var All = []Permission{ServiceConfig, EnrollmentRead, EnrollmentWrite, RegistrationRead, RegistrationWrite, HubConnect, AuditRead}
 
 // Key is a stored access key.
 type Key struct {
 	ID          string
 	Name        string
 	Permissions []Permission
-	// SecretHash is SHA-256 of the secret; the secret is never stored.
-	SecretHash []byte
+	// SecretHash is SHA-256 of the (primary) secret; the secret is never
+	// stored. SecondaryHash is that of the secondary secret, nil until one
+	// is made: either secret authenticates, so that one can be replaced
+	// while the other keeps working.
+	SecretHash    []byte
+	SecondaryHash []byte
 	// SealedSAS is the key's DPS shared access key (HMAC-SHA256 key),
-	// sealed under the data key; nil when the key has none.
-	SealedSAS []byte
-	Created   time.Time
+	// sealed under the data key; nil when the key has none. SealedSAS2 is
+	// its secondary shared access key, made with the secondary secret.
+	SealedSAS  []byte
+	SealedSAS2 []byte
+	Created    time.Time
+	// Expires is when the key stops working; zero for never.
+	Expires time.Time
+	// LastUsed is when the key last authenticated a request, to a minute.
+	LastUsed time.Time
 }
 
-// Has reports whether the key holds p.
-func (k *Key) Has(p Permission) bool { return slices.Contains(k.Permissions, p) }
+// Slot names one of a key's two secrets.
+type Slot string
+
+// The slots.
+const (
+	Primary   Slot = "primary"
+	Secondary Slot = "secondary"
+)
+
+// Has reports whether the key holds p. The owner key holds every
+// permission, also those added after it was made.
+func (k *Key) Has(p Permission) bool { return k.ID == OwnerKeyID || slices.Contains(k.Permissions, p) }
 
 // Store keeps access keys. GetKey returns NotFound for an unknown ID;
 // CreateKey returns AlreadyExists for a taken ID.
@@ -66,9 +89,12 @@ type Store interface {
 	ListKeys(ctx context.Context, token string, limit int) (keys []*Key, next string, err error)
 	// DeleteKey removes a key; NotFound if there is none.
 	DeleteKey(ctx context.Context, id string) error
-	// RotateKey replaces a key's secret hash and sealed shared access key
-	// in one write; NotFound if there is none.
-	RotateKey(ctx context.Context, id string, secretHash, sealedSAS []byte) error
+	// RotateKey replaces the secrets of key k.ID (SecretHash,
+	// SecondaryHash, SealedSAS, SealedSAS2) with k's in one write;
+	// NotFound if there is none.
+	RotateKey(ctx context.Context, k *Key) error
+	// TouchKey records when a key was last used; NotFound if there is none.
+	TouchKey(ctx context.Context, id string, at time.Time) error
 }
 
 // OwnerKeyID is the ID of the bootstrap owner key: it holds every
@@ -93,9 +119,11 @@ func Generate(rand io.Reader, name string, perms []Permission, now time.Time) (t
 	return tokenPrefix + k.ID + "." + sec, k, nil
 }
 
-// Rotate makes a new secret for k: the returned token and key have k's ID
-// and permissions and the new secret's hash.
-func Rotate(rand io.Reader, k *Key) (token string, rotated *Key, err error) {
+// Rotate makes a new secret for k in slot: the returned token and key
+// have k's ID and permissions, the new secret's hash in that slot and the
+// other slot's as it was. The slot's shared access key is cleared (the
+// caller makes a new one when the key had one).
+func Rotate(rand io.Reader, k *Key, slot Slot) (token string, rotated *Key, err error) {
 	var secret [32]byte
 	if _, err := io.ReadFull(rand, secret[:]); err != nil {
 		return "", nil, err
@@ -103,9 +131,19 @@ func Rotate(rand io.Reader, k *Key) (token string, rotated *Key, err error) {
 	sec := base64.RawURLEncoding.EncodeToString(secret[:])
 	sum := sha256.Sum256([]byte(sec))
 	c := *k
-	c.SecretHash, c.SealedSAS = sum[:], nil
+	switch slot {
+	case Primary:
+		c.SecretHash, c.SealedSAS = sum[:], nil
+	case Secondary:
+		c.SecondaryHash, c.SealedSAS2 = sum[:], nil
+	default:
+		return "", nil, fault.Invalidf("secret %q is not one of primary, secondary", slot)
+	}
 	return tokenPrefix + k.ID + "." + sec, &c, nil
 }
+
+// Expired reports whether k has expired at now.
+func (k *Key) Expired(now time.Time) bool { return !k.Expires.IsZero() && !now.Before(k.Expires) }
 
 // Covers reports whether k holds every permission in perms: what a key may
 // grant, rotate or revoke (a key grants no more than it holds).
@@ -130,10 +168,11 @@ func WithID(token string, k *Key, id string) (string, *Key) {
 // dummyHash keeps the work for unknown key IDs the same as for known ones.
 var dummyHash = sha256.Sum256([]byte("zerotouch-unknown-key"))
 
-// Authenticate resolves a bearer token to its key. Any malformed, unknown
-// or wrong token is Unauthenticated with one message, so that callers learn
-// nothing about which part was wrong.
-func Authenticate(ctx context.Context, s Store, token string) (*Key, error) {
+// Authenticate resolves a bearer token (either of the key's secrets) to
+// its key. Any malformed, unknown or wrong token is Unauthenticated with
+// one message, so that callers learn nothing about which part was wrong;
+// the holder of a right secret for an expired key is told it expired.
+func Authenticate(ctx context.Context, s Store, token string, now time.Time) (*Key, error) {
 	denied := fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid access key is required")
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
 	if !ok || len(token) > 256 {
@@ -144,16 +183,24 @@ func Authenticate(ctx context.Context, s Store, token string) (*Key, error) {
 		return nil, denied
 	}
 	k, err := s.GetKey(ctx, id)
-	want := dummyHash[:]
+	want, second := dummyHash[:], dummyHash[:]
 	switch {
 	case err == nil:
 		want = k.SecretHash
+		if k.SecondaryHash != nil {
+			second = k.SecondaryHash
+		}
 	case !errors.Is(err, fault.ErrNotFound):
 		return nil, err
 	}
 	got := sha256.Sum256([]byte(secret))
-	if subtle.ConstantTimeCompare(got[:], want) != 1 || k == nil {
+	ok = subtle.ConstantTimeCompare(got[:], want) == 1
+	ok = subtle.ConstantTimeCompare(got[:], second) == 1 && k != nil && k.SecondaryHash != nil || ok
+	if !ok || k == nil {
 		return nil, denied
+	}
+	if k.Expired(now) {
+		return nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "the access key expired at %s", k.Expires.UTC().Format(time.RFC3339))
 	}
 	return k, nil
 }

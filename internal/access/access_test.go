@@ -82,7 +82,7 @@ func TestAuthenticate(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &countingKeys{memKeys: memKeys{k}}
-	got, err := Authenticate(t.Context(), store, token)
+	got, err := Authenticate(t.Context(), store, token, time.Now())
 	if err != nil || got != k {
 		t.Fatalf("valid token: %v %v", got, err)
 	}
@@ -117,7 +117,7 @@ func TestAuthenticate(t *testing.T) {
 	var first string
 	for _, tc := range cases {
 		store.gets = 0
-		got, err := Authenticate(t.Context(), store, tc.token)
+		got, err := Authenticate(t.Context(), store, tc.token, time.Now())
 		if got != nil || fault.KindOf(err) != fault.Unauthenticated || fault.ReasonOf(err) != fault.UnauthenticatedR {
 			t.Errorf("%s: %v, %v", tc.name, got, err)
 			continue
@@ -165,7 +165,7 @@ func TestAuthenticatePaths(t *testing.T) {
 		{"key without a hash, empty secret", &countingKeys{memKeys: memKeys{&hashless}}, "ztk." + k.ID + ".", fault.Unauthenticated},
 		{"store down", &countingKeys{memKeys: memKeys{k}, err: fault.New(fault.Unavailable, fault.StoreUnavailable, "down")}, token, fault.Unavailable},
 	} {
-		got, err := Authenticate(t.Context(), tc.store, tc.token)
+		got, err := Authenticate(t.Context(), tc.store, tc.token, time.Now())
 		if got != nil || fault.KindOf(err) != tc.kind {
 			t.Errorf("%s: %v, %v", tc.name, got, err)
 		}
@@ -226,7 +226,7 @@ func TestRotate(t *testing.T) {
 	}
 	k.SealedSAS = []byte("sealed")
 	orig := *k
-	newToken, rotated, err := Rotate(rand.Reader, k)
+	newToken, rotated, err := Rotate(rand.Reader, k, Primary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,14 +242,48 @@ func TestRotate(t *testing.T) {
 	}
 	// Only the new token works against the rotated key.
 	store := memKeys{rotated}
-	if _, err := Authenticate(t.Context(), store, token); fault.KindOf(err) != fault.Unauthenticated {
+	if _, err := Authenticate(t.Context(), store, token, time.Now()); fault.KindOf(err) != fault.Unauthenticated {
 		t.Fatalf("old token: %v", err)
 	}
-	if got, err := Authenticate(t.Context(), store, newToken); err != nil || got.ID != k.ID {
+	if got, err := Authenticate(t.Context(), store, newToken, time.Now()); err != nil || got.ID != k.ID {
 		t.Fatalf("new token: %v %v", got, err)
 	}
-	if _, _, err := Rotate(iotest.ErrReader(iotest.ErrTimeout), k); err == nil {
+	if _, _, err := Rotate(iotest.ErrReader(iotest.ErrTimeout), k, Primary); err == nil {
 		t.Fatal("a failing source of randomness rotated a key")
+	}
+	if _, _, err := Rotate(rand.Reader, k, "tertiary"); fault.KindOf(err) != fault.InvalidArgument {
+		t.Fatalf("an unknown slot: %v", err)
+	}
+	// A secondary secret: both work; rotating the primary again leaves
+	// the secondary working.
+	secondToken, both, err := Rotate(rand.Reader, rotated, Secondary)
+	if err != nil || both.SealedSAS2 != nil || !bytes.Equal(both.SecretHash, rotated.SecretHash) {
+		t.Fatalf("secondary: %+v %v", both, err)
+	}
+	for _, tok := range []string{newToken, secondToken} {
+		if got, err := Authenticate(t.Context(), memKeys{both}, tok, time.Now()); err != nil || got.ID != k.ID {
+			t.Fatalf("with two secrets: %v %v", got, err)
+		}
+	}
+	thirdToken, again, err := Rotate(rand.Reader, both, Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tok, ok := range map[string]bool{newToken: false, secondToken: true, thirdToken: true} {
+		if _, err := Authenticate(t.Context(), memKeys{again}, tok, time.Now()); (err == nil) != ok {
+			t.Fatalf("after rotating the primary again: token works = %v, want %v", err == nil, ok)
+		}
+	}
+	// Expiry: the right secret after it is told so; before it, works.
+	again.Expires = time.Now().Add(time.Hour)
+	if _, err := Authenticate(t.Context(), memKeys{again}, thirdToken, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Authenticate(t.Context(), memKeys{again}, thirdToken, time.Now().Add(2*time.Hour)); fault.KindOf(err) != fault.Unauthenticated || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired: %v", err)
+	}
+	if _, err := Authenticate(t.Context(), memKeys{again}, newToken, time.Now().Add(2*time.Hour)); err == nil || strings.Contains(err.Error(), "expired") {
+		t.Fatalf("a wrong secret for an expired key learns it expired: %v", err)
 	}
 }
 
@@ -263,10 +297,10 @@ func TestWithID(t *testing.T) {
 	if ownerToken != "ztk.owner."+secret || owner.ID != OwnerKeyID || k.ID == OwnerKeyID || !bytes.Equal(owner.SecretHash, k.SecretHash) {
 		t.Fatalf("WithID: %q %+v", ownerToken, owner)
 	}
-	if got, err := Authenticate(t.Context(), memKeys{owner}, ownerToken); err != nil || got.ID != OwnerKeyID {
+	if got, err := Authenticate(t.Context(), memKeys{owner}, ownerToken, time.Now()); err != nil || got.ID != OwnerKeyID {
 		t.Fatalf("owner token: %v %v", got, err)
 	}
-	if _, err := Authenticate(t.Context(), memKeys{owner}, token); fault.KindOf(err) != fault.Unauthenticated {
+	if _, err := Authenticate(t.Context(), memKeys{owner}, token, time.Now()); fault.KindOf(err) != fault.Unauthenticated {
 		t.Fatalf("the token under the old ID: %v", err)
 	}
 }
@@ -280,7 +314,7 @@ func TestSASKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sas, err := AddSASKey(rand.Reader, sealer, k)
+	sas, err := AddSASKey(rand.Reader, sealer, k, Primary)
 	if err != nil || len(sas) != SASKeyBytes || k.SealedSAS == nil || bytes.Contains(k.SealedSAS, sas) {
 		t.Fatalf("AddSASKey: %d bytes, %v", len(sas), err)
 	}
@@ -291,7 +325,7 @@ func TestSASKey(t *testing.T) {
 		t.Fatal("the sealed key opens for another key ID")
 	}
 	sealed := k.SealedSAS
-	if _, err := AddSASKey(iotest.ErrReader(iotest.ErrTimeout), sealer, k); err == nil || !bytes.Equal(k.SealedSAS, sealed) {
+	if _, err := AddSASKey(iotest.ErrReader(iotest.ErrTimeout), sealer, k, Primary); err == nil || !bytes.Equal(k.SealedSAS, sealed) {
 		t.Fatalf("a failing source of randomness: %v", err)
 	}
 	cs := ConnectionString("dps.example.com", k.ID, sas)
@@ -328,7 +362,7 @@ func FuzzAuthenticate(f *testing.F) {
 	}
 	store := memKeys{k}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := Authenticate(context.Background(), store, s)
+		got, err := Authenticate(context.Background(), store, s, time.Now())
 		if s == token {
 			if err != nil || got != k {
 				t.Fatalf("the key's token: %v", err)

@@ -17,19 +17,30 @@ import (
 // SASKeyBytes is the size of a generated shared access key.
 const SASKeyBytes = 32
 
-// AddSASKey generates a DPS shared access key for k, seals it into
-// k.SealedSAS, and returns it (shown once).
-func AddSASKey(rand io.Reader, sealer *secrets.Sealer, k *Key) ([]byte, error) {
+// AddSASKey generates a DPS shared access key for k's slot, seals it into
+// k.SealedSAS (or SealedSAS2), and returns it (shown once).
+func AddSASKey(rand io.Reader, sealer *secrets.Sealer, k *Key, slot Slot) ([]byte, error) {
 	key := make([]byte, SASKeyBytes)
 	if _, err := io.ReadFull(rand, key); err != nil {
 		return nil, err
 	}
-	sealed, err := sealer.Seal(key, secrets.SASKeyAAD(k.ID))
+	sealed, err := sealer.Seal(key, sasAAD(k.ID, slot))
 	if err != nil {
 		return nil, err
 	}
-	k.SealedSAS = sealed
+	if slot == Secondary {
+		k.SealedSAS2 = sealed
+	} else {
+		k.SealedSAS = sealed
+	}
 	return key, nil
+}
+
+func sasAAD(id string, slot Slot) string {
+	if slot == Secondary {
+		return secrets.SASKeySecondaryAAD(id)
+	}
+	return secrets.SASKeyAAD(id)
 }
 
 // ConnectionString is the DPS service connection string for a key.
@@ -58,17 +69,32 @@ func AuthenticateSAS(ctx context.Context, s Store, sealer *secrets.Sealer, heade
 	if err != nil && !errors.Is(err, fault.ErrNotFound) {
 		return nil, err
 	}
-	key := dummySAS
-	if k != nil && k.SealedSAS != nil && sealer != nil {
-		if key, err = sealer.Open(k.SealedSAS, secrets.SASKeyAAD(k.ID)); err != nil {
-			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "open the shared access key of %q", k.ID)
+	// Both of the key's shared access keys verify, each with the same
+	// work whether or not it exists.
+	signed := false
+	for _, slot := range []Slot{Primary, Secondary} {
+		key, sealed := dummySAS, []byte(nil)
+		if k != nil {
+			sealed = k.SealedSAS
+			if slot == Secondary {
+				sealed = k.SealedSAS2
+			}
 		}
+		if sealed != nil && sealer != nil {
+			if key, err = sealer.Open(sealed, sasAAD(k.ID, slot)); err != nil {
+				return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "open the %s shared access key of %q", slot, k.ID)
+			}
+		}
+		signed = t.Verify(key) && sealed != nil || signed
 	}
-	if !t.Verify(key) || k == nil || k.SealedSAS == nil || !resourceMatches(t.Resource, host, path) {
+	if !signed || k == nil || !resourceMatches(t.Resource, host, path) {
 		return nil, denied
 	}
 	if err := t.CheckExpiry(now); err != nil {
 		return nil, err
+	}
+	if k.Expired(now) {
+		return nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "the access key expired at %s", k.Expires.UTC().Format(time.RFC3339))
 	}
 	return k, nil
 }

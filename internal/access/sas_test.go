@@ -92,7 +92,8 @@ func (m memKeys) GetKey(_ context.Context, id string) (*Key, error) {
 func (m memKeys) CountKeys(context.Context) (int, error)                        { return 1, nil }
 func (m memKeys) ListKeys(context.Context, string, int) ([]*Key, string, error) { return nil, "", nil }
 func (m memKeys) DeleteKey(context.Context, string) error                       { return nil }
-func (m memKeys) RotateKey(context.Context, string, []byte, []byte) error       { return nil }
+func (m memKeys) RotateKey(context.Context, *Key) error                         { return nil }
+func (m memKeys) TouchKey(context.Context, string, time.Time) error             { return nil }
 
 func TestAuthenticateSAS(t *testing.T) {
 	sealer, err := secrets.LoadOrCreate(filepath.Join(t.TempDir(), "data.key"), true)
@@ -103,7 +104,7 @@ func TestAuthenticateSAS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sas, err := AddSASKey(rand.Reader, sealer, k)
+	sas, err := AddSASKey(rand.Reader, sealer, k, Primary)
 	if err != nil {
 		t.Fatal(err)
 	}

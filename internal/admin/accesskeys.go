@@ -2,7 +2,10 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
@@ -25,21 +28,44 @@ type NewAccessKey struct {
 // cannot delete itself already implies, unless keys are deleted
 // concurrently).
 
+// maxKeyLife bounds an access key's expiry.
+const maxKeyLife = 10 * 365 * 24 * time.Hour
+
+// ParsePermission reads a permission name: the names are DPS's shared
+// access policy rights, matched without case ("enrollmentread" is
+// EnrollmentRead). DPS's DeviceConnect right has no meaning here (devices
+// never use access keys) and is refused by name.
+func ParsePermission(name string) (access.Permission, error) {
+	for _, p := range access.All {
+		if strings.EqualFold(name, string(p)) {
+			return p, nil
+		}
+	}
+	if strings.EqualFold(name, "DeviceConnect") {
+		return "", fault.Invalidf("permission DeviceConnect is DPS's right for devices, which never use access keys here; grant one of %v", access.All)
+	}
+	return "", fault.Invalidf("permission %q is not one of %v", name, access.All)
+}
+
 // CreateAccessKey makes an access key with the named permissions (a
 // subset of the caller's) and, unless noSAS, a DPS shared access key
-// sealed under the data key.
-func (s *Service) CreateAccessKey(ctx context.Context, caller *access.Key, name string, perms []string, noSAS bool) (*NewAccessKey, error) {
+// sealed under the data key. A non-zero expires is when the key stops
+// working (in the future, at most ten years ahead).
+func (s *Service) CreateAccessKey(ctx context.Context, caller *access.Key, name string, perms []string, noSAS bool, expires time.Time) (*NewAccessKey, error) {
 	if err := enrollment.ValidateID("name", name); err != nil {
 		return nil, err
 	}
 	if len(perms) == 0 {
 		return nil, fault.Invalidf("permissions are required (some of %v)", access.All)
 	}
+	if now := s.Now(); !expires.IsZero() && (!expires.After(now) || expires.After(now.Add(maxKeyLife))) {
+		return nil, fault.Invalidf("expire_time must be in the future and at most ten years ahead")
+	}
 	var ps []access.Permission
 	for _, p := range perms {
-		perm := access.Permission(p)
-		if !slices.Contains(access.All, perm) {
-			return nil, fault.Invalidf("permission %q is not one of %v", p, access.All)
+		perm, err := ParsePermission(p)
+		if err != nil {
+			return nil, err
 		}
 		if slices.Contains(ps, perm) {
 			return nil, fault.Invalidf("permission %q is listed twice", p)
@@ -53,16 +79,17 @@ func (s *Service) CreateAccessKey(ctx context.Context, caller *access.Key, name 
 	if err != nil {
 		return nil, err
 	}
+	k.Expires = expires.UTC()
 	out := &NewAccessKey{Key: k, Token: token}
 	if !noSAS {
 		if s.Secrets == nil {
 			return nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "no data key to seal a shared access key; ask for none (no_shared_access_key)")
 		}
-		if out.SAS, err = access.AddSASKey(s.Rand, s.Secrets, k); err != nil {
+		if out.SAS, err = access.AddSASKey(s.Rand, s.Secrets, k, access.Primary); err != nil {
 			return nil, err
 		}
 	}
-	err = s.write(ctx, "accessKeys.create", k.ID, func() error { return s.Store.CreateKey(ctx, k) })
+	err = s.write(ctx, change{action: "accessKeys.create", resource: k.ID, summary: keySummary(k)}, func() error { return s.Store.CreateKey(ctx, k) })
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +134,7 @@ func (s *Service) DeleteAccessKey(ctx context.Context, caller *access.Key, id st
 			return fault.New(fault.FailedPrecondition, fault.AccessKeyProtected, "%q is the last key with ServiceConfig; create another before deleting it", id)
 		}
 	}
-	return s.write(ctx, "accessKeys.delete", id, func() error { return s.Store.DeleteKey(ctx, id) })
+	return s.write(ctx, change{action: "accessKeys.delete", resource: id}, func() error { return s.Store.DeleteKey(ctx, id) })
 }
 
 // countServiceConfig counts the keys that hold ServiceConfig.
@@ -130,11 +157,12 @@ func (s *Service) countServiceConfig(ctx context.Context) (int, error) {
 	}
 }
 
-// RotateAccessKey gives a key a new secret (and a new DPS shared access
-// key if it had one), shown once; the old ones stop working at once. The
-// caller must hold all of the key's permissions; only the owner key
-// rotates the owner key.
-func (s *Service) RotateAccessKey(ctx context.Context, caller *access.Key, id string) (*NewAccessKey, error) {
+// RotateAccessKey gives a key a new secret in slot (and a new DPS shared
+// access key there if the key has them), shown once; the slot's old ones
+// stop working at once, the other slot's keep working. The caller must
+// hold all of the key's permissions; only the owner key rotates the owner
+// key.
+func (s *Service) RotateAccessKey(ctx context.Context, caller *access.Key, id string, slot access.Slot) (*NewAccessKey, error) {
 	if caller == nil {
 		return nil, covers(nil, nil)
 	}
@@ -148,27 +176,69 @@ func (s *Service) RotateAccessKey(ctx context.Context, caller *access.Key, id st
 	if err := covers(caller, k.Permissions); err != nil {
 		return nil, err
 	}
-	token, rotated, err := access.Rotate(s.Rand, k)
+	if slot == "" {
+		slot = access.Primary
+	}
+	token, rotated, err := access.Rotate(s.Rand, k, slot)
 	if err != nil {
 		return nil, err
 	}
 	out := &NewAccessKey{Key: rotated, Token: token}
-	if k.SealedSAS != nil {
+	if k.SealedSAS != nil || k.SealedSAS2 != nil {
 		if s.Secrets == nil {
 			return nil, fault.New(fault.FailedPrecondition, fault.SASDisabled, "no data key to seal a new shared access key")
 		}
-		if out.SAS, err = access.AddSASKey(s.Rand, s.Secrets, rotated); err != nil {
+		if out.SAS, err = access.AddSASKey(s.Rand, s.Secrets, rotated, slot); err != nil {
 			return nil, err
 		}
 	}
-	err = s.write(ctx, "accessKeys.rotate", id, func() error { return s.Store.RotateKey(ctx, id, rotated.SecretHash, rotated.SealedSAS) })
+	err = s.write(ctx, change{action: "accessKeys.rotate", resource: id, summary: "secret=" + string(slot)}, func() error { return s.Store.RotateKey(ctx, rotated) })
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// Authenticate resolves an operator's bearer token to its access key.
+// Authenticate resolves an operator's bearer token to its access key and
+// notes its use.
 func (s *Service) Authenticate(ctx context.Context, token string) (*access.Key, error) {
-	return access.Authenticate(ctx, s.Store, token)
+	k, err := access.Authenticate(ctx, s.Store, token, s.Now())
+	if err == nil {
+		s.touch(ctx, k)
+	}
+	return k, err
+}
+
+// touchEvery is how often a key's last-used time is written: at most one
+// write per key per minute per replica, whatever the request rate.
+const touchEvery = time.Minute
+
+// touch records that k was used, unless it was recorded less than
+// touchEvery ago. A failure is logged, never the request's.
+func (s *Service) touch(ctx context.Context, k *access.Key) {
+	now := s.Now()
+	if now.Sub(k.LastUsed) < touchEvery {
+		return
+	}
+	if last, ok := s.touched.Load(k.ID); ok && now.Sub(last.(time.Time)) < touchEvery {
+		return
+	}
+	s.touched.Store(k.ID, now)
+	if err := s.Store.TouchKey(ctx, k.ID, now.Truncate(time.Second)); err != nil && s.Log != nil {
+		s.Log.Debug("could not record an access key's use", "key", k.ID, "err", err)
+	}
+}
+
+// keySummary describes a key for the audit log: its name, permissions and
+// whether it can sign SAS tokens; never a secret.
+func keySummary(k *access.Key) string {
+	perms := make([]string, len(k.Permissions))
+	for i, p := range k.Permissions {
+		perms[i] = string(p)
+	}
+	out := fmt.Sprintf("name=%q permissions=%s shared_access_key=%t", k.Name, strings.Join(perms, ","), k.SealedSAS != nil)
+	if !k.Expires.IsZero() {
+		out += " expires=" + k.Expires.UTC().Format(time.RFC3339)
+	}
+	return out
 }

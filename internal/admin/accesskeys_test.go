@@ -62,6 +62,34 @@ func reason(t *testing.T, err error, want fault.Reason) {
 	}
 }
 
+// TestAccessKeyExpiry: an expiry is in the future and at most ten years
+// ahead; a key past it no longer authenticates, and its use is recorded.
+func TestAccessKeyExpiry(t *testing.T) {
+	s, _ := newAdmin(t)
+	owner, _ := key(t, s, "owner", access.All...)
+	now := s.Now()
+	for _, bad := range []time.Time{now.Add(-time.Minute), now, now.Add(11 * 365 * 24 * time.Hour)} {
+		if _, err := s.CreateAccessKey(t.Context(), owner, "k", []string{"EnrollmentRead"}, true, bad); fault.ReasonOf(err) != fault.FieldInvalid {
+			t.Fatalf("expiry %v: %v", bad, err)
+		}
+	}
+	k, err := s.CreateAccessKey(t.Context(), owner, "temp", []string{"EnrollmentRead"}, true, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Authenticate(t.Context(), k.Token)
+	if err != nil || !got.Expires.Equal(now.Add(time.Hour).UTC()) {
+		t.Fatalf("before expiry: %+v %v", got, err)
+	}
+	if stored, _ := s.Store.GetKey(t.Context(), k.Key.ID); stored.LastUsed.IsZero() {
+		t.Fatal("the key's use was not recorded")
+	}
+	s.Now = func() time.Time { return now.Add(2 * time.Hour) }
+	if _, err := s.Authenticate(t.Context(), k.Token); fault.KindOf(err) != fault.Unauthenticated {
+		t.Fatalf("after expiry: %v", err)
+	}
+}
+
 func TestCreateAccessKeyGrantsNoMoreThanItHolds(t *testing.T) {
 	s, _ := newAdmin(t)
 	owner, _ := key(t, s, "owner", access.All...)
@@ -77,12 +105,15 @@ func TestCreateAccessKeyGrantsNoMoreThanItHolds(t *testing.T) {
 		{ops, []string{"EnrollmentWrite"}, fault.PermissionDeniedR},
 		{ops, []string{"ServiceConfig", "RegistrationStatusWrite"}, fault.PermissionDeniedR},
 		{nil, []string{"EnrollmentRead"}, fault.PermissionDeniedR},
-		{owner, []string{"serviceconfig"}, fault.FieldInvalid},
+		{owner, []string{"serviceconfig", "auditREAD"}, ""}, // DPS's names, without case
+		{owner, []string{"ServiceConfig", "serviceConfig"}, fault.FieldInvalid},
+		{owner, []string{"DeviceConnect"}, fault.FieldInvalid},
+		{owner, []string{"Admin"}, fault.FieldInvalid},
 		{owner, nil, fault.FieldInvalid},
 	}
 	for i, tc := range cases {
 		before, _ := s.Store.CountKeys(t.Context())
-		k, err := s.CreateAccessKey(t.Context(), tc.caller, "k", tc.perms, true)
+		k, err := s.CreateAccessKey(t.Context(), tc.caller, "k", tc.perms, true, time.Time{})
 		reason(t, err, tc.want)
 		after, _ := s.Store.CountKeys(t.Context())
 		if tc.want != "" && after != before {
@@ -96,7 +127,7 @@ func TestCreateAccessKeyGrantsNoMoreThanItHolds(t *testing.T) {
 
 func TestDeleteAccessKeyRules(t *testing.T) {
 	s, logs := newAdmin(t)
-	ctx := WithActor(t.Context(), "ops")
+	ctx := WithCaller(t.Context(), &Caller{KeyID: "ops"})
 	owner, _ := key(t, s, "owner", access.All...)
 	ops, _ := key(t, s, "ops", access.ServiceConfig)
 	reader, _ := key(t, s, "reader", access.EnrollmentRead)
@@ -128,25 +159,25 @@ func TestRotateAccessKey(t *testing.T) {
 	owner, ownerToken := key(t, s, "owner", access.All...)
 	ops, _ := key(t, s, "ops", access.ServiceConfig)
 	peer, peerToken := key(t, s, "peer", access.ServiceConfig)
-	_, err := s.RotateAccessKey(ctx, ops, access.OwnerKeyID)
+	_, err := s.RotateAccessKey(ctx, ops, access.OwnerKeyID, access.Primary)
 	reason(t, err, fault.AccessKeyProtected)
-	_, err = s.RotateAccessKey(ctx, ops, owner.ID)
+	_, err = s.RotateAccessKey(ctx, ops, owner.ID, access.Primary)
 	reason(t, err, fault.AccessKeyProtected)
 	reader, _ := key(t, s, "reader", access.EnrollmentRead)
-	_, err = s.RotateAccessKey(ctx, ops, reader.ID)
+	_, err = s.RotateAccessKey(ctx, ops, reader.ID, access.Primary)
 	reason(t, err, fault.PermissionDeniedR)
-	_, err = s.RotateAccessKey(ctx, nil, reader.ID)
+	_, err = s.RotateAccessKey(ctx, nil, reader.ID, access.Primary)
 	reason(t, err, fault.PermissionDeniedR)
 
 	// A peer key, with a shared access key: both change.
-	sas, err := access.AddSASKey(rand.Reader, s.Secrets, peer)
+	sas, err := access.AddSASKey(rand.Reader, s.Secrets, peer, access.Primary)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Store.RotateKey(ctx, peer.ID, peer.SecretHash, peer.SealedSAS); err != nil {
+	if err := s.Store.RotateKey(ctx, peer); err != nil {
 		t.Fatal(err)
 	}
-	rot, err := s.RotateAccessKey(ctx, ops, peer.ID)
+	rot, err := s.RotateAccessKey(ctx, ops, peer.ID, access.Primary)
 	if err != nil || rot.Token == peerToken || len(rot.SAS) != access.SASKeyBytes || bytes.Equal(rot.SAS, sas) {
 		t.Fatalf("rotate: %+v %v", rot, err)
 	}
@@ -158,7 +189,7 @@ func TestRotateAccessKey(t *testing.T) {
 		t.Fatalf("new token: %+v %v", got, err)
 	}
 	// The owner rotates itself.
-	rot, err = s.RotateAccessKey(ctx, owner, access.OwnerKeyID)
+	rot, err = s.RotateAccessKey(ctx, owner, access.OwnerKeyID, access.Primary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +203,7 @@ func TestRotateAccessKey(t *testing.T) {
 
 func TestMutateRecordsRefusals(t *testing.T) {
 	s, logs := newAdmin(t)
-	err := s.DeleteShard(WithActor(context.Background(), "k1"), "no-such-shard", "")
+	err := s.DeleteShard(WithCaller(context.Background(), &Caller{KeyID: "k1"}), "no-such-shard", "")
 	reason(t, err, fault.ResourceNotFound)
 	if !strings.Contains(logs.String(), "action=DeleteShard resource=no-such-shard actor=k1 outcome=refused reason=RESOURCE_NOT_FOUND") {
 		t.Fatalf("log:\n%s", logs)

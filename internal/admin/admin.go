@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -48,6 +50,11 @@ type Service struct {
 	Rand io.Reader
 	// Secrets seals symmetric keys; nil refuses symmetric-key enrollments.
 	Secrets *secrets.Sealer
+	// Audit records every change (ADR 19); nil records none.
+	Audit *audit.Log
+
+	// touched is when this replica last recorded each key's use.
+	touched sync.Map
 
 	hubCAOnce sync.Once
 	hubCA     *pki.Issued
@@ -115,12 +122,12 @@ func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group,
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, nil, err
 	}
-	if err := g.DeviceSettings.Validate(); err != nil {
+	if err := s.checkSettings(ctx, g.DeviceSettings); err != nil {
 		return nil, nil, err
 	}
 	now := s.Now()
 	g.Created, g.Updated = now, now
-	if g.Etag, err = mutate(ctx, s, "CreateGroup", g.ID, func() (string, error) { return s.Store.CreateGroup(ctx, g) }); err != nil {
+	if g.Etag, err = mutate(ctx, s, change{action: "CreateGroup", resource: g.ID}, func() (string, error) { return s.Store.CreateGroup(ctx, g) }); err != nil {
 		return nil, nil, err
 	}
 	return g, keys, nil
@@ -143,7 +150,7 @@ func (s *Service) CreateCA(ctx context.Context, name, certPEM string) (*enrollme
 		return nil, fault.Wrap(fault.InvalidArgument, fault.ReasonOf(err), err, "CA certificate key is not acceptable")
 	}
 	ca := enrollment.NewCA(name, cert, now)
-	if ca.Etag, err = mutate(ctx, s, "CreateCA", ca.Name, func() (string, error) { return s.Store.CreateCA(ctx, ca) }); err != nil {
+	if ca.Etag, err = mutate(ctx, s, change{action: "CreateCA", resource: ca.Name}, func() (string, error) { return s.Store.CreateCA(ctx, ca) }); err != nil {
 		return nil, err
 	}
 	return ca, nil
@@ -162,7 +169,7 @@ func (s *Service) GenerateVerificationCode(ctx context.Context, name, etag strin
 	if err != nil {
 		return nil, "", err
 	}
-	if ca.Etag, err = mutate(ctx, s, "UpdateCA", ca.Name, func() (string, error) { return s.Store.UpdateCA(ctx, ca) }); err != nil {
+	if ca.Etag, err = mutate(ctx, s, change{action: "UpdateCA", resource: ca.Name, ifMatch: ca.Etag}, func() (string, error) { return s.Store.UpdateCA(ctx, ca) }); err != nil {
 		return nil, "", err
 	}
 	return ca, code, nil
@@ -184,7 +191,7 @@ func (s *Service) VerifyCA(ctx context.Context, name, etag, proofPEM string) (*e
 	if err := ca.Verify(proof, s.Now()); err != nil {
 		return nil, err
 	}
-	if ca.Etag, err = mutate(ctx, s, "UpdateCA", ca.Name, func() (string, error) { return s.Store.UpdateCA(ctx, ca) }); err != nil {
+	if ca.Etag, err = mutate(ctx, s, change{action: "UpdateCA", resource: ca.Name, ifMatch: ca.Etag}, func() (string, error) { return s.Store.UpdateCA(ctx, ca) }); err != nil {
 		return nil, err
 	}
 	return ca, nil
@@ -247,13 +254,13 @@ func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, err
 	}
-	if err := g.DeviceSettings.Validate(); err != nil {
+	if err := s.checkSettings(ctx, g.DeviceSettings); err != nil {
 		return nil, err
 	}
 	now := s.Now()
 	g.Created, g.Updated = now, now
 	var err error
-	if g.Etag, err = mutate(ctx, s, "CreateGroup", g.ID, func() (string, error) { return s.Store.CreateGroup(ctx, g) }); err != nil {
+	if g.Etag, err = mutate(ctx, s, change{action: "CreateGroup", resource: g.ID}, func() (string, error) { return s.Store.CreateGroup(ctx, g) }); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -271,12 +278,12 @@ func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, err
 	}
-	if err := g.DeviceSettings.Validate(); err != nil {
+	if err := s.checkSettings(ctx, g.DeviceSettings); err != nil {
 		return nil, err
 	}
 	g.Updated = s.Now()
 	var err error
-	if g.Etag, err = mutate(ctx, s, "UpdateGroup", g.ID, func() (string, error) { return s.Store.UpdateGroup(ctx, g) }); err != nil {
+	if g.Etag, err = mutate(ctx, s, change{action: "UpdateGroup", resource: g.ID, ifMatch: g.Etag, summary: fmt.Sprintf("disabled=%t", g.Disabled)}, func() (string, error) { return s.Store.UpdateGroup(ctx, g) }); err != nil {
 		return nil, err
 	}
 	if err := s.syncIdentities(ctx, registry.Filter{GroupID: g.ID}, "", !g.Disabled); err != nil {
@@ -364,7 +371,7 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 	if err := s.checkShards(ctx, e.Allocation); err != nil {
 		return nil, err
 	}
-	if err := e.DeviceSettings.Validate(); err != nil {
+	if err := s.checkSettings(ctx, e.DeviceSettings); err != nil {
 		return nil, err
 	}
 	if err := s.checkDeviceIDFree(ctx, e); err != nil {
@@ -373,10 +380,25 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 	now := s.Now()
 	e.Created, e.Updated = now, now
 	var err error
-	if e.Etag, err = mutate(ctx, s, "CreateIndividual", e.RegistrationID, func() (string, error) { return s.Store.CreateIndividual(ctx, e) }); err != nil {
+	if e.Etag, err = mutate(ctx, s, change{action: "CreateIndividual", resource: e.RegistrationID, summary: "attestation=" + string(e.Mechanism)}, func() (string, error) { return s.Store.CreateIndividual(ctx, e) }); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// checkSettings validates an enrollment's device settings. Adoption moves
+// registrations from other enrollments (ADR 17), which otherwise takes an
+// operator's delete: a caller setting AdoptFrom must hold
+// RegistrationStatusWrite as well as the enrollment permission.
+func (s *Service) checkSettings(ctx context.Context, d enrollment.DeviceSettings) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if c := CallerOf(ctx); len(d.AdoptFrom) > 0 && c != nil && c.Key != nil && !c.Key.Has(access.RegistrationWrite) {
+		return fault.New(fault.PermissionDenied, fault.PermissionDeniedR,
+			"adoptFrom moves registrations from other enrollments; the access key also needs the %s permission", access.RegistrationWrite)
+	}
+	return nil
 }
 
 // checkDeviceIDFree refuses an individual enrollment whose device ID is
@@ -391,14 +413,26 @@ func (s *Service) checkDeviceIDFree(ctx context.Context, e *enrollment.Individua
 	id, err := s.Store.GetIdentity(ctx, e.DeviceID)
 	switch {
 	case errors.Is(err, fault.ErrNotFound):
+	case err != nil:
+		return err
+	case enrollment.Key(id.RegistrationID) != enrollment.Key(e.RegistrationID):
+		return fault.New(fault.AlreadyExists, fault.DeviceIDConflict,
+			"device ID %q is the hub identity of registration %q; delete that registration first", id.DeviceID, id.RegistrationID)
+	}
+	// Reserved names fold case, hub device IDs do not: a group device
+	// registered as "gw-1" holds the name "GW-1" too (its registration
+	// ID is its device ID, and registration IDs fold case).
+	reg, err := s.Store.GetRegistration(ctx, e.DeviceID)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
 		return nil
 	case err != nil:
 		return err
-	case enrollment.Key(id.RegistrationID) == enrollment.Key(e.RegistrationID):
-		return nil
+	case enrollment.Key(reg.RegistrationID) != enrollment.Key(e.RegistrationID):
+		return fault.New(fault.AlreadyExists, fault.DeviceIDConflict,
+			"device ID %q names registration %q (its registration ID, in any case); delete that registration first", e.DeviceID, reg.RegistrationID)
 	}
-	return fault.New(fault.AlreadyExists, fault.DeviceIDConflict,
-		"device ID %q is the hub identity of registration %q; delete that registration first", id.DeviceID, id.RegistrationID)
+	return nil
 }
 
 // UpdateIndividual writes the mutable fields of e (DeviceID, Disabled,
@@ -415,14 +449,14 @@ func (s *Service) UpdateIndividual(ctx context.Context, e *enrollment.Individual
 	if err := s.checkShards(ctx, e.Allocation); err != nil {
 		return nil, err
 	}
-	if err := e.DeviceSettings.Validate(); err != nil {
+	if err := s.checkSettings(ctx, e.DeviceSettings); err != nil {
 		return nil, err
 	}
 	if err := s.checkDeviceIDFree(ctx, e); err != nil {
 		return nil, err
 	}
 	e.Updated = s.Now()
-	if _, err := mutate(ctx, s, "UpdateIndividual", e.RegistrationID, func() (string, error) { return s.Store.UpdateIndividual(ctx, e) }); err != nil {
+	if _, err := mutate(ctx, s, change{action: "UpdateIndividual", resource: e.RegistrationID, ifMatch: e.Etag, summary: fmt.Sprintf("device_id=%q disabled=%t", e.DeviceID, e.Disabled)}, func() (string, error) { return s.Store.UpdateIndividual(ctx, e) }); err != nil {
 		return nil, err
 	}
 	if err := s.syncIdentities(ctx, registry.Filter{}, e.RegistrationID, !e.Disabled); err != nil {
@@ -445,7 +479,7 @@ func (s *Service) CreateShard(ctx context.Context, sh *allocation.Shard) (*alloc
 	now := s.Now()
 	sh.Created, sh.Updated = now, now
 	var err error
-	if sh.Etag, err = mutate(ctx, s, "CreateShard", sh.ID, func() (string, error) { return s.Store.CreateShard(ctx, sh) }); err != nil {
+	if sh.Etag, err = mutate(ctx, s, change{action: "CreateShard", resource: sh.ID}, func() (string, error) { return s.Store.CreateShard(ctx, sh) }); err != nil {
 		return nil, err
 	}
 	return sh, nil
@@ -464,7 +498,7 @@ func (s *Service) UpdateShard(ctx context.Context, sh *allocation.Shard) (*alloc
 		return nil, err
 	}
 	sh.Updated = s.Now()
-	if _, err := mutate(ctx, s, "UpdateShard", sh.ID, func() (string, error) { return s.Store.UpdateShard(ctx, sh) }); err != nil {
+	if _, err := mutate(ctx, s, change{action: "UpdateShard", resource: sh.ID, ifMatch: sh.Etag}, func() (string, error) { return s.Store.UpdateShard(ctx, sh) }); err != nil {
 		return nil, err
 	}
 	return s.Store.GetShard(ctx, sh.ID)
@@ -495,7 +529,7 @@ func (s *Service) CreateCluster(ctx context.Context, c *allocation.Cluster) (*al
 	now := s.Now()
 	c.Created, c.Updated = now, now
 	var err error
-	if c.Etag, err = mutate(ctx, s, "CreateCluster", c.ID, func() (string, error) { return s.Store.CreateCluster(ctx, c) }); err != nil {
+	if c.Etag, err = mutate(ctx, s, change{action: "CreateCluster", resource: c.ID}, func() (string, error) { return s.Store.CreateCluster(ctx, c) }); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -511,7 +545,7 @@ func (s *Service) UpdateCluster(ctx context.Context, c *allocation.Cluster) (*al
 		return nil, err
 	}
 	c.Updated = s.Now()
-	if _, err := mutate(ctx, s, "UpdateCluster", c.ID, func() (string, error) { return s.Store.UpdateCluster(ctx, c) }); err != nil {
+	if _, err := mutate(ctx, s, change{action: "UpdateCluster", resource: c.ID, ifMatch: c.Etag}, func() (string, error) { return s.Store.UpdateCluster(ctx, c) }); err != nil {
 		return nil, err
 	}
 	return s.Store.GetCluster(ctx, c.ID)

@@ -19,7 +19,11 @@ import (
 // of the service named host: access.AuthenticateSAS with admin's store,
 // data key and clock.
 func (s *Service) AuthenticateSAS(ctx context.Context, header, host string, path []string) (*access.Key, error) {
-	return access.AuthenticateSAS(ctx, s.Store, s.Secrets, header, host, path, s.Now())
+	k, err := access.AuthenticateSAS(ctx, s.Store, s.Secrets, header, host, path, s.Now())
+	if err == nil {
+		s.touch(ctx, k)
+	}
+	return k, err
 }
 
 // IndividualKeys opens a symmetric-key individual enrollment's keys, for a

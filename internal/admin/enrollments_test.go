@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"crypto/elliptic"
 	"encoding/base64"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 )
@@ -234,6 +236,7 @@ func TestCreateX509Individual(t *testing.T) {
 		{"device ID is another's device ID", enrollment.Individual{RegistrationID: "dev-3", DeviceID: "device-2", Allocation: hashedOn()}, certPEM(dev3.Cert), fault.DeviceIDConflict},
 		{"device ID is another's registration ID", enrollment.Individual{RegistrationID: "dev-3", DeviceID: "DEV-1", Allocation: hashedOn()}, certPEM(dev3.Cert), fault.DeviceIDConflict},
 		{"device ID held by a group device's identity", enrollment.Individual{RegistrationID: "dev-3", DeviceID: "grp-dev", Allocation: hashedOn()}, certPEM(dev3.Cert), fault.DeviceIDConflict},
+		{"device ID a group device's in another case", enrollment.Individual{RegistrationID: "dev-3", DeviceID: "GRP-DEV", Allocation: hashedOn()}, certPEM(dev3.Cert), fault.DeviceIDConflict},
 	}
 	registerDevice(t, s, "grp-dev", "s1", "g1")
 	for _, tc := range cases {
@@ -386,4 +389,59 @@ func TestUpdateEnrollments(t *testing.T) {
 	}
 	reason(t, s.DeleteIndividual(ctx, "dev-1", ""), fault.ResourceNotFound)
 	reason(t, s.DeleteGroup(ctx, "g", ""), fault.ResourceNotFound)
+}
+
+// TestUpdateIndividualDeviceIDConflict: an update may not move an
+// individual enrollment's device ID onto another registration's identity,
+// in any case, and a refused update changes nothing.
+func TestUpdateIndividualDeviceIDConflict(t *testing.T) {
+	s, _ := newAdmin(t)
+	ctx := t.Context()
+	ca := mintCA(t, "Acme Root")
+	e, err := s.CreateIndividual(ctx, &enrollment.Individual{RegistrationID: "dev-1", Allocation: hashedOn()}, certPEM(mintDevice(t, "dev-1", ca).Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerDevice(t, s, "grp-dev", "s1", "g1")
+	for _, id := range []string{"grp-dev", "Grp-Dev"} {
+		upd := *e
+		upd.DeviceID = id
+		_, err := s.UpdateIndividual(ctx, &upd)
+		reason(t, err, fault.DeviceIDConflict)
+	}
+	if got, _ := s.Store.GetIndividual(ctx, "dev-1"); got.DeviceID != "" || got.Etag != e.Etag {
+		t.Fatalf("a refused update changed the enrollment: %+v", got)
+	}
+}
+
+// TestAdoptionNeedsRegistrationWrite: an enrollment that adopts another's
+// registrations moves them, which otherwise takes RegistrationStatusWrite
+// (a delete): a key with only EnrollmentWrite cannot set adoptFrom.
+func TestAdoptionNeedsRegistrationWrite(t *testing.T) {
+	s, _ := newAdmin(t)
+	writer, _ := key(t, s, "writer", access.EnrollmentWrite)
+	both, _ := key(t, s, "both", access.EnrollmentWrite, access.RegistrationWrite)
+	adopting := enrollment.DeviceSettings{AdoptFrom: []string{"acme"}}
+	as := func(k *access.Key) context.Context { return WithCaller(t.Context(), &Caller{KeyID: k.ID, Key: k}) }
+	_, _, err := s.CreateSymmetricGroup(as(writer), &enrollment.Group{ID: "g1", Allocation: hashedOn(), DeviceSettings: adopting}, nil, nil)
+	reason(t, err, fault.PermissionDeniedR)
+	_, _, err = s.CreateSymmetricIndividual(as(writer), &enrollment.Individual{RegistrationID: "d1", Allocation: hashedOn(), DeviceSettings: adopting}, nil, nil)
+	reason(t, err, fault.PermissionDeniedR)
+	if _, err := s.GetGroup(t.Context(), "g1"); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("a refused create wrote the group: %v", err)
+	}
+	// Without adoption the writer creates; with both permissions, adoption.
+	if _, _, err := s.CreateSymmetricGroup(as(writer), &enrollment.Group{ID: "g1", Allocation: hashedOn()}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.GetGroup(t.Context(), "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.DeviceSettings = adopting
+	_, err = s.UpdateGroup(as(writer), g)
+	reason(t, err, fault.PermissionDeniedR)
+	if _, err := s.UpdateGroup(as(both), g); err != nil {
+		t.Fatalf("with RegistrationStatusWrite: %v", err)
+	}
 }

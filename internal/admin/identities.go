@@ -18,7 +18,7 @@ import (
 // DeleteGroup deletes an enrollment group and disables its devices'
 // identities.
 func (s *Service) DeleteGroup(ctx context.Context, id, etag string) error {
-	if err := s.write(ctx, "DeleteGroup", id, func() error { return s.Store.DeleteGroup(ctx, id, etag) }); err != nil {
+	if err := s.write(ctx, change{action: "DeleteGroup", resource: id, ifMatch: etag}, func() error { return s.Store.DeleteGroup(ctx, id, etag) }); err != nil {
 		return err
 	}
 	return s.syncIdentities(ctx, registry.Filter{GroupID: id}, "", false)
@@ -27,7 +27,7 @@ func (s *Service) DeleteGroup(ctx context.Context, id, etag string) error {
 // DeleteIndividual deletes an individual enrollment and disables its
 // device's identity.
 func (s *Service) DeleteIndividual(ctx context.Context, registrationID, etag string) error {
-	if err := s.write(ctx, "DeleteIndividual", registrationID, func() error { return s.Store.DeleteIndividual(ctx, registrationID, etag) }); err != nil {
+	if err := s.write(ctx, change{action: "DeleteIndividual", resource: registrationID, ifMatch: etag}, func() error { return s.Store.DeleteIndividual(ctx, registrationID, etag) }); err != nil {
 		return err
 	}
 	return s.syncIdentities(ctx, registry.Filter{}, registrationID, false)
@@ -92,7 +92,7 @@ func (s *Service) setIdentityStatus(ctx context.Context, reg *registry.Registrat
 		}
 		now := s.Now()
 		id.Status, id.Version, id.Updated = want, registry.NextVersion(id.Version, now), now
-		_, err = mutate(ctx, s, "UpdateRegistration", reg.RegistrationID, func() (string, error) { return s.Store.UpdateRegistration(ctx, reg, id) })
+		_, err = mutate(ctx, s, change{action: "UpdateRegistration", resource: reg.RegistrationID}, func() (string, error) { return s.Store.UpdateRegistration(ctx, reg, id) })
 		switch fault.KindOf(err) {
 		case fault.Conflict:
 		case fault.NotFound:
@@ -138,7 +138,7 @@ func (s *Service) SetRegistrationEnabled(ctx context.Context, registrationID, et
 	}
 	now := s.Now()
 	reg.Updated, id.Version, id.Updated = now, registry.NextVersion(id.Version, now), now
-	if reg.Etag, err = mutate(ctx, s, "UpdateRegistration", reg.RegistrationID, func() (string, error) { return s.Store.UpdateRegistration(ctx, reg, id) }); err != nil {
+	if reg.Etag, err = mutate(ctx, s, change{action: "UpdateRegistration", resource: reg.RegistrationID}, func() (string, error) { return s.Store.UpdateRegistration(ctx, reg, id) }); err != nil {
 		return nil, err
 	}
 	return reg, nil

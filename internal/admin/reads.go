@@ -31,7 +31,7 @@ func (s *Service) ListCAs(ctx context.Context, p enrollment.Page) ([]*enrollment
 // DeleteCA deletes a CA certificate (etag "" for any version); the store
 // refuses one that a group still names.
 func (s *Service) DeleteCA(ctx context.Context, name, etag string) error {
-	return s.write(ctx, "DeleteCA", name, func() error { return s.Store.DeleteCA(ctx, name, etag) })
+	return s.write(ctx, change{action: "DeleteCA", resource: name, ifMatch: etag}, func() error { return s.Store.DeleteCA(ctx, name, etag) })
 }
 
 // GetGroup returns an enrollment group.
@@ -72,7 +72,7 @@ func (s *Service) AllShards(ctx context.Context) ([]*allocation.Shard, error) {
 // DeleteShard deletes a shard (etag "" for any version); the store
 // refuses one with devices.
 func (s *Service) DeleteShard(ctx context.Context, id, etag string) error {
-	return s.write(ctx, "DeleteShard", id, func() error { return s.Store.DeleteShard(ctx, id, etag) })
+	return s.write(ctx, change{action: "DeleteShard", resource: id, ifMatch: etag}, func() error { return s.Store.DeleteShard(ctx, id, etag) })
 }
 
 // GetCluster returns a hub cluster.
@@ -88,7 +88,7 @@ func (s *Service) ListClusters(ctx context.Context, token string, limit int) ([]
 // DeleteCluster deletes a hub cluster (etag "" for any version); the
 // store refuses one that still has shards.
 func (s *Service) DeleteCluster(ctx context.Context, id, etag string) error {
-	return s.write(ctx, "DeleteCluster", id, func() error { return s.Store.DeleteCluster(ctx, id, etag) })
+	return s.write(ctx, change{action: "DeleteCluster", resource: id, ifMatch: etag}, func() error { return s.Store.DeleteCluster(ctx, id, etag) })
 }
 
 // GetRegistration returns a registration.
@@ -105,7 +105,7 @@ func (s *Service) ListRegistrations(ctx context.Context, f registry.Filter, toke
 // any version), so that the device provisions afresh; hubs see a deleted
 // event.
 func (s *Service) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
-	return s.write(ctx, "DeleteRegistration", registrationID, func() error { return s.Store.DeleteRegistration(ctx, registrationID, etag) })
+	return s.write(ctx, change{action: "DeleteRegistration", resource: registrationID, ifMatch: etag}, func() error { return s.Store.DeleteRegistration(ctx, registrationID, etag) })
 }
 
 // GetIdentity returns a device's registry identity.

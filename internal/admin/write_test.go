@@ -21,8 +21,8 @@ func TestActor(t *testing.T) {
 	if got := ActorOf(context.Background()); got != "" {
 		t.Fatalf("no actor: %q", got)
 	}
-	ctx := WithActor(context.Background(), "k1")
-	if got := ActorOf(WithActor(ctx, "k2")); got != "k2" {
+	ctx := WithCaller(context.Background(), &Caller{KeyID: "k1"})
+	if got := ActorOf(WithCaller(ctx, &Caller{KeyID: "k2"})); got != "k2" {
 		t.Fatalf("actor: %q", got)
 	}
 }
@@ -59,7 +59,7 @@ func changes(t *testing.T, log string) []string {
 // the outcome.
 func TestEveryMutationIsRecorded(t *testing.T) {
 	s, logs := newAdmin(t)
-	ctx := WithActor(t.Context(), "ops")
+	ctx := WithCaller(t.Context(), &Caller{KeyID: "ops"})
 	caller, _ := key(t, s, "owner", access.All...)
 	var ca *pki.Issued
 	var code string
@@ -149,13 +149,13 @@ func TestEveryMutationIsRecorded(t *testing.T) {
 		{"DeleteShard", func() error { return s.DeleteShard(ctx, "s1", "") }, []string{"DeleteShard s1"}},
 		{"DeleteCluster", func() error { return s.DeleteCluster(ctx, "c1", "") }, []string{"DeleteCluster c1"}},
 		{"CreateAccessKey", func() error {
-			k, err := s.CreateAccessKey(ctx, caller, "reader", []string{"EnrollmentRead"}, false)
+			k, err := s.CreateAccessKey(ctx, caller, "reader", []string{"EnrollmentRead"}, false, time.Time{})
 			if err == nil {
 				newKey = k.Key.ID
 			}
 			return err
 		}, []string{"accessKeys.create {key}"}},
-		{"RotateAccessKey", func() error { _, err := s.RotateAccessKey(ctx, caller, newKey); return err }, []string{"accessKeys.rotate {key}"}},
+		{"RotateAccessKey", func() error { _, err := s.RotateAccessKey(ctx, caller, newKey, access.Primary); return err }, []string{"accessKeys.rotate {key}"}},
 		{"DeleteAccessKey", func() error { return s.DeleteAccessKey(ctx, caller, newKey) }, []string{"accessKeys.delete {key}"}},
 	}
 	for _, step := range steps {
@@ -227,7 +227,7 @@ func (f *failing) DeleteRegistration(ctx context.Context, regID, etag string) er
 // with its reason, and leaves nothing written.
 func TestStoreFailures(t *testing.T) {
 	s, logs := newAdmin(t)
-	ctx := WithActor(t.Context(), "ops")
+	ctx := WithCaller(t.Context(), &Caller{KeyID: "ops"})
 	verifiedCA(t, s, "spare")
 	addShard(t, s, "s1", "")
 	registerDevice(t, s, "dev-1", "s1", "")
@@ -278,7 +278,7 @@ func TestStoreFailures(t *testing.T) {
 // records nothing; a refusal by the store is recorded with its reason.
 func TestRefusedInputIsNotAChange(t *testing.T) {
 	s, logs := newAdmin(t)
-	ctx := WithActor(t.Context(), "ops")
+	ctx := WithCaller(t.Context(), &Caller{KeyID: "ops"})
 	if _, err := s.CreateShard(ctx, &allocation.Shard{ID: "s1", Hostname: "bad_host", Weight: 1, State: allocation.Active}); fault.ReasonOf(err) != fault.FieldInvalid {
 		t.Fatalf("bad hostname: %v", err)
 	}

@@ -20,13 +20,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zerotouch/zerotouch/attestation"
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/config"
 	"github.com/zerotouch/zerotouch/internal/dpsdevice"
 	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/metrics"
 	"github.com/zerotouch/zerotouch/internal/mqtt"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
@@ -101,6 +104,9 @@ type App struct {
 	DPSHostName string
 	// CAFile is the development CA clients should trust ("" without one).
 	CAFile string
+	// Metrics are the Prometheus metrics (nil when listen.metrics is
+	// empty: nothing is counted or timed).
+	Metrics *metrics.Metrics
 
 	opt    Options
 	server *server.Server
@@ -127,12 +133,22 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen REST: %w", err)
 	}
-	var mqttLis net.Listener
+	var mqttLis, metricsLis net.Listener
 	if a.mqtt != nil && cfg.Listen.MQTT != "" {
 		if mqttLis, err = net.Listen("tcp", cfg.Listen.MQTT); err != nil {
 			grpcLis.Close()
 			httpLis.Close()
 			return fmt.Errorf("listen MQTT: %w", err)
+		}
+	}
+	if a.Metrics != nil {
+		if metricsLis, err = net.Listen("tcp", cfg.Listen.Metrics); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			if mqttLis != nil {
+				mqttLis.Close()
+			}
+			return fmt.Errorf("listen metrics: %w", err)
 		}
 	}
 	where := cfg.StorePath()
@@ -152,19 +168,22 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if a.mqtt != nil && cfg.MQTT.WebSockets {
 		fmt.Fprintf(a.opt.Stdout, "DPS over MQTT over WebSockets: wss://%s%s\n", httpLis.Addr(), mqtt.WebSocketPath)
 	}
+	if metricsLis != nil {
+		fmt.Fprintf(a.opt.Stdout, "Prometheus metrics: http://%s%s\n", metricsLis.Addr(), metrics.Path)
+	}
 	if cfg.Debug.PprofListen != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofListen, a.opt.Log)
 		if err != nil {
-			grpcLis.Close()
-			httpLis.Close()
-			if mqttLis != nil {
-				mqttLis.Close()
+			for _, l := range []net.Listener{grpcLis, httpLis, mqttLis, metricsLis} {
+				if l != nil {
+					l.Close()
+				}
 			}
 			return err
 		}
 		defer stopPprof()
 	}
-	return a.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis, MQTT: mqttLis})
+	return a.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis, MQTT: mqttLis, Metrics: metricsLis})
 }
 
 // Build wires the service: the data directory and server certificate
@@ -242,8 +261,20 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	if opt.WrapRegistry != nil {
 		reg = opt.WrapRegistry(store)
 	}
+	// The stores the registration use case reads and writes to, timed by
+	// the metrics when they are on.
+	var (
+		enrollments provisioning.EnrollmentStore = store
+		shards      provisioning.ShardSource     = store
+		challenges  attestation.ChallengeStore   = store
+	)
+	if cfg.Listen.Metrics != "" {
+		m := metrics.New(opt.Log)
+		a.Metrics = m
+		enrollments, shards, reg, challenges = m.Enrollments(store), m.Shards(store), m.Registry(reg), m.Challenges(store)
+	}
 	prov := &provisioning.Service{
-		Enrollments: store, Shards: store, Registry: reg, Challenges: store, Now: opt.Now,
+		Enrollments: enrollments, Shards: shards, Registry: reg, Challenges: challenges, Now: opt.Now,
 		Secrets: a.Sealer, SymmetricKeysDisabled: !cfg.SymmetricKeys.Enabled,
 		MaxChainLength: cfg.X509.MaxChainLength, Log: opt.Log, Paths: x509att.NewPathCache(pathCacheSize),
 		Limiter: limiter, NearestRegions: cfg.Geo.Nearest, WebhookSyncBudget: cfg.Webhooks.SyncBudget,
@@ -254,13 +285,24 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 			return nil, err
 		}
 	}
+	var tlsFailed func(listener string)
+	if a.Metrics != nil {
+		prov.Observer = a.Metrics
+		tlsFailed = a.Metrics.TLSHandshakeFailed
+	}
 	a.Provisioning = prov
 	var admStore admin.Store = store
 	if opt.WrapAdmin != nil {
 		admStore = opt.WrapAdmin(store)
 	}
-	adm := &admin.Service{Store: admStore, Now: opt.Now, Rand: rand.Reader, Secrets: a.Sealer, Log: opt.Log}
+	auditLog := &audit.Log{Store: store, Chain: audit.NewChain(a.Sealer.AuditKey()), Now: opt.Now}
+	adm := &admin.Service{Store: admStore, Now: opt.Now, Rand: rand.Reader, Secrets: a.Sealer, Log: opt.Log, Audit: auditLog}
 	a.Admin = adm
+	if cfg.Audit.Retention > 0 {
+		pruneCtx, stopPrune := context.WithCancel(context.WithoutCancel(ctx))
+		a.closers = append(a.closers, stopPrune)
+		go pruneAudit(pruneCtx, auditLog, cfg.Audit.Retention, opt.Now, opt.Log)
+	}
 	var dpsHandler, dpsService http.Handler
 	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {
@@ -272,7 +314,7 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	var upgrades map[string]http.Handler
 	if cfg.DPS.IDScope != "" && (cfg.Listen.MQTT != "" || cfg.MQTT.WebSockets) {
 		m := cfg.MQTT
-		a.mqtt, err = mqtt.New(mqtt.Config{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, ShutdownGrace: cfg.ShutdownGrace,
+		a.mqtt, err = mqtt.New(mqtt.Config{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, ShutdownGrace: cfg.ShutdownGrace, TLSHandshakeFailed: tlsFailed,
 			TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}},
 			Locate: func(addr string, h http.Header) string {
 				return geo.LocateRequest(&http.Request{RemoteAddr: addr, Header: h})
@@ -299,10 +341,16 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 		Ready:         store.Ping,
 		ShutdownGrace: cfg.ShutdownGrace,
 		MaxHubStreams: cfg.Hubs.MaxStreams, HubPollInterval: cfg.Hubs.PollInterval,
-		Upgrades: upgrades,
+		Upgrades:           upgrades,
+		TLSHandshakeFailed: tlsFailed,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if a.Metrics != nil {
+		if err := a.Metrics.Register(a.fleet()); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
 	}
 	return a, nil
 }
@@ -330,9 +378,10 @@ func (a *App) certificate() (tls.Certificate, error) {
 }
 
 // Listeners are what ServeListeners serves on. MQTT (DPS over MQTT with
-// TLS) is optional; MQTT over WebSockets rides on HTTP.
+// TLS) is optional; MQTT over WebSockets rides on HTTP. Metrics, if set,
+// serves the Prometheus metrics (plain HTTP) and needs listen.metrics.
 type Listeners struct {
-	GRPC, HTTP, MQTT net.Listener
+	GRPC, HTTP, MQTT, Metrics net.Listener
 }
 
 // Serve serves gRPC on grpcLis and REST (and the DPS APIs) on httpLis
@@ -349,8 +398,21 @@ func (a *App) ServeListeners(ctx context.Context, l Listeners) error {
 	grpcLis, httpLis := l.GRPC, l.HTTP
 	if l.MQTT != nil && a.mqtt == nil {
 		l.MQTT.Close()
+		if l.Metrics != nil {
+			l.Metrics.Close()
+		}
 		return errors.New("an MQTT listener was given, but MQTT is off (dps.id_scope is empty)")
 	}
+	if l.Metrics != nil && a.Metrics == nil {
+		l.Metrics.Close()
+		if l.MQTT != nil {
+			l.MQTT.Close()
+		}
+		return errors.New("a metrics listener was given, but metrics are off (listen.metrics is empty)")
+	}
+	// Metrics are served until the rest has drained, so that a scrape
+	// sees the last registrations.
+	defer a.serveMetrics(l)()
 	a.opt.Log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
 	if a.opt.Started != nil {
 		a.opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())
@@ -407,7 +469,7 @@ func bootstrapOwnerKey(ctx context.Context, store access.Store, sealer *secrets.
 	token, key = access.WithID(token, key, access.OwnerKeyID)
 	files := map[string]string{OwnerKeyFile: token}
 	if sealer != nil {
-		sas, err := access.AddSASKey(rand.Reader, sealer, key)
+		sas, err := access.AddSASKey(rand.Reader, sealer, key, access.Primary)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +48,7 @@ func (s *syncBuffer) String() string {
 // addresses and a stop function that waits for Run to return.
 func runDev(t *testing.T, dataDir string) (grpcAddr string, out *syncBuffer, stop func()) {
 	t.Helper()
-	cfg, err := config.Load([]string{"--dev", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"},
+	cfg, err := config.Load([]string{"--dev", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"},
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +170,7 @@ func TestRunRefusesSecondInstanceOnOneStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	_, _, stop := runDev(t, dir)
 	defer stop()
-	cfg, err := config.Load([]string{"--dev", "--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"},
+	cfg, err := config.Load([]string{"--dev", "--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"},
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +197,7 @@ func TestProductionStartKeepsTheOwnerKeyOffStdout(t *testing.T) {
 	if err := srv.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load([]string{"--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0",
+	cfg, err := config.Load([]string{"--data-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
 		"--tls-cert", certFile, "--tls-key", keyFile}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -230,5 +233,57 @@ func TestProductionStartKeepsTheOwnerKeyOffStdout(t *testing.T) {
 	cs, err := os.ReadFile(filepath.Join(dir, app.OwnerDPSFile))
 	if err != nil || !strings.Contains(string(cs), "HostName=dps.example.com;") {
 		t.Fatalf("connection string: %q %v", cs, err)
+	}
+}
+
+// TestMetricsListener: Run serves /metrics on listen.metrics (plain HTTP,
+// its own port), with every served listener's handshake failures at zero;
+// listen.metrics off wires no metrics at all, and a metrics listener is
+// then refused.
+func TestMetricsListener(t *testing.T) {
+	_, out, stop := runDev(t, filepath.Join(t.TempDir(), "data"))
+	defer stop()
+	_, url, ok := strings.Cut(out.String(), "Prometheus metrics: ")
+	url, _, _ = strings.Cut(url, "\n")
+	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/metrics") {
+		t.Fatalf("stdout names no metrics URL:\n%s", out.String())
+	}
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"zerotouch_build_info{", "go_goroutines ", "process_cpu_seconds_total ", "zerotouch_store_bytes ",
+		`zerotouch_tls_handshake_failures_total{listener="grpc"} 0`, `zerotouch_tls_handshake_failures_total{listener="http"} 0`,
+		`zerotouch_tls_handshake_failures_total{listener="mqtt"} 0`, `zerotouch_rate_limited_total{rule="per_ip"} 0`} {
+		if res.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %s, no %q", url, res.Status, want)
+		}
+	}
+
+	cfg, err := config.Load([]string{"--dev", "--data-dir", filepath.Join(t.TempDir(), "data"), "--metrics-listen", "off"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Build(t.Context(), cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.Metrics != nil || a.Provisioning.Observer != nil {
+		t.Fatal("metrics wired with listen.metrics off")
+	}
+	var ls []net.Listener
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ls = append(ls, l)
+	}
+	if err := a.ServeListeners(t.Context(), app.Listeners{GRPC: ls[0], HTTP: ls[1], Metrics: ls[2]}); err == nil || !strings.Contains(err.Error(), "listen.metrics") {
+		t.Fatalf("a metrics listener with metrics off: %v", err)
 	}
 }

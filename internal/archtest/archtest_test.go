@@ -26,6 +26,7 @@ const (
 	api       layer = "api"
 	transport layer = "transport"
 	config    layer = "config"
+	telemetry layer = "telemetry"
 	client    layer = "client"
 	tool      layer = "tool"
 	wiring    layer = "wiring"
@@ -63,6 +64,8 @@ var layerOf = map[string]layer{
 	"internal/access":    service,
 	"internal/secrets":   service,
 	"internal/ratelimit": service,
+	"internal/audit":     service,
+	"internal/attempts":  service,
 
 	// use case: the flows that drive the domain (registration, the
 	// operator use cases). Stores only as interfaces, no gRPC or API types,
@@ -93,16 +96,24 @@ var layerOf = map[string]layer{
 	// only; it builds nothing.
 	"internal/config": config,
 
+	// telemetry: the Prometheus metrics. It implements the observers the
+	// use cases declare and wraps their store interfaces; only the wiring
+	// imports it, so no use case, transport or store depends on Prometheus
+	// (whose exposition format brings protobuf).
+	"internal/metrics": telemetry,
+
 	// client: public libraries for the other side of the API, embedded by
 	// hubs outside this module. They depend on the public API only, never
 	// on an internal package.
 	"hubclient": client,
 
 	// tool: internal code that runs on the other side of the API (the load
-	// generator, the device side of TPM). Domain, support, API and clients;
-	// no use case, store or transport.
+	// generator, the device side of TPM, the container image's health
+	// check). Domain, support, API and clients; no use case, store or
+	// transport.
 	"internal/bench":     tool,
 	"internal/tpmdevice": tool,
+	"deploy/healthcheck": tool,
 
 	// wiring: the one place stores and transports meet (internal/app), and
 	// the commands built on it. Anything.
@@ -112,8 +123,9 @@ var layerOf = map[string]layer{
 
 	// tests: packages with only tests. Anything (test imports are not
 	// checked in any layer).
-	"internal/e2e":      tests,
-	"internal/archtest": tests,
+	"internal/e2e":        tests,
+	"internal/archtest":   tests,
+	"internal/deploytest": tests,
 }
 
 // Third-party families the rules name. A prefix matches whole path
@@ -123,6 +135,9 @@ var (
 	grpcAndAPI   = []string{"google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto", "github.com/grpc-ecosystem/grpc-gateway"}
 	storeEngines = []string{"go.etcd.io/bbolt", "github.com/redis/go-redis"}
 	cryptoLibs   = []string{"golang.org/x/crypto", "golang.org/x/sys", "github.com/google/go-tpm"}
+	// grpcOnly is gRPC and the gateway without protobuf, which Prometheus's
+	// client brings.
+	grpcOnly = []string{"google.golang.org/grpc", "google.golang.org/genproto", "github.com/grpc-ecosystem/grpc-gateway"}
 )
 
 // A rule says what a layer's packages may import, transitively and
@@ -154,7 +169,7 @@ func refuse(families ...[]string) thirdParty { return thirdParty{prefixes: slice
 
 var anyThirdParty = refuse()
 
-var everyLayer = []layer{kernel, domain, support, service, usecase, store, api, transport, config, client, tool, wiring, tests}
+var everyLayer = []layer{kernel, domain, support, service, usecase, store, api, transport, config, telemetry, client, tool, wiring, tests}
 
 // rules are the allowed directions, one per layer; TestRulesKeepTheDesign
 // pins the ones the design fixes.
@@ -168,6 +183,7 @@ var rules = map[layer]rule{
 	api:       {thirdParty: refuse(storeEngines)},
 	transport: {may: []layer{kernel, domain, support, service, usecase, api}, thirdParty: refuse(storeEngines)},
 	config:    {may: []layer{kernel, domain}, thirdParty: refuse(grpcAndAPI, storeEngines)},
+	telemetry: {may: []layer{kernel, domain, service, usecase}, thirdParty: refuse(storeEngines, grpcOnly)},
 	client:    {may: []layer{api}, thirdParty: refuse(storeEngines)},
 	tool:      {may: []layer{kernel, domain, support, api, client}, thirdParty: refuse(storeEngines)},
 	wiring:    {may: everyLayer, thirdParty: anyThirdParty},
@@ -425,7 +441,7 @@ func TestRulesKeepTheDesign(t *testing.T) {
 			t.Errorf("%s may speak gRPC, protobuf or the API", l)
 		}
 	}
-	for _, l := range []layer{domain, support, service, usecase, transport, config, client, tool} {
+	for _, l := range []layer{domain, support, service, usecase, transport, config, telemetry, client, tool} {
 		if rules[l].thirdParty.allows("go.etcd.io/bbolt") || rules[l].thirdParty.allows("github.com/redis/go-redis/v9") {
 			t.Errorf("%s may import a storage engine", l)
 		}

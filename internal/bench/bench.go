@@ -82,8 +82,9 @@ type Config struct {
 	// HelperPIDs are client-side processes (TPM workers) whose CPU counts
 	// as the client's.
 	HelperPIDs []int
-	// StoreSize, if set, reports the store's size in bytes (the embedded
-	// store's file, or Redis's used_memory) for store bytes per device.
+	// StoreSize, if set, reports the store's size in bytes, for store
+	// bytes per device: the embedded store's bytes in use (its server's
+	// zerotouch_store_bytes) or its file's size, or Redis's used_memory.
 	StoreSize func(context.Context) (int64, error)
 }
 
@@ -434,15 +435,18 @@ func Run(ctx context.Context, c *Config, f *Fleet) (*Report, error) {
 	conc := max(1, c.Concurrency)
 	lat := make([]time.Duration, n)
 	errs := make([]error, n)
-	cpu0, err := processCPU(c.ServerPIDs)
-	if err != nil {
-		return nil, err
-	}
+	// The store is measured before the server's CPU is read: measuring
+	// can cost the server (a scrape of its metrics walks the store).
 	var store0 int64
 	if c.StoreSize != nil && c.Mode == "register" {
+		var err error
 		if store0, err = c.StoreSize(ctx); err != nil {
 			return nil, fmt.Errorf("bench: store size: %w", err)
 		}
+	}
+	cpu0, err := processCPU(c.ServerPIDs)
+	if err != nil {
+		return nil, err
 	}
 	self0 := c.clientCPU()
 	start := time.Now()

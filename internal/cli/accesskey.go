@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zerotouch/zerotouch/internal/access"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
@@ -22,6 +24,8 @@ func runAccessKey(ctx context.Context, env Env, args []string) error {
 	perms := fs.String("permissions", "", "comma-separated: "+joinPerms()+" (create)")
 	noDPS := fs.Bool("no-dps", false, "make no DPS shared access key, only the bearer token (create)")
 	dpsHost := fs.String("dps-host", "", "HostName for the DPS connection string (default: the server's dps.service_hostname, which SAS tokens must name) (create, rotate)")
+	expires := fs.String("expires", "", "when the key stops working: RFC 3339, or a duration from now such as 720h (create; default never)")
+	secret := fs.String("secret", "primary", "which secret to replace: primary or secondary; the other keeps working (rotate)")
 	want := []string{"NAME"}
 	switch sub {
 	case "list":
@@ -36,6 +40,14 @@ func runAccessKey(ctx context.Context, env Env, args []string) error {
 	if sub == "create" && *perms == "" {
 		return fmt.Errorf("%w: --permissions is required", errUsage)
 	}
+	var expireTime *timestamppb.Timestamp
+	if *expires != "" {
+		at, err := parseUntil(*expires, time.Now())
+		if err != nil {
+			return fmt.Errorf("%w: --expires: %v", errUsage, err)
+		}
+		expireTime = timestamppb.New(at)
+	}
 	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
 		cl := pb.NewAccessKeyServiceClient(cc)
 		switch sub {
@@ -44,10 +56,11 @@ func runAccessKey(ctx context.Context, env Env, args []string) error {
 			var err error
 			what := "created"
 			if sub == "create" {
-				res, err = cl.CreateAccessKey(ctx, &pb.CreateAccessKeyRequest{Name: pos[0], Permissions: strings.Split(*perms, ","), NoSharedAccessKey: *noDPS})
+				res, err = cl.CreateAccessKey(ctx, &pb.CreateAccessKeyRequest{Name: pos[0], Permissions: strings.Split(*perms, ","), NoSharedAccessKey: *noDPS,
+					ExpireTime: expireTime})
 			} else {
-				res, err = cl.RotateAccessKey(ctx, &pb.RotateAccessKeyRequest{Id: pos[0]})
-				what = "rotated (the old secrets no longer work)"
+				res, err = cl.RotateAccessKey(ctx, &pb.RotateAccessKeyRequest{Id: pos[0], Secret: *secret})
+				what = "rotated: its new " + *secret + " secret is below; the old " + *secret + " secret no longer works, the other one still does"
 			}
 			if err != nil {
 				return nil, err

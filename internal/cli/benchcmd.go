@@ -37,7 +37,9 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	storage := fs.String("storage", "embedded", "with --spawn: embedded or redis")
 	redisAddrs := fs.String("redis-addrs", "", "Redis addresses (comma-separated): the store for --spawn --storage redis, and measured for bytes per device")
 	serverPIDs := fs.String("server-pid", "", "server process IDs (comma-separated, one per replica), for CPU per operation (set by --spawn)")
-	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device (set by --spawn)")
+	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device by the file's size (which grows in steps)")
+	metricsURL := fs.String("metrics-url", "", "the server's metrics (http://host:port/metrics), for the embedded store's bytes per device (set by --spawn)")
+	serverMetrics := fs.Bool("server-metrics", true, "with --spawn: the server serves metrics (listen.metrics); false turns them off, to measure what they cost")
 	transport := fs.String("transport", "both", "grpc, rest, dps, mqtt (DPS over MQTT, and the DPS HTTPS API to compare), or both (grpc and rest)")
 	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs: one worker process per device in flight)")
 	tpmEK := fs.String("tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc")
@@ -117,6 +119,8 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, MQTTAddr: *mqttServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex, Duration: *duration,
 		ServerPIDs: pids, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
 	switch {
+	case *metricsURL != "":
+		cfg.StoreSize = scrapedStoreBytes(*metricsURL)
 	case *storeFile != "":
 		cfg.StoreSize = fileSize(*storeFile)
 	case *redisAddrs != "" && (!*spawn || *storage == "redis"):
@@ -125,7 +129,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		cfg.StoreSize = size
 	}
 	if *spawn {
-		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs)
+		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs, *serverMetrics)
 		if err != nil {
 			return err
 		}
@@ -265,8 +269,11 @@ func ratios(reports []*bench.Report) []string {
 
 // spawnServer starts `zerotouch serve` (this binary) with a fresh data
 // directory on free loopback ports, rate limits off, and points cfg and c
-// at it.
-func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, storage, redisAddrs string) (func(), error) {
+// at it. With metrics, the embedded store's bytes per device are its
+// zerotouch_store_bytes (bytes in use, which move with every write);
+// without, its file's size (which grows in steps, so a short run can
+// measure 0).
+func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, storage, redisAddrs string, metrics bool) (func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -275,12 +282,15 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	if err != nil {
 		return nil, err
 	}
-	grpcAddr, httpAddr, mqttAddr, err := freeAddr(), freeAddr(), freeAddr(), nil
-	if grpcAddr == "" || httpAddr == "" || mqttAddr == "" {
+	grpcAddr, httpAddr, mqttAddr, metricsAddr := freeAddr(), freeAddr(), freeAddr(), ""
+	if metrics {
+		metricsAddr = freeAddr()
+	}
+	if grpcAddr == "" || httpAddr == "" || mqttAddr == "" || metrics && metricsAddr == "" {
 		return nil, fmt.Errorf("no free port")
 	}
 	// Every simulated device connects from 127.0.0.1.
-	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q, mqtt: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nmqtt: {max_connections_per_ip: 100000}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, mqttAddr, cfg.IDScope, storage)
+	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q, mqtt: %q, metrics: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nmqtt: {max_connections_per_ip: 100000}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, mqttAddr, metricsAddr, cfg.IDScope, storage)
 	if storage == "redis" {
 		conf += fmt.Sprintf("  redis: {addrs: [%s]}\n", redisAddrs)
 	}
@@ -301,7 +311,10 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	c.server, c.dataDir, c.accessKey, c.getenv = grpcAddr, dir, "", nil
 	c.caFile = filepath.Join(dir, "pki", "ca.pem")
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MQTTAddr, cfg.ServerPIDs = grpcAddr, httpAddr, mqttAddr, []int{cmd.Process.Pid}
-	if storage != "redis" {
+	switch {
+	case storage != "redis" && metrics:
+		cfg.StoreSize = scrapedStoreBytes("http://" + metricsAddr + "/metrics")
+	case storage != "redis":
 		cfg.StoreSize = fileSize(filepath.Join(dir, "zerotouch.db"))
 	}
 	if err := waitReady(ctx, httpAddr, c.caFile, 30*time.Second); err != nil {

@@ -71,7 +71,7 @@ func TestWalkThrough(t *testing.T) {
 	work := t.TempDir()
 	t.Chdir(work)
 	dataDir := filepath.Join(work, ".zerotouch")
-	cfg, err := config.Load([]string{"--dev", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"}, func(string) string { return "" })
+	cfg, err := config.Load([]string{"--dev", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,15 +4,20 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/redis/go-redis/v9"
 )
 
-// fileSize measures the embedded store: its file's size.
+// fileSize measures the embedded store by its file's size, which grows in
+// steps and keeps freed pages.
 func fileSize(path string) func(context.Context) (int64, error) {
 	return func(context.Context) (int64, error) {
 		st, err := os.Stat(path)
@@ -20,6 +25,37 @@ func fileSize(path string) func(context.Context) (int64, error) {
 			return 0, err
 		}
 		return st.Size(), nil
+	}
+}
+
+// scrapedStoreBytes measures the embedded store by the bytes its records
+// take (zerotouch_store_bytes, from the server's metrics at url), which,
+// unlike the file's size, move with every write.
+func scrapedStoreBytes(url string) func(context.Context) (int64, error) {
+	client := &http.Client{Timeout: time.Minute}
+	return func(ctx context.Context) (int64, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("%s: %s", url, res.Status)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(res.Body)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", url, err)
+		}
+		f := fams["zerotouch_store_bytes"]
+		if f == nil || len(f.GetMetric()) != 1 {
+			return 0, fmt.Errorf("%s reports no zerotouch_store_bytes (only the embedded store does)", url)
+		}
+		return int64(f.GetMetric()[0].GetGauge().GetValue()), nil
 	}
 }
 

@@ -31,6 +31,10 @@ type Config struct {
 		HTTP string `yaml:"http"`
 		// MQTT is DPS over MQTT (TLS); "" turns that listener off.
 		MQTT string `yaml:"mqtt"`
+		// Metrics serves Prometheus metrics on /metrics (plain HTTP, on a
+		// port of its own so that it is never on a device-facing one by
+		// accident); "" turns it off.
+		Metrics string `yaml:"metrics"`
 	} `yaml:"listen"`
 	TLS struct {
 		CertFile string `yaml:"cert_file"`
@@ -74,6 +78,13 @@ type Config struct {
 		// PollInterval is how often an idle stream looks for new events.
 		PollInterval time.Duration `yaml:"poll_interval"`
 	} `yaml:"hubs"`
+	// Audit configures the audit log of operator changes (ADR 19).
+	Audit struct {
+		// Retention is how long records are kept; older ones are pruned
+		// (hourly) with the chain anchored across the pruning. 0 keeps
+		// them forever.
+		Retention time.Duration `yaml:"retention"`
+	} `yaml:"audit"`
 	Webhooks struct {
 		// CAFile adds CA certificates (PEM) to trust for custom
 		// allocation webhooks, beside the system's.
@@ -171,6 +182,7 @@ func Default() Config {
 	c.Listen.GRPC = "127.0.0.1:8444"
 	c.Listen.HTTP = "127.0.0.1:8443"
 	c.Listen.MQTT = "127.0.0.1:8883"
+	c.Listen.Metrics = "127.0.0.1:9464"
 	c.MQTT = MQTT{WebSockets: true, MaxPacketBytes: 64 << 10, MaxInflight: 4, IdleTimeout: 4 * time.Minute,
 		ConnectTimeout: 30 * time.Second, MaxConnections: 100_000, MaxConnectionsPerIP: 1_000}
 	c.Storage.Backend = "embedded"
@@ -185,6 +197,7 @@ func Default() Config {
 	c.DPS.IDScope = "0ne00000001"
 	c.Webhooks.SyncBudget = 2 * time.Second
 	c.Hubs.EventRetention, c.Hubs.MaxStreams, c.Hubs.PollInterval = 100_000, 16, 250*time.Millisecond
+	c.Audit.Retention = 400 * 24 * time.Hour
 	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
 	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.Device.RateLimit.TPMChallengesPerIP = RateRule{Limit: 3000, Window: 5 * time.Minute}
@@ -224,6 +237,7 @@ func Load(args []string, env func(string) string) (*Config, error) {
 	flagGRPC := fs.String("grpc-listen", "", "gRPC listen address")
 	flagHTTP := fs.String("http-listen", "", "REST (HTTPS) listen address")
 	flagMQTT := fs.String("mqtt-listen", "", `DPS over MQTT (TLS) listen address; "off" turns it off`)
+	flagMetrics := fs.String("metrics-listen", "", `Prometheus metrics (plain HTTP, /metrics) listen address; "off" turns it off`)
 	flagCert := fs.String("tls-cert", "", "server certificate chain (PEM)")
 	flagKey := fs.String("tls-key", "", "server private key (PEM)")
 	flagLevel := fs.String("log-level", "", "debug, info, warn or error")
@@ -256,6 +270,8 @@ func Load(args []string, env func(string) string) (*Config, error) {
 			c.Listen.HTTP = *flagHTTP
 		case "mqtt-listen":
 			c.Listen.MQTT = offOr(*flagMQTT)
+		case "metrics-listen":
+			c.Listen.Metrics = offOr(*flagMetrics)
 		case "tls-cert":
 			c.TLS.CertFile = *flagCert
 		case "tls-key":
@@ -337,6 +353,9 @@ func applyEnv(c *Config, env func(string) string) []error {
 	if v := env("ZEROTOUCH_LISTEN_MQTT"); v != "" {
 		c.Listen.MQTT = offOr(v)
 	}
+	if v := env("ZEROTOUCH_LISTEN_METRICS"); v != "" {
+		c.Listen.Metrics = offOr(v)
+	}
 	if v := env("ZEROTOUCH_MQTT_WEBSOCKETS"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -388,6 +407,9 @@ func (c *Config) Validate() error {
 	if c.Listen.MQTT != "" {
 		addrs["listen.mqtt"] = c.Listen.MQTT
 	}
+	if c.Listen.Metrics != "" {
+		addrs["listen.metrics"] = c.Listen.Metrics
+	}
 	for name, addr := range addrs {
 		if _, port, err := net.SplitHostPort(addr); err != nil {
 			p = append(p, fmt.Errorf("%s %q is not host:port: %v", name, addr, err))
@@ -401,6 +423,11 @@ func (c *Config) Validate() error {
 	for name, other := range map[string]string{"listen.grpc": c.Listen.GRPC, "listen.http": c.Listen.HTTP} {
 		if c.Listen.MQTT != "" && c.Listen.MQTT == other && !hasZeroPort(other) {
 			p = append(p, fmt.Errorf("listen.mqtt and %s are both %q; they need separate addresses", name, other))
+		}
+	}
+	for name, other := range map[string]string{"listen.grpc": c.Listen.GRPC, "listen.http": c.Listen.HTTP, "listen.mqtt": c.Listen.MQTT} {
+		if c.Listen.Metrics != "" && c.Listen.Metrics == other && !hasZeroPort(other) {
+			p = append(p, fmt.Errorf("listen.metrics and %s are both %q; metrics need an address of their own", name, other))
 		}
 	}
 	p = append(p, c.MQTT.validate()...)
@@ -424,6 +451,9 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("storage.backend %q is not one of embedded, redis", c.Storage.Backend))
 	}
 	p = append(p, c.Geo.validate()...)
+	if r := c.Audit.Retention; r != 0 && (r < 24*time.Hour || r > 100*365*24*time.Hour) {
+		p = append(p, fmt.Errorf("audit.retention %s is outside 24h-100 years (0 keeps records forever)", r))
+	}
 	if c.Hubs.EventRetention < 100 || c.Hubs.EventRetention > 100_000_000 {
 		p = append(p, fmt.Errorf("hubs.event_retention %d is outside 100-100000000", c.Hubs.EventRetention))
 	}

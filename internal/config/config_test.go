@@ -313,3 +313,57 @@ mqtt:
 		t.Fatalf("bad address: %v", err)
 	}
 }
+
+func TestMetricsListener(t *testing.T) {
+	cfg, err := config.Load([]string{"--dev"}, envOf(nil))
+	if err != nil || cfg.Listen.Metrics != "127.0.0.1:9464" {
+		t.Fatalf("default: %q %v", cfg.Listen.Metrics, err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "metrics.yaml")
+	os.WriteFile(file, []byte("dev: true\nlisten:\n  metrics: 0.0.0.0:19464\n"), 0o600)
+	if cfg, err := config.Load([]string{"--config", file}, envOf(nil)); err != nil || cfg.Listen.Metrics != "0.0.0.0:19464" {
+		t.Fatalf("file: %q %v", cfg.Listen.Metrics, err)
+	}
+	if cfg, err := config.Load([]string{"--config", file}, envOf(map[string]string{"ZEROTOUCH_LISTEN_METRICS": "127.0.0.1:1"})); err != nil || cfg.Listen.Metrics != "127.0.0.1:1" {
+		t.Fatalf("env over file: %q %v", cfg.Listen.Metrics, err)
+	}
+	if cfg, err := config.Load([]string{"--config", file, "--metrics-listen", "127.0.0.1:2"}, envOf(map[string]string{"ZEROTOUCH_LISTEN_METRICS": "127.0.0.1:1"})); err != nil || cfg.Listen.Metrics != "127.0.0.1:2" {
+		t.Fatalf("flag over env: %q %v", cfg.Listen.Metrics, err)
+	}
+
+	// "off" (flag or variable) and "" (file) turn it off.
+	off := filepath.Join(dir, "off.yaml")
+	os.WriteFile(off, []byte("dev: true\nlisten:\n  metrics: \"\"\n"), 0o600)
+	for _, load := range []func() (*config.Config, error){
+		func() (*config.Config, error) {
+			return config.Load([]string{"--dev", "--metrics-listen", "off"}, envOf(nil))
+		},
+		func() (*config.Config, error) {
+			return config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_LISTEN_METRICS": "Off"}))
+		},
+		func() (*config.Config, error) { return config.Load([]string{"--config", off}, envOf(nil)) },
+	} {
+		if cfg, err := load(); err != nil || cfg.Listen.Metrics != "" {
+			t.Fatalf("off: %q %v", cfg.Listen.Metrics, err)
+		}
+	}
+
+	// Never a device-facing listener's address; always host:port.
+	for _, args := range [][]string{
+		{"--dev", "--metrics-listen", "127.0.0.1:8443"},
+		{"--dev", "--metrics-listen", "127.0.0.1:8444"},
+		{"--dev", "--metrics-listen", "127.0.0.1:8883"},
+	} {
+		if _, err := config.Load(args, envOf(nil)); err == nil || !strings.Contains(err.Error(), "listen.metrics and listen.") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	if _, err := config.Load([]string{"--dev", "--metrics-listen", "9464"}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "listen.metrics") {
+		t.Fatalf("bad address: %v", err)
+	}
+	// Port 0 (any free port) may repeat.
+	if _, err := config.Load([]string{"--dev", "--metrics-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"}, envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+}

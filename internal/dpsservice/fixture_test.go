@@ -165,7 +165,7 @@ func (f *fixture) newKey(name string, perms ...access.Permission) (*access.Key, 
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	sas, err := access.AddSASKey(rand.Reader, f.adm.Secrets, k)
+	sas, err := access.AddSASKey(rand.Reader, f.adm.Secrets, k, access.Primary)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -117,17 +117,29 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resource = parts[:1]
 	}
 	key, err := s.authenticate(r, resource)
-	if err == nil {
-		err = access.Require(key, perm)
-	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	req.r = r.WithContext(admin.WithActor(r.Context(), key.ID))
-	if err := op(req); err != nil {
-		s.fail(w, r, err)
+	req.r = r.WithContext(admin.WithCaller(r.Context(), &admin.Caller{KeyID: key.ID, KeyName: key.Name, Key: key,
+		Surface: "dps-service", Source: r.RemoteAddr, RequestID: r.Header.Get("X-Request-Id")}))
+	if err := access.Require(key, perm); err != nil {
+		s.refuse(req, err)
+		return
 	}
+	if err := op(req); err != nil {
+		s.refuse(req, err)
+	}
+}
+
+// refuse answers an authenticated request's error; a refused change (any
+// method but a read or a query) is recorded in the audit log, unless the
+// change's own write already recorded it.
+func (s *Service) refuse(req *svcRequest, err error) {
+	if m := req.r.Method; m != http.MethodGet && req.extra != "query" {
+		s.Admin.Refused(req.r.Context(), "dps."+strings.ToLower(m)+"."+req.kind, req.id, err)
+	}
+	s.fail(req.w, req.r, err)
 }
 
 // route picks a request's operation and the permission it needs; nil when

@@ -57,6 +57,7 @@ func (s *Service) settingsFromDPS(ctx context.Context, c *enrollmentCommon) (dis
 		}
 		ds.AdoptFrom = p.AdoptFromGroups
 	}
+	ds.DisableSAS = c.DisableDeviceSAS
 	return disabled, alloc, ds, ds.Validate()
 }
 
@@ -162,6 +163,7 @@ func (s *Service) settingsToDPS(ctx context.Context, disabled bool, a enrollment
 		c.ReprovisionPolicy = &ReprovisionPolicy{UpdateHubAssignment: &t, MigrateDeviceData: &t}
 	}
 	c.ReprovisionPolicy.AdoptFromGroups = ds.AdoptFrom
+	c.DisableDeviceSAS = ds.DisableSAS
 	if len(a.Shards) == 0 && a.StaticShard == "" {
 		return c, nil
 	}

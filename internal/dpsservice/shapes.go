@@ -95,6 +95,9 @@ type enrollmentCommon struct {
 	IoTHubs                    []string              `json:"iotHubs,omitempty"`
 	CustomAllocationDefinition json.RawMessage       `json:"customAllocationDefinition,omitempty"`
 	CredentialPolicyName       string                `json:"credentialPolicyName,omitempty"`
+	// DisableDeviceSAS is Zerotouch's own: refuse the enrollment's SAS
+	// tokens (reason ENROLLMENT_SAS_DISABLED) while keeping its keys.
+	DisableDeviceSAS bool `json:"disableDeviceSAS,omitempty"`
 }
 
 // IndividualEnrollment is DPS's IndividualEnrollment.

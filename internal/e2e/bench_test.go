@@ -31,7 +31,6 @@ func TestBenchTool(t *testing.T) {
 		t.Fatalf("%d reports and %d ratios, want 4 and 2:\n%s", len(res.Reports), len(res.Ratios), out)
 	}
 	seen := map[string]bool{}
-	grew := false // the embedded store's file grows in steps: one run may reuse free pages
 	for _, r := range res.Reports {
 		seen[r.Mode+"/"+r.Transport] = true
 		if r.Attempted != 40 || r.Succeeded != 40 || len(r.Errors) != 0 {
@@ -40,13 +39,11 @@ func TestBenchTool(t *testing.T) {
 		if r.PerSecond <= 0 || r.LatencyMs.P50 <= 0 || r.LatencyMs.P50 > r.LatencyMs.P99 || r.LatencyMs.P99 > r.LatencyMs.Max || !r.ServerCPUMeasured || r.KEX != "x25519" {
 			t.Errorf("%s/%s: implausible report %+v", r.Mode, r.Transport, r)
 		}
-		if r.Mode == "register" && r.StoreBytesPerOp < 0 {
-			t.Errorf("%s/%s: negative store bytes per device", r.Mode, r.Transport)
+		// The spawned server's zerotouch_store_bytes: bytes in use, which
+		// every registration adds to (the file's size grows in steps).
+		if r.Mode == "register" && r.StoreBytesPerOp <= 0 {
+			t.Errorf("%s/%s: store bytes per device %.1f, want > 0", r.Mode, r.Transport, r.StoreBytesPerOp)
 		}
-		grew = grew || r.StoreBytesPerOp > 0
-	}
-	if !grew {
-		t.Errorf("no register run measured store bytes per device")
 	}
 	for _, k := range []string{"ceiling/grpc", "register/grpc", "ceiling/rest", "register/rest"} {
 		if !seen[k] {

@@ -59,6 +59,10 @@ type env struct {
 	prov       *provisioning.Service
 	// stop shuts the server down gracefully and waits; idempotent.
 	stop func()
+	// close stops the server and closes its store (a test may reopen it).
+	close func()
+	// metricsAddr serves the Prometheus metrics (plain HTTP, /metrics).
+	metricsAddr string
 }
 
 // start runs a server on loopback with a store in t.TempDir().
@@ -175,10 +179,14 @@ func startWith(t *testing.T, opt options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.grpcAddr, e.httpAddr, e.mqttAddr = gl.Addr().String(), hl.Addr().String(), ml.Addr().String()
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.grpcAddr, e.httpAddr, e.mqttAddr, e.metricsAddr = gl.Addr().String(), hl.Addr().String(), ml.Addr().String(), pl.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.ServeListeners(ctx, app.Listeners{GRPC: gl, HTTP: hl, MQTT: ml}) }()
+	go func() { done <- a.ServeListeners(ctx, app.Listeners{GRPC: gl, HTTP: hl, MQTT: ml, Metrics: pl}) }()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
@@ -188,14 +196,18 @@ func startWith(t *testing.T, opt options) *env {
 			}
 		})
 	}
-	t.Cleanup(func() {
-		if e.admin != nil {
-			e.admin.Close()
-		}
-		e.stop()
-		a.Close()
-		store.Close()
-	})
+	var closeOnce sync.Once
+	e.close = func() {
+		closeOnce.Do(func() {
+			if e.admin != nil {
+				e.admin.Close()
+			}
+			e.stop()
+			a.Close()
+			store.Close()
+		})
+	}
+	t.Cleanup(e.close)
 	e.admin = e.dial(nil)
 	return e
 }
@@ -222,7 +234,7 @@ func (e *env) newSASKey(name string, perms ...access.Permission) (string, []byte
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	key, err := access.AddSASKey(rand.Reader, e.sealer, k)
+	key, err := access.AddSASKey(rand.Reader, e.sealer, k, access.Primary)
 	if err != nil {
 		e.t.Fatal(err)
 	}

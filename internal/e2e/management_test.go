@@ -478,8 +478,8 @@ func TestAccessKeyManagement(t *testing.T) {
 		"bad name":           {Name: "a b", Permissions: []string{"EnrollmentRead"}},
 		"long name":          {Name: strings.Repeat("n", 129), Permissions: []string{"EnrollmentRead"}},
 		"no permissions":     {Name: "k"},
-		"unknown permission": {Name: "k", Permissions: []string{"enrollmentread"}},
-		"twice":              {Name: "k", Permissions: []string{"EnrollmentRead", "EnrollmentRead"}},
+		"unknown permission": {Name: "k", Permissions: []string{"EnrollmentReader"}},
+		"twice":              {Name: "k", Permissions: []string{"EnrollmentRead", "enrollmentread"}},
 	} {
 		if _, err := cl.CreateAccessKey(e.owner(), req); codeOf(err) != codes.InvalidArgument {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)

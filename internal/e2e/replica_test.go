@@ -133,6 +133,7 @@ listen:
   grpc: %s
   http: %s
   mqtt: 127.0.0.1:0
+  metrics: 127.0.0.1:0
 tls:
   cert_file: %s
   key_file: %s

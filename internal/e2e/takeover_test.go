@@ -244,9 +244,10 @@ func TestTakeoverReservedByIndividual(t *testing.T) {
 	}
 }
 
-// TestTakeoverTPMGroupSquat: a TPM from a vendor group asking for an
-// individually enrolled TPM's registration ID is refused at the first
-// step, and the enrolled TPM registers afterwards.
+// TestTakeoverTPMGroupSquat: a TPM from a vendor group asking for any
+// registration ID but its EK-derived one (an individually enrolled TPM's,
+// another device's, a sibling TPM's) is refused at the first step, and the
+// enrolled TPM registers afterwards.
 func TestTakeoverTPMGroupSquat(t *testing.T) {
 	e := start(t)
 	e.createShard("shard-a", 1)
@@ -266,12 +267,17 @@ func TestTakeoverTPMGroupSquat(t *testing.T) {
 	withTPM(t, tpmdevice.RSA, tpmdevice.Options{}, func(d *tpmdevice.Device) { squatEK = d.EKPublic() })
 	tpmSeed.Add(-1)
 	withTPM(t, tpmdevice.RSA, tpmdevice.Options{EKCertificates: [][]byte{ekCertificate(t, squatEK, vendor, now.Add(time.Hour))}}, func(d *tpmdevice.Device) {
+		// A group TPM registers only under its EK's name: not under an
+		// individual's, nor an unreserved name another device will use, nor
+		// a sibling TPM's (EKs are public).
 		for name, register := range map[string]func(cli.TPMDevice, string) (*pb.Registration, error){"grpc": e.tpmGRPC, "rest": e.tpmREST} {
-			if _, err := register(d, "gateway-7"); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
-				t.Fatalf("%s: %v, want REGISTRATION_ID_OWNED", name, err)
+			for _, id := range []string{"gateway-7", "sensor-0001", tpm.RegistrationID(victimEK)} {
+				if _, err := register(d, id); reasonOf(t, err) != "REGISTRATION_ID_INVALID" {
+					t.Fatalf("%s under %s: %v, want REGISTRATION_ID_INVALID", name, id, err)
+				}
+				e.assertNoRegistration(id)
 			}
 		}
-		e.assertNoRegistration("gateway-7")
 		// Under its own ID the group TPM registers.
 		if reg, err := e.tpmGRPC(d, ""); err != nil || reg.GetRegistrationId() != tpm.RegistrationID(squatEK) {
 			t.Fatalf("group TPM under its own ID: %v %v", reg, err)

@@ -85,7 +85,8 @@ const (
 	ChallengeExpired        Reason = "CHALLENGE_EXPIRED"
 	SASInvalid              Reason = "SAS_INVALID"
 	SASExpired              Reason = "SAS_EXPIRED"
-	SASDisabled             Reason = "SAS_DISABLED"
+	SASDisabled             Reason = "SAS_DISABLED"            // symmetric_keys.enabled is false
+	EnrollmentSASDisabled   Reason = "ENROLLMENT_SAS_DISABLED" // the enrollment's disableDeviceSAS
 	TPMStructureInvalid     Reason = "TPM_STRUCTURE_INVALID"
 	TPMKeyAttributesInvalid Reason = "TPM_KEY_ATTRIBUTES_INVALID"
 	TPMEKUnknown            Reason = "TPM_EK_UNKNOWN"

@@ -101,6 +101,11 @@ type Config struct {
 	// ShutdownGrace bounds how long requests in progress may finish when
 	// Serve stops (20 s when zero).
 	ShutdownGrace time.Duration
+	// TLSHandshakeFailed, if set, is called with "mqtt" for every TLS
+	// handshake on the MQTT listener that fails (including a client that
+	// closes or times out before finishing it). WebSocket connections are
+	// the HTTPS server's.
+	TLSHandshakeFailed func(listener string)
 }
 
 // requestTimeout bounds one register or poll (as the HTTPS API bounds a
@@ -290,8 +295,19 @@ func (l *tlsListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		_ = c.SetDeadline(time.Now().Add(l.srv.limits.ConnectTimeout))
-		dc := &deviceConn{Conn: tls.Server(c, l.srv.tls), transport: provisioning.TransportMQTT, release: release}
+		tc := tls.Server(c, l.srv.tls)
+		dc := &deviceConn{Conn: tc, transport: provisioning.TransportMQTT, release: release}
 		go func() {
+			// The handshake first, on its own, so that its failures are
+			// told apart from the broker's.
+			if err := tc.HandshakeContext(l.srv.ctx); err != nil {
+				l.srv.log.Debug("mqtt TLS handshake failed", "peer", dc.RemoteAddr().String(), "err", err)
+				if f := l.srv.cfg.TLSHandshakeFailed; f != nil {
+					f("mqtt")
+				}
+				dc.Close()
+				return
+			}
 			if err := establish(listenerTLS, dc); err != nil {
 				l.srv.log.Debug("mqtt connection ended", "peer", dc.RemoteAddr().String(), "err", err)
 			}

@@ -62,7 +62,7 @@ const dpsKeyWindow = 5 * time.Minute
 
 // dpsKey is the key delivered to a TPM in window w (Unix time / window).
 func (s *Service) dpsKey(ekHash, srkHash, regID string, w int64) []byte {
-	m := hmac.New(sha256.New, s.Secrets.Derive("dps-tpm-key:v1"))
+	m := hmac.New(sha256.New, s.Secrets.DPSTPMKeyBase())
 	fmt.Fprintf(m, "%s\n%s\n%s\n%d", ekHash, srkHash, enrollment.Key(regID), w)
 	return m.Sum(nil)
 }
@@ -143,6 +143,9 @@ func (e DPSTPMAnswer) attest(ctx context.Context, s *Service, req *Request) (*pl
 	if err != nil {
 		return nil, err
 	}
+	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
+		return nil, err
+	}
 	tok, err := symkey.Parse(e.Token)
 	if err != nil {
 		return nil, err
@@ -194,6 +197,6 @@ func (e DPSTPMAnswer) attest(ctx context.Context, s *Service, req *Request) (*pl
 	sum := sha256.Sum256(hubKey)
 	p := plan{regID: ind.RegistrationID, deviceID: ind.EffectiveDeviceID(), thumbprint: ekHash, attType: registry.TPM,
 		individual: true, alloc: ind.Allocation, settings: ind.DeviceSettings,
-		cred: registry.Credential{Type: registry.TPM, TPMEKHash: ekHash, SymmetricKeyHash: hex.EncodeToString(sum[:])}, authKey: blob}
+		cred: registry.Credential{Type: registry.TPM, TPMEKHash: ekHash, SymmetricKeyHash: hex.EncodeToString(sum[:])}, authKey: blob, counted: true}
 	return &p, nil
 }

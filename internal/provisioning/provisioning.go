@@ -81,6 +81,9 @@ type Service struct {
 	// webhook before answering ASSIGNING and finishing in the background
 	// (0: always wait for the webhook's own timeout).
 	WebhookSyncBudget time.Duration
+	// Observer, if set, counts registrations, rate-limit refusals and
+	// webhook calls (metrics).
+	Observer Observer
 
 	// assigning holds the registration keys whose webhook is deciding;
 	// background counts those decisions, for Wait.
@@ -242,6 +245,10 @@ type plan struct {
 	cred       registry.Credential
 	// authKey is the DPS TPM flow's hub key, delivered into the TPM.
 	authKey []byte
+	// counted: attestation already counted the attempt against the
+	// registration's rate limit (a TPM answer, before it wrote its
+	// single-use marker).
+	counted bool
 	// From the request: the device's payload (for a webhook), its
 	// region (the geo policy), and whether it can poll.
 	payload json.RawMessage

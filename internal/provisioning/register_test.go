@@ -317,6 +317,28 @@ func TestRegisterSymmetricKeys(t *testing.T) {
 	if err != nil || res.Registration.GroupID != "sym" {
 		t.Fatalf("group: %+v %v", res, err)
 	}
+	// Switched off per enrollment (disableDeviceSAS): a token signed by
+	// the enrollment's key is refused naming the switch; one that is not
+	// learns nothing about it.
+	g, err := f.store.Store.GetGroup(ctx, "sym")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.DeviceSettings.DisableSAS = true
+	must(t)(f.store.Store.UpdateGroup(ctx, g))
+	ind, err := f.store.Store.GetIndividual(ctx, "sym-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ind.DeviceSettings.DisableSAS = true
+	must(t)(f.store.Store.UpdateIndividual(ctx, ind))
+	_, err = f.s.Register(ctx, sasRequest("grp-dev-3", symkey.DeriveDeviceKey(f.symGrp.Primary, "grp-dev-3"), soon))
+	wantReason(t, err, fault.EnrollmentSASDisabled)
+	f.nothingWritten("grp-dev-3")
+	_, err = f.s.Register(ctx, sasRequest("sym-1", f.symInd.Secondary, soon))
+	wantReason(t, err, fault.EnrollmentSASDisabled)
+	_, err = f.s.Register(ctx, sasRequest("sym-1", []byte(strings.Repeat("x", 32)), soon))
+	wantReason(t, err, fault.SASInvalid)
 	// Switched off service-wide.
 	f.s.SymmetricKeysDisabled = true
 	_, err = f.s.Register(ctx, sasRequest("grp-dev-2", symkey.DeriveDeviceKey(f.symGrp.Primary, "grp-dev-2"), soon))
@@ -555,3 +577,33 @@ func TestOneLogLinePerRegistration(t *testing.T) {
 	}
 }
 
+// TestTPMAnswerMarkersAreBounded: a device can make any number of answers
+// to its own DPS TPM key (a SAS with another expiry is another answer);
+// each counts against the registration's rate limit before it may leave a
+// single-use marker, so one TPM cannot fill the challenge store.
+func TestTPMAnswerMarkersAreBounded(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	f.s.Limiter = &ratelimit.Limiter{Counter: &ratelimit.Memory{}, Now: time.Now, PerRegistration: ratelimit.Rule{Limit: 5, Window: time.Hour}}
+	ek, srk := softwareEK(t, false), softwareEK(t, false)
+	must(t)(f.store.Store.CreateIndividual(ctx, &enrollment.Individual{RegistrationID: "dps-tpm-1", Mechanism: enrollment.MechanismTPM,
+		Thumbprint: tpm.EKHash(ek), EKPublic: ek}))
+	const resource = "0ne00000001/registrations/dps-tpm-1"
+	if _, err := f.s.BeginTPM(ctx, Request{RegistrationID: "dps-tpm-1", Evidence: DPSTPMBegin{EKPublic: ek, SRKPublic: srk}}); err != nil {
+		t.Fatal(err)
+	}
+	key := f.s.DPSDeliveredKey(ek, srk, "dps-tpm-1", time.Now())
+	limited := 0
+	for i := range 30 {
+		tok := symkey.Sign(key, resource, time.Now().Add(time.Hour+time.Duration(i)*time.Second), "registration")
+		_, err := f.s.Register(ctx, Request{RegistrationID: "dps-tpm-1", Evidence: DPSTPMAnswer{EKPublic: ek, SRKPublic: srk, Token: tok, Resource: resource}})
+		if fault.ReasonOf(err) == fault.RateLimited {
+			limited++
+		} else if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+	}
+	if n := f.store.Store.(interface{ ChallengeCount() int }).ChallengeCount(); limited != 25 || n != 5 {
+		t.Fatalf("%d answers rate limited, %d markers stored; want 25 and 5", limited, n)
+	}
+}

@@ -7,12 +7,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
-// Transport names the wire a registration came over (for logs and, later,
+// Transport names the wire a registration came over (for logs and
 // metrics); it changes nothing in the decision.
 type Transport string
 
@@ -111,15 +110,19 @@ func (req *Request) check() error {
 func (s *Service) Register(ctx context.Context, req Request) (*Result, error) {
 	start := time.Now()
 	res, err := s.register(ctx, &req)
+	d := time.Since(start)
 	if err != nil {
-		s.logRefusal(&req, "register", err, "duration", time.Since(start))
+		s.logRefusal(&req, "register", err, "duration", d)
+		s.observe(&req, nil, err, d)
 		return nil, err
 	}
-	// One line per registration: who, over what, where it went, how long.
+	// One line per registration: who, over what, where it went, how long;
+	// the metrics count the same step here.
 	reg := res.Registration
+	s.observe(&req, reg, nil, d)
 	attrs := []any{"registration_id", reg.RegistrationID, "device_id", reg.DeviceID, "attestation", string(reg.AttestationType),
 		"transport", string(req.Transport), "outcome", "assigned", "substatus", string(reg.Substatus), "shard", reg.Shard,
-		"peer", req.Peer, "duration", time.Since(start)}
+		"peer", req.Peer, "duration", d}
 	if req.RequestID != "" {
 		attrs = append(attrs, "request_id", req.RequestID)
 	}
@@ -135,8 +138,10 @@ func (s *Service) register(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Limiter.AllowRegistration(ctx, enrollment.Key(p.regID)); err != nil {
-		return nil, err
+	if !p.counted {
+		if err := s.countRegistration(ctx, p.regID); err != nil {
+			return nil, err
+		}
 	}
 	reg, err := s.record(ctx, *p, s.Now())
 	if err != nil {
@@ -185,10 +190,10 @@ func (s *Service) beginTPM(ctx context.Context, req *Request) (*TPMChallenge, er
 	if !ok {
 		return nil, fault.Invalidf("%s evidence does not begin an attestation", req.Evidence.attestation())
 	}
-	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
+	if err := s.limited(RulePerIP, s.Limiter.AllowPeer(ctx, req.Peer)); err != nil {
 		return nil, err
 	}
-	if err := s.Limiter.AllowChallenge(ctx, req.Peer); err != nil {
+	if err := s.limited(RuleTPMChallengesPerIP, s.Limiter.AllowChallenge(ctx, req.Peer)); err != nil {
 		return nil, err
 	}
 	return c.challenge(ctx, s, req)
@@ -204,7 +209,7 @@ func (s *Service) attest(ctx context.Context, req *Request) (*plan, error) {
 	if !ok {
 		return nil, fault.Invalidf("%s evidence begins an attestation; it does not complete one", req.Evidence.attestation())
 	}
-	if err := s.Limiter.AllowPeer(ctx, req.Peer); err != nil {
+	if err := s.limited(RulePerIP, s.Limiter.AllowPeer(ctx, req.Peer)); err != nil {
 		return nil, err
 	}
 	p, err := a.attest(ctx, s, req)

@@ -31,7 +31,7 @@ func (SASToken) logAttrs() []any { return nil }
 // attest verifies the token and finds the enrollment whose key signed it.
 func (e SASToken) attest(ctx context.Context, s *Service, req *Request) (*plan, error) {
 	if s.SymmetricKeysDisabled || s.Secrets == nil {
-		return nil, fault.New(fault.PermissionDenied, fault.SASDisabled, "symmetric-key attestation is turned off")
+		return nil, fault.New(fault.PermissionDenied, fault.SASDisabled, "symmetric-key attestation is turned off service-wide (symmetric_keys.enabled)")
 	}
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
 		return nil, fault.Wrap(fault.Unauthenticated, fault.RegistrationIDInvalid, err, "registration ID")
@@ -75,6 +75,9 @@ func (e SASToken) attest(ctx context.Context, s *Service, req *Request) (*plan, 
 		if ind.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "the device's individual enrollment is disabled")
 		}
+		if ind.DeviceSettings.DisableSAS {
+			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentSASDisabled, "SAS tokens are switched off for the device's individual enrollment (disableDeviceSAS)")
+		}
 		p.deviceID, p.alloc, p.settings, p.individual = ind.EffectiveDeviceID(), ind.Allocation, ind.DeviceSettings, true
 	case err == nil || errors.Is(err, fault.ErrNotFound):
 		g, k, err := s.symmetricGroup(ctx, signedBy)
@@ -83,6 +86,9 @@ func (e SASToken) attest(ctx context.Context, s *Service, req *Request) (*plan, 
 		}
 		if g.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", g.ID)
+		}
+		if g.DeviceSettings.DisableSAS {
+			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentSASDisabled, "SAS tokens are switched off for enrollment group %q (disableDeviceSAS)", g.ID)
 		}
 		key, p.deviceID, p.alloc, p.settings, p.groupID = k, req.RegistrationID, g.Allocation, g.DeviceSettings, g.ID
 	default:

@@ -19,6 +19,7 @@ import (
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 )
 
 // TPMChallengeLife is how long a TPM device has to answer its challenge.
@@ -60,7 +61,12 @@ type TPMAnswer struct {
 
 func (TPMAnswer) attestation() registry.AttestationType { return registry.TPM }
 
-func (e TPMAnswer) logAttrs() []any { return []any{"challenge_id", e.ChallengeID} }
+// logAttrs names the challenge by a short hash: the ID is about 1.5 KiB,
+// and one sent back may be anything up to the request's size.
+func (e TPMAnswer) logAttrs() []any {
+	sum := sha256.Sum256([]byte(e.ChallengeID))
+	return []any{"challenge", hex.EncodeToString(sum[:8])}
+}
 
 // tpmChallengeState is what the first step hands the second, sealed
 // under the data key into the challenge ID the device gets back (ADR 8):
@@ -73,10 +79,6 @@ type tpmChallengeState struct {
 	SecretHash     []byte `json:"sh"`
 	Expires        int64  `json:"exp"` // Unix seconds
 }
-
-// tpmChallengeAAD binds a sealed challenge to its purpose: no other sealed
-// value opens as one.
-const tpmChallengeAAD = "tpm-challenge:v1"
 
 // maxChallengeIDLength bounds the challenge ID a device may send back.
 const maxChallengeIDLength = 4096
@@ -112,9 +114,15 @@ func (e TPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*TPM
 			return nil, err
 		}
 		cl.groupID, cl.adoptFrom = g.ID, g.DeviceSettings.AdoptFrom
-		if cl.regID == "" {
-			cl.regID = tpm.RegistrationID(e.EKPublic)
+		// A group TPM's name is its EK's: the EK certificate proves the
+		// EK, not a name, so a TPM of the group may not pick another
+		// device's registration ID (or a sibling TPM's, EKs are public).
+		derived := tpm.RegistrationID(e.EKPublic)
+		if cl.regID != "" && !strings.EqualFold(cl.regID, derived) {
+			return nil, fault.New(fault.Unauthenticated, fault.RegistrationIDInvalid,
+				"a TPM of an enrollment group registers under its EK-derived registration ID %q", derived)
 		}
+		cl.regID = derived
 	}
 	if err := enrollment.ValidateRegistrationID(cl.regID); err != nil {
 		return nil, err
@@ -153,7 +161,7 @@ func (e TPMBegin) challenge(ctx context.Context, s *Service, req *Request) (*TPM
 	if s.Secrets == nil {
 		return nil, fault.New(fault.FailedPrecondition, fault.InternalError, "TPM attestation needs a data key")
 	}
-	sealed, err := s.Secrets.Seal(state, tpmChallengeAAD)
+	sealed, err := s.Secrets.Challenges().Seal(state, secrets.TPMChallengeAAD)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +191,7 @@ func (s *Service) openChallenge(id string, now time.Time) (*tpmChallengeState, [
 	if err != nil {
 		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge")
 	}
-	plain, err := s.Secrets.Open(sealed, tpmChallengeAAD)
+	plain, err := s.Secrets.Challenges().Open(sealed, secrets.TPMChallengeAAD)
 	if err != nil {
 		return nil, nil, fault.New(fault.Unauthenticated, fault.TPMChallengeFailed, "unknown challenge (not issued by this service)")
 	}
@@ -197,9 +205,21 @@ func (s *Service) openChallenge(id string, now time.Time) (*tpmChallengeState, [
 	return &state, sealed, nil
 }
 
+// countRegistration counts an attempt against the registration's rate
+// limit.
+func (s *Service) countRegistration(ctx context.Context, regID string) error {
+	return s.limited(RulePerRegistration, s.Limiter.AllowRegistration(ctx, enrollment.Key(regID)))
+}
+
 // useOnce records that a challenge (or DPS key) was answered, until it
-// expires; a second answer is refused.
+// expires; a second answer is refused. The attempt is counted against the
+// registration's rate limit first: a device can make any number of
+// answers to its own challenges (a DPS SAS with another expiry is another
+// answer), and each would otherwise leave a marker.
 func (s *Service) useOnce(ctx context.Context, marker, regID string, expires, now time.Time) error {
+	if err := s.countRegistration(ctx, regID); err != nil {
+		return err
+	}
 	err := s.Challenges.PutChallenge(ctx, &attestation.Challenge{ID: marker, RegistrationID: regID, Data: []byte{1}, Expires: expires})
 	switch {
 	case fault.KindOf(err) == fault.AlreadyExists:
@@ -307,7 +327,7 @@ func (e TPMAnswer) attest(ctx context.Context, s *Service, req *Request) (*plan,
 	if err := s.useOnce(ctx, tpmUsedMarker(sealed), state.RegistrationID, time.Unix(state.Expires, 0), now); err != nil {
 		return nil, err
 	}
-	p := plan{regID: state.RegistrationID, thumbprint: state.EKHash, attType: registry.TPM,
+	p := plan{regID: state.RegistrationID, thumbprint: state.EKHash, attType: registry.TPM, counted: true,
 		cred: registry.Credential{Type: registry.TPM, TPMEKHash: state.EKHash, TPMBoundKey: state.BoundKey}}
 	// The enrollment may have changed since the first step.
 	if state.GroupID != "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/secrets"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 )
 
@@ -108,7 +109,11 @@ func BenchmarkTPMRegistration(b *testing.B) {
 			}
 			bk := boundKey()
 			rec := &recorder{}
-			svc := &Service{Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: time.Now, Rand: rec}
+			sealer, err := secrets.LoadOrCreate(filepath.Join(b.TempDir(), "data.key"), true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			svc := &Service{Enrollments: store, Shards: store, Registry: store, Challenges: store, Now: time.Now, Rand: rec, Secrets: sealer}
 			i := 0
 			cpu0 := cpuTime()
 			for b.Loop() {

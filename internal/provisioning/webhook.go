@@ -123,6 +123,9 @@ func (s *Service) afterWebhook(ctx context.Context, p plan, candidates []*alloca
 	if wh.Fallback == "" {
 		return nil, nil, fault.Wrap(fault.Unavailable, fault.CustomAllocationFailed, err, "the custom allocation webhook failed and the enrollment has no fallback")
 	}
+	if s.Observer != nil {
+		s.Observer.WebhookFallback(string(wh.Fallback))
+	}
 	fb := p
 	fb.alloc.Policy, fb.alloc.Webhook = wh.Fallback, nil
 	return s.pick(ctx, fb, candidates, existing)
@@ -172,6 +175,17 @@ func (s *Service) callWebhook(ctx context.Context, p plan, candidates []*allocat
 	hr.Header.Set("Content-Type", "application/json; charset=utf-8")
 	hr.Header.Set(WebhookTimestampHeader, ts)
 	hr.Header.Set(WebhookSignatureHeader, SignWebhook(s.Secrets.WebhookSecret(wh.URL), ts, body))
+	start := time.Now()
+	sh, out, err := s.exchange(hr, linked)
+	if s.Observer != nil {
+		s.Observer.WebhookCalled(time.Since(start), err)
+	}
+	return sh, out, err
+}
+
+// exchange sends the AllocationRequest and reads the webhook's choice
+// among the linked hubs.
+func (s *Service) exchange(hr *http.Request, linked map[string]*allocation.Shard) (*allocation.Shard, *webhookAnswer, error) {
 	hc := s.WebhookClient
 	if hc == nil {
 		hc = http.DefaultClient

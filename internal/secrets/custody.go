@@ -28,6 +28,34 @@ func GroupAAD(id string) string { return "grp:" + id }
 // SASKeyAAD binds an access key's DPS shared access key to the key.
 func SASKeyAAD(keyID string) string { return "sas:" + keyID }
 
+// SASKeySecondaryAAD binds an access key's secondary DPS shared access key
+// to the key.
+func SASKeySecondaryAAD(keyID string) string { return "sas:" + keyID + ":secondary" }
+
+// TPMChallengeAAD binds a sealed TPM challenge to its purpose.
+const TPMChallengeAAD = "tpm-challenge:v1"
+
+// Challenges is the sealer of TPM challenges (ADR 8): a key derived from
+// the data key, so that values a device can ask for without limit are
+// never sealed under the key that seals enrollment keys.
+func (s *Sealer) Challenges() *Sealer {
+	s.challengesOnce.Do(func() {
+		c, err := New(s.Derive("tpm-challenge-seal:v1"))
+		if err != nil {
+			panic(err) // Derive makes 32 bytes
+		}
+		s.challenges = c
+	})
+	return s.challenges
+}
+
+// DPSTPMKeyBase is the key under which the DPS TPM flow derives the keys
+// it delivers into TPMs (ADR 8).
+func (s *Sealer) DPSTPMKeyBase() []byte { return s.Derive("dps-tpm-key:v1") }
+
+// AuditKey MACs the audit chain (ADR 19).
+func (s *Sealer) AuditKey() []byte { return s.Derive("audit-chain:v1") }
+
 // SealKeys seals an enrollment's keys for the record aad names.
 func (s *Sealer) SealKeys(k *SymmetricKeys, aad string) ([]byte, error) {
 	plain, err := json.Marshal(k)

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
 )
@@ -30,6 +31,9 @@ type Sealer struct {
 	keyID [keyIDSize]byte
 	// derive is an HKDF key for keys derived from the data key.
 	derive []byte
+	// challenges seals TPM challenges (custody.go), made once.
+	challengesOnce sync.Once
+	challenges     *Sealer
 }
 
 // New makes a Sealer from a 32-byte data key.

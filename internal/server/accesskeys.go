@@ -1,11 +1,14 @@
 package server
 
 import (
+	"cmp"
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/fault"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
@@ -19,7 +22,14 @@ type accessKeyService struct {
 }
 
 func accessKeyToPB(k *access.Key) *pb.AccessKey {
-	out := &pb.AccessKey{Id: k.ID, Name: k.Name, HasSharedAccessKey: k.SealedSAS != nil, CreateTime: ts(k.Created)}
+	out := &pb.AccessKey{Id: k.ID, Name: k.Name, HasSharedAccessKey: k.SealedSAS != nil, CreateTime: ts(k.Created),
+		HasSecondarySecret: k.SecondaryHash != nil}
+	if !k.Expires.IsZero() {
+		out.ExpireTime = ts(k.Expires)
+	}
+	if !k.LastUsed.IsZero() {
+		out.LastUsedTime = ts(k.LastUsed)
+	}
 	for _, p := range k.Permissions {
 		out.Permissions = append(out.Permissions, string(p))
 	}
@@ -32,11 +42,19 @@ func (s *accessKeyService) CreateAccessKey(ctx context.Context, req *pb.CreateAc
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	k, err := s.admin.CreateAccessKey(ctx, me, req.GetName(), req.GetPermissions(), req.GetNoSharedAccessKey())
+	var expires time.Time
+	if req.ExpireTime != nil {
+		if err := req.GetExpireTime().CheckValid(); err != nil {
+			return nil, s.fail(ctx, fault.Invalidf("expire_time is not a valid time"))
+		}
+		expires = req.GetExpireTime().AsTime()
+	}
+	k, err := s.admin.CreateAccessKey(ctx, me, req.GetName(), req.GetPermissions(), req.GetNoSharedAccessKey(), expires)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS, ServiceHostName: s.dpsHost}, nil
+	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS, ServiceHostName: s.dpsHost,
+		Secret: string(access.Primary)}, nil
 }
 
 // ListAccessKeys implements AccessKeyService.
@@ -78,9 +96,11 @@ func (s *accessKeyService) RotateAccessKey(ctx context.Context, req *pb.RotateAc
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	k, err := s.admin.RotateAccessKey(ctx, me, req.GetId())
+	slot := access.Slot(cmp.Or(req.GetSecret(), string(access.Primary)))
+	k, err := s.admin.RotateAccessKey(ctx, me, req.GetId(), slot)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS, ServiceHostName: s.dpsHost}, nil
+	return &pb.CreateAccessKeyResponse{AccessKey: accessKeyToPB(k.Key), Token: k.Token, SharedAccessKey: k.SAS, ServiceHostName: s.dpsHost,
+		Secret: string(slot)}, nil
 }

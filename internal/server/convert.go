@@ -130,7 +130,7 @@ func groupToPB(g *enrollment.Group) *pb.EnrollmentGroup {
 	out := &pb.EnrollmentGroup{
 		Id: g.ID, CaCertificate: g.CAName, ProvisioningStatus: disabledToStatus(g.Disabled),
 		Allocation: allocationToPB(g.Allocation), CreateTime: ts(g.Created), UpdateTime: ts(g.Updated), Etag: g.Etag,
-		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, TpmEkAllowList: g.EKAllowList,
+		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, TpmEkAllowList: g.EKAllowList, DisableDeviceSas: g.DeviceSettings.DisableSAS,
 	}
 	switch g.EffectiveMechanism() {
 	case enrollment.MechanismTPM:
@@ -158,7 +158,7 @@ func individualToPB(e *enrollment.Individual) *pb.Enrollment {
 		RegistrationId: e.RegistrationID, DeviceId: e.DeviceID, Sha256Thumbprint: e.Thumbprint,
 		ProvisioningStatus: disabledToStatus(e.Disabled), Allocation: allocationToPB(e.Allocation),
 		CreateTime: ts(e.Created), UpdateTime: ts(e.Updated), Etag: e.Etag,
-		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509,
+		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, DisableDeviceSas: e.DeviceSettings.DisableSAS,
 	}
 	switch e.Mechanism {
 	case enrollment.MechanismTPM:

@@ -41,6 +41,7 @@ func (s *enrollmentService) CreateEnrollmentGroup(ctx context.Context, req *pb.C
 	}
 	g := &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc,
 		Mechanism: mech, EKAllowList: in.GetTpmEkAllowList()}
+	g.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
 	if mech == enrollment.MechanismSymmetricKey {
 		g, keys, err := s.admin.CreateSymmetricGroup(ctx, g, in.GetSymmetricKey().GetPrimaryKey(), in.GetSymmetricKey().GetSecondaryKey())
 		if err != nil {
@@ -98,7 +99,7 @@ func (s *enrollmentService) UpdateEnrollmentGroup(ctx context.Context, req *pb.U
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollmentGroup()
-	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "tpm_ek_allow_list")
+	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "tpm_ek_allow_list", "disable_device_sas")
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -125,6 +126,9 @@ func (s *enrollmentService) UpdateEnrollmentGroup(ctx context.Context, req *pb.U
 	}
 	if paths["tpm_ek_allow_list"] {
 		g.EKAllowList = in.GetTpmEkAllowList()
+	}
+	if paths["disable_device_sas"] {
+		g.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
 	}
 	if g, err = s.admin.UpdateGroup(ctx, g); err != nil {
 		return nil, s.fail(ctx, err)
@@ -167,6 +171,7 @@ func (s *enrollmentService) createEnrollment(ctx context.Context, in *pb.Enrollm
 		return nil, err
 	}
 	e := &enrollment.Individual{RegistrationID: in.GetRegistrationId(), DeviceID: in.GetDeviceId(), Disabled: disabled, Allocation: alloc}
+	e.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
 	if sk := in.GetSymmetricKey(); sk != nil {
 		if in.GetCertificatePem() != "" || in.GetSha256Thumbprint() != "" || in.GetTpm() != nil {
 			return nil, fault.Invalidf("a symmetric-key enrollment takes no certificate or TPM")
@@ -267,7 +272,7 @@ func (s *enrollmentService) UpdateEnrollment(ctx context.Context, req *pb.Update
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollment()
-	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "device_id")
+	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "device_id", "disable_device_sas")
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -291,6 +296,9 @@ func (s *enrollmentService) UpdateEnrollment(ctx context.Context, req *pb.Update
 	}
 	if paths["device_id"] {
 		e.DeviceID = in.GetDeviceId()
+	}
+	if paths["disable_device_sas"] {
+		e.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
 	}
 	if e, err = s.admin.UpdateIndividual(ctx, e); err != nil {
 		return nil, s.fail(ctx, err)

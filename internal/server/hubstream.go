@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,6 +76,17 @@ func (h *hubStreams) release(cluster string) {
 		delete(h.open, cluster)
 	}
 }
+
+// counts returns the open watches per cluster.
+func (h *hubStreams) counts() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.open)
+}
+
+// HubStreams returns the assignment streams (WatchAssignments) open on
+// this server, per hub cluster.
+func (s *Server) HubStreams() map[string]int { return s.hubs.counts() }
 
 // stop ends every watch (the server is shutting down).
 func (h *hubStreams) stop() { h.stopOnce.Do(func() { close(h.stopping) }) }

@@ -96,6 +96,10 @@ type Config struct {
 	// outside the request middleware: handlers that take their connection
 	// over (MQTT over WebSockets at /$iothub/websocket).
 	Upgrades map[string]http.Handler
+	// TLSHandshakeFailed, if set, is called with "grpc" or "http" for
+	// every TLS handshake on that listener that fails, including a client
+	// that closes or times out before finishing it (a TCP health check).
+	TLSHandshakeFailed func(listener string)
 }
 
 // Server is a running Zerotouch API.
@@ -131,12 +135,17 @@ func New(cfg Config) (*Server, error) {
 	hubs := &hubService{base: b}
 	registrations := &registrationService{base: b}
 	keys := &accessKeyService{base: b, dpsHost: cfg.DPSHostName}
+	audits := &auditService{base: b}
 	assignments := &hubAssignmentService{base: b, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
 	s := &Server{cfg: cfg, health: health.NewServer(), hubs: assignments.hubs}
 
 	dec := newRequestDecoder(maxGRPCBytes, cfg.Log)
+	creds := credentials.NewTLS(tlsCfg)
+	if cfg.TLSHandshakeFailed != nil {
+		creds = handshakeCounter{TransportCredentials: creds, failed: func() { cfg.TLSHandshakeFailed("grpc") }}
+	}
 	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(maxGRPCFrameBytes),
 		grpc.ForceServerCodecV2(dec),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
@@ -155,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterHubServiceServer(reg, hubs)
 	pb.RegisterRegistrationServiceServer(reg, registrations)
 	pb.RegisterAccessKeyServiceServer(reg, keys)
+	pb.RegisterAuditServiceServer(reg, audits)
 	pb.RegisterHubAssignmentServiceServer(reg, assignments)
 	healthpb.RegisterHealthServer(reg, s.health)
 	reflection.Register(reg)
@@ -174,6 +184,7 @@ func New(cfg Config) (*Server, error) {
 		pb.RegisterHubServiceHandlerServer(ctx, gw, hubs),
 		pb.RegisterRegistrationServiceHandlerServer(ctx, gw, registrations),
 		pb.RegisterAccessKeyServiceHandlerServer(ctx, gw, keys),
+		pb.RegisterAuditServiceHandlerServer(ctx, gw, audits),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("server: register gateway: %w", err)
@@ -220,7 +231,7 @@ func New(cfg Config) (*Server, error) {
 		WriteTimeout:      requestTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
+		ErrorLog:          errorLog(cfg.Log, cfg.TLSHandshakeFailed),
 	}
 	return s, nil
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/zerotouch/zerotouch/internal/access"
@@ -46,12 +48,39 @@ func (s *base) caller(ctx context.Context, p access.Permission) (context.Context
 	if err != nil {
 		return ctx, nil, err
 	}
-	return admin.WithActor(ctx, k.ID), k, access.Require(k, p)
+	addr, _ := peerInfo(ctx)
+	ctx = admin.WithCaller(ctx, &admin.Caller{KeyID: k.ID, KeyName: k.Name, Key: k, Surface: string(transportOf(ctx)), Source: addr, RequestID: requestID(ctx)})
+	return ctx, k, access.Require(k, p)
 }
 
-// fail turns err into the status a management call answers.
+// fail turns err into the status a management call answers. A refused
+// change by an authenticated caller (a method that is not a read) is
+// recorded in the audit log, unless its write already recorded it.
 func (s *base) fail(ctx context.Context, err error) error {
+	if m := methodName(ctx); m != "" && !isRead(m) {
+		s.admin.Refused(ctx, m, "", err)
+	}
 	return toStatus(ctx, s.log, err, false)
+}
+
+// methodName is the gRPC method of the call (the REST gateway's calls
+// carry it too): "CreateEnrollmentGroup", say.
+func methodName(ctx context.Context) string {
+	full, ok := grpc.Method(ctx)
+	if !ok || full == "" {
+		full, _ = runtime.RPCMethod(ctx)
+	}
+	return full[strings.LastIndex(full, "/")+1:]
+}
+
+// isRead reports whether a method only reads.
+func isRead(method string) bool {
+	for _, p := range []string{"Get", "List", "Query", "Watch", "Verify", "Stream"} {
+		if strings.HasPrefix(method, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // pemCertificate encodes a DER certificate as PEM.

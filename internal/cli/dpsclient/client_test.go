@@ -83,7 +83,7 @@ func newService(t *testing.T) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sas, err := access.AddSASKey(rand.Reader, sealer, k)
+	sas, err := access.AddSASKey(rand.Reader, sealer, k, access.Primary)
 	if err != nil {
 		t.Fatal(err)
 	}

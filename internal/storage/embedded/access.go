@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -23,13 +24,25 @@ func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
 }
 
 // RotateKey implements access.Store.
-func (s *Store) RotateKey(ctx context.Context, id string, secretHash, sealedSAS []byte) error {
+func (s *Store) RotateKey(ctx context.Context, k *access.Key) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		rec, err := accessKeys.load(tx, k.ID)
+		if err != nil {
+			return err
+		}
+		rec.SecretHash, rec.Secondary, rec.SealedSAS, rec.SealedSAS2 = k.SecretHash, k.SecondaryHash, k.SealedSAS, k.SealedSAS2
+		return accessKeys.put(tx, k.ID, rec)
+	})
+}
+
+// TouchKey implements access.Store.
+func (s *Store) TouchKey(ctx context.Context, id string, at time.Time) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		rec, err := accessKeys.load(tx, id)
 		if err != nil {
 			return err
 		}
-		rec.SecretHash, rec.SealedSAS = secretHash, sealedSAS
+		rec.LastUsed = at.UTC()
 		return accessKeys.put(tx, id, rec)
 	})
 }

@@ -10,11 +10,12 @@ import (
 	"github.com/zerotouch/zerotouch/internal/fault"
 )
 
-// The embedded store keeps TPM challenges in memory, not in its file: one
-// process holds the file, a challenge lives minutes, and its secret then
-// never reaches the disk. Registration no longer pays two fsync'd commits
-// for it. A restart forgets outstanding challenges; those devices get
-// NOT_FOUND on the second step and begin the exchange again.
+// The embedded store keeps challenge records in memory, not in its file:
+// one process holds the file and a record lives minutes. Today they are
+// the TPM flows' single-use markers (ADR 8: the challenges themselves are
+// sealed into their IDs or derived); a restart forgets them, so for the
+// rest of its 5 minutes an answered challenge could be answered again by
+// the TPM that holds its secret, and only by it.
 
 // challengeGrace is how long past its expiry a challenge may linger before
 // housekeeping removes it; it is invalid from its expiry on regardless.
@@ -51,7 +52,7 @@ func (s *Store) PutChallenge(_ context.Context, c *attestation.Challenge) error 
 			}
 		}
 		if len(cs.m) >= limit {
-			return fault.New(fault.ResourceExhausted, fault.RateLimited, "%d TPM challenges are outstanding; try again later", limit)
+			return fault.New(fault.ResourceExhausted, fault.RateLimited, "%d challenge records are outstanding; try again later", limit)
 		}
 	}
 	cp := *c

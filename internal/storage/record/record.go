@@ -106,16 +106,18 @@ type Settings struct {
 	Edge        bool            `json:"edge,omitempty"`
 	Reprovision string          `json:"reprov,omitempty"`
 	AdoptFrom   []string        `json:"adopt,omitempty"`
+	NoSAS       bool            `json:"nosas,omitempty"`
 }
 
 // FromSettings converts domain settings.
 func FromSettings(d enrollment.DeviceSettings) Settings {
-	return Settings{Twin: d.InitialTwin, Edge: d.IoTEdge, Reprovision: string(d.Reprovision), AdoptFrom: d.AdoptFrom}
+	return Settings{Twin: d.InitialTwin, Edge: d.IoTEdge, Reprovision: string(d.Reprovision), AdoptFrom: d.AdoptFrom, NoSAS: d.DisableSAS}
 }
 
 // Domain converts back.
 func (r Settings) Domain() enrollment.DeviceSettings {
-	return enrollment.DeviceSettings{InitialTwin: r.Twin, IoTEdge: r.Edge, Reprovision: enrollment.Reprovision(r.Reprovision), AdoptFrom: r.AdoptFrom}
+	return enrollment.DeviceSettings{InitialTwin: r.Twin, IoTEdge: r.Edge, Reprovision: enrollment.Reprovision(r.Reprovision), AdoptFrom: r.AdoptFrom,
+		DisableSAS: r.NoSAS}
 }
 
 // FromGroup converts a domain group.
@@ -305,13 +307,18 @@ type AccessKey struct {
 	Name        string    `json:"name"`
 	Permissions []string  `json:"perms"`
 	SecretHash  []byte    `json:"hash"`
+	Secondary   []byte    `json:"hash2,omitempty"`
 	SealedSAS   []byte    `json:"sas,omitempty"`
+	SealedSAS2  []byte    `json:"sas2,omitempty"`
 	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"exp,omitzero"`
+	LastUsed    time.Time `json:"used,omitzero"`
 }
 
 // FromAccessKey converts a domain access key.
 func FromAccessKey(k *access.Key) *AccessKey {
-	r := &AccessKey{V: Version, ID: k.ID, Name: k.Name, SecretHash: k.SecretHash, SealedSAS: k.SealedSAS, Created: k.Created}
+	r := &AccessKey{V: Version, ID: k.ID, Name: k.Name, SecretHash: k.SecretHash, Secondary: k.SecondaryHash, SealedSAS: k.SealedSAS,
+		SealedSAS2: k.SealedSAS2, Created: k.Created, Expires: k.Expires, LastUsed: k.LastUsed}
 	for _, p := range k.Permissions {
 		r.Permissions = append(r.Permissions, string(p))
 	}
@@ -320,7 +327,8 @@ func FromAccessKey(k *access.Key) *AccessKey {
 
 // Domain converts back.
 func (r *AccessKey) Domain() *access.Key {
-	k := &access.Key{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, SealedSAS: r.SealedSAS, Created: r.Created}
+	k := &access.Key{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, SecondaryHash: r.Secondary, SealedSAS: r.SealedSAS,
+		SealedSAS2: r.SealedSAS2, Created: r.Created, Expires: r.Expires, LastUsed: r.LastUsed}
 	for _, p := range r.Permissions {
 		k.Permissions = append(k.Permissions, access.Permission(p))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -353,9 +354,16 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 // DeleteIndividual implements enrollment.IndividualStore.
 func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag string) error {
 	key := enrollment.Key(registrationID)
-	return individuals.remove(ctx, s, key, etag, nil, nil, func(p goredis.Pipeliner, rec *record.Individual) {
+	owned := false // the device-ID index entry is this enrollment's
+	return individuals.remove(ctx, s, key, etag, nil, func(tx *goredis.Tx, rec *record.Individual) error {
+		other, err := getString(ctx, tx, s.indDevIndex(rec.Device()))
+		owned = other == key
+		return err
+	}, func(p goredis.Pipeliner, rec *record.Individual) {
 		p.Del(ctx, s.indThumbIndex(rec.Thumbprint))
-		p.Del(ctx, s.indDevIndex(rec.Device()))
+		if owned {
+			p.Del(ctx, s.indDevIndex(rec.Device()))
+		}
 	})
 }
 
@@ -478,10 +486,16 @@ func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
 }
 
 // RotateKey implements access.Store.
-func (s *Store) RotateKey(ctx context.Context, id string, secretHash, sealedSAS []byte) error {
-	_, err := accessKeys.update(ctx, s, id, "", func(rec *record.AccessKey, _ string) {
-		rec.SecretHash, rec.SealedSAS = secretHash, sealedSAS
+func (s *Store) RotateKey(ctx context.Context, k *access.Key) error {
+	_, err := accessKeys.update(ctx, s, k.ID, "", func(rec *record.AccessKey, _ string) {
+		rec.SecretHash, rec.Secondary, rec.SealedSAS, rec.SealedSAS2 = k.SecretHash, k.SecondaryHash, k.SealedSAS, k.SealedSAS2
 	})
+	return err
+}
+
+// TouchKey implements access.Store.
+func (s *Store) TouchKey(ctx context.Context, id string, at time.Time) error {
+	_, err := accessKeys.update(ctx, s, id, "", func(rec *record.AccessKey, _ string) { rec.LastUsed = at.UTC() })
 	return err
 }
 

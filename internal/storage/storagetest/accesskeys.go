@@ -3,6 +3,7 @@ package storagetest
 import (
 	"crypto/rand"
 	"testing"
+	"time"
 
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/fault"
@@ -19,12 +20,12 @@ func testAccessKeys(t *testing.T, s Store) {
 	must(t, err, "Generate")
 	must(t, s.CreateKey(ctx, k), "CreateKey")
 	wantKind(t, s.CreateKey(ctx, k), fault.AlreadyExists, "CreateKey again")
-	got, err := access.Authenticate(ctx, s, token)
+	got, err := access.Authenticate(ctx, s, token, t0)
 	must(t, err, "Authenticate")
 	if got.Name != "owner" || !got.Has(access.ServiceConfig) || len(got.Permissions) != len(access.All) {
 		t.Fatalf("Authenticate = %+v", got)
 	}
-	_, err = access.Authenticate(ctx, s, token+"x")
+	_, err = access.Authenticate(ctx, s, token+"x", t0)
 	wantKind(t, err, fault.Unauthenticated, "Authenticate(wrong secret)")
 	n, _ = s.CountKeys(ctx)
 	if n != 1 {
@@ -61,20 +62,43 @@ func testAccessKeys(t *testing.T, s Store) {
 	if len(ids) != 2 || ids[0] != want[0] || ids[1] != want[1] {
 		t.Fatalf("ListKeys = %v, want %v", ids, want)
 	}
-	// Rotation replaces the secret and the shared access key in one
-	// write; the key keeps its ID, name and permissions.
-	newToken, rotated, err := access.Rotate(rand.Reader, k2)
+	// Rotation replaces a slot's secret and shared access key in one
+	// write; the key keeps its ID, name, permissions and other slot.
+	secondToken, withSecond, err := access.Rotate(rand.Reader, k2, access.Secondary)
+	must(t, err, "Rotate(secondary)")
+	withSecond.SealedSAS2 = []byte{2}
+	must(t, s.RotateKey(ctx, withSecond), "RotateKey(secondary)")
+	newToken, rotated, err := access.Rotate(rand.Reader, withSecond, access.Primary)
 	must(t, err, "Rotate")
-	must(t, s.RotateKey(ctx, k2.ID, rotated.SecretHash, []byte{1}), "RotateKey")
-	got3, err := access.Authenticate(ctx, s, newToken)
-	must(t, err, "Authenticate(rotated)")
-	if got3.Name != "dps" || len(got3.Permissions) != 1 || string(got3.SealedSAS) != "\x01" {
-		t.Fatalf("rotated key = %+v", got3)
+	rotated.SealedSAS = []byte{1}
+	must(t, s.RotateKey(ctx, rotated), "RotateKey")
+	for _, tok := range []string{newToken, secondToken} {
+		got3, err := access.Authenticate(ctx, s, tok, t0)
+		must(t, err, "Authenticate(rotated)")
+		if got3.Name != "dps" || len(got3.Permissions) != 1 || string(got3.SealedSAS) != "\x01" || string(got3.SealedSAS2) != "\x02" {
+			t.Fatalf("rotated key = %+v", got3)
+		}
 	}
-	wantKind(t, s.RotateKey(ctx, "nobody", rotated.SecretHash, nil), fault.NotFound, "RotateKey(unknown)")
+	wantKind(t, s.RotateKey(ctx, &access.Key{ID: "nobody"}), fault.NotFound, "RotateKey(unknown)")
+	// Last use is recorded; expiry is kept and refuses the key after it.
+	must(t, s.TouchKey(ctx, k2.ID, t0.Add(time.Hour)), "TouchKey")
+	if got4, err := s.GetKey(ctx, k2.ID); err != nil || !got4.LastUsed.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("LastUsed: %+v %v", got4, err)
+	}
+	wantKind(t, s.TouchKey(ctx, "nobody", t0), fault.NotFound, "TouchKey(unknown)")
+	expToken, exp, err := access.Generate(rand.Reader, "temp", []access.Permission{access.EnrollmentRead}, t0)
+	must(t, err, "Generate")
+	exp.Expires = t0.Add(24 * time.Hour)
+	must(t, s.CreateKey(ctx, exp), "CreateKey(expiring)")
+	if _, err := access.Authenticate(ctx, s, expToken, t0.Add(time.Hour)); err != nil {
+		t.Fatalf("before expiry: %v", err)
+	}
+	_, err = access.Authenticate(ctx, s, expToken, t0.Add(24*time.Hour))
+	wantKind(t, err, fault.Unauthenticated, "Authenticate(expired)")
+	must(t, s.DeleteKey(ctx, exp.ID), "DeleteKey(expiring)")
 	must(t, s.DeleteKey(ctx, k.ID), "DeleteKey")
 	wantKind(t, s.DeleteKey(ctx, k.ID), fault.NotFound, "DeleteKey again")
-	_, err = access.Authenticate(ctx, s, token)
+	_, err = access.Authenticate(ctx, s, token, t0)
 	wantKind(t, err, fault.Unauthenticated, "Authenticate(deleted key)")
 	if n, _ = s.CountKeys(ctx); n != 1 {
 		t.Fatalf("CountKeys after delete = %d", n)

@@ -15,6 +15,7 @@ import (
 	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
@@ -27,6 +28,7 @@ type Store interface {
 	allocation.ClusterStore
 	registry.Store
 	access.Store
+	audit.Store
 	// GroupsVersion changes on every group write (provisioning's cache).
 	GroupsVersion(ctx context.Context) (uint64, error)
 	Close() error
@@ -66,6 +68,8 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"ListIdentities", testListIdentities},
 		{"ChallengeSingleUse", testChallengeSingleUse},
 		{"ChallengeExpiry", testChallengeExpiry},
+		{"AuditChain", testAuditChain},
+		{"AuditPrune", testAuditPrune},
 		{"Cancelled", testCancelled},
 		{"CloseTwice", testCloseTwice},
 	}

@@ -30,12 +30,21 @@ type AccessKey struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// A label for people: 1-128 of [A-Za-z0-9-._:].
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// Permission names: ServiceConfig, EnrollmentRead, EnrollmentWrite,
-	// RegistrationStatusRead, RegistrationStatusWrite, HubConnect.
+	// Permission names (DPS's shared access policy rights, matched without
+	// case): ServiceConfig, EnrollmentRead, EnrollmentWrite,
+	// RegistrationStatusRead, RegistrationStatusWrite, HubConnect, and
+	// AuditRead.
 	Permissions []string `protobuf:"bytes,3,rep,name=permissions,proto3" json:"permissions,omitempty"`
 	// Output only: whether the key can sign DPS SAS tokens.
 	HasSharedAccessKey bool                   `protobuf:"varint,4,opt,name=has_shared_access_key,json=hasSharedAccessKey,proto3" json:"has_shared_access_key,omitempty"`
 	CreateTime         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the key stops working; unset for never.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Output only: when the key last authenticated a request (to a minute);
+	// unset if never.
+	LastUsedTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_used_time,json=lastUsedTime,proto3" json:"last_used_time,omitempty"`
+	// Output only: whether the key has a secondary secret.
+	HasSecondarySecret bool `protobuf:"varint,8,opt,name=has_secondary_secret,json=hasSecondarySecret,proto3" json:"has_secondary_secret,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -105,14 +114,38 @@ func (x *AccessKey) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AccessKey) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *AccessKey) GetLastUsedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedTime
+	}
+	return nil
+}
+
+func (x *AccessKey) GetHasSecondarySecret() bool {
+	if x != nil {
+		return x.HasSecondarySecret
+	}
+	return false
+}
+
 type CreateAccessKeyRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Permissions []string               `protobuf:"bytes,2,rep,name=permissions,proto3" json:"permissions,omitempty"`
 	// Make no DPS shared access key (the bearer token only).
 	NoSharedAccessKey bool `protobuf:"varint,3,opt,name=no_shared_access_key,json=noSharedAccessKey,proto3" json:"no_shared_access_key,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// When the key stops working (in the future, at most ten years ahead);
+	// unset for never.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateAccessKeyRequest) Reset() {
@@ -166,6 +199,13 @@ func (x *CreateAccessKeyRequest) GetNoSharedAccessKey() bool {
 	return false
 }
 
+func (x *CreateAccessKeyRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 type CreateAccessKeyResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccessKey *AccessKey             `protobuf:"bytes,1,opt,name=access_key,json=accessKey,proto3" json:"access_key,omitempty"`
@@ -176,8 +216,11 @@ type CreateAccessKeyResponse struct {
 	// The host name DPS service SAS tokens must name (the server's
 	// dps.service_hostname): the HostName of the key's connection string.
 	ServiceHostName string `protobuf:"bytes,4,opt,name=service_host_name,json=serviceHostName,proto3" json:"service_host_name,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Which secret the token and shared access key are: "primary" or
+	// "secondary".
+	Secret        string `protobuf:"bytes,5,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateAccessKeyResponse) Reset() {
@@ -234,6 +277,13 @@ func (x *CreateAccessKeyResponse) GetSharedAccessKey() []byte {
 func (x *CreateAccessKeyResponse) GetServiceHostName() string {
 	if x != nil {
 		return x.ServiceHostName
+	}
+	return ""
+}
+
+func (x *CreateAccessKeyResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
 	}
 	return ""
 }
@@ -388,8 +438,10 @@ func (x *DeleteAccessKeyRequest) GetId() string {
 }
 
 type RotateAccessKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// "primary" (the default) or "secondary".
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,28 +483,42 @@ func (x *RotateAccessKeyRequest) GetId() string {
 	return ""
 }
 
+func (x *RotateAccessKeyRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 var File_zerotouch_v1_access_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/access.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n" +
+	"\x19zerotouch/v1/access.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n" +
 	"\tAccessKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vpermissions\x18\x03 \x03(\tR\vpermissions\x121\n" +
 	"\x15has_shared_access_key\x18\x04 \x01(\bR\x12hasSharedAccessKey\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x7f\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12@\n" +
+	"\x0elast_used_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastUsedTime\x120\n" +
+	"\x14has_secondary_secret\x18\b \x01(\bR\x12hasSecondarySecret\"\xbc\x01\n" +
 	"\x16CreateAccessKeyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vpermissions\x18\x02 \x03(\tR\vpermissions\x12/\n" +
-	"\x14no_shared_access_key\x18\x03 \x01(\bR\x11noSharedAccessKey\"\xbf\x01\n" +
+	"\x14no_shared_access_key\x18\x03 \x01(\bR\x11noSharedAccessKey\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xd7\x01\n" +
 	"\x17CreateAccessKeyResponse\x126\n" +
 	"\n" +
 	"access_key\x18\x01 \x01(\v2\x17.zerotouch.v1.AccessKeyR\taccessKey\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12*\n" +
 	"\x11shared_access_key\x18\x03 \x01(\fR\x0fsharedAccessKey\x12*\n" +
-	"\x11service_host_name\x18\x04 \x01(\tR\x0fserviceHostName\"S\n" +
+	"\x11service_host_name\x18\x04 \x01(\tR\x0fserviceHostName\x12\x16\n" +
+	"\x06secret\x18\x05 \x01(\tR\x06secret\"S\n" +
 	"\x15ListAccessKeysRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -462,9 +528,10 @@ const file_zerotouch_v1_access_proto_rawDesc = "" +
 	"accessKeys\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n" +
 	"\x16DeleteAccessKeyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"(\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"@\n" +
 	"\x16RotateAccessKeyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xf8\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret2\xf8\x03\n" +
 	"\x10AccessKeyService\x12y\n" +
 	"\x0fCreateAccessKey\x12$.zerotouch.v1.CreateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/accessKeys\x12s\n" +
 	"\x0eListAccessKeys\x12#.zerotouch.v1.ListAccessKeysRequest\x1a$.zerotouch.v1.ListAccessKeysResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/accessKeys\x12l\n" +
@@ -496,22 +563,25 @@ var file_zerotouch_v1_access_proto_goTypes = []any{
 	(*emptypb.Empty)(nil),           // 8: google.protobuf.Empty
 }
 var file_zerotouch_v1_access_proto_depIdxs = []int32{
-	7, // 0: zerotouch.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
-	0, // 1: zerotouch.v1.CreateAccessKeyResponse.access_key:type_name -> zerotouch.v1.AccessKey
-	0, // 2: zerotouch.v1.ListAccessKeysResponse.access_keys:type_name -> zerotouch.v1.AccessKey
-	1, // 3: zerotouch.v1.AccessKeyService.CreateAccessKey:input_type -> zerotouch.v1.CreateAccessKeyRequest
-	3, // 4: zerotouch.v1.AccessKeyService.ListAccessKeys:input_type -> zerotouch.v1.ListAccessKeysRequest
-	5, // 5: zerotouch.v1.AccessKeyService.DeleteAccessKey:input_type -> zerotouch.v1.DeleteAccessKeyRequest
-	6, // 6: zerotouch.v1.AccessKeyService.RotateAccessKey:input_type -> zerotouch.v1.RotateAccessKeyRequest
-	2, // 7: zerotouch.v1.AccessKeyService.CreateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
-	4, // 8: zerotouch.v1.AccessKeyService.ListAccessKeys:output_type -> zerotouch.v1.ListAccessKeysResponse
-	8, // 9: zerotouch.v1.AccessKeyService.DeleteAccessKey:output_type -> google.protobuf.Empty
-	2, // 10: zerotouch.v1.AccessKeyService.RotateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	7,  // 0: zerotouch.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 1: zerotouch.v1.AccessKey.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 2: zerotouch.v1.AccessKey.last_used_time:type_name -> google.protobuf.Timestamp
+	7,  // 3: zerotouch.v1.CreateAccessKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: zerotouch.v1.CreateAccessKeyResponse.access_key:type_name -> zerotouch.v1.AccessKey
+	0,  // 5: zerotouch.v1.ListAccessKeysResponse.access_keys:type_name -> zerotouch.v1.AccessKey
+	1,  // 6: zerotouch.v1.AccessKeyService.CreateAccessKey:input_type -> zerotouch.v1.CreateAccessKeyRequest
+	3,  // 7: zerotouch.v1.AccessKeyService.ListAccessKeys:input_type -> zerotouch.v1.ListAccessKeysRequest
+	5,  // 8: zerotouch.v1.AccessKeyService.DeleteAccessKey:input_type -> zerotouch.v1.DeleteAccessKeyRequest
+	6,  // 9: zerotouch.v1.AccessKeyService.RotateAccessKey:input_type -> zerotouch.v1.RotateAccessKeyRequest
+	2,  // 10: zerotouch.v1.AccessKeyService.CreateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
+	4,  // 11: zerotouch.v1.AccessKeyService.ListAccessKeys:output_type -> zerotouch.v1.ListAccessKeysResponse
+	8,  // 12: zerotouch.v1.AccessKeyService.DeleteAccessKey:output_type -> google.protobuf.Empty
+	2,  // 13: zerotouch.v1.AccessKeyService.RotateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_access_proto_init() }

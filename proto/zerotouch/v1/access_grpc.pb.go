@@ -41,10 +41,12 @@ type AccessKeyServiceClient interface {
 	// key cannot delete itself, the owner key, or the last key holding
 	// ServiceConfig.
 	DeleteAccessKey(ctx context.Context, in *DeleteAccessKeyRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
-	// RotateAccessKey gives a key a new secret (and a new shared access key
-	// if it had one), returned once; the old ones stop working at once. The
-	// caller must hold every permission of the key; only the owner key
-	// rotates the owner key.
+	// RotateAccessKey gives a key a new primary or secondary secret (and a
+	// new shared access key in that slot if the key has them), returned
+	// once; the slot's old ones stop working at once, the other slot's keep
+	// working, so a fleet of clients can move to the new secret before the
+	// old one goes. The caller must hold every permission of the key; only
+	// the owner key rotates the owner key.
 	RotateAccessKey(ctx context.Context, in *RotateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error)
 }
 
@@ -111,10 +113,12 @@ type AccessKeyServiceServer interface {
 	// key cannot delete itself, the owner key, or the last key holding
 	// ServiceConfig.
 	DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*emptypb.Empty, error)
-	// RotateAccessKey gives a key a new secret (and a new shared access key
-	// if it had one), returned once; the old ones stop working at once. The
-	// caller must hold every permission of the key; only the owner key
-	// rotates the owner key.
+	// RotateAccessKey gives a key a new primary or secondary secret (and a
+	// new shared access key in that slot if the key has them), returned
+	// once; the slot's old ones stop working at once, the other slot's keep
+	// working, so a fleet of clients can move to the new secret before the
+	// old one goes. The caller must hold every permission of the key; only
+	// the owner key rotates the owner key.
 	RotateAccessKey(context.Context, *RotateAccessKeyRequest) (*CreateAccessKeyResponse, error)
 	mustEmbedUnimplementedAccessKeyServiceServer()
 }

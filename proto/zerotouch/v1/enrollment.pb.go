@@ -48,9 +48,14 @@ type EnrollmentGroup struct {
 	// TPM2B_PUBLIC), at most 10,000, are admitted.
 	TpmEkAllowList []string `protobuf:"bytes,9,rep,name=tpm_ek_allow_list,json=tpmEkAllowList,proto3" json:"tpm_ek_allow_list,omitempty"`
 	// Symmetric-key groups (no ca_certificate): the group keys.
-	SymmetricKey  *SymmetricKeyAttestation `protobuf:"bytes,10,opt,name=symmetric_key,json=symmetricKey,proto3" json:"symmetric_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SymmetricKey *SymmetricKeyAttestation `protobuf:"bytes,10,opt,name=symmetric_key,json=symmetricKey,proto3" json:"symmetric_key,omitempty"`
+	// Refuse the group's SAS tokens (reason ENROLLMENT_SAS_DISABLED) while
+	// keeping its keys: a symmetric-key group switched off, for instance
+	// while its devices move to certificates. DPS service API:
+	// disableDeviceSAS.
+	DisableDeviceSas bool `protobuf:"varint,11,opt,name=disable_device_sas,json=disableDeviceSas,proto3" json:"disable_device_sas,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EnrollmentGroup) Reset() {
@@ -151,6 +156,13 @@ func (x *EnrollmentGroup) GetSymmetricKey() *SymmetricKeyAttestation {
 		return x.SymmetricKey
 	}
 	return nil
+}
+
+func (x *EnrollmentGroup) GetDisableDeviceSas() bool {
+	if x != nil {
+		return x.DisableDeviceSas
+	}
+	return false
 }
 
 type CreateEnrollmentGroupRequest struct {
@@ -459,7 +471,12 @@ type Enrollment struct {
 	// TPM it may be left empty on create: it is then derived from the EK as
 	// DPS does (lowercase base32 of SHA-256 of the TPM2B_PUBLIC, unpadded).
 	RegistrationId string `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
-	// Device ID for the registry identity; defaults to registration_id.
+	// Device ID for the registry identity; defaults to registration_id. An
+	// individual enrollment's registration ID and device ID are reserved
+	// (ADR 17): neither may be another individual enrollment's registration
+	// ID or device ID (compared without case), nor another registration's
+	// hub identity; a group device cannot register under either. Changing
+	// it does not rename an identity already registered.
 	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// PEM of the device's leaf certificate, or leave it empty and give
 	// sha256_thumbprint. Input only.
@@ -478,9 +495,12 @@ type Enrollment struct {
 	// Output: X509, TPM or SYMMETRIC_KEY.
 	AttestationType AttestationType `protobuf:"varint,11,opt,name=attestation_type,json=attestationType,proto3,enum=zerotouch.v1.AttestationType" json:"attestation_type,omitempty"`
 	// Set for a symmetric-key device (evaluation). Immutable.
-	SymmetricKey  *SymmetricKeyAttestation `protobuf:"bytes,12,opt,name=symmetric_key,json=symmetricKey,proto3" json:"symmetric_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SymmetricKey *SymmetricKeyAttestation `protobuf:"bytes,12,opt,name=symmetric_key,json=symmetricKey,proto3" json:"symmetric_key,omitempty"`
+	// Refuse the device's SAS tokens (reason ENROLLMENT_SAS_DISABLED) while
+	// keeping its keys. DPS service API: disableDeviceSAS.
+	DisableDeviceSas bool `protobuf:"varint,13,opt,name=disable_device_sas,json=disableDeviceSas,proto3" json:"disable_device_sas,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Enrollment) Reset() {
@@ -595,6 +615,13 @@ func (x *Enrollment) GetSymmetricKey() *SymmetricKeyAttestation {
 		return x.SymmetricKey
 	}
 	return nil
+}
+
+func (x *Enrollment) GetDisableDeviceSas() bool {
+	if x != nil {
+		return x.DisableDeviceSas
+	}
+	return false
 }
 
 // SymmetricKeyAttestation holds a symmetric-key enrollment's keys: 16-64
@@ -1327,7 +1354,7 @@ var File_zerotouch_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xa4\x04\n" +
+	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xd2\x04\n" +
 	"\x0fEnrollmentGroup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0eca_certificate\x18\x02 \x01(\tR\rcaCertificate\x12Q\n" +
@@ -1343,7 +1370,8 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x10attestation_type\x18\b \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\x12)\n" +
 	"\x11tpm_ek_allow_list\x18\t \x03(\tR\x0etpmEkAllowList\x12J\n" +
 	"\rsymmetric_key\x18\n" +
-	" \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\"h\n" +
+	" \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\x12,\n" +
+	"\x12disable_device_sas\x18\v \x01(\bR\x10disableDeviceSas\"h\n" +
 	"\x1cCreateEnrollmentGroupRequest\x12H\n" +
 	"\x10enrollment_group\x18\x01 \x01(\v2\x1d.zerotouch.v1.EnrollmentGroupR\x0fenrollmentGroup\"+\n" +
 	"\x19GetEnrollmentGroupRequest\x12\x0e\n" +
@@ -1361,7 +1389,7 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateMask\"B\n" +
 	"\x1cDeleteEnrollmentGroupRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x89\x05\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xb7\x05\n" +
 	"\n" +
 	"Enrollment\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
@@ -1380,7 +1408,8 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x03tpm\x18\n" +
 	" \x01(\v2\x1c.zerotouch.v1.TpmAttestationR\x03tpm\x12H\n" +
 	"\x10attestation_type\x18\v \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\x12J\n" +
-	"\rsymmetric_key\x18\f \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\"_\n" +
+	"\rsymmetric_key\x18\f \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\x12,\n" +
+	"\x12disable_device_sas\x18\r \x01(\bR\x10disableDeviceSas\"_\n" +
 	"\x17SymmetricKeyAttestation\x12\x1f\n" +
 	"\vprimary_key\x18\x01 \x01(\fR\n" +
 	"primaryKey\x12#\n" +
