@@ -40,6 +40,24 @@ if ! command -v mosquitto_rr >/dev/null 2>&1; then
   fi
 fi
 
+# The deploy kit's tests (internal/deploytest): buildah builds and runs the
+# container image (busybox-static is the shell of its stand-in golang base),
+# systemd-analyze checks the unit, shellcheck the scripts.
+deploy_pkgs=()
+command -v buildah >/dev/null 2>&1 || deploy_pkgs+=(buildah)
+dpkg -s busybox-static >/dev/null 2>&1 || deploy_pkgs+=(busybox-static)
+command -v systemd-analyze >/dev/null 2>&1 || deploy_pkgs+=(systemd)
+command -v shellcheck >/dev/null 2>&1 || deploy_pkgs+=(shellcheck)
+if [ ${#deploy_pkgs[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    step "installing ${deploy_pkgs[*]} (apt), for the deploy kit's tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${deploy_pkgs[@]}" >/dev/null
+  else
+    echo "${deploy_pkgs[*]} not installed: those deploy kit tests will be skipped (in CI they fail)." >&2
+  fi
+fi
+
 # The DPS compatibility suite runs the real Azure IoT SDK packages from npm
 # (the device SDK over HTTPS and over MQTT, the service SDK).
 if command -v npm >/dev/null 2>&1; then
@@ -57,6 +75,17 @@ fi
 
 step "go vet"
 go vet ./...
+
+step "deploy kit scripts (bash -n, shellcheck) and deploy/kubecheck (vet)"
+for script in deploy/*.sh; do bash -n "$script"; done
+if command -v shellcheck >/dev/null 2>&1; then
+  shellcheck deploy/*.sh
+elif [ -n "${CI:-}" ]; then
+  echo "shellcheck is required in CI (apt-get install shellcheck)"; exit 1
+else
+  echo "shellcheck is not installed: the deploy scripts are not linted." >&2
+fi
+go vet -modfile=tools/go.mod deploy/kubecheck/main.go
 
 step "modules tidy"
 go mod tidy -diff
