@@ -25,6 +25,7 @@ import (
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/pki"
@@ -52,6 +53,8 @@ type Service struct {
 	Secrets *secrets.Sealer
 	// Audit records every change (ADR 19); nil records none.
 	Audit *audit.Log
+	// Attempts reads the failed-attempt log (ADR 20); nil when it is off.
+	Attempts *attempts.Log
 
 	// touched is when this replica last recorded each key's use.
 	touched sync.Map

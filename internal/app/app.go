@@ -24,7 +24,6 @@ import (
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
-	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/config"
 	"github.com/zerotouch/zerotouch/internal/dpsdevice"
 	"github.com/zerotouch/zerotouch/internal/dpsservice"
@@ -295,14 +294,9 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	if opt.WrapAdmin != nil {
 		admStore = opt.WrapAdmin(store)
 	}
-	auditLog := &audit.Log{Store: store, Chain: audit.NewChain(a.Sealer.AuditKey()), Now: opt.Now}
-	adm := &admin.Service{Store: admStore, Now: opt.Now, Rand: rand.Reader, Secrets: a.Sealer, Log: opt.Log, Audit: auditLog}
+	adm := &admin.Service{Store: admStore, Now: opt.Now, Rand: rand.Reader, Secrets: a.Sealer, Log: opt.Log}
 	a.Admin = adm
-	if cfg.Audit.Retention > 0 {
-		pruneCtx, stopPrune := context.WithCancel(context.WithoutCancel(ctx))
-		a.closers = append(a.closers, stopPrune)
-		go pruneAudit(pruneCtx, auditLog, cfg.Audit.Retention, opt.Now, opt.Log)
-	}
+	a.keepRecords(ctx, cfg, store, prov, adm, opt)
 	var dpsHandler, dpsService http.Handler
 	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {

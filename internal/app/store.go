@@ -12,6 +12,7 @@ import (
 	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/config"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
@@ -22,6 +23,7 @@ import (
 type Store interface {
 	admin.Store
 	audit.Store
+	attempts.Store
 	attestation.ChallengeStore
 	access.Store
 	Ping(ctx context.Context) error
@@ -99,32 +101,4 @@ func redisTLS(r config.Redis) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
-}
-
-// pruneAudit removes audit records older than retention, at start and then
-// hourly, until ctx is done. Every replica runs it; the store serializes
-// the prunes, and one that finds nothing to prune writes nothing.
-func pruneAudit(ctx context.Context, l *audit.Log, retention time.Duration, now func() time.Time, log *slog.Logger) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		for {
-			n, err := l.Prune(ctx, now().Add(-retention))
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("audit log pruning failed; retrying in an hour", "err", err)
-				}
-				break
-			}
-			if n == 0 {
-				break
-			}
-			log.Info("audit log pruned", "records", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

@@ -47,21 +47,22 @@ var errUsage = errors.New("usage")
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":          {"run the service", runServe},
-		"device":         {"device-side commands: register", runDevice},
-		"ca":             {"CA certificates: create, get, list, delete, verification-code, verify", runCA},
-		"group":          {"enrollment groups: create, get, list, update, enable, disable, delete", runGroup},
-		"enrollment":     {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
-		"shard":          {"hub shards: create, get, list, update, delete", runShard},
-		"hub-cluster":    {"hub clusters and their pinned client certificates: create, get, list, update, delete, issue-cert", runHubCluster},
-		"hub":            {"reference hub agent: keep a file replica of a hub cluster's shards from the assignment stream", runHub},
-		"registration":   {"registrations: get, list, disable, enable, delete", runRegistration},
-		"access-key":     {"access keys (and their DPS connection strings): create, list, delete, rotate", runAccessKey},
-		"audit":          {"the audit log of operator changes: list, verify (the hash chain)", runAudit},
-		"dps-import":     {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
-		"webhook-secret": {"the secret that signs requests to a custom allocation webhook URL", runWebhookSecret},
-		"pki":            {"mint evaluation certificates: ca, proof, device", runPKI},
-		"bench":          {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
+		"serve":           {"run the service", runServe},
+		"device":          {"device-side commands: register", runDevice},
+		"ca":              {"CA certificates: create, get, list, delete, verification-code, verify", runCA},
+		"group":           {"enrollment groups: create, get, list, update, enable, disable, delete", runGroup},
+		"enrollment":      {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
+		"shard":           {"hub shards: create, get, list, update, delete", runShard},
+		"hub-cluster":     {"hub clusters and their pinned client certificates: create, get, list, update, delete, issue-cert", runHubCluster},
+		"hub":             {"reference hub agent: keep a file replica of a hub cluster's shards from the assignment stream", runHub},
+		"registration":    {"registrations: get, list, disable, enable, delete", runRegistration},
+		"access-key":      {"access keys (and their DPS connection strings): create, list, delete, rotate", runAccessKey},
+		"audit":           {"the audit log of operator changes: list, verify (the hash chain)", runAudit},
+		"failed-attempts": {"refused device requests: list (filters), summary (per device, source or reason per hour)", runFailedAttempts},
+		"dps-import":      {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
+		"webhook-secret":  {"the secret that signs requests to a custom allocation webhook URL", runWebhookSecret},
+		"pki":             {"mint evaluation certificates: ca, proof, device", runPKI},
+		"bench":           {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
 	}
 }
 

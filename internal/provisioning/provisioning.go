@@ -52,6 +52,9 @@ type EnrollmentStore interface {
 
 type Service struct {
 	Enrollments EnrollmentStore
+	// Attempts takes refused requests (the failed-attempt log); nil
+	// records none.
+	Attempts AttemptRecorder
 	// Secrets opens symmetric enrollment keys; nil turns symmetric keys off.
 	Secrets *secrets.Sealer
 	// SymmetricKeysDisabled turns symmetric-key attestation off service-wide.

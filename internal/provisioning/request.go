@@ -237,6 +237,7 @@ func (s *Service) logRefusal(req *Request, step string, err error, more ...any) 
 		attrs = append(attrs, "attestation", string(req.Evidence.attestation()))
 		attrs = append(attrs, req.Evidence.logAttrs()...)
 	}
+	s.recordRefusal(req, step, err)
 	level := slog.LevelWarn
 	switch k := fault.KindOf(err); {
 	case fault.ReasonOf(err) == fault.Assigning:

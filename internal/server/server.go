@@ -136,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 	registrations := &registrationService{base: b}
 	keys := &accessKeyService{base: b, dpsHost: cfg.DPSHostName}
 	audits := &auditService{base: b}
+	failed := &failedAttemptService{base: b}
 	assignments := &hubAssignmentService{base: b, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
 	s := &Server{cfg: cfg, health: health.NewServer(), hubs: assignments.hubs}
 
@@ -165,6 +166,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterRegistrationServiceServer(reg, registrations)
 	pb.RegisterAccessKeyServiceServer(reg, keys)
 	pb.RegisterAuditServiceServer(reg, audits)
+	pb.RegisterFailedAttemptServiceServer(reg, failed)
 	pb.RegisterHubAssignmentServiceServer(reg, assignments)
 	healthpb.RegisterHealthServer(reg, s.health)
 	reflection.Register(reg)
@@ -185,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 		pb.RegisterRegistrationServiceHandlerServer(ctx, gw, registrations),
 		pb.RegisterAccessKeyServiceHandlerServer(ctx, gw, keys),
 		pb.RegisterAuditServiceHandlerServer(ctx, gw, audits),
+		pb.RegisterFailedAttemptServiceHandlerServer(ctx, gw, failed),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("server: register gateway: %w", err)

@@ -56,7 +56,7 @@ var (
 	bLog       = []byte("assignment_log")
 	bAck       = []byte("assignment_ack")
 	allBuckets = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
-		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bCluster, bLog, bAck, bAudit}
+		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bCluster, bLog, bAck, bAudit, bAttempts}
 	// Buckets of earlier builds, removed on open: challenges now live in
 	// memory (challenge.go).
 	legacyBuckets = [][]byte{[]byte("challenge"), []byte("challenge_expiry")}

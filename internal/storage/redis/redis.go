@@ -76,6 +76,8 @@ type Store struct {
 	// devIndexReady: the individual device-ID index is known complete
 	// (ensureDeviceIndex).
 	devIndexReady atomic.Bool
+	// attemptsTTL is the failed-attempt log's retention (attempts.go).
+	attemptsTTL atomic.Int64
 	// The relayer (events.go): writes queue their outboxes on relayQ.
 	relayQ    chan *relayJob
 	closing   chan struct{}

@@ -15,6 +15,7 @@ import (
 	"github.com/zerotouch/zerotouch/attestation"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
@@ -29,6 +30,7 @@ type Store interface {
 	registry.Store
 	access.Store
 	audit.Store
+	attempts.Store
 	// GroupsVersion changes on every group write (provisioning's cache).
 	GroupsVersion(ctx context.Context) (uint64, error)
 	Close() error
@@ -70,6 +72,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"ChallengeExpiry", testChallengeExpiry},
 		{"AuditChain", testAuditChain},
 		{"AuditPrune", testAuditPrune},
+		{"FailedAttempts", testAttempts},
 		{"Cancelled", testCancelled},
 		{"CloseTwice", testCloseTwice},
 	}

@@ -1,0 +1,72 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/attempts"
+	"github.com/zerotouch/zerotouch/internal/audit"
+	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/provisioning"
+)
+
+// keepRecords wires the audit log (ADR 19) and the failed-attempt log
+// (ADR 20), and starts what writes and prunes them; Close stops it.
+func (a *App) keepRecords(ctx context.Context, cfg *config.Config, store Store, prov *provisioning.Service, adm *admin.Service, opt Options) {
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.closers = append(a.closers, stop)
+
+	adm.Audit = &audit.Log{Store: store, Chain: audit.NewChain(a.Sealer.AuditKey()), Now: opt.Now}
+	if r := cfg.Audit.Retention; r > 0 {
+		go every(bg, time.Hour, func() {
+			for {
+				n, err := adm.Audit.Prune(bg, opt.Now().Add(-r))
+				if err != nil {
+					warn(bg, opt.Log, "audit log pruning failed; retrying in an hour", err)
+					return
+				}
+				if n == 0 {
+					return
+				}
+				opt.Log.Info("audit log pruned", "records", n)
+			}
+		})
+	}
+
+	r := cfg.FailedAttempts.Retention
+	if rs, ok := store.(interface{ SetAttemptsRetention(time.Duration) }); ok {
+		rs.SetAttemptsRetention(r)
+	}
+	rec := &attempts.Recorder{Store: store, Now: opt.Now, Log: opt.Log}
+	rec.Start(bg)
+	a.closers = append(a.closers, rec.Close) // before stop: Close flushes
+	prov.Attempts = rec
+	adm.Attempts = &attempts.Log{Store: store, Now: opt.Now, Retention: r}
+	go every(bg, time.Hour, func() {
+		if err := store.PruneAttempts(bg, opt.Now().Add(-r)); err != nil {
+			warn(bg, opt.Log, "failed-attempt log pruning failed; retrying in an hour", err)
+		}
+	})
+}
+
+// every runs fn now and then every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		fn()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func warn(ctx context.Context, log *slog.Logger, msg string, err error) {
+	if ctx.Err() == nil {
+		log.Warn(msg, "err", err)
+	}
+}

@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/pki"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
+)
+
+// TestFailedAttemptLog: refused device requests over gRPC, REST and the
+// DPS API land in the failed-attempt log with the claimed ID, the
+// credential, the source, the transport, the reason and the request ID the
+// device was answered with (DPS's trackingId); the log filters and
+// summarizes, and needs RegistrationStatusRead.
+func TestFailedAttemptLog(t *testing.T) {
+	e := start(t)
+	e.createShard("s1", 1)
+	rogue, err := pki.NewCA("Rogue CA", nil, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := pki.NewDevice("stranger-1", rogue, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.registerGRPC("stranger-1", dev, rogue.Cert); err == nil {
+		t.Fatal("a device of an unknown CA registered")
+	}
+	if _, err := e.registerREST("stranger-1", dev, rogue.Cert); err == nil {
+		t.Fatal("a device of an unknown CA registered")
+	}
+	_, _, raw := e.dpsCall("PUT", "/"+idScope+"/registrations/sym-x/register", sas(make([]byte, 32), "sym-x", time.Now().Add(time.Hour)), `{"registrationId":"sym-x"}`, nil)
+	dpsAnswer := decodeErr(t, raw)
+
+	cl := pb.NewFailedAttemptServiceClient(e.admin)
+	var got []*pb.FailedAttempt
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		res, err := cl.ListFailedAttempts(e.owner(), &pb.ListFailedAttemptsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = res.GetFailedAttempts(); len(got) >= 3 {
+			break
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d failed attempts recorded, want 3: %v", len(got), got)
+	}
+	byTransport := map[string]*pb.FailedAttempt{}
+	for _, a := range got {
+		byTransport[a.GetTransport()] = a
+		if a.GetSource() != "127.0.0.1" || a.GetTime() == nil || a.GetRequestId() == "" || a.GetReason() == "" {
+			t.Errorf("incomplete record: %v", a)
+		}
+	}
+	if a := byTransport["grpc"]; a == nil || a.GetRegistrationId() != "stranger-1" || a.GetCredential() != fingerprint(dev) {
+		t.Errorf("gRPC refusal: %v", a)
+	}
+	if a := byTransport["dps-https"]; a == nil || a.GetRegistrationId() != "sym-x" || a.GetReason() != dpsAnswer.Info["reason"] || a.GetRequestId() != dpsAnswer.TrackingID {
+		t.Errorf("DPS refusal: %v, answered %+v", a, dpsAnswer)
+	}
+	if byTransport["rest"] == nil {
+		t.Error("no REST refusal")
+	}
+	// Filters and summaries.
+	list := func(req *pb.ListFailedAttemptsRequest) int {
+		t.Helper()
+		res, err := cl.ListFailedAttempts(e.owner(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(res.GetFailedAttempts())
+	}
+	for name, c := range map[string]struct {
+		req  *pb.ListFailedAttemptsRequest
+		want int
+	}{
+		"registration ID, any case": {&pb.ListFailedAttemptsRequest{RegistrationId: "STRANGER-1"}, 2},
+		"reason":                    {&pb.ListFailedAttemptsRequest{Reason: dpsAnswer.Info["reason"]}, 1},
+		"loopback CIDR":             {&pb.ListFailedAttemptsRequest{Source: "127.0.0.0/8"}, 3},
+		"IPv6 loopback":             {&pb.ListFailedAttemptsRequest{Source: "::1"}, 0},
+	} {
+		if n := list(c.req); n != c.want {
+			t.Errorf("%s: %d, want %d", name, n, c.want)
+		}
+	}
+	sum, err := cl.SummarizeFailedAttempts(e.owner(), &pb.SummarizeFailedAttemptsRequest{By: "registration_id"})
+	if err != nil || len(sum.GetTotal()) != 2 || sum.GetTotal()[0].GetKey() != "stranger-1" || sum.GetTotal()[0].GetCount() != 2 || len(sum.GetHours()) == 0 {
+		t.Fatalf("summary: %v %v", sum, err)
+	}
+	for _, bad := range []*pb.ListFailedAttemptsRequest{{Source: "not-an-ip"}, {PageToken: "zz"}, {RegistrationId: string(make([]byte, 200))}} {
+		if _, err := cl.ListFailedAttempts(e.owner(), bad); reasonOf(t, err) != "FIELD_INVALID" {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+	if _, err := cl.SummarizeFailedAttempts(e.owner(), &pb.SummarizeFailedAttemptsRequest{By: "ip"}); reasonOf(t, err) != "FIELD_INVALID" {
+		t.Errorf("summary by ip: %v", err)
+	}
+	// RegistrationStatusRead.
+	if _, err := cl.ListFailedAttempts(as(t.Context(), e.readerKey), &pb.ListFailedAttemptsRequest{}); reasonOf(t, err) != "PERMISSION_DENIED" {
+		t.Fatalf("EnrollmentRead key: %v", err)
+	}
+	regReader := e.newKey("reg-reader", access.RegistrationRead)
+	if _, err := cl.ListFailedAttempts(as(t.Context(), regReader), &pb.ListFailedAttemptsRequest{}); err != nil {
+		t.Fatalf("RegistrationStatusRead key: %v", err)
+	}
+}
+
+// fingerprint is a device certificate's SHA-256, as the logs name it.
+func fingerprint(d *pki.Issued) string { return enrollment.Thumbprint(d.Cert.Raw) }
