@@ -28,6 +28,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ipfilter"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
@@ -40,6 +41,7 @@ type Store interface {
 	allocation.ClusterStore
 	registry.Store
 	access.Store
+	ipfilter.Store
 }
 
 // Service runs operator use cases against a store.

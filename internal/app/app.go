@@ -28,6 +28,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/dpsdevice"
 	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ipfilter"
 	"github.com/zerotouch/zerotouch/internal/metrics"
 	"github.com/zerotouch/zerotouch/internal/mqtt"
 	"github.com/zerotouch/zerotouch/internal/pki"
@@ -99,6 +100,8 @@ type App struct {
 	Sealer       *secrets.Sealer
 	Provisioning *provisioning.Service
 	Admin        *admin.Service
+	// ipFilter is the IP filter in effect (ADR 21).
+	ipFilter *ipfilter.Filter
 	// DPSHostName is the host name DPS service SAS tokens must name.
 	DPSHostName string
 	// CAFile is the development CA clients should trust ("" without one).
@@ -296,7 +299,9 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	}
 	adm := &admin.Service{Store: admStore, Now: opt.Now, Rand: rand.Reader, Secrets: a.Sealer, Log: opt.Log}
 	a.Admin = adm
-	a.keepRecords(ctx, cfg, store, prov, adm, opt)
+	if err := a.keepRecords(ctx, cfg, store, prov, adm, opt); err != nil {
+		return nil, err
+	}
 	var dpsHandler, dpsService http.Handler
 	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {
@@ -323,6 +328,7 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 		}
 	}
 	a.server, err = server.New(server.Config{
+		IPFilter:      a.ipFilter,
 		DPS:           dpsHandler,
 		DPSService:    dpsService,
 		Geo:           geo,
@@ -407,6 +413,12 @@ func (a *App) ServeListeners(ctx context.Context, l Listeners) error {
 	// Metrics are served until the rest has drained, so that a scrape
 	// sees the last registrations.
 	defer a.serveMetrics(l)()
+	// The IP filter cuts refused addresses before any TLS work (ADR 21).
+	grpcLis = a.ipFilter.Listener(grpcLis, "grpc", ipfilter.Device, ipfilter.Management)
+	httpLis = a.ipFilter.Listener(httpLis, "rest", ipfilter.Device, ipfilter.Management)
+	if l.MQTT != nil {
+		l.MQTT = a.ipFilter.Listener(l.MQTT, string(provisioning.TransportMQTT), ipfilter.Device)
+	}
 	a.opt.Log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
 	if a.opt.Started != nil {
 		a.opt.Started(grpcLis.Addr().String(), httpLis.Addr().String())

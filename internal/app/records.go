@@ -3,18 +3,21 @@ package app
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ipfilter"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 )
 
 // keepRecords wires the audit log (ADR 19) and the failed-attempt log
 // (ADR 20), and starts what writes and prunes them; Close stops it.
-func (a *App) keepRecords(ctx context.Context, cfg *config.Config, store Store, prov *provisioning.Service, adm *admin.Service, opt Options) {
+func (a *App) keepRecords(ctx context.Context, cfg *config.Config, store Store, prov *provisioning.Service, adm *admin.Service, opt Options) (err error) {
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.closers = append(a.closers, stop)
 
@@ -44,11 +47,26 @@ func (a *App) keepRecords(ctx context.Context, cfg *config.Config, store Store, 
 	a.closers = append(a.closers, rec.Close) // before stop: Close flushes
 	prov.Attempts = rec
 	adm.Attempts = &attempts.Log{Store: store, Now: opt.Now, Retention: r}
+
+	// The IP filter (ADR 21): loaded now, reloaded every second; what it
+	// refuses goes to the failed-attempt log.
+	a.ipFilter = &ipfilter.Filter{Store: store, Log: opt.Log, Refused: func(addr netip.Addr, transport string, err error) {
+		rec.Record(attempts.Attempt{Source: addr.String(), Transport: transport, Reason: string(fault.IPFiltered)})
+	}}
+	a.ipFilter.ClientIPHeader = cfg.IPFilter.ClientIPHeader
+	if a.ipFilter.TrustedProxies, err = cfg.IPFilterProxies(); err != nil {
+		return err
+	}
+	if err := a.ipFilter.Load(ctx); err != nil {
+		return err
+	}
+	go a.ipFilter.Run(bg)
 	go every(bg, time.Hour, func() {
 		if err := store.PruneAttempts(bg, opt.Now().Add(-r)); err != nil {
 			warn(bg, opt.Log, "failed-attempt log pruning failed; retrying in an hour", err)
 		}
 	})
+	return nil
 }
 
 // every runs fn now and then every interval until ctx is done.

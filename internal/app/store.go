@@ -15,6 +15,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/ipfilter"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
 )
@@ -24,6 +25,7 @@ type Store interface {
 	admin.Store
 	audit.Store
 	attempts.Store
+	ipfilter.Store
 	attestation.ChallengeStore
 	access.Store
 	Ping(ctx context.Context) error

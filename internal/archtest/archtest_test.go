@@ -66,6 +66,7 @@ var layerOf = map[string]layer{
 	"internal/ratelimit": service,
 	"internal/audit":     service,
 	"internal/attempts":  service,
+	"internal/ipfilter":  service,
 
 	// use case: the flows that drive the domain (registration, the
 	// operator use cases). Stores only as interfaces, no gRPC or API types,

@@ -58,6 +58,7 @@ func commands() map[string]command {
 		"registration":    {"registrations: get, list, disable, enable, delete", runRegistration},
 		"access-key":      {"access keys (and their DPS connection strings): create, list, delete, rotate", runAccessKey},
 		"audit":           {"the audit log of operator changes: list, verify (the hash chain)", runAudit},
+		"ip-filter":       {"IP filter rules (accept/reject by CIDR, first match wins): get, set FILE", runIPFilter},
 		"failed-attempts": {"refused device requests: list (filters), summary (per device, source or reason per hour)", runFailedAttempts},
 		"dps-import":      {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
 		"webhook-secret":  {"the secret that signs requests to a custom allocation webhook URL", runWebhookSecret},

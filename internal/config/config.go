@@ -78,6 +78,16 @@ type Config struct {
 		// PollInterval is how often an idle stream looks for new events.
 		PollInterval time.Duration `yaml:"poll_interval"`
 	} `yaml:"hubs"`
+	// IPFilter configures where the IP filter (ADR 21) finds a proxied
+	// client's address; its rules are managed through the API.
+	IPFilter struct {
+		// TrustedProxies (CIDRs) are the only peers whose ClientIPHeader
+		// is believed; their own connections are not filtered.
+		TrustedProxies []string `yaml:"trusted_proxies"`
+		// ClientIPHeader names the header (gRPC metadata) whose last
+		// address is the client's, set by a trusted proxy.
+		ClientIPHeader string `yaml:"client_ip_header"`
+	} `yaml:"ip_filter"`
 	// FailedAttempts configures the log of refused device requests (ADR
 	// 20).
 	FailedAttempts struct {
@@ -205,6 +215,7 @@ func Default() Config {
 	c.Hubs.EventRetention, c.Hubs.MaxStreams, c.Hubs.PollInterval = 100_000, 16, 250*time.Millisecond
 	c.Audit.Retention = 400 * 24 * time.Hour
 	c.FailedAttempts.Retention = 7 * 24 * time.Hour
+	c.IPFilter.ClientIPHeader = "X-Forwarded-For"
 	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
 	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.Device.RateLimit.TPMChallengesPerIP = RateRule{Limit: 3000, Window: 5 * time.Minute}

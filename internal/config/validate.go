@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -66,6 +67,9 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("storage.backend %q is not one of embedded, redis", c.Storage.Backend))
 	}
 	p = append(p, c.Geo.validate()...)
+	if _, err := c.IPFilterProxies(); err != nil {
+		p = append(p, err)
+	}
 	if r := c.FailedAttempts.Retention; r < time.Hour || r > 90*24*time.Hour {
 		p = append(p, fmt.Errorf("failed_attempts.retention %s is outside 1h-90 days", r))
 	}
@@ -138,4 +142,22 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Errorf("shutdown_grace %s is outside (0, 10m]", c.ShutdownGrace))
 	}
 	return errors.Join(p...)
+}
+
+// IPFilterProxies parses ip_filter.trusted_proxies (CIDR prefixes or
+// single addresses).
+func (c *Config) IPFilterProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.IPFilter.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("ip_filter.trusted_proxies: %q is not a CIDR prefix or an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

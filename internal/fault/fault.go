@@ -87,6 +87,7 @@ const (
 	SASExpired              Reason = "SAS_EXPIRED"
 	SASDisabled             Reason = "SAS_DISABLED"            // symmetric_keys.enabled is false
 	EnrollmentSASDisabled   Reason = "ENROLLMENT_SAS_DISABLED" // the enrollment's disableDeviceSAS
+	IPFiltered              Reason = "IP_FILTERED"             // the IP filter refuses the address (ADR 21)
 	TPMStructureInvalid     Reason = "TPM_STRUCTURE_INVALID"
 	TPMKeyAttributesInvalid Reason = "TPM_KEY_ATTRIBUTES_INVALID"
 	TPMEKUnknown            Reason = "TPM_EK_UNKNOWN"

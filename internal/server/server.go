@@ -34,6 +34,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ipfilter"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -96,6 +97,9 @@ type Config struct {
 	// outside the request middleware: handlers that take their connection
 	// over (MQTT over WebSockets at /$iothub/websocket).
 	Upgrades map[string]http.Handler
+	// IPFilter, if set, refuses requests by client address (ADR 21); the
+	// listeners should be wrapped by its Listener too.
+	IPFilter *ipfilter.Filter
 	// TLSHandshakeFailed, if set, is called with "grpc" or "http" for
 	// every TLS handshake on that listener that fails, including a client
 	// that closes or times out before finishing it (a TCP health check).
@@ -136,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 	registrations := &registrationService{base: b}
 	keys := &accessKeyService{base: b, dpsHost: cfg.DPSHostName}
 	audits := &auditService{base: b}
+	ipf := &ipFilterService{base: b}
 	failed := &failedAttemptService{base: b}
 	assignments := &hubAssignmentService{base: b, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
 	s := &Server{cfg: cfg, health: health.NewServer(), hubs: assignments.hubs}
@@ -154,6 +159,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.UnknownServiceHandler(unknownMethod),
 	)
 	// Every service is registered through reg, so that its requests are
@@ -166,6 +172,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterRegistrationServiceServer(reg, registrations)
 	pb.RegisterAccessKeyServiceServer(reg, keys)
 	pb.RegisterAuditServiceServer(reg, audits)
+	pb.RegisterIPFilterServiceServer(reg, ipf)
 	pb.RegisterFailedAttemptServiceServer(reg, failed)
 	pb.RegisterHubAssignmentServiceServer(reg, assignments)
 	healthpb.RegisterHealthServer(reg, s.health)
@@ -187,6 +194,7 @@ func New(cfg Config) (*Server, error) {
 		pb.RegisterRegistrationServiceHandlerServer(ctx, gw, registrations),
 		pb.RegisterAccessKeyServiceHandlerServer(ctx, gw, keys),
 		pb.RegisterAuditServiceHandlerServer(ctx, gw, audits),
+		pb.RegisterIPFilterServiceHandlerServer(ctx, gw, ipf),
 		pb.RegisterFailedAttemptServiceHandlerServer(ctx, gw, failed),
 	} {
 		if err != nil {
@@ -227,7 +235,7 @@ func New(cfg Config) (*Server, error) {
 	httpTLS := tlsCfg.Clone()
 	httpTLS.NextProtos = []string{"h2", "http/1.1"}
 	s.http = &http.Server{
-		Handler:           withUpgrades(cfg.Upgrades, s.httpMiddleware(mux)),
+		Handler:           s.withUpgrades(cfg.Upgrades, s.httpMiddleware(mux)),
 		TLSConfig:         httpTLS,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       requestTimeout,
@@ -240,14 +248,16 @@ func New(cfg Config) (*Server, error) {
 }
 
 // withUpgrades routes the upgrade paths around next (whose response
-// recorder cannot be hijacked).
-func withUpgrades(upgrades map[string]http.Handler, next http.Handler) http.Handler {
+// recorder cannot be hijacked), after the IP filter's check.
+func (s *Server) withUpgrades(upgrades map[string]http.Handler, next http.Handler) http.Handler {
 	if len(upgrades) == 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := upgrades[r.URL.Path]; ok {
-			h.ServeHTTP(w, r)
+			if !s.httpIPFiltered(w, r) {
+				h.ServeHTTP(w, r)
+			}
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -346,6 +356,9 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		ctx = withRegion(ctx, s.cfg.Geo.locate(addr, func(k string) string { return firstMetadata(ctx, strings.ToLower(k)) }))
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	if err := s.ipFiltered(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
@@ -390,6 +403,9 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		limit := int64(maxRequestBytes)
 		if r.URL.Path == "/v1/enrollments:batchCreate" || r.Method == http.MethodPost && (strings.EqualFold(r.URL.Path, "/enrollments") || strings.EqualFold(r.URL.Path, "/enrollmentGroups")) {
 			limit = maxBatchBytes
+		}
+		if s.httpIPFiltered(w, r) {
+			return
 		}
 		r.Body = newLimitedBody(w, r.Body, limit)
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}

@@ -18,6 +18,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ipfilter"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
@@ -31,6 +32,7 @@ type Store interface {
 	access.Store
 	audit.Store
 	attempts.Store
+	ipfilter.Store
 	// GroupsVersion changes on every group write (provisioning's cache).
 	GroupsVersion(ctx context.Context) (uint64, error)
 	Close() error
@@ -73,6 +75,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"AuditChain", testAuditChain},
 		{"AuditPrune", testAuditPrune},
 		{"FailedAttempts", testAttempts},
+		{"IPFilter", testIPFilter},
 		{"Cancelled", testCancelled},
 		{"CloseTwice", testCloseTwice},
 	}
