@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -29,19 +27,9 @@ func runFailedAttempts(ctx context.Context, env Env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	var start, end *timestamppb.Timestamp
-	for _, t := range []struct {
-		flag, value string
-		dst         **timestamppb.Timestamp
-	}{{"--since", *since, &start}, {"--until", *until, &end}} {
-		if t.value == "" {
-			continue
-		}
-		at, err := parseWhen(t.value, time.Now())
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", errUsage, t.flag, err)
-		}
-		*t.dst = timestamppb.New(at)
+	start, end, err := timeRange(*since, *until)
+	if err != nil {
+		return err
 	}
 	if *limit < 1 || *top < 1 {
 		return fmt.Errorf("%w: --limit and --top must be at least 1", errUsage)
@@ -53,19 +41,11 @@ func runFailedAttempts(ctx context.Context, env Env, args []string) error {
 		}
 		req := &pb.ListFailedAttemptsRequest{RegistrationId: *regID, Reason: *reason, Source: *source, StartTime: start, EndTime: end}
 		out := &pb.ListFailedAttemptsResponse{}
-		token := ""
-		for len(out.FailedAttempts) < *limit {
-			req.PageToken, req.PageSize = token, int32(min(*limit-len(out.FailedAttempts), 1000))
+		out.FailedAttempts, out.NextPageToken, err = upTo(*limit, func(token string, size int32) ([]*pb.FailedAttempt, string, error) {
+			req.PageToken, req.PageSize = token, size
 			page, err := cl.ListFailedAttempts(ctx, req)
-			if err != nil {
-				return nil, err
-			}
-			out.FailedAttempts = append(out.FailedAttempts, page.GetFailedAttempts()...)
-			if token = page.GetNextPageToken(); token == "" {
-				break
-			}
-		}
-		out.NextPageToken = token
-		return out, nil
+			return page.GetFailedAttempts(), page.GetNextPageToken(), err
+		})
+		return out, err
 	})
 }

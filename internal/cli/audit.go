@@ -34,18 +34,8 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	req := &pb.ListAuditRecordsRequest{ActorId: *actor, Action: *action, Resource: *resource, Outcome: *outcome}
-	for _, t := range []struct {
-		flag, value string
-		dst         **timestamppb.Timestamp
-	}{{"--since", *since, &req.StartTime}, {"--until", *until, &req.EndTime}} {
-		if t.value == "" {
-			continue
-		}
-		at, err := parseWhen(t.value, time.Now())
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", errUsage, t.flag, err)
-		}
-		*t.dst = timestamppb.New(at)
+	if req.StartTime, req.EndTime, err = timeRange(*since, *until); err != nil {
+		return err
 	}
 	if *limit < 1 {
 		return fmt.Errorf("%w: --limit must be at least 1", errUsage)
@@ -68,21 +58,49 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 			return res, nil
 		}
 		out := &pb.ListAuditRecordsResponse{}
-		token := ""
-		for len(out.Records) < *limit {
-			req.PageToken, req.PageSize = token, int32(min(*limit-len(out.Records), 1000))
+		out.Records, out.NextPageToken, err = upTo(*limit, func(token string, size int32) ([]*pb.AuditRecord, string, error) {
+			req.PageToken, req.PageSize = token, size
 			page, err := cl.ListAuditRecords(ctx, req)
-			if err != nil {
-				return nil, err
-			}
-			out.Records = append(out.Records, page.GetRecords()...)
-			if token = page.GetNextPageToken(); token == "" {
-				break
-			}
-		}
-		out.NextPageToken = token
-		return out, nil
+			return page.GetRecords(), page.GetNextPageToken(), err
+		})
+		return out, err
 	})
+}
+
+// timeRange reads --since and --until ("" for none).
+func timeRange(since, until string) (start, end *timestamppb.Timestamp, err error) {
+	for _, t := range []struct {
+		flag, value string
+		dst         **timestamppb.Timestamp
+	}{{"--since", since, &start}, {"--until", until, &end}} {
+		if t.value == "" {
+			continue
+		}
+		at, err := parseWhen(t.value, time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %v", errUsage, t.flag, err)
+		}
+		*t.dst = timestamppb.New(at)
+	}
+	return start, end, nil
+}
+
+// upTo follows a listing's pages until it has limit items or the end,
+// and returns them with the token to go on ("" at the end).
+func upTo[T any](limit int, fetch func(token string, size int32) ([]T, string, error)) ([]T, string, error) {
+	var all []T
+	token := ""
+	for len(all) < limit {
+		items, next, err := fetch(token, int32(min(limit-len(all), 1000)))
+		if err != nil {
+			return nil, "", err
+		}
+		all = append(all, items...)
+		if token = next; token == "" {
+			break
+		}
+	}
+	return all, token, nil
 }
 
 // parseWhen reads a time: RFC 3339, or a duration before now.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,16 @@ func TestFailedAttemptLog(t *testing.T) {
 	}
 	if _, err := cl.SummarizeFailedAttempts(e.owner(), &pb.SummarizeFailedAttemptsRequest{By: "ip"}); reasonOf(t, err) != "FIELD_INVALID" {
 		t.Errorf("summary by ip: %v", err)
+	}
+	// The CLI.
+	if code, out := e.runCLI("failed-attempts", "list", "--source", "127.0.0.0/8", "--since", "1h"); code != 0 || strings.Count(out, "stranger-1") != 2 {
+		t.Errorf("failed-attempts list: exit %d\n%s", code, out)
+	}
+	if code, out := e.runCLI("failed-attempts", "summary", "--by", "reason"); code != 0 || !strings.Contains(out, dpsAnswer.Info["reason"]) {
+		t.Errorf("failed-attempts summary: exit %d\n%s", code, out)
+	}
+	if code, out := e.runCLI("failed-attempts", "list", "--source", "nowhere"); code == 0 || !strings.Contains(out, "FIELD_INVALID") && !strings.Contains(out, "source") {
+		t.Errorf("failed-attempts list --source nowhere: exit %d\n%s", code, out)
 	}
 	// RegistrationStatusRead.
 	if _, err := cl.ListFailedAttempts(as(t.Context(), e.readerKey), &pb.ListFailedAttemptsRequest{}); reasonOf(t, err) != "PERMISSION_DENIED" {

@@ -26,16 +26,16 @@ import (
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
-// auditCLI runs `zerotouch audit ARGS` against e as the owner and returns
-// its exit code and output.
-func (e *env) auditCLI(args ...string) (int, string) {
+// runCLI runs `zerotouch ARGS` against e as the owner and returns its exit
+// code and output.
+func (e *env) runCLI(args ...string) (int, string) {
 	e.t.Helper()
 	caFile := filepath.Join(e.t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, pki.CertPEM(e.serverCA.Cert), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 	var out bytes.Buffer
-	args = append(append([]string{"audit"}, args...), "--server", e.grpcAddr, "--ca-file", caFile)
+	args = append(args, "--server", e.grpcAddr, "--ca-file", caFile)
 	code := cli.Main(e.t.Context(), args, cli.Env{Stdout: &out, Stderr: &out, Getenv: func(k string) string {
 		if k == "ZEROTOUCH_ACCESS_KEY" {
 			return e.ownerKey
@@ -156,13 +156,13 @@ func TestAuditLogRecordsEverySurface(t *testing.T) {
 	if n := len(e.auditRecords(&pb.ListAuditRecordsRequest{})); n != len(want) {
 		t.Fatalf("reads were recorded: %d records", n)
 	}
-	if code, out := e.auditCLI("verify"); code != 0 || !regexp.MustCompile(`"intact":\s*true`).MatchString(out) {
+	if code, out := e.runCLI("audit", "verify"); code != 0 || !regexp.MustCompile(`"intact":\s*true`).MatchString(out) {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
 	}
-	if code, out := e.auditCLI("list", "--outcome", "refused", "--since", "1h"); code != 0 || len(regexp.MustCompile(`"outcome":\s*"refused"`).FindAllString(out, -1)) != 3 {
+	if code, out := e.runCLI("audit", "list", "--outcome", "refused", "--since", "1h"); code != 0 || len(regexp.MustCompile(`"outcome":\s*"refused"`).FindAllString(out, -1)) != 3 {
 		t.Fatalf("audit list: exit %d\n%s", code, out)
 	}
-	if code, out := e.auditCLI("list", "--since", "yesterday"); code != 2 || !strings.Contains(out, "--since") {
+	if code, out := e.runCLI("audit", "list", "--since", "yesterday"); code != 2 || !strings.Contains(out, "--since") {
 		t.Fatalf("audit list --since yesterday: exit %d\n%s", code, out)
 	}
 }
@@ -219,13 +219,13 @@ func TestAuditLogTamperEvidentRedis(t *testing.T) {
 				s.Client().HSet(ctx, "{zt:audit}:e", strconv.FormatUint(seq, 10), v)
 			}
 		}
-		if code, out := e.auditCLI("verify"); code != 1 || !strings.Contains(out, "not intact") || !strings.Contains(out, "record ") {
+		if code, out := e.runCLI("audit", "verify"); code != 1 || !strings.Contains(out, "not intact") || !strings.Contains(out, "record ") {
 			t.Errorf("%s: audit verify exit %d\n%s", tc.name, code, out)
 		}
 		for seq, v := range orig {
 			s.Client().HSet(ctx, "{zt:audit}:e", strconv.FormatUint(seq, 10), v)
 		}
-		if code, out := e.auditCLI("verify"); code != 0 {
+		if code, out := e.runCLI("audit", "verify"); code != 0 {
 			t.Fatalf("%s, restored: audit verify exit %d\n%s", tc.name, code, out)
 		}
 	}
@@ -248,7 +248,7 @@ func TestAuditLogTamperEvidentEmbedded(t *testing.T) {
 	}
 	e := serve()
 	makeChanges(t, e)
-	if code, out := e.auditCLI("verify"); code != 0 {
+	if code, out := e.runCLI("audit", "verify"); code != 0 {
 		t.Fatalf("untouched: exit %d\n%s", code, out)
 	}
 	e.close()
@@ -282,7 +282,7 @@ func TestAuditLogTamperEvidentEmbedded(t *testing.T) {
 			return nil
 		})
 		e := serve()
-		if code, out := e.auditCLI("verify"); code != 1 || !strings.Contains(out, "not intact") {
+		if code, out := e.runCLI("audit", "verify"); code != 1 || !strings.Contains(out, "not intact") {
 			t.Errorf("%s: audit verify exit %d\n%s", tc.name, code, out)
 		}
 		e.close()
@@ -294,7 +294,7 @@ func TestAuditLogTamperEvidentEmbedded(t *testing.T) {
 		})
 	}
 	e = serve()
-	if code, out := e.auditCLI("verify"); code != 0 {
+	if code, out := e.runCLI("audit", "verify"); code != 0 {
 		t.Fatalf("restored: exit %d\n%s", code, out)
 	}
 }

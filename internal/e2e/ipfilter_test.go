@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +166,20 @@ func TestIPFilter(t *testing.T) {
 	}
 	if !sources["127.0.0.2"] || !sources["127.0.0.3"] {
 		t.Fatalf("failed attempts: %v", got)
+	}
+	// The CLI: get prints what set takes.
+	code, out := e.runCLI("ip-filter", "get")
+	if code != 0 || !strings.Contains(out, `"no-devices"`) {
+		t.Fatalf("ip-filter get: exit %d\n%s", code, out)
+	}
+	file := filepath.Join(t.TempDir(), "rules.json")
+	os.WriteFile(file, []byte(strings.Replace(out, `"reject"`, `"drop"`, 1)), 0o600)
+	if code, out := e.runCLI("ip-filter", "set", file); code == 0 || !strings.Contains(out, "FIELD_INVALID") {
+		t.Fatalf("ip-filter set with a bad action: exit %d\n%s", code, out)
+	}
+	os.WriteFile(file, []byte("{not json"), 0o600)
+	if code, out := e.runCLI("ip-filter", "set", file); code != 2 {
+		t.Fatalf("ip-filter set with a malformed file: exit %d\n%s", code, out)
 	}
 	// A stale etag is refused.
 	if _, err := cl.SetIPFilter(e.owner(), &pb.SetIPFilterRequest{IpFilter: &pb.IPFilter{Etag: before.GetEtag() + "x"}}); reasonOf(t, err) != "ETAG_MISMATCH" {
