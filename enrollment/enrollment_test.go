@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
@@ -175,7 +176,7 @@ func FuzzParseCertificatePEM(f *testing.F) {
 }
 
 func FuzzValidateInitialTwin(f *testing.F) {
-	for _, s := range []string{`{}`, `{"tags":{"a":1}}`, `{"properties":{"desired":{"x":[1,2]}}}`, `{"tags":"x"}`, `{"properties":{"reported":{}}}`, `[]`, `{"tags":{}}{}`, ``} {
+	for _, s := range []string{`{}`, `{"tags":{"a":1}}`, `{"properties":{"desired":{"x":[1,2]}}}`, `{"tags":"x"}`, `{"properties":{"reported":{}}}`, `[]`, `{"tags":{}}{}`, ``, "{\"tags\":{\"a\":\"\xff\"}}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, twin []byte) {
@@ -184,6 +185,9 @@ func FuzzValidateInitialTwin(f *testing.F) {
 		}
 		if len(twin) > enrollment.MaxInitialTwin {
 			t.Fatalf("accepted %d bytes", len(twin))
+		}
+		if !utf8.Valid(twin) {
+			t.Fatalf("accepted %q, which is not UTF-8", twin)
 		}
 		var v map[string]json.RawMessage
 		if err := json.Unmarshal(twin, &v); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
 )
@@ -74,14 +75,19 @@ func (d DeviceSettings) Validate() error {
 	return ValidateInitialTwin(d.InitialTwin)
 }
 
-// ValidateInitialTwin checks a twin: a JSON object with at most "tags" (an
-// object) and "properties" holding at most "desired" (an object).
+// ValidateInitialTwin checks a twin: UTF-8 JSON, an object with at most
+// "tags" (an object) and "properties" holding at most "desired" (an
+// object). (encoding/json lets invalid UTF-8 through in raw values; the
+// hub stream carries the twin as a protobuf string, which must be UTF-8.)
 func ValidateInitialTwin(twin []byte) error {
 	if len(twin) == 0 {
 		return nil
 	}
 	if len(twin) > MaxInitialTwin {
 		return fault.Invalidf("initialTwin is %d bytes, at most %d allowed", len(twin), MaxInitialTwin)
+	}
+	if !utf8.Valid(twin) {
+		return fault.Invalidf("initialTwin is not valid UTF-8")
 	}
 	var t struct {
 		Tags       json.RawMessage `json:"tags"`

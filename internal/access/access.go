@@ -89,10 +89,11 @@ type Store interface {
 	ListKeys(ctx context.Context, token string, limit int) (keys []*Key, next string, err error)
 	// DeleteKey removes a key; NotFound if there is none.
 	DeleteKey(ctx context.Context, id string) error
-	// RotateKey replaces the secrets of key k.ID (SecretHash,
-	// SecondaryHash, SealedSAS, SealedSAS2) with k's in one write;
-	// NotFound if there is none.
-	RotateKey(ctx context.Context, k *Key) error
+	// RotateKey replaces one slot's secret hash and sealed shared access
+	// key of key id in one write, leaving the other slot as it is in the
+	// store (concurrent rotations of the two slots both stand); NotFound
+	// if there is none.
+	RotateKey(ctx context.Context, id string, slot Slot, secretHash, sealedSAS []byte) error
 	// TouchKey records when a key was last used; NotFound if there is none.
 	TouchKey(ctx context.Context, id string, at time.Time) error
 }

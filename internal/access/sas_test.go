@@ -92,7 +92,7 @@ func (m memKeys) GetKey(_ context.Context, id string) (*Key, error) {
 func (m memKeys) CountKeys(context.Context) (int, error)                        { return 1, nil }
 func (m memKeys) ListKeys(context.Context, string, int) ([]*Key, string, error) { return nil, "", nil }
 func (m memKeys) DeleteKey(context.Context, string) error                       { return nil }
-func (m memKeys) RotateKey(context.Context, *Key) error                         { return nil }
+func (m memKeys) RotateKey(context.Context, string, Slot, []byte, []byte) error { return nil }
 func (m memKeys) TouchKey(context.Context, string, time.Time) error             { return nil }
 
 func TestAuthenticateSAS(t *testing.T) {

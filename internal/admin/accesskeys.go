@@ -192,7 +192,13 @@ func (s *Service) RotateAccessKey(ctx context.Context, caller *access.Key, id st
 			return nil, err
 		}
 	}
-	err = s.write(ctx, change{action: "accessKeys.rotate", resource: id, summary: "secret=" + string(slot)}, func() error { return s.Store.RotateKey(ctx, rotated) })
+	err = s.write(ctx, change{action: "accessKeys.rotate", resource: id, summary: "secret=" + string(slot)}, func() error {
+		hash, sealed := rotated.SecretHash, rotated.SealedSAS
+		if slot == access.Secondary {
+			hash, sealed = rotated.SecondaryHash, rotated.SealedSAS2
+		}
+		return s.Store.RotateKey(ctx, id, slot, hash, sealed)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -174,7 +174,7 @@ func TestRotateAccessKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Store.RotateKey(ctx, peer); err != nil {
+	if err := s.Store.RotateKey(ctx, peer.ID, access.Primary, peer.SecretHash, peer.SealedSAS); err != nil {
 		t.Fatal(err)
 	}
 	rot, err := s.RotateAccessKey(ctx, ops, peer.ID, access.Primary)

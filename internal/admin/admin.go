@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,7 +128,7 @@ func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group,
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, nil, err
 	}
-	if err := s.checkSettings(ctx, g.DeviceSettings); err != nil {
+	if err := s.checkSettings(ctx, g.DeviceSettings, nil); err != nil {
 		return nil, nil, err
 	}
 	now := s.Now()
@@ -259,7 +260,7 @@ func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, err
 	}
-	if err := s.checkSettings(ctx, g.DeviceSettings); err != nil {
+	if err := s.checkSettings(ctx, g.DeviceSettings, nil); err != nil {
 		return nil, err
 	}
 	now := s.Now()
@@ -283,7 +284,11 @@ func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, err
 	}
-	if err := s.checkSettings(ctx, g.DeviceSettings); err != nil {
+	var was []string
+	if cur, err := s.Store.GetGroup(ctx, g.ID); err == nil {
+		was = cur.AdoptFrom
+	}
+	if err := s.checkSettings(ctx, g.DeviceSettings, was); err != nil {
 		return nil, err
 	}
 	g.Updated = s.Now()
@@ -376,11 +381,14 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 	if err := s.checkShards(ctx, e.Allocation); err != nil {
 		return nil, err
 	}
-	if err := s.checkSettings(ctx, e.DeviceSettings); err != nil {
+	if err := s.checkSettings(ctx, e.DeviceSettings, nil); err != nil {
 		return nil, err
 	}
 	if err := s.checkDeviceIDFree(ctx, e); err != nil {
 		return nil, err
+	}
+	if IsValidateOnly(ctx) {
+		return e, s.checkIndividualFree(ctx, e)
 	}
 	now := s.Now()
 	e.Created, e.Updated = now, now
@@ -393,13 +401,16 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 
 // checkSettings validates an enrollment's device settings. Adoption moves
 // registrations from other enrollments (ADR 17), which otherwise takes an
-// operator's delete: a caller setting AdoptFrom must hold
-// RegistrationStatusWrite as well as the enrollment permission.
-func (s *Service) checkSettings(ctx context.Context, d enrollment.DeviceSettings) error {
+// operator's delete: a caller making AdoptFrom name a group it did not
+// name before (was, the stored list of an update) must hold
+// RegistrationStatusWrite as well as the enrollment permission. Keeping
+// or narrowing the list needs nothing more.
+func (s *Service) checkSettings(ctx context.Context, d enrollment.DeviceSettings, was []string) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	if c := CallerOf(ctx); len(d.AdoptFrom) > 0 && c != nil && c.Key != nil && !c.Key.Has(access.RegistrationWrite) {
+	widens := slices.ContainsFunc(d.AdoptFrom, func(id string) bool { return !slices.Contains(was, id) })
+	if c := CallerOf(ctx); widens && c != nil && c.Key != nil && !c.Key.Has(access.RegistrationWrite) {
 		return fault.New(fault.PermissionDenied, fault.PermissionDeniedR,
 			"adoptFrom moves registrations from other enrollments; the access key also needs the %s permission", access.RegistrationWrite)
 	}
@@ -454,7 +465,11 @@ func (s *Service) UpdateIndividual(ctx context.Context, e *enrollment.Individual
 	if err := s.checkShards(ctx, e.Allocation); err != nil {
 		return nil, err
 	}
-	if err := s.checkSettings(ctx, e.DeviceSettings); err != nil {
+	var was []string
+	if cur, err := s.Store.GetIndividual(ctx, e.RegistrationID); err == nil {
+		was = cur.AdoptFrom
+	}
+	if err := s.checkSettings(ctx, e.DeviceSettings, was); err != nil {
 		return nil, err
 	}
 	if err := s.checkDeviceIDFree(ctx, e); err != nil {

@@ -441,7 +441,32 @@ func TestAdoptionNeedsRegistrationWrite(t *testing.T) {
 	g.DeviceSettings = adopting
 	_, err = s.UpdateGroup(as(writer), g)
 	reason(t, err, fault.PermissionDeniedR)
-	if _, err := s.UpdateGroup(as(both), g); err != nil {
+	if g, err = s.UpdateGroup(as(both), g); err != nil {
 		t.Fatalf("with RegistrationStatusWrite: %v", err)
 	}
+	// Once set, the writer may change the group's other fields, and
+	// narrow the list, but not name another group.
+	g.Disabled = true
+	if g, err = s.UpdateGroup(as(writer), g); err != nil {
+		t.Fatalf("the writer changing another field: %v", err)
+	}
+	g.AdoptFrom = []string{"acme", "other"}
+	_, err = s.UpdateGroup(as(writer), g)
+	reason(t, err, fault.PermissionDeniedR)
+	g.AdoptFrom = nil
+	if _, err := s.UpdateGroup(as(writer), g); err != nil {
+		t.Fatalf("the writer dropping adoption: %v", err)
+	}
+	// The same for individual enrollments.
+	e, _, err := s.CreateSymmetricIndividual(as(both), &enrollment.Individual{RegistrationID: "d1", Allocation: hashedOn(), DeviceSettings: adopting}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.DeviceID = "device-1"
+	if e, err = s.UpdateIndividual(as(writer), e); err != nil {
+		t.Fatalf("the writer changing an adopting enrollment's device ID: %v", err)
+	}
+	e.AdoptFrom = []string{"other"}
+	_, err = s.UpdateIndividual(as(writer), e)
+	reason(t, err, fault.PermissionDeniedR)
 }

@@ -40,6 +40,16 @@ func WithCaller(ctx context.Context, c *Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
 }
 
+// ForItem is ctx for one item of a batch: the same caller with its own
+// record, so that each item's change or refusal is recorded once.
+func ForItem(ctx context.Context) context.Context {
+	c := CallerOf(ctx)
+	if c == nil {
+		return ctx
+	}
+	return WithCaller(ctx, &Caller{KeyID: c.KeyID, KeyName: c.KeyName, Key: c.Key, Surface: c.Surface, Source: c.Source, RequestID: c.RequestID})
+}
+
 // CallerOf is the caller WithCaller recorded, or nil.
 func CallerOf(ctx context.Context) *Caller {
 	c, _ := ctx.Value(callerKey{}).(*Caller)

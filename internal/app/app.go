@@ -306,7 +306,8 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	geo := geoLocator(cfg.Geo)
 	if cfg.DPS.IDScope != "" {
 		dpsHandler = &dpsdevice.Handler{Prov: prov, IDScope: cfg.DPS.IDScope, Log: opt.Log, Locate: geo.LocateRequest}
-		dpsService = &dpsservice.Service{HostName: a.DPSHostName, Admin: adm, Now: opt.Now, Log: opt.Log}
+		dpsService = &dpsservice.Service{HostName: a.DPSHostName, Admin: adm, Now: opt.Now, Log: opt.Log,
+			ClientAddr: func(r *http.Request) string { return a.ipFilter.ClientAddr(r.RemoteAddr, r.Header.Values) }}
 	}
 	// DPS over MQTT, with the server's own certificate, on its listener
 	// and over WebSockets on the REST listener.

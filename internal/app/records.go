@@ -50,8 +50,8 @@ func (a *App) keepRecords(ctx context.Context, cfg *config.Config, store Store, 
 
 	// The IP filter (ADR 21): loaded now, reloaded every second; what it
 	// refuses goes to the failed-attempt log.
-	a.ipFilter = &ipfilter.Filter{Store: store, Log: opt.Log, Refused: func(addr netip.Addr, transport string, err error) {
-		rec.Record(attempts.Attempt{Source: addr.String(), Transport: transport, Reason: string(fault.IPFiltered)})
+	a.ipFilter = &ipfilter.Filter{Store: store, Log: opt.Log, Refused: func(addr netip.Addr, transport, requestID string, err error) {
+		rec.Record(attempts.Attempt{Source: addr.String(), Transport: transport, Reason: string(fault.IPFiltered), RequestID: requestID})
 	}}
 	a.ipFilter.ClientIPHeader = cfg.IPFilter.ClientIPHeader
 	if a.ipFilter.TrustedProxies, err = cfg.IPFilterProxies(); err != nil {

@@ -7,7 +7,8 @@
 // registrations (ADR 20): refusals are queued in memory and written in
 // batches off the request path (a full queue drops, and counts the drop);
 // storage is bucketed by hour and kept for a retention; each hour stores
-// at most a fixed number of records per source address and in all, while
+// at most a fixed number of records per source address (an IPv6 /64) and
+// in all, while
 // its summaries (refusals per registration ID, per source address and per
 // reason) count every refusal, up to a bound on distinct keys.
 package attempts

@@ -3,8 +3,10 @@ package attempts_test
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zerotouch/zerotouch/internal/attempts"
 	"github.com/zerotouch/zerotouch/internal/fault"
@@ -174,5 +176,26 @@ func TestSummarize(t *testing.T) {
 		if _, _, err := l.Summarize(t.Context(), bad.by, time.Time{}, time.Time{}, bad.top); fault.ReasonOf(err) != fault.FieldInvalid {
 			t.Errorf("%+v: %v", bad, err)
 		}
+	}
+}
+
+// TestRecorderCapsIPv6By64: one host's /64 is one source for the cap, and
+// client-chosen fields come out valid UTF-8, cut at a character.
+func TestRecorderCapsIPv6By64(t *testing.T) {
+	s := open(t)
+	now := time.Now()
+	rec := &attempts.Recorder{Store: s, Now: func() time.Time { return now }}
+	rec.Start(t.Context())
+	for i := range 3 * attempts.MaxRecordsPerSource {
+		rec.Record(attempts.Attempt{Source: fmt.Sprintf("2001:db8:1:2::%x", i+1), Reason: "SAS_INVALID",
+			RegistrationID: "é" + strings.Repeat("x", 126) + "é\xff"})
+	}
+	rec.Close()
+	got, err := s.HourAttempts(t.Context(), attempts.Hour(now), 0, 1000)
+	if err != nil || len(got) != attempts.MaxRecordsPerSource {
+		t.Fatalf("%d records from one /64, want %d (%v)", len(got), attempts.MaxRecordsPerSource, err)
+	}
+	if id := got[0].RegistrationID; !utf8.ValidString(id) || len(id) > 128 {
+		t.Fatalf("registration ID %q (%d bytes)", id, len(id))
 	}
 }

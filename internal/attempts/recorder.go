@@ -3,10 +3,37 @@ package attempts
 import (
 	"context"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
+
+// clean makes s valid UTF-8 of at most max bytes, cut at a character.
+func clean(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	s = s[:max]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// sourceKey is what the per-source cap counts: an IPv4 address, or an
+// IPv6 address's /64 (one host commonly holds a whole /64).
+func sourceKey(source string) string {
+	a, err := netip.ParseAddr(source)
+	if err != nil || a.Is4() {
+		return source
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
 
 // Bounds of what one replica writes per hour. A source past its bound, or
 // an hour past its total, is still counted in the hour's summaries.
@@ -63,9 +90,11 @@ func (r *Recorder) Record(a Attempt) {
 	if a.Time.IsZero() {
 		a.Time = r.now()
 	}
-	if len(a.RegistrationID) > 128 {
-		a.RegistrationID = a.RegistrationID[:128]
-	}
+	// Fields a client chose: valid UTF-8 (the API's strings must be), and
+	// bounded, cut at a character.
+	a.RegistrationID = clean(a.RegistrationID, 128)
+	a.RequestID = clean(a.RequestID, 64)
+	a.Credential, a.Source = clean(a.Credential, 64), clean(a.Source, 64)
 	select {
 	case r.queue <- a:
 	default:
@@ -141,8 +170,9 @@ func (r *Recorder) write(ctx context.Context, as []Attempt) {
 			b = &Batch{Hour: h, Counts: map[string]map[string]int64{}}
 			batches[h] = b
 		}
-		if h.Equal(r.hour) && r.bySrc[a.Source] < MaxRecordsPerSource && r.stored < MaxRecordsPerHour {
-			r.bySrc[a.Source]++
+		src := sourceKey(a.Source)
+		if h.Equal(r.hour) && r.bySrc[src] < MaxRecordsPerSource && r.stored < MaxRecordsPerHour {
+			r.bySrc[src]++
 			r.stored++
 			b.Records = append(b.Records, a)
 		}

@@ -61,7 +61,15 @@ type Record struct {
 	Summary string `json:"summary,omitempty"`
 	// Prev is the MAC (hex) of the entry before this one.
 	Prev string `json:"prev"`
+	// AnchorSeq and AnchorMAC are set on an audit.prune record: the anchor
+	// the prune moves to (written before the entries go), so that the
+	// stored anchor is vouched for by a MACed record.
+	AnchorSeq uint64 `json:"anchor_seq,omitempty"`
+	AnchorMAC string `json:"anchor_mac,omitempty"`
 }
+
+// PruneAction is the action of the records that prunes leave.
+const PruneAction = "audit.prune"
 
 // Entry is a stored record: its sequence number, the exact bytes that
 // were MACed, and the MAC.
@@ -165,6 +173,7 @@ func (c *Chain) Verify(ctx context.Context, s Store, pageSize int) (*Result, err
 	}
 	res := &Result{Anchor: anchor, Head: head}
 	prev := anchor
+	var declared *Record // the newest prune record
 	problem := func(seq uint64, format string, args ...any) bool {
 		res.Problems = append(res.Problems, Problem{Seq: seq, Reason: fmt.Sprintf(format, args...)})
 		return len(res.Problems) >= maxProblems
@@ -207,6 +216,8 @@ func (c *Chain) Verify(ctx context.Context, s Store, pageSize int) (*Result, err
 				if problem(e.Seq, "does not follow entry %d (reordered, or an entry before it was replaced)", prev.Seq) {
 					return res, nil
 				}
+			case r.Action == PruneAction && r.ActorID == "system":
+				declared = r
 			}
 			prev = Head{Seq: e.Seq, MAC: e.MAC}
 		}
@@ -214,6 +225,24 @@ func (c *Chain) Verify(ctx context.Context, s Store, pageSize int) (*Result, err
 	}
 	if prev.Seq != head.Seq || !hmac.Equal(prev.MAC, head.MAC) {
 		problem(head.Seq, "the chain ends at %d, not at the head", prev.Seq)
+	}
+	// Entries stored beyond the head: the head was moved back.
+	if beyond, err := s.AuditEntries(ctx, head.Seq+1, 1, false); err != nil {
+		return nil, err
+	} else if len(beyond) > 0 {
+		problem(beyond[0].Seq, "stored beyond the head %d (the head was moved back)", head.Seq)
+	}
+	// The anchor must be one a prune record declared: the newest prune
+	// record names an anchor at or after the stored one (a prune writes
+	// its record first), and the same entry when they agree on it.
+	switch {
+	case anchor.Seq == 0:
+	case declared == nil:
+		problem(anchor.Seq, "the log starts after entry %d, but no prune record in it says so (entries removed from its front)", anchor.Seq)
+	case anchor.Seq > declared.AnchorSeq:
+		problem(anchor.Seq, "the log starts after entry %d, but the newest prune (record %d) went only to %d (entries removed from its front)", anchor.Seq, declared.Seq, declared.AnchorSeq)
+	case anchor.Seq == declared.AnchorSeq && declared.AnchorMAC != hex.EncodeToString(anchor.MAC):
+		problem(anchor.Seq, "the anchor is not the entry the prune record %d names", declared.Seq)
 	}
 	return res, nil
 }

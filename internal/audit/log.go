@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,10 +220,14 @@ func (l *Log) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
+	// The record first: it vouches for the anchor the prune moves to.
+	if err := l.Append(ctx, &Record{ActorID: "system", Action: PruneAction, Resource: "audit", Outcome: Done,
+		AnchorSeq: upTo.Seq, AnchorMAC: hex.EncodeToString(upTo.MAC),
+		Summary: "removes " + strconv.Itoa(n) + " entries older than " + cutoff.UTC().Format(time.RFC3339) + "; anchor entry " + strconv.FormatUint(upTo.Seq, 10)}); err != nil {
+		return 0, err
+	}
 	if err := l.Store.PruneAudit(ctx, upTo); err != nil {
 		return 0, err
 	}
-	err = l.Append(ctx, &Record{ActorID: "system", Action: "audit.prune", Resource: "audit", Outcome: Done,
-		Summary: "removed " + strconv.Itoa(n) + " entries older than " + cutoff.UTC().Format(time.RFC3339) + "; anchor now entry " + strconv.FormatUint(upTo.Seq, 10)})
-	return n, err
+	return n, nil
 }

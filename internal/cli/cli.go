@@ -48,7 +48,7 @@ var errUsage = errors.New("usage")
 func commands() map[string]command {
 	return map[string]command{
 		"serve":           {"run the service", runServe},
-		"device":          {"device-side commands: register", runDevice},
+		"device":          {"device-side commands: register, tpm-ek", runDevice},
 		"ca":              {"CA certificates: create, get, list, delete, verification-code, verify", runCA},
 		"group":           {"enrollment groups: create, get, list, update, enable, disable, delete", runGroup},
 		"enrollment":      {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
@@ -62,7 +62,7 @@ func commands() map[string]command {
 		"failed-attempts": {"refused device requests: list (filters), summary (per device, source or reason per hour)", runFailedAttempts},
 		"dps-import":      {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
 		"webhook-secret":  {"the secret that signs requests to a custom allocation webhook URL", runWebhookSecret},
-		"pki":             {"mint evaluation certificates: ca, proof, device", runPKI},
+		"pki":             {"mint evaluation certificates and keys: ca, proof, device, tpm-ek-cert (a TPM's EK certificate), hub-node (a hub node's key and CSR)", runPKI},
 		"bench":           {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
 	}
 }
@@ -115,7 +115,7 @@ func describe(err error) string {
 			return fmt.Sprintf("%s (%s): %s", st.Code(), info.GetReason(), st.Message())
 		}
 	}
-	return fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	return fmt.Sprintf("%s: %s%s", st.Code(), st.Message(), grpcHint(st))
 }
 
 // parse parses flags that may come before, between or after positional

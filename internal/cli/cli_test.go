@@ -1,8 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,8 +21,6 @@ import (
 	"github.com/zerotouch/zerotouch/attestation/symkey"
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/internal/app"
-	"github.com/zerotouch/zerotouch/internal/cli"
-	"github.com/zerotouch/zerotouch/internal/config"
 	"github.com/zerotouch/zerotouch/internal/pki"
 )
 
@@ -63,57 +59,15 @@ func dpsGet(t *testing.T, connectionString, addr, caFile, path string) (int, str
 	return res.StatusCode, string(body)
 }
 
-// TestWalkThrough runs the README's five-minute walk-through with the real
-// CLI against a real dev-mode server: upload a CA, verify it, create a
-// shard and a group, register a device over gRPC and REST, then disable
-// the group and see the device refused.
+// TestWalkThrough runs a longer walk-through than the README's
+// (TestREADMEWalkThrough runs that one as written) with the real CLI
+// against a real dev-mode server: upload a CA, verify it, create a shard
+// and a group, register a device over gRPC and REST, disable the group
+// and see a device refused, then registrations, TPMs, symmetric keys, hub
+// clusters, webhooks and access keys.
 func TestWalkThrough(t *testing.T) {
-	work := t.TempDir()
-	t.Chdir(work)
-	dataDir := filepath.Join(work, ".zerotouch")
-	cfg, err := config.Load([]string{"--dev", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrs := make(chan [2]string, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, app.Options{Started: func(g, h string) { addrs <- [2]string{g, h} }})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	var grpcAddr, httpAddr string
-	select {
-	case a := <-addrs:
-		grpcAddr, httpAddr = a[0], a[1]
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start")
-	}
-
-	run := func(wantCode int, args ...string) string {
-		t.Helper()
-		var out, errOut bytes.Buffer
-		env := cli.Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string {
-			if k == "ZEROTOUCH_SERVER" {
-				if len(args) > 1 && args[0] == "device" && strings.Contains(strings.Join(args, " "), "--transport rest") {
-					return httpAddr
-				}
-				return grpcAddr
-			}
-			return ""
-		}}
-		if code := cli.Main(t.Context(), args, env); code != wantCode {
-			t.Fatalf("zerotouch %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, out.String(), errOut.String())
-		}
-		return out.String() + errOut.String()
-	}
+	s := startDevServer(t)
+	httpAddr, dataDir, run := s.httpAddr, s.dataDir, s.run
 
 	run(0, "pki", "ca", "--cn", "Acme Root", "--out", "acme")
 	run(0, "ca", "create", "acme-root", "--cert", "acme/ca.pem")

@@ -82,6 +82,7 @@ func runDevice(ctx context.Context, env Env, args []string) error {
 	if sub == "tpm-ek" {
 		fs := flag.NewFlagSet("device tpm-ek", flag.ContinueOnError)
 		tf := addTPMFlags(fs)
+		out := fs.String("out", "", "also write the EK's TPM2B_PUBLIC to this file (for pki tpm-ek-cert --ek)")
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
@@ -90,6 +91,11 @@ func runDevice(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		defer closeTPM()
+		if *out != "" {
+			if err := os.WriteFile(*out, d.EKPublic(), 0o644); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(env.Stdout, "registration ID: %s\nendorsement key (TPM2B_PUBLIC, base64): %s\n",
 			tpm.RegistrationID(d.EKPublic()), base64.StdEncoding.EncodeToString(d.EKPublic()))
 		return nil
@@ -158,9 +164,10 @@ func runDevice(ctx context.Context, env Env, args []string) error {
 		}
 		return printJSON(env.Stdout, resp)
 	case "rest":
-		resp, err := RegisterREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, or(c.server, defaultRESTServer), *regID)
+		server := or(c.server, defaultRESTServer)
+		resp, err := RegisterREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, server, *regID)
 		if err != nil {
-			return err
+			return restHint(err, server)
 		}
 		return printJSON(env.Stdout, resp)
 	}
@@ -192,9 +199,10 @@ func registerTPM(ctx context.Context, env Env, c *conn, tf tpmFlags, regID, tran
 			return err
 		}
 	case "rest":
-		resp, err = RegisterTPMREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, or(c.server, defaultRESTServer), d, regID)
+		server := or(c.server, defaultRESTServer)
+		resp, err = RegisterTPMREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, server, d, regID)
 		if err != nil {
-			return err
+			return restHint(err, server)
 		}
 	default:
 		return fmt.Errorf("%w: --transport %q is not grpc or rest", errUsage, transport)

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -32,6 +34,7 @@ func runHubCluster(ctx context.Context, env Env, args []string) error {
 	etag := fs.String("etag", "", "act only if the cluster's etag is this (delete)")
 	csr := fs.String("csr", "", "a node's certificate request (PEM file) to sign with the hub CA and pin (issue-cert)")
 	days := fs.Int("validity-days", 90, "validity of an issued certificate, 1-397 days (issue-cert)")
+	certOut := fs.String("out", "", "also write the issued certificate (PEM) to this file, for `zerotouch hub --cert` (issue-cert)")
 	want := []string{"ID"}
 	if sub == "list" {
 		want = nil
@@ -67,9 +70,22 @@ func runHubCluster(ctx context.Context, env Env, args []string) error {
 		case "issue-cert":
 			raw, err := os.ReadFile(*csr)
 			if err != nil {
-				return nil, fmt.Errorf("--csr: %w", err)
+				return nil, fmt.Errorf("--csr: %w (`zerotouch pki hub-node --cluster %s --out DIR` makes a node key and its CSR)", err, pos[0])
 			}
-			return cl.IssueHubCertificate(ctx, &pb.IssueHubCertificateRequest{HubCluster: pos[0], CsrPem: string(raw), ValidityDays: int32(*days)})
+			issued, err := cl.IssueHubCertificate(ctx, &pb.IssueHubCertificateRequest{HubCluster: pos[0], CsrPem: string(raw), ValidityDays: int32(*days)})
+			if status.Code(err) == codes.NotFound {
+				return nil, fmt.Errorf("hub cluster %q does not exist: create it first with `zerotouch hub-cluster create %s`, then issue its nodes' certificates (%s)",
+					pos[0], pos[0], describe(err))
+			}
+			if err != nil {
+				return nil, err
+			}
+			if *certOut != "" {
+				if err := os.WriteFile(*certOut, []byte(issued.GetCertificatePem()), 0o644); err != nil {
+					return nil, err
+				}
+			}
+			return issued, nil
 		}
 		visited := false
 		fs.Visit(func(f *flag.Flag) { visited = visited || f.Name == "cert" || f.Name == "thumbprint" })

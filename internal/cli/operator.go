@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -192,66 +191,6 @@ func symmetricKeys(primary, secondary string) (*pb.SymmetricKeyAttestation, erro
 	return out, nil
 }
 
-// importBatch is how many enrollments one BatchCreateEnrollments call carries.
-const importBatch = 1000
-
-// runEnrollmentImport creates TPM enrollments from a file of lines
-// "registration_id,endorsement_key" (the EK as base64 TPM2B_PUBLIC; an
-// empty registration ID is derived from the EK), in batches, and reports
-// each refusal.
-func runEnrollmentImport(ctx context.Context, env Env, args []string) error {
-	fs, c := opFlags("enrollment import", env)
-	pos, err := parse(fs, args, "FILE")
-	if err != nil {
-		return err
-	}
-	raw, err := os.ReadFile(pos[0])
-	if err != nil {
-		return err
-	}
-	var items []*pb.Enrollment
-	var lines []int
-	for n, line := range strings.Split(string(raw), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		id, ek, ok := strings.Cut(line, ",")
-		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(ek))
-		if !ok || err != nil {
-			return fmt.Errorf("%s:%d: want registration_id,endorsement_key_base64", pos[0], n+1)
-		}
-		items = append(items, &pb.Enrollment{RegistrationId: strings.TrimSpace(id), Tpm: &pb.TpmAttestation{EndorsementKey: key}})
-		lines = append(lines, n+1)
-	}
-	cc, err := c.dial()
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	cl := pb.NewEnrollmentServiceClient(cc)
-	created, failed := 0, 0
-	for start := 0; start < len(items); start += importBatch {
-		end := min(start+importBatch, len(items))
-		resp, err := cl.BatchCreateEnrollments(ctx, &pb.BatchCreateEnrollmentsRequest{Enrollments: items[start:end]})
-		if err != nil {
-			return fmt.Errorf("after %d created: %w", created, err)
-		}
-		for i, r := range resp.GetResults() {
-			if e := r.GetError(); e != nil {
-				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s\n", pos[0], lines[start+i], e.GetReason(), e.GetMessage())
-			}
-		}
-		created += int(resp.GetCreated())
-		failed += int(resp.GetFailed())
-	}
-	fmt.Fprintf(env.Stdout, "%d created, %d refused\n", created, failed)
-	if failed > 0 {
-		return fmt.Errorf("%d of %d enrollments were refused", failed, len(items))
-	}
-	return nil
-}
-
 func runGroup(ctx context.Context, env Env, args []string) error {
 	sub, args, err := subcommand(args, "create", "get", "list", "update", "enable", "disable", "delete")
 	if err != nil {
@@ -262,6 +201,7 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 	attestation := fs.String("attestation", "x509", "x509; tpm for TPMs whose EK certificates chain to the CA; symmetric for devices with keys derived from the group key, printed once (create)")
 	ekAllow := fs.String("tpm-ek-allow", "", "TPM groups: comma-separated EK hashes to admit (create, update)")
 	af := addAllocFlags(fs)
+	sf := addSettingsFlags(fs)
 	etag := fs.String("etag", "", "act only if the group's etag is this (delete)")
 	want := []string{"ID"}
 	if sub == "list" {
@@ -280,6 +220,11 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 				return nil, err
 			}
 			g := &pb.EnrollmentGroup{Id: pos[0], CaCertificate: *ca, ProvisioningStatus: af.status(), Allocation: alloc}
+			sv, err := sf.values(fs)
+			if err != nil {
+				return nil, err
+			}
+			sv.group(g)
 			switch *attestation {
 			case "x509":
 			case "tpm":
@@ -317,21 +262,24 @@ func runGroup(ctx context.Context, env Env, args []string) error {
 		case "disable":
 			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED, []string{"provisioning_status"}
 		default: // update: only what the flags name
+			sv, err := sf.values(fs)
+			if err != nil {
+				return nil, err
+			}
+			sv.group(upd)
+			mask = sv.paths
+			if upd.Allocation, err = af.update(fs, cur.GetAllocation()); err != nil {
+				return nil, err
+			} else if upd.Allocation != nil {
+				mask = append(mask, "allocation")
+			}
 			fs.Visit(func(f *flag.Flag) {
-				switch f.Name {
-				case "shards", "policy", "static-shard":
-					if !slices.Contains(mask, "allocation") {
-						mask = append(mask, "allocation")
-					}
-				case "tpm-ek-allow":
+				if f.Name == "tpm-ek-allow" {
 					mask = append(mask, "tpm_ek_allow_list")
 				}
 			})
 			if len(mask) == 0 {
-				return nil, fmt.Errorf("%w: give --shards/--policy/--static-shard or --tpm-ek-allow", errUsage)
-			}
-			if upd.Allocation, err = af.allocation(); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w: give at least one of the allocation flags, --tpm-ek-allow or a device setting (--reprovision, --initial-twin, --iot-edge, --adopt-from, --disable-device-sas)", errUsage)
 			}
 			if *ekAllow != "" {
 				upd.TpmEkAllowList = strings.Split(*ekAllow, ",")
@@ -358,6 +306,7 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 	secondaryKey := fs.String("secondary-key", "", "with --symmetric: the secondary key, base64")
 	deviceID := fs.String("device-id", "", "device ID for the registry identity (default: the registration ID)")
 	af := addAllocFlags(fs)
+	sf := addSettingsFlags(fs)
 	etag := fs.String("etag", "", "act only if the enrollment's etag is this (delete)")
 	want := []string{"REGISTRATION_ID"}
 	if sub == "list" {
@@ -376,6 +325,11 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 				return nil, err
 			}
 			e := &pb.Enrollment{RegistrationId: pos[0], DeviceId: *deviceID, Sha256Thumbprint: *thumb, ProvisioningStatus: af.status(), Allocation: alloc}
+			sv, err := sf.values(fs)
+			if err != nil {
+				return nil, err
+			}
+			sv.enrollment(e)
 			if *symmetric {
 				sk, err := symmetricKeys(*primaryKey, *secondaryKey)
 				if err != nil {
@@ -425,12 +379,26 @@ func runEnrollment(ctx context.Context, env Env, args []string) error {
 			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED, []string{"provisioning_status"}
 		case "disable":
 			upd.ProvisioningStatus, mask = pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED, []string{"provisioning_status"}
-		default: // update
-			if upd.Allocation, err = af.allocation(); err != nil {
+		default: // update: only what the flags name
+			sv, err := sf.values(fs)
+			if err != nil {
 				return nil, err
 			}
-			upd.DeviceId = *deviceID
-			mask = []string{"allocation", "device_id"}
+			sv.enrollment(upd)
+			mask = sv.paths
+			if upd.Allocation, err = af.update(fs, cur.GetAllocation()); err != nil {
+				return nil, err
+			} else if upd.Allocation != nil {
+				mask = append(mask, "allocation")
+			}
+			fs.Visit(func(f *flag.Flag) {
+				if f.Name == "device-id" {
+					upd.DeviceId, mask = *deviceID, append(mask, "device_id")
+				}
+			})
+			if len(mask) == 0 {
+				return nil, fmt.Errorf("%w: give at least one of --device-id, the allocation flags or a device setting (--reprovision, --initial-twin, --iot-edge, --adopt-from, --disable-device-sas)", errUsage)
+			}
 		}
 		return cl.UpdateEnrollment(ctx, &pb.UpdateEnrollmentRequest{Enrollment: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
 	})

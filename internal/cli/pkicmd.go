@@ -12,17 +12,21 @@ import (
 	"github.com/zerotouch/zerotouch/internal/pki"
 )
 
-// runPKI mints evaluation certificates so that the quick start needs no
-// other tool. Production CAs live in an HSM, not here.
+// runPKI mints evaluation certificates and keys so that the quick start
+// needs no other tool: CAs, proofs of possession, device certificates, EK
+// certificates for TPMs (tpm-ek-cert) and hub node keys with their CSRs
+// (hub-node). Production CAs live in an HSM, not here.
 func runPKI(ctx context.Context, env Env, args []string) error {
-	sub, args, err := subcommand(args, "ca", "proof", "device")
+	sub, args, err := subcommand(args, "ca", "proof", "device", "tpm-ek-cert", "hub-node")
 	if err != nil {
 		return err
 	}
 	fs := flag.NewFlagSet("pki "+sub, flag.ContinueOnError)
-	out := fs.String("out", "", "output directory (ca, device) or file (proof)")
-	parent := fs.String("ca", "", "directory of the issuing CA (ca.pem, ca-key.pem); for ca: makes an intermediate")
-	cn := fs.String("cn", "", "subject CN (ca)")
+	out := fs.String("out", "", "output directory (ca, device, hub-node) or file (proof, tpm-ek-cert)")
+	parent := fs.String("ca", "", "directory of the issuing CA (ca.pem, ca-key.pem); for ca: makes an intermediate; for tpm-ek-cert: the TPM vendor CA, created there if it holds none")
+	cn := fs.String("cn", "", "subject CN (ca; tpm-ek-cert: of a vendor CA it creates)")
+	ek := fs.String("ek", "", "the TPM's EK public key: a file holding a PEM PUBLIC KEY or the EK's TPM2B_PUBLIC, binary or base64 as `device tpm-ek` prints it (tpm-ek-cert)")
+	cluster := fs.String("cluster", "", "the hub cluster the node belongs to: its ID is the CSR's CN (hub-node)")
 	code := fs.String("code", "", "the verification code (proof)")
 	id := fs.String("id", "", "the device's registration ID, used as its CN (device)")
 	days := fs.Int("days", 365, "validity in days")
@@ -34,6 +38,12 @@ func runPKI(ctx context.Context, env Env, args []string) error {
 	}
 	now := time.Now()
 	validity := time.Duration(*days) * 24 * time.Hour
+	switch sub {
+	case "tpm-ek-cert":
+		return pkiEKCertificate(env, *ek, *parent, *cn, *out, now, validity)
+	case "hub-node":
+		return pkiHubNode(env, *cluster, *out)
+	}
 	var issuer *pki.Issued
 	var chain []*x509.Certificate // the issuer and the chain above it, as in its ca.pem
 	if *parent != "" {

@@ -42,6 +42,7 @@ func (s *Service) bulk(req *svcRequest) error {
 
 // bulkItem runs one item of a bulk operation and returns its error, if any.
 func (s *Service) bulkItem(ctx context.Context, req *svcRequest, raw json.RawMessage, mode string, m writeMode) *BulkError {
+	ctx = admin.ForItem(ctx)
 	var id string
 	var err error
 	if req.kind == "enrollments" {
@@ -60,6 +61,7 @@ func (s *Service) bulkItem(ctx context.Context, req *svcRequest, raw json.RawMes
 	if err == nil {
 		return nil
 	}
+	s.Admin.Refused(ctx, "dps.bulk."+mode+"."+req.kind, id, err) // unless its write recorded it
 	a := apierr.Classify(ctx, s.Log, req.r.Header.Get("X-Request-Id"), err, apierr.Operator)
 	be := &BulkError{ErrorCode: a.DPSErrorCode, ErrorStatus: string(a.Reason) + ": " + a.Message}
 	if req.kind == "enrollments" {

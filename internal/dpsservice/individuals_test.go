@@ -206,6 +206,7 @@ func TestMalformedIndividual(t *testing.T) {
 		{"twin as a string", `{` + sym + `,"initialTwin":"{ }}"}`, "FIELD_INVALID"},
 		{"twin with reported", `{` + sym + `,"initialTwin":{"properties":{"reported":{"a":1}}}}`, "FIELD_INVALID"},
 		{"twin tags not an object", `{` + sym + `,"initialTwin":{"tags":"x"}}`, "FIELD_INVALID"},
+		{"twin not UTF-8", `{` + sym + `,"initialTwin":{"tags":{"a":"` + "\xff" + `"}}}`, "FIELD_INVALID"},
 		{"twin too large", `{` + sym + `,"initialTwin":{"tags":{"a":"` + strings.Repeat("x", 33<<10) + `"}}}`, "FIELD_INVALID"},
 		{"body too large", `{` + sym + `,"deviceId":"` + strings.Repeat("d", 70<<10) + `"}`, "FIELD_INVALID"},
 		{"partial reprovision policy", `{` + sym + `,"reprovisionPolicy":{"updateHubAssignment":true}}`, "FIELD_INVALID"},

@@ -50,6 +50,9 @@ type Service struct {
 	// Now stamps error bodies (time.Now when nil).
 	Now func() time.Time
 	Log *slog.Logger
+	// ClientAddr, if set, is the client's address behind a trusted proxy
+	// (the IP filter's); the peer's otherwise.
+	ClientAddr func(r *http.Request) string
 }
 
 // Handles reports whether path's first segment belongs to the service API.
@@ -122,7 +125,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.r = r.WithContext(admin.WithCaller(r.Context(), &admin.Caller{KeyID: key.ID, KeyName: key.Name, Key: key,
-		Surface: "dps-service", Source: r.RemoteAddr, RequestID: r.Header.Get("X-Request-Id")}))
+		Surface: "dps-service", Source: s.clientAddr(r), RequestID: r.Header.Get("X-Request-Id")}))
 	if err := access.Require(key, perm); err != nil {
 		s.refuse(req, err)
 		return
@@ -248,4 +251,11 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", v)
 	}
 	s.write(w, a.DPSStatus, a.DPSBody(r.Header.Get("X-Request-Id"), s.now()))
+}
+
+func (s *Service) clientAddr(r *http.Request) string {
+	if s.ClientAddr != nil {
+		return s.ClientAddr(r)
+	}
+	return r.RemoteAddr
 }

@@ -122,3 +122,33 @@ func TestFailedAttemptLog(t *testing.T) {
 
 // fingerprint is a device certificate's SHA-256, as the logs name it.
 func fingerprint(d *pki.Issued) string { return enrollment.Thumbprint(d.Cert.Raw) }
+
+// TestBulkItemsAreAudited: each item of a DPS bulk operation is one audit
+// record, the refused ones included (found by review).
+func TestBulkItemsAreAudited(t *testing.T) {
+	e := start(t)
+	keyID, key := e.newSASKey("svc", access.EnrollmentWrite, access.EnrollmentRead)
+	a := e.serviceClient(keyID, key).call("POST", "/enrollments", `{"mode":"create","enrollments":[
+		{"registrationId":"bulk-ok","attestation":{"type":"symmetricKey"}},
+		{"registrationId":"bad id","attestation":{"type":"symmetricKey"}},
+		{"registrationId":"bulk-x","attestation":{"type":"tpm"}}]}`)
+	if a.code != 200 {
+		t.Fatalf("bulk: %d %s", a.code, a.body)
+	}
+	res, err := pb.NewAuditServiceClient(e.admin).ListAuditRecords(e.owner(), &pb.ListAuditRecordsRequest{ActorId: keyID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, refused := 0, 0
+	for _, r := range res.GetRecords() {
+		switch r.GetOutcome() {
+		case "done":
+			done++
+		case "refused":
+			refused++
+		}
+	}
+	if done != 1 || refused != 2 {
+		t.Fatalf("%d done, %d refused, want 1 and 2: %v", done, refused, res.GetRecords())
+	}
+}

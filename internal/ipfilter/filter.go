@@ -30,7 +30,7 @@ type Filter struct {
 	Log   *slog.Logger
 	// Refused, if set, is told of every refused address (the
 	// failed-attempt log); it must not block.
-	Refused func(addr netip.Addr, transport string, err error)
+	Refused func(addr netip.Addr, transport, requestID string, err error)
 	// TrustedProxies are the only peers whose ClientIPHeader is believed
 	// (the last address in it is the client); their connections are not
 	// filtered, their requests are, by the client's address.
@@ -50,9 +50,11 @@ func (f *Filter) trusted(addr netip.Addr) bool {
 }
 
 // ClientAddr is the address a request's rules apply to: the peer, or, for
-// a trusted proxy, the last address of its ClientIPHeader (header reads a
-// request header or metadata value).
-func (f *Filter) ClientAddr(peer string, header func(string) string) string {
+// a trusted proxy, the last address of the last line of its
+// ClientIPHeader: the one the proxy added (values reads every line of a
+// request header or metadata key; a client can send lines of its own
+// before it).
+func (f *Filter) ClientAddr(peer string, values func(string) []string) string {
 	if f == nil || f.ClientIPHeader == "" || len(f.TrustedProxies) == 0 {
 		return peer
 	}
@@ -60,7 +62,11 @@ func (f *Filter) ClientAddr(peer string, header func(string) string) string {
 	if !ok || !f.trusted(addr) {
 		return peer
 	}
-	v := header(f.ClientIPHeader)
+	lines := values(f.ClientIPHeader)
+	if len(lines) == 0 {
+		return peer
+	}
+	v := lines[len(lines)-1]
 	last := strings.TrimSpace(v[strings.LastIndex(v, ",")+1:])
 	if a, err := netip.ParseAddr(last); err == nil {
 		return a.Unmap().String()
@@ -105,7 +111,7 @@ func (f *Filter) Run(ctx context.Context) {
 
 // Check refuses addr (a peer address, "ip:port" or "ip") for the target
 // API with reason IP_FILTERED.
-func (f *Filter) Check(peer string, target Target, transport string) error {
+func (f *Filter) Check(peer string, target Target, transport, requestID string) error {
 	if f == nil {
 		return nil
 	}
@@ -116,7 +122,7 @@ func (f *Filter) Check(peer string, target Target, transport string) error {
 	if ok, rule := f.rules.Load().Decide(addr, target); !ok {
 		err := Refusal(addr, rule)
 		if f.Refused != nil {
-			f.Refused(addr, transport, err)
+			f.Refused(addr, transport, requestID, err)
 		}
 		return err
 	}
@@ -129,7 +135,7 @@ func peerAddr(peer string) (netip.Addr, bool) {
 		host = h
 	}
 	a, err := netip.ParseAddr(host)
-	return a.Unmap(), err == nil
+	return a.WithZone("").Unmap(), err == nil
 }
 
 // Listener refuses connections before any TLS work: from an address that
@@ -175,7 +181,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		c.Close()
 		if l.f.Refused != nil {
-			l.f.Refused(addr, l.transport, Refusal(addr, rule))
+			l.f.Refused(addr, l.transport, "", Refusal(addr, rule))
 		}
 	}
 }

@@ -91,9 +91,18 @@ func (rs *Rules) Validate() error {
 		if !r.Prefix.IsValid() {
 			return fault.Invalidf("rule %q: a prefix is required", r.Name)
 		}
-		r.Prefix = r.Prefix.Masked()
+		r.Prefix = unmapPrefix(r.Prefix)
 	}
 	return nil
+}
+
+// unmapPrefix makes an IPv4-mapped IPv6 prefix the IPv4 prefix it names:
+// addresses are matched unmapped, so a mapped rule would never match.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked()
 }
 
 // TooMany is the refusal of a rule set longer than MaxRules.
@@ -102,13 +111,13 @@ func TooMany(n int) error { return fault.Invalidf("%d rules, at most %d allowed"
 // ParsePrefix reads an IPv4 or IPv6 CIDR prefix, or a single address.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
+		return unmapPrefix(p), nil
 	}
 	a, err := netip.ParseAddr(s)
-	if err != nil {
+	if err != nil || a.Zone() != "" {
 		return netip.Prefix{}, fault.Invalidf("%q is not an IP address or CIDR prefix", s)
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	return unmapPrefix(netip.PrefixFrom(a, a.BitLen())), nil
 }
 
 func (t Target) covers(want Target) bool { return t == All || t == want }

@@ -47,6 +47,16 @@ func TestValidate(t *testing.T) {
 	if p, err := ipfilter.ParsePrefix("::1"); err != nil || p.String() != "::1/128" {
 		t.Fatalf("a single address: %v %v", p, err)
 	}
+	// IPv4-mapped IPv6 names the IPv4 prefix (addresses are matched
+	// unmapped); a zoned address is no rule.
+	for in, want := range map[string]string{"::ffff:203.0.113.0/120": "203.0.113.0/24", "::ffff:203.0.113.7": "203.0.113.7/32"} {
+		if p, err := ipfilter.ParsePrefix(in); err != nil || p.String() != want {
+			t.Errorf("%s: %v %v, want %s", in, p, err, want)
+		}
+	}
+	if _, err := ipfilter.ParsePrefix("fe80::1%eth0"); fault.ReasonOf(err) != fault.FieldInvalid {
+		t.Errorf("a zoned address: %v", err)
+	}
 }
 
 // TestDecide: the first matching rule for the target decides, IPv4 and
@@ -98,7 +108,7 @@ func TestListener(t *testing.T) {
 	}
 	defer st.Close()
 	var refused []string
-	f := &ipfilter.Filter{Store: st, Refused: func(a netip.Addr, transport string, err error) {
+	f := &ipfilter.Filter{Store: st, Refused: func(a netip.Addr, transport, _ string, err error) {
 		refused = append(refused, a.String()+" "+transport+" "+string(fault.ReasonOf(err)))
 	}}
 	if err := f.Load(t.Context()); err != nil {
@@ -165,10 +175,10 @@ func TestListener(t *testing.T) {
 		if !dial() {
 			t.Fatalf("%s: a device-only refusal cut a shared listener's connection", network)
 		}
-		if err := f.Check(l.Addr().String(), ipfilter.Device, "test"); fault.ReasonOf(err) != fault.IPFiltered {
+		if err := f.Check(l.Addr().String(), ipfilter.Device, "test", "req-1"); fault.ReasonOf(err) != fault.IPFiltered {
 			t.Fatalf("%s: a device request: %v", network, err)
 		}
-		if err := f.Check(l.Addr().String(), ipfilter.Management, "test"); err != nil {
+		if err := f.Check(l.Addr().String(), ipfilter.Management, "test", "req-2"); err != nil {
 			t.Fatalf("%s: a management request: %v", network, err)
 		}
 		if _, err := st.PutIPFilter(t.Context(), &ipfilter.Rules{Default: ipfilter.Accept}, ""); err != nil {
@@ -187,13 +197,20 @@ func TestListener(t *testing.T) {
 func TestClientAddr(t *testing.T) {
 	f := &ipfilter.Filter{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.4/32"), netip.MustParsePrefix("::1/128")},
 		ClientIPHeader: "X-Forwarded-For"}
-	hdr := func(v string) func(string) string {
-		return func(k string) string {
+	hdr := func(lines ...string) func(string) []string {
+		return func(k string) []string {
 			if k == "X-Forwarded-For" {
-				return v
+				return lines
 			}
-			return ""
+			return nil
 		}
+	}
+	// A client's own line before the proxy's is not believed.
+	if got := f.ClientAddr("127.0.0.4:5000", hdr("127.0.0.9", "203.0.113.7")); got != "203.0.113.7" {
+		t.Errorf("two lines: %q", got)
+	}
+	if got := f.ClientAddr("127.0.0.4:5000", hdr()); got != "127.0.0.4:5000" {
+		t.Errorf("no header: %q", got)
 	}
 	for _, c := range []struct{ peer, header, want string }{
 		{"127.0.0.4:5000", "203.0.113.7", "203.0.113.7"},

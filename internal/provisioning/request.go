@@ -9,6 +9,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"strings"
 )
 
 // Transport names the wire a registration came over (for logs and
@@ -230,8 +231,11 @@ func (s *Service) logRefusal(req *Request, step string, err error, more ...any) 
 	if req.RequestID != "" {
 		attrs = append(attrs, "request_id", req.RequestID)
 	}
-	if req.RegistrationID != "" {
-		attrs = append(attrs, "registration_id", req.RegistrationID)
+	if id := req.RegistrationID; len(id) > 128 {
+		// A claimed ID is the caller's: log a bounded part of it.
+		attrs = append(attrs, "registration_id", strings.ToValidUTF8(id[:128], "?"), "registration_id_len", len(id))
+	} else if id != "" {
+		attrs = append(attrs, "registration_id", id)
 	}
 	if req.Evidence != nil {
 		attrs = append(attrs, "attestation", string(req.Evidence.attestation()))

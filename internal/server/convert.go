@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -111,6 +113,87 @@ func allocationToPB(a enrollment.Allocation) *pb.Allocation {
 	return out
 }
 
+// settingsFields are the device settings an enrollment message carries;
+// EnrollmentGroup and Enrollment both implement it.
+type settingsFields interface {
+	GetReprovisionPolicy() pb.ReprovisionPolicy
+	GetInitialTwin() string
+	GetIotEdge() bool
+	GetAdoptFrom() []string
+	GetDisableDeviceSas() bool
+}
+
+// settingsFromPB applies the device settings that paths names (every one
+// when paths is nil) to d. The shape of the result (twin, adopt_from) is
+// checked by admin before anything is written.
+func settingsFromPB(in settingsFields, paths map[string]bool, d *enrollment.DeviceSettings) error {
+	all := paths == nil
+	if all || paths["reprovision_policy"] {
+		r, err := reprovisionFromPB(in.GetReprovisionPolicy())
+		if err != nil {
+			return err
+		}
+		d.Reprovision = r
+	}
+	if all || paths["initial_twin"] {
+		twin, err := twinFromPB(in.GetInitialTwin())
+		if err != nil {
+			return err
+		}
+		d.InitialTwin = twin
+	}
+	if all || paths["iot_edge"] {
+		d.IoTEdge = in.GetIotEdge()
+	}
+	if all || paths["adopt_from"] {
+		d.AdoptFrom = in.GetAdoptFrom()
+	}
+	if all || paths["disable_device_sas"] {
+		d.DisableSAS = in.GetDisableDeviceSas()
+	}
+	return nil
+}
+
+// reprovisionFromPB maps a re-provisioning policy; UNSPECIFIED is MIGRATE.
+func reprovisionFromPB(p pb.ReprovisionPolicy) (enrollment.Reprovision, error) {
+	switch p {
+	case pb.ReprovisionPolicy_REPROVISION_POLICY_UNSPECIFIED, pb.ReprovisionPolicy_REPROVISION_POLICY_MIGRATE:
+		return enrollment.ReprovisionMigrate, nil
+	case pb.ReprovisionPolicy_REPROVISION_POLICY_RESET:
+		return enrollment.ReprovisionReset, nil
+	case pb.ReprovisionPolicy_REPROVISION_POLICY_NEVER:
+		return enrollment.ReprovisionNever, nil
+	}
+	return "", fault.Invalidf("reprovision_policy %d is not known", p)
+}
+
+func reprovisionToPB(r enrollment.Reprovision) pb.ReprovisionPolicy {
+	switch r {
+	case enrollment.ReprovisionReset:
+		return pb.ReprovisionPolicy_REPROVISION_POLICY_RESET
+	case enrollment.ReprovisionNever:
+		return pb.ReprovisionPolicy_REPROVISION_POLICY_NEVER
+	}
+	return pb.ReprovisionPolicy_REPROVISION_POLICY_MIGRATE
+}
+
+// twinFromPB compacts an initial twin given as JSON text, as the DPS
+// service API does with its initialTwin object: "" and "null" are none.
+// Its shape and size are checked by enrollment.ValidateInitialTwin.
+func twinFromPB(text string) ([]byte, error) {
+	if text == "" {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, []byte(text)); err != nil {
+		return nil, fault.Invalidf("initial_twin is not valid JSON: %v", err)
+	}
+	if buf.String() == "null" {
+		return nil, nil
+	}
+	return buf.Bytes(), nil
+}
+
 func caToPB(ca *enrollment.CA) *pb.CaCertificate {
 	out := &pb.CaCertificate{
 		Name: ca.Name, Sha256Thumbprint: ca.Thumbprint, Verified: ca.Verified,
@@ -131,6 +214,7 @@ func groupToPB(g *enrollment.Group) *pb.EnrollmentGroup {
 		Id: g.ID, CaCertificate: g.CAName, ProvisioningStatus: disabledToStatus(g.Disabled),
 		Allocation: allocationToPB(g.Allocation), CreateTime: ts(g.Created), UpdateTime: ts(g.Updated), Etag: g.Etag,
 		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, TpmEkAllowList: g.EKAllowList, DisableDeviceSas: g.DeviceSettings.DisableSAS,
+		ReprovisionPolicy: reprovisionToPB(g.Reprovision), InitialTwin: string(g.InitialTwin), IotEdge: g.IoTEdge, AdoptFrom: g.AdoptFrom,
 	}
 	switch g.EffectiveMechanism() {
 	case enrollment.MechanismTPM:
@@ -159,6 +243,7 @@ func individualToPB(e *enrollment.Individual) *pb.Enrollment {
 		ProvisioningStatus: disabledToStatus(e.Disabled), Allocation: allocationToPB(e.Allocation),
 		CreateTime: ts(e.Created), UpdateTime: ts(e.Updated), Etag: e.Etag,
 		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, DisableDeviceSas: e.DeviceSettings.DisableSAS,
+		ReprovisionPolicy: reprovisionToPB(e.Reprovision), InitialTwin: string(e.InitialTwin), IotEdge: e.IoTEdge, AdoptFrom: e.AdoptFrom,
 	}
 	switch e.Mechanism {
 	case enrollment.MechanismTPM:

@@ -20,6 +20,10 @@ type enrollmentService struct {
 	base
 }
 
+// settingsPaths are the update_mask paths of the device settings both
+// enrollment messages carry.
+var settingsPaths = []string{"disable_device_sas", "reprovision_policy", "initial_twin", "iot_edge", "adopt_from"}
+
 // CreateEnrollmentGroup implements EnrollmentService.
 func (s *enrollmentService) CreateEnrollmentGroup(ctx context.Context, req *pb.CreateEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
 	ctx, err := s.authorize(ctx, access.EnrollmentWrite)
@@ -41,7 +45,9 @@ func (s *enrollmentService) CreateEnrollmentGroup(ctx context.Context, req *pb.C
 	}
 	g := &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc,
 		Mechanism: mech, EKAllowList: in.GetTpmEkAllowList()}
-	g.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
+	if err := settingsFromPB(in, nil, &g.DeviceSettings); err != nil {
+		return nil, s.fail(ctx, err)
+	}
 	if mech == enrollment.MechanismSymmetricKey {
 		g, keys, err := s.admin.CreateSymmetricGroup(ctx, g, in.GetSymmetricKey().GetPrimaryKey(), in.GetSymmetricKey().GetSecondaryKey())
 		if err != nil {
@@ -99,7 +105,7 @@ func (s *enrollmentService) UpdateEnrollmentGroup(ctx context.Context, req *pb.U
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollmentGroup()
-	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "tpm_ek_allow_list", "disable_device_sas")
+	paths, err := maskPaths(req.GetUpdateMask(), append([]string{"provisioning_status", "allocation", "tpm_ek_allow_list"}, settingsPaths...)...)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -127,8 +133,8 @@ func (s *enrollmentService) UpdateEnrollmentGroup(ctx context.Context, req *pb.U
 	if paths["tpm_ek_allow_list"] {
 		g.EKAllowList = in.GetTpmEkAllowList()
 	}
-	if paths["disable_device_sas"] {
-		g.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
+	if err := settingsFromPB(in, paths, &g.DeviceSettings); err != nil {
+		return nil, s.fail(ctx, err)
 	}
 	if g, err = s.admin.UpdateGroup(ctx, g); err != nil {
 		return nil, s.fail(ctx, err)
@@ -171,7 +177,9 @@ func (s *enrollmentService) createEnrollment(ctx context.Context, in *pb.Enrollm
 		return nil, err
 	}
 	e := &enrollment.Individual{RegistrationID: in.GetRegistrationId(), DeviceID: in.GetDeviceId(), Disabled: disabled, Allocation: alloc}
-	e.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
+	if err := settingsFromPB(in, nil, &e.DeviceSettings); err != nil {
+		return nil, err
+	}
 	if sk := in.GetSymmetricKey(); sk != nil {
 		if in.GetCertificatePem() != "" || in.GetSha256Thumbprint() != "" || in.GetTpm() != nil {
 			return nil, fault.Invalidf("a symmetric-key enrollment takes no certificate or TPM")
@@ -212,12 +220,22 @@ func (s *enrollmentService) BatchCreateEnrollments(ctx context.Context, req *pb.
 	if len(items) == 0 || len(items) > MaxBatch {
 		return nil, s.fail(ctx, fault.Invalidf("a batch holds 1-%d enrollments, not %d", MaxBatch, len(items)))
 	}
+	validateOnly := req.GetValidateOnly()
+	if validateOnly {
+		ctx = admin.ValidateOnly(ctx)
+	}
 	out := &pb.BatchCreateEnrollmentsResponse{Results: make([]*pb.BatchCreateEnrollmentsResult, len(items))}
 	admin.Parallel(len(items), func(i int) {
 		e, err := s.createEnrollment(ctx, items[i])
-		if err != nil {
+		switch {
+		case err != nil:
 			out.Results[i] = &pb.BatchCreateEnrollmentsResult{Error: itemError(ctx, s.log, err)}
-		} else {
+		case validateOnly:
+			// Nothing was stored: no etag, no times, and no keys
+			// (generated keys would never be seen again).
+			e.Etag, e.CreateTime, e.UpdateTime, e.SymmetricKey = "", nil, nil, nil
+			out.Results[i] = &pb.BatchCreateEnrollmentsResult{Enrollment: e}
+		default:
 			out.Results[i] = &pb.BatchCreateEnrollmentsResult{Enrollment: e}
 		}
 	})
@@ -272,7 +290,7 @@ func (s *enrollmentService) UpdateEnrollment(ctx context.Context, req *pb.Update
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollment()
-	paths, err := maskPaths(req.GetUpdateMask(), "provisioning_status", "allocation", "device_id", "disable_device_sas")
+	paths, err := maskPaths(req.GetUpdateMask(), append([]string{"provisioning_status", "allocation", "device_id"}, settingsPaths...)...)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -297,8 +315,8 @@ func (s *enrollmentService) UpdateEnrollment(ctx context.Context, req *pb.Update
 	if paths["device_id"] {
 		e.DeviceID = in.GetDeviceId()
 	}
-	if paths["disable_device_sas"] {
-		e.DeviceSettings.DisableSAS = in.GetDisableDeviceSas()
+	if err := settingsFromPB(in, paths, &e.DeviceSettings); err != nil {
+		return nil, s.fail(ctx, err)
 	}
 	if e, err = s.admin.UpdateIndividual(ctx, e); err != nil {
 		return nil, s.fail(ctx, err)

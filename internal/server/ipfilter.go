@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/zerotouch/zerotouch/internal/access"
@@ -84,12 +85,12 @@ func (s *Server) ipFiltered(ctx context.Context, fullMethod string) error {
 		return nil
 	}
 	addr, _ := peerInfo(ctx)
-	addr = s.cfg.IPFilter.ClientAddr(addr, func(k string) string { return firstMetadata(ctx, strings.ToLower(k)) })
+	addr = s.cfg.IPFilter.ClientAddr(addr, func(k string) []string { return metadataValues(ctx, k) })
 	transport := "grpc"
 	if grpcTarget(fullMethod) == ipfilter.Management {
 		transport = "grpc-management"
 	}
-	if err := s.cfg.IPFilter.Check(addr, grpcTarget(fullMethod), transport); err != nil {
+	if err := s.cfg.IPFilter.Check(addr, grpcTarget(fullMethod), transport, requestID(ctx)); err != nil {
 		return toStatus(ctx, s.cfg.Log, err, true)
 	}
 	return nil
@@ -110,10 +111,26 @@ func (s *Server) httpTarget(r *http.Request) (ipfilter.Target, bool) {
 	case p == "/healthz" || p == "/readyz":
 		return "", false
 	case s.cfg.DPS != nil && strings.HasPrefix(p, "/"+s.cfg.DPSScope+"/registrations/"), strings.HasPrefix(p, "/$iothub/"),
-		strings.HasPrefix(p, "/v1/registrations/") && (strings.HasSuffix(p, ":register") || strings.HasSuffix(p, "TpmAttestation")):
+		r.Method == http.MethodPost && isDeviceRESTPath(p):
 		return ipfilter.Device, true
 	}
 	return ipfilter.Management, true
+}
+
+// isDeviceRESTPath reports whether p is one of the native REST device
+// calls: /v1/registrations/{id}:register, :beginTpmAttestation,
+// :completeTpmAttestation (one path segment after the collection).
+func isDeviceRESTPath(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/v1/registrations/")
+	if !ok || strings.Contains(rest, "/") {
+		return false
+	}
+	for _, verb := range []string{":register", ":beginTpmAttestation", ":completeTpmAttestation"} {
+		if id, ok := strings.CutSuffix(rest, verb); ok && id != "" && !strings.Contains(id, ":") {
+			return true
+		}
+	}
+	return false
 }
 
 // httpIPFiltered answers 403 IP_FILTERED (DPS's error body on DPS paths)
@@ -127,7 +144,7 @@ func (s *Server) httpIPFiltered(w http.ResponseWriter, r *http.Request) bool {
 	if target == ipfilter.Management {
 		transport = "rest-management"
 	}
-	err := s.cfg.IPFilter.Check(s.cfg.IPFilter.ClientAddr(r.RemoteAddr, r.Header.Get), target, transport)
+	err := s.cfg.IPFilter.Check(s.cfg.IPFilter.ClientAddr(r.RemoteAddr, r.Header.Values), target, transport, r.Header.Get("X-Request-Id"))
 	if err == nil {
 		return false
 	}
@@ -142,4 +159,10 @@ func (s *Server) httpIPFiltered(w http.ResponseWriter, r *http.Request) bool {
 	raw, _ := protojson.Marshal(a.Status().Proto())
 	_, _ = w.Write(raw)
 	return true
+}
+
+// metadataValues is every value of an incoming metadata key.
+func metadataValues(ctx context.Context, key string) []string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return md.Get(strings.ToLower(key))
 }

@@ -132,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 	tlsCfg.ClientAuth = tls.RequestClientCert
 
 	// One value per gRPC service; the management services share base.
-	b := base{admin: cfg.Admin, log: cfg.Log}
+	b := base{admin: cfg.Admin, log: cfg.Log, ipf: cfg.IPFilter}
 	device := &deviceService{prov: cfg.Provisioning, log: cfg.Log}
 	cas := &caService{base: b}
 	enrollments := &enrollmentService{base: b}

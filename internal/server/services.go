@@ -13,6 +13,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ipfilter"
 )
 
 // The API's gRPC services are one type each, in their own files: device.go
@@ -28,6 +29,8 @@ import (
 type base struct {
 	admin *admin.Service
 	log   *slog.Logger
+	// ipf finds a proxied client's address (nil: the peer's).
+	ipf *ipfilter.Filter
 }
 
 // authorize authenticates the caller's access key and checks p; the
@@ -49,6 +52,7 @@ func (s *base) caller(ctx context.Context, p access.Permission) (context.Context
 		return ctx, nil, err
 	}
 	addr, _ := peerInfo(ctx)
+	addr = s.ipf.ClientAddr(addr, func(k string) []string { return metadataValues(ctx, k) })
 	ctx = admin.WithCaller(ctx, &admin.Caller{KeyID: k.ID, KeyName: k.Name, Key: k, Surface: string(transportOf(ctx)), Source: addr, RequestID: requestID(ctx)})
 	return ctx, k, access.Require(k, p)
 }
@@ -73,15 +77,21 @@ func methodName(ctx context.Context) string {
 	return full[strings.LastIndex(full, "/")+1:]
 }
 
-// isRead reports whether a method only reads.
-func isRead(method string) bool {
-	for _, p := range []string{"Get", "List", "Query", "Watch", "Verify", "Stream"} {
-		if strings.HasPrefix(method, p) {
-			return true
-		}
-	}
-	return false
+// reads are the management methods that only read: their refusals are
+// not operator changes. Named one by one, so that a new write (or a
+// "Verify" that changes state, as VerifyCaCertificate does) is audited.
+var reads = map[string]bool{
+	"GetCaCertificate": true, "ListCaCertificates": true, "ListClusterShards": true,
+	"GetEnrollmentGroup": true, "ListEnrollmentGroups": true, "GetEnrollment": true, "ListEnrollments": true,
+	"GetShard": true, "ListShards": true, "GetHubCluster": true, "ListHubClusters": true,
+	"GetRegistration": true, "ListRegistrations": true, "ListAccessKeys": true,
+	"ListAuditRecords": true, "VerifyAuditLog": true, "ListFailedAttempts": true, "SummarizeFailedAttempts": true,
+	"GetIPFilter": true, "GetWebhookSecret": true,
+	"WatchAssignments": true, "ListShardIdentities": true, "LookupIdentity": true,
 }
+
+// isRead reports whether a method only reads.
+func isRead(method string) bool { return reads[method] }
 
 // pemCertificate encodes a DER certificate as PEM.
 func pemCertificate(der []byte) string {

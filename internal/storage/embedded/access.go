@@ -24,14 +24,14 @@ func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
 }
 
 // RotateKey implements access.Store.
-func (s *Store) RotateKey(ctx context.Context, k *access.Key) error {
+func (s *Store) RotateKey(ctx context.Context, id string, slot access.Slot, secretHash, sealedSAS []byte) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		rec, err := accessKeys.load(tx, k.ID)
+		rec, err := accessKeys.load(tx, id)
 		if err != nil {
 			return err
 		}
-		rec.SecretHash, rec.Secondary, rec.SealedSAS, rec.SealedSAS2 = k.SecretHash, k.SecondaryHash, k.SealedSAS, k.SealedSAS2
-		return accessKeys.put(tx, k.ID, rec)
+		rec.Rotate(slot, secretHash, sealedSAS)
+		return accessKeys.put(tx, id, rec)
 	})
 }
 

@@ -315,6 +315,15 @@ type AccessKey struct {
 	LastUsed    time.Time `json:"used,omitzero"`
 }
 
+// Rotate replaces one slot's secret hash and sealed shared access key.
+func (r *AccessKey) Rotate(slot access.Slot, secretHash, sealedSAS []byte) {
+	if slot == access.Secondary {
+		r.Secondary, r.SealedSAS2 = secretHash, sealedSAS
+		return
+	}
+	r.SecretHash, r.SealedSAS = secretHash, sealedSAS
+}
+
 // FromAccessKey converts a domain access key.
 func FromAccessKey(k *access.Key) *AccessKey {
 	r := &AccessKey{V: Version, ID: k.ID, Name: k.Name, SecretHash: k.SecretHash, Secondary: k.SecondaryHash, SealedSAS: k.SealedSAS,

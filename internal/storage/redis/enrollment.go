@@ -486,10 +486,8 @@ func (s *Store) CreateKey(ctx context.Context, k *access.Key) error {
 }
 
 // RotateKey implements access.Store.
-func (s *Store) RotateKey(ctx context.Context, k *access.Key) error {
-	_, err := accessKeys.update(ctx, s, k.ID, "", func(rec *record.AccessKey, _ string) {
-		rec.SecretHash, rec.Secondary, rec.SealedSAS, rec.SealedSAS2 = k.SecretHash, k.SecondaryHash, k.SealedSAS, k.SealedSAS2
-	})
+func (s *Store) RotateKey(ctx context.Context, id string, slot access.Slot, secretHash, sealedSAS []byte) error {
+	_, err := accessKeys.update(ctx, s, id, "", func(rec *record.AccessKey, _ string) { rec.Rotate(slot, secretHash, sealedSAS) })
 	return err
 }
 

@@ -275,7 +275,8 @@ type SummarizeFailedAttemptsRequest struct {
 	By        string                 `protobuf:"bytes,1,opt,name=by,proto3" json:"by,omitempty"`
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	EndTime   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// How many keys per hour and over the range, 1-1000; 0 means 10.
+	// How many keys per hour and over the range, 1-100; 0 means 10. The
+	// range's totals add each hour's top 10 x N keys.
 	Top           int32 `protobuf:"varint,4,opt,name=top,proto3" json:"top,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -135,6 +135,67 @@ func (AllocationPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
+// ReprovisionPolicy is what happens to a registered device's assignment
+// when it registers again after its enrollment's allocation changed: DPS's
+// reprovisionPolicy (ADR 11).
+type ReprovisionPolicy int32
+
+const (
+	// On create and update: MIGRATE. Never returned.
+	ReprovisionPolicy_REPROVISION_POLICY_UNSPECIFIED ReprovisionPolicy = 0
+	// Move the device if its allocation now gives another shard, keeping its
+	// twin and IoT Edge flag (DPS: updateHubAssignment and migrateDeviceData).
+	ReprovisionPolicy_REPROVISION_POLICY_MIGRATE ReprovisionPolicy = 1
+	// Move the device and reset its twin and IoT Edge flag to the
+	// enrollment's (DPS: updateHubAssignment without migrateDeviceData).
+	ReprovisionPolicy_REPROVISION_POLICY_RESET ReprovisionPolicy = 2
+	// Keep the device where it is (DPS: no updateHubAssignment).
+	ReprovisionPolicy_REPROVISION_POLICY_NEVER ReprovisionPolicy = 3
+)
+
+// Enum value maps for ReprovisionPolicy.
+var (
+	ReprovisionPolicy_name = map[int32]string{
+		0: "REPROVISION_POLICY_UNSPECIFIED",
+		1: "REPROVISION_POLICY_MIGRATE",
+		2: "REPROVISION_POLICY_RESET",
+		3: "REPROVISION_POLICY_NEVER",
+	}
+	ReprovisionPolicy_value = map[string]int32{
+		"REPROVISION_POLICY_UNSPECIFIED": 0,
+		"REPROVISION_POLICY_MIGRATE":     1,
+		"REPROVISION_POLICY_RESET":       2,
+		"REPROVISION_POLICY_NEVER":       3,
+	}
+)
+
+func (x ReprovisionPolicy) Enum() *ReprovisionPolicy {
+	p := new(ReprovisionPolicy)
+	*p = x
+	return p
+}
+
+func (x ReprovisionPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReprovisionPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_zerotouch_v1_common_proto_enumTypes[2].Descriptor()
+}
+
+func (ReprovisionPolicy) Type() protoreflect.EnumType {
+	return &file_zerotouch_v1_common_proto_enumTypes[2]
+}
+
+func (x ReprovisionPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReprovisionPolicy.Descriptor instead.
+func (ReprovisionPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
 // AttestationType is how a device proves who it is.
 type AttestationType int32
 
@@ -172,11 +233,11 @@ func (x AttestationType) String() string {
 }
 
 func (AttestationType) Descriptor() protoreflect.EnumDescriptor {
-	return file_zerotouch_v1_common_proto_enumTypes[2].Descriptor()
+	return file_zerotouch_v1_common_proto_enumTypes[3].Descriptor()
 }
 
 func (AttestationType) Type() protoreflect.EnumType {
-	return &file_zerotouch_v1_common_proto_enumTypes[2]
+	return &file_zerotouch_v1_common_proto_enumTypes[3]
 }
 
 func (x AttestationType) Number() protoreflect.EnumNumber {
@@ -185,7 +246,7 @@ func (x AttestationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AttestationType.Descriptor instead.
 func (AttestationType) EnumDescriptor() ([]byte, []int) {
-	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_zerotouch_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 // Webhook is a custom allocation webhook. Zerotouch POSTs DPS's
@@ -354,7 +415,12 @@ const file_zerotouch_v1_common_proto_rawDesc = "" +
 	"\x18ALLOCATION_POLICY_HASHED\x10\x01\x12\x1c\n" +
 	"\x18ALLOCATION_POLICY_STATIC\x10\x02\x12\x19\n" +
 	"\x15ALLOCATION_POLICY_GEO\x10\x03\x12\x1c\n" +
-	"\x18ALLOCATION_POLICY_CUSTOM\x10\x04*\x8c\x01\n" +
+	"\x18ALLOCATION_POLICY_CUSTOM\x10\x04*\x93\x01\n" +
+	"\x11ReprovisionPolicy\x12\"\n" +
+	"\x1eREPROVISION_POLICY_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aREPROVISION_POLICY_MIGRATE\x10\x01\x12\x1c\n" +
+	"\x18REPROVISION_POLICY_RESET\x10\x02\x12\x1c\n" +
+	"\x18REPROVISION_POLICY_NEVER\x10\x03*\x8c\x01\n" +
 	"\x0fAttestationType\x12 \n" +
 	"\x1cATTESTATION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ATTESTATION_TYPE_X509\x10\x01\x12\x18\n" +
@@ -373,19 +439,20 @@ func file_zerotouch_v1_common_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_common_proto_rawDescData
 }
 
-var file_zerotouch_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_zerotouch_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_zerotouch_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_zerotouch_v1_common_proto_goTypes = []any{
 	(ProvisioningStatus)(0), // 0: zerotouch.v1.ProvisioningStatus
 	(AllocationPolicy)(0),   // 1: zerotouch.v1.AllocationPolicy
-	(AttestationType)(0),    // 2: zerotouch.v1.AttestationType
-	(*Webhook)(nil),         // 3: zerotouch.v1.Webhook
-	(*Allocation)(nil),      // 4: zerotouch.v1.Allocation
+	(ReprovisionPolicy)(0),  // 2: zerotouch.v1.ReprovisionPolicy
+	(AttestationType)(0),    // 3: zerotouch.v1.AttestationType
+	(*Webhook)(nil),         // 4: zerotouch.v1.Webhook
+	(*Allocation)(nil),      // 5: zerotouch.v1.Allocation
 }
 var file_zerotouch_v1_common_proto_depIdxs = []int32{
 	1, // 0: zerotouch.v1.Webhook.fallback_policy:type_name -> zerotouch.v1.AllocationPolicy
 	1, // 1: zerotouch.v1.Allocation.policy:type_name -> zerotouch.v1.AllocationPolicy
-	3, // 2: zerotouch.v1.Allocation.webhook:type_name -> zerotouch.v1.Webhook
+	4, // 2: zerotouch.v1.Allocation.webhook:type_name -> zerotouch.v1.Webhook
 	3, // [3:3] is the sub-list for method output_type
 	3, // [3:3] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
@@ -403,7 +470,7 @@ func file_zerotouch_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_common_proto_rawDesc), len(file_zerotouch_v1_common_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -54,8 +54,26 @@ type EnrollmentGroup struct {
 	// while its devices move to certificates. DPS service API:
 	// disableDeviceSAS.
 	DisableDeviceSas bool `protobuf:"varint,11,opt,name=disable_device_sas,json=disableDeviceSas,proto3" json:"disable_device_sas,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// What a device re-registering after an allocation change gets: moved
+	// and migrated (the default), moved and reset, or never moved. DPS
+	// service API: reprovisionPolicy.
+	ReprovisionPolicy ReprovisionPolicy `protobuf:"varint,12,opt,name=reprovision_policy,json=reprovisionPolicy,proto3,enum=zerotouch.v1.ReprovisionPolicy" json:"reprovision_policy,omitempty"`
+	// The initial twin the hub gives the enrollment's devices, as JSON text:
+	// {"tags": {...}, "properties": {"desired": {...}}}, nothing else; at
+	// most 32 KiB once compacted; empty (or "null") for none. Stored and
+	// returned compacted. A re-registering device gets it again only under
+	// REPROVISION_POLICY_RESET. DPS service API: initialTwin.
+	InitialTwin string `protobuf:"bytes,13,opt,name=initial_twin,json=initialTwin,proto3" json:"initial_twin,omitempty"`
+	// The enrollment's devices are IoT Edge devices. DPS service API:
+	// capabilities.iotEdge.
+	IotEdge bool `protobuf:"varint,14,opt,name=iot_edge,json=iotEdge,proto3" json:"iot_edge,omitempty"`
+	// Enrollment groups (their IDs, at most 16) whose registrations a device
+	// of this enrollment may take over (ADR 17). Naming a group it did not
+	// name before needs REGISTRATION_STATUS_WRITE as well as
+	// ENROLLMENT_WRITE. DPS service API: reprovisionPolicy.adoptFromGroups.
+	AdoptFrom     []string `protobuf:"bytes,15,rep,name=adopt_from,json=adoptFrom,proto3" json:"adopt_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnrollmentGroup) Reset() {
@@ -163,6 +181,34 @@ func (x *EnrollmentGroup) GetDisableDeviceSas() bool {
 		return x.DisableDeviceSas
 	}
 	return false
+}
+
+func (x *EnrollmentGroup) GetReprovisionPolicy() ReprovisionPolicy {
+	if x != nil {
+		return x.ReprovisionPolicy
+	}
+	return ReprovisionPolicy_REPROVISION_POLICY_UNSPECIFIED
+}
+
+func (x *EnrollmentGroup) GetInitialTwin() string {
+	if x != nil {
+		return x.InitialTwin
+	}
+	return ""
+}
+
+func (x *EnrollmentGroup) GetIotEdge() bool {
+	if x != nil {
+		return x.IotEdge
+	}
+	return false
+}
+
+func (x *EnrollmentGroup) GetAdoptFrom() []string {
+	if x != nil {
+		return x.AdoptFrom
+	}
+	return nil
 }
 
 type CreateEnrollmentGroupRequest struct {
@@ -361,7 +407,9 @@ type UpdateEnrollmentGroupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Must carry id and the etag the caller last read.
 	EnrollmentGroup *EnrollmentGroup `protobuf:"bytes,1,opt,name=enrollment_group,json=enrollmentGroup,proto3" json:"enrollment_group,omitempty"`
-	// Paths among "provisioning_status", "allocation", "tpm_ek_allow_list".
+	// Paths among "provisioning_status", "allocation", "tpm_ek_allow_list",
+	// "disable_device_sas", "reprovision_policy", "initial_twin", "iot_edge",
+	// "adopt_from". "allocation" replaces the whole allocation.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -499,8 +547,26 @@ type Enrollment struct {
 	// Refuse the device's SAS tokens (reason ENROLLMENT_SAS_DISABLED) while
 	// keeping its keys. DPS service API: disableDeviceSAS.
 	DisableDeviceSas bool `protobuf:"varint,13,opt,name=disable_device_sas,json=disableDeviceSas,proto3" json:"disable_device_sas,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// What a device re-registering after an allocation change gets: moved
+	// and migrated (the default), moved and reset, or never moved. DPS
+	// service API: reprovisionPolicy.
+	ReprovisionPolicy ReprovisionPolicy `protobuf:"varint,14,opt,name=reprovision_policy,json=reprovisionPolicy,proto3,enum=zerotouch.v1.ReprovisionPolicy" json:"reprovision_policy,omitempty"`
+	// The initial twin the hub gives the enrollment's devices, as JSON text:
+	// {"tags": {...}, "properties": {"desired": {...}}}, nothing else; at
+	// most 32 KiB once compacted; empty (or "null") for none. Stored and
+	// returned compacted. A re-registering device gets it again only under
+	// REPROVISION_POLICY_RESET. DPS service API: initialTwin.
+	InitialTwin string `protobuf:"bytes,15,opt,name=initial_twin,json=initialTwin,proto3" json:"initial_twin,omitempty"`
+	// The enrollment's devices are IoT Edge devices. DPS service API:
+	// capabilities.iotEdge.
+	IotEdge bool `protobuf:"varint,16,opt,name=iot_edge,json=iotEdge,proto3" json:"iot_edge,omitempty"`
+	// Enrollment groups (their IDs, at most 16) whose registrations a device
+	// of this enrollment may take over (ADR 17). Naming a group it did not
+	// name before needs REGISTRATION_STATUS_WRITE as well as
+	// ENROLLMENT_WRITE. DPS service API: reprovisionPolicy.adoptFromGroups.
+	AdoptFrom     []string `protobuf:"bytes,17,rep,name=adopt_from,json=adoptFrom,proto3" json:"adopt_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Enrollment) Reset() {
@@ -622,6 +688,34 @@ func (x *Enrollment) GetDisableDeviceSas() bool {
 		return x.DisableDeviceSas
 	}
 	return false
+}
+
+func (x *Enrollment) GetReprovisionPolicy() ReprovisionPolicy {
+	if x != nil {
+		return x.ReprovisionPolicy
+	}
+	return ReprovisionPolicy_REPROVISION_POLICY_UNSPECIFIED
+}
+
+func (x *Enrollment) GetInitialTwin() string {
+	if x != nil {
+		return x.InitialTwin
+	}
+	return ""
+}
+
+func (x *Enrollment) GetIotEdge() bool {
+	if x != nil {
+		return x.IotEdge
+	}
+	return false
+}
+
+func (x *Enrollment) GetAdoptFrom() []string {
+	if x != nil {
+		return x.AdoptFrom
+	}
+	return nil
 }
 
 // SymmetricKeyAttestation holds a symmetric-key enrollment's keys: 16-64
@@ -780,8 +874,15 @@ func (x *CreateEnrollmentRequest) GetEnrollment() *Enrollment {
 }
 
 type BatchCreateEnrollmentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Enrollments   []*Enrollment          `protobuf:"bytes,1,rep,name=enrollments,proto3" json:"enrollments,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Enrollments []*Enrollment          `protobuf:"bytes,1,rep,name=enrollments,proto3" json:"enrollments,omitempty"`
+	// Check every item as a create would, including whether its
+	// registration ID, device ID and credential are already enrolled, and
+	// write nothing (a dry run). Results then hold the enrollments as they
+	// would be created, without etags, times or keys; created counts the
+	// items that would be. Items of one request are not checked against
+	// each other.
+	ValidateOnly  bool `protobuf:"varint,2,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -821,6 +922,13 @@ func (x *BatchCreateEnrollmentsRequest) GetEnrollments() []*Enrollment {
 		return x.Enrollments
 	}
 	return nil
+}
+
+func (x *BatchCreateEnrollmentsRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
 }
 
 type BatchCreateEnrollmentsResponse struct {
@@ -1152,7 +1260,9 @@ func (x *ListEnrollmentsResponse) GetNextPageToken() string {
 type UpdateEnrollmentRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Enrollment *Enrollment            `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
-	// Paths among "provisioning_status", "allocation", "device_id".
+	// Paths among "provisioning_status", "allocation", "device_id",
+	// "disable_device_sas", "reprovision_policy", "initial_twin", "iot_edge",
+	// "adopt_from". "allocation" replaces the whole allocation.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1354,7 +1464,7 @@ var File_zerotouch_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xd2\x04\n" +
+	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xff\x05\n" +
 	"\x0fEnrollmentGroup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0eca_certificate\x18\x02 \x01(\tR\rcaCertificate\x12Q\n" +
@@ -1371,7 +1481,12 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x11tpm_ek_allow_list\x18\t \x03(\tR\x0etpmEkAllowList\x12J\n" +
 	"\rsymmetric_key\x18\n" +
 	" \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\x12,\n" +
-	"\x12disable_device_sas\x18\v \x01(\bR\x10disableDeviceSas\"h\n" +
+	"\x12disable_device_sas\x18\v \x01(\bR\x10disableDeviceSas\x12N\n" +
+	"\x12reprovision_policy\x18\f \x01(\x0e2\x1f.zerotouch.v1.ReprovisionPolicyR\x11reprovisionPolicy\x12!\n" +
+	"\finitial_twin\x18\r \x01(\tR\vinitialTwin\x12\x19\n" +
+	"\biot_edge\x18\x0e \x01(\bR\aiotEdge\x12\x1d\n" +
+	"\n" +
+	"adopt_from\x18\x0f \x03(\tR\tadoptFrom\"h\n" +
 	"\x1cCreateEnrollmentGroupRequest\x12H\n" +
 	"\x10enrollment_group\x18\x01 \x01(\v2\x1d.zerotouch.v1.EnrollmentGroupR\x0fenrollmentGroup\"+\n" +
 	"\x19GetEnrollmentGroupRequest\x12\x0e\n" +
@@ -1389,7 +1504,7 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateMask\"B\n" +
 	"\x1cDeleteEnrollmentGroupRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xb7\x05\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xe4\x06\n" +
 	"\n" +
 	"Enrollment\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
@@ -1409,7 +1524,12 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	" \x01(\v2\x1c.zerotouch.v1.TpmAttestationR\x03tpm\x12H\n" +
 	"\x10attestation_type\x18\v \x01(\x0e2\x1d.zerotouch.v1.AttestationTypeR\x0fattestationType\x12J\n" +
 	"\rsymmetric_key\x18\f \x01(\v2%.zerotouch.v1.SymmetricKeyAttestationR\fsymmetricKey\x12,\n" +
-	"\x12disable_device_sas\x18\r \x01(\bR\x10disableDeviceSas\"_\n" +
+	"\x12disable_device_sas\x18\r \x01(\bR\x10disableDeviceSas\x12N\n" +
+	"\x12reprovision_policy\x18\x0e \x01(\x0e2\x1f.zerotouch.v1.ReprovisionPolicyR\x11reprovisionPolicy\x12!\n" +
+	"\finitial_twin\x18\x0f \x01(\tR\vinitialTwin\x12\x19\n" +
+	"\biot_edge\x18\x10 \x01(\bR\aiotEdge\x12\x1d\n" +
+	"\n" +
+	"adopt_from\x18\x11 \x03(\tR\tadoptFrom\"_\n" +
 	"\x17SymmetricKeyAttestation\x12\x1f\n" +
 	"\vprimary_key\x18\x01 \x01(\fR\n" +
 	"primaryKey\x12#\n" +
@@ -1420,9 +1540,10 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x17CreateEnrollmentRequest\x128\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x18.zerotouch.v1.EnrollmentR\n" +
-	"enrollment\"[\n" +
+	"enrollment\"\x80\x01\n" +
 	"\x1dBatchCreateEnrollmentsRequest\x12:\n" +
-	"\venrollments\x18\x01 \x03(\v2\x18.zerotouch.v1.EnrollmentR\venrollments\"\x98\x01\n" +
+	"\venrollments\x18\x01 \x03(\v2\x18.zerotouch.v1.EnrollmentR\venrollments\x12#\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"\x98\x01\n" +
 	"\x1eBatchCreateEnrollmentsResponse\x12D\n" +
 	"\aresults\x18\x01 \x03(\v2*.zerotouch.v1.BatchCreateEnrollmentsResultR\aresults\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\x05R\acreated\x12\x16\n" +
@@ -1515,8 +1636,9 @@ var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(*Allocation)(nil),                     // 23: zerotouch.v1.Allocation
 	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
 	(AttestationType)(0),                   // 25: zerotouch.v1.AttestationType
-	(*fieldmaskpb.FieldMask)(nil),          // 26: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                  // 27: google.protobuf.Empty
+	(ReprovisionPolicy)(0),                 // 26: zerotouch.v1.ReprovisionPolicy
+	(*fieldmaskpb.FieldMask)(nil),          // 27: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 28: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
 	22, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
@@ -1525,54 +1647,56 @@ var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
 	24, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
 	25, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
 	8,  // 5: zerotouch.v1.EnrollmentGroup.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
-	0,  // 6: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 7: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 8: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	26, // 9: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	22, // 10: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	23, // 11: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	24, // 12: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	24, // 13: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
-	9,  // 14: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
-	25, // 15: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
-	8,  // 16: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
-	7,  // 17: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	7,  // 18: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
-	13, // 19: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
-	7,  // 20: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
-	14, // 21: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
-	7,  // 22: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
-	7,  // 23: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	26, // 24: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 25: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
-	2,  // 26: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
-	3,  // 27: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
-	5,  // 28: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
-	6,  // 29: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
-	10, // 30: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
-	11, // 31: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
-	15, // 32: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
-	16, // 33: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
-	18, // 34: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
-	19, // 35: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	20, // 36: zerotouch.v1.EnrollmentService.GetWebhookSecret:input_type -> zerotouch.v1.GetWebhookSecretRequest
-	0,  // 37: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	0,  // 38: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	4,  // 39: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	0,  // 40: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	27, // 41: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	7,  // 42: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	12, // 43: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
-	7,  // 44: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	17, // 45: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	7,  // 46: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	27, // 47: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	21, // 48: zerotouch.v1.EnrollmentService.GetWebhookSecret:output_type -> zerotouch.v1.WebhookSecret
-	37, // [37:49] is the sub-list for method output_type
-	25, // [25:37] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	26, // 6: zerotouch.v1.EnrollmentGroup.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
+	0,  // 7: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	0,  // 8: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
+	0,  // 9: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	27, // 10: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	22, // 11: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	23, // 12: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	24, // 13: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	24, // 14: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 15: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
+	25, // 16: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	8,  // 17: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
+	26, // 18: zerotouch.v1.Enrollment.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
+	7,  // 19: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	7,  // 20: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
+	13, // 21: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
+	7,  // 22: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
+	14, // 23: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
+	7,  // 24: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
+	7,  // 25: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	27, // 26: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 27: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
+	2,  // 28: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
+	3,  // 29: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
+	5,  // 30: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
+	6,  // 31: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
+	10, // 32: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
+	11, // 33: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
+	15, // 34: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
+	16, // 35: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
+	18, // 36: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
+	19, // 37: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
+	20, // 38: zerotouch.v1.EnrollmentService.GetWebhookSecret:input_type -> zerotouch.v1.GetWebhookSecretRequest
+	0,  // 39: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	0,  // 40: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	4,  // 41: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	0,  // 42: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	28, // 43: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	7,  // 44: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	12, // 45: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
+	7,  // 46: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	17, // 47: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	7,  // 48: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	28, // 49: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	21, // 50: zerotouch.v1.EnrollmentService.GetWebhookSecret:output_type -> zerotouch.v1.WebhookSecret
+	39, // [39:51] is the sub-list for method output_type
+	27, // [27:39] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_enrollment_proto_init() }

@@ -1,0 +1,151 @@
+package cli_test
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// readmeCommands returns the lines of the sh blocks in the README section
+// under heading (up to the next "## " heading), with their comments.
+func readmeCommands(t *testing.T, readme, heading string) []string {
+	t.Helper()
+	_, section, ok := strings.Cut(readme, "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README has no %q", heading)
+	}
+	if i := strings.Index(section, "\n## "); i >= 0 {
+		section = section[:i]
+	}
+	var lines []string
+	for inBlock, rest := false, section; rest != ""; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		switch {
+		case strings.HasPrefix(line, "```sh"):
+			inBlock = true
+		case strings.HasPrefix(line, "```"):
+			inBlock = false
+		case inBlock && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
+			lines = append(lines, strings.TrimSpace(line))
+		}
+	}
+	return lines
+}
+
+// shellWords splits a command line as sh would for the README's simple
+// lines (words, double quotes), and returns its trailing comment.
+func shellWords(line string) (words []string, comment string) {
+	var w strings.Builder
+	quoted, inWord := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '"':
+			quoted, inWord = !quoted, true
+		case !quoted && c == '#' && !inWord:
+			return words, strings.TrimSpace(line[i+1:])
+		case !quoted && (c == ' ' || c == '\t'):
+			if inWord {
+				words, inWord = append(words, w.String()), false
+				w.Reset()
+			}
+		default:
+			w.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words, ""
+}
+
+// TestREADMEWalkThrough runs the README's five-minute walk-through and its
+// TPM section as written, line by line, against a dev server: every
+// ./zerotouch line must succeed, except those whose comment says
+// "refused: REASON", which must fail with that reason. Placeholders
+// (<CODE>, <REGISTRATION_ID>, <EK_BASE64>) take the values the earlier
+// commands printed, as an operator copies them.
+func TestREADMEWalkThrough(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := readmeCommands(t, string(raw), "## Five-minute walk-through")
+	if len(lines) < 20 {
+		t.Fatalf("only %d commands in the walk-through", len(lines))
+	}
+	s := startDevServer(t)
+	placeholders := map[string]*regexp.Regexp{
+		"<CODE>":            regexp.MustCompile(`"verificationCode":\s*"([0-9A-F]+)"`),
+		"<REGISTRATION_ID>": regexp.MustCompile(`registration ID: (\S+)`),
+		"<EK_BASE64>":       regexp.MustCompile(`\(TPM2B_PUBLIC, base64\): (\S+)`),
+	}
+	values := map[string]string{}
+	for _, line := range lines {
+		words, comment := shellWords(line)
+		if len(words) > 0 && words[0] == "go" {
+			continue // go build
+		}
+		if len(words) < 2 || words[0] != "./zerotouch" {
+			t.Fatalf("README line %q is not a ./zerotouch command", line)
+		}
+		args := words[1:]
+		for i, a := range args {
+			for p := range placeholders {
+				if strings.Contains(a, p) {
+					v, ok := values[p]
+					if !ok {
+						t.Fatalf("%q: no earlier command printed %s", line, p)
+					}
+					args[i] = strings.ReplaceAll(a, p, v)
+				}
+			}
+		}
+		want, reason := 0, ""
+		if r, ok := strings.CutPrefix(comment, "refused: "); ok {
+			want, reason = 1, strings.Fields(r)[0]
+		}
+		out := s.run(want, args...)
+		if !strings.Contains(out, reason) {
+			t.Fatalf("%q: want %s in %s", line, reason, out)
+		}
+		for p, re := range placeholders {
+			if m := re.FindStringSubmatch(out); m != nil {
+				values[p] = m[1]
+			}
+		}
+	}
+	for p := range placeholders {
+		if _, ok := values[p]; !ok {
+			t.Errorf("no command printed %s", p)
+		}
+	}
+}
+
+// TestWrongPortSaysSo: a REST registration sent to the gRPC port, and a
+// gRPC command sent to the REST port, name the likely cause instead of a
+// bare EOF or content-type error.
+func TestWrongPortSaysSo(t *testing.T) {
+	s := startDevServer(t)
+	s.run(0, "pki", "ca", "--cn", "Acme Root", "--out", "acme")
+	s.run(0, "pki", "device", "--ca", "acme", "--id", "dev-1", "--out", "dev-1")
+	for _, args := range [][]string{
+		{"device", "register", "--transport", "rest", "--server", s.grpcAddr, "--cert", "dev-1/device.pem", "--key", "dev-1/device-key.pem"},
+		{"device", "register", "--tpm", "--transport", "rest", "--server", s.grpcAddr},
+	} {
+		if out := s.run(1, args...); !strings.Contains(out, "it is likely the gRPC address") || !strings.Contains(out, "--transport rest needs the REST (HTTPS) address") {
+			t.Errorf("%v: %s", args, out)
+		}
+	}
+	for _, args := range [][]string{
+		{"ca", "list", "--server", s.httpAddr},
+		{"device", "register", "--server", s.httpAddr, "--cert", "dev-1/device.pem", "--key", "dev-1/device-key.pem"},
+	} {
+		if out := s.run(1, args...); !strings.Contains(out, "the address is likely the REST (HTTPS) port") {
+			t.Errorf("%v: %s", args, out)
+		}
+	}
+}
