@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
@@ -150,5 +154,45 @@ func TestBulkItemsAreAudited(t *testing.T) {
 	}
 	if done != 1 || refused != 2 {
 		t.Fatalf("%d done, %d refused, want 1 and 2: %v", done, refused, res.GetRecords())
+	}
+}
+
+// TestMQTTRefusalsAreRecorded: a CONNECT refused by the MQTT transport
+// itself (a client ID that is not the username's registration ID) and one
+// refused by provisioning (a SAS not signed by the enrollment's key) are
+// both in the failed-attempt log, as transport dps-mqtt.
+func TestMQTTRefusalsAreRecorded(t *testing.T) {
+	e := start(t)
+	if _, err := e.mqttConnect("mqtt-dev", make([]byte, 32), nil); err == nil {
+		t.Fatal("a wrong key connected")
+	}
+	c, err := tls.Dial("tcp", e.mqttAddr, e.clientTLS(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &mqttDevice{t: t, conn: c, r: bufio.NewReader(c)}
+	if err := d.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: "someone-else",
+			UsernameFlag: true, Username: []byte(mqttUsername("mqtt-dev"))}}); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := d.read(); err != nil || ack.ReasonCode == 0 {
+		t.Fatalf("CONNACK %+v %v", ack, err)
+	}
+	c.Close()
+	reasons := map[string]string{}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(reasons) < 2; time.Sleep(100 * time.Millisecond) {
+		res, err := pb.NewFailedAttemptServiceClient(e.admin).ListFailedAttempts(e.owner(), &pb.ListFailedAttemptsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range res.GetFailedAttempts() {
+			if a.GetTransport() == "dps-mqtt" && a.GetRequestId() != "" {
+				reasons[a.GetRegistrationId()] = a.GetReason()
+			}
+		}
+	}
+	if reasons["mqtt-dev"] == "" || reasons["someone-else"] != "FIELD_INVALID" {
+		t.Fatalf("MQTT refusals recorded: %v", reasons)
 	}
 }

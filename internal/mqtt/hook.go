@@ -53,11 +53,28 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 	return pk, nil
 }
 
+// record puts a CONNECT refused before provisioning saw it in the
+// failed-attempt log (and the refusal log line), under the registration ID
+// the client claimed.
+func (h *hook) record(dc *deviceConn, cl *mochi.Client, claimed string, err error) {
+	if h.srv.cfg.Prov == nil {
+		return
+	}
+	if u, perr := parseUsername(claimed); perr == nil {
+		claimed = u.regID
+	}
+	h.srv.cfg.Prov.Refused(provisioning.Request{RegistrationID: claimed, Transport: dc.transport, Peer: cl.Net.Remote,
+		RequestID: newRequestID()}, "connect", err)
+}
+
 // refuse answers CONNECT with a refusal and ends the connection (a
 // CONNACK always comes first: a socket closed after CONNECT without one
 // crashes the Node SDK).
-func (h *hook) refuse(cl *mochi.Client, code packets.Code, why string) error {
+func (h *hook) refuse(cl *mochi.Client, claimed string, code packets.Code, why string) error {
 	h.srv.log.Info("mqtt connection refused", "peer", cl.Net.Remote, "client_id", cl.ID, "code", code.Reason, "why", why)
+	if dc, ok := cl.Net.Conn.(*deviceConn); ok {
+		h.record(dc, cl, claimed, fault.New(fault.InvalidArgument, fault.FieldInvalid, "%s", why))
+	}
 	if err := h.srv.broker.SendConnack(cl, code, false, nil); err != nil {
 		return err
 	}
@@ -71,17 +88,17 @@ func (h *hook) refuse(cl *mochi.Client, code packets.Code, why string) error {
 // that no connection can take over another's session.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	if _, ok := cl.Net.Conn.(*deviceConn); !ok {
-		return h.refuse(cl, packets.ErrServerUnavailable, "not a device connection")
+		return h.refuse(cl, "", packets.ErrServerUnavailable, "not a device connection")
 	}
 	if pk.ProtocolVersion != 4 {
-		return h.refuse(cl, packets.ErrUnsupportedProtocolVersion, fmt.Sprintf("MQTT protocol level %d; DPS speaks MQTT 3.1.1 (4)", pk.ProtocolVersion))
+		return h.refuse(cl, pk.Connect.ClientIdentifier, packets.ErrUnsupportedProtocolVersion, fmt.Sprintf("MQTT protocol level %d; DPS speaks MQTT 3.1.1 (4)", pk.ProtocolVersion))
 	}
 	if u, err := parseUsername(string(pk.Connect.Username)); err == nil {
 		if !strings.EqualFold(pk.Connect.ClientIdentifier, u.regID) {
-			return h.refuse(cl, packets.ErrClientIdentifierNotValid, "the client ID is not the username's registration ID")
+			return h.refuse(cl, pk.Connect.ClientIdentifier, packets.ErrClientIdentifierNotValid, "the client ID is not the username's registration ID")
 		}
 		if enrollment.ValidateRegistrationID(u.regID) != nil {
-			return h.refuse(cl, packets.ErrClientIdentifierNotValid, "the registration ID is not valid")
+			return h.refuse(cl, pk.Connect.ClientIdentifier, packets.ErrClientIdentifierNotValid, "the registration ID is not valid")
 		}
 	}
 	cl.Properties.Clean = true
@@ -107,6 +124,7 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 	if err != nil || u.idScope != h.srv.cfg.IDScope {
 		h.srv.log.Info("mqtt connection refused", "peer", cl.Net.Remote, "client_id", pk.Connect.ClientIdentifier,
 			"code", "not authorized", "why", "the username is not {idScope}/registrations/{registrationId}/… of this ID scope")
+		h.record(dc, cl, pk.Connect.ClientIdentifier, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "the username is not of this ID scope"))
 		return false
 	}
 	sess := &session{regID: u.regID, peer: cl.Net.Remote, transport: dc.transport}

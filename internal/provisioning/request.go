@@ -224,6 +224,11 @@ func (s *Service) attest(ctx context.Context, req *Request) (*plan, error) {
 // logRefusal records a refused step: who, from where, over what, why. The
 // device gets only the reason; the log gets the detail. No secrets are
 // logged.
+// Refused logs and records (failed-attempt log) a device request that a
+// transport refused before it reached the use case: a malformed MQTT
+// CONNECT, say.
+func (s *Service) Refused(req Request, step string, err error) { s.logRefusal(&req, step, err) }
+
 func (s *Service) logRefusal(req *Request, step string, err error, more ...any) {
 	attrs := []any{"step", step, "transport", string(req.Transport), "peer", req.Peer, "outcome", "refused",
 		"reason", string(fault.ReasonOf(err)), "detail", err.Error()}
