@@ -40,6 +40,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device by the file's size (which grows in steps)")
 	metricsURL := fs.String("metrics-url", "", "the server's metrics (http://host:port/metrics), for the embedded store's bytes per device (set by --spawn)")
 	serverMetrics := fs.Bool("server-metrics", true, "with --spawn: the server serves metrics (listen.metrics); false turns them off, to measure what they cost")
+	serverLog := fs.String("server-log", "warn", "with --spawn: the server's log level (JSON lines on this command's standard error); info logs a line per registration, to measure what logging costs")
 	transport := fs.String("transport", "both", "grpc, rest, dps, mqtt (DPS over MQTT, and the DPS HTTPS API to compare), or both (grpc and rest)")
 	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs: one worker process per device in flight)")
 	tpmEK := fs.String("tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc")
@@ -129,7 +130,12 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		cfg.StoreSize = size
 	}
 	if *spawn {
-		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs, *serverMetrics)
+		switch *serverLog {
+		case "debug", "info", "warn", "error":
+		default:
+			return fmt.Errorf("%w: --server-log must be debug, info, warn or error", errUsage)
+		}
+		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs, *serverMetrics, *serverLog)
 		if err != nil {
 			return err
 		}
@@ -273,7 +279,7 @@ func ratios(reports []*bench.Report) []string {
 // zerotouch_store_bytes (bytes in use, which move with every write);
 // without, its file's size (which grows in steps, so a short run can
 // measure 0).
-func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, storage, redisAddrs string, metrics bool) (func(), error) {
+func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, storage, redisAddrs string, metrics bool, logLevel string) (func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -290,7 +296,7 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 		return nil, fmt.Errorf("no free port")
 	}
 	// Every simulated device connects from 127.0.0.1.
-	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q, mqtt: %q, metrics: %q}\nlog: {level: warn}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nmqtt: {max_connections_per_ip: 100000}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, mqttAddr, metricsAddr, cfg.IDScope, storage)
+	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q, mqtt: %q, metrics: %q}\nlog: {level: %s, format: json}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nmqtt: {max_connections_per_ip: 100000}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, mqttAddr, metricsAddr, logLevel, cfg.IDScope, storage)
 	if storage == "redis" {
 		conf += fmt.Sprintf("  redis: {addrs: [%s]}\n", redisAddrs)
 	}
