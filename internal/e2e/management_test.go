@@ -81,18 +81,35 @@ func TestRESTRequiresAccessKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc struct {
-		Paths map[string]map[string]any `json:"paths"`
+		Info struct {
+			Title, Version string
+		} `json:"info"`
+		SecurityDefinitions map[string]struct {
+			Type, Name, In string
+		} `json:"securityDefinitions"`
+		Paths map[string]map[string]struct {
+			Security *[]any `json:"security"`
+		} `json:"paths"`
 	}
 	if err := json.NewDecoder(res.Body).Decode(&doc); err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	n := 0
+	if doc.Info.Title != "Zerotouch API" || doc.Info.Version != "v1" || doc.SecurityDefinitions["AccessKey"].Name != "Authorization" {
+		t.Fatalf("OpenAPI header: %+v %+v", doc.Info, doc.SecurityDefinitions)
+	}
+	n, devices := 0, 0
 	for path, methods := range doc.Paths {
-		if strings.HasPrefix(path, "/v1/registrations/{registrationId}:") {
-			continue // device endpoints take the device's credential instead
-		}
-		for method := range methods {
+		for method, op := range methods {
+			if op.Security != nil && len(*op.Security) == 0 {
+				// The document says the device endpoints need no key: they
+				// take the device's credential instead.
+				if !strings.HasPrefix(path, "/v1/registrations/{registrationId}:") {
+					t.Errorf("%s %s is documented as needing no access key", method, path)
+				}
+				devices++
+				continue
+			}
 			url := "https://" + e.httpAddr + fillPath(path)
 			req, _ := http.NewRequest(strings.ToUpper(method), url, strings.NewReader("{}"))
 			req.Header.Set("Content-Type", "application/json")
@@ -108,8 +125,8 @@ func TestRESTRequiresAccessKey(t *testing.T) {
 			}
 		}
 	}
-	if n < 20 {
-		t.Fatalf("only %d REST operations found", n)
+	if n < 20 || devices != 3 {
+		t.Fatalf("%d REST operations need a key and %d do not; want at least 20 and 3", n, devices)
 	}
 }
 

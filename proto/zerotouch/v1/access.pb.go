@@ -7,6 +7,7 @@
 package zerotouchv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -494,7 +495,7 @@ var File_zerotouch_v1_access_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/access.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n" +
+	"\x19zerotouch/v1/access.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xf2\x02\n" +
 	"\tAccessKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -536,7 +537,12 @@ const file_zerotouch_v1_access_proto_rawDesc = "" +
 	"\x0fCreateAccessKey\x12$.zerotouch.v1.CreateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/accessKeys\x12s\n" +
 	"\x0eListAccessKeys\x12#.zerotouch.v1.ListAccessKeysRequest\x1a$.zerotouch.v1.ListAccessKeysResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/accessKeys\x12l\n" +
 	"\x0fDeleteAccessKey\x12$.zerotouch.v1.DeleteAccessKeyRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/accessKeys/{id}\x12\x85\x01\n" +
-	"\x0fRotateAccessKey\x12$.zerotouch.v1.RotateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/accessKeys/{id}:rotateB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x0fRotateAccessKey\x12$.zerotouch.v1.RotateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/accessKeys/{id}:rotateB\xa1\x04\x92A\xde\x03\x12\xfe\x01\n" +
+	"\rZerotouch API\x12\xe8\x01Zero-touch device provisioning: the device registration API and the management API (enrollments, CAs, hubs, registrations, access keys, audit and failed-attempt logs, IP filter). The DPS-compatible APIs are described in docs/dps.md.2\x02v1*\x01\x022\x10application/json:\x10application/jsonZ\xa2\x01\n" +
+	"\x9f\x01\n" +
+	"\tAccessKey\x12\x91\x01\b\x02\x12|An access key: \"Bearer ztk.<id>.<secret>\". Device calls authenticate with the TLS client certificate or a SAS token instead.\x1a\rAuthorization \x02b\x0f\n" +
+	"\r\n" +
+	"\tAccessKey\x12\x00Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_access_proto_rawDescOnce sync.Once

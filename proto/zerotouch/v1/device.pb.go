@@ -7,6 +7,7 @@
 package zerotouchv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -332,7 +333,7 @@ var File_zerotouch_v1_device_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/device.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fzerotouch/v1/registration.proto\"\xcd\x01\n" +
+	"\x19zerotouch/v1/device.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x1fzerotouch/v1/registration.proto\"\xcd\x01\n" +
 	"\x1aBeginTpmAttestationRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12'\n" +
 	"\x0fendorsement_key\x18\x02 \x01(\fR\x0eendorsementKey\x12\x1b\n" +
@@ -352,11 +353,11 @@ const file_zerotouch_v1_device_proto_rawDesc = "" +
 	"\x0fRegisterRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"R\n" +
 	"\x10RegisterResponse\x12>\n" +
-	"\fregistration\x18\x01 \x01(\v2\x1a.zerotouch.v1.RegistrationR\fregistration2\x80\x04\n" +
-	"\x19DeviceRegistrationService\x12\x82\x01\n" +
-	"\bRegister\x12\x1d.zerotouch.v1.RegisterRequest\x1a\x1e.zerotouch.v1.RegisterResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/registrations/{registration_id}:register\x12\xae\x01\n" +
-	"\x13BeginTpmAttestation\x12(.zerotouch.v1.BeginTpmAttestationRequest\x1a).zerotouch.v1.BeginTpmAttestationResponse\"B\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/registrations/{registration_id}:beginTpmAttestation\x12\xac\x01\n" +
-	"\x16CompleteTpmAttestation\x12+.zerotouch.v1.CompleteTpmAttestationRequest\x1a\x1e.zerotouch.v1.RegisterResponse\"E\x82\xd3\xe4\x93\x02?:\x01*\":/v1/registrations/{registration_id}:completeTpmAttestationB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\fregistration\x18\x01 \x01(\v2\x1a.zerotouch.v1.RegistrationR\fregistration2\x8f\x04\n" +
+	"\x19DeviceRegistrationService\x12\x87\x01\n" +
+	"\bRegister\x12\x1d.zerotouch.v1.RegisterRequest\x1a\x1e.zerotouch.v1.RegisterResponse\"<\x92A\x02b\x00\x82\xd3\xe4\x93\x021:\x01*\",/v1/registrations/{registration_id}:register\x12\xb3\x01\n" +
+	"\x13BeginTpmAttestation\x12(.zerotouch.v1.BeginTpmAttestationRequest\x1a).zerotouch.v1.BeginTpmAttestationResponse\"G\x92A\x02b\x00\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/registrations/{registration_id}:beginTpmAttestation\x12\xb1\x01\n" +
+	"\x16CompleteTpmAttestation\x12+.zerotouch.v1.CompleteTpmAttestationRequest\x1a\x1e.zerotouch.v1.RegisterResponse\"J\x92A\x02b\x00\x82\xd3\xe4\x93\x02?:\x01*\":/v1/registrations/{registration_id}:completeTpmAttestationB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_device_proto_rawDescOnce sync.Once

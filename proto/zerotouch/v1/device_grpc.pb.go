@@ -41,8 +41,8 @@ type DeviceRegistrationServiceClient interface {
 	// BeginTpmAttestation is a TPM device's first step: it sends its EK and
 	// the public area of a key it created in the same TPM, and gets a
 	// credential challenge (TPM2 MakeCredential) bound to that key's name.
-	// The challenge is single-use, expires in minutes, and any replica can
-	// take the second step.
+	// The challenge is sealed into its ID (nothing is stored), single-use,
+	// expires in minutes, and any replica can take the second step.
 	BeginTpmAttestation(ctx context.Context, in *BeginTpmAttestationRequest, opts ...grpc.CallOption) (*BeginTpmAttestationResponse, error)
 	// CompleteTpmAttestation is the second step: the device proves it
 	// recovered the challenge's secret with ActivateCredential, and is
@@ -105,8 +105,8 @@ type DeviceRegistrationServiceServer interface {
 	// BeginTpmAttestation is a TPM device's first step: it sends its EK and
 	// the public area of a key it created in the same TPM, and gets a
 	// credential challenge (TPM2 MakeCredential) bound to that key's name.
-	// The challenge is single-use, expires in minutes, and any replica can
-	// take the second step.
+	// The challenge is sealed into its ID (nothing is stored), single-use,
+	// expires in minutes, and any replica can take the second step.
 	BeginTpmAttestation(context.Context, *BeginTpmAttestationRequest) (*BeginTpmAttestationResponse, error)
 	// CompleteTpmAttestation is the second step: the device proves it
 	// recovered the challenge's secret with ActivateCredential, and is
