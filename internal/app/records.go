@@ -45,6 +45,11 @@ func (a *App) keepRecords(ctx context.Context, cfg *config.Config, store Store, 
 	rec := &attempts.Recorder{Store: store, Now: opt.Now, Log: opt.Log}
 	rec.Start(bg)
 	a.closers = append(a.closers, rec.Close) // before stop: Close flushes
+	if a.Metrics != nil {
+		if err := a.Metrics.FailedAttemptsDropped(rec.Dropped); err != nil {
+			return err
+		}
+	}
 	prov.Attempts = rec
 	adm.Attempts = &attempts.Log{Store: store, Now: opt.Now, Retention: r}
 

@@ -163,6 +163,9 @@ func TestMetrics(t *testing.T) {
 	if b := series(fams, "zerotouch_store_bytes")["{}"]; b <= 0 {
 		t.Errorf("store bytes %v", b)
 	}
+	if d, ok := series(fams, "zerotouch_failed_attempts_dropped_total")["{}"]; !ok || d != 0 {
+		t.Errorf("failed attempts dropped: %v (present %v), want 0", d, ok)
+	}
 	if bi := fams["zerotouch_build_info"]; bi == nil || len(bi.GetMetric()) != 1 || len(bi.GetMetric()[0].GetLabel()) != 2 {
 		t.Errorf("build info: %v", bi)
 	}

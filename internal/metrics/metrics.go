@@ -154,6 +154,14 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 // Register adds a collector (a Fleet) to the registry.
 func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
 
+// FailedAttemptsDropped counts the refusals the failed-attempt log's full
+// queue dropped (ADR 20), read from dropped at scrape time.
+func (m *Metrics) FailedAttemptsDropped(dropped func() int64) error {
+	return m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zerotouch_failed_attempts_dropped_total",
+		Help: "Refused device requests the failed-attempt log dropped because its write queue was full (an attack, or a store too slow)."},
+		func() float64 { return float64(dropped()) }))
+}
+
 // Listener starts the TLS handshake failure counter of a listener at zero
 // (a listener that is served).
 func (m *Metrics) Listener(name string) { m.tlsFailures.WithLabelValues(name) }
