@@ -23,8 +23,11 @@ func restHint(err error, server string) error {
 	if err == nil || errors.As(err, &re) {
 		return err
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "no application protocol") ||
-		strings.Contains(err.Error(), "malformed HTTP response") {
+	// The gRPC server closes an HTTP/1.1 request's connection; net/http
+	// reports that as EOF, or, when the close races its request, as a
+	// "server closed idle connection" or a reset.
+	if msg := err.Error(); errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "no application protocol") ||
+		strings.Contains(msg, "malformed HTTP response") || strings.Contains(msg, "server closed idle connection") || strings.Contains(msg, "connection reset by peer") {
 		return fmt.Errorf("%w\n%s closed the connection without an HTTP answer: it is likely the gRPC address (default port 8444); "+
 			"--transport rest needs the REST (HTTPS) address, by default %s (--server or ZEROTOUCH_SERVER)", err, server, defaultRESTServer)
 	}
