@@ -163,6 +163,11 @@ func TestIPFilter(t *testing.T) {
 	sources := map[string]bool{}
 	for _, a := range got.GetFailedAttempts() {
 		sources[a.GetSource()] = true
+		// A request refused per API carries its request ID (a connection
+		// cut before TLS has none).
+		if a.GetSource() == "127.0.0.3" && a.GetRequestId() == "" {
+			t.Errorf("a request-level refusal without its request ID: %v", a)
+		}
 	}
 	if !sources["127.0.0.2"] || !sources["127.0.0.3"] {
 		t.Fatalf("failed attempts: %v", got)

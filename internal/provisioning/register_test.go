@@ -607,3 +607,19 @@ func TestTPMAnswerMarkersAreBounded(t *testing.T) {
 		t.Fatalf("%d answers rate limited, %d markers stored; want 25 and 5", limited, n)
 	}
 }
+
+// TestRefusalLogIsBounded: a claimed registration ID is the caller's, so a
+// refusal logs at most 128 bytes of it and its length (found by review: a
+// 1 MB ID made a 1 MB log line).
+func TestRefusalLogIsBounded(t *testing.T) {
+	f := newFixture(t)
+	var buf bytes.Buffer
+	f.s.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	huge := strings.Repeat("a", 1<<20)
+	if _, err := f.s.Register(t.Context(), Request{RegistrationID: huge, Evidence: X509Chain{}}); err == nil {
+		t.Fatal("registered without a credential")
+	}
+	if out := buf.String(); len(out) > 4096 || !strings.Contains(out, "registration_id_len=1048576") {
+		t.Fatalf("%d bytes logged:\n%.300s", len(out), out)
+	}
+}
