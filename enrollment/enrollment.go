@@ -204,6 +204,9 @@ type Group struct {
 	// SealedKeys are a symmetric-key group's keys, sealed; such a group has
 	// no CA.
 	SealedKeys []byte
+	// Revocation is how an X.509 group checks its devices' certificates
+	// against CRLs and OCSP (ADR 23).
+	Revocation RevocationPolicy
 	Allocation
 	DeviceSettings
 	Meta

@@ -49,6 +49,10 @@ type DeviceSettings struct {
 	// DisableSAS refuses the enrollment's SAS tokens (symmetric keys)
 	// while keeping its keys (DPS service API: disableDeviceSAS).
 	DisableSAS bool
+	// CredentialPolicy names the credential policy under which the
+	// enrollment's devices may be issued certificates from a CSR (ADR 22;
+	// DPS: credentialPolicyName); "" issues none.
+	CredentialPolicy string
 }
 
 // MaxAdoptFrom bounds DeviceSettings.AdoptFrom.
@@ -70,6 +74,11 @@ func (d DeviceSettings) Validate() error {
 		}
 		if slices.Contains(d.AdoptFrom[:i], id) {
 			return fault.Invalidf("adoptFrom names group %q twice", id)
+		}
+	}
+	if d.CredentialPolicy != "" {
+		if err := ValidateID("credentialPolicy", d.CredentialPolicy); err != nil {
+			return err
 		}
 	}
 	return ValidateInitialTwin(d.InitialTwin)

@@ -44,7 +44,8 @@ type GroupStore interface {
 	FindGroupByCA(ctx context.Context, caName string) (*Group, error)
 	ListGroups(ctx context.Context, p Page) (groups []*Group, next string, err error)
 	// UpdateGroup replaces the mutable fields (Disabled, EKAllowList,
-	// Allocation, Updated) if g.Etag is current, and returns the new etag.
+	// Allocation, Revocation, DeviceSettings, Updated) if g.Etag is
+	// current, and returns the new etag.
 	UpdateGroup(ctx context.Context, g *Group) (etag string, err error)
 	DeleteGroup(ctx context.Context, id, etag string) error
 }

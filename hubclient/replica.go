@@ -16,28 +16,44 @@ import (
 
 // Identity is what the hub keeps of a device: enough to admit it.
 type Identity struct {
-	DeviceID         string    `json:"device_id"`
-	RegistrationID   string    `json:"registration_id"`
-	Shard            string    `json:"shard"`
-	Enabled          bool      `json:"enabled"`
-	AttestationType  string    `json:"attestation_type"`
-	X509Thumbprint   string    `json:"x509_thumbprint,omitempty"`
-	CAThumbprint     string    `json:"ca_thumbprint,omitempty"`
-	TPMEKHash        string    `json:"tpm_ek_hash,omitempty"`
-	TPMBoundKey      []byte    `json:"tpm_bound_key,omitempty"`
-	SymmetricKeyHash string    `json:"symmetric_key_hash,omitempty"`
-	InitialTwinJSON  string    `json:"initial_twin_json,omitempty"`
-	IoTEdge          bool      `json:"iot_edge,omitempty"`
-	Version          int64     `json:"version"`
-	Updated          time.Time `json:"updated"`
+	DeviceID         string `json:"device_id"`
+	RegistrationID   string `json:"registration_id"`
+	Shard            string `json:"shard"`
+	Enabled          bool   `json:"enabled"`
+	AttestationType  string `json:"attestation_type"`
+	X509Thumbprint   string `json:"x509_thumbprint,omitempty"`
+	CAThumbprint     string `json:"ca_thumbprint,omitempty"`
+	TPMEKHash        string `json:"tpm_ek_hash,omitempty"`
+	TPMBoundKey      []byte `json:"tpm_bound_key,omitempty"`
+	SymmetricKeyHash string `json:"symmetric_key_hash,omitempty"`
+	InitialTwinJSON  string `json:"initial_twin_json,omitempty"`
+	IoTEdge          bool   `json:"iot_edge,omitempty"`
+	// IssuedSerial and IssuedThumbprint identify the operational
+	// certificate Zerotouch issued the device, if any (admit a device
+	// presenting it, once its chain verifies to IssuingCA and it is not
+	// revoked); IssuedNotAfter is its expiry.
+	IssuedSerial     string    `json:"issued_serial,omitempty"`
+	IssuedThumbprint string    `json:"issued_thumbprint,omitempty"`
+	IssuingCA        string    `json:"issuing_ca,omitempty"`
+	IssuedNotAfter   time.Time `json:"issued_not_after,omitzero"`
+	// DisabledReason says why a disabled identity is, when Zerotouch
+	// disabled it by itself (CERTIFICATE_REVOKED: a CRL listed its
+	// certificate).
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	Version        int64     `json:"version"`
+	Updated        time.Time `json:"updated"`
 }
 
 // FromPB converts a wire identity.
 func FromPB(id *pb.DeviceIdentity) *Identity {
-	return &Identity{DeviceID: id.GetDeviceId(), RegistrationID: id.GetRegistrationId(), Shard: id.GetShard(), Enabled: id.GetEnabled(),
+	out := &Identity{DeviceID: id.GetDeviceId(), RegistrationID: id.GetRegistrationId(), Shard: id.GetShard(), Enabled: id.GetEnabled(),
 		AttestationType: id.GetAttestationType().String(), X509Thumbprint: id.GetX509Thumbprint(), CAThumbprint: id.GetCaThumbprint(),
 		TPMEKHash: id.GetTpmEkHash(), TPMBoundKey: id.GetTpmBoundKey(), SymmetricKeyHash: id.GetSymmetricKeyHash(),
-		InitialTwinJSON: id.GetInitialTwinJson(), IoTEdge: id.GetIotEdge(), Version: id.GetVersion(), Updated: id.GetUpdateTime().AsTime()}
+		InitialTwinJSON: id.GetInitialTwinJson(), IoTEdge: id.GetIotEdge(), DisabledReason: id.GetDisabledReason(), Version: id.GetVersion(), Updated: id.GetUpdateTime().AsTime()}
+	if c := id.GetIssuedCertificate(); c != nil {
+		out.IssuedSerial, out.IssuedThumbprint, out.IssuingCA, out.IssuedNotAfter = c.GetSerial(), c.GetSha256Thumbprint(), c.GetIssuingCa(), c.GetNotAfter().AsTime()
+	}
+	return out
 }
 
 // replicaFile is the replica on disk.

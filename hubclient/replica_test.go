@@ -4,6 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -96,3 +99,25 @@ func TestOpenReplicaRefusesGarbage(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// TestFromPBIssuedCertificate: the identity keeps the device's issued
+// certificate, which the hub admits.
+func TestFromPBIssuedCertificate(t *testing.T) {
+	na := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	id := FromPB(&pb.DeviceIdentity{DeviceId: "d", IssuedCertificate: &pb.IssuedCertificate{Serial: "0abc", Sha256Thumbprint: "ff", IssuingCa: "ops", NotAfter: timestamppb.New(na)}})
+	if id.IssuedSerial != "0abc" || id.IssuedThumbprint != "ff" || id.IssuingCA != "ops" || !id.IssuedNotAfter.Equal(na) {
+		t.Fatalf("FromPB: %+v", id)
+	}
+	if none := FromPB(&pb.DeviceIdentity{DeviceId: "d"}); none.IssuedSerial != "" || !none.IssuedNotAfter.IsZero() {
+		t.Fatalf("FromPB without one: %+v", none)
+	}
+}
+
+// TestFromPBDisabledReason: a hub keeps why Zerotouch disabled a device
+// (ADR 23).
+func TestFromPBDisabledReason(t *testing.T) {
+	id := FromPB(&pb.DeviceIdentity{DeviceId: "d", DisabledReason: "CERTIFICATE_REVOKED"})
+	if id.Enabled || id.DisabledReason != "CERTIFICATE_REVOKED" {
+		t.Fatalf("FromPB: %+v", id)
+	}
+}

@@ -26,8 +26,9 @@ import (
 // leaf against the issuer alone would not apply them. Any miss or failure
 // falls back to full verification, whose answer is final.
 //
-// There is no revocation checking yet; when CRLs arrive they must be
-// applied to cached paths on every use.
+// Revocation is not its business: the caller checks every certificate of
+// the path it returns, cached or not, on every use (ADR 23), so a cached
+// path never lets a certificate revoked since through.
 type PathCache struct {
 	mu      sync.RWMutex
 	entries map[[32]byte]*cachedPath

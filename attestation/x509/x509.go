@@ -1,6 +1,8 @@
 // Package x509 verifies devices' X.509 certificate chains: chain shape, the
 // leaf's validity window and usages, the algorithm floor, and path
-// verification to the trust anchors an enrollment names.
+// verification to the trust anchors an enrollment names; and it checks the
+// CRLs and OCSP answers that say whether a certificate was revoked (ADR
+// 23), without fetching or keeping them.
 //
 // It is a domain package (standard library and internal/fault only). It does
 // not decide which anchors apply; the enrollment package does.

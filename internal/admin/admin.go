@@ -30,8 +30,10 @@ import (
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/ipfilter"
+	"github.com/zerotouch/zerotouch/internal/issuance"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/revocation"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 )
 
@@ -58,6 +60,12 @@ type Service struct {
 	Audit *audit.Log
 	// Attempts reads the failed-attempt log (ADR 20); nil when it is off.
 	Attempts *attempts.Log
+	// Issuance keeps issuing CAs, credential policies and revocations
+	// (ADR 22); nil turns certificate issuance off.
+	Issuance issuance.Store
+	// Revocation keeps the CRLs of uploaded CA certificates (ADR 23); nil
+	// refuses CRL uploads.
+	Revocation *revocation.Checker
 
 	// touched is when this replica last recorded each key's use.
 	touched sync.Map
@@ -118,6 +126,9 @@ func (s *Service) CreateSymmetricGroup(ctx context.Context, g *enrollment.Group,
 	}
 	g.Mechanism = enrollment.MechanismSymmetricKey
 	if err := checkAllowList(g); err != nil {
+		return nil, nil, err
+	}
+	if err := g.Revocation.Validate(g.Mechanism); err != nil {
 		return nil, nil, err
 	}
 	keys, sealed, err := s.symmetricKeys(primary, secondary, secrets.GroupAAD(g.ID))
@@ -257,6 +268,9 @@ func (s *Service) CreateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 	if err := checkAllowList(g); err != nil {
 		return nil, err
 	}
+	if err := g.Revocation.Validate(g.Mechanism); err != nil {
+		return nil, err
+	}
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
 		return nil, err
 	}
@@ -279,6 +293,9 @@ func (s *Service) UpdateGroup(ctx context.Context, g *enrollment.Group) (*enroll
 		return nil, fault.Invalidf("etag is required to update an enrollment group")
 	}
 	if err := checkAllowList(g); err != nil {
+		return nil, err
+	}
+	if err := g.Revocation.Validate(g.EffectiveMechanism()); err != nil {
 		return nil, err
 	}
 	if err := s.checkShards(ctx, g.Allocation); err != nil {
@@ -407,6 +424,9 @@ func (s *Service) createIndividual(ctx context.Context, e *enrollment.Individual
 // or narrowing the list needs nothing more.
 func (s *Service) checkSettings(ctx context.Context, d enrollment.DeviceSettings, was []string) error {
 	if err := d.Validate(); err != nil {
+		return err
+	}
+	if err := s.checkCredentialPolicy(ctx, d.CredentialPolicy); err != nil {
 		return err
 	}
 	widens := slices.ContainsFunc(d.AdoptFrom, func(id string) bool { return !slices.Contains(was, id) })

@@ -93,6 +93,9 @@ func (s *Service) setIdentityStatus(ctx context.Context, reg *registry.Registrat
 		now := s.Now()
 		id.Status, id.Version, id.Updated = want, registry.NextVersion(id.Version, now), now
 		_, err = mutate(ctx, s, change{action: "UpdateRegistration", resource: reg.RegistrationID}, func() (string, error) { return s.Store.UpdateRegistration(ctx, reg, id) })
+		if err == nil && !enabled {
+			s.revokeOnDisable(ctx, reg) // its enrollment was disabled or deleted
+		}
 		switch fault.KindOf(err) {
 		case fault.Conflict:
 		case fault.NotFound:
@@ -140,6 +143,9 @@ func (s *Service) SetRegistrationEnabled(ctx context.Context, registrationID, et
 	reg.Updated, id.Version, id.Updated = now, registry.NextVersion(id.Version, now), now
 	if reg.Etag, err = mutate(ctx, s, change{action: "UpdateRegistration", resource: reg.RegistrationID}, func() (string, error) { return s.Store.UpdateRegistration(ctx, reg, id) }); err != nil {
 		return nil, err
+	}
+	if !enabled {
+		s.revokeOnDisable(ctx, reg)
 	}
 	return reg, nil
 }

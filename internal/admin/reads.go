@@ -5,6 +5,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
@@ -31,7 +32,17 @@ func (s *Service) ListCAs(ctx context.Context, p enrollment.Page) ([]*enrollment
 // DeleteCA deletes a CA certificate (etag "" for any version); the store
 // refuses one that a group still names.
 func (s *Service) DeleteCA(ctx context.Context, name, etag string) error {
-	return s.write(ctx, change{action: "DeleteCA", resource: name, ifMatch: etag}, func() error { return s.Store.DeleteCA(ctx, name, etag) })
+	if err := s.write(ctx, change{action: "DeleteCA", resource: name, ifMatch: etag}, func() error { return s.Store.DeleteCA(ctx, name, etag) }); err != nil {
+		return err
+	}
+	if s.Revocation != nil {
+		// Its uploaded CRL goes with it (best effort: a CRL left behind
+		// only applies to certificates that CA signed).
+		if err := s.Revocation.DeleteUploaded(ctx, name); err != nil && fault.KindOf(err) != fault.NotFound && s.Log != nil {
+			s.Log.Warn("the deleted CA's CRL was not deleted", "ca", name, "err", err)
+		}
+	}
+	return nil
 }
 
 // GetGroup returns an enrollment group.
@@ -105,7 +116,29 @@ func (s *Service) ListRegistrations(ctx context.Context, f registry.Filter, toke
 // any version), so that the device provisions afresh; hubs see a deleted
 // event.
 func (s *Service) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
-	return s.write(ctx, change{action: "DeleteRegistration", resource: registrationID, ifMatch: etag}, func() error { return s.Store.DeleteRegistration(ctx, registrationID, etag) })
+	return s.write(ctx, change{action: "DeleteRegistration", resource: registrationID, ifMatch: etag}, func() error {
+		// Delete what was read (its etag), so that the certificates
+		// revoked below are the ones deleted: a renewal in between is a
+		// conflict, and the read is tried again.
+		for range 5 {
+			reg, err := s.Store.GetRegistration(ctx, registrationID)
+			if err != nil {
+				return err
+			}
+			if etag != "" && etag != reg.Etag {
+				return fault.EtagMismatchf("registration %q was changed by someone else (etag %q is not current)", registrationID, etag)
+			}
+			err = s.Store.DeleteRegistration(ctx, registrationID, reg.Etag)
+			if fault.KindOf(err) == fault.Conflict && etag == "" {
+				continue
+			}
+			if err == nil {
+				s.revokeOnDisable(ctx, reg)
+			}
+			return err
+		}
+		return fault.New(fault.Unavailable, fault.StoreUnavailable, "registration %q kept changing; retry", registrationID)
+	})
 }
 
 // GetIdentity returns a device's registry identity.

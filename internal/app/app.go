@@ -25,10 +25,12 @@ import (
 	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/config"
+	"github.com/zerotouch/zerotouch/internal/console"
 	"github.com/zerotouch/zerotouch/internal/dpsdevice"
 	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/ipfilter"
+	"github.com/zerotouch/zerotouch/internal/issuance"
 	"github.com/zerotouch/zerotouch/internal/metrics"
 	"github.com/zerotouch/zerotouch/internal/mqtt"
 	"github.com/zerotouch/zerotouch/internal/pki"
@@ -37,6 +39,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 	"github.com/zerotouch/zerotouch/internal/server"
+	"github.com/zerotouch/zerotouch/internal/storage/docs"
 )
 
 // OwnerKeyFile is where the bootstrap owner key is written, in the data
@@ -160,6 +163,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	fmt.Fprintf(a.opt.Stdout, "zerotouch serving gRPC on %s and REST on https://%s (store %s)\n", grpcLis.Addr(), httpLis.Addr(), where)
 	if a.CAFile != "" {
 		fmt.Fprintf(a.opt.Stdout, "development CA (trust it in clients): %s\n", a.CAFile)
+	}
+	if cfg.Console.Enabled {
+		fmt.Fprintf(a.opt.Stdout, "web console: https://%s%s\n", httpLis.Addr(), server.ConsolePath)
 	}
 	if cfg.DPS.IDScope != "" {
 		fmt.Fprintf(a.opt.Stdout, "DPS-compatible device API: https://%s/%s/registrations/{registrationId}/register (ID scope %s)\n", httpLis.Addr(), cfg.DPS.IDScope, cfg.DPS.IDScope)
@@ -299,6 +305,19 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 	}
 	adm := &admin.Service{Store: admStore, Now: opt.Now, Rand: rand.Reader, Secrets: a.Sealer, Log: opt.Log}
 	a.Admin = adm
+	// Certificate issuance (ADR 22): issuing CAs, policies and revocations
+	// are documents in the store; the CRLs and OCSP answers are published
+	// under /pki/ on the REST listener.
+	if a.Sealer != nil {
+		iss := docs.Issuance{D: store}
+		adm.Issuance = iss
+		publicURL := cfg.Issuance.PublicURL
+		if publicURL == "" {
+			publicURL = "https://" + cfg.Listen.HTTP
+		}
+		prov.Issuer = &issuance.Authority{Store: iss, Sealer: a.Sealer, BaseURL: strings.TrimRight(publicURL, "/"), Now: opt.Now}
+	}
+	a.checkRevocation(ctx, cfg, store, prov, adm, opt)
 	if err := a.keepRecords(ctx, cfg, store, prov, adm, opt); err != nil {
 		return nil, err
 	}
@@ -328,7 +347,14 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 			upgrades = map[string]http.Handler{mqtt.WebSocketPath: a.mqtt.WebSocket()}
 		}
 	}
+	var web http.Handler
+	if cfg.Console.Enabled {
+		if web, err = console.New(); err != nil {
+			return nil, fmt.Errorf("web console: %w", err)
+		}
+	}
 	a.server, err = server.New(server.Config{
+		Console:       web,
 		IPFilter:      a.ipFilter,
 		DPS:           dpsHandler,
 		DPSService:    dpsService,
@@ -338,6 +364,7 @@ func Build(ctx context.Context, cfg *config.Config, opt Options) (a *App, err er
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		Provisioning:  prov,
 		Admin:         adm,
+		Issuer:        prov.Issuer,
 		Log:           opt.Log,
 		Ready:         store.Ping,
 		ShutdownGrace: cfg.ShutdownGrace,
@@ -410,6 +437,11 @@ func (a *App) ServeListeners(ctx context.Context, l Listeners) error {
 			l.MQTT.Close()
 		}
 		return errors.New("a metrics listener was given, but metrics are off (listen.metrics is empty)")
+	}
+	if iss := a.Provisioning.Issuer; iss != nil && a.Config.Issuance.PublicURL == "" && l.HTTP != nil {
+		// Issued certificates name the CRL and OCSP URLs on the REST
+		// listener as bound (a configured port 0 becomes the real one).
+		iss.BaseURL = "https://" + l.HTTP.Addr().String()
 	}
 	// Metrics are served until the rest has drained, so that a scrape
 	// sees the last registrations.

@@ -16,6 +16,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/audit"
 	"github.com/zerotouch/zerotouch/internal/config"
 	"github.com/zerotouch/zerotouch/internal/ipfilter"
+	"github.com/zerotouch/zerotouch/internal/storage/docs"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
 )
@@ -28,6 +29,7 @@ type Store interface {
 	ipfilter.Store
 	attestation.ChallengeStore
 	access.Store
+	docs.Docs
 	Ping(ctx context.Context) error
 	Close() error
 	SetEventRetention(n int)

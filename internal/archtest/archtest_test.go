@@ -67,6 +67,9 @@ var layerOf = map[string]layer{
 	"internal/audit":     service,
 	"internal/attempts":  service,
 	"internal/ipfilter":  service,
+	"internal/issuance":  service,
+	// Revocation of manufacturer certificates: CRLs and OCSP (ADR 23).
+	"internal/revocation": service,
 
 	// use case: the flows that drive the domain (registration, the
 	// operator use cases). Stores only as interfaces, no gRPC or API types,
@@ -92,6 +95,9 @@ var layerOf = map[string]layer{
 	"internal/dpsservice": transport,
 	"internal/apierr":     transport,
 	"internal/mqtt":       transport,
+	// The web console's embedded pages (they call the API over HTTP, as
+	// any client; the Go side only serves files).
+	"internal/console": transport,
 
 	// config: the configuration schema and its validation. Domain values
 	// only; it builds nothing.

@@ -10,8 +10,11 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,6 +85,10 @@ type Config struct {
 	// HelperPIDs are client-side processes (TPM workers) whose CPU counts
 	// as the client's.
 	HelperPIDs []int
+	// CSR makes every device send a CSR (a fresh P-256 key each) and
+	// checks it gets a certificate back: the run's enrollment names a
+	// credential policy on an issuing CA the run creates (ADR 22).
+	CSR bool
 	// StoreSize, if set, reports the store's size in bytes, for store
 	// bytes per device: the embedded store's bytes in use (its server's
 	// zerotouch_store_bytes) or its file's size, or Redis's used_memory.
@@ -135,6 +142,8 @@ type Fleet struct {
 	Register func(ctx context.Context, transport string, i int) (device time.Duration, err error)
 	Count    int
 	Offset   int
+	// CSRs are the devices' CSRs (DER), with Config.CSR.
+	CSRs [][]byte
 }
 
 func (f *Fleet) size() int { return max(len(f.Devices), len(f.DeviceIDs), f.Count) }
@@ -150,6 +159,9 @@ func (f *Fleet) Slice(from, to int) *Fleet {
 	}
 	if len(f.DeviceIDs) > 0 {
 		out.DeviceIDs = f.DeviceIDs[from:to]
+	}
+	if len(f.CSRs) > 0 {
+		out.CSRs = f.CSRs[from:to]
 	}
 	return out
 }
@@ -182,9 +194,20 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 		// it owns the simulator.
 		return &Fleet{}, nil
 	}
+	policy := ""
+	if c.CSR {
+		policy = "bench-" + run
+		iss := pb.NewIssuanceServiceClient(cc)
+		if _, err := iss.CreateIssuingCa(actx, &pb.CreateIssuingCaRequest{Name: policy}); err != nil {
+			return nil, fmt.Errorf("create issuing CA: %w", err)
+		}
+		if _, err := iss.CreateCredentialPolicy(actx, &pb.CreateCredentialPolicyRequest{CredentialPolicy: &pb.CredentialPolicy{Name: policy, IssuingCa: policy}}); err != nil {
+			return nil, fmt.Errorf("create credential policy: %w", err)
+		}
+	}
 	if c.Attestation == "symmetric" {
 		g, err := pb.NewEnrollmentServiceClient(cc).CreateEnrollmentGroup(actx, &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{
-			Id: "bench-sym-" + run, AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY}})
+			Id: "bench-sym-" + run, AttestationType: pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY, CredentialPolicy: policy}})
 		if err != nil {
 			return nil, fmt.Errorf("create symmetric-key group: %w", err)
 		}
@@ -192,7 +215,7 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 		for i := range f.DeviceIDs {
 			f.DeviceIDs[i] = fmt.Sprintf("bench-%s-%07d", run, i)
 		}
-		return f, nil
+		return f, f.makeCSRs(c.CSR, f.DeviceIDs)
 	}
 	root, err := pki.NewCA("bench root "+run, nil, now, 24*time.Hour)
 	if err != nil {
@@ -219,16 +242,45 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 		return nil, fmt.Errorf("verify CA: %w", err)
 	}
 	if _, err := pb.NewEnrollmentServiceClient(cc).CreateEnrollmentGroup(actx, &pb.CreateEnrollmentGroupRequest{
-		EnrollmentGroup: &pb.EnrollmentGroup{Id: name, CaCertificate: name}}); err != nil {
+		EnrollmentGroup: &pb.EnrollmentGroup{Id: name, CaCertificate: name, CredentialPolicy: policy}}); err != nil {
 		return nil, fmt.Errorf("create group: %w", err)
 	}
 	f := &Fleet{Inter: inter, Devices: make([]*pki.Issued, n)}
+	ids := make([]string, n)
 	for i := range f.Devices {
-		if f.Devices[i], err = pki.NewDevice(fmt.Sprintf("bench-%s-%07d", run, i), inter, now, 24*time.Hour); err != nil {
+		ids[i] = fmt.Sprintf("bench-%s-%07d", run, i)
+		if f.Devices[i], err = pki.NewDevice(ids[i], inter, now, 24*time.Hour); err != nil {
 			return nil, err
 		}
 	}
-	return f, nil
+	return f, f.makeCSRs(c.CSR, ids)
+}
+
+// makeCSRs makes each device's CSR ahead of the run (a device makes its
+// key and CSR before it boots into provisioning: not the service's cost).
+func (f *Fleet) makeCSRs(on bool, ids []string) error {
+	if !on {
+		return nil
+	}
+	f.CSRs = make([][]byte, len(ids))
+	for i, id := range ids {
+		key, err := pki.NewKey()
+		if err != nil {
+			return err
+		}
+		if f.CSRs[i], err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// csr is device i's CSR, or nil.
+func (f *Fleet) csr(i int) []byte {
+	if i < len(f.CSRs) {
+		return f.CSRs[i]
+	}
+	return nil
 }
 
 // ensureShard creates a shard when the service has none.
@@ -325,9 +377,12 @@ func (c *Config) one(ctx context.Context, s *session, f *Fleet, i int) error {
 		if token != "" {
 			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", token)
 		}
-		resp, err := pb.NewDeviceRegistrationServiceClient(s.cc).Register(ctx, &pb.RegisterRequest{RegistrationId: regID})
+		resp, err := pb.NewDeviceRegistrationServiceClient(s.cc).Register(ctx, &pb.RegisterRequest{RegistrationId: regID, Csr: f.csr(i)})
 		if err == nil && resp.GetRegistration().GetStatus() != pb.RegistrationStatus_REGISTRATION_STATUS_ASSIGNED {
 			return fmt.Errorf("status %s", resp.GetRegistration().GetStatus())
+		}
+		if err == nil && c.CSR && len(resp.GetRegistration().GetIssuedCertificateChain()) == 0 {
+			return errors.New("no certificate issued")
 		}
 		return err
 	}
@@ -338,14 +393,22 @@ func (c *Config) one(ctx context.Context, s *session, f *Fleet, i int) error {
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.httpAddr+"/healthz", nil)
 	case c.Transport == "dps":
 		regID, _, token := c.identity(f, i, func(id string) string { return c.IDScope + "/registrations/" + id })
-		req, err = http.NewRequestWithContext(ctx, http.MethodPut, "https://"+s.httpAddr+"/"+c.IDScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
-			strings.NewReader(`{"registrationId":"`+regID+`"}`))
+		body, version := `{"registrationId":"`+regID+`"}`, "2021-06-01"
+		if csr := f.csr(i); csr != nil {
+			body, version = `{"registrationId":"`+regID+`","csr":"`+base64.StdEncoding.EncodeToString(csr)+`"}`, "2025-07-01-preview"
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodPut, "https://"+s.httpAddr+"/"+c.IDScope+"/registrations/"+regID+"/register?api-version="+version,
+			strings.NewReader(body))
 		if err == nil && token != "" {
 			req.Header.Set("Authorization", token)
 		}
 	default:
 		regID, _, token := c.identity(f, i, func(id string) string { return "registrations/" + id })
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+s.httpAddr+"/v1/registrations/"+regID+":register", strings.NewReader("{}"))
+		body := "{}"
+		if csr := f.csr(i); csr != nil {
+			body = `{"csr":"` + base64.StdEncoding.EncodeToString(csr) + `"}`
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+s.httpAddr+"/v1/registrations/"+regID+":register", strings.NewReader(body))
 		if err == nil && token != "" {
 			req.Header.Set("Authorization", token)
 		}
@@ -368,6 +431,9 @@ func (c *Config) one(ctx context.Context, s *session, f *Fleet, i int) error {
 	}
 	if c.Transport == "dps" && c.Mode != "ceiling" && !strings.Contains(string(body), `"status":"assigned"`) {
 		return fmt.Errorf("DPS answered %s", body)
+	}
+	if c.CSR && c.Mode != "ceiling" && !strings.Contains(string(body), "ssuedCertificateChain") {
+		return fmt.Errorf("no certificate issued: %s", body)
 	}
 	return nil
 }

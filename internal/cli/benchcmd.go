@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"math"
 	"net"
@@ -19,50 +18,75 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/zerotouch/zerotouch/internal/bench"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/tpmdevice"
 )
 
-// runBench is `zerotouch bench`: the load generator. With --spawn it
+// benchOpts are bench's flags.
+type benchOpts struct {
+	mqttServer, storage, redisAddrs, serverPIDs, storeFile, metricsURL, serverLog string
+	transport, attestation, tpmEK, idScope, mode, kex                             string
+	serverMetrics, spawn, reuse, asJSON, tpmWorker, csr                           bool
+	devices, concurrency, rounds                                                  int
+	rate                                                                          float64
+	duration                                                                      time.Duration
+}
+
+// benchCmd is `zerotouch bench`: the load generator. With --spawn it
 // starts its own `zerotouch serve` as a separate process (so that server
 // CPU can be read from /proc) on a fresh data directory.
-func runBench(ctx context.Context, env Env, args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	c := &conn{}
-	c.register(fs, env, defaultGRPCServer)
-	httpServer := fs.String("http-server", defaultRESTServer, "REST address of the server")
-	mqttServer := fs.String("mqtt-server", "127.0.0.1:8883", "DPS over MQTT (TLS) address of the server, for --transport mqtt")
-	spawn := fs.Bool("spawn", false, "start a zerotouch server as a child process for the run")
-	storage := fs.String("storage", "embedded", "with --spawn: embedded or redis")
-	redisAddrs := fs.String("redis-addrs", "", "Redis addresses (comma-separated): the store for --spawn --storage redis, and measured for bytes per device")
-	serverPIDs := fs.String("server-pid", "", "server process IDs (comma-separated, one per replica), for CPU per operation (set by --spawn)")
-	storeFile := fs.String("store-file", "", "embedded store file, for bytes per device by the file's size (which grows in steps)")
-	metricsURL := fs.String("metrics-url", "", "the server's metrics (http://host:port/metrics), for the embedded store's bytes per device (set by --spawn)")
-	serverMetrics := fs.Bool("server-metrics", true, "with --spawn: the server serves metrics (listen.metrics); false turns them off, to measure what they cost")
-	serverLog := fs.String("server-log", "warn", "with --spawn: the server's log level (JSON lines on this command's standard error); info logs a line per registration, to measure what logging costs")
-	transport := fs.String("transport", "both", "grpc, rest, dps, mqtt (DPS over MQTT, and the DPS HTTPS API to compare), or both (grpc and rest)")
-	attestation := fs.String("attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs: one worker process per device in flight)")
-	tpmEK := fs.String("tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc")
-	reuse := fs.Bool("reuse", false, "symmetric keys: send each worker's devices over one TLS connection (a factory station or gateway)")
-	idScope := fs.String("id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps and mqtt")
-	mode := fs.String("mode", "both", "register, ceiling or both")
-	devices := fs.Int("devices", 2000, "devices per measurement")
-	concurrency := fs.Int("concurrency", 8, "devices in flight (closed loop)")
-	rate := fs.Float64("rate", 0, "open-loop arrival rate in devices per second (0: closed loop)")
-	rounds := fs.Int("rounds", 1, "interleaved repetitions; medians are reported")
-	duration := fs.Duration("duration", 0, "end each measurement after this long, or when its devices are used up (with --rate and no --devices: rate × duration devices)")
-	kex := fs.String("kex", "x25519", "key exchange devices offer: x25519, p256 or default")
-	asJSON := fs.Bool("json", false, "print the reports as JSON")
-	tpmWorker := fs.Bool("tpm-worker", false, "internal: serve TPM registrations on stdin/stdout for a parent bench (one simulator per process)")
-	if _, err := parse(fs, args); err != nil {
+func benchCmd(env Env) *cobra.Command {
+	var b benchOpts
+	var c *conn
+	cmd := leaf("bench", "load generator: registrations and the TLS ceiling, over fresh connections", func(cmd *cobra.Command, _ []string) error {
+		return runBench(cmd.Context(), env, c, cmd.Flags().Changed("devices"), &b)
+	})
+	c = addConn(cmd, env)
+	c.addHTTPServer(cmd)
+	fs := cmd.Flags()
+	fs.StringVar(&b.mqttServer, "mqtt-server", "127.0.0.1:8883", "DPS over MQTT (TLS) address of the server, for --transport mqtt")
+	fs.BoolVar(&b.spawn, "spawn", false, "start a zerotouch server as a child process for the run")
+	choiceVar(cmd, &b.storage, "storage", "embedded", "with --spawn: embedded or redis", "embedded", "redis")
+	fs.StringVar(&b.redisAddrs, "redis-addrs", "", "Redis addresses (comma-separated): the store for --spawn --storage redis, and measured for bytes per device")
+	fs.StringVar(&b.serverPIDs, "server-pid", "", "server process IDs (comma-separated, one per replica), for CPU per operation (set by --spawn)")
+	fs.StringVar(&b.storeFile, "store-file", "", "embedded store file, for bytes per device by the file's size (which grows in steps)")
+	fs.StringVar(&b.metricsURL, "metrics-url", "", "the server's metrics (http://host:port/metrics), for the embedded store's bytes per device (set by --spawn)")
+	fs.BoolVar(&b.serverMetrics, "server-metrics", true, "with --spawn: the server serves metrics (listen.metrics); false turns them off, to measure what they cost")
+	choiceVar(cmd, &b.serverLog, "server-log", "warn", "with --spawn: the server's log level (JSON lines on this command's standard error); info logs a line per registration, to measure what logging costs",
+		"debug", "info", "warn", "error")
+	choiceVar(cmd, &b.transport, "transport", "both", "grpc, rest, dps, mqtt (DPS over MQTT, and the DPS HTTPS API to compare), or both (grpc and rest)",
+		"grpc", "rest", "dps", "mqtt", "both")
+	choiceVar(cmd, &b.attestation, "attestation", "x509", "x509 (a fresh TLS connection per device), symmetric (SAS tokens) or tpm (simulated TPMs: one worker process per device in flight)",
+		"x509", "symmetric", "tpm")
+	choiceVar(cmd, &b.tpmEK, "tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc", "rsa", "ecc")
+	fs.BoolVar(&b.reuse, "reuse", false, "symmetric keys: send each worker's devices over one TLS connection (a factory station or gateway)")
+	fs.BoolVar(&b.csr, "csr", false, "every device sends a CSR and must get a certificate (the run makes an issuing CA and a credential policy; x509 and symmetric, grpc, rest and dps)")
+	fs.StringVar(&b.idScope, "id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps and mqtt")
+	choiceVar(cmd, &b.mode, "mode", "both", "register, ceiling or both", "register", "ceiling", "both")
+	fs.IntVar(&b.devices, "devices", 2000, "devices per measurement")
+	fs.IntVar(&b.concurrency, "concurrency", 8, "devices in flight (closed loop)")
+	fs.Float64Var(&b.rate, "rate", 0, "open-loop arrival rate in devices per second (0: closed loop)")
+	fs.IntVar(&b.rounds, "rounds", 1, "interleaved repetitions; medians are reported")
+	fs.DurationVar(&b.duration, "duration", 0, "end each measurement after this long, or when its devices are used up (with --rate and no --devices: rate × duration devices)")
+	choiceVar(cmd, &b.kex, "kex", "x25519", "key exchange devices offer: x25519, p256 or default", "x25519", "p256", "default")
+	fs.BoolVar(&b.asJSON, "json", false, "print the reports as JSON")
+	fs.BoolVar(&b.tpmWorker, "tpm-worker", false, "internal: serve TPM registrations on stdin/stdout for a parent bench (one simulator per process)")
+	_ = fs.MarkHidden("tpm-worker")
+	return cmd
+}
+
+func runBench(ctx context.Context, env Env, c *conn, devicesSet bool, b *benchOpts) error {
+	if err := c.resolve(); err != nil {
 		return err
 	}
-	if *tpmWorker {
-		return runTPMWorker(ctx, env, c, *httpServer, *kex, tpmdevice.KeyType(*tpmEK))
+	if b.tpmWorker {
+		return runTPMWorker(ctx, env, c, c.httpServer, b.kex, tpmdevice.KeyType(b.tpmEK))
 	}
-	transports, err := choice("transport", *transport, "grpc", "rest")
-	switch *transport {
+	transports, err := benchChoice("transport", b.transport, "grpc", "rest")
+	switch b.transport {
 	case "dps":
 		transports, err = []string{"dps"}, nil
 	case "mqtt":
@@ -72,70 +96,71 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *attestation != "x509" && *attestation != "symmetric" && *attestation != "tpm" {
-		return fmt.Errorf("%w: --attestation %q is not x509, symmetric or tpm", errUsage, *attestation)
+	if b.attestation != "x509" && b.attestation != "symmetric" && b.attestation != "tpm" {
+		return fmt.Errorf("%w: --attestation %q is not x509, symmetric or tpm", errUsage, b.attestation)
 	}
-	if *reuse && *attestation != "symmetric" {
+	if b.reuse && b.attestation != "symmetric" {
 		return fmt.Errorf("%w: --reuse needs --attestation symmetric (an X.509 device's identity is its connection)", errUsage)
 	}
-	if *reuse && *transport == "mqtt" {
+	if b.csr && (b.attestation == "tpm" || b.transport == "mqtt") {
+		return fmt.Errorf("%w: --csr is for --attestation x509 or symmetric over grpc, rest or dps", errUsage)
+	}
+	if b.reuse && b.transport == "mqtt" {
 		return fmt.Errorf("%w: --transport mqtt uses a fresh TLS connection per device (no --reuse)", errUsage)
 	}
-	modes, err := choice("mode", *mode, "ceiling", "register")
+	modes, err := benchChoice("mode", b.mode, "ceiling", "register")
 	if err != nil {
 		return err
 	}
-	if *attestation == "tpm" {
+	if b.attestation == "tpm" {
 		// The go-tpm-tools simulator is one per process, so each device in
 		// flight has a worker process of its own; the simulator's cost is
 		// reported apart. The ceiling is X.509's.
-		if *mode == "ceiling" || *transport == "dps" || *transport == "mqtt" || *rate > 0 || (*tpmEK != "rsa" && *tpmEK != "ecc") || *concurrency > maxTPMWorkers {
+		if b.mode == "ceiling" || b.transport == "dps" || b.transport == "mqtt" || b.rate > 0 || (b.tpmEK != "rsa" && b.tpmEK != "ecc") || b.concurrency > maxTPMWorkers {
 			return fmt.Errorf("%w: --attestation tpm runs --mode register over grpc or rest, closed loop, with --tpm-ek rsa or ecc and --concurrency up to %d", errUsage, maxTPMWorkers)
 		}
 		modes = []string{"register"}
 	}
-	if *duration < 0 || *duration > 24*time.Hour {
+	if b.duration < 0 || b.duration > 24*time.Hour {
 		return fmt.Errorf("%w: --duration must be between 0 and 24h", errUsage)
 	}
-	devicesSet := false
-	fs.Visit(func(f *flag.Flag) { devicesSet = devicesSet || f.Name == "devices" })
-	if *duration > 0 && *rate > 0 && !devicesSet {
-		*devices = int(math.Ceil(*rate * duration.Seconds()))
+	if b.duration > 0 && b.rate > 0 && !devicesSet {
+		b.devices = int(math.Ceil(b.rate * b.duration.Seconds()))
 	}
-	if *devices < 1 || *devices > 1_000_000 || *concurrency < 1 || *concurrency > 10_000 || *rounds < 1 || *rounds > 100 || *rate < 0 {
+	if b.devices < 1 || b.devices > 1_000_000 || b.concurrency < 1 || b.concurrency > 10_000 || b.rounds < 1 || b.rounds > 100 || b.rate < 0 {
 		return fmt.Errorf("%w: --devices 1-1000000, --concurrency 1-10000, --rounds 1-100, --rate >= 0", errUsage)
 	}
-	if *kex != "x25519" && *kex != "p256" && *kex != "default" {
-		return fmt.Errorf("%w: --kex %q is not x25519, p256 or default", errUsage, *kex)
+	if b.kex != "x25519" && b.kex != "p256" && b.kex != "default" {
+		return fmt.Errorf("%w: --kex %q is not x25519, p256 or default", errUsage, b.kex)
 	}
 
 	var pids []int
-	for _, p := range splitList(*serverPIDs) {
+	for _, p := range splitList(b.serverPIDs) {
 		n, err := strconv.Atoi(p)
 		if err != nil || n <= 0 {
-			return fmt.Errorf("%w: --server-pid %q is not a list of process IDs", errUsage, *serverPIDs)
+			return fmt.Errorf("%w: --server-pid %q is not a list of process IDs", errUsage, b.serverPIDs)
 		}
 		pids = append(pids, n)
 	}
-	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: *httpServer, MQTTAddr: *mqttServer, Concurrency: *concurrency, Rate: *rate, KEX: *kex, Duration: *duration,
-		ServerPIDs: pids, Attestation: *attestation, Reuse: *reuse, IDScope: *idScope}
+	cfg := bench.Config{GRPCAddr: c.server, HTTPAddr: c.httpServer, MQTTAddr: b.mqttServer, Concurrency: b.concurrency, Rate: b.rate, KEX: b.kex, Duration: b.duration,
+		ServerPIDs: pids, Attestation: b.attestation, Reuse: b.reuse, IDScope: b.idScope, CSR: b.csr}
 	switch {
-	case *metricsURL != "":
-		cfg.StoreSize = scrapedStoreBytes(*metricsURL)
-	case *storeFile != "":
-		cfg.StoreSize = fileSize(*storeFile)
-	case *redisAddrs != "" && (!*spawn || *storage == "redis"):
-		size, closeRedis := redisMemory(splitList(*redisAddrs))
+	case b.metricsURL != "":
+		cfg.StoreSize = scrapedStoreBytes(b.metricsURL)
+	case b.storeFile != "":
+		cfg.StoreSize = fileSize(b.storeFile)
+	case b.redisAddrs != "" && (!b.spawn || b.storage == "redis"):
+		size, closeRedis := redisMemory(splitList(b.redisAddrs))
 		defer closeRedis()
 		cfg.StoreSize = size
 	}
-	if *spawn {
-		switch *serverLog {
+	if b.spawn {
+		switch b.serverLog {
 		case "debug", "info", "warn", "error":
 		default:
 			return fmt.Errorf("%w: --server-log must be debug, info, warn or error", errUsage)
 		}
-		stop, err := spawnServer(ctx, env, &cfg, c, *storage, *redisAddrs, *serverMetrics, *serverLog)
+		stop, err := spawnServer(ctx, env, &cfg, c, b.storage, b.redisAddrs, b.serverMetrics, b.serverLog)
 		if err != nil {
 			return err
 		}
@@ -150,26 +175,26 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	}
 	cfg.RootCAs = tc.RootCAs
 
-	needed := *devices * *rounds * len(transports)
+	needed := b.devices * b.rounds * len(transports)
 	fmt.Fprintf(env.Stderr, "enrolling %d simulated devices...\n", needed)
 	fleet, err := bench.Prepare(ctx, &cfg, needed)
 	if err != nil {
 		return err
 	}
-	if *attestation == "tpm" {
-		workerArgs := []string{"bench", "--tpm-worker", "--server", cfg.GRPCAddr, "--http-server", cfg.HTTPAddr, "--ca-file", c.caFile, "--kex", *kex, "--tpm-ek", *tpmEK}
+	if b.attestation == "tpm" {
+		workerArgs := []string{"bench", "--tpm-worker", "--server", cfg.GRPCAddr, "--http-server", cfg.HTTPAddr, "--ca-file", c.caFile, "--kex", b.kex, "--tpm-ek", b.tpmEK}
 		var stopWorkers func()
-		if fleet, stopWorkers, err = tpmFleet(ctx, &cfg, needed, tpmdevice.KeyType(*tpmEK), workerArgs); err != nil {
+		if fleet, stopWorkers, err = tpmFleet(ctx, &cfg, needed, tpmdevice.KeyType(b.tpmEK), workerArgs); err != nil {
 			return err
 		}
 		defer stopWorkers()
 	}
 	var reports []*bench.Report
 	used := 0
-	for range *rounds {
+	for range b.rounds {
 		for _, tr := range transports {
-			slice := fleet.Slice(used, used+*devices)
-			used += *devices
+			slice := fleet.Slice(used, used+b.devices)
+			used += b.devices
 			for _, m := range modes {
 				run := cfg
 				run.Transport, run.Mode = tr, m
@@ -177,7 +202,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 				if err != nil {
 					return err
 				}
-				if !*asJSON {
+				if !b.asJSON {
 					r.Print(env.Stdout)
 				}
 				reports = append(reports, r)
@@ -188,17 +213,17 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	// process: --spawn or --server-pid).
 	var idle map[string]any
 	if slices.Contains(transports, "mqtt") && len(cfg.ServerPIDs) > 0 {
-		n := min(*devices, 1000)
+		n := min(b.devices, 1000)
 		per, err := bench.MQTTIdle(ctx, &cfg, n)
 		if err != nil {
 			return err
 		}
 		idle = map[string]any{"connections": n, "server_bytes_per_connection": per}
-		if !*asJSON {
+		if !b.asJSON {
 			fmt.Fprintf(env.Stdout, "mqtt: server memory per idle connection %.1f KiB (%d connections held open)\n", per/1024, n)
 		}
 	}
-	if *asJSON {
+	if b.asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		out := map[string]any{"reports": reports, "ratios": ratios(reports)}
@@ -213,7 +238,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-func choice(name, v string, all ...string) ([]string, error) {
+func benchChoice(name, v string, all ...string) ([]string, error) {
 	if v == "both" {
 		return all, nil
 	}
@@ -314,8 +339,8 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 		os.RemoveAll(dir)
 	}
 	// The spawned server's own owner key, not one from the environment.
-	c.server, c.dataDir, c.accessKey, c.getenv = grpcAddr, dir, "", nil
-	c.caFile = filepath.Join(dir, "pki", "ca.pem")
+	c.server, c.dataDir, c.accessKey, c.keyFile, c.getenv = grpcAddr, dir, "", "", nil
+	c.caFile, c.caDefault = filepath.Join(dir, "pki", "ca.pem"), false
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MQTTAddr, cfg.ServerPIDs = grpcAddr, httpAddr, mqttAddr, []int{cmd.Process.Pid}
 	switch {
 	case storage != "redis" && metrics:
@@ -349,7 +374,7 @@ func waitReady(ctx context.Context, httpAddr, caFile string, within time.Duratio
 			}
 			roots := x509.NewCertPool()
 			roots.AddCert(cas[0])
-			c := &conn{caFile: caFile}
+			c := &conn{caFile: caFile, resolved: true}
 			tc, err := c.tlsConfig(nil)
 			if err != nil {
 				return err

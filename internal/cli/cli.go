@@ -1,107 +1,221 @@
-// Package cli implements the zerotouch command: `serve`, the operator
-// subcommands over the management API, `device register`, and the `pki`
-// helpers that mint CA, proof and device certificates for evaluation.
+// Package cli implements the zerotouch command on spf13/cobra: `serve`,
+// the operator commands over the management API, `device register`, the
+// `pki` helpers that mint CA, proof and device certificates for
+// evaluation, and the CLI's own `context`, `version` and `completion`.
+//
+// Every command is built fresh for each run (NewRoot), so flags never
+// carry over. Read commands print through output.go (-o table|json|yaml,
+// -q); resource groups follow resource.go's pattern; the connection
+// flags, environment and contexts are resolved in conn.go.
 package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/zerotouch/zerotouch/internal/app"
 	"github.com/zerotouch/zerotouch/internal/config"
-	"github.com/zerotouch/zerotouch/internal/pki"
 )
 
 // Env is what a command sees of its process.
 type Env struct {
 	Stdout, Stderr io.Writer
-	Getenv         func(string) string
-	// Stdin feeds commands that read input (a TPM bench worker); nil
-	// reads nothing.
+	// Getenv reads the environment: ZEROTOUCH_* variables, and HOME,
+	// XDG_CONFIG_HOME (or AppData) for the contexts' directory. A test
+	// that returns "" for them touches no user's configuration.
+	Getenv func(string) string
+	// Stdin feeds commands that read input (ip-filter set -, a TPM bench
+	// worker); nil reads nothing.
 	Stdin io.Reader
 }
 
-type command struct {
-	summary string
-	run     func(ctx context.Context, env Env, args []string) error
-}
+// Exit statuses; the root help documents them.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the server refused, or something failed at run time
+	exitUsage   = 2 // the command line is wrong
+)
 
 // errUsage marks a usage error (exit status 2).
 var errUsage = errors.New("usage")
 
-func commands() map[string]command {
-	return map[string]command{
-		"serve":           {"run the service", runServe},
-		"device":          {"device-side commands: register, tpm-ek", runDevice},
-		"ca":              {"CA certificates: create, get, list, delete, verification-code, verify", runCA},
-		"group":           {"enrollment groups: create, get, list, update, enable, disable, delete", runGroup},
-		"enrollment":      {"individual enrollments: create, get, list, update, enable, disable, delete", runEnrollment},
-		"shard":           {"hub shards: create, get, list, update, delete", runShard},
-		"hub-cluster":     {"hub clusters and their pinned client certificates: create, get, list, update, delete, issue-cert", runHubCluster},
-		"hub":             {"reference hub agent: keep a file replica of a hub cluster's shards from the assignment stream", runHub},
-		"registration":    {"registrations: get, list, disable, enable, delete", runRegistration},
-		"access-key":      {"access keys (and their DPS connection strings): create, list, delete, rotate", runAccessKey},
-		"audit":           {"the audit log of operator changes: list, verify (the hash chain)", runAudit},
-		"ip-filter":       {"IP filter rules (accept/reject by CIDR, first match wins): get, set FILE", runIPFilter},
-		"failed-attempts": {"refused device requests: list (filters), summary (per device, source or reason per hour)", runFailedAttempts},
-		"dps-import":      {"copy enrollment groups and enrollments from Azure DPS (its service API)", runDPSImport},
-		"webhook-secret":  {"the secret that signs requests to a custom allocation webhook URL", runWebhookSecret},
-		"pki":             {"mint evaluation certificates and keys: ca, proof, device, tpm-ek-cert (a TPM's EK certificate), hub-node (a hub node's key and CSR)", runPKI},
-		"bench":           {"load generator: registrations and the TLS ceiling, over fresh connections", runBench},
+// errHelpShown is a usage error whose help has been printed already.
+var errHelpShown = fmt.Errorf("%w: help shown", errUsage)
+
+// usagef is a usage error.
+func usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+const rootLong = `Zerotouch: zero-touch device provisioning. ` + "`zerotouch serve`" + ` runs the service; the
+other commands manage it over its gRPC management API, register devices and mint evaluation
+certificates.
+
+Connection (operator commands): --server, --ca-file and --access-key, else ZEROTOUCH_SERVER,
+ZEROTOUCH_CA_FILE and ZEROTOUCH_ACCESS_KEY, else the context (--context, ZEROTOUCH_CONTEXT or
+the current one; see zerotouch context, kept in ZEROTOUCH_CONFIG_DIR or the user's config
+directory), else the server's data directory next to you (.zerotouch, or ZEROTOUCH_DATA_DIR):
+its pki/ca.pem and owner.key.
+
+Output: read commands take -o table|json|yaml (lists and gets print a table by default,
+json is the API's JSON, as scripts have it) and -q, which prints only the IDs (or the one
+value a script wants, such as ca verification-code's code).
+
+Exit status:
+  0  success
+  1  the server refused the request, or something failed at run time (the message names
+     the reason); enrollment import: some lines failed; audit verify: the log is not intact
+  2  usage error: an unknown command or flag, a missing or malformed argument`
+
+// NewRoot builds the zerotouch command tree for one run.
+func NewRoot(env Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "zerotouch",
+		Short:         "zero-touch device provisioning service and its operator CLI",
+		Long:          rootLong,
+		Version:       versionString(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
 	}
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(flagError)
+	root.AddGroup(
+		&cobra.Group{ID: "server", Title: "Server:"},
+		&cobra.Group{ID: "manage", Title: "Manage (the management API):"},
+		&cobra.Group{ID: "device", Title: "Devices and certificates:"},
+		&cobra.Group{ID: "cli", Title: "This CLI:"},
+	)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	add("server", serveCmd(env), hubCmd(env), benchCmd(env))
+	add("manage", caCmd(env), groupCmd(env), enrollmentCmd(env), shardCmd(env), hubClusterCmd(env), registrationCmd(env),
+		accessKeyCmd(env), auditCmd(env), failedAttemptsCmd(env), ipFilterCmd(env), webhookSecretCmd(env), dpsImportCmd(env),
+		issuingCACmd(env), credentialPolicyCmd(env), certificateCmd(env))
+	add("device", deviceCmd(env), pkiCmd(env))
+	add("cli", contextCmd(env), versionCmd(env))
+	root.SetHelpCommandGroupID("cli")
+	root.SetCompletionCommandGroupID("cli")
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	finish(root)
+	return root
+}
+
+// finish makes every command in the tree behave alike: a group refuses
+// an unknown or missing subcommand as a usage error (cobra would print
+// help and succeed), argument errors are usage errors, and the usage
+// line of a group shows its subcommands only.
+func finish(c *cobra.Command) {
+	if c.HasSubCommands() && c.RunE == nil && c.Run == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = runGroup
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			err := check(cmd, args)
+			if err != nil && !errors.Is(err, errUsage) {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
+			return err
+		}
+	}
+	if !c.HasParent() {
+		c.SetUsageTemplate(strings.Replace(c.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
+	}
+	for _, sub := range c.Commands() {
+		finish(sub)
+	}
+}
+
+// runGroup runs for a group named without a known subcommand.
+func runGroup(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		cmd.SetOut(cmd.ErrOrStderr())
+		_ = cmd.Help()
+		return errHelpShown
+	}
+	var names []string
+	for _, sub := range cmd.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	}
+	return usagef("%s (want one of %s)", msg, strings.Join(names, ", "))
+}
+
+// flagError makes a flag parsing error a usage error, and names the
+// likely cause of a Go-style single-dash long flag (-cert for --cert).
+func flagError(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	if _, bad, ok := strings.Cut(msg, " in -"); ok {
+		name, _, _ := strings.Cut(bad, "=")
+		if cmd.Flags().Lookup(name) != nil {
+			msg += fmt.Sprintf(": long flags take two dashes, --%s", name)
+		}
+	}
+	return usagef("%s", msg)
 }
 
 // Main runs the command line and returns the process exit status.
 func Main(ctx context.Context, args []string, env Env) int {
-	cmds := commands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(env.Stderr, cmds)
-		return 2
+	root := NewRoot(env)
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
 	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(env.Stderr, "zerotouch: unknown command %q\n", args[0])
-		usage(env.Stderr, cmds)
-		return 2
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
-	if err := cmd.run(ctx, env, args[1:]); err != nil {
-		if errors.Is(err, errUsage) {
-			fmt.Fprintf(env.Stderr, "zerotouch %s: %v\n", args[0], err)
-			return 2
+	path := "zerotouch"
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	switch {
+	case errors.Is(err, errHelpShown):
+		return exitUsage
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(env.Stderr, "%s: %v\n", path, err)
+		if cmd != nil {
+			use := cmd.UseLine()
+			if cmd.HasAvailableSubCommands() {
+				use = path + " [command]"
+			}
+			fmt.Fprintf(env.Stderr, "Usage: %s\nRun '%s --help' for more.\n", use, path)
 		}
-		fmt.Fprintf(env.Stderr, "zerotouch %s: %s\n", args[0], describe(err))
-		return 1
+		return exitUsage
+	case isCobraUsage(err):
+		fmt.Fprintf(env.Stderr, "%s: usage: %v\nRun '%s --help' for usage.\n", path, err, path)
+		return exitUsage
 	}
-	return 0
+	fmt.Fprintf(env.Stderr, "%s: %s\n", path, describe(err))
+	return exitFailure
 }
 
-func usage(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "usage: zerotouch <command> [arguments]\n\ncommands:")
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-13s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'zerotouch <command> <subcommand> -h' for a command's flags.")
+// isCobraUsage reports the usage errors cobra makes itself (before any
+// command runs), which carry no errUsage.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command ") || strings.HasPrefix(msg, "required flag") ||
+		strings.HasPrefix(msg, "if any flags in the group")
 }
 
 // describe renders an error, with the stable reason of API errors.
@@ -118,155 +232,77 @@ func describe(err error) string {
 	return fmt.Sprintf("%s: %s%s", st.Code(), st.Message(), grpcHint(st))
 }
 
-// parse parses flags that may come before, between or after positional
-// arguments, and checks the positional count.
-func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, fmt.Errorf("%w: %s %s\n%s", errUsage, fs.Name(), strings.Join(positional, " "), flagHelp(fs))
-			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+// positional checks a command's arguments against the upper-case words
+// of its Use line: "create NAME" takes exactly one.
+func positional(cmd *cobra.Command, args []string) error {
+	want := argNames(cmd.Use)
+	if len(args) == len(want) {
+		return nil
 	}
-	if len(pos) != len(positional) {
-		return nil, fmt.Errorf("%w: %s %s\n%s", errUsage, fs.Name(), strings.Join(positional, " "), flagHelp(fs))
+	if len(want) == 0 {
+		return usagef("takes no arguments, got %q", args)
 	}
-	return pos, nil
+	return usagef("want %s, got %d argument(s)", strings.Join(want, " "), len(args))
 }
 
-func flagHelp(fs *flag.FlagSet) string {
-	var b strings.Builder
-	fs.VisitAll(func(f *flag.Flag) {
-		fmt.Fprintf(&b, "  --%s\t%s", f.Name, f.Usage)
-		if f.DefValue != "" && f.DefValue != "false" {
-			fmt.Fprintf(&b, " (default %q)", f.DefValue)
+// argNames are the positional argument names of a Use line.
+func argNames(use string) []string {
+	var names []string
+	for _, w := range strings.Fields(use)[1:] {
+		if w == strings.ToUpper(w) && !strings.HasPrefix(w, "[") {
+			names = append(names, w)
 		}
-		b.WriteByte('\n')
-	})
-	return b.String()
+	}
+	return names
 }
 
-func subcommand(args []string, names ...string) (string, []string, error) {
-	if len(args) == 0 {
-		return "", nil, fmt.Errorf("%w: want one of %s", errUsage, strings.Join(names, ", "))
-	}
+// leaf is a command that runs: its Use line names its arguments.
+func leaf(use, short string, run func(cmd *cobra.Command, args []string) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: positional, RunE: run}
+}
+
+// group is a command that only holds subcommands.
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short}
+	c.AddCommand(subs...)
+	return c
+}
+
+// changed reports whether any of the named flags was given.
+func changed(fs *pflag.FlagSet, names ...string) bool {
 	for _, n := range names {
-		if args[0] == n {
-			return n, args[1:], nil
+		if fs.Changed(n) {
+			return true
 		}
 	}
-	return "", nil, fmt.Errorf("%w: unknown subcommand %q; want one of %s", errUsage, args[0], strings.Join(names, ", "))
+	return false
 }
 
-func runServe(ctx context.Context, env Env, args []string) error {
-	cfg, err := config.Load(args, env.Getenv)
-	if err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
-	log := app.NewLogger(cfg, env.Stderr)
-	return app.Run(ctx, cfg, app.Options{Stdout: env.Stdout, Log: log})
-}
-
-// conn holds the flags every client command shares.
-type conn struct {
-	server, caFile, accessKey, dataDir string
-	// getenv reads ZEROTOUCH_ACCESS_KEY when the key is needed, after
-	// parsing: a secret is never a flag default, which help would print.
-	// nil reads no environment.
-	getenv func(string) string
-}
-
-// accessKeyEnv names the environment variable that holds an access key.
-const accessKeyEnv = "ZEROTOUCH_ACCESS_KEY"
-
-func (c *conn) register(fs *flag.FlagSet, env Env, defaultServer string) {
-	dataDir := or(env.Getenv("ZEROTOUCH_DATA_DIR"), ".zerotouch")
-	fs.StringVar(&c.server, "server", or(env.Getenv("ZEROTOUCH_SERVER"), defaultServer), "server address host:port")
-	fs.StringVar(&c.caFile, "ca-file", or(env.Getenv("ZEROTOUCH_CA_FILE"), filepath.Join(dataDir, "pki", "ca.pem")), "CA certificate(s) to trust for the server (PEM)")
-	fs.StringVar(&c.accessKey, "access-key", "", "access key (default: read from "+accessKeyEnv+" if set, else the data directory's owner.key)")
-	c.dataDir, c.getenv = dataDir, env.Getenv
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func (c *conn) tlsConfig(clientCert *tls.Certificate) (*tls.Config, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool()
-	}
-	if c.caFile != "" {
-		certs, err := pki.LoadCertificates(c.caFile)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("ca-file: %w", err)
+// serveCmd runs the service. Its flags are config.Flags, declared here
+// for help and completion and handed to config.Load as given, so the
+// file < environment < flags precedence stays config's.
+func serveCmd(env Env) *cobra.Command {
+	cmd := leaf("serve", "run the service", func(cmd *cobra.Command, _ []string) error {
+		var args []string
+		cmd.Flags().Visit(func(f *pflag.Flag) {
+			if f.Name != "help" {
+				args = append(args, "--"+f.Name+"="+f.Value.String())
+			}
+		})
+		cfg, err := config.Load(args, env.Getenv)
+		if err != nil {
+			return fmt.Errorf("configuration:\n%w", err)
 		}
-		for _, ca := range certs {
-			roots.AddCert(ca)
+		log := app.NewLogger(cfg, env.Stderr)
+		return app.Run(cmd.Context(), cfg, app.Options{Stdout: env.Stdout, Log: log})
+	})
+	cmd.Long = "Run the service: a YAML file (--config or ZEROTOUCH_CONFIG), then ZEROTOUCH_* variables, then these flags; see deploy/zerotouch.yaml for every key."
+	for _, f := range config.Flags() {
+		if f.Bool {
+			cmd.Flags().Bool(f.Name, false, f.Usage)
+		} else {
+			cmd.Flags().String(f.Name, "", f.Usage)
 		}
 	}
-	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if clientCert != nil {
-		cfg.Certificates = []tls.Certificate{*clientCert}
-	}
-	return cfg, nil
-}
-
-func (c *conn) key() (string, error) {
-	if c.accessKey != "" {
-		return c.accessKey, nil
-	}
-	if c.getenv != nil {
-		if k := strings.TrimSpace(c.getenv(accessKeyEnv)); k != "" {
-			return k, nil
-		}
-	}
-	raw, err := os.ReadFile(filepath.Join(c.dataDir, app.OwnerKeyFile))
-	if err != nil {
-		return "", fmt.Errorf("no access key: pass --access-key, set "+accessKeyEnv+", or run next to the data directory (%w)", err)
-	}
-	return strings.TrimSpace(string(raw)), nil
-}
-
-// dial opens an authenticated gRPC connection for operator commands.
-func (c *conn) dial() (*grpc.ClientConn, error) {
-	key, err := c.key()
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := c.tlsConfig(nil)
-	if err != nil {
-		return nil, err
-	}
-	return grpc.NewClient(c.server,
-		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
-		grpc.WithPerRPCCredentials(bearer(key)))
-}
-
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-func (bearer) RequireTransportSecurity() bool { return true }
-
-func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
+	return cmd
 }

@@ -91,7 +91,7 @@ func TestWalkThrough(t *testing.T) {
 	if !strings.Contains(out, "REGISTRATION_STATUS_ASSIGNED") {
 		t.Fatalf("REST registration: %s", out)
 	}
-	if out := run(0, "registration", "list", "--group", "acme"); strings.Count(out, `"registrationId"`) != 1 {
+	if out := run(0, "registration", "list", "--group", "acme", "-o", "json"); strings.Count(out, `"registrationId"`) != 1 {
 		t.Fatalf("registration list: %s", out)
 	}
 	run(0, "group", "disable", "acme")
@@ -114,13 +114,13 @@ func TestWalkThrough(t *testing.T) {
 	run(1, "registration", "disable", "dev-001", "--etag", "stale")
 	// dev-001 created, disabled and enabled with its group, dev-002 created
 	// and deleted, dev-001 disabled and enabled on its own.
-	if out := run(0, "shard", "get", "hub-1"); !regexp.MustCompile(`"assignmentLogHead":\s*"7"`).MatchString(out) {
+	if out := run(0, "shard", "get", "hub-1", "-o", "json"); !regexp.MustCompile(`"assignmentLogHead":\s*"7"`).MatchString(out) {
 		t.Fatalf("shard's log head: %s", out)
 	}
 	run(2, "hub")
 	run(2, "hub", "--shards", "hub-1", "--cert", "x.pem")
 	run(0, "shard", "update", "hub-1", "--weight", "500", "--region", "eu-west", "--capacity", "1000")
-	if out := run(0, "shard", "get", "hub-1"); !strings.Contains(out, "500") || !strings.Contains(out, "eu-west") || !regexp.MustCompile(`"devices":\s*"1"`).MatchString(out) {
+	if out := run(0, "shard", "get", "hub-1", "-o", "json"); !strings.Contains(out, "500") || !strings.Contains(out, "eu-west") || !regexp.MustCompile(`"devices":\s*"1"`).MatchString(out) {
 		t.Fatalf("shard update: %s", out)
 	}
 	if out := run(1, "shard", "update", "hub-1", "--region", "EU West"); !strings.Contains(out, "FIELD_INVALID") {
@@ -171,7 +171,7 @@ func TestWalkThrough(t *testing.T) {
 	if out := run(0, "hub-cluster", "issue-cert", "hubs-eu", "--csr", "node.csr", "--validity-days", "30"); !strings.Contains(out, "certificatePem") {
 		t.Fatalf("issue-cert: %s", out)
 	}
-	if out := run(0, "hub-cluster", "get", "hubs-eu"); !strings.Contains(out, "certificateThumbprints") {
+	if out := run(0, "hub-cluster", "get", "hubs-eu", "-o", "json"); !strings.Contains(out, "certificateThumbprints") {
 		t.Fatalf("the issued certificate is not pinned: %s", out)
 	}
 	run(0, "shard", "update", "hub-1", "--hub-cluster", "hubs-eu")
@@ -215,7 +215,7 @@ func TestWalkThrough(t *testing.T) {
 	if code, _ := dpsGet(t, auditorCS, httpAddr, filepath.Join(dataDir, "pki", "ca.pem"), "/enrollments/sym-dev"); code != 200 {
 		t.Fatalf("auditor's connection string: %d", code)
 	}
-	if out := run(0, "access-key", "list"); strings.Count(out, `"id"`) != 2 || !regexp.MustCompile(`"hasSharedAccessKey":\s*true`).MatchString(out) {
+	if out := run(0, "access-key", "list", "-o", "json"); strings.Count(out, `"id"`) != 2 || !regexp.MustCompile(`"hasSharedAccessKey":\s*true`).MatchString(out) {
 		t.Fatalf("access-key list: %s", out)
 	}
 	if out := run(1, "access-key", "create", "bad", "--permissions", "Everything"); !strings.Contains(out, "FIELD_INVALID") {

@@ -3,9 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
-	"flag"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +20,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -24,41 +32,35 @@ import (
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
-const defaultRESTServer = "localhost:8443"
-
 // tpmFlags select a TPM.
 type tpmFlags struct {
-	path *string
-	seed *int64
-	kind *string
-	cert *string
+	path, kind, cert string
+	seed             int64
 }
 
-func addTPMFlags(fs *flag.FlagSet) tpmFlags {
-	return tpmFlags{
-		path: fs.String("tpm-path", "simulator", "TPM character device (e.g. /dev/tpmrm0), or simulator for the in-process TPM simulator"),
-		seed: fs.Int64("tpm-seed", 1, "with the simulator: its seed, so the same EK comes back every run"),
-		kind: fs.String("tpm-ek", "ecc", "EK algorithm: rsa or ecc"),
-		cert: fs.String("tpm-ek-cert", "", "EK certificate (DER or PEM) to present instead of the TPM's NV copy"),
-	}
+func addTPMFlags(cmd *cobra.Command) *tpmFlags {
+	f := &tpmFlags{}
+	fs := cmd.Flags()
+	fs.StringVar(&f.path, "tpm-path", "simulator", "TPM character device (e.g. /dev/tpmrm0), or simulator for the in-process TPM simulator")
+	fs.Int64Var(&f.seed, "tpm-seed", 1, "with the simulator: its seed, so the same EK comes back every run")
+	choiceVar(cmd, &f.kind, "tpm-ek", "ecc", "EK algorithm: rsa or ecc", "rsa", "ecc")
+	fs.StringVar(&f.cert, "tpm-ek-cert", "", "EK certificate (DER or PEM) to present instead of the TPM's NV copy")
+	return f
 }
 
-func (f tpmFlags) open() (*tpmdevice.Device, func(), error) {
-	if *f.kind != "rsa" && *f.kind != "ecc" {
-		return nil, nil, fmt.Errorf("%w: --tpm-ek %q is not rsa or ecc", errUsage, *f.kind)
-	}
-	t, err := tpmdevice.Open(*f.path, *f.seed)
+func (f *tpmFlags) open() (*tpmdevice.Device, func(), error) {
+	t, err := tpmdevice.Open(f.path, f.seed)
 	if err != nil {
 		return nil, nil, err
 	}
 	var opt tpmdevice.Options
-	if *f.cert != "" {
-		raw, err := os.ReadFile(*f.cert)
+	if f.cert != "" {
+		raw, err := os.ReadFile(f.cert)
 		if err != nil {
 			t.Close()
 			return nil, nil, err
 		}
-		if certs, err := pki.LoadCertificates(*f.cert); err == nil {
+		if certs, err := pki.LoadCertificates(f.cert); err == nil {
 			for _, c := range certs {
 				opt.EKCertificates = append(opt.EKCertificates, c.Raw)
 			}
@@ -66,7 +68,7 @@ func (f tpmFlags) open() (*tpmdevice.Device, func(), error) {
 			opt.EKCertificates = [][]byte{raw}
 		}
 	}
-	d, err := tpmdevice.New(t, tpmdevice.KeyType(*f.kind), opt)
+	d, err := tpmdevice.New(t, tpmdevice.KeyType(f.kind), opt)
 	if err != nil {
 		t.Close()
 		return nil, nil, err
@@ -74,64 +76,134 @@ func (f tpmFlags) open() (*tpmdevice.Device, func(), error) {
 	return d, func() { d.Close(); t.Close() }, nil
 }
 
-func runDevice(ctx context.Context, env Env, args []string) error {
-	sub, args, err := subcommand(args, "register", "tpm-ek")
-	if err != nil {
-		return err
-	}
-	if sub == "tpm-ek" {
-		fs := flag.NewFlagSet("device tpm-ek", flag.ContinueOnError)
-		tf := addTPMFlags(fs)
-		out := fs.String("out", "", "also write the EK's TPM2B_PUBLIC to this file (for pki tpm-ek-cert --ek)")
-		if _, err := parse(fs, args); err != nil {
-			return err
-		}
+var registerTable = table[*pb.RegisterResponse]{
+	id: func(r *pb.RegisterResponse) string { return r.GetRegistration().GetAssignedHub() },
+	cols: []column[*pb.RegisterResponse]{
+		{"REGISTRATION ID", func(r *pb.RegisterResponse) string { return r.GetRegistration().GetRegistrationId() }},
+		{"STATUS", func(r *pb.RegisterResponse) string {
+			return enum(r.GetRegistration().GetStatus(), "REGISTRATION_STATUS_")
+		}},
+		{"HUB", func(r *pb.RegisterResponse) string { return r.GetRegistration().GetAssignedHub() }},
+		{"DEVICE ID", func(r *pb.RegisterResponse) string { return r.GetRegistration().GetDeviceId() }},
+		{"SHARD", func(r *pb.RegisterResponse) string { return r.GetRegistration().GetShard() }},
+	},
+}
+
+func deviceCmd(env Env) *cobra.Command {
+	return group("device", "device-side commands: register, tpm-ek", deviceRegisterCmd(env), deviceTPMEKCmd(env))
+}
+
+// tpmEK is what device tpm-ek prints with -o.
+type tpmEK struct {
+	RegistrationID string `json:"registrationId"`
+	EndorsementKey string `json:"endorsementKey"`
+}
+
+var tpmEKTable = table[tpmEK]{
+	cols: []column[tpmEK]{
+		{"REGISTRATION ID", func(e tpmEK) string { return e.RegistrationID }},
+		{"ENDORSEMENT KEY", func(e tpmEK) string { return e.EndorsementKey }},
+	},
+}
+
+func deviceTPMEKCmd(env Env) *cobra.Command {
+	var tf *tpmFlags
+	var out string
+	var o *output
+	cmd := leaf("tpm-ek", "print a TPM's EK (base64 TPM2B_PUBLIC) and the registration ID derived from it", func(cmd *cobra.Command, _ []string) error {
 		d, closeTPM, err := tf.open()
 		if err != nil {
 			return err
 		}
 		defer closeTPM()
-		if *out != "" {
-			if err := os.WriteFile(*out, d.EKPublic(), 0o644); err != nil {
+		if out != "" {
+			if err := os.WriteFile(out, d.EKPublic(), 0o644); err != nil {
 				return err
 			}
 		}
-		fmt.Fprintf(env.Stdout, "registration ID: %s\nendorsement key (TPM2B_PUBLIC, base64): %s\n",
-			tpm.RegistrationID(d.EKPublic()), base64.StdEncoding.EncodeToString(d.EKPublic()))
-		return nil
-	}
-	fs := flag.NewFlagSet("device register", flag.ContinueOnError)
-	c := &conn{}
-	c.register(fs, env, "")
-	useTPM := fs.Bool("tpm", false, "attest with the TPM (two steps) instead of a certificate")
-	tf := addTPMFlags(fs)
-	certFile := fs.String("cert", "", "the device certificate, PEM; may also hold the chain")
-	keyFile := fs.String("key", "", "the device private key, PEM")
-	chainFile := fs.String("chain", "", "intermediate certificates to present after the leaf, PEM")
-	regID := fs.String("registration-id", "", "registration ID (default: the certificate's CN)")
-	transport := fs.String("transport", "grpc", "grpc or rest")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	if _, err := parse(fs, args); err != nil {
+		ek := tpmEK{RegistrationID: tpm.RegistrationID(d.EKPublic()), EndorsementKey: base64.StdEncoding.EncodeToString(d.EKPublic())}
+		if o.format != "" {
+			return tpmEKTable.one(env.Stdout, o, ek)
+		}
+		_, err = fmt.Fprintf(env.Stdout, "registration ID: %s\nendorsement key (TPM2B_PUBLIC, base64): %s\n", ek.RegistrationID, ek.EndorsementKey)
 		return err
-	}
-	if *useTPM {
-		return registerTPM(ctx, env, c, tf, *regID, *transport, *timeout)
-	}
-	if *certFile == "" || *keyFile == "" {
-		return fmt.Errorf("%w: --cert and --key are required", errUsage)
-	}
-	dev, err := pki.Load(*certFile, *keyFile)
-	if err != nil {
-		return err
-	}
-	chain, err := pki.LoadCertificates(*certFile)
-	if err != nil {
-		return err
-	}
-	if *chainFile != "" {
-		more, err := pki.LoadCertificates(*chainFile)
+	})
+	tf = addTPMFlags(cmd)
+	cmd.Flags().StringVar(&out, "out", "", "also write the EK's TPM2B_PUBLIC to this file (for pki tpm-ek-cert --ek)")
+	o = addOutput(cmd, "", "")
+	cmd.Flags().Lookup("output").Usage = "output format: table, json or yaml (default: two labelled lines)"
+	return cmd
+}
+
+func deviceRegisterCmd(env Env) *cobra.Command {
+	var useTPM bool
+	var certFile, keyFile, chainFile, regID, transport string
+	var iss issueFlags
+	var timeout time.Duration
+	var tf *tpmFlags
+	var c *conn
+	var o *output
+	cmd := leaf("register", "register as a device: X.509 (--cert, --key) or TPM (--tpm), over gRPC or REST", func(cmd *cobra.Command, _ []string) error {
+		if err := c.resolve(); err != nil {
+			return err
+		}
+		server := c.server
+		if transport == "rest" {
+			server = c.restServer
+		}
+		if err := iss.check(useTPM); err != nil {
+			return err
+		}
+		var resp *pb.RegisterResponse
+		var err error
+		if useTPM {
+			resp, err = registerTPM(cmd.Context(), c, tf, server, regID, transport, timeout, &iss)
+		} else {
+			resp, err = registerX509(cmd.Context(), c, server, certFile, keyFile, chainFile, regID, transport, timeout, &iss)
+		}
 		if err != nil {
 			return err
+		}
+		if err := iss.save(resp); err != nil {
+			return err
+		}
+		return registerTable.one(env.Stdout, o, resp)
+	})
+	c = addConn(cmd, env)
+	cmd.Flags().Lookup("server").Usage = "server address host:port (default: $" + serverEnv + ", else the context's server (http server with --transport rest), else " +
+		defaultGRPCServer + " (" + defaultRESTServer + " with --transport rest))"
+	fs := cmd.Flags()
+	fs.BoolVar(&useTPM, "tpm", false, "attest with the TPM (two steps) instead of a certificate")
+	tf = addTPMFlags(cmd)
+	fs.StringVar(&certFile, "cert", "", "the device certificate, PEM; may also hold the chain")
+	fs.StringVar(&keyFile, "key", "", "the device private key, PEM")
+	fs.StringVar(&chainFile, "chain", "", "intermediate certificates to present after the leaf, PEM")
+	fs.StringVar(&regID, "registration-id", "", "registration ID (default: the certificate's CN)")
+	choiceVar(cmd, &transport, "transport", "grpc", "grpc or rest", "grpc", "rest")
+	fs.StringVar(&iss.certOut, "new-cert", "", "ask for an operational certificate (a CSR under the enrollment's credential policy) and write the issued chain here, PEM; with --cert being an issued certificate, this renews it")
+	fs.StringVar(&iss.keyOut, "new-key", "", "with --new-cert: write the new certificate's private key here (PEM, 0600); a TPM device's key stays in the TPM")
+	choiceVar(cmd, &iss.keyType, "new-key-type", "ecdsa-p256", "with --new-cert: the new key, ecdsa-p256 or ecdsa-p384", "ecdsa-p256", "ecdsa-p384")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	o = addOutput(cmd, formatJSON, "the assigned hub")
+	return cmd
+}
+
+func registerX509(ctx context.Context, c *conn, server, certFile, keyFile, chainFile, regID, transport string, timeout time.Duration, iss *issueFlags) (*pb.RegisterResponse, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, usagef("--cert and --key are required")
+	}
+	dev, err := pki.Load(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := pki.LoadCertificates(certFile)
+	if err != nil {
+		return nil, err
+	}
+	if chainFile != "" {
+		more, err := pki.LoadCertificates(chainFile)
+		if err != nil {
+			return nil, err
 		}
 		chain = append(chain, more...)
 	}
@@ -139,75 +211,127 @@ func runDevice(ctx context.Context, env Env, args []string) error {
 	for _, c := range chain {
 		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
-	if *regID == "" {
-		if *regID, err = x509att.CommonName(dev.Cert); err != nil {
-			return err
+	if regID == "" {
+		if regID, err = x509att.CommonName(dev.Cert); err != nil {
+			return nil, err
 		}
 	}
 	cfg, err := c.tlsConfig(cert)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
-	switch *transport {
-	case "grpc":
-		cc, err := grpc.NewClient(or(c.server, defaultGRPCServer), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-		if err != nil {
-			return err
-		}
-		defer cc.Close()
-		resp, err := pb.NewDeviceRegistrationServiceClient(cc).Register(ctx, &pb.RegisterRequest{RegistrationId: *regID})
-		if err != nil {
-			return err
-		}
-		return printJSON(env.Stdout, resp)
-	case "rest":
-		server := or(c.server, defaultRESTServer)
-		resp, err := RegisterREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, server, *regID)
-		if err != nil {
-			return restHint(err, server)
-		}
-		return printJSON(env.Stdout, resp)
-	}
-	return fmt.Errorf("%w: --transport %q is not grpc or rest", errUsage, *transport)
-}
-
-func registerTPM(ctx context.Context, env Env, c *conn, tf tpmFlags, regID, transport string, timeout time.Duration) error {
-	d, closeTPM, err := tf.open()
+	csr, err := iss.csr(regID)
 	if err != nil {
-		return err
-	}
-	defer closeTPM()
-	cfg, err := c.tlsConfig(nil)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var resp *pb.RegisterResponse
-	switch transport {
-	case "grpc":
-		cc, err := grpc.NewClient(or(c.server, defaultGRPCServer), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-		if err != nil {
-			return err
-		}
-		defer cc.Close()
-		resp, err = RegisterTPMGRPC(ctx, pb.NewDeviceRegistrationServiceClient(cc), d, regID)
-		if err != nil {
-			return err
-		}
-	case "rest":
-		server := or(c.server, defaultRESTServer)
-		resp, err = RegisterTPMREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, server, d, regID)
-		if err != nil {
-			return restHint(err, server)
-		}
-	default:
-		return fmt.Errorf("%w: --transport %q is not grpc or rest", errUsage, transport)
+	if transport == "rest" {
+		resp, err := registerREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, server, regID, csr)
+		return resp, restHint(err, server)
 	}
-	return printJSON(env.Stdout, resp)
+	cc, err := grpc.NewClient(server, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	return pb.NewDeviceRegistrationServiceClient(cc).Register(ctx, &pb.RegisterRequest{RegistrationId: regID, Csr: csr})
+}
+
+func registerTPM(ctx context.Context, c *conn, tf *tpmFlags, server, regID, transport string, timeout time.Duration, iss *issueFlags) (*pb.RegisterResponse, error) {
+	d, closeTPM, err := tf.open()
+	if err != nil {
+		return nil, err
+	}
+	defer closeTPM()
+	var csrFor makeCSR
+	if iss.certOut != "" {
+		// The certificate is for the bound key the TPM proves: the CSR is
+		// signed inside the TPM.
+		key, err := d.Signer()
+		if err != nil {
+			return nil, err
+		}
+		csrFor = func(id string) ([]byte, error) {
+			return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
+		}
+	}
+	cfg, err := c.tlsConfig(nil)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if transport == "rest" {
+		resp, err := registerTPMREST(ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, server, d, regID, csrFor)
+		return resp, restHint(err, server)
+	}
+	cc, err := grpc.NewClient(server, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	return registerTPMGRPC(ctx, pb.NewDeviceRegistrationServiceClient(cc), d, regID, csrFor)
+}
+
+// issueFlags ask for an operational certificate at registration (ADR 22).
+type issueFlags struct {
+	certOut, keyOut, keyType string
+	key                      crypto.Signer
+}
+
+func (f *issueFlags) check(tpm bool) error {
+	switch {
+	case f.keyOut != "" && f.certOut == "":
+		return usagef("--new-key needs --new-cert")
+	case f.certOut != "" && !tpm && f.keyOut == "":
+		return usagef("--new-cert needs --new-key (where the new certificate's key goes)")
+	case tpm && f.keyOut != "":
+		return usagef("a TPM device's new key stays in the TPM: drop --new-key")
+	}
+	return nil
+}
+
+// csr makes a fresh key and a CSR for it (nil without --new-cert).
+func (f *issueFlags) csr(regID string) ([]byte, error) {
+	if f.certOut == "" {
+		return nil, nil
+	}
+	curve := elliptic.P256()
+	if f.keyType == "ecdsa-p384" {
+		curve = elliptic.P384()
+	}
+	key, err := ecdsa.GenerateKey(curve, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	f.key = key
+	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: regID}}, key)
+}
+
+// save writes the issued chain and the new key.
+func (f *issueFlags) save(resp *pb.RegisterResponse) error {
+	if f.certOut == "" {
+		return nil
+	}
+	ders := resp.GetRegistration().GetIssuedCertificateChain()
+	if len(ders) == 0 {
+		return errors.New("the server issued no certificate")
+	}
+	var out []byte
+	for _, der := range ders {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	if f.key != nil {
+		keyPEM, err := pki.KeyPEM(f.key)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(f.keyOut, keyPEM, 0o600); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(f.certOut, out, 0o644)
 }
 
 // RESTError is a non-2xx answer of the REST API.
@@ -220,8 +344,16 @@ func (e *RESTError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.StatusC
 
 // RegisterREST registers over the REST API with the client's TLS identity.
 func RegisterREST(ctx context.Context, client *http.Client, server, registrationID string) (*pb.RegisterResponse, error) {
+	return registerREST(ctx, client, server, registrationID, nil)
+}
+
+func registerREST(ctx context.Context, client *http.Client, server, registrationID string, csr []byte) (*pb.RegisterResponse, error) {
 	u := "https://" + server + "/v1/registrations/" + url.PathEscape(registrationID) + ":register"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte("{}")))
+	body, err := protojson.Marshal(&pb.RegisterRequest{Csr: csr})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +363,7 @@ func RegisterREST(ctx context.Context, client *http.Client, server, registration
 		return nil, err
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	body, err = io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if err != nil {
 		return nil, err
 	}

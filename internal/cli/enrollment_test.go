@@ -62,11 +62,11 @@ func TestEnrollmentImport(t *testing.T) {
 		}
 	}
 	check(s.run(1, "enrollment", "import", "--dry-run", "eks.csv"), "3 would be created (dry run: nothing was written), 2 refused, 4 malformed")
-	if out := s.run(0, "enrollment", "list"); count(out, "registrationId") != 1 {
+	if out := s.run(0, "enrollment", "list", "-o", "json"); count(out, "registrationId") != 1 {
 		t.Fatalf("the dry run wrote:\n%s", out)
 	}
 	check(s.run(1, "enrollment", "import", "eks.csv"), "3 created, 2 refused, 4 malformed")
-	out := s.run(0, "enrollment", "list")
+	out := s.run(0, "enrollment", "list", "-o", "json")
 	if count(out, "registrationId") != 4 || !strings.Contains(out, `"dev-a"`) || !strings.Contains(out, `"dev-f"`) {
 		t.Fatalf("after the import:\n%s", out)
 	}

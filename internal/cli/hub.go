@@ -3,13 +3,13 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -18,29 +18,35 @@ import (
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
-// runHub is the reference hub agent: it connects as a hub cluster node and
-// keeps a file replica of its shards' identities (package hubclient),
-// printing every event it applies.
-func runHub(ctx context.Context, env Env, args []string) error {
-	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
-	c := &conn{}
-	c.register(fs, env, defaultGRPCServer)
-	certFile := fs.String("cert", "", "the node's client certificate (PEM; subject CN = the cluster ID, pinned on the cluster)")
-	keyFile := fs.String("key", "", "the certificate's private key (PEM)")
-	shards := fs.String("shards", "", "comma-separated shards of the cluster to follow (default: all of the cluster's shards, following changes)")
-	state := fs.String("state", "hub-replica.json", "the replica file (created if absent; resumed from after a restart)")
-	quiet := fs.Bool("quiet", false, "print a line per snapshot, not per event")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if *certFile == "" || *keyFile == "" {
-		return fmt.Errorf("%w: --cert and --key are required", errUsage)
+// hubCmd is the reference hub agent: it connects as a hub cluster node
+// and keeps a file replica of its shards' identities (package
+// hubclient), printing every event it applies.
+func hubCmd(env Env) *cobra.Command {
+	var certFile, keyFile, shards, state string
+	var quiet bool
+	var c *conn
+	cmd := leaf("hub", "reference hub agent: keep a file replica of a hub cluster's shards from the assignment stream", func(cmd *cobra.Command, _ []string) error {
+		return runHub(cmd.Context(), env, c, certFile, keyFile, shards, state, quiet)
+	})
+	c = addConn(cmd, env)
+	fs := cmd.Flags()
+	fs.StringVar(&certFile, "cert", "", "the node's client certificate (PEM; subject CN = the cluster ID, pinned on the cluster) (required)")
+	fs.StringVar(&keyFile, "key", "", "the certificate's private key (PEM) (required)")
+	fs.StringVar(&shards, "shards", "", "comma-separated shards of the cluster to follow (default: all of the cluster's shards, following changes)")
+	fs.StringVar(&state, "state", "hub-replica.json", "the replica file (created if absent; resumed from after a restart)")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "print a line per snapshot, not per event")
+	return cmd
+}
+
+func runHub(ctx context.Context, env Env, c *conn, certFile, keyFile, shards, state string, quiet bool) error {
+	if certFile == "" || keyFile == "" {
+		return usagef("--cert and --key are required")
 	}
 	var follow []string
-	if *shards != "" {
-		follow = strings.Split(*shards, ",")
+	if shards != "" {
+		follow = strings.Split(shards, ",")
 	}
-	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return fmt.Errorf("--cert/--key: %w", err)
 	}
@@ -56,7 +62,7 @@ func runHub(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer cc.Close()
-	replica, err := hubclient.OpenReplica(*state)
+	replica, err := hubclient.OpenReplica(state)
 	if err != nil {
 		return err
 	}
@@ -76,7 +82,7 @@ func runHub(ctx context.Context, env Env, args []string) error {
 			say("dropped %s (no longer the cluster's): %d identities", shard, n)
 		},
 	}
-	if !*quiet {
+	if !quiet {
 		client.OnEvent = func(ev *pb.IdentityEvent, changed bool) {
 			what := "applied"
 			if !changed {

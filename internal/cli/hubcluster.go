@@ -2,11 +2,11 @@ package cli
 
 import (
 	"context"
-	"flag"
+	"encoding/base64"
 	"fmt"
 	"os"
-	"strings"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,101 +16,148 @@ import (
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
-// listFlag collects a repeated flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
-func runHubCluster(ctx context.Context, env Env, args []string) error {
-	sub, args, err := subcommand(args, "create", "get", "list", "update", "delete", "issue-cert")
-	if err != nil {
-		return err
-	}
-	fs, c := opFlags("hub-cluster "+sub, env)
-	var certs, thumbs listFlag
-	fs.Var(&certs, "cert", "a node's client certificate (PEM file) to pin; its subject CN must be the cluster ID (repeatable)")
-	fs.Var(&thumbs, "thumbprint", "a client certificate's SHA-256 thumbprint to pin (repeatable)")
-	etag := fs.String("etag", "", "act only if the cluster's etag is this (delete)")
-	csr := fs.String("csr", "", "a node's certificate request (PEM file) to sign with the hub CA and pin (issue-cert)")
-	days := fs.Int("validity-days", 90, "validity of an issued certificate, 1-397 days (issue-cert)")
-	certOut := fs.String("out", "", "also write the issued certificate (PEM) to this file, for `zerotouch hub --cert` (issue-cert)")
-	want := []string{"ID"}
-	if sub == "list" {
-		want = nil
-	}
-	pos, err := parse(fs, args, want...)
-	if err != nil {
-		return err
-	}
-	var pems []string
-	for _, f := range certs {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("--cert: %w", err)
-		}
-		pems = append(pems, string(raw))
-	}
-	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
-		cl := pb.NewHubServiceClient(cc)
-		switch sub {
-		case "create":
-			return cl.CreateHubCluster(ctx, &pb.CreateHubClusterRequest{HubCluster: &pb.HubCluster{Id: pos[0], CertificatePems: pems, CertificateThumbprints: thumbs}})
-		case "get":
-			return cl.GetHubCluster(ctx, &pb.GetHubClusterRequest{Id: pos[0]})
-		case "list":
-			all, err := allPages(func(token string) ([]*pb.HubCluster, string, error) {
-				p, err := cl.ListHubClusters(ctx, &pb.ListHubClustersRequest{PageSize: 500, PageToken: token})
-				return p.GetHubClusters(), p.GetNextPageToken(), err
-			})
-			return &pb.ListHubClustersResponse{HubClusters: all}, err
-		case "delete":
-			_, err := cl.DeleteHubCluster(ctx, &pb.DeleteHubClusterRequest{Id: pos[0], Etag: *etag})
-			return nil, err
-		case "issue-cert":
-			raw, err := os.ReadFile(*csr)
-			if err != nil {
-				return nil, fmt.Errorf("--csr: %w (`zerotouch pki hub-node --cluster %s --out DIR` makes a node key and its CSR)", err, pos[0])
-			}
-			issued, err := cl.IssueHubCertificate(ctx, &pb.IssueHubCertificateRequest{HubCluster: pos[0], CsrPem: string(raw), ValidityDays: int32(*days)})
-			if status.Code(err) == codes.NotFound {
-				return nil, fmt.Errorf("hub cluster %q does not exist: create it first with `zerotouch hub-cluster create %s`, then issue its nodes' certificates (%s)",
-					pos[0], pos[0], describe(err))
-			}
-			if err != nil {
-				return nil, err
-			}
-			if *certOut != "" {
-				if err := os.WriteFile(*certOut, []byte(issued.GetCertificatePem()), 0o644); err != nil {
-					return nil, err
-				}
-			}
-			return issued, nil
-		}
-		visited := false
-		fs.Visit(func(f *flag.Flag) { visited = visited || f.Name == "cert" || f.Name == "thumbprint" })
-		if !visited {
-			return nil, fmt.Errorf("%w: give the complete set of --cert/--thumbprint to pin", errUsage)
-		}
-		cur, err := cl.GetHubCluster(ctx, &pb.GetHubClusterRequest{Id: pos[0]})
-		if err != nil {
-			return nil, err
-		}
-		return cl.UpdateHubCluster(ctx, &pb.UpdateHubClusterRequest{
-			HubCluster: &pb.HubCluster{Id: pos[0], Etag: cur.GetEtag(), CertificatePems: pems, CertificateThumbprints: thumbs},
-			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"certificates"}}})
-	})
+var hubClusterTable = table[*pb.HubCluster]{
+	id: (*pb.HubCluster).GetId,
+	cols: []column[*pb.HubCluster]{
+		{"ID", (*pb.HubCluster).GetId},
+		{"PINNED CERTIFICATES", func(h *pb.HubCluster) string { return count(int64(len(h.GetCertificateThumbprints()))) }},
+		{"CREATED", func(h *pb.HubCluster) string { return when(h.GetCreateTime()) }},
+		{"UPDATED", func(h *pb.HubCluster) string { return when(h.GetUpdateTime()) }},
+	},
 }
 
-// runWebhookSecret prints the secret that signs requests to a custom
-// allocation webhook.
-func runWebhookSecret(ctx context.Context, env Env, args []string) error {
-	fs, c := opFlags("webhook-secret", env)
-	pos, err := parse(fs, args, "URL")
-	if err != nil {
-		return err
+var hubCertificateTable = table[*pb.HubCertificate]{
+	id: (*pb.HubCertificate).GetCertificatePem,
+	cols: []column[*pb.HubCertificate]{
+		{"SHA-256", (*pb.HubCertificate).GetSha256Thumbprint},
+		{"NOT AFTER", func(c *pb.HubCertificate) string { return when(c.GetNotAfter()) }},
+	},
+}
+
+func hubClusterCmd(env Env) *cobra.Command {
+	r := resource[*pb.HubCluster]{
+		noun: "hub cluster", arg: "ID", table: hubClusterTable,
+		get: func(ctx context.Context, cc *grpc.ClientConn, id string) (*pb.HubCluster, error) {
+			return pb.NewHubServiceClient(cc).GetHubCluster(ctx, &pb.GetHubClusterRequest{Id: id})
+		},
+		list: func(ctx context.Context, cc *grpc.ClientConn, token string) ([]*pb.HubCluster, string, error) {
+			p, err := pb.NewHubServiceClient(cc).ListHubClusters(ctx, &pb.ListHubClustersRequest{PageSize: 500, PageToken: token})
+			return p.GetHubClusters(), p.GetNextPageToken(), err
+		},
+		listed: func(all []*pb.HubCluster) proto.Message { return &pb.ListHubClustersResponse{HubClusters: all} },
+		delete: func(ctx context.Context, cc *grpc.ClientConn, id, etag string) error {
+			_, err := pb.NewHubServiceClient(cc).DeleteHubCluster(ctx, &pb.DeleteHubClusterRequest{Id: id, Etag: etag})
+			return err
+		},
 	}
-	return withConn(ctx, env, c, func(cc *grpc.ClientConn) (proto.Message, error) {
-		return pb.NewEnrollmentServiceClient(cc).GetWebhookSecret(ctx, &pb.GetWebhookSecretRequest{Url: pos[0]})
+	return group("hub-cluster", "hub clusters and their pinned client certificates: create, get, list, update, delete, issue-cert",
+		hubClusterWriteCmd(env, r, "create"), r.getCmd(env), r.listCmd(env), hubClusterWriteCmd(env, r, "update"), r.deleteCmd(env), hubIssueCertCmd(env))
+}
+
+// hubClusterWriteCmd is create, or update (which replaces the pinned set).
+func hubClusterWriteCmd(env Env, r resource[*pb.HubCluster], verb string) *cobra.Command {
+	var certs, thumbs []string
+	short := "create a hub cluster (pin its nodes' certificates now, or issue them later with issue-cert)"
+	if verb == "update" {
+		short = "replace the pinned certificates with the complete set given"
+	}
+	cmd := r.writeCmd(env, verb+" ID", short, func(cmd *cobra.Command, args []string, c *conn) (*pb.HubCluster, error) {
+		if verb == "update" && !changed(cmd.Flags(), "cert", "thumbprint") {
+			return nil, usagef("give the complete set of --cert/--thumbprint to pin")
+		}
+		var pems []string
+		for _, f := range certs {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("--cert: %w", err)
+			}
+			pems = append(pems, string(raw))
+		}
+		cc, err := c.dial()
+		if err != nil {
+			return nil, err
+		}
+		cl := pb.NewHubServiceClient(cc)
+		if verb == "create" {
+			return cl.CreateHubCluster(cmd.Context(), &pb.CreateHubClusterRequest{HubCluster: &pb.HubCluster{Id: args[0], CertificatePems: pems, CertificateThumbprints: thumbs}})
+		}
+		cur, err := cl.GetHubCluster(cmd.Context(), &pb.GetHubClusterRequest{Id: args[0]})
+		if err != nil {
+			return nil, err
+		}
+		return cl.UpdateHubCluster(cmd.Context(), &pb.UpdateHubClusterRequest{
+			HubCluster: &pb.HubCluster{Id: args[0], Etag: cur.GetEtag(), CertificatePems: pems, CertificateThumbprints: thumbs},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"certificates"}}})
 	})
+	cmd.Flags().StringArrayVar(&certs, "cert", nil, "a node's client certificate (PEM file) to pin; its subject CN must be the cluster ID (repeatable)")
+	cmd.Flags().StringArrayVar(&thumbs, "thumbprint", nil, "a client certificate's SHA-256 thumbprint to pin (repeatable)")
+	return cmd
+}
+
+// hubIssueCertCmd signs a node's CSR with the hub CA and pins the
+// certificate; -q prints only the certificate (PEM).
+func hubIssueCertCmd(env Env) *cobra.Command {
+	var csr, certOut string
+	var days int
+	var o *output
+	cmd := opCmd(env, "issue-cert ID", "sign a node's CSR with the hub CA and pin the certificate", func(cmd *cobra.Command, args []string, c *conn) error {
+		raw, err := os.ReadFile(csr)
+		if err != nil {
+			return fmt.Errorf("--csr: %w (`zerotouch pki hub-node --cluster %s --out DIR` makes a node key and its CSR)", err, args[0])
+		}
+		cc, err := c.dial()
+		if err != nil {
+			return err
+		}
+		issued, err := pb.NewHubServiceClient(cc).IssueHubCertificate(cmd.Context(), &pb.IssueHubCertificateRequest{HubCluster: args[0], CsrPem: string(raw), ValidityDays: int32(days)})
+		if status.Code(err) == codes.NotFound {
+			return fmt.Errorf("hub cluster %q does not exist: create it first with `zerotouch hub-cluster create %s`, then issue its nodes' certificates (%s)",
+				args[0], args[0], describe(err))
+		}
+		if err != nil {
+			return err
+		}
+		if certOut != "" {
+			if err := os.WriteFile(certOut, []byte(issued.GetCertificatePem()), 0o644); err != nil {
+				return err
+			}
+		}
+		if o.quiet {
+			_, err := fmt.Fprint(env.Stdout, issued.GetCertificatePem())
+			return err
+		}
+		return hubCertificateTable.one(env.Stdout, o, issued)
+	})
+	cmd.Flags().StringVar(&csr, "csr", "", "a node's certificate request (PEM file) to sign with the hub CA and pin")
+	cmd.Flags().IntVar(&days, "validity-days", 90, "validity of an issued certificate, 1-397 days")
+	cmd.Flags().StringVar(&certOut, "out", "", "also write the issued certificate (PEM) to this file, for `zerotouch hub --cert`")
+	o = addOutput(cmd, formatJSON, "the certificate (PEM)")
+	return cmd
+}
+
+var webhookSecretTable = table[*pb.WebhookSecret]{
+	id: func(s *pb.WebhookSecret) string { return base64.StdEncoding.EncodeToString(s.GetSecret()) },
+	cols: []column[*pb.WebhookSecret]{
+		{"URL", (*pb.WebhookSecret).GetUrl},
+		{"SECRET", func(s *pb.WebhookSecret) string { return base64.StdEncoding.EncodeToString(s.GetSecret()) }},
+	},
+}
+
+// webhookSecretCmd prints the secret that signs requests to a custom
+// allocation webhook; -q prints only the secret (base64).
+func webhookSecretCmd(env Env) *cobra.Command {
+	var o *output
+	cmd := opCmd(env, "webhook-secret URL", "the secret that signs requests to a custom allocation webhook URL", func(cmd *cobra.Command, args []string, c *conn) error {
+		cc, err := c.dial()
+		if err != nil {
+			return err
+		}
+		res, err := pb.NewEnrollmentServiceClient(cc).GetWebhookSecret(cmd.Context(), &pb.GetWebhookSecretRequest{Url: args[0]})
+		if err != nil {
+			return err
+		}
+		return webhookSecretTable.one(env.Stdout, o, res)
+	})
+	o = addOutput(cmd, formatJSON, "the secret (base64)")
+	return cmd
 }

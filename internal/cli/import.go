@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
@@ -22,36 +24,39 @@ type ekLine struct {
 	item *pb.Enrollment
 }
 
-// runEnrollmentImport creates TPM enrollments from a file of lines
+// enrollmentImportCmd creates TPM enrollments from a file of lines
 // "registration_id,endorsement_key" (the EK as base64 TPM2B_PUBLIC; an
 // empty registration ID is derived from the EK), in batches. It skips a
 // header line, reports every bad line (malformed, a duplicate of an
 // earlier line, or refused by the server) with its number and goes on,
 // and ends with a summary; it fails if any line did. --dry-run has the
 // server check every item as a create would and writes nothing.
-func runEnrollmentImport(ctx context.Context, env Env, args []string) error {
-	fs, c := opFlags("enrollment import", env)
-	dryRun := fs.Bool("dry-run", false, "check every line, here and on the server (as a create would: the EK, the names, what is already enrolled), and write nothing")
-	pos, err := parse(fs, args, "FILE")
+func enrollmentImportCmd(env Env) *cobra.Command {
+	var dryRun bool
+	cmd := opCmd(env, "import FILE", "create TPM enrollments from a file of registration_id,endorsement_key lines (exit 1 if any line failed)",
+		func(cmd *cobra.Command, args []string, c *conn) error {
+			return importEKFile(cmd.Context(), env, c, args[0], dryRun)
+		})
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check every line, here and on the server (as a create would: the EK, the names, what is already enrolled), and write nothing")
+	return cmd
+}
+
+func importEKFile(ctx context.Context, env Env, c *conn, file string, dryRun bool) error {
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(pos[0])
-	if err != nil {
-		return err
-	}
-	items, malformed := parseEKFile(env.Stdout, pos[0], string(raw))
+	items, malformed := parseEKFile(env.Stdout, file, string(raw))
 	created, refused := 0, 0
 	if len(items) > 0 {
 		cc, err := c.dial()
 		if err != nil {
 			return err
 		}
-		defer cc.Close()
 		cl := pb.NewEnrollmentServiceClient(cc)
 		for start := 0; start < len(items); start += importBatch {
 			batch := items[start:min(start+importBatch, len(items))]
-			req := &pb.BatchCreateEnrollmentsRequest{ValidateOnly: *dryRun}
+			req := &pb.BatchCreateEnrollmentsRequest{ValidateOnly: dryRun}
 			for _, it := range batch {
 				req.Enrollments = append(req.Enrollments, it.item)
 			}
@@ -61,7 +66,7 @@ func runEnrollmentImport(ctx context.Context, env Env, args []string) error {
 			}
 			for i, r := range resp.GetResults() {
 				if e := r.GetError(); e != nil {
-					fmt.Fprintf(env.Stdout, "%s:%d: %s: %s\n", pos[0], batch[i].line, e.GetReason(), e.GetMessage())
+					fmt.Fprintf(env.Stdout, "%s:%d: %s: %s\n", file, batch[i].line, e.GetReason(), e.GetMessage())
 				}
 			}
 			created += int(resp.GetCreated())
@@ -69,7 +74,7 @@ func runEnrollmentImport(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	verb := "created"
-	if *dryRun {
+	if dryRun {
 		verb = "would be created (dry run: nothing was written)"
 	}
 	fmt.Fprintf(env.Stdout, "%d %s, %d refused, %d malformed\n", created, verb, refused, malformed)

@@ -187,7 +187,7 @@ func TestPKIHubNode(t *testing.T) {
 	if !strings.Contains(out, `"certificatePem"`) || pair.Leaf.Subject.CommonName != "hubs-eu" {
 		t.Fatalf("issued certificate: %s", pair.Leaf.Subject)
 	}
-	if out := s.run(0, "hub-cluster", "get", "hubs-eu"); strings.Count(out, `"certificateThumbprints"`) != 1 {
+	if out := s.run(0, "hub-cluster", "get", "hubs-eu", "-o", "json"); strings.Count(out, `"certificateThumbprints"`) != 1 {
 		t.Fatalf("the issued certificate is not pinned: %s", out)
 	}
 	roots := x509.NewCertPool()

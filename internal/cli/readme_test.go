@@ -79,7 +79,7 @@ func TestREADMEWalkThrough(t *testing.T) {
 	}
 	s := startDevServer(t)
 	placeholders := map[string]*regexp.Regexp{
-		"<CODE>":            regexp.MustCompile(`"verificationCode":\s*"([0-9A-F]+)"`),
+		"<CODE>":            regexp.MustCompile(`(?m)(?:"verificationCode":\s*"|^)([0-9A-F]{16,})(?:"|$)`),
 		"<REGISTRATION_ID>": regexp.MustCompile(`registration ID: (\S+)`),
 		"<EK_BASE64>":       regexp.MustCompile(`\(TPM2B_PUBLIC, base64\): (\S+)`),
 	}
@@ -147,5 +147,46 @@ func TestWrongPortSaysSo(t *testing.T) {
 		if out := s.run(1, args...); !strings.Contains(out, "the address is likely the REST (HTTPS) port") {
 			t.Errorf("%v: %s", args, out)
 		}
+	}
+}
+
+// TestREADMEHubSection runs the README's hub section's command block as
+// written (continuation lines joined), after making what it assumes: the
+// CAs its groups name and the twin file it reads.
+func TestREADMEHubSection(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := readmeCommands(t, string(raw), "## Hubs, shards and where devices go")
+	s := startDevServer(t)
+	for _, ca := range []string{"acme-root", "acme-x-root"} {
+		s.run(0, "pki", "ca", "--cn", ca, "--out", ca)
+		s.run(0, "ca", "create", ca, "--cert", ca+"/ca.pem")
+	}
+	if err := os.WriteFile("twin.json", []byte(`{"tags":{"site":"eu"},"properties":{"desired":{"interval":30}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var joined []string
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		for strings.HasSuffix(line, `\`) && i+1 < len(lines) {
+			i++
+			line = strings.TrimSuffix(line, `\`) + " " + lines[i]
+		}
+		joined = append(joined, line)
+	}
+	if len(joined) < 8 {
+		t.Fatalf("only %d commands in the hub section", len(joined))
+	}
+	for _, line := range joined {
+		words, _ := shellWords(line)
+		if len(words) < 2 || words[0] != "zerotouch" {
+			t.Fatalf("README line %q is not a zerotouch command", line)
+		}
+		s.run(0, words[1:]...)
+	}
+	if out := s.run(0, "group", "get", "acme", "-o", "json"); !strings.Contains(out, `"iotEdge": true`) || !strings.Contains(out, "REPROVISION_POLICY_RESET") {
+		t.Fatalf("the group's settings after the section: %s", out)
 	}
 }

@@ -1,11 +1,12 @@
 package cli
 
 import (
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
@@ -14,17 +15,22 @@ import (
 // settingsFlags are the device settings of groups and enrollments: what
 // their devices get besides a shard.
 type settingsFlags struct {
-	reprovision, twin, adoptFrom *string
-	edge, noSAS                  *bool
+	reprovision, twin, adoptFrom, credPolicy *string
+	edge, noSAS                              *bool
+	fs                                       *pflag.FlagSet
 }
 
-func addSettingsFlags(fs *flag.FlagSet) settingsFlags {
+func addSettingsFlags(cmd *cobra.Command) settingsFlags {
+	fs := cmd.Flags()
 	return settingsFlags{
-		reprovision: fs.String("reprovision", "", "when a registered device registers again after an allocation change: migrate (move, keep its data; the default), reset (move, reset its twin and IoT Edge flag) or never (stay)"),
-		twin:        fs.String("initial-twin", "", `the devices' initial twin, JSON {"tags": {...}, "properties": {"desired": {...}}} or @FILE, at most 32 KiB; "" for none`),
-		edge:        fs.Bool("iot-edge", false, "the devices are IoT Edge devices (--iot-edge=false to clear)"),
-		adoptFrom:   fs.String("adopt-from", "", `comma-separated enrollment group IDs whose registrations the enrollment's devices may take over ("" for none); needs the RegistrationStatusWrite permission`),
-		noSAS:       fs.Bool("disable-device-sas", false, "refuse the enrollment's SAS tokens while keeping its keys (--disable-device-sas=false to allow them again)"),
+		reprovision: choice(cmd, "reprovision", "", "when a registered device registers again after an allocation change: migrate (move, keep its data; the default), reset (move, reset its twin and IoT Edge flag) or never (stay)",
+			"", "migrate", "reset", "never"),
+		twin:       fs.String("initial-twin", "", `the devices' initial twin, JSON {"tags": {...}, "properties": {"desired": {...}}} or @FILE, at most 32 KiB; "" for none`),
+		edge:       fs.Bool("iot-edge", false, "the devices are IoT Edge devices (--iot-edge=false to clear)"),
+		adoptFrom:  fs.String("adopt-from", "", `comma-separated enrollment group IDs whose registrations the enrollment's devices may take over ("" for none); needs the RegistrationStatusWrite permission`),
+		noSAS:      fs.Bool("disable-device-sas", false, "refuse the enrollment's SAS tokens while keeping its keys (--disable-device-sas=false to allow them again)"),
+		credPolicy: fs.String("credential-policy", "", `the credential policy under which the devices may ask for an operational certificate (device register --new-cert; "" for none)`),
+		fs:         fs,
 	}
 }
 
@@ -42,12 +48,13 @@ type settingsValues struct {
 	twin        string
 	edge, noSAS bool
 	adoptFrom   []string
+	credPolicy  string
 	paths       []string
 }
 
 // values reads the flags; the server validates what they hold.
-func (s settingsFlags) values(fs *flag.FlagSet) (settingsValues, error) {
-	v := settingsValues{edge: *s.edge, noSAS: *s.noSAS}
+func (s settingsFlags) values() (settingsValues, error) {
+	v := settingsValues{edge: *s.edge, noSAS: *s.noSAS, credPolicy: *s.credPolicy}
 	var ok bool
 	if v.reprovision, ok = reprovisionNames[*s.reprovision]; !ok {
 		return v, fmt.Errorf("%w: --reprovision %q is not migrate, reset or never", errUsage, *s.reprovision)
@@ -63,7 +70,7 @@ func (s settingsFlags) values(fs *flag.FlagSet) (settingsValues, error) {
 	if *s.adoptFrom != "" {
 		v.adoptFrom = strings.Split(*s.adoptFrom, ",")
 	}
-	fs.Visit(func(f *flag.Flag) {
+	s.fs.Visit(func(f *pflag.Flag) {
 		if p, ok := settingsPaths[f.Name]; ok {
 			v.paths = append(v.paths, p)
 		}
@@ -74,15 +81,17 @@ func (s settingsFlags) values(fs *flag.FlagSet) (settingsValues, error) {
 // settingsPaths maps the settings flags to their update_mask paths.
 var settingsPaths = map[string]string{
 	"reprovision": "reprovision_policy", "initial-twin": "initial_twin", "iot-edge": "iot_edge",
-	"adopt-from": "adopt_from", "disable-device-sas": "disable_device_sas",
+	"adopt-from": "adopt_from", "disable-device-sas": "disable_device_sas", "credential-policy": "credential_policy",
 }
 
 func (v settingsValues) group(g *pb.EnrollmentGroup) {
 	g.ReprovisionPolicy, g.InitialTwin, g.IotEdge, g.AdoptFrom, g.DisableDeviceSas = v.reprovision, v.twin, v.edge, v.adoptFrom, v.noSAS
+	g.CredentialPolicy = v.credPolicy
 }
 
 func (v settingsValues) enrollment(e *pb.Enrollment) {
 	e.ReprovisionPolicy, e.InitialTwin, e.IotEdge, e.AdoptFrom, e.DisableDeviceSas = v.reprovision, v.twin, v.edge, v.adoptFrom, v.noSAS
+	e.CredentialPolicy = v.credPolicy
 }
 
 // allocationFlagNames are the flags of addAllocFlags that shape an
@@ -91,9 +100,9 @@ var allocationFlagNames = []string{"shards", "policy", "static-shard", "webhook-
 
 // update applies the allocation flags that were given to cur (an update
 // changes only what its flags name): nil when none was given.
-func (a allocFlags) update(fs *flag.FlagSet, cur *pb.Allocation) (*pb.Allocation, error) {
+func (a *allocFlags) update(cur *pb.Allocation) (*pb.Allocation, error) {
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) {
+	a.fs.Visit(func(f *pflag.Flag) {
 		if slices.Contains(allocationFlagNames, f.Name) {
 			given[f.Name] = true
 		}
@@ -107,14 +116,14 @@ func (a allocFlags) update(fs *flag.FlagSet, cur *pb.Allocation) (*pb.Allocation
 	}
 	if given["shards"] {
 		out.Shards = nil
-		if *a.shards != "" {
-			out.Shards = strings.Split(*a.shards, ",")
+		if a.shards != "" {
+			out.Shards = strings.Split(a.shards, ",")
 		}
 	}
 	if given["policy"] {
-		p, ok := policyNames[*a.policy]
-		if !ok || *a.policy == "" {
-			return nil, fmt.Errorf("%w: --policy %q is not hashed, static, geo or custom", errUsage, *a.policy)
+		p, ok := policyNames[a.policy]
+		if !ok || a.policy == "" {
+			return nil, fmt.Errorf("%w: --policy %q is not hashed, static, geo or custom", errUsage, a.policy)
 		}
 		out.Policy = p
 		if p != pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM {
@@ -125,22 +134,22 @@ func (a allocFlags) update(fs *flag.FlagSet, cur *pb.Allocation) (*pb.Allocation
 		}
 	}
 	if given["static-shard"] {
-		out.StaticShard = *a.static
+		out.StaticShard = a.static
 	}
 	if given["webhook-url"] || given["webhook-timeout"] || given["webhook-fallback"] {
 		if out.Webhook == nil {
 			out.Webhook = &pb.Webhook{}
 		}
 		if given["webhook-url"] {
-			out.Webhook.Url = *a.webhook
+			out.Webhook.Url = a.webhook
 		}
 		if given["webhook-timeout"] {
 			out.Webhook.TimeoutSeconds = int32(a.timeout.Seconds())
 		}
 		if given["webhook-fallback"] {
-			fb, ok := policyNames[*a.fallback]
+			fb, ok := policyNames[a.fallback]
 			if !ok || fb == pb.AllocationPolicy_ALLOCATION_POLICY_CUSTOM {
-				return nil, fmt.Errorf("%w: --webhook-fallback %q is not hashed, geo, static or empty", errUsage, *a.fallback)
+				return nil, fmt.Errorf("%w: --webhook-fallback %q is not hashed, geo, static or empty", errUsage, a.fallback)
 			}
 			out.Webhook.FallbackPolicy = fb
 		}

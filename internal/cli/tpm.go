@@ -26,6 +26,13 @@ type TPMDevice interface {
 // RegisterTPMGRPC runs the two TPM steps over gRPC. An empty regID is
 // derived from the EK by the service.
 func RegisterTPMGRPC(ctx context.Context, c pb.DeviceRegistrationServiceClient, d TPMDevice, regID string) (*pb.RegisterResponse, error) {
+	return registerTPMGRPC(ctx, c, d, regID, nil)
+}
+
+// makeCSR makes the CSR a registration sends, for its registration ID.
+type makeCSR func(regID string) ([]byte, error)
+
+func registerTPMGRPC(ctx context.Context, c pb.DeviceRegistrationServiceClient, d TPMDevice, regID string, csrFor makeCSR) (*pb.RegisterResponse, error) {
 	ch, err := c.BeginTpmAttestation(ctx, &pb.BeginTpmAttestationRequest{RegistrationId: regID, EndorsementKey: d.EKPublic(),
 		BoundKey: d.BoundKeyPublic(), EndorsementKeyCertificates: d.EKCertificates()})
 	if err != nil {
@@ -35,13 +42,23 @@ func RegisterTPMGRPC(ctx context.Context, c pb.DeviceRegistrationServiceClient, 
 	if err != nil {
 		return nil, err
 	}
-	return c.CompleteTpmAttestation(ctx, &pb.CompleteTpmAttestationRequest{RegistrationId: ch.GetRegistrationId(), ChallengeId: ch.GetChallengeId(), Secret: secret})
+	var csr []byte
+	if csrFor != nil {
+		if csr, err = csrFor(ch.GetRegistrationId()); err != nil {
+			return nil, err
+		}
+	}
+	return c.CompleteTpmAttestation(ctx, &pb.CompleteTpmAttestationRequest{RegistrationId: ch.GetRegistrationId(), ChallengeId: ch.GetChallengeId(), Secret: secret, Csr: csr})
 }
 
 // RegisterTPMREST runs the two TPM steps over REST (each step may reach a
 // different replica). An empty regID is derived from the EK here, since
 // the REST path names it.
 func RegisterTPMREST(ctx context.Context, client *http.Client, server string, d TPMDevice, regID string) (*pb.RegisterResponse, error) {
+	return registerTPMREST(ctx, client, server, d, regID, nil)
+}
+
+func registerTPMREST(ctx context.Context, client *http.Client, server string, d TPMDevice, regID string, csrFor makeCSR) (*pb.RegisterResponse, error) {
 	if regID == "" {
 		regID = tpm.RegistrationID(d.EKPublic())
 	}
@@ -55,9 +72,15 @@ func RegisterTPMREST(ctx context.Context, client *http.Client, server string, d 
 	if err != nil {
 		return nil, err
 	}
+	var csr []byte
+	if csrFor != nil {
+		if csr, err = csrFor(regID); err != nil {
+			return nil, err
+		}
+	}
 	out := &pb.RegisterResponse{}
 	if err := postJSON(ctx, client, base+":completeTpmAttestation",
-		&pb.CompleteTpmAttestationRequest{ChallengeId: ch.GetChallengeId(), Secret: secret}, out); err != nil {
+		&pb.CompleteTpmAttestationRequest{ChallengeId: ch.GetChallengeId(), Secret: secret, Csr: csr}, out); err != nil {
 		return nil, err
 	}
 	return out, nil

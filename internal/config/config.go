@@ -101,6 +101,27 @@ type Config struct {
 		// them forever.
 		Retention time.Duration `yaml:"retention"`
 	} `yaml:"audit"`
+	// Issuance is certificate issuance to devices (ADR 22).
+	Issuance struct {
+		// PublicURL is the base URL relying parties reach this service's
+		// CRLs and OCSP responder at (https://host:port, no path); issued
+		// certificates carry {public_url}/pki/{issuing CA}/crl and /ocsp.
+		// Default: https://{listen.http}.
+		PublicURL string `yaml:"public_url"`
+	} `yaml:"issuance"`
+	// Revocation is the checking of manufacturer certificates against
+	// CRLs and OCSP (ADR 23); each enrollment group says whether it
+	// checks and what a missing answer means.
+	Revocation struct {
+		// FetchTimeout bounds one fetch of a CRL from a distribution point
+		// or one OCSP request.
+		FetchTimeout time.Duration `yaml:"fetch_timeout"`
+		// RefreshInterval is how often a fetched CRL is fetched again
+		// (sooner when three quarters of its validity have passed); it
+		// bounds how long a revocation published at a distribution point
+		// takes to reach registrations and the registered devices.
+		RefreshInterval time.Duration `yaml:"refresh_interval"`
+	} `yaml:"revocation"`
 	Webhooks struct {
 		// CAFile adds CA certificates (PEM) to trust for custom
 		// allocation webhooks, beside the system's.
@@ -132,6 +153,14 @@ type Config struct {
 			TPMChallengesPerIP RateRule `yaml:"tpm_challenges_per_ip"`
 		} `yaml:"rate_limit"`
 	} `yaml:"device"`
+	// Console is the web console (docs/console.md), served under
+	// /console/ on the REST listener.
+	Console struct {
+		// Enabled serves the console's (embedded) pages; they call the
+		// REST API with the operator's access key, so they can do nothing
+		// the key cannot.
+		Enabled bool `yaml:"enabled"`
+	} `yaml:"console"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Debug         struct {
 		// PprofListen, if set, serves net/http/pprof there (loopback only).
@@ -219,7 +248,9 @@ func Default() Config {
 	c.Device.RateLimit.PerIP = RateRule{Limit: 6000, Window: time.Minute}
 	c.Device.RateLimit.PerRegistration = RateRule{Limit: 60, Window: time.Minute}
 	c.Device.RateLimit.TPMChallengesPerIP = RateRule{Limit: 3000, Window: 5 * time.Minute}
+	c.Console.Enabled = true
 	c.ShutdownGrace = 20 * time.Second
+	c.Revocation.FetchTimeout, c.Revocation.RefreshInterval = 5*time.Second, time.Hour
 	return c
 }
 
@@ -242,26 +273,54 @@ func (c *Config) StorePath() string {
 // MaxFileSize bounds the configuration file.
 const MaxFileSize = 1 << 20
 
+// Flag is one of `zerotouch serve`'s command-line flags. Load parses
+// them; the CLI declares the same ones so that its help lists them.
+type Flag struct {
+	Name, Usage string
+	// Bool flags take no value.
+	Bool bool
+	// set applies the flag's value ("true" or "false" for a Bool) over
+	// the file and the environment; nil for --config, which names the
+	// file.
+	set func(c *Config, v string)
+}
+
+// Flags lists serve's flags, in the order its help shows them.
+func Flags() []Flag {
+	return []Flag{
+		{Name: "config", Usage: "YAML configuration file (default: $ZEROTOUCH_CONFIG)"},
+		{Name: "dev", Bool: true, Usage: "development mode: generate a PKI and owner key in the data directory",
+			set: func(c *Config, v string) { c.Dev = v == "true" }},
+		{Name: "data-dir", Usage: "data directory", set: func(c *Config, v string) { c.DataDir = v }},
+		{Name: "grpc-listen", Usage: "gRPC listen address", set: func(c *Config, v string) { c.Listen.GRPC = v }},
+		{Name: "http-listen", Usage: "REST (HTTPS) listen address", set: func(c *Config, v string) { c.Listen.HTTP = v }},
+		{Name: "mqtt-listen", Usage: `DPS over MQTT (TLS) listen address; "off" turns it off`, set: func(c *Config, v string) { c.Listen.MQTT = offOr(v) }},
+		{Name: "metrics-listen", Usage: `Prometheus metrics (plain HTTP, /metrics) listen address; "off" turns it off`,
+			set: func(c *Config, v string) { c.Listen.Metrics = offOr(v) }},
+		{Name: "tls-cert", Usage: "server certificate chain (PEM)", set: func(c *Config, v string) { c.TLS.CertFile = v }},
+		{Name: "tls-key", Usage: "server private key (PEM)", set: func(c *Config, v string) { c.TLS.KeyFile = v }},
+		{Name: "log-level", Usage: "debug, info, warn or error", set: func(c *Config, v string) { c.Log.Level = v }},
+		{Name: "log-format", Usage: "text or json", set: func(c *Config, v string) { c.Log.Format = v }},
+		{Name: "storage", Usage: "embedded or redis", set: func(c *Config, v string) { c.Storage.Backend = v }},
+		{Name: "redis-addrs", Usage: "comma-separated Redis addresses", set: func(c *Config, v string) { c.Storage.Redis.Addrs = splitList(v) }},
+	}
+}
+
 // Load builds the configuration for `zerotouch serve`: defaults, then the
 // YAML file named by --config (or ZEROTOUCH_CONFIG), then ZEROTOUCH_*
 // variables from env, then flags in args. It returns every problem found.
 func Load(args []string, env func(string) string) (*Config, error) {
 	c := Default()
+	flags := Flags()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
-	configFile := fs.String("config", env("ZEROTOUCH_CONFIG"), "YAML configuration file")
-	flagDev := fs.Bool("dev", false, "development mode: generate a PKI and owner key in the data directory")
-	flagDataDir := fs.String("data-dir", "", "data directory")
-	flagGRPC := fs.String("grpc-listen", "", "gRPC listen address")
-	flagHTTP := fs.String("http-listen", "", "REST (HTTPS) listen address")
-	flagMQTT := fs.String("mqtt-listen", "", `DPS over MQTT (TLS) listen address; "off" turns it off`)
-	flagMetrics := fs.String("metrics-listen", "", `Prometheus metrics (plain HTTP, /metrics) listen address; "off" turns it off`)
-	flagCert := fs.String("tls-cert", "", "server certificate chain (PEM)")
-	flagKey := fs.String("tls-key", "", "server private key (PEM)")
-	flagLevel := fs.String("log-level", "", "debug, info, warn or error")
-	flagFormat := fs.String("log-format", "", "text or json")
-	flagStorage := fs.String("storage", "", "embedded or redis")
-	flagRedis := fs.String("redis-addrs", "", "comma-separated Redis addresses")
+	for _, f := range flags {
+		if f.Bool {
+			fs.Bool(f.Name, false, f.Usage)
+		} else {
+			fs.String(f.Name, "", f.Usage)
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
 	}
@@ -270,38 +329,23 @@ func Load(args []string, env func(string) string) (*Config, error) {
 	}
 
 	var problems []error
-	if *configFile != "" {
-		if err := loadFile(&c, *configFile); err != nil {
+	configFile := env("ZEROTOUCH_CONFIG")
+	fs.Visit(func(given *flag.Flag) {
+		if given.Name == "config" {
+			configFile = given.Value.String()
+		}
+	})
+	if configFile != "" {
+		if err := loadFile(&c, configFile); err != nil {
 			problems = append(problems, err)
 		}
 	}
 	problems = append(problems, applyEnv(&c, env)...)
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "dev":
-			c.Dev = *flagDev
-		case "data-dir":
-			c.DataDir = *flagDataDir
-		case "grpc-listen":
-			c.Listen.GRPC = *flagGRPC
-		case "http-listen":
-			c.Listen.HTTP = *flagHTTP
-		case "mqtt-listen":
-			c.Listen.MQTT = offOr(*flagMQTT)
-		case "metrics-listen":
-			c.Listen.Metrics = offOr(*flagMetrics)
-		case "tls-cert":
-			c.TLS.CertFile = *flagCert
-		case "tls-key":
-			c.TLS.KeyFile = *flagKey
-		case "log-level":
-			c.Log.Level = *flagLevel
-		case "log-format":
-			c.Log.Format = *flagFormat
-		case "storage":
-			c.Storage.Backend = *flagStorage
-		case "redis-addrs":
-			c.Storage.Redis.Addrs = splitList(*flagRedis)
+	fs.Visit(func(given *flag.Flag) {
+		for _, f := range flags {
+			if f.Name == given.Name && f.set != nil {
+				f.set(&c, given.Value.String())
+			}
 		}
 	})
 	if c.Log.Format == "" {
@@ -359,6 +403,7 @@ func applyEnv(c *Config, env func(string) string) []error {
 		"ZEROTOUCH_REDIS_MASTER":         &c.Storage.Redis.MasterName,
 		"ZEROTOUCH_REDIS_PREFIX":         &c.Storage.Redis.KeyPrefix,
 		"ZEROTOUCH_PPROF_LISTEN":         &c.Debug.PprofListen,
+		"ZEROTOUCH_ISSUANCE_PUBLIC_URL":  &c.Issuance.PublicURL,
 		"ZEROTOUCH_DATA_KEY_FILE":        &c.Secrets.DataKeyFile,
 		"ZEROTOUCH_DPS_ID_SCOPE":         &c.DPS.IDScope,
 		"ZEROTOUCH_DPS_SERVICE_HOSTNAME": &c.DPS.ServiceHostname,
@@ -380,6 +425,13 @@ func applyEnv(c *Config, env func(string) string) []error {
 			problems = append(problems, fmt.Errorf("ZEROTOUCH_MQTT_WEBSOCKETS=%q is not a boolean", v))
 		}
 		c.MQTT.WebSockets = b
+	}
+	if v := env("ZEROTOUCH_CONSOLE_ENABLED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ZEROTOUCH_CONSOLE_ENABLED=%q is not a boolean", v))
+		}
+		c.Console.Enabled = b
 	}
 	if v := env("ZEROTOUCH_REDIS_ADDRS"); v != "" {
 		c.Storage.Redis.Addrs = splitList(v)

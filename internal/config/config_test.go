@@ -367,3 +367,58 @@ func TestMetricsListener(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConsole: the web console is on by default, off by file or variable,
+// and its path cannot be shadowed by a DPS ID scope of the same name.
+func TestConsole(t *testing.T) {
+	cfg, err := config.Load([]string{"--dev"}, envOf(nil))
+	if err != nil || !cfg.Console.Enabled {
+		t.Fatalf("default: %v %v", cfg.Console.Enabled, err)
+	}
+	dir := t.TempDir()
+	off := filepath.Join(dir, "off.yaml")
+	os.WriteFile(off, []byte("dev: true\nconsole:\n  enabled: false\n"), 0o600)
+	if cfg, err := config.Load([]string{"--config", off}, envOf(nil)); err != nil || cfg.Console.Enabled {
+		t.Fatalf("file: %v %v", cfg.Console.Enabled, err)
+	}
+	if cfg, err := config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_CONSOLE_ENABLED": "false"})); err != nil || cfg.Console.Enabled {
+		t.Fatalf("variable: %v %v", cfg.Console.Enabled, err)
+	}
+	if _, err := config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_CONSOLE_ENABLED": "maybe"})); err == nil || !strings.Contains(err.Error(), "ZEROTOUCH_CONSOLE_ENABLED") {
+		t.Fatalf("bad variable: %v", err)
+	}
+	_, err = config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_DPS_ID_SCOPE": "console"}))
+	if err == nil || !strings.Contains(err.Error(), "console") {
+		t.Fatalf("scope console with the console on: %v", err)
+	}
+	if _, err := config.Load([]string{"--dev"}, envOf(map[string]string{"ZEROTOUCH_DPS_ID_SCOPE": "console", "ZEROTOUCH_CONSOLE_ENABLED": "false"})); err != nil {
+		t.Fatalf("scope console with the console off: %v", err)
+	}
+}
+
+func TestRevocationValidation(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "revocation.yaml")
+	for body, want := range map[string]string{
+		"revocation: {fetch_timeout: 10ms}":                         "revocation.fetch_timeout 10ms",
+		"revocation: {fetch_timeout: 2m}":                           "revocation.fetch_timeout 2m0s",
+		"revocation: {refresh_interval: 30s}":                       "revocation.refresh_interval 30s",
+		"revocation: {refresh_interval: 48h}":                       "revocation.refresh_interval 48h0m0s",
+		"revocation: {fetch_timeout: 2s, refresh_interval: 15m}":    "",
+		"revocation: {fetch_timeout: 2s, refresh_interval: 15m, x}": "revocation",
+	} {
+		os.WriteFile(file, []byte("dev: true\n"+body+"\n"), 0o600)
+		cfg, err := config.Load([]string{"--config", file}, envOf(nil))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", body, err)
+		case want == "" && (cfg.Revocation.FetchTimeout != 2*time.Second || cfg.Revocation.RefreshInterval != 15*time.Minute):
+			t.Errorf("%s: loaded %+v", body, cfg.Revocation)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want an error mentioning %q", body, err, want)
+		}
+	}
+	cfg, err := config.Load(nil, envOf(map[string]string{"ZEROTOUCH_DEV": "true"}))
+	if err != nil || cfg.Revocation.FetchTimeout != 5*time.Second || cfg.Revocation.RefreshInterval != time.Hour {
+		t.Fatalf("defaults: %+v %v", cfg.Revocation, err)
+	}
+}

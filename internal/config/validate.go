@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -113,7 +114,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if sc := c.DPS.IDScope; sc != "" {
-		reserved := map[string]bool{"v1": true, "healthz": true, "readyz": true, "enrollments": true, "enrollmentgroups": true, "registrations": true}
+		reserved := map[string]bool{"v1": true, "healthz": true, "readyz": true, "enrollments": true, "enrollmentgroups": true, "registrations": true, "pki": true}
 		ok := len(sc) <= 32 && !reserved[strings.ToLower(sc)]
 		for i := 0; i < len(sc); i++ {
 			if ch := sc[i]; !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') {
@@ -122,6 +123,15 @@ func (c *Config) Validate() error {
 		}
 		if !ok {
 			p = append(p, fmt.Errorf("dps.id_scope %q must be 1-32 letters and digits", sc))
+		}
+		if c.Console.Enabled && strings.EqualFold(sc, "console") {
+			p = append(p, errors.New(`dps.id_scope "console" would shadow the web console's /console/ path; choose another scope or set console.enabled: false`))
+		}
+	}
+	if u := c.Issuance.PublicURL; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || strings.Trim(pu.Path, "/") != "" || pu.RawQuery != "" || pu.Fragment != "" || pu.User != nil {
+			p = append(p, fmt.Errorf("issuance.public_url %q must be http(s)://host[:port] with no path, query or user", u))
 		}
 	}
 	if h := c.DPS.ServiceHostname; h != "" {
@@ -137,6 +147,12 @@ func (c *Config) Validate() error {
 		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 			p = append(p, fmt.Errorf("debug.pprof_listen %q must be a loopback host:port", a))
 		}
+	}
+	if r := c.Revocation.FetchTimeout; r < 100*time.Millisecond || r > time.Minute {
+		p = append(p, fmt.Errorf("revocation.fetch_timeout %s is outside 100ms-1m", r))
+	}
+	if r := c.Revocation.RefreshInterval; r < time.Minute || r > 24*time.Hour {
+		p = append(p, fmt.Errorf("revocation.refresh_interval %s is outside 1m-24h", r))
 	}
 	if c.ShutdownGrace <= 0 || c.ShutdownGrace > 10*time.Minute {
 		p = append(p, fmt.Errorf("shutdown_grace %s is outside (0, 10m]", c.ShutdownGrace))

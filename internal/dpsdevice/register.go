@@ -28,6 +28,12 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 	// The device's payload goes to a custom allocation webhook; a DPS
 	// device polls a slow one.
 	req.Payload, req.CanPoll = body.Payload, true
+	csr, err := DecodeCSR(body.CSR, r.URL.Query().Get("api-version"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	req.CSR = csr
 	if body.TPM != nil {
 		h.registerTPM(w, r, req, body.TPM)
 		return
@@ -41,7 +47,9 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, regID string)
 		h.fail(w, r, err)
 		return
 	}
-	h.write(w, http.StatusOK, OperationStatus{OperationID: OperationID(res.Registration), Status: "assigned", RegistrationState: ToState(res.Registration)})
+	state := ToState(res.Registration)
+	state.IssuedCertificateChain = Chain(res.IssuedChain)
+	h.write(w, http.StatusOK, OperationStatus{OperationID: OperationID(res.Registration), Status: "assigned", RegistrationState: state})
 }
 
 // AssigningFor bounds how long an ASSIGNING operation is worth polling:
@@ -111,6 +119,7 @@ func (h *Handler) registerTPM(w http.ResponseWriter, r *http.Request, req provis
 	}
 	state := ToState(res.Registration)
 	state.TPM = &TPMResult{AuthenticationKey: base64.StdEncoding.EncodeToString(res.AuthenticationKey)}
+	state.IssuedCertificateChain = Chain(res.IssuedChain)
 	h.write(w, http.StatusOK, OperationStatus{OperationID: OperationID(res.Registration), Status: "assigned", RegistrationState: state})
 }
 

@@ -17,7 +17,13 @@ type registrationRequest struct {
 	RegistrationID string          `json:"registrationId"`
 	TPM            *tpmAttestation `json:"tpm,omitempty"`
 	Payload        json.RawMessage `json:"payload,omitempty"`
+	// CSR is DPS's certificate issuance preview: base64 DER PKCS#10.
+	CSR string `json:"csr,omitempty"`
 }
+
+// DeviceRegistration is the register and status-lookup body, exported
+// for the API's OpenAPI document.
+type DeviceRegistration = registrationRequest
 
 type tpmAttestation struct {
 	EndorsementKey string `json:"endorsementKey"`
@@ -40,6 +46,9 @@ type RegistrationState struct {
 	SymmetricKey           *AttestedBy     `json:"symmetricKey,omitempty"`
 	TPM                    *TPMResult      `json:"tpm,omitempty"`
 	Payload                json.RawMessage `json:"payload,omitempty"`
+	// IssuedCertificateChain answers a register request's csr: base64
+	// DER, leaf → root. Never in a status lookup.
+	IssuedCertificateChain []string `json:"issuedCertificateChain,omitempty"`
 }
 
 // TPMResult is DPS's TpmRegistrationResult: the hub key, delivered into

@@ -24,6 +24,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/secrets"
+	"github.com/zerotouch/zerotouch/internal/storage/docs"
 	"github.com/zerotouch/zerotouch/internal/storage/embedded"
 )
 
@@ -146,7 +147,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{t: t, store: &faulty{Store: st}, log: &syncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(f.log, nil))
-	f.adm = &admin.Service{Store: f.store, Now: time.Now, Rand: rand.Reader, Secrets: sealer, Log: log}
+	f.adm = &admin.Service{Store: f.store, Now: time.Now, Rand: rand.Reader, Secrets: sealer, Log: log, Issuance: docs.Issuance{D: st}}
 	f.s = &Service{HostName: host, Admin: f.adm, Now: time.Now, Log: log}
 	f.owner, f.ownSAS, f.bearer = f.newKey("owner", access.All...)
 	f.reader, f.rdSAS, _ = f.newKey("reader", access.EnrollmentRead, access.RegistrationRead)

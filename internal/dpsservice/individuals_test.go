@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/zerotouch/zerotouch/internal/admin"
+	"github.com/zerotouch/zerotouch/internal/issuance"
 	"strings"
 	"testing"
 	"time"
@@ -201,7 +203,8 @@ func TestMalformedIndividual(t *testing.T) {
 		{"id not the path's", `{"registrationId":"other",` + sym + `}`, "FIELD_INVALID"},
 		{"bad device ID", `{"deviceId":"a/b",` + sym + `}`, "FIELD_INVALID"},
 		{"provisioning status", `{` + sym + `,"provisioningStatus":"paused"}`, "FIELD_INVALID"},
-		{"credential policy", `{` + sym + `,"credentialPolicyName":"p"}`, "FIELD_INVALID"},
+		{"unknown credential policy", `{` + sym + `,"credentialPolicyName":"p"}`, "CREDENTIAL_POLICY_MISSING"},
+		{"bad credential policy name", `{` + sym + `,"credentialPolicyName":"a/b"}`, "FIELD_INVALID"},
 		{"optional device information", `{` + sym + `,"optionalDeviceInformation":{"a":1}}`, "FIELD_INVALID"},
 		{"twin as a string", `{` + sym + `,"initialTwin":"{ }}"}`, "FIELD_INVALID"},
 		{"twin with reported", `{` + sym + `,"initialTwin":{"properties":{"reported":{"a":1}}}}`, "FIELD_INVALID"},
@@ -348,4 +351,27 @@ func TestRegistrationStateInGet(t *testing.T) {
 	}
 	f.store.set("GetRegistration", fault.New(fault.Unavailable, fault.StoreUnavailable, "down"))
 	refused(t, f.call("GET", "/enrollments/rs-1", ""), 503, "STORE_UNAVAILABLE")
+}
+
+// TestCredentialPolicyName: DPS's credentialPolicyName names a credential
+// policy (ADR 22); it is stored and returned.
+func TestCredentialPolicyName(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	if _, err := f.adm.CreateIssuingCA(ctx, admin.NewIssuingCA{Name: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.adm.CreatePolicy(ctx, &issuance.Policy{Name: "devices", IssuingCA: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	var created IndividualEnrollment
+	f.ok(f.call("PUT", "/enrollments/cp-1", `{"attestation":{"type":"symmetricKey"},"credentialPolicyName":"devices"}`), 200, &created)
+	var got IndividualEnrollment
+	f.ok(f.call("GET", "/enrollments/cp-1", ""), 200, &got)
+	if created.CredentialPolicyName != "devices" || got.CredentialPolicyName != "devices" {
+		t.Fatalf("credentialPolicyName: created %q, read %q", created.CredentialPolicyName, got.CredentialPolicyName)
+	}
+	if e, err := f.adm.GetIndividual(ctx, "cp-1"); err != nil || e.CredentialPolicy != "devices" {
+		t.Fatalf("stored: %+v, %v", e, err)
+	}
 }

@@ -27,9 +27,9 @@ func (s *Service) settingsFromDPS(ctx context.Context, c *enrollmentCommon) (dis
 	default:
 		return false, alloc, ds, fault.Invalidf("provisioningStatus %q is not enabled or disabled", c.ProvisioningStatus)
 	}
-	if c.CredentialPolicyName != "" {
-		return false, alloc, ds, fault.Invalidf("credentialPolicyName is not supported")
-	}
+	// credentialPolicyName names a credential policy (ADR 22); admin
+	// refuses one that does not exist.
+	ds.CredentialPolicy = c.CredentialPolicyName
 	if alloc, err = s.allocationFromDPS(ctx, c); err != nil {
 		return false, alloc, ds, err
 	}
@@ -164,6 +164,7 @@ func (s *Service) settingsToDPS(ctx context.Context, disabled bool, a enrollment
 	}
 	c.ReprovisionPolicy.AdoptFromGroups = ds.AdoptFrom
 	c.DisableDeviceSAS = ds.DisableSAS
+	c.CredentialPolicyName = ds.CredentialPolicy
 	if len(a.Shards) == 0 && a.StaticShard == "" {
 		return c, nil
 	}

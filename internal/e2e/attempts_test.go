@@ -105,7 +105,7 @@ func TestFailedAttemptLog(t *testing.T) {
 		t.Errorf("summary by ip: %v", err)
 	}
 	// The CLI.
-	if code, out := e.runCLI("failed-attempts", "list", "--source", "127.0.0.0/8", "--since", "1h"); code != 0 || strings.Count(out, "stranger-1") != 2 {
+	if code, out := e.runCLI("failed-attempts", "list", "--source", "127.0.0.0/8", "--since", "1h", "-o", "json"); code != 0 || strings.Count(out, "stranger-1") != 2 {
 		t.Errorf("failed-attempts list: exit %d\n%s", code, out)
 	}
 	if code, out := e.runCLI("failed-attempts", "summary", "--by", "reason"); code != 0 || !strings.Contains(out, dpsAnswer.Info["reason"]) {

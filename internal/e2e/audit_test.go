@@ -159,7 +159,7 @@ func TestAuditLogRecordsEverySurface(t *testing.T) {
 	if code, out := e.runCLI("audit", "verify"); code != 0 || !regexp.MustCompile(`"intact":\s*true`).MatchString(out) {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
 	}
-	if code, out := e.runCLI("audit", "list", "--outcome", "refused", "--since", "1h"); code != 0 || len(regexp.MustCompile(`"outcome":\s*"refused"`).FindAllString(out, -1)) != 3 {
+	if code, out := e.runCLI("audit", "list", "--outcome", "refused", "--since", "1h", "-o", "json"); code != 0 || len(regexp.MustCompile(`"outcome":\s*"refused"`).FindAllString(out, -1)) != 3 {
 		t.Fatalf("audit list: exit %d\n%s", code, out)
 	}
 	if code, out := e.runCLI("audit", "list", "--since", "yesterday"); code != 2 || !strings.Contains(out, "--since") {

@@ -425,7 +425,7 @@ func TestDPSServiceMalformed(t *testing.T) {
 		"twin tags not an object":      `{` + sym + `,"initialTwin":{"tags":"x"}}`,
 		"twin too large":               `{` + sym + `,"initialTwin":{"tags":{"a":"` + strings.Repeat("x", 33<<10) + `"}}}`,
 		"optional device information":  `{` + sym + `,"optionalDeviceInformation":{"a":1}}`,
-		"credential policy":            `{` + sym + `,"credentialPolicyName":"p"}`,
+		"unknown credential policy":    `{` + sym + `,"credentialPolicyName":"p"}`,
 		"short symmetric key":          `{"attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"AAAA"}}}`,
 		"symmetric key not base64":     `{"attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"!!"}}}`,
 		"x509 without certificate":     `{"attestation":{"type":"x509","x509":{}}}`,

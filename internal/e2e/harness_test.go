@@ -93,6 +93,9 @@ type options struct {
 	// dataKeyFile is the data key (replicas share one); "" for one in
 	// the server's own data directory.
 	dataKeyFile string
+	// revocationRefresh is how often fetched CRLs are fetched again (the
+	// configured default when zero).
+	revocationRefresh time.Duration
 }
 
 // idScope is the DPS ID scope of test servers.
@@ -142,6 +145,7 @@ func startWith(t *testing.T, opt options) *env {
 		cfg.Hubs.MaxStreams = opt.maxHubStreams
 	}
 	cfg.Hubs.PollInterval = cmp.Or(opt.hubPoll, 20*time.Millisecond)
+	cfg.Revocation.RefreshInterval = cmp.Or(opt.revocationRefresh, cfg.Revocation.RefreshInterval)
 	// No rate limits unless a test sets its own limiter: tests register
 	// thousands of devices from one address.
 	cfg.Device.RateLimit.PerIP.Limit, cfg.Device.RateLimit.PerRegistration.Limit, cfg.Device.RateLimit.TPMChallengesPerIP.Limit = 0, 0, 0

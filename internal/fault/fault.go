@@ -67,6 +67,7 @@ const (
 	CertificateNotYetValid  Reason = "CERTIFICATE_NOT_YET_VALID"
 	CertificateUntrusted    Reason = "CERTIFICATE_UNTRUSTED"
 	CertificateRevoked      Reason = "CERTIFICATE_REVOKED"
+	RevocationUnknown       Reason = "REVOCATION_UNKNOWN" // no current CRL or OCSP answer for a certificate that has a source (ADR 23)
 	CertificateUsage        Reason = "CERTIFICATE_USAGE_INVALID"
 	KeyTooWeak              Reason = "KEY_TOO_WEAK"
 	ChainTooLong            Reason = "CHAIN_TOO_LONG"
@@ -95,6 +96,13 @@ const (
 	TPMEKCertificateInvalid Reason = "TPM_EK_CERTIFICATE_INVALID"
 	TPMChallengeExpired     Reason = "TPM_CHALLENGE_EXPIRED"
 	TPMChallengeFailed      Reason = "TPM_CHALLENGE_FAILED"
+	// A CSR in a registration (certificate issuance, ADR 22).
+	CSRInvalid              Reason = "CSR_INVALID"               // malformed, oversized, or its signature fails
+	CSRSubjectMismatch      Reason = "CSR_SUBJECT_MISMATCH"      // its CN is not the registration ID
+	CSRKeyNotAllowed        Reason = "CSR_KEY_NOT_ALLOWED"       // the policy does not allow its key type
+	CSRExtensionNotAllowed  Reason = "CSR_EXTENSION_NOT_ALLOWED" // it asks to be a CA
+	CSRKeyMismatch          Reason = "CSR_KEY_MISMATCH"          // a TPM's CSR is not for the key it proved
+	CredentialPolicyMissing Reason = "CREDENTIAL_POLICY_MISSING" // the enrollment names no (existing) credential policy
 )
 
 // Operator-facing reasons.

@@ -195,6 +195,8 @@ type registrationRequest struct {
 	Payload        json.RawMessage `json:"payload,omitempty"`
 	// TPM is refused: DPS's TPM flow is HTTPS-only.
 	TPM json.RawMessage `json:"tpm,omitempty"`
+	// CSR asks for a certificate (api-version 2025-07-01-preview on).
+	CSR string `json:"csr,omitempty"`
 }
 
 // register is PUT iotdps-register, answered as DPS's HTTPS API answers
@@ -216,6 +218,11 @@ func (s *Server) register(ctx context.Context, sess *session, raw []byte, reques
 	}
 	req := sess.request(requestID)
 	req.Payload, req.CanPoll = body.Payload, true
+	csr, err := dpsdevice.DecodeCSR(body.CSR, sess.apiVersion)
+	if err != nil {
+		return s.fail(ctx, sess.regID, requestID, err)
+	}
+	req.CSR = csr
 	res, err := s.cfg.Prov.Register(ctx, req)
 	if fault.ReasonOf(err) == fault.Assigning {
 		return assigning(sess.regID, dpsdevice.AssigningOperationID(sess.regID, time.Now().Add(dpsdevice.AssigningFor)), err)
@@ -223,7 +230,9 @@ func (s *Server) register(ctx context.Context, sess *session, raw []byte, reques
 	if err != nil {
 		return s.fail(ctx, sess.regID, requestID, err)
 	}
-	return answer{status: http.StatusOK, body: dpsdevice.OperationStatus{OperationID: dpsdevice.OperationID(res.Registration), Status: "assigned", RegistrationState: dpsdevice.ToState(res.Registration)}}
+	state := dpsdevice.ToState(res.Registration)
+	state.IssuedCertificateChain = dpsdevice.Chain(res.IssuedChain)
+	return answer{status: http.StatusOK, body: dpsdevice.OperationStatus{OperationID: dpsdevice.OperationID(res.Registration), Status: "assigned", RegistrationState: state}}
 }
 
 // poll is GET iotdps-get-operationstatus: the device's registration, or

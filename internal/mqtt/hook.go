@@ -34,7 +34,9 @@ type session struct {
 	peer      string
 	region    string
 	transport provisioning.Transport
-	inflight  atomic.Int32
+	// apiVersion is the CONNECT username's (a csr needs a recent one).
+	apiVersion string
+	inflight   atomic.Int32
 }
 
 func (h *hook) ID() string { return "zerotouch-dps" }
@@ -127,7 +129,7 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 		h.record(dc, cl, pk.Connect.ClientIdentifier, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "the username is not of this ID scope"))
 		return false
 	}
-	sess := &session{regID: u.regID, peer: cl.Net.Remote, transport: dc.transport}
+	sess := &session{regID: u.regID, peer: cl.Net.Remote, transport: dc.transport, apiVersion: u.apiVersion}
 	if h.srv.cfg.Locate != nil {
 		sess.region = h.srv.cfg.Locate(cl.Net.Remote, dc.header)
 	}

@@ -264,7 +264,15 @@ func EnsureDev(dir string, now time.Time) (*DevPKI, error) {
 		KeyFile:  filepath.Join(dir, "server-key.pem"),
 	}
 	if cur, err := Load(d.CertFile, d.KeyFile); err == nil && now.Add(7*24*time.Hour).Before(cur.Cert.NotAfter) {
-		if _, err := os.Stat(d.CAFile); err == nil {
+		if cas, err := LoadCertificates(d.CAFile); err == nil && len(cas) == 1 {
+			// The server presents its chain (leaf, CA), so that clients can
+			// pin the CA by its fingerprint (zerotouch context add); files
+			// written before that hold only the leaf.
+			if chain, err := LoadCertificates(d.CertFile); err == nil && len(chain) == 1 {
+				if err := os.WriteFile(d.CertFile, CertPEM(chain[0], cas[0]), 0o644); err != nil {
+					return nil, err
+				}
+			}
 			return d, nil
 		}
 	}
@@ -282,7 +290,7 @@ func EnsureDev(dir string, now time.Time) (*DevPKI, error) {
 	if err := os.WriteFile(d.CAFile, CertPEM(ca.Cert), 0o644); err != nil {
 		return nil, err
 	}
-	if err := srv.WriteFiles(d.CertFile, d.KeyFile); err != nil {
+	if err := srv.WriteFiles(d.CertFile, d.KeyFile, ca.Cert); err != nil {
 		return nil, errors.Join(err, os.Remove(d.CAFile))
 	}
 	return d, nil

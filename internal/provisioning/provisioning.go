@@ -24,8 +24,10 @@ import (
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/issuance"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/revocation"
 	"github.com/zerotouch/zerotouch/internal/secrets"
 )
 
@@ -87,6 +89,12 @@ type Service struct {
 	// Observer, if set, counts registrations, rate-limit refusals and
 	// webhook calls (metrics).
 	Observer Observer
+	// Issuer signs certificates for devices' CSRs and recognizes the
+	// certificates it issued, for renewal (ADR 22); nil refuses CSRs.
+	Issuer *issuance.Authority
+	// Revocation checks an X.509 group device's verified chain against
+	// CRLs and OCSP under the group's policy (ADR 23); nil checks none.
+	Revocation RevocationChecker
 
 	// assigning holds the registration keys whose webhook is deciding;
 	// background counts those decisions, for Wait.
@@ -155,6 +163,34 @@ func (e X509Chain) attest(ctx context.Context, s *Service, req *Request) (*plan,
 	if req.RegistrationID != "" && !strings.EqualFold(req.RegistrationID, regID) {
 		return nil, fault.New(fault.Unauthenticated, fault.RegistrationIDInvalid, "registration ID %q does not match the certificate's CN", req.RegistrationID)
 	}
+	if s.Issuer != nil {
+		// A certificate Zerotouch issued renews; it matches no enrollment.
+		ca, err := s.Issuer.IssuerOf(ctx, leaf)
+		if err != nil {
+			return nil, err
+		}
+		if ca != nil {
+			p, notOurs, rerr := s.renewalPlan(ctx, leaf, ca, regID, now)
+			if !notOurs {
+				return p, rerr
+			}
+			// A serial the registration never held: the issuing CA also
+			// signs manufacturer certificates (an imported CA), which
+			// register as birth credentials if an enrollment trusts them.
+			p, err := e.byEnrollment(ctx, s, regID, now)
+			if r := fault.ReasonOf(err); err != nil && (r == fault.EnrollmentNotFound || r == fault.CertificateUntrusted) {
+				return nil, rerr
+			}
+			return p, err
+		}
+	}
+	return e.byEnrollment(ctx, s, regID, now)
+}
+
+// byEnrollment attests a chain by the enrollment that trusts it: an
+// individual enrollment of its leaf, or a group of a CA in or above it.
+func (e X509Chain) byEnrollment(ctx context.Context, s *Service, regID string, now time.Time) (*plan, error) {
+	leaf := e.Chain[0]
 	if err := x509att.CheckLeaf(leaf, now); err != nil {
 		return nil, err
 	}
@@ -227,8 +263,16 @@ func (e X509Chain) attest(ctx context.Context, s *Service, req *Request) (*plan,
 		if anchor.Group.Disabled {
 			return nil, fault.New(fault.PermissionDenied, fault.EnrollmentDisabled, "enrollment group %q is disabled", anchor.Group.ID)
 		}
+		// Revocation is checked on the path as verified, cached or not,
+		// every time (ADR 23); the chain is recorded as CRLs name it, so
+		// that a later CRL finds the registration.
+		if s.Revocation != nil {
+			if err := s.Revocation.Check(ctx, path, anchor.Group.Revocation); err != nil {
+				return nil, err
+			}
+		}
 		out.deviceID, out.alloc, out.settings, out.groupID = regID, anchor.Group.Allocation, anchor.Group.DeviceSettings, anchor.Group.ID
-		out.cred.CAThumbprint = anchor.CA.Thumbprint
+		out.cred.CAThumbprint, out.cred.X509Chain = anchor.CA.Thumbprint, revocation.Refs(path)
 	}
 	out.cred.Type, out.cred.X509Thumbprint = registry.X509, out.thumbprint
 	return &out, nil
@@ -252,6 +296,16 @@ type plan struct {
 	// registration's rate limit (a TPM answer, before it wrote its
 	// single-use marker).
 	counted bool
+	// csr, when set, is the device's checked CSR, to be signed under
+	// policy (ADR 22).
+	csr    *x509.CertificateRequest
+	policy *issuance.Policy
+	// renewal is set when the device authenticated with a certificate
+	// Zerotouch issued it.
+	renewal *renewal
+	// instance names the enrollment that admits the device (for an
+	// issued certificate's record).
+	instance string
 	// From the request: the device's payload (for a webhook), its
 	// region (the geo policy), and whether it can poll.
 	payload json.RawMessage
@@ -262,55 +316,125 @@ type plan struct {
 // sameCredential reports whether an identity already holds the credential.
 func sameCredential(a, b registry.Credential) bool {
 	return a.Type == b.Type && a.X509Thumbprint == b.X509Thumbprint && a.CAThumbprint == b.CAThumbprint &&
-		a.TPMEKHash == b.TPMEKHash && bytes.Equal(a.TPMBoundKey, b.TPMBoundKey) && a.SymmetricKeyHash == b.SymmetricKeyHash
+		a.TPMEKHash == b.TPMEKHash && bytes.Equal(a.TPMBoundKey, b.TPMBoundKey) && a.SymmetricKeyHash == b.SymmetricKeyHash &&
+		(a.Issued == nil) == (b.Issued == nil) && (a.Issued == nil || a.Issued.Serial == b.Issued.Serial)
 }
 
 // record makes the registration real: sticky on re-registration, one
 // atomic write, safe against concurrent duplicates.
 func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.Registration, error) {
+	reg, _, err := s.commit(ctx, p, now)
+	return reg, err
+}
+
+// commit is record, and the certificate it issued for the plan's CSR.
+func (s *Service) commit(ctx context.Context, p plan, now time.Time) (*registry.Registration, *issuance.Issued, error) {
 	cred := p.cred
 	c := p.claim()
 	reserved, err := s.reserved(ctx, c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	// A CSR is signed once, after the checks that can refuse the device
+	// and before its write, so a retried write records the certificate
+	// the device gets.
+	var iss *issuance.Issued
+	sign := func() error {
+		if p.csr == nil || iss != nil {
+			return nil
+		}
+		var err error
+		iss, err = s.Issuer.Issue(ctx, p.policy, p.csr, p.regID)
+		return err
 	}
 	for range maxWriteAttempts {
 		existing, err := s.Registry.GetRegistration(ctx, p.regID)
 		switch {
 		case errors.Is(err, fault.ErrNotFound):
+			if p.renewal != nil {
+				return nil, nil, fault.New(fault.Unauthenticated, fault.CertificateUntrusted, "the certificate's registration no longer exists; register with the device's own credential")
+			}
 			if err := s.owns(c, reserved, nil); err != nil {
-				return nil, err
+				return nil, nil, err
+			}
+			if err := sign(); err != nil {
+				return nil, nil, err
+			}
+			if iss != nil {
+				cred.Issued = issuedInfo(iss, p, now)
 			}
 			reg, err := s.create(ctx, p, cred, now)
 			if fault.ReasonOf(err) == fault.ResourceExists {
 				continue // a concurrent registration of this device won; use its result
 			}
-			return reg, err
+			return reg, iss, err
 		case err != nil:
-			return nil, err
+			return nil, nil, err
 		}
 		if err := s.owns(c, reserved, existing); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if existing.Status == registry.Disabled {
-			return nil, fault.New(fault.PermissionDenied, fault.RegistrationDisabled, "the registration is disabled")
+			return nil, nil, fault.New(fault.PermissionDenied, fault.RegistrationDisabled, "the registration is disabled")
+		}
+		if err := p.renewal.stillCurrent(existing); err != nil {
+			return nil, nil, err
 		}
 		ident, err := s.Registry.GetIdentity(ctx, existing.DeviceID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		// The device's issued certificates stay with it only while the
+		// same birth credential registers under the same enrollment (or
+		// it renews): another credential or enrollment taking the ID over
+		// gets none of them, and they are revoked.
+		keep := p.renewal != nil || existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual
+		if p.renewal != nil {
+			if ident.Status != registry.IdentityEnabled {
+				return nil, nil, fault.New(fault.PermissionDenied, fault.RegistrationDisabled, "the device's identity is disabled; register with the device's own credential")
+			}
+			// A renewal keeps the device's birth credential; only the
+			// issued certificate changes.
+			cred = ident.Credential
+		}
+		if err := sign(); err != nil {
+			return nil, nil, err
+		}
+		var revoke []*registry.IssuedCertificate
+		issued, superseded := existing.Issued, existing.Superseded
+		if !keep {
+			for _, old := range []*registry.IssuedCertificate{existing.Issued, existing.Superseded} {
+				if old != nil {
+					gone := *old
+					gone.At = time.Time{} // revoked now
+					revoke = append(revoke, &gone)
+				}
+			}
+			issued, superseded = nil, nil
+		}
+		cred.Issued = issued
+		if iss != nil {
+			cred.Issued = issuedInfo(iss, p, now)
 		}
 		target, ans, err := s.reprovision(ctx, p, existing)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if target == nil && existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual &&
+		if iss == nil && keep && target == nil && existing.CredentialThumbprint == p.thumbprint && existing.GroupID == p.groupID && existing.Individual == p.individual &&
 			existing.AttestationType == p.attType && sameCredential(ident.Credential, cred) && ident.Status == registry.IdentityEnabled {
-			return existing, nil // idempotent: nothing changed
+			return existing, nil, nil // idempotent: nothing changed
 		}
 		// Same device: a new credential (a renewed certificate, a new bound
 		// key), a new enrollment, or a move. The device ID stays.
 		upd := *existing
 		upd.CredentialThumbprint, upd.GroupID, upd.Individual, upd.AttestationType, upd.Updated = p.thumbprint, p.groupID, p.individual, p.attType, now
+		upd.Issued, upd.Superseded = issued, superseded
+		if iss != nil {
+			prev := &registry.Registration{Issued: issued, Superseded: superseded}
+			var more []*registry.IssuedCertificate
+			upd.Issued, upd.Superseded, more = supersede(prev, cred.Issued, now)
+			revoke = append(revoke, more...)
+		}
 		// The enrollment admitted the device, so its identity is enabled
 		// (it may have been disabled with an enrollment since re-enabled).
 		ident.Credential, ident.Version, ident.Updated, ident.Status = cred, registry.NextVersion(ident.Version, now), now, registry.IdentityEnabled
@@ -340,12 +464,13 @@ func (s *Service) record(ctx context.Context, p plan, now time.Time) (*registry.
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		upd.Etag = etag
-		return &upd, nil
+		s.revokeSuperseded(ctx, upd.RegistrationID, revoke, p.policy, now)
+		return &upd, iss, nil
 	}
-	return nil, fault.New(fault.Unavailable, fault.StoreUnavailable, "too many concurrent changes to registration %q; retry", p.regID)
+	return nil, nil, fault.New(fault.Unavailable, fault.StoreUnavailable, "too many concurrent changes to registration %q; retry", p.regID)
 }
 
 func (s *Service) create(ctx context.Context, p plan, cred registry.Credential, now time.Time) (*registry.Registration, error) {
@@ -393,6 +518,7 @@ func (s *Service) write(ctx context.Context, p plan, cred registry.Credential, n
 		RegistrationID: p.regID, DeviceID: p.deviceID, Shard: shard.ID, AssignedHub: shard.Hostname,
 		Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: p.attType,
 		GroupID: p.groupID, Individual: p.individual, CredentialThumbprint: p.thumbprint, InitialShard: shard.ID, Created: now, Updated: now,
+		Issued: cred.Issued,
 	}
 	ident := &registry.Identity{
 		DeviceID: p.deviceID, RegistrationID: p.regID, Shard: shard.ID, Status: registry.IdentityEnabled,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/issuance"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"strings"
 )
@@ -55,6 +56,9 @@ type Request struct {
 	RequestID string
 	// Peer is the client's address ("ip:port"), for rate limits and logs.
 	Peer string
+	// CSR is the device's PKCS#10 certificate request (DER), if it asks
+	// for an operational certificate (ADR 22).
+	CSR []byte
 }
 
 // Evidence is a device's proof of identity. Each mechanism is one type in
@@ -88,12 +92,18 @@ type Result struct {
 	// AuthenticationKey delivers the device's hub key into its TPM (the
 	// DPS TPM flow).
 	AuthenticationKey []byte
+	// IssuedChain is the certificate issued for the request's CSR: leaf,
+	// issuing CA, ..., root (DER); nil without a CSR.
+	IssuedChain [][]byte
 }
 
 // check validates what every request carries, before any work.
 func (req *Request) check() error {
 	if req.Evidence == nil {
 		return fault.New(fault.Unauthenticated, fault.CertificateMissing, "no credential: send a client certificate, a SAS token or a TPM attestation")
+	}
+	if len(req.CSR) > issuance.MaxCSR {
+		return fault.New(fault.InvalidArgument, fault.CSRInvalid, "the CSR is larger than %d bytes", issuance.MaxCSR)
 	}
 	if len(req.Payload) > MaxPayload {
 		return fault.Invalidf("payload is larger than %d bytes", MaxPayload)
@@ -135,8 +145,18 @@ func (s *Service) Register(ctx context.Context, req Request) (*Result, error) {
 }
 
 func (s *Service) register(ctx context.Context, req *Request) (*Result, error) {
+	if len(req.CSR) > 0 {
+		// A CSR that cannot be valid is refused before attestation, which
+		// may spend a single-use TPM challenge.
+		if _, err := issuance.ParseCSR(req.CSR); err != nil {
+			return nil, err
+		}
+	}
 	p, err := s.attest(ctx, req)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkCSR(ctx, req, p); err != nil {
 		return nil, err
 	}
 	if !p.counted {
@@ -144,11 +164,15 @@ func (s *Service) register(ctx context.Context, req *Request) (*Result, error) {
 			return nil, err
 		}
 	}
-	reg, err := s.record(ctx, *p, s.Now())
+	reg, iss, err := s.commit(ctx, *p, s.Now())
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Registration: reg, TPMBoundKey: p.cred.TPMBoundKey, AuthenticationKey: p.authKey}, nil
+	res := &Result{Registration: reg, TPMBoundKey: p.cred.TPMBoundKey, AuthenticationKey: p.authKey}
+	if iss != nil {
+		res.IssuedChain = iss.Chain
+	}
+	return res, nil
 }
 
 // Lookup attests like Register and returns the device's own registration

@@ -68,9 +68,32 @@ type Registration struct {
 	// Payload is the custom allocation webhook's payload for the device
 	// (JSON), if any.
 	Payload []byte
-	Etag    string
-	Created time.Time
-	Updated time.Time
+	// Issued is the operational certificate Zerotouch issued the device
+	// last (ADR 22), nil if none; Superseded is the one it replaced,
+	// still valid until the policy's overlap ends.
+	Issued     *IssuedCertificate
+	Superseded *IssuedCertificate
+	Etag       string
+	Created    time.Time
+	Updated    time.Time
+}
+
+// IssuedCertificate is a certificate Zerotouch issued a device (ADR 22).
+type IssuedCertificate struct {
+	// Serial is the certificate's serial number in lowercase hex.
+	Serial string
+	// Thumbprint is the hex SHA-256 of the certificate.
+	Thumbprint string
+	IssuingCA  string
+	NotAfter   time.Time
+	// At is when it was issued (for a superseded one: when it was
+	// superseded).
+	At time.Time
+	// Policy is the credential policy it was issued under; Enrollment the
+	// enrollment that admitted the device then ("g:" or "i:", its ID and
+	// its creation time): a renewal needs the same one, not a namesake
+	// created since.
+	Policy, Enrollment string
 }
 
 // Credential is what a hub checks when the device connects.
@@ -89,6 +112,24 @@ type Credential struct {
 	// SymmetricKeyHash is the hex SHA-256 of the key a symmetric-key device
 	// signed with (never the key).
 	SymmetricKeyHash string
+	// Issued is the operational certificate the device was issued (ADR
+	// 22): a hub admits a device presenting it (checking the issuing CA's
+	// CRL or OCSP), besides the credential above.
+	Issued *IssuedCertificate
+	// X509Chain names the certificates of an X.509 group device's
+	// verified chain below the group's CA, leaf first, as a CRL names
+	// them (ADR 23): the stores index registrations by them (Filter.Cert),
+	// so that a new CRL finds the devices it revokes.
+	X509Chain []CertRef
+}
+
+// CertRef names a certificate as a CRL does: its issuer and its serial.
+type CertRef struct {
+	// Issuer is the certificate's raw issuer name hashed: hex of the
+	// first 128 bits of its SHA-256 (x509.NameKey).
+	Issuer string
+	// Serial is the serial number in lowercase hex.
+	Serial string
 }
 
 // IdentityStatus is whether the hub should admit the device.
@@ -112,6 +153,11 @@ type Identity struct {
 	InitialTwin []byte
 	// IoTEdge marks an IoT Edge device.
 	IoTEdge bool
+	// DisabledReason says why a disabled identity is disabled, when
+	// something other than an operator's change disabled it (a fault
+	// reason: CERTIFICATE_REVOKED); stores keep it only while the
+	// identity is disabled.
+	DisabledReason string
 	// Version increases on every change of the identity (NextVersion), also
 	// across a deletion and a new registration of the same device ID.
 	Version int64
@@ -123,6 +169,10 @@ type Identity struct {
 type Filter struct {
 	GroupID string
 	Shard   string
+	// Cert, when set, lists only the registrations whose identity's
+	// X509Chain holds the certificate (it walks that index alone; the
+	// other fields must then be empty).
+	Cert *CertRef
 }
 
 // Store keeps registrations and identities. Registration IDs are looked up
@@ -141,8 +191,8 @@ type Store interface {
 	// device ID must not change.
 	UpdateRegistration(ctx context.Context, reg *Registration, id *Identity) (etag string, err error)
 	GetRegistration(ctx context.Context, registrationID string) (*Registration, error)
-	// ListRegistrations pages through registrations. With a group or shard
-	// filter it walks that index in key order; unfiltered it lists the
+	// ListRegistrations pages through registrations. With a group, shard
+	// or certificate filter it walks that index in key order; unfiltered it lists the
 	// registrations of every existing shard. A page may hold fewer than
 	// limit items even when more follow.
 	ListRegistrations(ctx context.Context, f Filter, token string, limit int) (regs []*Registration, next string, err error)

@@ -32,6 +32,10 @@ func SASKeyAAD(keyID string) string { return "sas:" + keyID }
 // to the key.
 func SASKeySecondaryAAD(keyID string) string { return "sas:" + keyID + ":secondary" }
 
+// IssuingCAAAD binds an issuing CA's sealed private key to its name
+// (ADR 22).
+func IssuingCAAAD(name string) string { return "issuing-ca:" + name }
+
 // TPMChallengeAAD binds a sealed TPM challenge to its purpose.
 const TPMChallengeAAD = "tpm-challenge:v1"
 

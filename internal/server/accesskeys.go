@@ -78,6 +78,23 @@ func (s *accessKeyService) ListAccessKeys(ctx context.Context, req *pb.ListAcces
 	return out, nil
 }
 
+// GetCallerAccessKey implements AccessKeyService: any valid key reads
+// itself, with its effective permissions.
+func (s *accessKeyService) GetCallerAccessKey(ctx context.Context, _ *pb.GetCallerAccessKeyRequest) (*pb.AccessKey, error) {
+	ctx, me, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := accessKeyToPB(me)
+	out.Permissions = nil
+	for _, p := range access.All {
+		if me.Has(p) {
+			out.Permissions = append(out.Permissions, string(p))
+		}
+	}
+	return out, nil
+}
+
 // DeleteAccessKey implements AccessKeyService.
 func (s *accessKeyService) DeleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyRequest) (*emptypb.Empty, error) {
 	ctx, me, err := s.caller(ctx, access.ServiceConfig)

@@ -121,6 +121,7 @@ type settingsFields interface {
 	GetIotEdge() bool
 	GetAdoptFrom() []string
 	GetDisableDeviceSas() bool
+	GetCredentialPolicy() string
 }
 
 // settingsFromPB applies the device settings that paths names (every one
@@ -150,6 +151,9 @@ func settingsFromPB(in settingsFields, paths map[string]bool, d *enrollment.Devi
 	}
 	if all || paths["disable_device_sas"] {
 		d.DisableSAS = in.GetDisableDeviceSas()
+	}
+	if all || paths["credential_policy"] {
+		d.CredentialPolicy = in.GetCredentialPolicy()
 	}
 	return nil
 }
@@ -209,18 +213,49 @@ func caToPB(ca *enrollment.CA) *pb.CaCertificate {
 	return out
 }
 
+// revocationPolicyFromPB maps a group's revocation policy (ADR 23); nil
+// is the default.
+func revocationPolicyFromPB(in *pb.RevocationPolicy) (enrollment.RevocationPolicy, error) {
+	out := enrollment.RevocationPolicy{OCSP: in.GetOcsp()}
+	switch in.GetCheck() {
+	case pb.RevocationCheck_REVOCATION_CHECK_UNSPECIFIED:
+	case pb.RevocationCheck_REVOCATION_CHECK_REQUIRED:
+		out.Check = enrollment.RevocationRequired
+	case pb.RevocationCheck_REVOCATION_CHECK_BEST_EFFORT:
+		out.Check = enrollment.RevocationBestEffort
+	case pb.RevocationCheck_REVOCATION_CHECK_OFF:
+		out.Check = enrollment.RevocationOff
+	default:
+		return out, fault.Invalidf("revocation.check %d is not known", in.GetCheck())
+	}
+	return out, nil
+}
+
+func revocationPolicyToPB(p enrollment.RevocationPolicy) *pb.RevocationPolicy {
+	out := &pb.RevocationPolicy{Check: pb.RevocationCheck_REVOCATION_CHECK_REQUIRED, Ocsp: p.OCSP}
+	switch p.EffectiveCheck() {
+	case enrollment.RevocationBestEffort:
+		out.Check = pb.RevocationCheck_REVOCATION_CHECK_BEST_EFFORT
+	case enrollment.RevocationOff:
+		out.Check = pb.RevocationCheck_REVOCATION_CHECK_OFF
+	}
+	return out
+}
+
 func groupToPB(g *enrollment.Group) *pb.EnrollmentGroup {
 	out := &pb.EnrollmentGroup{
 		Id: g.ID, CaCertificate: g.CAName, ProvisioningStatus: disabledToStatus(g.Disabled),
 		Allocation: allocationToPB(g.Allocation), CreateTime: ts(g.Created), UpdateTime: ts(g.Updated), Etag: g.Etag,
 		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, TpmEkAllowList: g.EKAllowList, DisableDeviceSas: g.DeviceSettings.DisableSAS,
-		ReprovisionPolicy: reprovisionToPB(g.Reprovision), InitialTwin: string(g.InitialTwin), IotEdge: g.IoTEdge, AdoptFrom: g.AdoptFrom,
+		ReprovisionPolicy: reprovisionToPB(g.Reprovision), InitialTwin: string(g.InitialTwin), IotEdge: g.IoTEdge, AdoptFrom: g.AdoptFrom, CredentialPolicy: g.CredentialPolicy,
 	}
 	switch g.EffectiveMechanism() {
 	case enrollment.MechanismTPM:
 		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_TPM
 	case enrollment.MechanismSymmetricKey:
 		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_SYMMETRIC_KEY
+	default:
+		out.Revocation = revocationPolicyToPB(g.Revocation)
 	}
 	return out
 }
@@ -243,7 +278,7 @@ func individualToPB(e *enrollment.Individual) *pb.Enrollment {
 		ProvisioningStatus: disabledToStatus(e.Disabled), Allocation: allocationToPB(e.Allocation),
 		CreateTime: ts(e.Created), UpdateTime: ts(e.Updated), Etag: e.Etag,
 		AttestationType: pb.AttestationType_ATTESTATION_TYPE_X509, DisableDeviceSas: e.DeviceSettings.DisableSAS,
-		ReprovisionPolicy: reprovisionToPB(e.Reprovision), InitialTwin: string(e.InitialTwin), IotEdge: e.IoTEdge, AdoptFrom: e.AdoptFrom,
+		ReprovisionPolicy: reprovisionToPB(e.Reprovision), InitialTwin: string(e.InitialTwin), IotEdge: e.IoTEdge, AdoptFrom: e.AdoptFrom, CredentialPolicy: e.CredentialPolicy,
 	}
 	switch e.Mechanism {
 	case enrollment.MechanismTPM:
@@ -308,6 +343,13 @@ func registrationToPB(r *registry.Registration) *pb.Registration {
 		RegistrationId: r.RegistrationID, DeviceId: r.DeviceID, AssignedHub: r.AssignedHub, Shard: r.Shard,
 		Status: regStatuses[r.Status], Substatus: regSubstatuses[r.Substatus], AttestationType: attestationTypes[r.AttestationType],
 		EnrollmentGroupId: r.GroupID, IndividualEnrollment: r.Individual, CredentialThumbprint: r.CredentialThumbprint,
-		CreateTime: ts(r.Created), UpdateTime: ts(r.Updated), Etag: r.Etag,
+		CreateTime: ts(r.Created), UpdateTime: ts(r.Updated), Etag: r.Etag, IssuedCertificate: issuedToPB(r.Issued),
 	}
+}
+
+func issuedToPB(c *registry.IssuedCertificate) *pb.IssuedCertificate {
+	if c == nil {
+		return nil
+	}
+	return &pb.IssuedCertificate{Serial: c.Serial, Sha256Thumbprint: c.Thumbprint, IssuingCa: c.IssuingCA, NotAfter: ts(c.NotAfter), IssueTime: ts(c.At)}
 }

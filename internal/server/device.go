@@ -36,11 +36,15 @@ func (s *deviceService) Register(ctx context.Context, req *pb.RegisterRequest) (
 	} else {
 		ev = provisioning.X509Chain{}
 	}
-	res, err := s.prov.Register(ctx, deviceRequest(ctx, req.GetRegistrationId(), ev))
+	r := deviceRequest(ctx, req.GetRegistrationId(), ev)
+	r.CSR = req.GetCsr()
+	res, err := s.prov.Register(ctx, r)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err, true)
 	}
-	return &pb.RegisterResponse{Registration: registrationToPB(res.Registration)}, nil
+	out := registrationToPB(res.Registration)
+	out.IssuedCertificateChain = res.IssuedChain
+	return &pb.RegisterResponse{Registration: out}, nil
 }
 
 // BeginTpmAttestation implements DeviceRegistrationService.
@@ -56,12 +60,13 @@ func (s *deviceService) BeginTpmAttestation(ctx context.Context, req *pb.BeginTp
 
 // CompleteTpmAttestation implements DeviceRegistrationService.
 func (s *deviceService) CompleteTpmAttestation(ctx context.Context, req *pb.CompleteTpmAttestationRequest) (*pb.RegisterResponse, error) {
-	res, err := s.prov.Register(ctx, deviceRequest(ctx, req.GetRegistrationId(), provisioning.TPMAnswer{
-		ChallengeID: req.GetChallengeId(), Secret: req.GetSecret()}))
+	r := deviceRequest(ctx, req.GetRegistrationId(), provisioning.TPMAnswer{ChallengeID: req.GetChallengeId(), Secret: req.GetSecret()})
+	r.CSR = req.GetCsr()
+	res, err := s.prov.Register(ctx, r)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err, true)
 	}
 	out := registrationToPB(res.Registration)
-	out.TpmBoundKey = res.TPMBoundKey
+	out.TpmBoundKey, out.IssuedCertificateChain = res.TPMBoundKey, res.IssuedChain
 	return &pb.RegisterResponse{Registration: out}, nil
 }

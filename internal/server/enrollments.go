@@ -22,7 +22,7 @@ type enrollmentService struct {
 
 // settingsPaths are the update_mask paths of the device settings both
 // enrollment messages carry.
-var settingsPaths = []string{"disable_device_sas", "reprovision_policy", "initial_twin", "iot_edge", "adopt_from"}
+var settingsPaths = []string{"disable_device_sas", "reprovision_policy", "initial_twin", "iot_edge", "adopt_from", "credential_policy"}
 
 // CreateEnrollmentGroup implements EnrollmentService.
 func (s *enrollmentService) CreateEnrollmentGroup(ctx context.Context, req *pb.CreateEnrollmentGroupRequest) (*pb.EnrollmentGroup, error) {
@@ -43,8 +43,12 @@ func (s *enrollmentService) CreateEnrollmentGroup(ctx context.Context, req *pb.C
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
+	rev, err := revocationPolicyFromPB(in.GetRevocation())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
 	g := &enrollment.Group{ID: in.GetId(), CAName: in.GetCaCertificate(), Disabled: disabled, Allocation: alloc,
-		Mechanism: mech, EKAllowList: in.GetTpmEkAllowList()}
+		Mechanism: mech, EKAllowList: in.GetTpmEkAllowList(), Revocation: rev}
 	if err := settingsFromPB(in, nil, &g.DeviceSettings); err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -105,7 +109,7 @@ func (s *enrollmentService) UpdateEnrollmentGroup(ctx context.Context, req *pb.U
 		return nil, s.fail(ctx, err)
 	}
 	in := req.GetEnrollmentGroup()
-	paths, err := maskPaths(req.GetUpdateMask(), append([]string{"provisioning_status", "allocation", "tpm_ek_allow_list"}, settingsPaths...)...)
+	paths, err := maskPaths(req.GetUpdateMask(), append([]string{"provisioning_status", "allocation", "tpm_ek_allow_list", "revocation"}, settingsPaths...)...)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -132,6 +136,11 @@ func (s *enrollmentService) UpdateEnrollmentGroup(ctx context.Context, req *pb.U
 	}
 	if paths["tpm_ek_allow_list"] {
 		g.EKAllowList = in.GetTpmEkAllowList()
+	}
+	if paths["revocation"] {
+		if g.Revocation, err = revocationPolicyFromPB(in.GetRevocation()); err != nil {
+			return nil, s.fail(ctx, err)
+		}
 	}
 	if err := settingsFromPB(in, paths, &g.DeviceSettings); err != nil {
 		return nil, s.fail(ctx, err)

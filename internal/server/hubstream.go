@@ -180,7 +180,10 @@ func identityToPB(id *registry.Identity) *pb.DeviceIdentity {
 	out := &pb.DeviceIdentity{DeviceId: id.DeviceID, RegistrationId: id.RegistrationID, Shard: id.Shard, Enabled: id.Status == registry.IdentityEnabled,
 		X509Thumbprint: id.Credential.X509Thumbprint, CaThumbprint: id.Credential.CAThumbprint, TpmEkHash: id.Credential.TPMEKHash,
 		TpmBoundKey: id.Credential.TPMBoundKey, SymmetricKeyHash: id.Credential.SymmetricKeyHash, InitialTwinJson: string(id.InitialTwin),
-		IotEdge: id.IoTEdge, Version: id.Version, UpdateTime: ts(id.Updated)}
+		IotEdge: id.IoTEdge, Version: id.Version, UpdateTime: ts(id.Updated), IssuedCertificate: issuedToPB(id.Credential.Issued)}
+	if id.Status == registry.IdentityDisabled {
+		out.DisabledReason = id.DisabledReason
+	}
 	switch id.Credential.Type {
 	case registry.X509:
 		out.AttestationType = pb.AttestationType_ATTESTATION_TYPE_X509

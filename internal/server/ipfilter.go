@@ -111,6 +111,7 @@ func (s *Server) httpTarget(r *http.Request) (ipfilter.Target, bool) {
 	case p == "/healthz" || p == "/readyz":
 		return "", false
 	case s.cfg.DPS != nil && strings.HasPrefix(p, "/"+s.cfg.DPSScope+"/registrations/"), strings.HasPrefix(p, "/$iothub/"),
+		strings.HasPrefix(p, "/pki/"), // CRLs and OCSP: for devices and hubs
 		r.Method == http.MethodPost && isDeviceRESTPath(p):
 		return ipfilter.Device, true
 	}

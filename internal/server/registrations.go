@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/access"
+	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -42,12 +44,40 @@ func (s *registrationService) ListRegistrations(ctx context.Context, req *pb.Lis
 		return nil, s.fail(ctx, err)
 	}
 	f := registry.Filter{GroupID: req.GetEnrollmentGroupId(), Shard: req.GetShard()}
+	if id := req.GetDeviceId(); id != "" {
+		return s.registrationByDeviceID(ctx, id, f)
+	}
 	regs, next, err := s.admin.ListRegistrations(ctx, f, req.GetPageToken(), n)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	out := &pb.ListRegistrationsResponse{NextPageToken: next}
 	for _, r := range regs {
+		out.Registrations = append(out.Registrations, registrationToPB(r))
+	}
+	return out, nil
+}
+
+// registrationByDeviceID is ListRegistrations with a device ID: the one
+// registration whose identity has it, by the device-ID index, if it also
+// matches f.
+func (s *registrationService) registrationByDeviceID(ctx context.Context, deviceID string, f registry.Filter) (*pb.ListRegistrationsResponse, error) {
+	out := &pb.ListRegistrationsResponse{}
+	id, err := s.admin.GetIdentity(ctx, deviceID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	r, err := s.admin.GetRegistration(ctx, id.RegistrationID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	if (f.GroupID == "" || r.GroupID == f.GroupID) && (f.Shard == "" || r.Shard == f.Shard) {
 		out.Registrations = append(out.Registrations, registrationToPB(r))
 	}
 	return out, nil

@@ -35,6 +35,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/dpsservice"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/ipfilter"
+	"github.com/zerotouch/zerotouch/internal/issuance"
 	"github.com/zerotouch/zerotouch/internal/provisioning"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -45,8 +46,8 @@ var openAPIDocument []byte
 // Limits on what a client can make the server hold.
 const (
 	maxRequestBytes = 1 << 20
-	// maxBatchBytes bounds a REST batch create (JSON and base64 inflate
-	// what gRPC carries in under maxGRPCBytes).
+	// maxBatchBytes bounds a REST batch create and a CRL upload (JSON and
+	// base64 inflate what gRPC carries in under maxGRPCBytes).
 	maxBatchBytes = 4 << 20
 	// maxGRPCBytes bounds any gRPC message: a batch of 1,000 TPM EKs is
 	// about 350 KB. A larger message is refused with BODY_TOO_LARGE up to
@@ -100,11 +101,21 @@ type Config struct {
 	// IPFilter, if set, refuses requests by client address (ADR 21); the
 	// listeners should be wrapped by its Listener too.
 	IPFilter *ipfilter.Filter
+	// Issuer, if set, publishes the issuing CAs' CRLs and answers OCSP
+	// under /pki/ on the REST listener (ADR 22).
+	Issuer *issuance.Authority
+	// Console, if set, serves the web console under ConsolePath on the
+	// REST listener (and / redirects there). It runs behind the request
+	// middleware (request IDs, the IP filter as a management path).
+	Console http.Handler
 	// TLSHandshakeFailed, if set, is called with "grpc" or "http" for
 	// every TLS handshake on that listener that fails, including a client
 	// that closes or times out before finishing it (a TCP health check).
 	TLSHandshakeFailed func(listener string)
 }
+
+// ConsolePath is where Config.Console is served.
+const ConsolePath = "/console/"
 
 // Server is a running Zerotouch API.
 type Server struct {
@@ -142,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 	audits := &auditService{base: b}
 	ipf := &ipFilterService{base: b}
 	failed := &failedAttemptService{base: b}
+	issuing := &issuanceService{base: b, issuer: cfg.Issuer}
 	assignments := &hubAssignmentService{base: b, hubs: newHubStreams(cfg.MaxHubStreams, cfg.HubPollInterval)}
 	s := &Server{cfg: cfg, health: health.NewServer(), hubs: assignments.hubs}
 
@@ -174,6 +186,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterAuditServiceServer(reg, audits)
 	pb.RegisterIPFilterServiceServer(reg, ipf)
 	pb.RegisterFailedAttemptServiceServer(reg, failed)
+	pb.RegisterIssuanceServiceServer(reg, issuing)
 	pb.RegisterHubAssignmentServiceServer(reg, assignments)
 	healthpb.RegisterHealthServer(reg, s.health)
 	reflection.Register(reg)
@@ -196,6 +209,7 @@ func New(cfg Config) (*Server, error) {
 		pb.RegisterAuditServiceHandlerServer(ctx, gw, audits),
 		pb.RegisterIPFilterServiceHandlerServer(ctx, gw, ipf),
 		pb.RegisterFailedAttemptServiceHandlerServer(ctx, gw, failed),
+		pb.RegisterIssuanceServiceHandlerServer(ctx, gw, issuing),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("server: register gateway: %w", err)
@@ -207,6 +221,16 @@ func New(cfg Config) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPIDocument)
 	})
+	if cfg.DPS != nil || cfg.DPSService != nil {
+		doc, err := dpsOpenAPI()
+		if err != nil {
+			return nil, fmt.Errorf("server: the DPS OpenAPI document: %w", err)
+		}
+		mux.HandleFunc("GET /openapi-dps.json", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(doc)
+		})
+	}
 	if cfg.DPS != nil {
 		mux.Handle("/"+cfg.DPSScope+"/registrations/", cfg.DPS)
 		if nf, ok := cfg.DPS.(interface {
@@ -222,6 +246,13 @@ func New(cfg Config) (*Server, error) {
 				nf.NotFound(w, r)
 			})
 		}
+	}
+	if cfg.Console != nil {
+		mux.Handle(ConsolePath, cfg.Console)
+		mux.Handle("GET /{$}", http.RedirectHandler(ConsolePath, http.StatusFound))
+	}
+	if cfg.Issuer != nil {
+		mux.Handle("/pki/", pkiHandler(cfg.Issuer))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -401,7 +432,8 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		ctx = withRegion(ctx, s.cfg.Geo.locate(r.RemoteAddr, r.Header.Get))
 		r = r.WithContext(ctx)
 		limit := int64(maxRequestBytes)
-		if r.URL.Path == "/v1/enrollments:batchCreate" || r.Method == http.MethodPost && (strings.EqualFold(r.URL.Path, "/enrollments") || strings.EqualFold(r.URL.Path, "/enrollmentGroups")) {
+		if r.URL.Path == "/v1/enrollments:batchCreate" || strings.HasSuffix(r.URL.Path, ":uploadCrl") ||
+			r.Method == http.MethodPost && (strings.EqualFold(r.URL.Path, "/enrollments") || strings.EqualFold(r.URL.Path, "/enrollmentGroups")) {
 			limit = maxBatchBytes
 		}
 		if s.httpIPFiltered(w, r) {
@@ -420,6 +452,7 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 			}
 			level := slog.LevelInfo
 			if strings.HasPrefix(r.URL.Path, "/v1/registrations/") && strings.Contains(r.URL.Path, ":") || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" ||
+				s.cfg.Console != nil && strings.HasPrefix(r.URL.Path, ConsolePath) && rec.code < 400 ||
 				s.cfg.DPS != nil && strings.HasPrefix(r.URL.Path, "/"+s.cfg.DPSScope+"/") {
 				level = slog.LevelDebug
 			}

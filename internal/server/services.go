@@ -43,6 +43,15 @@ func (s *base) authorize(ctx context.Context, p access.Permission) (context.Cont
 // caller authenticates the caller and checks p, returning its key and the
 // context that names it as the actor of the request's changes.
 func (s *base) caller(ctx context.Context, p access.Permission) (context.Context, *access.Key, error) {
+	ctx, k, err := s.authenticate(ctx)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return ctx, k, access.Require(k, p)
+}
+
+// authenticate is caller without a permission check: any valid key.
+func (s *base) authenticate(ctx context.Context) (context.Context, *access.Key, error) {
 	token, ok := strings.CutPrefix(firstMetadata(ctx, "authorization"), "Bearer ")
 	if !ok {
 		return ctx, nil, fault.New(fault.Unauthenticated, fault.UnauthenticatedR, "a valid access key is required (authorization: Bearer ztk...)")
@@ -54,7 +63,7 @@ func (s *base) caller(ctx context.Context, p access.Permission) (context.Context
 	addr, _ := peerInfo(ctx)
 	addr = s.ipf.ClientAddr(addr, func(k string) []string { return metadataValues(ctx, k) })
 	ctx = admin.WithCaller(ctx, &admin.Caller{KeyID: k.ID, KeyName: k.Name, Key: k, Surface: string(transportOf(ctx)), Source: addr, RequestID: requestID(ctx)})
-	return ctx, k, access.Require(k, p)
+	return ctx, k, nil
 }
 
 // fail turns err into the status a management call answers. A refused
@@ -81,12 +90,13 @@ func methodName(ctx context.Context) string {
 // not operator changes. Named one by one, so that a new write (or a
 // "Verify" that changes state, as VerifyCaCertificate does) is audited.
 var reads = map[string]bool{
-	"GetCaCertificate": true, "ListCaCertificates": true, "ListClusterShards": true,
+	"GetCaCertificate": true, "ListCaCertificates": true, "GetCrl": true, "ListClusterShards": true,
 	"GetEnrollmentGroup": true, "ListEnrollmentGroups": true, "GetEnrollment": true, "ListEnrollments": true,
 	"GetShard": true, "ListShards": true, "GetHubCluster": true, "ListHubClusters": true,
-	"GetRegistration": true, "ListRegistrations": true, "ListAccessKeys": true,
+	"GetRegistration": true, "ListRegistrations": true, "ListAccessKeys": true, "GetCallerAccessKey": true,
 	"ListAuditRecords": true, "VerifyAuditLog": true, "ListFailedAttempts": true, "SummarizeFailedAttempts": true,
 	"GetIPFilter": true, "GetWebhookSecret": true,
+	"GetIssuingCa": true, "ListIssuingCas": true, "GetCredentialPolicy": true, "ListCredentialPolicies": true, "ListRevocations": true,
 	"WatchAssignments": true, "ListShardIdentities": true, "LookupIdentity": true,
 }
 

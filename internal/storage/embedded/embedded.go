@@ -39,11 +39,15 @@ var (
 	bIndThumb   = []byte("individual_thumb")
 	// bIndDevice maps Key(device ID) to the registration key of the
 	// individual enrollment that assigns that device ID (ADR 17).
-	bIndDevice   = []byte("individual_device")
-	bShard       = []byte("shard")
-	bReg         = []byte("registration")
-	bRegGroup    = []byte("registration_group")
-	bRegShard    = []byte("registration_shard")
+	bIndDevice = []byte("individual_device")
+	bShard     = []byte("shard")
+	bReg       = []byte("registration")
+	bRegGroup  = []byte("registration_group")
+	bRegShard  = []byte("registration_shard")
+	// bRegCert indexes registrations by the certificates of their
+	// identity's X.509 chain: issuer key, NUL, serial, NUL, registration
+	// key (ADR 23).
+	bRegCert     = []byte("registration_cert")
 	bIdentity    = []byte("identity")
 	bIdentityReg = []byte("identity_registration")
 	bAccessKey   = []byte("access_key")
@@ -56,7 +60,7 @@ var (
 	bLog       = []byte("assignment_log")
 	bAck       = []byte("assignment_ack")
 	allBuckets = [][]byte{bMeta, bCA, bCAThumb, bCASubject, bGroup, bGroupCA, bIndividual, bIndThumb,
-		bShard, bReg, bRegGroup, bRegShard, bIdentity, bIdentityReg, bAccessKey, bCluster, bLog, bAck, bAudit, bAttempts}
+		bShard, bReg, bRegGroup, bRegShard, bRegCert, bIdentity, bIdentityReg, bAccessKey, bCluster, bLog, bAck, bAudit, bAttempts}
 	// Buckets of earlier builds, removed on open: challenges now live in
 	// memory (challenge.go).
 	legacyBuckets = [][]byte{[]byte("challenge"), []byte("challenge_expiry")}

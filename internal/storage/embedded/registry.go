@@ -147,6 +147,11 @@ var (
 
 func indexKey(a, key string) []byte { return []byte(a + "\x00" + key) }
 
+// certKey is a registration's entry in the certificate index.
+func certKey(ref record.CertRef, key string) []byte {
+	return []byte(ref.Issuer + "\x00" + ref.Serial + "\x00" + key)
+}
+
 // putRegistration writes the registration, its identity and its indexes.
 func putRegistration(tx *bolt.Tx, key string, reg *record.Registration, id *record.Identity) error {
 	if err := putJSON(tx.Bucket(bReg), key, reg); err != nil {
@@ -162,6 +167,11 @@ func putRegistration(tx *bolt.Tx, key string, reg *record.Registration, id *reco
 	}
 	if err := addShardCount(tx, reg.Shard, 1); err != nil {
 		return err
+	}
+	for _, ref := range id.Chain {
+		if err := tx.Bucket(bRegCert).Put(certKey(ref, key), nil); err != nil {
+			return err
+		}
 	}
 	if err := putJSON(tx.Bucket(bIdentity), id.DeviceID, id); err != nil {
 		return err
@@ -182,6 +192,13 @@ func removeRegistration(tx *bolt.Tx, key string, reg *record.Registration) error
 	}
 	if err := addShardCount(tx, reg.Shard, -1); err != nil {
 		return err
+	}
+	if id, err := identities.load(tx, reg.DeviceID); err == nil {
+		for _, ref := range id.Chain {
+			if err := tx.Bucket(bRegCert).Delete(certKey(ref, key)); err != nil {
+				return err
+			}
+		}
 	}
 	if err := tx.Bucket(bIdentity).Delete([]byte(reg.DeviceID)); err != nil {
 		return err
@@ -257,14 +274,17 @@ func (s *Store) GetRegistration(ctx context.Context, registrationID string) (*re
 	return registrations.get(ctx, s, enrollment.Key(registrationID))
 }
 
-// ListRegistrations implements registry.Store. A group or shard filter
-// walks that index; both together walk the group index and check the shard.
+// ListRegistrations implements registry.Store. A certificate, group or
+// shard filter walks that index; group and shard together walk the group
+// index and check the shard.
 func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token string, limit int) ([]*registry.Registration, string, error) {
 	var out []*registry.Registration
 	var next string
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		bucket, prefix := tx.Bucket(bReg), []byte(nil)
 		switch {
+		case f.Cert != nil:
+			bucket, prefix = tx.Bucket(bRegCert), certKey(record.CertRef{Issuer: f.Cert.Issuer, Serial: f.Cert.Serial}, "")
 		case f.GroupID != "":
 			bucket, prefix = tx.Bucket(bRegGroup), indexKey(f.GroupID, "")
 		case f.Shard != "":

@@ -94,10 +94,34 @@ type Group struct {
 	EKAllow    []string   `json:"ekallow,omitempty"`
 	SealedKeys []byte     `json:"sk,omitempty"`
 	Allocation Allocation `json:"alloc"`
+	// Revocation is an X.509 group's revocation checking (ADR 23).
+	Revocation *Revocation `json:"rev,omitempty"`
 	Settings
 	Etag    string    `json:"etag"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+}
+
+// Revocation is a group's revocation policy; nil is the default.
+type Revocation struct {
+	Check string `json:"c,omitempty"`
+	OCSP  bool   `json:"ocsp,omitempty"`
+}
+
+// FromRevocation converts a domain revocation policy (the default is nil).
+func FromRevocation(p enrollment.RevocationPolicy) *Revocation {
+	if p == (enrollment.RevocationPolicy{}) {
+		return nil
+	}
+	return &Revocation{Check: string(p.Check), OCSP: p.OCSP}
+}
+
+// Domain converts back.
+func (r *Revocation) Domain() enrollment.RevocationPolicy {
+	if r == nil {
+		return enrollment.RevocationPolicy{}
+	}
+	return enrollment.RevocationPolicy{Check: enrollment.RevocationCheck(r.Check), OCSP: r.OCSP}
 }
 
 // Settings are an enrollment's device settings.
@@ -107,17 +131,18 @@ type Settings struct {
 	Reprovision string          `json:"reprov,omitempty"`
 	AdoptFrom   []string        `json:"adopt,omitempty"`
 	NoSAS       bool            `json:"nosas,omitempty"`
+	CredPolicy  string          `json:"cpol,omitempty"`
 }
 
 // FromSettings converts domain settings.
 func FromSettings(d enrollment.DeviceSettings) Settings {
-	return Settings{Twin: d.InitialTwin, Edge: d.IoTEdge, Reprovision: string(d.Reprovision), AdoptFrom: d.AdoptFrom, NoSAS: d.DisableSAS}
+	return Settings{Twin: d.InitialTwin, Edge: d.IoTEdge, Reprovision: string(d.Reprovision), AdoptFrom: d.AdoptFrom, NoSAS: d.DisableSAS, CredPolicy: d.CredentialPolicy}
 }
 
 // Domain converts back.
 func (r Settings) Domain() enrollment.DeviceSettings {
 	return enrollment.DeviceSettings{InitialTwin: r.Twin, IoTEdge: r.Edge, Reprovision: enrollment.Reprovision(r.Reprovision), AdoptFrom: r.AdoptFrom,
-		DisableSAS: r.NoSAS}
+		DisableSAS: r.NoSAS, CredentialPolicy: r.CredPolicy}
 }
 
 // FromGroup converts a domain group.
@@ -127,13 +152,14 @@ func FromGroup(g *enrollment.Group, etag string) *Group {
 		mech = ""
 	}
 	return &Group{V: Version, ID: g.ID, CAName: g.CAName, Disabled: g.Disabled, Mechanism: mech, EKAllow: g.EKAllowList, SealedKeys: g.SealedKeys,
-		Allocation: FromAllocation(g.Allocation), Settings: FromSettings(g.DeviceSettings), Etag: etag, Created: g.Created, Updated: g.Updated}
+		Allocation: FromAllocation(g.Allocation), Revocation: FromRevocation(g.Revocation), Settings: FromSettings(g.DeviceSettings), Etag: etag, Created: g.Created, Updated: g.Updated}
 }
 
 // Domain converts back.
 func (r *Group) Domain() *enrollment.Group {
 	g := &enrollment.Group{ID: r.ID, CAName: r.CAName, Disabled: r.Disabled, Mechanism: enrollment.Mechanism(r.Mechanism),
-		EKAllowList: r.EKAllow, SealedKeys: r.SealedKeys, Allocation: r.Allocation.Domain(), DeviceSettings: r.Settings.Domain(), Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
+		EKAllowList: r.EKAllow, SealedKeys: r.SealedKeys, Allocation: r.Allocation.Domain(), Revocation: r.Revocation.Domain(), DeviceSettings: r.Settings.Domain(),
+		Meta: enrollment.Meta{Etag: r.Etag, Created: r.Created, Updated: r.Updated}}
 	g.Mechanism = g.EffectiveMechanism()
 	return g
 }
@@ -141,7 +167,7 @@ func (r *Group) Domain() *enrollment.Group {
 // ApplyUpdate copies the fields UpdateGroup may change.
 func (r *Group) ApplyUpdate(g *enrollment.Group, etag string) {
 	r.Disabled, r.EKAllow, r.Allocation, r.Updated, r.Etag = g.Disabled, g.EKAllowList, FromAllocation(g.Allocation), g.Updated, etag
-	r.Settings = FromSettings(g.DeviceSettings)
+	r.Settings, r.Revocation = FromSettings(g.DeviceSettings), FromRevocation(g.Revocation)
 }
 
 // Individual is a stored individual enrollment.
@@ -244,6 +270,8 @@ type Registration struct {
 	Thumbprint     string    `json:"thumb,omitempty"`
 	InitialShard   string    `json:"ish,omitempty"`
 	Payload        []byte    `json:"pl,omitempty"`
+	Issued         *Issued   `json:"iss,omitempty"`
+	Superseded     *Issued   `json:"sup,omitempty"`
 	Etag           string    `json:"etag"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
@@ -253,14 +281,42 @@ type Registration struct {
 func FromRegistration(r *registry.Registration, etag string) *Registration {
 	return &Registration{V: Version, RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, Hub: r.AssignedHub,
 		Status: string(r.Status), Substatus: string(r.Substatus), Attestation: string(r.AttestationType), GroupID: r.GroupID,
-		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, InitialShard: r.InitialShard, Payload: r.Payload, Etag: etag, Created: r.Created, Updated: r.Updated}
+		Individual: r.Individual, Thumbprint: r.CredentialThumbprint, InitialShard: r.InitialShard, Payload: r.Payload, Issued: FromIssued(r.Issued), Superseded: FromIssued(r.Superseded), Etag: etag, Created: r.Created, Updated: r.Updated}
+}
+
+// Issued is an issued certificate's record (ADR 22).
+type Issued struct {
+	Serial     string    `json:"sn"`
+	Thumbprint string    `json:"t"`
+	CA         string    `json:"ca"`
+	NotAfter   time.Time `json:"na"`
+	At         time.Time `json:"at"`
+	Policy     string    `json:"p,omitempty"`
+	Enrollment string    `json:"e,omitempty"`
+}
+
+// FromIssued converts a domain issued certificate (nil stays nil).
+func FromIssued(c *registry.IssuedCertificate) *Issued {
+	if c == nil {
+		return nil
+	}
+	return &Issued{Serial: c.Serial, Thumbprint: c.Thumbprint, CA: c.IssuingCA, NotAfter: c.NotAfter, At: c.At, Policy: c.Policy, Enrollment: c.Enrollment}
+}
+
+// Domain converts back.
+func (r *Issued) Domain() *registry.IssuedCertificate {
+	if r == nil {
+		return nil
+	}
+	return &registry.IssuedCertificate{Serial: r.Serial, Thumbprint: r.Thumbprint, IssuingCA: r.CA, NotAfter: r.NotAfter, At: r.At, Policy: r.Policy, Enrollment: r.Enrollment}
 }
 
 // Domain converts back.
 func (r *Registration) Domain() *registry.Registration {
 	return &registry.Registration{RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Shard: r.Shard, AssignedHub: r.Hub,
 		Status: registry.Status(r.Status), Substatus: registry.Substatus(r.Substatus), AttestationType: registry.AttestationType(r.Attestation),
-		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, InitialShard: orString(r.InitialShard, r.Shard), Payload: r.Payload, Etag: r.Etag, Created: r.Created, Updated: r.Updated}
+		GroupID: r.GroupID, Individual: r.Individual, CredentialThumbprint: r.Thumbprint, InitialShard: orString(r.InitialShard, r.Shard), Payload: r.Payload,
+		Issued: r.Issued.Domain(), Superseded: r.Superseded.Domain(), Etag: r.Etag, Created: r.Created, Updated: r.Updated}
 }
 
 // Identity is a stored registry identity.
@@ -276,11 +332,49 @@ type Identity struct {
 	TPMEKHash      string    `json:"ekh,omitempty"`
 	TPMBoundKey    []byte    `json:"bk,omitempty"`
 	SymKeyHash     string    `json:"skh,omitempty"`
+	Issued         *Issued   `json:"iss,omitempty"`
+	Chain          []CertRef `json:"x5c,omitempty"`
 	Twin           []byte    `json:"twin,omitempty"`
 	Edge           bool      `json:"edge,omitempty"`
+	// DisabledReason is kept only while the identity is disabled.
+	DisabledReason string    `json:"dr,omitempty"`
 	Version        int64     `json:"ver"`
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
+}
+
+// CertRef names a certificate of a device's chain by issuer and serial
+// (ADR 23).
+type CertRef struct {
+	Issuer string `json:"i"`
+	Serial string `json:"s"`
+}
+
+// FromChain converts a domain chain.
+func FromChain(refs []registry.CertRef) []CertRef {
+	var out []CertRef
+	for _, r := range refs {
+		out = append(out, CertRef{Issuer: r.Issuer, Serial: r.Serial})
+	}
+	return out
+}
+
+// ChainDomain converts back.
+func ChainDomain(refs []CertRef) []registry.CertRef {
+	var out []registry.CertRef
+	for _, r := range refs {
+		out = append(out, registry.CertRef{Issuer: r.Issuer, Serial: r.Serial})
+	}
+	return out
+}
+
+// KeptDisabledReason is what a store keeps of an identity's disabled
+// reason: nothing once it is enabled again.
+func KeptDisabledReason(id *registry.Identity) string {
+	if id.Status != registry.IdentityDisabled {
+		return ""
+	}
+	return id.DisabledReason
 }
 
 // FromIdentity converts a domain identity.
@@ -288,16 +382,16 @@ func FromIdentity(id *registry.Identity) *Identity {
 	return &Identity{V: Version, DeviceID: id.DeviceID, RegistrationID: id.RegistrationID, Shard: id.Shard,
 		Status: string(id.Status), CredType: string(id.Credential.Type), X509Thumbprint: id.Credential.X509Thumbprint,
 		CAThumbprint: id.Credential.CAThumbprint, TPMEKHash: id.Credential.TPMEKHash, TPMBoundKey: id.Credential.TPMBoundKey,
-		SymKeyHash: id.Credential.SymmetricKeyHash, Twin: id.InitialTwin, Edge: id.IoTEdge,
-		Version: id.Version, Created: id.Created, Updated: id.Updated}
+		SymKeyHash: id.Credential.SymmetricKeyHash, Issued: FromIssued(id.Credential.Issued), Chain: FromChain(id.Credential.X509Chain), Twin: id.InitialTwin, Edge: id.IoTEdge,
+		DisabledReason: KeptDisabledReason(id), Version: id.Version, Created: id.Created, Updated: id.Updated}
 }
 
 // Domain converts back.
 func (r *Identity) Domain() *registry.Identity {
 	return &registry.Identity{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Shard: r.Shard, Status: registry.IdentityStatus(r.Status),
 		Credential: registry.Credential{Type: registry.AttestationType(r.CredType), X509Thumbprint: r.X509Thumbprint, CAThumbprint: r.CAThumbprint,
-			TPMEKHash: r.TPMEKHash, TPMBoundKey: r.TPMBoundKey, SymmetricKeyHash: r.SymKeyHash},
-		InitialTwin: r.Twin, IoTEdge: r.Edge, Version: r.Version, Created: r.Created, Updated: r.Updated}
+			TPMEKHash: r.TPMEKHash, TPMBoundKey: r.TPMBoundKey, SymmetricKeyHash: r.SymKeyHash, Issued: r.Issued.Domain(), X509Chain: ChainDomain(r.Chain)},
+		InitialTwin: r.Twin, IoTEdge: r.Edge, DisabledReason: r.DisabledReason, Version: r.Version, Created: r.Created, Updated: r.Updated}
 }
 
 // AccessKey is a stored access key (the secret's hash, never the secret).
@@ -407,9 +501,13 @@ type Event struct {
 	Nonce string `json:"n,omitempty"`
 }
 
-// FromEvent converts a domain event.
+// FromEvent converts a domain event. The identity's X.509 chain (what
+// CRLs name, ADR 23) stays with the registration: hubs do not get it, and
+// every event would carry it.
 func FromEvent(e registry.Event) *Event {
-	return &Event{V: Version, Shard: e.Shard, Kind: string(e.Kind), Time: e.Time, Identity: FromIdentity(e.Identity)}
+	id := FromIdentity(e.Identity)
+	id.Chain = nil
+	return &Event{V: Version, Shard: e.Shard, Kind: string(e.Kind), Time: e.Time, Identity: id}
 }
 
 // Domain converts back, with the event's seq.

@@ -3,10 +3,12 @@ package redis
 import (
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/storage/record"
 )
 
 // device is a registration and its identity: one key, so one write.
@@ -51,6 +53,15 @@ type deviceRecord struct {
 	Payload  json.RawMessage `json:"pl,omitempty"`
 	ICreated int64           `json:"icr,omitempty"` // when it differs from Created
 	IUpdated int64           `json:"iu,omitempty"`  // when it differs from Updated
+	// The issued certificate (ADR 22): the registration's and, unless
+	// IIss says otherwise, the identity's; the superseded one.
+	Iss  *record.Issued `json:"x,omitempty"`
+	IIss *record.Issued `json:"ix,omitempty"`
+	Sup  *record.Issued `json:"xs,omitempty"`
+	// The identity's X.509 chain as CRLs name it ("issuer:serial,…", both
+	// hex), and why it is disabled (ADR 23).
+	IChain string `json:"ic5,omitempty"`
+	IDR    string `json:"idr,omitempty"`
 }
 
 const deviceRecordVersion = 1
@@ -76,9 +87,16 @@ func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) 
 		Att: string(r.AttestationType), Group: r.GroupID, Individual: r.Individual, Thumb: thumb, Etag: etag,
 		Created: r.Created.UnixNano(), Updated: r.Updated.UnixNano(),
 		IStatus: omitDefault(string(id.Status), string(registry.IdentityEnabled)), ICA: ca, IVersion: id.Version,
-		ITwin: id.InitialTwin, IEdge: id.IoTEdge, Payload: r.Payload}
+		ITwin: id.InitialTwin, IEdge: id.IoTEdge, Payload: r.Payload, IChain: encodeChain(id.Credential.X509Chain), IDR: record.KeptDisabledReason(id)}
 	if r.InitialShard != "" && r.InitialShard != r.Shard {
 		rec.IShard = r.InitialShard
+	}
+	rec.Iss, rec.Sup = record.FromIssued(r.Issued), record.FromIssued(r.Superseded)
+	if a, b := r.Issued, id.Credential.Issued; (a == nil) != (b == nil) || a != nil && *a != *b {
+		rec.IIss = record.FromIssued(b)
+		if b == nil {
+			rec.IIss = &record.Issued{} // none, though the registration has one
+		}
 	}
 	if r.DeviceID != r.RegistrationID {
 		rec.Dev = r.DeviceID
@@ -115,6 +133,36 @@ func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) 
 	return encode(&rec)
 }
 
+// encodeChain writes a chain compactly: issuer:serial pairs, comma
+// separated (both are hex).
+func encodeChain(refs []registry.CertRef) string {
+	var b strings.Builder
+	for i, r := range refs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(r.Issuer)
+		b.WriteByte(':')
+		b.WriteString(r.Serial)
+	}
+	return b.String()
+}
+
+func decodeChain(s string) ([]registry.CertRef, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []registry.CertRef
+	for _, pair := range strings.Split(s, ",") {
+		issuer, serial, ok := strings.Cut(pair, ":")
+		if !ok {
+			return nil, fault.New(fault.Internal, fault.InternalError, "decode device record: chain entry %q", pair)
+		}
+		out = append(out, registry.CertRef{Issuer: issuer, Serial: serial})
+	}
+	return out, nil
+}
+
 func omitDefault(v, def string) string {
 	if v == def {
 		return ""
@@ -147,7 +195,12 @@ func decodeDevice(raw string) (*device, error) {
 		Created: time.Unix(0, rec.Created).UTC(), Updated: time.Unix(0, rec.Updated).UTC()}
 	id := &registry.Identity{DeviceID: devID, RegistrationID: rec.Reg, Shard: rec.Shard, Status: registry.IdentityStatus(orDefaultString(rec.IStatus, string(registry.IdentityEnabled))),
 		Credential: registry.Credential{Type: r.AttestationType}, Version: rec.IVersion,
-		InitialTwin: rec.ITwin, IoTEdge: rec.IEdge, Created: r.Created, Updated: r.Updated}
+		InitialTwin: rec.ITwin, IoTEdge: rec.IEdge, DisabledReason: rec.IDR, Created: r.Created, Updated: r.Updated}
+	chain, err := decodeChain(rec.IChain)
+	if err != nil {
+		return nil, err
+	}
+	id.Credential.X509Chain = chain
 	if rec.ICred != "" {
 		id.Credential.Type = registry.AttestationType(rec.ICred)
 	}
@@ -168,6 +221,13 @@ func decodeDevice(raw string) (*device, error) {
 	}
 	if rec.ICA != nil {
 		id.Credential.CAThumbprint = hex.EncodeToString(rec.ICA)
+	}
+	r.Issued, r.Superseded, id.Credential.Issued = rec.Iss.Domain(), rec.Sup.Domain(), rec.Iss.Domain()
+	if rec.IIss != nil {
+		id.Credential.Issued = nil
+		if rec.IIss.Serial != "" {
+			id.Credential.Issued = rec.IIss.Domain()
+		}
 	}
 	if rec.ICreated != 0 {
 		id.Created = time.Unix(0, rec.ICreated).UTC()

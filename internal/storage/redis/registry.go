@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,13 @@ func (s *Store) claimKey(deviceID string) string { return "{" + s.prefix + ":d:"
 func (s *Store) idxShard(id string) string       { return s.prefix + ":ix:shard:" + id }
 func (s *Store) idxGroup(id string) string       { return s.prefix + ":ix:grp:" + id }
 
+// idxCert is the index of registrations by the certificates of their
+// identity's X.509 chain (ADR 23): one sorted set per issuer, members
+// serial NUL registration key.
+func (s *Store) idxCert(issuer string) string { return s.prefix + ":ix:crt:" + issuer }
+
+func certMember(ref registry.CertRef, key string) string { return ref.Serial + "\x00" + key }
+
 func (s *Store) loadDevice(ctx context.Context, c goredis.Cmdable, key string) (*device, error) {
 	raw, err := c.Get(ctx, s.regKey(key)).Result()
 	if errors.Is(err, goredis.Nil) {
@@ -45,12 +53,15 @@ func (s *Store) loadDevice(ctx context.Context, c goredis.Cmdable, key string) (
 // addIndexes records key in the list indexes, and the write's outbox mark,
 // before the registration is written: a failure between the two leaves an
 // entry that lists skip (and a mark the sweeper drops).
-func (s *Store) addIndexes(ctx context.Context, key, shard, group string, mark goredis.Z) error {
+func (s *Store) addIndexes(ctx context.Context, key, shard, group string, certs []registry.CertRef, mark goredis.Z) error {
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		p.ZAdd(ctx, s.outboxIndex(), mark)
 		p.ZAdd(ctx, s.idxShard(shard), goredis.Z{Member: key})
 		if group != "" {
 			p.ZAdd(ctx, s.idxGroup(group), goredis.Z{Member: key})
+		}
+		for _, ref := range certs {
+			p.ZAdd(ctx, s.idxCert(ref.Issuer), goredis.Z{Member: certMember(ref, key)})
 		}
 		return nil
 	})
@@ -59,7 +70,7 @@ func (s *Store) addIndexes(ctx context.Context, key, shard, group string, mark g
 
 // dropIndexes removes key from the indexes named (best effort: a leftover
 // entry is skipped by lists).
-func (s *Store) dropIndexes(ctx context.Context, key, shard, group string) {
+func (s *Store) dropIndexes(ctx context.Context, key, shard, group string, certs []registry.CertRef) {
 	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		if shard != "" {
 			p.ZRem(ctx, s.idxShard(shard), key)
@@ -67,8 +78,16 @@ func (s *Store) dropIndexes(ctx context.Context, key, shard, group string) {
 		if group != "" {
 			p.ZRem(ctx, s.idxGroup(group), key)
 		}
+		for _, ref := range certs {
+			p.ZRem(ctx, s.idxCert(ref.Issuer), certMember(ref, key))
+		}
 		return nil
 	})
+}
+
+// hasCert reports whether an identity's chain holds the certificate.
+func hasCert(id *registry.Identity, ref registry.CertRef) bool {
+	return slices.Contains(id.Credential.X509Chain, ref)
 }
 
 // A claim's value is the holder's registration key and, after a NUL, when
@@ -148,7 +167,7 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		return "", err
 	}
 	mark := s.newMark(key)
-	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID, mark); err != nil {
+	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID, id.Credential.X509Chain, mark); err != nil {
 		return "", err
 	}
 	var outbox *goredis.StringSliceCmd
@@ -192,7 +211,7 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 		return "", err
 	}
 	mark := s.newMark(key)
-	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID, mark); err != nil {
+	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID, id.Credential.X509Chain, mark); err != nil {
 		return "", err
 	}
 	var old *device
@@ -231,7 +250,13 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	if old.R.GroupID != reg.GroupID {
 		group = old.R.GroupID
 	}
-	s.dropIndexes(ctx, key, shard, group)
+	var certs []registry.CertRef
+	for _, ref := range old.I.Credential.X509Chain {
+		if !hasCert(id, ref) {
+			certs = append(certs, ref)
+		}
+	}
+	s.dropIndexes(ctx, key, shard, group, certs)
 	return etag, nil
 }
 
@@ -299,7 +324,7 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 	if err != nil {
 		return err
 	}
-	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID)
+	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID, old.I.Credential.X509Chain)
 	s.releaseClaim(ctx, old.I.DeviceID, key)
 	return nil
 }
@@ -324,8 +349,8 @@ func (s *Store) releaseClaim(ctx context.Context, deviceID, key string) {
 	}, ck)
 }
 
-// ListRegistrations implements registry.Store. It walks the group index,
-// or the shard index, or (unfiltered) every shard's index in shard order,
+// ListRegistrations implements registry.Store. It walks the certificate
+// index, or the group index, or the shard index, or (unfiltered) every shard's index in shard order,
 // and reads the registrations in one pipeline per page; entries whose
 // registration is gone or no longer matches are skipped, so a page may
 // hold fewer than limit items.
@@ -334,6 +359,12 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 	var next string
 	var err error
 	switch {
+	case f.Cert != nil:
+		prefix := certMember(*f.Cert, "")
+		keys, next, err = rangePage(ctx, s.c, s.idxCert(f.Cert.Issuer), prefix, token, limit)
+		for i, k := range keys {
+			keys[i] = k[len(prefix):]
+		}
 	case f.GroupID != "":
 		keys, next, err = rangePage(ctx, s.c, s.idxGroup(f.GroupID), "", token, limit)
 	case f.Shard != "":
@@ -350,7 +381,7 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 	}
 	var out []*registry.Registration
 	for _, d := range devs {
-		if d == nil || f.GroupID != "" && d.R.GroupID != f.GroupID || f.Shard != "" && d.R.Shard != f.Shard {
+		if d == nil || f.GroupID != "" && d.R.GroupID != f.GroupID || f.Shard != "" && d.R.Shard != f.Shard || f.Cert != nil && !hasCert(d.I, *f.Cert) {
 			continue
 		}
 		out = append(out, d.R)

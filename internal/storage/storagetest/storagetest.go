@@ -20,6 +20,7 @@ import (
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/ipfilter"
 	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/storage/docs"
 )
 
 // Store is everything a backend implements.
@@ -33,6 +34,7 @@ type Store interface {
 	audit.Store
 	attempts.Store
 	ipfilter.Store
+	docs.Docs
 	// GroupsVersion changes on every group write (provisioning's cache).
 	GroupsVersion(ctx context.Context) (uint64, error)
 	Close() error
@@ -76,6 +78,9 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"AuditPrune", testAuditPrune},
 		{"FailedAttempts", testAttempts},
 		{"IPFilter", testIPFilter},
+		{"Docs", testDocs},
+		{"IssuedCertificates", testIssuedCertificates},
+		{"CertIndex", testCertIndex},
 		{"Cancelled", testCancelled},
 		{"CloseTwice", testCloseTwice},
 	}

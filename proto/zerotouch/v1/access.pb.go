@@ -394,6 +394,42 @@ func (x *ListAccessKeysResponse) GetNextPageToken() string {
 	return ""
 }
 
+type GetCallerAccessKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerAccessKeyRequest) Reset() {
+	*x = GetCallerAccessKeyRequest{}
+	mi := &file_zerotouch_v1_access_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerAccessKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerAccessKeyRequest) ProtoMessage() {}
+
+func (x *GetCallerAccessKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_access_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerAccessKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerAccessKeyRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_access_proto_rawDescGZIP(), []int{5}
+}
+
 type DeleteAccessKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -403,7 +439,7 @@ type DeleteAccessKeyRequest struct {
 
 func (x *DeleteAccessKeyRequest) Reset() {
 	*x = DeleteAccessKeyRequest{}
-	mi := &file_zerotouch_v1_access_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_access_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +451,7 @@ func (x *DeleteAccessKeyRequest) String() string {
 func (*DeleteAccessKeyRequest) ProtoMessage() {}
 
 func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_access_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_access_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +464,7 @@ func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_access_proto_rawDescGZIP(), []int{5}
+	return file_zerotouch_v1_access_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteAccessKeyRequest) GetId() string {
@@ -449,7 +485,7 @@ type RotateAccessKeyRequest struct {
 
 func (x *RotateAccessKeyRequest) Reset() {
 	*x = RotateAccessKeyRequest{}
-	mi := &file_zerotouch_v1_access_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_access_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +497,7 @@ func (x *RotateAccessKeyRequest) String() string {
 func (*RotateAccessKeyRequest) ProtoMessage() {}
 
 func (x *RotateAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_access_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_access_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +510,7 @@ func (x *RotateAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_access_proto_rawDescGZIP(), []int{6}
+	return file_zerotouch_v1_access_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RotateAccessKeyRequest) GetId() string {
@@ -527,15 +563,17 @@ const file_zerotouch_v1_access_proto_rawDesc = "" +
 	"\x16ListAccessKeysResponse\x128\n" +
 	"\vaccess_keys\x18\x01 \x03(\v2\x17.zerotouch.v1.AccessKeyR\n" +
 	"accessKeys\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x1b\n" +
+	"\x19GetCallerAccessKeyRequest\"(\n" +
 	"\x16DeleteAccessKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"@\n" +
 	"\x16RotateAccessKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret2\xf8\x03\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret2\xef\x04\n" +
 	"\x10AccessKeyService\x12y\n" +
 	"\x0fCreateAccessKey\x12$.zerotouch.v1.CreateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/accessKeys\x12s\n" +
-	"\x0eListAccessKeys\x12#.zerotouch.v1.ListAccessKeysRequest\x1a$.zerotouch.v1.ListAccessKeysResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/accessKeys\x12l\n" +
+	"\x0eListAccessKeys\x12#.zerotouch.v1.ListAccessKeysRequest\x1a$.zerotouch.v1.ListAccessKeysResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/accessKeys\x12u\n" +
+	"\x12GetCallerAccessKey\x12'.zerotouch.v1.GetCallerAccessKeyRequest\x1a\x17.zerotouch.v1.AccessKey\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/accessKeys:caller\x12l\n" +
 	"\x0fDeleteAccessKey\x12$.zerotouch.v1.DeleteAccessKeyRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/accessKeys/{id}\x12\x85\x01\n" +
 	"\x0fRotateAccessKey\x12$.zerotouch.v1.RotateAccessKeyRequest\x1a%.zerotouch.v1.CreateAccessKeyResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/accessKeys/{id}:rotateB\xa1\x04\x92A\xde\x03\x12\xfe\x01\n" +
 	"\rZerotouch API\x12\xe8\x01Zero-touch device provisioning: the device registration API and the management API (enrollments, CAs, hubs, registrations, access keys, audit and failed-attempt logs, IP filter). The DPS-compatible APIs are described in docs/dps.md.2\x02v1*\x01\x022\x10application/json:\x10application/jsonZ\xa2\x01\n" +
@@ -556,35 +594,38 @@ func file_zerotouch_v1_access_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_access_proto_rawDescData
 }
 
-var file_zerotouch_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_zerotouch_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_zerotouch_v1_access_proto_goTypes = []any{
-	(*AccessKey)(nil),               // 0: zerotouch.v1.AccessKey
-	(*CreateAccessKeyRequest)(nil),  // 1: zerotouch.v1.CreateAccessKeyRequest
-	(*CreateAccessKeyResponse)(nil), // 2: zerotouch.v1.CreateAccessKeyResponse
-	(*ListAccessKeysRequest)(nil),   // 3: zerotouch.v1.ListAccessKeysRequest
-	(*ListAccessKeysResponse)(nil),  // 4: zerotouch.v1.ListAccessKeysResponse
-	(*DeleteAccessKeyRequest)(nil),  // 5: zerotouch.v1.DeleteAccessKeyRequest
-	(*RotateAccessKeyRequest)(nil),  // 6: zerotouch.v1.RotateAccessKeyRequest
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 8: google.protobuf.Empty
+	(*AccessKey)(nil),                 // 0: zerotouch.v1.AccessKey
+	(*CreateAccessKeyRequest)(nil),    // 1: zerotouch.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),   // 2: zerotouch.v1.CreateAccessKeyResponse
+	(*ListAccessKeysRequest)(nil),     // 3: zerotouch.v1.ListAccessKeysRequest
+	(*ListAccessKeysResponse)(nil),    // 4: zerotouch.v1.ListAccessKeysResponse
+	(*GetCallerAccessKeyRequest)(nil), // 5: zerotouch.v1.GetCallerAccessKeyRequest
+	(*DeleteAccessKeyRequest)(nil),    // 6: zerotouch.v1.DeleteAccessKeyRequest
+	(*RotateAccessKeyRequest)(nil),    // 7: zerotouch.v1.RotateAccessKeyRequest
+	(*timestamppb.Timestamp)(nil),     // 8: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),             // 9: google.protobuf.Empty
 }
 var file_zerotouch_v1_access_proto_depIdxs = []int32{
-	7,  // 0: zerotouch.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 1: zerotouch.v1.AccessKey.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 2: zerotouch.v1.AccessKey.last_used_time:type_name -> google.protobuf.Timestamp
-	7,  // 3: zerotouch.v1.CreateAccessKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	8,  // 0: zerotouch.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 1: zerotouch.v1.AccessKey.expire_time:type_name -> google.protobuf.Timestamp
+	8,  // 2: zerotouch.v1.AccessKey.last_used_time:type_name -> google.protobuf.Timestamp
+	8,  // 3: zerotouch.v1.CreateAccessKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 4: zerotouch.v1.CreateAccessKeyResponse.access_key:type_name -> zerotouch.v1.AccessKey
 	0,  // 5: zerotouch.v1.ListAccessKeysResponse.access_keys:type_name -> zerotouch.v1.AccessKey
 	1,  // 6: zerotouch.v1.AccessKeyService.CreateAccessKey:input_type -> zerotouch.v1.CreateAccessKeyRequest
 	3,  // 7: zerotouch.v1.AccessKeyService.ListAccessKeys:input_type -> zerotouch.v1.ListAccessKeysRequest
-	5,  // 8: zerotouch.v1.AccessKeyService.DeleteAccessKey:input_type -> zerotouch.v1.DeleteAccessKeyRequest
-	6,  // 9: zerotouch.v1.AccessKeyService.RotateAccessKey:input_type -> zerotouch.v1.RotateAccessKeyRequest
-	2,  // 10: zerotouch.v1.AccessKeyService.CreateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
-	4,  // 11: zerotouch.v1.AccessKeyService.ListAccessKeys:output_type -> zerotouch.v1.ListAccessKeysResponse
-	8,  // 12: zerotouch.v1.AccessKeyService.DeleteAccessKey:output_type -> google.protobuf.Empty
-	2,  // 13: zerotouch.v1.AccessKeyService.RotateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
+	5,  // 8: zerotouch.v1.AccessKeyService.GetCallerAccessKey:input_type -> zerotouch.v1.GetCallerAccessKeyRequest
+	6,  // 9: zerotouch.v1.AccessKeyService.DeleteAccessKey:input_type -> zerotouch.v1.DeleteAccessKeyRequest
+	7,  // 10: zerotouch.v1.AccessKeyService.RotateAccessKey:input_type -> zerotouch.v1.RotateAccessKeyRequest
+	2,  // 11: zerotouch.v1.AccessKeyService.CreateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
+	4,  // 12: zerotouch.v1.AccessKeyService.ListAccessKeys:output_type -> zerotouch.v1.ListAccessKeysResponse
+	0,  // 13: zerotouch.v1.AccessKeyService.GetCallerAccessKey:output_type -> zerotouch.v1.AccessKey
+	9,  // 14: zerotouch.v1.AccessKeyService.DeleteAccessKey:output_type -> google.protobuf.Empty
+	2,  // 15: zerotouch.v1.AccessKeyService.RotateAccessKey:output_type -> zerotouch.v1.CreateAccessKeyResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -601,7 +642,7 @@ func file_zerotouch_v1_access_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_access_proto_rawDesc), len(file_zerotouch_v1_access_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -97,6 +97,27 @@ func local_request_AccessKeyService_ListAccessKeys_0(ctx context.Context, marsha
 	return msg, metadata, err
 }
 
+func request_AccessKeyService_GetCallerAccessKey_0(ctx context.Context, marshaler runtime.Marshaler, client AccessKeyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCallerAccessKeyRequest
+		metadata runtime.ServerMetadata
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetCallerAccessKey(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_AccessKeyService_GetCallerAccessKey_0(ctx context.Context, marshaler runtime.Marshaler, server AccessKeyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCallerAccessKeyRequest
+		metadata runtime.ServerMetadata
+	)
+	msg, err := server.GetCallerAccessKey(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_AccessKeyService_DeleteAccessKey_0(ctx context.Context, marshaler runtime.Marshaler, client AccessKeyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq DeleteAccessKeyRequest
@@ -227,6 +248,26 @@ func RegisterAccessKeyServiceHandlerServer(ctx context.Context, mux *runtime.Ser
 		}
 		forward_AccessKeyService_ListAccessKeys_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_AccessKeyService_GetCallerAccessKey_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/zerotouch.v1.AccessKeyService/GetCallerAccessKey", runtime.WithHTTPPathPattern("/v1/accessKeys:caller"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_AccessKeyService_GetCallerAccessKey_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_AccessKeyService_GetCallerAccessKey_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodDelete, pattern_AccessKeyService_DeleteAccessKey_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -341,6 +382,23 @@ func RegisterAccessKeyServiceHandlerClient(ctx context.Context, mux *runtime.Ser
 		}
 		forward_AccessKeyService_ListAccessKeys_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_AccessKeyService_GetCallerAccessKey_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/zerotouch.v1.AccessKeyService/GetCallerAccessKey", runtime.WithHTTPPathPattern("/v1/accessKeys:caller"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_AccessKeyService_GetCallerAccessKey_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_AccessKeyService_GetCallerAccessKey_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodDelete, pattern_AccessKeyService_DeleteAccessKey_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -379,15 +437,17 @@ func RegisterAccessKeyServiceHandlerClient(ctx context.Context, mux *runtime.Ser
 }
 
 var (
-	pattern_AccessKeyService_CreateAccessKey_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "accessKeys"}, ""))
-	pattern_AccessKeyService_ListAccessKeys_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "accessKeys"}, ""))
-	pattern_AccessKeyService_DeleteAccessKey_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "accessKeys", "id"}, ""))
-	pattern_AccessKeyService_RotateAccessKey_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "accessKeys", "id"}, "rotate"))
+	pattern_AccessKeyService_CreateAccessKey_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "accessKeys"}, ""))
+	pattern_AccessKeyService_ListAccessKeys_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "accessKeys"}, ""))
+	pattern_AccessKeyService_GetCallerAccessKey_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "accessKeys"}, "caller"))
+	pattern_AccessKeyService_DeleteAccessKey_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "accessKeys", "id"}, ""))
+	pattern_AccessKeyService_RotateAccessKey_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "accessKeys", "id"}, "rotate"))
 )
 
 var (
-	forward_AccessKeyService_CreateAccessKey_0 = runtime.ForwardResponseMessage
-	forward_AccessKeyService_ListAccessKeys_0  = runtime.ForwardResponseMessage
-	forward_AccessKeyService_DeleteAccessKey_0 = runtime.ForwardResponseMessage
-	forward_AccessKeyService_RotateAccessKey_0 = runtime.ForwardResponseMessage
+	forward_AccessKeyService_CreateAccessKey_0    = runtime.ForwardResponseMessage
+	forward_AccessKeyService_ListAccessKeys_0     = runtime.ForwardResponseMessage
+	forward_AccessKeyService_GetCallerAccessKey_0 = runtime.ForwardResponseMessage
+	forward_AccessKeyService_DeleteAccessKey_0    = runtime.ForwardResponseMessage
+	forward_AccessKeyService_RotateAccessKey_0    = runtime.ForwardResponseMessage
 )

@@ -20,10 +20,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AccessKeyService_CreateAccessKey_FullMethodName = "/zerotouch.v1.AccessKeyService/CreateAccessKey"
-	AccessKeyService_ListAccessKeys_FullMethodName  = "/zerotouch.v1.AccessKeyService/ListAccessKeys"
-	AccessKeyService_DeleteAccessKey_FullMethodName = "/zerotouch.v1.AccessKeyService/DeleteAccessKey"
-	AccessKeyService_RotateAccessKey_FullMethodName = "/zerotouch.v1.AccessKeyService/RotateAccessKey"
+	AccessKeyService_CreateAccessKey_FullMethodName    = "/zerotouch.v1.AccessKeyService/CreateAccessKey"
+	AccessKeyService_ListAccessKeys_FullMethodName     = "/zerotouch.v1.AccessKeyService/ListAccessKeys"
+	AccessKeyService_GetCallerAccessKey_FullMethodName = "/zerotouch.v1.AccessKeyService/GetCallerAccessKey"
+	AccessKeyService_DeleteAccessKey_FullMethodName    = "/zerotouch.v1.AccessKeyService/DeleteAccessKey"
+	AccessKeyService_RotateAccessKey_FullMethodName    = "/zerotouch.v1.AccessKeyService/RotateAccessKey"
 )
 
 // AccessKeyServiceClient is the client API for AccessKeyService service.
@@ -31,12 +32,17 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AccessKeyService manages operators' access keys. Requires the
-// ServiceConfig permission.
+// ServiceConfig permission (GetCallerAccessKey only a valid key).
 type AccessKeyServiceClient interface {
 	// CreateAccessKey makes a key and returns its secrets once: the bearer
 	// token and, unless refused, the DPS shared access key.
 	CreateAccessKey(ctx context.Context, in *CreateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error)
 	ListAccessKeys(ctx context.Context, in *ListAccessKeysRequest, opts ...grpc.CallOption) (*ListAccessKeysResponse, error)
+	// GetCallerAccessKey returns the key the request is made with: its ID,
+	// name and effective permissions (the owner key's are all of them), and
+	// no secret. Any valid key may call it; the web console uses it to show
+	// only what the key can do.
+	GetCallerAccessKey(ctx context.Context, in *GetCallerAccessKeyRequest, opts ...grpc.CallOption) (*AccessKey, error)
 	// DeleteAccessKey revokes a key (bearer token and shared access key). A
 	// key cannot delete itself, the owner key, or the last key holding
 	// ServiceConfig.
@@ -78,6 +84,16 @@ func (c *accessKeyServiceClient) ListAccessKeys(ctx context.Context, in *ListAcc
 	return out, nil
 }
 
+func (c *accessKeyServiceClient) GetCallerAccessKey(ctx context.Context, in *GetCallerAccessKeyRequest, opts ...grpc.CallOption) (*AccessKey, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AccessKey)
+	err := c.cc.Invoke(ctx, AccessKeyService_GetCallerAccessKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *accessKeyServiceClient) DeleteAccessKey(ctx context.Context, in *DeleteAccessKeyRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(emptypb.Empty)
@@ -103,12 +119,17 @@ func (c *accessKeyServiceClient) RotateAccessKey(ctx context.Context, in *Rotate
 // for forward compatibility.
 //
 // AccessKeyService manages operators' access keys. Requires the
-// ServiceConfig permission.
+// ServiceConfig permission (GetCallerAccessKey only a valid key).
 type AccessKeyServiceServer interface {
 	// CreateAccessKey makes a key and returns its secrets once: the bearer
 	// token and, unless refused, the DPS shared access key.
 	CreateAccessKey(context.Context, *CreateAccessKeyRequest) (*CreateAccessKeyResponse, error)
 	ListAccessKeys(context.Context, *ListAccessKeysRequest) (*ListAccessKeysResponse, error)
+	// GetCallerAccessKey returns the key the request is made with: its ID,
+	// name and effective permissions (the owner key's are all of them), and
+	// no secret. Any valid key may call it; the web console uses it to show
+	// only what the key can do.
+	GetCallerAccessKey(context.Context, *GetCallerAccessKeyRequest) (*AccessKey, error)
 	// DeleteAccessKey revokes a key (bearer token and shared access key). A
 	// key cannot delete itself, the owner key, or the last key holding
 	// ServiceConfig.
@@ -135,6 +156,9 @@ func (UnimplementedAccessKeyServiceServer) CreateAccessKey(context.Context, *Cre
 }
 func (UnimplementedAccessKeyServiceServer) ListAccessKeys(context.Context, *ListAccessKeysRequest) (*ListAccessKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAccessKeys not implemented")
+}
+func (UnimplementedAccessKeyServiceServer) GetCallerAccessKey(context.Context, *GetCallerAccessKeyRequest) (*AccessKey, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCallerAccessKey not implemented")
 }
 func (UnimplementedAccessKeyServiceServer) DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAccessKey not implemented")
@@ -199,6 +223,24 @@ func _AccessKeyService_ListAccessKeys_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccessKeyService_GetCallerAccessKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerAccessKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessKeyServiceServer).GetCallerAccessKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessKeyService_GetCallerAccessKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessKeyServiceServer).GetCallerAccessKey(ctx, req.(*GetCallerAccessKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AccessKeyService_DeleteAccessKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteAccessKeyRequest)
 	if err := dec(in); err != nil {
@@ -249,6 +291,10 @@ var AccessKeyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAccessKeys",
 			Handler:    _AccessKeyService_ListAccessKeys_Handler,
+		},
+		{
+			MethodName: "GetCallerAccessKey",
+			Handler:    _AccessKeyService_GetCallerAccessKey_Handler,
 		},
 		{
 			MethodName: "DeleteAccessKey",

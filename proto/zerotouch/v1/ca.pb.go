@@ -571,6 +571,268 @@ func (x *VerifyCaCertificateRequest) GetEtag() string {
 	return ""
 }
 
+type UploadCrlRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CA certificate's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The CRL as PEM (one X509 CRL block); or give crl_der.
+	CrlPem string `protobuf:"bytes,2,opt,name=crl_pem,json=crlPem,proto3" json:"crl_pem,omitempty"`
+	// The CRL as DER (base64 in JSON); or give crl_pem.
+	CrlDer        []byte `protobuf:"bytes,3,opt,name=crl_der,json=crlDer,proto3" json:"crl_der,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadCrlRequest) Reset() {
+	*x = UploadCrlRequest{}
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadCrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadCrlRequest) ProtoMessage() {}
+
+func (x *UploadCrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadCrlRequest.ProtoReflect.Descriptor instead.
+func (*UploadCrlRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_ca_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UploadCrlRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UploadCrlRequest) GetCrlPem() string {
+	if x != nil {
+		return x.CrlPem
+	}
+	return ""
+}
+
+func (x *UploadCrlRequest) GetCrlDer() []byte {
+	if x != nil {
+		return x.CrlDer
+	}
+	return nil
+}
+
+type GetCrlRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCrlRequest) Reset() {
+	*x = GetCrlRequest{}
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCrlRequest) ProtoMessage() {}
+
+func (x *GetCrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCrlRequest.ProtoReflect.Descriptor instead.
+func (*GetCrlRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_ca_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetCrlRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteCrlRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCrlRequest) Reset() {
+	*x = DeleteCrlRequest{}
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCrlRequest) ProtoMessage() {}
+
+func (x *DeleteCrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCrlRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCrlRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_ca_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteCrlRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Crl describes a CRL uploaded for a CA certificate.
+type Crl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CA certificate's name.
+	CaCertificate string `protobuf:"bytes,1,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
+	// The CRL's issuer (the CA's subject).
+	Issuer string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The CRL number, in decimal ("" when it has none).
+	CrlNumber  string                 `protobuf:"bytes,3,opt,name=crl_number,json=crlNumber,proto3" json:"crl_number,omitempty"`
+	ThisUpdate *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=this_update,json=thisUpdate,proto3" json:"this_update,omitempty"`
+	// After this the CRL is stale: devices of groups with REQUIRED checking
+	// whose certificates it covers are refused with REVOCATION_UNKNOWN
+	// (unless a distribution point or OCSP answers) until a newer one is
+	// uploaded.
+	NextUpdate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_update,json=nextUpdate,proto3" json:"next_update,omitempty"`
+	// How many certificates it revokes.
+	RevokedCount int32 `protobuf:"varint,6,opt,name=revoked_count,json=revokedCount,proto3" json:"revoked_count,omitempty"`
+	// UploadCrl only: how many of them the CRL it replaced did not list;
+	// their registrations are being disabled.
+	AddedCount    int32                  `protobuf:"varint,7,opt,name=added_count,json=addedCount,proto3" json:"added_count,omitempty"`
+	UploadTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=upload_time,json=uploadTime,proto3" json:"upload_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Crl) Reset() {
+	*x = Crl{}
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Crl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Crl) ProtoMessage() {}
+
+func (x *Crl) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_ca_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Crl.ProtoReflect.Descriptor instead.
+func (*Crl) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_ca_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Crl) GetCaCertificate() string {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return ""
+}
+
+func (x *Crl) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *Crl) GetCrlNumber() string {
+	if x != nil {
+		return x.CrlNumber
+	}
+	return ""
+}
+
+func (x *Crl) GetThisUpdate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ThisUpdate
+	}
+	return nil
+}
+
+func (x *Crl) GetNextUpdate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextUpdate
+	}
+	return nil
+}
+
+func (x *Crl) GetRevokedCount() int32 {
+	if x != nil {
+		return x.RevokedCount
+	}
+	return 0
+}
+
+func (x *Crl) GetAddedCount() int32 {
+	if x != nil {
+		return x.AddedCount
+	}
+	return 0
+}
+
+func (x *Crl) GetUploadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UploadTime
+	}
+	return nil
+}
+
 var File_zerotouch_v1_ca_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_ca_proto_rawDesc = "" +
@@ -617,14 +879,39 @@ const file_zerotouch_v1_ca_proto_rawDesc = "" +
 	"\x1aVerifyCaCertificateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12\x12\n" +
-	"\x04etag\x18\x03 \x01(\tR\x04etag2\xec\x06\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"X\n" +
+	"\x10UploadCrlRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\acrl_pem\x18\x02 \x01(\tR\x06crlPem\x12\x17\n" +
+	"\acrl_der\x18\x03 \x01(\fR\x06crlDer\"#\n" +
+	"\rGetCrlRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"&\n" +
+	"\x10DeleteCrlRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xe0\x02\n" +
+	"\x03Crl\x12%\n" +
+	"\x0eca_certificate\x18\x01 \x01(\tR\rcaCertificate\x12\x16\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12\x1d\n" +
+	"\n" +
+	"crl_number\x18\x03 \x01(\tR\tcrlNumber\x12;\n" +
+	"\vthis_update\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"thisUpdate\x12;\n" +
+	"\vnext_update\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"nextUpdate\x12#\n" +
+	"\rrevoked_count\x18\x06 \x01(\x05R\frevokedCount\x12\x1f\n" +
+	"\vadded_count\x18\a \x01(\x05R\n" +
+	"addedCount\x12;\n" +
+	"\vupload_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"uploadTime2\xa9\t\n" +
 	"\x1bCertificateAuthorityService\x12\x88\x01\n" +
 	"\x13CreateCaCertificate\x12(.zerotouch.v1.CreateCaCertificateRequest\x1a\x1b.zerotouch.v1.CaCertificate\"*\x82\xd3\xe4\x93\x02$:\x0eca_certificate\"\x12/v1/caCertificates\x12y\n" +
 	"\x10GetCaCertificate\x12%.zerotouch.v1.GetCaCertificateRequest\x1a\x1b.zerotouch.v1.CaCertificate\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/caCertificates/{name}\x12\x83\x01\n" +
 	"\x12ListCaCertificates\x12'.zerotouch.v1.ListCaCertificatesRequest\x1a(.zerotouch.v1.ListCaCertificatesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/caCertificates\x12z\n" +
 	"\x13DeleteCaCertificate\x12(.zerotouch.v1.DeleteCaCertificateRequest\x1a\x16.google.protobuf.Empty\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/caCertificates/{name}\x12\xb8\x01\n" +
 	"\x18GenerateVerificationCode\x12-.zerotouch.v1.GenerateVerificationCodeRequest\x1a..zerotouch.v1.GenerateVerificationCodeResponse\"=\x82\xd3\xe4\x93\x027:\x01*\"2/v1/caCertificates/{name}:generateVerificationCode\x12\x89\x01\n" +
-	"\x13VerifyCaCertificate\x12(.zerotouch.v1.VerifyCaCertificateRequest\x1a\x1b.zerotouch.v1.CaCertificate\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/caCertificates/{name}:verifyB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
+	"\x13VerifyCaCertificate\x12(.zerotouch.v1.VerifyCaCertificateRequest\x1a\x1b.zerotouch.v1.CaCertificate\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/caCertificates/{name}:verify\x12n\n" +
+	"\tUploadCrl\x12\x1e.zerotouch.v1.UploadCrlRequest\x1a\x11.zerotouch.v1.Crl\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/caCertificates/{name}:uploadCrl\x12_\n" +
+	"\x06GetCrl\x12\x1b.zerotouch.v1.GetCrlRequest\x1a\x11.zerotouch.v1.Crl\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/caCertificates/{name}/crl\x12j\n" +
+	"\tDeleteCrl\x12\x1e.zerotouch.v1.DeleteCrlRequest\x1a\x16.google.protobuf.Empty\"%\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/caCertificates/{name}/crlB?Z=github.com/zerotouch/zerotouch/proto/zerotouch/v1;zerotouchv1b\x06proto3"
 
 var (
 	file_zerotouch_v1_ca_proto_rawDescOnce sync.Once
@@ -638,7 +925,7 @@ func file_zerotouch_v1_ca_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_ca_proto_rawDescData
 }
 
-var file_zerotouch_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_zerotouch_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_zerotouch_v1_ca_proto_goTypes = []any{
 	(*CaCertificate)(nil),                    // 0: zerotouch.v1.CaCertificate
 	(*CreateCaCertificateRequest)(nil),       // 1: zerotouch.v1.CreateCaCertificateRequest
@@ -649,35 +936,48 @@ var file_zerotouch_v1_ca_proto_goTypes = []any{
 	(*GenerateVerificationCodeRequest)(nil),  // 6: zerotouch.v1.GenerateVerificationCodeRequest
 	(*GenerateVerificationCodeResponse)(nil), // 7: zerotouch.v1.GenerateVerificationCodeResponse
 	(*VerifyCaCertificateRequest)(nil),       // 8: zerotouch.v1.VerifyCaCertificateRequest
-	(*timestamppb.Timestamp)(nil),            // 9: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),                    // 10: google.protobuf.Empty
+	(*UploadCrlRequest)(nil),                 // 9: zerotouch.v1.UploadCrlRequest
+	(*GetCrlRequest)(nil),                    // 10: zerotouch.v1.GetCrlRequest
+	(*DeleteCrlRequest)(nil),                 // 11: zerotouch.v1.DeleteCrlRequest
+	(*Crl)(nil),                              // 12: zerotouch.v1.Crl
+	(*timestamppb.Timestamp)(nil),            // 13: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),                    // 14: google.protobuf.Empty
 }
 var file_zerotouch_v1_ca_proto_depIdxs = []int32{
-	9,  // 0: zerotouch.v1.CaCertificate.not_before:type_name -> google.protobuf.Timestamp
-	9,  // 1: zerotouch.v1.CaCertificate.not_after:type_name -> google.protobuf.Timestamp
-	9,  // 2: zerotouch.v1.CaCertificate.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 3: zerotouch.v1.CaCertificate.update_time:type_name -> google.protobuf.Timestamp
+	13, // 0: zerotouch.v1.CaCertificate.not_before:type_name -> google.protobuf.Timestamp
+	13, // 1: zerotouch.v1.CaCertificate.not_after:type_name -> google.protobuf.Timestamp
+	13, // 2: zerotouch.v1.CaCertificate.create_time:type_name -> google.protobuf.Timestamp
+	13, // 3: zerotouch.v1.CaCertificate.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 4: zerotouch.v1.CreateCaCertificateRequest.ca_certificate:type_name -> zerotouch.v1.CaCertificate
 	0,  // 5: zerotouch.v1.ListCaCertificatesResponse.ca_certificates:type_name -> zerotouch.v1.CaCertificate
-	9,  // 6: zerotouch.v1.GenerateVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 6: zerotouch.v1.GenerateVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: zerotouch.v1.GenerateVerificationCodeResponse.ca_certificate:type_name -> zerotouch.v1.CaCertificate
-	1,  // 8: zerotouch.v1.CertificateAuthorityService.CreateCaCertificate:input_type -> zerotouch.v1.CreateCaCertificateRequest
-	2,  // 9: zerotouch.v1.CertificateAuthorityService.GetCaCertificate:input_type -> zerotouch.v1.GetCaCertificateRequest
-	3,  // 10: zerotouch.v1.CertificateAuthorityService.ListCaCertificates:input_type -> zerotouch.v1.ListCaCertificatesRequest
-	5,  // 11: zerotouch.v1.CertificateAuthorityService.DeleteCaCertificate:input_type -> zerotouch.v1.DeleteCaCertificateRequest
-	6,  // 12: zerotouch.v1.CertificateAuthorityService.GenerateVerificationCode:input_type -> zerotouch.v1.GenerateVerificationCodeRequest
-	8,  // 13: zerotouch.v1.CertificateAuthorityService.VerifyCaCertificate:input_type -> zerotouch.v1.VerifyCaCertificateRequest
-	0,  // 14: zerotouch.v1.CertificateAuthorityService.CreateCaCertificate:output_type -> zerotouch.v1.CaCertificate
-	0,  // 15: zerotouch.v1.CertificateAuthorityService.GetCaCertificate:output_type -> zerotouch.v1.CaCertificate
-	4,  // 16: zerotouch.v1.CertificateAuthorityService.ListCaCertificates:output_type -> zerotouch.v1.ListCaCertificatesResponse
-	10, // 17: zerotouch.v1.CertificateAuthorityService.DeleteCaCertificate:output_type -> google.protobuf.Empty
-	7,  // 18: zerotouch.v1.CertificateAuthorityService.GenerateVerificationCode:output_type -> zerotouch.v1.GenerateVerificationCodeResponse
-	0,  // 19: zerotouch.v1.CertificateAuthorityService.VerifyCaCertificate:output_type -> zerotouch.v1.CaCertificate
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	13, // 8: zerotouch.v1.Crl.this_update:type_name -> google.protobuf.Timestamp
+	13, // 9: zerotouch.v1.Crl.next_update:type_name -> google.protobuf.Timestamp
+	13, // 10: zerotouch.v1.Crl.upload_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: zerotouch.v1.CertificateAuthorityService.CreateCaCertificate:input_type -> zerotouch.v1.CreateCaCertificateRequest
+	2,  // 12: zerotouch.v1.CertificateAuthorityService.GetCaCertificate:input_type -> zerotouch.v1.GetCaCertificateRequest
+	3,  // 13: zerotouch.v1.CertificateAuthorityService.ListCaCertificates:input_type -> zerotouch.v1.ListCaCertificatesRequest
+	5,  // 14: zerotouch.v1.CertificateAuthorityService.DeleteCaCertificate:input_type -> zerotouch.v1.DeleteCaCertificateRequest
+	6,  // 15: zerotouch.v1.CertificateAuthorityService.GenerateVerificationCode:input_type -> zerotouch.v1.GenerateVerificationCodeRequest
+	8,  // 16: zerotouch.v1.CertificateAuthorityService.VerifyCaCertificate:input_type -> zerotouch.v1.VerifyCaCertificateRequest
+	9,  // 17: zerotouch.v1.CertificateAuthorityService.UploadCrl:input_type -> zerotouch.v1.UploadCrlRequest
+	10, // 18: zerotouch.v1.CertificateAuthorityService.GetCrl:input_type -> zerotouch.v1.GetCrlRequest
+	11, // 19: zerotouch.v1.CertificateAuthorityService.DeleteCrl:input_type -> zerotouch.v1.DeleteCrlRequest
+	0,  // 20: zerotouch.v1.CertificateAuthorityService.CreateCaCertificate:output_type -> zerotouch.v1.CaCertificate
+	0,  // 21: zerotouch.v1.CertificateAuthorityService.GetCaCertificate:output_type -> zerotouch.v1.CaCertificate
+	4,  // 22: zerotouch.v1.CertificateAuthorityService.ListCaCertificates:output_type -> zerotouch.v1.ListCaCertificatesResponse
+	14, // 23: zerotouch.v1.CertificateAuthorityService.DeleteCaCertificate:output_type -> google.protobuf.Empty
+	7,  // 24: zerotouch.v1.CertificateAuthorityService.GenerateVerificationCode:output_type -> zerotouch.v1.GenerateVerificationCodeResponse
+	0,  // 25: zerotouch.v1.CertificateAuthorityService.VerifyCaCertificate:output_type -> zerotouch.v1.CaCertificate
+	12, // 26: zerotouch.v1.CertificateAuthorityService.UploadCrl:output_type -> zerotouch.v1.Crl
+	12, // 27: zerotouch.v1.CertificateAuthorityService.GetCrl:output_type -> zerotouch.v1.Crl
+	14, // 28: zerotouch.v1.CertificateAuthorityService.DeleteCrl:output_type -> google.protobuf.Empty
+	20, // [20:29] is the sub-list for method output_type
+	11, // [11:20] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_ca_proto_init() }
@@ -691,7 +991,7 @@ func file_zerotouch_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_ca_proto_rawDesc), len(file_zerotouch_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

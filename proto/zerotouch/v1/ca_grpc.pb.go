@@ -26,6 +26,9 @@ const (
 	CertificateAuthorityService_DeleteCaCertificate_FullMethodName      = "/zerotouch.v1.CertificateAuthorityService/DeleteCaCertificate"
 	CertificateAuthorityService_GenerateVerificationCode_FullMethodName = "/zerotouch.v1.CertificateAuthorityService/GenerateVerificationCode"
 	CertificateAuthorityService_VerifyCaCertificate_FullMethodName      = "/zerotouch.v1.CertificateAuthorityService/VerifyCaCertificate"
+	CertificateAuthorityService_UploadCrl_FullMethodName                = "/zerotouch.v1.CertificateAuthorityService/UploadCrl"
+	CertificateAuthorityService_GetCrl_FullMethodName                   = "/zerotouch.v1.CertificateAuthorityService/GetCrl"
+	CertificateAuthorityService_DeleteCrl_FullMethodName                = "/zerotouch.v1.CertificateAuthorityService/DeleteCrl"
 )
 
 // CertificateAuthorityServiceClient is the client API for CertificateAuthorityService service.
@@ -47,6 +50,20 @@ type CertificateAuthorityServiceClient interface {
 	GenerateVerificationCode(ctx context.Context, in *GenerateVerificationCodeRequest, opts ...grpc.CallOption) (*GenerateVerificationCodeResponse, error)
 	// VerifyCaCertificate checks the proof of possession and marks the CA verified.
 	VerifyCaCertificate(ctx context.Context, in *VerifyCaCertificateRequest, opts ...grpc.CallOption) (*CaCertificate, error)
+	// UploadCrl keeps a certificate revocation list the CA signed (ADR 23):
+	// the enrollment groups' devices whose chain holds a certificate it
+	// lists are refused with CERTIFICATE_REVOKED on every replica within a
+	// second, and those already registered are disabled (their hubs get a
+	// disabled event with reason CERTIFICATE_REVOKED) in the background. It
+	// replaces the CA's previous CRL, which it must not be older than. The
+	// request is bounded by the API's message size (2 MiB over gRPC, 4 MiB
+	// over REST); larger CRLs belong at a distribution point.
+	UploadCrl(ctx context.Context, in *UploadCrlRequest, opts ...grpc.CallOption) (*Crl, error)
+	// GetCrl describes the CRL uploaded for a CA (NOT_FOUND if none).
+	GetCrl(ctx context.Context, in *GetCrlRequest, opts ...grpc.CallOption) (*Crl, error)
+	// DeleteCrl removes the CRL uploaded for a CA; registrations it disabled
+	// stay disabled.
+	DeleteCrl(ctx context.Context, in *DeleteCrlRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
 
 type certificateAuthorityServiceClient struct {
@@ -117,6 +134,36 @@ func (c *certificateAuthorityServiceClient) VerifyCaCertificate(ctx context.Cont
 	return out, nil
 }
 
+func (c *certificateAuthorityServiceClient) UploadCrl(ctx context.Context, in *UploadCrlRequest, opts ...grpc.CallOption) (*Crl, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Crl)
+	err := c.cc.Invoke(ctx, CertificateAuthorityService_UploadCrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateAuthorityServiceClient) GetCrl(ctx context.Context, in *GetCrlRequest, opts ...grpc.CallOption) (*Crl, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Crl)
+	err := c.cc.Invoke(ctx, CertificateAuthorityService_GetCrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateAuthorityServiceClient) DeleteCrl(ctx context.Context, in *DeleteCrlRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, CertificateAuthorityService_DeleteCrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CertificateAuthorityServiceServer is the server API for CertificateAuthorityService service.
 // All implementations must embed UnimplementedCertificateAuthorityServiceServer
 // for forward compatibility.
@@ -136,6 +183,20 @@ type CertificateAuthorityServiceServer interface {
 	GenerateVerificationCode(context.Context, *GenerateVerificationCodeRequest) (*GenerateVerificationCodeResponse, error)
 	// VerifyCaCertificate checks the proof of possession and marks the CA verified.
 	VerifyCaCertificate(context.Context, *VerifyCaCertificateRequest) (*CaCertificate, error)
+	// UploadCrl keeps a certificate revocation list the CA signed (ADR 23):
+	// the enrollment groups' devices whose chain holds a certificate it
+	// lists are refused with CERTIFICATE_REVOKED on every replica within a
+	// second, and those already registered are disabled (their hubs get a
+	// disabled event with reason CERTIFICATE_REVOKED) in the background. It
+	// replaces the CA's previous CRL, which it must not be older than. The
+	// request is bounded by the API's message size (2 MiB over gRPC, 4 MiB
+	// over REST); larger CRLs belong at a distribution point.
+	UploadCrl(context.Context, *UploadCrlRequest) (*Crl, error)
+	// GetCrl describes the CRL uploaded for a CA (NOT_FOUND if none).
+	GetCrl(context.Context, *GetCrlRequest) (*Crl, error)
+	// DeleteCrl removes the CRL uploaded for a CA; registrations it disabled
+	// stay disabled.
+	DeleteCrl(context.Context, *DeleteCrlRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedCertificateAuthorityServiceServer()
 }
 
@@ -163,6 +224,15 @@ func (UnimplementedCertificateAuthorityServiceServer) GenerateVerificationCode(c
 }
 func (UnimplementedCertificateAuthorityServiceServer) VerifyCaCertificate(context.Context, *VerifyCaCertificateRequest) (*CaCertificate, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyCaCertificate not implemented")
+}
+func (UnimplementedCertificateAuthorityServiceServer) UploadCrl(context.Context, *UploadCrlRequest) (*Crl, error) {
+	return nil, status.Error(codes.Unimplemented, "method UploadCrl not implemented")
+}
+func (UnimplementedCertificateAuthorityServiceServer) GetCrl(context.Context, *GetCrlRequest) (*Crl, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCrl not implemented")
+}
+func (UnimplementedCertificateAuthorityServiceServer) DeleteCrl(context.Context, *DeleteCrlRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteCrl not implemented")
 }
 func (UnimplementedCertificateAuthorityServiceServer) mustEmbedUnimplementedCertificateAuthorityServiceServer() {
 }
@@ -294,6 +364,60 @@ func _CertificateAuthorityService_VerifyCaCertificate_Handler(srv interface{}, c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CertificateAuthorityService_UploadCrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UploadCrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateAuthorityServiceServer).UploadCrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateAuthorityService_UploadCrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateAuthorityServiceServer).UploadCrl(ctx, req.(*UploadCrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateAuthorityService_GetCrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateAuthorityServiceServer).GetCrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateAuthorityService_GetCrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateAuthorityServiceServer).GetCrl(ctx, req.(*GetCrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateAuthorityService_DeleteCrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateAuthorityServiceServer).DeleteCrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateAuthorityService_DeleteCrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateAuthorityServiceServer).DeleteCrl(ctx, req.(*DeleteCrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CertificateAuthorityService_ServiceDesc is the grpc.ServiceDesc for CertificateAuthorityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -324,6 +448,18 @@ var CertificateAuthorityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyCaCertificate",
 			Handler:    _CertificateAuthorityService_VerifyCaCertificate_Handler,
+		},
+		{
+			MethodName: "UploadCrl",
+			Handler:    _CertificateAuthorityService_UploadCrl_Handler,
+		},
+		{
+			MethodName: "GetCrl",
+			Handler:    _CertificateAuthorityService_GetCrl_Handler,
+		},
+		{
+			MethodName: "DeleteCrl",
+			Handler:    _CertificateAuthorityService_DeleteCrl_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -183,7 +183,10 @@ type CompleteTpmAttestationRequest struct {
 	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
 	ChallengeId    string                 `protobuf:"bytes,2,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
 	// What ActivateCredential returned.
-	Secret        []byte `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	Secret []byte `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	// A PKCS#10 certificate request (DER) for the bound key: the issued
+	// certificate then provably lives in the TPM.
+	Csr           []byte `protobuf:"bytes,4,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,13 +242,26 @@ func (x *CompleteTpmAttestationRequest) GetSecret() []byte {
 	return nil
 }
 
+func (x *CompleteTpmAttestationRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The registration ID. For X.509 it must equal the leaf certificate's
 	// subject CN (compared case-insensitively).
 	RegistrationId string `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A PKCS#10 certificate request (DER) for an operational certificate
+	// under the enrollment's credential policy: CN = the registration ID.
+	// The answer's registration carries issued_certificate_chain. A device
+	// that authenticates with a certificate Zerotouch issued it and sends a
+	// CSR renews that certificate.
+	Csr           []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterRequest) Reset() {
@@ -283,6 +299,13 @@ func (x *RegisterRequest) GetRegistrationId() string {
 		return x.RegistrationId
 	}
 	return ""
+}
+
+func (x *RegisterRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
 }
 
 type RegisterResponse struct {
@@ -345,13 +368,15 @@ const file_zerotouch_v1_device_proto_rawDesc = "" +
 	"\x0fcredential_blob\x18\x03 \x01(\fR\x0ecredentialBlob\x12)\n" +
 	"\x10encrypted_secret\x18\x04 \x01(\fR\x0fencryptedSecret\x12;\n" +
 	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\x83\x01\n" +
+	"expireTime\"\x95\x01\n" +
 	"\x1dCompleteTpmAttestationRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12!\n" +
 	"\fchallenge_id\x18\x02 \x01(\tR\vchallengeId\x12\x16\n" +
-	"\x06secret\x18\x03 \x01(\fR\x06secret\":\n" +
+	"\x06secret\x18\x03 \x01(\fR\x06secret\x12\x10\n" +
+	"\x03csr\x18\x04 \x01(\fR\x03csr\"L\n" +
 	"\x0fRegisterRequest\x12'\n" +
-	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"R\n" +
+	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x10\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\"R\n" +
 	"\x10RegisterResponse\x12>\n" +
 	"\fregistration\x18\x01 \x01(\v2\x1a.zerotouch.v1.RegistrationR\fregistration2\x8f\x04\n" +
 	"\x19DeviceRegistrationService\x12\x87\x01\n" +

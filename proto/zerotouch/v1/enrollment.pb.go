@@ -25,6 +25,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RevocationCheck says what a certificate whose revocation status cannot
+// be learnt (its CRLs stale or unreachable, its responder silent) gets.
+type RevocationCheck int32
+
+const (
+	// REQUIRED.
+	RevocationCheck_REVOCATION_CHECK_UNSPECIFIED RevocationCheck = 0
+	// Refused with REVOCATION_UNKNOWN: fail closed. A certificate with no
+	// source at all (no uploaded CRL for its issuer, no distribution point,
+	// no responder) has nothing to check and passes.
+	RevocationCheck_REVOCATION_CHECK_REQUIRED RevocationCheck = 1
+	// Admitted (and logged): fail open.
+	RevocationCheck_REVOCATION_CHECK_BEST_EFFORT RevocationCheck = 2
+	// Nothing is checked.
+	RevocationCheck_REVOCATION_CHECK_OFF RevocationCheck = 3
+)
+
+// Enum value maps for RevocationCheck.
+var (
+	RevocationCheck_name = map[int32]string{
+		0: "REVOCATION_CHECK_UNSPECIFIED",
+		1: "REVOCATION_CHECK_REQUIRED",
+		2: "REVOCATION_CHECK_BEST_EFFORT",
+		3: "REVOCATION_CHECK_OFF",
+	}
+	RevocationCheck_value = map[string]int32{
+		"REVOCATION_CHECK_UNSPECIFIED": 0,
+		"REVOCATION_CHECK_REQUIRED":    1,
+		"REVOCATION_CHECK_BEST_EFFORT": 2,
+		"REVOCATION_CHECK_OFF":         3,
+	}
+)
+
+func (x RevocationCheck) Enum() *RevocationCheck {
+	p := new(RevocationCheck)
+	*p = x
+	return p
+}
+
+func (x RevocationCheck) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RevocationCheck) Descriptor() protoreflect.EnumDescriptor {
+	return file_zerotouch_v1_enrollment_proto_enumTypes[0].Descriptor()
+}
+
+func (RevocationCheck) Type() protoreflect.EnumType {
+	return &file_zerotouch_v1_enrollment_proto_enumTypes[0]
+}
+
+func (x RevocationCheck) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RevocationCheck.Descriptor instead.
+func (RevocationCheck) EnumDescriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{0}
+}
+
 // EnrollmentGroup admits every device whose certificate chain leads to its
 // CA certificate: X.509 devices by their certificate chain, or TPM devices
 // by their EK certificate chain to a TPM vendor CA. At most one group per
@@ -71,7 +131,14 @@ type EnrollmentGroup struct {
 	// of this enrollment may take over (ADR 17). Naming a group it did not
 	// name before needs REGISTRATION_STATUS_WRITE as well as
 	// ENROLLMENT_WRITE. DPS service API: reprovisionPolicy.adoptFromGroups.
-	AdoptFrom     []string `protobuf:"bytes,15,rep,name=adopt_from,json=adoptFrom,proto3" json:"adopt_from,omitempty"`
+	AdoptFrom []string `protobuf:"bytes,15,rep,name=adopt_from,json=adoptFrom,proto3" json:"adopt_from,omitempty"`
+	// The credential policy under which the group's devices are issued
+	// certificates from a CSR (ADR 22); empty issues none. DPS service API:
+	// credentialPolicyName.
+	CredentialPolicy string `protobuf:"bytes,16,opt,name=credential_policy,json=credentialPolicy,proto3" json:"credential_policy,omitempty"`
+	// How an X.509 group checks its devices' certificates against CRLs and
+	// OCSP (ADR 23; docs/certificates.md). Unset: REQUIRED, without OCSP.
+	Revocation    *RevocationPolicy `protobuf:"bytes,17,opt,name=revocation,proto3" json:"revocation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -211,6 +278,81 @@ func (x *EnrollmentGroup) GetAdoptFrom() []string {
 	return nil
 }
 
+func (x *EnrollmentGroup) GetCredentialPolicy() string {
+	if x != nil {
+		return x.CredentialPolicy
+	}
+	return ""
+}
+
+func (x *EnrollmentGroup) GetRevocation() *RevocationPolicy {
+	if x != nil {
+		return x.Revocation
+	}
+	return nil
+}
+
+// RevocationPolicy says how an X.509 group checks the certificates of its
+// devices' chains below its CA: against the CRL uploaded for each one's
+// issuer (CertificateAuthorityService.UploadCrl), the CRLs at its
+// distribution points (HTTP/HTTPS, fetched and refreshed before their
+// nextUpdate) and, with ocsp, its OCSP responder. A listed certificate is
+// refused with CERTIFICATE_REVOKED whatever the check.
+type RevocationPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Check RevocationCheck        `protobuf:"varint,1,opt,name=check,proto3,enum=zerotouch.v1.RevocationCheck" json:"check,omitempty"`
+	// Also ask the OCSP responder in each certificate's authority
+	// information access (when it names one); a current "good" answer
+	// suffices when the CRLs are stale or unreachable.
+	Ocsp          bool `protobuf:"varint,2,opt,name=ocsp,proto3" json:"ocsp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationPolicy) Reset() {
+	*x = RevocationPolicy{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationPolicy) ProtoMessage() {}
+
+func (x *RevocationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationPolicy.ProtoReflect.Descriptor instead.
+func (*RevocationPolicy) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RevocationPolicy) GetCheck() RevocationCheck {
+	if x != nil {
+		return x.Check
+	}
+	return RevocationCheck_REVOCATION_CHECK_UNSPECIFIED
+}
+
+func (x *RevocationPolicy) GetOcsp() bool {
+	if x != nil {
+		return x.Ocsp
+	}
+	return false
+}
+
 type CreateEnrollmentGroupRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	EnrollmentGroup *EnrollmentGroup       `protobuf:"bytes,1,opt,name=enrollment_group,json=enrollmentGroup,proto3" json:"enrollment_group,omitempty"`
@@ -220,7 +362,7 @@ type CreateEnrollmentGroupRequest struct {
 
 func (x *CreateEnrollmentGroupRequest) Reset() {
 	*x = CreateEnrollmentGroupRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +374,7 @@ func (x *CreateEnrollmentGroupRequest) String() string {
 func (*CreateEnrollmentGroupRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[1]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +387,7 @@ func (x *CreateEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentGroupRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{1}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateEnrollmentGroupRequest) GetEnrollmentGroup() *EnrollmentGroup {
@@ -264,7 +406,7 @@ type GetEnrollmentGroupRequest struct {
 
 func (x *GetEnrollmentGroupRequest) Reset() {
 	*x = GetEnrollmentGroupRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +418,7 @@ func (x *GetEnrollmentGroupRequest) String() string {
 func (*GetEnrollmentGroupRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[2]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +431,7 @@ func (x *GetEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentGroupRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{2}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetEnrollmentGroupRequest) GetId() string {
@@ -309,7 +451,7 @@ type ListEnrollmentGroupsRequest struct {
 
 func (x *ListEnrollmentGroupsRequest) Reset() {
 	*x = ListEnrollmentGroupsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +463,7 @@ func (x *ListEnrollmentGroupsRequest) String() string {
 func (*ListEnrollmentGroupsRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +476,7 @@ func (x *ListEnrollmentGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{3}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListEnrollmentGroupsRequest) GetPageSize() int32 {
@@ -361,7 +503,7 @@ type ListEnrollmentGroupsResponse struct {
 
 func (x *ListEnrollmentGroupsResponse) Reset() {
 	*x = ListEnrollmentGroupsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +515,7 @@ func (x *ListEnrollmentGroupsResponse) String() string {
 func (*ListEnrollmentGroupsResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +528,7 @@ func (x *ListEnrollmentGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{4}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListEnrollmentGroupsResponse) GetEnrollmentGroups() []*EnrollmentGroup {
@@ -409,7 +551,8 @@ type UpdateEnrollmentGroupRequest struct {
 	EnrollmentGroup *EnrollmentGroup `protobuf:"bytes,1,opt,name=enrollment_group,json=enrollmentGroup,proto3" json:"enrollment_group,omitempty"`
 	// Paths among "provisioning_status", "allocation", "tpm_ek_allow_list",
 	// "disable_device_sas", "reprovision_policy", "initial_twin", "iot_edge",
-	// "adopt_from". "allocation" replaces the whole allocation.
+	// "adopt_from", "credential_policy", "revocation". "allocation" and
+	// "revocation" replace the whole message.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -417,7 +560,7 @@ type UpdateEnrollmentGroupRequest struct {
 
 func (x *UpdateEnrollmentGroupRequest) Reset() {
 	*x = UpdateEnrollmentGroupRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +572,7 @@ func (x *UpdateEnrollmentGroupRequest) String() string {
 func (*UpdateEnrollmentGroupRequest) ProtoMessage() {}
 
 func (x *UpdateEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +585,7 @@ func (x *UpdateEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEnrollmentGroupRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEnrollmentGroupRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{5}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateEnrollmentGroupRequest) GetEnrollmentGroup() *EnrollmentGroup {
@@ -469,7 +612,7 @@ type DeleteEnrollmentGroupRequest struct {
 
 func (x *DeleteEnrollmentGroupRequest) Reset() {
 	*x = DeleteEnrollmentGroupRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +624,7 @@ func (x *DeleteEnrollmentGroupRequest) String() string {
 func (*DeleteEnrollmentGroupRequest) ProtoMessage() {}
 
 func (x *DeleteEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +637,7 @@ func (x *DeleteEnrollmentGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEnrollmentGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEnrollmentGroupRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{6}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteEnrollmentGroupRequest) GetId() string {
@@ -564,14 +707,18 @@ type Enrollment struct {
 	// of this enrollment may take over (ADR 17). Naming a group it did not
 	// name before needs REGISTRATION_STATUS_WRITE as well as
 	// ENROLLMENT_WRITE. DPS service API: reprovisionPolicy.adoptFromGroups.
-	AdoptFrom     []string `protobuf:"bytes,17,rep,name=adopt_from,json=adoptFrom,proto3" json:"adopt_from,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AdoptFrom []string `protobuf:"bytes,17,rep,name=adopt_from,json=adoptFrom,proto3" json:"adopt_from,omitempty"`
+	// The credential policy under which the device is issued certificates
+	// from a CSR (ADR 22); empty issues none. DPS service API:
+	// credentialPolicyName.
+	CredentialPolicy string `protobuf:"bytes,18,opt,name=credential_policy,json=credentialPolicy,proto3" json:"credential_policy,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[7]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +730,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[7]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +743,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{7}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Enrollment) GetRegistrationId() string {
@@ -718,6 +865,13 @@ func (x *Enrollment) GetAdoptFrom() []string {
 	return nil
 }
 
+func (x *Enrollment) GetCredentialPolicy() string {
+	if x != nil {
+		return x.CredentialPolicy
+	}
+	return ""
+}
+
 // SymmetricKeyAttestation holds a symmetric-key enrollment's keys: 16-64
 // bytes each (base64 in JSON); left empty on create, 32 random bytes are
 // generated. Keys are returned by create only; they are stored sealed.
@@ -732,7 +886,7 @@ type SymmetricKeyAttestation struct {
 
 func (x *SymmetricKeyAttestation) Reset() {
 	*x = SymmetricKeyAttestation{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +898,7 @@ func (x *SymmetricKeyAttestation) String() string {
 func (*SymmetricKeyAttestation) ProtoMessage() {}
 
 func (x *SymmetricKeyAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[8]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +911,7 @@ func (x *SymmetricKeyAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymmetricKeyAttestation.ProtoReflect.Descriptor instead.
 func (*SymmetricKeyAttestation) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{8}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SymmetricKeyAttestation) GetPrimaryKey() []byte {
@@ -787,7 +941,7 @@ type TpmAttestation struct {
 
 func (x *TpmAttestation) Reset() {
 	*x = TpmAttestation{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +953,7 @@ func (x *TpmAttestation) String() string {
 func (*TpmAttestation) ProtoMessage() {}
 
 func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[9]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +966,7 @@ func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
 func (*TpmAttestation) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{9}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TpmAttestation) GetEndorsementKey() []byte {
@@ -838,7 +992,7 @@ type CreateEnrollmentRequest struct {
 
 func (x *CreateEnrollmentRequest) Reset() {
 	*x = CreateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1004,7 @@ func (x *CreateEnrollmentRequest) String() string {
 func (*CreateEnrollmentRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[10]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1017,7 @@ func (x *CreateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{10}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -889,7 +1043,7 @@ type BatchCreateEnrollmentsRequest struct {
 
 func (x *BatchCreateEnrollmentsRequest) Reset() {
 	*x = BatchCreateEnrollmentsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1055,7 @@ func (x *BatchCreateEnrollmentsRequest) String() string {
 func (*BatchCreateEnrollmentsRequest) ProtoMessage() {}
 
 func (x *BatchCreateEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[11]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1068,7 @@ func (x *BatchCreateEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCreateEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*BatchCreateEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{11}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchCreateEnrollmentsRequest) GetEnrollments() []*Enrollment {
@@ -943,7 +1097,7 @@ type BatchCreateEnrollmentsResponse struct {
 
 func (x *BatchCreateEnrollmentsResponse) Reset() {
 	*x = BatchCreateEnrollmentsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1109,7 @@ func (x *BatchCreateEnrollmentsResponse) String() string {
 func (*BatchCreateEnrollmentsResponse) ProtoMessage() {}
 
 func (x *BatchCreateEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[12]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1122,7 @@ func (x *BatchCreateEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCreateEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*BatchCreateEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{12}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchCreateEnrollmentsResponse) GetResults() []*BatchCreateEnrollmentsResult {
@@ -1004,7 +1158,7 @@ type BatchCreateEnrollmentsResult struct {
 
 func (x *BatchCreateEnrollmentsResult) Reset() {
 	*x = BatchCreateEnrollmentsResult{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1170,7 @@ func (x *BatchCreateEnrollmentsResult) String() string {
 func (*BatchCreateEnrollmentsResult) ProtoMessage() {}
 
 func (x *BatchCreateEnrollmentsResult) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[13]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1183,7 @@ func (x *BatchCreateEnrollmentsResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCreateEnrollmentsResult.ProtoReflect.Descriptor instead.
 func (*BatchCreateEnrollmentsResult) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{13}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BatchCreateEnrollmentsResult) GetEnrollment() *Enrollment {
@@ -1060,7 +1214,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1226,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[14]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1239,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{14}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -1118,7 +1272,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1284,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[15]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1297,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{15}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetEnrollmentRequest) GetRegistrationId() string {
@@ -1163,7 +1317,7 @@ type ListEnrollmentsRequest struct {
 
 func (x *ListEnrollmentsRequest) Reset() {
 	*x = ListEnrollmentsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1329,7 @@ func (x *ListEnrollmentsRequest) String() string {
 func (*ListEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1342,7 @@ func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{16}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListEnrollmentsRequest) GetPageSize() int32 {
@@ -1215,7 +1369,7 @@ type ListEnrollmentsResponse struct {
 
 func (x *ListEnrollmentsResponse) Reset() {
 	*x = ListEnrollmentsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1381,7 @@ func (x *ListEnrollmentsResponse) String() string {
 func (*ListEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1394,7 @@ func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{17}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListEnrollmentsResponse) GetEnrollments() []*Enrollment {
@@ -1262,7 +1416,8 @@ type UpdateEnrollmentRequest struct {
 	Enrollment *Enrollment            `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
 	// Paths among "provisioning_status", "allocation", "device_id",
 	// "disable_device_sas", "reprovision_policy", "initial_twin", "iot_edge",
-	// "adopt_from". "allocation" replaces the whole allocation.
+	// "adopt_from", "credential_policy". "allocation" replaces the whole
+	// allocation.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1270,7 +1425,7 @@ type UpdateEnrollmentRequest struct {
 
 func (x *UpdateEnrollmentRequest) Reset() {
 	*x = UpdateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1437,7 @@ func (x *UpdateEnrollmentRequest) String() string {
 func (*UpdateEnrollmentRequest) ProtoMessage() {}
 
 func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1450,7 @@ func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{18}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -1322,7 +1477,7 @@ type DeleteEnrollmentRequest struct {
 
 func (x *DeleteEnrollmentRequest) Reset() {
 	*x = DeleteEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1489,7 @@ func (x *DeleteEnrollmentRequest) String() string {
 func (*DeleteEnrollmentRequest) ProtoMessage() {}
 
 func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1502,7 @@ func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{19}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteEnrollmentRequest) GetRegistrationId() string {
@@ -1373,7 +1528,7 @@ type GetWebhookSecretRequest struct {
 
 func (x *GetWebhookSecretRequest) Reset() {
 	*x = GetWebhookSecretRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1540,7 @@ func (x *GetWebhookSecretRequest) String() string {
 func (*GetWebhookSecretRequest) ProtoMessage() {}
 
 func (x *GetWebhookSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1553,7 @@ func (x *GetWebhookSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWebhookSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetWebhookSecretRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{20}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetWebhookSecretRequest) GetUrl() string {
@@ -1418,7 +1573,7 @@ type WebhookSecret struct {
 
 func (x *WebhookSecret) Reset() {
 	*x = WebhookSecret{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1585,7 @@ func (x *WebhookSecret) String() string {
 func (*WebhookSecret) ProtoMessage() {}
 
 func (x *WebhookSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1598,7 @@ func (x *WebhookSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookSecret.ProtoReflect.Descriptor instead.
 func (*WebhookSecret) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{21}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WebhookSecret) GetUrl() string {
@@ -1464,7 +1619,7 @@ var File_zerotouch_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xff\x05\n" +
+	"\x1dzerotouch/v1/enrollment.proto\x12\fzerotouch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\xec\x06\n" +
 	"\x0fEnrollmentGroup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0eca_certificate\x18\x02 \x01(\tR\rcaCertificate\x12Q\n" +
@@ -1486,7 +1641,14 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\finitial_twin\x18\r \x01(\tR\vinitialTwin\x12\x19\n" +
 	"\biot_edge\x18\x0e \x01(\bR\aiotEdge\x12\x1d\n" +
 	"\n" +
-	"adopt_from\x18\x0f \x03(\tR\tadoptFrom\"h\n" +
+	"adopt_from\x18\x0f \x03(\tR\tadoptFrom\x12+\n" +
+	"\x11credential_policy\x18\x10 \x01(\tR\x10credentialPolicy\x12>\n" +
+	"\n" +
+	"revocation\x18\x11 \x01(\v2\x1e.zerotouch.v1.RevocationPolicyR\n" +
+	"revocation\"[\n" +
+	"\x10RevocationPolicy\x123\n" +
+	"\x05check\x18\x01 \x01(\x0e2\x1d.zerotouch.v1.RevocationCheckR\x05check\x12\x12\n" +
+	"\x04ocsp\x18\x02 \x01(\bR\x04ocsp\"h\n" +
 	"\x1cCreateEnrollmentGroupRequest\x12H\n" +
 	"\x10enrollment_group\x18\x01 \x01(\v2\x1d.zerotouch.v1.EnrollmentGroupR\x0fenrollmentGroup\"+\n" +
 	"\x19GetEnrollmentGroupRequest\x12\x0e\n" +
@@ -1504,7 +1666,7 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"updateMask\"B\n" +
 	"\x1cDeleteEnrollmentGroupRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xe4\x06\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x91\a\n" +
 	"\n" +
 	"Enrollment\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
@@ -1529,7 +1691,8 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\finitial_twin\x18\x0f \x01(\tR\vinitialTwin\x12\x19\n" +
 	"\biot_edge\x18\x10 \x01(\bR\aiotEdge\x12\x1d\n" +
 	"\n" +
-	"adopt_from\x18\x11 \x03(\tR\tadoptFrom\"_\n" +
+	"adopt_from\x18\x11 \x03(\tR\tadoptFrom\x12+\n" +
+	"\x11credential_policy\x18\x12 \x01(\tR\x10credentialPolicy\"_\n" +
 	"\x17SymmetricKeyAttestation\x12\x1f\n" +
 	"\vprimary_key\x18\x01 \x01(\fR\n" +
 	"primaryKey\x12#\n" +
@@ -1579,7 +1742,12 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x03url\x18\x01 \x01(\tR\x03url\"9\n" +
 	"\rWebhookSecret\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\fR\x06secret2\xf6\f\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret*\x8e\x01\n" +
+	"\x0fRevocationCheck\x12 \n" +
+	"\x1cREVOCATION_CHECK_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19REVOCATION_CHECK_REQUIRED\x10\x01\x12 \n" +
+	"\x1cREVOCATION_CHECK_BEST_EFFORT\x10\x02\x12\x18\n" +
+	"\x14REVOCATION_CHECK_OFF\x10\x032\xf6\f\n" +
 	"\x11EnrollmentService\x12\x92\x01\n" +
 	"\x15CreateEnrollmentGroup\x12*.zerotouch.v1.CreateEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\".\x82\xd3\xe4\x93\x02(:\x10enrollment_group\"\x14/v1/enrollmentGroups\x12\x7f\n" +
 	"\x12GetEnrollmentGroup\x12'.zerotouch.v1.GetEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/enrollmentGroups/{id}\x12\x8b\x01\n" +
@@ -1608,95 +1776,100 @@ func file_zerotouch_v1_enrollment_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_enrollment_proto_rawDescData
 }
 
-var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_zerotouch_v1_enrollment_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_zerotouch_v1_enrollment_proto_goTypes = []any{
-	(*EnrollmentGroup)(nil),                // 0: zerotouch.v1.EnrollmentGroup
-	(*CreateEnrollmentGroupRequest)(nil),   // 1: zerotouch.v1.CreateEnrollmentGroupRequest
-	(*GetEnrollmentGroupRequest)(nil),      // 2: zerotouch.v1.GetEnrollmentGroupRequest
-	(*ListEnrollmentGroupsRequest)(nil),    // 3: zerotouch.v1.ListEnrollmentGroupsRequest
-	(*ListEnrollmentGroupsResponse)(nil),   // 4: zerotouch.v1.ListEnrollmentGroupsResponse
-	(*UpdateEnrollmentGroupRequest)(nil),   // 5: zerotouch.v1.UpdateEnrollmentGroupRequest
-	(*DeleteEnrollmentGroupRequest)(nil),   // 6: zerotouch.v1.DeleteEnrollmentGroupRequest
-	(*Enrollment)(nil),                     // 7: zerotouch.v1.Enrollment
-	(*SymmetricKeyAttestation)(nil),        // 8: zerotouch.v1.SymmetricKeyAttestation
-	(*TpmAttestation)(nil),                 // 9: zerotouch.v1.TpmAttestation
-	(*CreateEnrollmentRequest)(nil),        // 10: zerotouch.v1.CreateEnrollmentRequest
-	(*BatchCreateEnrollmentsRequest)(nil),  // 11: zerotouch.v1.BatchCreateEnrollmentsRequest
-	(*BatchCreateEnrollmentsResponse)(nil), // 12: zerotouch.v1.BatchCreateEnrollmentsResponse
-	(*BatchCreateEnrollmentsResult)(nil),   // 13: zerotouch.v1.BatchCreateEnrollmentsResult
-	(*ItemError)(nil),                      // 14: zerotouch.v1.ItemError
-	(*GetEnrollmentRequest)(nil),           // 15: zerotouch.v1.GetEnrollmentRequest
-	(*ListEnrollmentsRequest)(nil),         // 16: zerotouch.v1.ListEnrollmentsRequest
-	(*ListEnrollmentsResponse)(nil),        // 17: zerotouch.v1.ListEnrollmentsResponse
-	(*UpdateEnrollmentRequest)(nil),        // 18: zerotouch.v1.UpdateEnrollmentRequest
-	(*DeleteEnrollmentRequest)(nil),        // 19: zerotouch.v1.DeleteEnrollmentRequest
-	(*GetWebhookSecretRequest)(nil),        // 20: zerotouch.v1.GetWebhookSecretRequest
-	(*WebhookSecret)(nil),                  // 21: zerotouch.v1.WebhookSecret
-	(ProvisioningStatus)(0),                // 22: zerotouch.v1.ProvisioningStatus
-	(*Allocation)(nil),                     // 23: zerotouch.v1.Allocation
-	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
-	(AttestationType)(0),                   // 25: zerotouch.v1.AttestationType
-	(ReprovisionPolicy)(0),                 // 26: zerotouch.v1.ReprovisionPolicy
-	(*fieldmaskpb.FieldMask)(nil),          // 27: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                  // 28: google.protobuf.Empty
+	(RevocationCheck)(0),                   // 0: zerotouch.v1.RevocationCheck
+	(*EnrollmentGroup)(nil),                // 1: zerotouch.v1.EnrollmentGroup
+	(*RevocationPolicy)(nil),               // 2: zerotouch.v1.RevocationPolicy
+	(*CreateEnrollmentGroupRequest)(nil),   // 3: zerotouch.v1.CreateEnrollmentGroupRequest
+	(*GetEnrollmentGroupRequest)(nil),      // 4: zerotouch.v1.GetEnrollmentGroupRequest
+	(*ListEnrollmentGroupsRequest)(nil),    // 5: zerotouch.v1.ListEnrollmentGroupsRequest
+	(*ListEnrollmentGroupsResponse)(nil),   // 6: zerotouch.v1.ListEnrollmentGroupsResponse
+	(*UpdateEnrollmentGroupRequest)(nil),   // 7: zerotouch.v1.UpdateEnrollmentGroupRequest
+	(*DeleteEnrollmentGroupRequest)(nil),   // 8: zerotouch.v1.DeleteEnrollmentGroupRequest
+	(*Enrollment)(nil),                     // 9: zerotouch.v1.Enrollment
+	(*SymmetricKeyAttestation)(nil),        // 10: zerotouch.v1.SymmetricKeyAttestation
+	(*TpmAttestation)(nil),                 // 11: zerotouch.v1.TpmAttestation
+	(*CreateEnrollmentRequest)(nil),        // 12: zerotouch.v1.CreateEnrollmentRequest
+	(*BatchCreateEnrollmentsRequest)(nil),  // 13: zerotouch.v1.BatchCreateEnrollmentsRequest
+	(*BatchCreateEnrollmentsResponse)(nil), // 14: zerotouch.v1.BatchCreateEnrollmentsResponse
+	(*BatchCreateEnrollmentsResult)(nil),   // 15: zerotouch.v1.BatchCreateEnrollmentsResult
+	(*ItemError)(nil),                      // 16: zerotouch.v1.ItemError
+	(*GetEnrollmentRequest)(nil),           // 17: zerotouch.v1.GetEnrollmentRequest
+	(*ListEnrollmentsRequest)(nil),         // 18: zerotouch.v1.ListEnrollmentsRequest
+	(*ListEnrollmentsResponse)(nil),        // 19: zerotouch.v1.ListEnrollmentsResponse
+	(*UpdateEnrollmentRequest)(nil),        // 20: zerotouch.v1.UpdateEnrollmentRequest
+	(*DeleteEnrollmentRequest)(nil),        // 21: zerotouch.v1.DeleteEnrollmentRequest
+	(*GetWebhookSecretRequest)(nil),        // 22: zerotouch.v1.GetWebhookSecretRequest
+	(*WebhookSecret)(nil),                  // 23: zerotouch.v1.WebhookSecret
+	(ProvisioningStatus)(0),                // 24: zerotouch.v1.ProvisioningStatus
+	(*Allocation)(nil),                     // 25: zerotouch.v1.Allocation
+	(*timestamppb.Timestamp)(nil),          // 26: google.protobuf.Timestamp
+	(AttestationType)(0),                   // 27: zerotouch.v1.AttestationType
+	(ReprovisionPolicy)(0),                 // 28: zerotouch.v1.ReprovisionPolicy
+	(*fieldmaskpb.FieldMask)(nil),          // 29: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 30: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
-	22, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	23, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
-	24, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
-	24, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
-	25, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
-	8,  // 5: zerotouch.v1.EnrollmentGroup.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
-	26, // 6: zerotouch.v1.EnrollmentGroup.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
-	0,  // 7: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 8: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
-	0,  // 9: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	27, // 10: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	22, // 11: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	23, // 12: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	24, // 13: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	24, // 14: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
-	9,  // 15: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
-	25, // 16: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
-	8,  // 17: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
-	26, // 18: zerotouch.v1.Enrollment.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
-	7,  // 19: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	7,  // 20: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
-	13, // 21: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
-	7,  // 22: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
-	14, // 23: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
-	7,  // 24: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
-	7,  // 25: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	27, // 26: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 27: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
-	2,  // 28: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
-	3,  // 29: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
-	5,  // 30: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
-	6,  // 31: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
-	10, // 32: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
-	11, // 33: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
-	15, // 34: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
-	16, // 35: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
-	18, // 36: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
-	19, // 37: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	20, // 38: zerotouch.v1.EnrollmentService.GetWebhookSecret:input_type -> zerotouch.v1.GetWebhookSecretRequest
-	0,  // 39: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	0,  // 40: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	4,  // 41: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	0,  // 42: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	28, // 43: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	7,  // 44: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	12, // 45: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
-	7,  // 46: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	17, // 47: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	7,  // 48: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	28, // 49: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	21, // 50: zerotouch.v1.EnrollmentService.GetWebhookSecret:output_type -> zerotouch.v1.WebhookSecret
-	39, // [39:51] is the sub-list for method output_type
-	27, // [27:39] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	24, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	25, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
+	26, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
+	26, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
+	27, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
+	10, // 5: zerotouch.v1.EnrollmentGroup.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
+	28, // 6: zerotouch.v1.EnrollmentGroup.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
+	2,  // 7: zerotouch.v1.EnrollmentGroup.revocation:type_name -> zerotouch.v1.RevocationPolicy
+	0,  // 8: zerotouch.v1.RevocationPolicy.check:type_name -> zerotouch.v1.RevocationCheck
+	1,  // 9: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	1,  // 10: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
+	1,  // 11: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	29, // 12: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	24, // 13: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	25, // 14: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	26, // 15: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	26, // 16: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	11, // 17: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
+	27, // 18: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	10, // 19: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
+	28, // 20: zerotouch.v1.Enrollment.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
+	9,  // 21: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	9,  // 22: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
+	15, // 23: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
+	9,  // 24: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
+	16, // 25: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
+	9,  // 26: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
+	9,  // 27: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	29, // 28: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 29: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
+	4,  // 30: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
+	5,  // 31: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
+	7,  // 32: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
+	8,  // 33: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
+	12, // 34: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
+	13, // 35: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
+	17, // 36: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
+	18, // 37: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
+	20, // 38: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
+	21, // 39: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
+	22, // 40: zerotouch.v1.EnrollmentService.GetWebhookSecret:input_type -> zerotouch.v1.GetWebhookSecretRequest
+	1,  // 41: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	1,  // 42: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	6,  // 43: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	1,  // 44: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	30, // 45: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	9,  // 46: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	14, // 47: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
+	9,  // 48: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	19, // 49: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	9,  // 50: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	30, // 51: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	23, // 52: zerotouch.v1.EnrollmentService.GetWebhookSecret:output_type -> zerotouch.v1.WebhookSecret
+	41, // [41:53] is the sub-list for method output_type
+	29, // [29:41] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_enrollment_proto_init() }
@@ -1710,13 +1883,14 @@ func file_zerotouch_v1_enrollment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_enrollment_proto_rawDesc), len(file_zerotouch_v1_enrollment_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   22,
+			NumEnums:      1,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_zerotouch_v1_enrollment_proto_goTypes,
 		DependencyIndexes: file_zerotouch_v1_enrollment_proto_depIdxs,
+		EnumInfos:         file_zerotouch_v1_enrollment_proto_enumTypes,
 		MessageInfos:      file_zerotouch_v1_enrollment_proto_msgTypes,
 	}.Build()
 	File_zerotouch_v1_enrollment_proto = out.File

@@ -630,10 +630,19 @@ type DeviceIdentity struct {
 	// Increases on every change of the identity, also across a deletion and
 	// a new registration of the same device ID (it never falls below the
 	// time of the change in Unix microseconds).
-	Version       int64                  `protobuf:"varint,13,opt,name=version,proto3" json:"version,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version    int64                  `protobuf:"varint,13,opt,name=version,proto3" json:"version,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The operational certificate Zerotouch issued the device (ADR 22), if
+	// any: admit a device presenting it (and check the issuing CA's CRL or
+	// OCSP responder).
+	IssuedCertificate *IssuedCertificate `protobuf:"bytes,15,opt,name=issued_certificate,json=issuedCertificate,proto3" json:"issued_certificate,omitempty"`
+	// Why a disabled identity is disabled, when Zerotouch disabled it by
+	// itself: CERTIFICATE_REVOKED (a CRL listed a certificate of the
+	// device's chain, ADR 23). Empty when enabled, or disabled by an
+	// operator or with its enrollment.
+	DisabledReason string `protobuf:"bytes,16,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeviceIdentity) Reset() {
@@ -764,11 +773,25 @@ func (x *DeviceIdentity) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *DeviceIdentity) GetIssuedCertificate() *IssuedCertificate {
+	if x != nil {
+		return x.IssuedCertificate
+	}
+	return nil
+}
+
+func (x *DeviceIdentity) GetDisabledReason() string {
+	if x != nil {
+		return x.DisabledReason
+	}
+	return ""
+}
+
 var File_zerotouch_v1_hubapi_proto protoreflect.FileDescriptor
 
 const file_zerotouch_v1_hubapi_proto_rawDesc = "" +
 	"\n" +
-	"\x19zerotouch/v1/hubapi.proto\x12\fzerotouch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19zerotouch/v1/common.proto\"\x1a\n" +
+	"\x19zerotouch/v1/hubapi.proto\x12\fzerotouch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fzerotouch/v1/registration.proto\x1a\x19zerotouch/v1/common.proto\"\x1a\n" +
 	"\x18ListClusterShardsRequest\"3\n" +
 	"\x19ListClusterShardsResponse\x12\x16\n" +
 	"\x06shards\x18\x01 \x03(\tR\x06shards\"L\n" +
@@ -801,7 +824,7 @@ const file_zerotouch_v1_hubapi_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x16\n" +
 	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\"4\n" +
 	"\x15LookupIdentityRequest\x12\x1b\n" +
-	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\xae\x04\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\xa7\x05\n" +
 	"\x0eDeviceIdentity\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12'\n" +
 	"\x0fregistration_id\x18\x02 \x01(\tR\x0eregistrationId\x12\x14\n" +
@@ -818,7 +841,9 @@ const file_zerotouch_v1_hubapi_proto_rawDesc = "" +
 	"\biot_edge\x18\f \x01(\bR\aiotEdge\x12\x18\n" +
 	"\aversion\x18\r \x01(\x03R\aversion\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime*\xde\x01\n" +
+	"updateTime\x12N\n" +
+	"\x12issued_certificate\x18\x0f \x01(\v2\x1f.zerotouch.v1.IssuedCertificateR\x11issuedCertificate\x12'\n" +
+	"\x0fdisabled_reason\x18\x10 \x01(\tR\x0edisabledReason*\xde\x01\n" +
 	"\x11IdentityEventKind\x12#\n" +
 	"\x1fIDENTITY_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bIDENTITY_EVENT_KIND_CREATED\x10\x01\x12\x1f\n" +
@@ -862,6 +887,7 @@ var file_zerotouch_v1_hubapi_proto_goTypes = []any{
 	(*DeviceIdentity)(nil),              // 11: zerotouch.v1.DeviceIdentity
 	(*timestamppb.Timestamp)(nil),       // 12: google.protobuf.Timestamp
 	(AttestationType)(0),                // 13: zerotouch.v1.AttestationType
+	(*IssuedCertificate)(nil),           // 14: zerotouch.v1.IssuedCertificate
 }
 var file_zerotouch_v1_hubapi_proto_depIdxs = []int32{
 	4,  // 0: zerotouch.v1.WatchAssignmentsRequest.shards:type_name -> zerotouch.v1.ShardCursor
@@ -871,21 +897,22 @@ var file_zerotouch_v1_hubapi_proto_depIdxs = []int32{
 	11, // 4: zerotouch.v1.ListShardIdentitiesResponse.identities:type_name -> zerotouch.v1.DeviceIdentity
 	13, // 5: zerotouch.v1.DeviceIdentity.attestation_type:type_name -> zerotouch.v1.AttestationType
 	12, // 6: zerotouch.v1.DeviceIdentity.update_time:type_name -> google.protobuf.Timestamp
-	10, // 7: zerotouch.v1.HubAssignmentService.LookupIdentity:input_type -> zerotouch.v1.LookupIdentityRequest
-	3,  // 8: zerotouch.v1.HubAssignmentService.WatchAssignments:input_type -> zerotouch.v1.WatchAssignmentsRequest
-	6,  // 9: zerotouch.v1.HubAssignmentService.AckAssignments:input_type -> zerotouch.v1.AckAssignmentsRequest
-	8,  // 10: zerotouch.v1.HubAssignmentService.ListShardIdentities:input_type -> zerotouch.v1.ListShardIdentitiesRequest
-	1,  // 11: zerotouch.v1.HubAssignmentService.ListClusterShards:input_type -> zerotouch.v1.ListClusterShardsRequest
-	11, // 12: zerotouch.v1.HubAssignmentService.LookupIdentity:output_type -> zerotouch.v1.DeviceIdentity
-	5,  // 13: zerotouch.v1.HubAssignmentService.WatchAssignments:output_type -> zerotouch.v1.IdentityEvent
-	7,  // 14: zerotouch.v1.HubAssignmentService.AckAssignments:output_type -> zerotouch.v1.AckAssignmentsResponse
-	9,  // 15: zerotouch.v1.HubAssignmentService.ListShardIdentities:output_type -> zerotouch.v1.ListShardIdentitiesResponse
-	2,  // 16: zerotouch.v1.HubAssignmentService.ListClusterShards:output_type -> zerotouch.v1.ListClusterShardsResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	14, // 7: zerotouch.v1.DeviceIdentity.issued_certificate:type_name -> zerotouch.v1.IssuedCertificate
+	10, // 8: zerotouch.v1.HubAssignmentService.LookupIdentity:input_type -> zerotouch.v1.LookupIdentityRequest
+	3,  // 9: zerotouch.v1.HubAssignmentService.WatchAssignments:input_type -> zerotouch.v1.WatchAssignmentsRequest
+	6,  // 10: zerotouch.v1.HubAssignmentService.AckAssignments:input_type -> zerotouch.v1.AckAssignmentsRequest
+	8,  // 11: zerotouch.v1.HubAssignmentService.ListShardIdentities:input_type -> zerotouch.v1.ListShardIdentitiesRequest
+	1,  // 12: zerotouch.v1.HubAssignmentService.ListClusterShards:input_type -> zerotouch.v1.ListClusterShardsRequest
+	11, // 13: zerotouch.v1.HubAssignmentService.LookupIdentity:output_type -> zerotouch.v1.DeviceIdentity
+	5,  // 14: zerotouch.v1.HubAssignmentService.WatchAssignments:output_type -> zerotouch.v1.IdentityEvent
+	7,  // 15: zerotouch.v1.HubAssignmentService.AckAssignments:output_type -> zerotouch.v1.AckAssignmentsResponse
+	9,  // 16: zerotouch.v1.HubAssignmentService.ListShardIdentities:output_type -> zerotouch.v1.ListShardIdentitiesResponse
+	2,  // 17: zerotouch.v1.HubAssignmentService.ListClusterShards:output_type -> zerotouch.v1.ListClusterShardsResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_hubapi_proto_init() }
@@ -893,6 +920,7 @@ func file_zerotouch_v1_hubapi_proto_init() {
 	if File_zerotouch_v1_hubapi_proto != nil {
 		return
 	}
+	file_zerotouch_v1_registration_proto_init()
 	file_zerotouch_v1_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -263,9 +263,14 @@ type Registration struct {
 	Etag                 string                 `protobuf:"bytes,13,opt,name=etag,proto3" json:"etag,omitempty"`
 	// TPM devices: the TPM2B_PUBLIC of the key bound to the EK, which the
 	// registry identity holds as the device's credential.
-	TpmBoundKey   []byte `protobuf:"bytes,14,opt,name=tpm_bound_key,json=tpmBoundKey,proto3" json:"tpm_bound_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TpmBoundKey []byte `protobuf:"bytes,14,opt,name=tpm_bound_key,json=tpmBoundKey,proto3" json:"tpm_bound_key,omitempty"`
+	// The certificate issued for the request's CSR: leaf, issuing CA, ...,
+	// root (DER). Only in a register answer, never in a read.
+	IssuedCertificateChain [][]byte `protobuf:"bytes,15,rep,name=issued_certificate_chain,json=issuedCertificateChain,proto3" json:"issued_certificate_chain,omitempty"`
+	// The device's current issued certificate, if any.
+	IssuedCertificate *IssuedCertificate `protobuf:"bytes,16,opt,name=issued_certificate,json=issuedCertificate,proto3" json:"issued_certificate,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Registration) Reset() {
@@ -396,6 +401,99 @@ func (x *Registration) GetTpmBoundKey() []byte {
 	return nil
 }
 
+func (x *Registration) GetIssuedCertificateChain() [][]byte {
+	if x != nil {
+		return x.IssuedCertificateChain
+	}
+	return nil
+}
+
+func (x *Registration) GetIssuedCertificate() *IssuedCertificate {
+	if x != nil {
+		return x.IssuedCertificate
+	}
+	return nil
+}
+
+// IssuedCertificate is a certificate Zerotouch issued a device.
+type IssuedCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Serial number, lowercase hex.
+	Serial string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Hex SHA-256 of the certificate.
+	Sha256Thumbprint string                 `protobuf:"bytes,2,opt,name=sha256_thumbprint,json=sha256Thumbprint,proto3" json:"sha256_thumbprint,omitempty"`
+	IssuingCa        string                 `protobuf:"bytes,3,opt,name=issuing_ca,json=issuingCa,proto3" json:"issuing_ca,omitempty"`
+	NotAfter         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	IssueTime        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issue_time,json=issueTime,proto3" json:"issue_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *IssuedCertificate) Reset() {
+	*x = IssuedCertificate{}
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuedCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuedCertificate) ProtoMessage() {}
+
+func (x *IssuedCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuedCertificate.ProtoReflect.Descriptor instead.
+func (*IssuedCertificate) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *IssuedCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *IssuedCertificate) GetSha256Thumbprint() string {
+	if x != nil {
+		return x.Sha256Thumbprint
+	}
+	return ""
+}
+
+func (x *IssuedCertificate) GetIssuingCa() string {
+	if x != nil {
+		return x.IssuingCa
+	}
+	return ""
+}
+
+func (x *IssuedCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *IssuedCertificate) GetIssueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssueTime
+	}
+	return nil
+}
+
 type GetRegistrationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
@@ -405,7 +503,7 @@ type GetRegistrationRequest struct {
 
 func (x *GetRegistrationRequest) Reset() {
 	*x = GetRegistrationRequest{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +515,7 @@ func (x *GetRegistrationRequest) String() string {
 func (*GetRegistrationRequest) ProtoMessage() {}
 
 func (x *GetRegistrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[3]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +528,7 @@ func (x *GetRegistrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRegistrationRequest.ProtoReflect.Descriptor instead.
 func (*GetRegistrationRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{3}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRegistrationRequest) GetRegistrationId() string {
@@ -448,14 +546,17 @@ type ListRegistrationsRequest struct {
 	// Only registrations of this enrollment group.
 	EnrollmentGroupId string `protobuf:"bytes,3,opt,name=enrollment_group_id,json=enrollmentGroupId,proto3" json:"enrollment_group_id,omitempty"`
 	// Only registrations assigned to this shard.
-	Shard         string `protobuf:"bytes,4,opt,name=shard,proto3" json:"shard,omitempty"`
+	Shard string `protobuf:"bytes,4,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Only the registration whose registry identity has this device ID
+	// (exact): at most one, found by the device-ID index, not by a scan.
+	DeviceId      string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRegistrationsRequest) Reset() {
 	*x = ListRegistrationsRequest{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +568,7 @@ func (x *ListRegistrationsRequest) String() string {
 func (*ListRegistrationsRequest) ProtoMessage() {}
 
 func (x *ListRegistrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[4]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +581,7 @@ func (x *ListRegistrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistrationsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{4}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListRegistrationsRequest) GetPageSize() int32 {
@@ -511,6 +612,13 @@ func (x *ListRegistrationsRequest) GetShard() string {
 	return ""
 }
 
+func (x *ListRegistrationsRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
 type ListRegistrationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Registrations []*Registration        `protobuf:"bytes,1,rep,name=registrations,proto3" json:"registrations,omitempty"`
@@ -521,7 +629,7 @@ type ListRegistrationsResponse struct {
 
 func (x *ListRegistrationsResponse) Reset() {
 	*x = ListRegistrationsResponse{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +641,7 @@ func (x *ListRegistrationsResponse) String() string {
 func (*ListRegistrationsResponse) ProtoMessage() {}
 
 func (x *ListRegistrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[5]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +654,7 @@ func (x *ListRegistrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistrationsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{5}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRegistrationsResponse) GetRegistrations() []*Registration {
@@ -574,7 +682,7 @@ type DeleteRegistrationRequest struct {
 
 func (x *DeleteRegistrationRequest) Reset() {
 	*x = DeleteRegistrationRequest{}
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +694,7 @@ func (x *DeleteRegistrationRequest) String() string {
 func (*DeleteRegistrationRequest) ProtoMessage() {}
 
 func (x *DeleteRegistrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_registration_proto_msgTypes[6]
+	mi := &file_zerotouch_v1_registration_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +707,7 @@ func (x *DeleteRegistrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegistrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegistrationRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{6}
+	return file_zerotouch_v1_registration_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteRegistrationRequest) GetRegistrationId() string {
@@ -626,7 +734,7 @@ const file_zerotouch_v1_registration_proto_rawDesc = "" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"X\n" +
 	"\x19EnableRegistrationRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xa0\x05\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xaa\x06\n" +
 	"\fRegistration\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12!\n" +
@@ -644,15 +752,26 @@ const file_zerotouch_v1_registration_proto_rawDesc = "" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\r \x01(\tR\x04etag\x12\"\n" +
-	"\rtpm_bound_key\x18\x0e \x01(\fR\vtpmBoundKey\"A\n" +
+	"\rtpm_bound_key\x18\x0e \x01(\fR\vtpmBoundKey\x128\n" +
+	"\x18issued_certificate_chain\x18\x0f \x03(\fR\x16issuedCertificateChain\x12N\n" +
+	"\x12issued_certificate\x18\x10 \x01(\v2\x1f.zerotouch.v1.IssuedCertificateR\x11issuedCertificate\"\xeb\x01\n" +
+	"\x11IssuedCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12+\n" +
+	"\x11sha256_thumbprint\x18\x02 \x01(\tR\x10sha256Thumbprint\x12\x1d\n" +
+	"\n" +
+	"issuing_ca\x18\x03 \x01(\tR\tissuingCa\x127\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x129\n" +
+	"\n" +
+	"issue_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\"A\n" +
 	"\x16GetRegistrationRequest\x12'\n" +
-	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"\x9c\x01\n" +
+	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"\xb9\x01\n" +
 	"\x18ListRegistrationsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12.\n" +
 	"\x13enrollment_group_id\x18\x03 \x01(\tR\x11enrollmentGroupId\x12\x14\n" +
-	"\x05shard\x18\x04 \x01(\tR\x05shard\"\x85\x01\n" +
+	"\x05shard\x18\x04 \x01(\tR\x05shard\x12\x1b\n" +
+	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\"\x85\x01\n" +
 	"\x19ListRegistrationsResponse\x12@\n" +
 	"\rregistrations\x18\x01 \x03(\v2\x1a.zerotouch.v1.RegistrationR\rregistrations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"X\n" +
@@ -691,43 +810,47 @@ func file_zerotouch_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_zerotouch_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_zerotouch_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_zerotouch_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_zerotouch_v1_registration_proto_goTypes = []any{
 	(RegistrationStatus)(0),            // 0: zerotouch.v1.RegistrationStatus
 	(RegistrationSubstatus)(0),         // 1: zerotouch.v1.RegistrationSubstatus
 	(*DisableRegistrationRequest)(nil), // 2: zerotouch.v1.DisableRegistrationRequest
 	(*EnableRegistrationRequest)(nil),  // 3: zerotouch.v1.EnableRegistrationRequest
 	(*Registration)(nil),               // 4: zerotouch.v1.Registration
-	(*GetRegistrationRequest)(nil),     // 5: zerotouch.v1.GetRegistrationRequest
-	(*ListRegistrationsRequest)(nil),   // 6: zerotouch.v1.ListRegistrationsRequest
-	(*ListRegistrationsResponse)(nil),  // 7: zerotouch.v1.ListRegistrationsResponse
-	(*DeleteRegistrationRequest)(nil),  // 8: zerotouch.v1.DeleteRegistrationRequest
-	(AttestationType)(0),               // 9: zerotouch.v1.AttestationType
-	(*timestamppb.Timestamp)(nil),      // 10: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),              // 11: google.protobuf.Empty
+	(*IssuedCertificate)(nil),          // 5: zerotouch.v1.IssuedCertificate
+	(*GetRegistrationRequest)(nil),     // 6: zerotouch.v1.GetRegistrationRequest
+	(*ListRegistrationsRequest)(nil),   // 7: zerotouch.v1.ListRegistrationsRequest
+	(*ListRegistrationsResponse)(nil),  // 8: zerotouch.v1.ListRegistrationsResponse
+	(*DeleteRegistrationRequest)(nil),  // 9: zerotouch.v1.DeleteRegistrationRequest
+	(AttestationType)(0),               // 10: zerotouch.v1.AttestationType
+	(*timestamppb.Timestamp)(nil),      // 11: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),              // 12: google.protobuf.Empty
 }
 var file_zerotouch_v1_registration_proto_depIdxs = []int32{
 	0,  // 0: zerotouch.v1.Registration.status:type_name -> zerotouch.v1.RegistrationStatus
 	1,  // 1: zerotouch.v1.Registration.substatus:type_name -> zerotouch.v1.RegistrationSubstatus
-	9,  // 2: zerotouch.v1.Registration.attestation_type:type_name -> zerotouch.v1.AttestationType
-	10, // 3: zerotouch.v1.Registration.create_time:type_name -> google.protobuf.Timestamp
-	10, // 4: zerotouch.v1.Registration.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 5: zerotouch.v1.ListRegistrationsResponse.registrations:type_name -> zerotouch.v1.Registration
-	5,  // 6: zerotouch.v1.RegistrationService.GetRegistration:input_type -> zerotouch.v1.GetRegistrationRequest
-	6,  // 7: zerotouch.v1.RegistrationService.ListRegistrations:input_type -> zerotouch.v1.ListRegistrationsRequest
-	8,  // 8: zerotouch.v1.RegistrationService.DeleteRegistration:input_type -> zerotouch.v1.DeleteRegistrationRequest
-	2,  // 9: zerotouch.v1.RegistrationService.DisableRegistration:input_type -> zerotouch.v1.DisableRegistrationRequest
-	3,  // 10: zerotouch.v1.RegistrationService.EnableRegistration:input_type -> zerotouch.v1.EnableRegistrationRequest
-	4,  // 11: zerotouch.v1.RegistrationService.GetRegistration:output_type -> zerotouch.v1.Registration
-	7,  // 12: zerotouch.v1.RegistrationService.ListRegistrations:output_type -> zerotouch.v1.ListRegistrationsResponse
-	11, // 13: zerotouch.v1.RegistrationService.DeleteRegistration:output_type -> google.protobuf.Empty
-	4,  // 14: zerotouch.v1.RegistrationService.DisableRegistration:output_type -> zerotouch.v1.Registration
-	4,  // 15: zerotouch.v1.RegistrationService.EnableRegistration:output_type -> zerotouch.v1.Registration
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	10, // 2: zerotouch.v1.Registration.attestation_type:type_name -> zerotouch.v1.AttestationType
+	11, // 3: zerotouch.v1.Registration.create_time:type_name -> google.protobuf.Timestamp
+	11, // 4: zerotouch.v1.Registration.update_time:type_name -> google.protobuf.Timestamp
+	5,  // 5: zerotouch.v1.Registration.issued_certificate:type_name -> zerotouch.v1.IssuedCertificate
+	11, // 6: zerotouch.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
+	11, // 7: zerotouch.v1.IssuedCertificate.issue_time:type_name -> google.protobuf.Timestamp
+	4,  // 8: zerotouch.v1.ListRegistrationsResponse.registrations:type_name -> zerotouch.v1.Registration
+	6,  // 9: zerotouch.v1.RegistrationService.GetRegistration:input_type -> zerotouch.v1.GetRegistrationRequest
+	7,  // 10: zerotouch.v1.RegistrationService.ListRegistrations:input_type -> zerotouch.v1.ListRegistrationsRequest
+	9,  // 11: zerotouch.v1.RegistrationService.DeleteRegistration:input_type -> zerotouch.v1.DeleteRegistrationRequest
+	2,  // 12: zerotouch.v1.RegistrationService.DisableRegistration:input_type -> zerotouch.v1.DisableRegistrationRequest
+	3,  // 13: zerotouch.v1.RegistrationService.EnableRegistration:input_type -> zerotouch.v1.EnableRegistrationRequest
+	4,  // 14: zerotouch.v1.RegistrationService.GetRegistration:output_type -> zerotouch.v1.Registration
+	8,  // 15: zerotouch.v1.RegistrationService.ListRegistrations:output_type -> zerotouch.v1.ListRegistrationsResponse
+	12, // 16: zerotouch.v1.RegistrationService.DeleteRegistration:output_type -> google.protobuf.Empty
+	4,  // 17: zerotouch.v1.RegistrationService.DisableRegistration:output_type -> zerotouch.v1.Registration
+	4,  // 18: zerotouch.v1.RegistrationService.EnableRegistration:output_type -> zerotouch.v1.Registration
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_registration_proto_init() }
@@ -742,7 +865,7 @@ func file_zerotouch_v1_registration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_registration_proto_rawDesc), len(file_zerotouch_v1_registration_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
