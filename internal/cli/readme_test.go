@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"os"
 	"regexp"
 	"strings"
@@ -186,7 +187,12 @@ func TestREADMEHubSection(t *testing.T) {
 		}
 		s.run(0, words[1:]...)
 	}
-	if out := s.run(0, "group", "get", "acme", "-o", "json"); !strings.Contains(out, `"iotEdge": true`) || !strings.Contains(out, "REPROVISION_POLICY_RESET") {
-		t.Fatalf("the group's settings after the section: %s", out)
+	out := s.run(0, "group", "get", "acme", "-o", "json")
+	var g struct {
+		IotEdge           bool   `json:"iotEdge"`
+		ReprovisionPolicy string `json:"reprovisionPolicy"`
+	}
+	if err := json.Unmarshal([]byte(out), &g); err != nil || !g.IotEdge || g.ReprovisionPolicy != "REPROVISION_POLICY_RESET" {
+		t.Fatalf("the group's settings after the section: %v %s", err, out)
 	}
 }
