@@ -24,19 +24,15 @@ import (
 // that authenticates with a certificate Zerotouch issued it renews: no
 // enrollment match, no birth credential, the same identity.
 
-// checkCSR holds the request's CSR against the attested device and its
+// checkCSR holds the request's CSR (parsed and self-checked) against the attested device and its
 // enrollment's policy, and puts it into the plan. It reads only cached
 // policies and writes nothing.
-func (s *Service) checkCSR(ctx context.Context, req *Request, p *plan) error {
-	if len(req.CSR) == 0 {
+func (s *Service) checkCSR(ctx context.Context, csr *x509.CertificateRequest, p *plan) error {
+	if csr == nil {
 		return nil
 	}
 	if s.Issuer == nil {
 		return fault.New(fault.FailedPrecondition, fault.CredentialPolicyMissing, "this service issues no certificates")
-	}
-	csr, err := issuance.ParseCSR(req.CSR)
-	if err != nil {
-		return err
 	}
 	pol, err := s.Issuer.Policy(ctx, p.settings.CredentialPolicy)
 	if err != nil {

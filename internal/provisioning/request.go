@@ -3,6 +3,7 @@ package provisioning
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"log/slog"
 	"time"
@@ -145,10 +146,12 @@ func (s *Service) Register(ctx context.Context, req Request) (*Result, error) {
 }
 
 func (s *Service) register(ctx context.Context, req *Request) (*Result, error) {
+	var csr *x509.CertificateRequest
 	if len(req.CSR) > 0 {
 		// A CSR that cannot be valid is refused before attestation, which
 		// may spend a single-use TPM challenge.
-		if _, err := issuance.ParseCSR(req.CSR); err != nil {
+		var err error
+		if csr, err = issuance.ParseCSR(req.CSR); err != nil {
 			return nil, err
 		}
 	}
@@ -156,7 +159,7 @@ func (s *Service) register(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkCSR(ctx, req, p); err != nil {
+	if err := s.checkCSR(ctx, csr, p); err != nil {
 		return nil, err
 	}
 	if !p.counted {
