@@ -86,8 +86,8 @@ func caCmd(env Env) *cobra.Command {
 	verify.Flags().StringVar(&proofFile, "cert", "", "the proof: a certificate the CA signed with the verification code as its CN, PEM file (required; pki proof makes one)")
 	verify.Flags().StringVar(&verifyEtag, "etag", "", "act only if the CA's etag is this")
 
-	return group("ca", "CA certificates: create, get, list, delete, verification-code, verify",
-		create, r.getCmd(env), list, r.deleteCmd(env), verificationCodeCmd(env), verify)
+	return group("ca", "CA certificates: create, get, list, delete, verification-code, verify, crl",
+		create, r.getCmd(env), list, r.deleteCmd(env), verificationCodeCmd(env), verify, caCRLCmd(env))
 }
 
 // verificationCodeCmd prints a fresh code for the proof of possession;

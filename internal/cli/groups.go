@@ -54,6 +54,7 @@ func groupCreateCmd(env Env, r resource[*pb.EnrollmentGroup]) *cobra.Command {
 	var disabled bool
 	var af *allocFlags
 	var sf settingsFlags
+	var rf *revocationFlags
 	cmd := r.writeCmd(env, "create ID", "create an enrollment group", func(cmd *cobra.Command, args []string, c *conn) (*pb.EnrollmentGroup, error) {
 		alloc, err := af.allocation()
 		if err != nil {
@@ -77,6 +78,9 @@ func groupCreateCmd(env Env, r resource[*pb.EnrollmentGroup]) *cobra.Command {
 		if ekAllow != "" {
 			g.TpmEkAllowList = strings.Split(ekAllow, ",")
 		}
+		if rf.given() {
+			g.Revocation = rf.policy(nil)
+		}
 		cc, err := c.dial()
 		if err != nil {
 			return nil, err
@@ -91,6 +95,7 @@ func groupCreateCmd(env Env, r resource[*pb.EnrollmentGroup]) *cobra.Command {
 	af = addAllocFlags(cmd)
 	fs.BoolVar(&disabled, "disabled", false, "create disabled")
 	sf = addSettingsFlags(cmd)
+	rf = addRevocationFlags(cmd)
 	return cmd
 }
 
@@ -98,14 +103,15 @@ func groupUpdateCmd(env Env, r resource[*pb.EnrollmentGroup]) *cobra.Command {
 	var ekAllow string
 	var af *allocFlags
 	var sf settingsFlags
+	var rf *revocationFlags
 	cmd := r.writeCmd(env, "update ID", "change what the flags name, and only that", func(cmd *cobra.Command, args []string, c *conn) (*pb.EnrollmentGroup, error) {
 		sv, err := sf.values()
 		if err != nil {
 			return nil, err
 		}
 		mask := sv.paths
-		if !changed(cmd.Flags(), allocationFlagNames...) && len(mask) == 0 && !cmd.Flags().Changed("tpm-ek-allow") {
-			return nil, usagef("give at least one of the allocation flags, --tpm-ek-allow or a device setting (--reprovision, --initial-twin, --iot-edge, --adopt-from, --disable-device-sas)")
+		if !changed(cmd.Flags(), allocationFlagNames...) && len(mask) == 0 && !cmd.Flags().Changed("tpm-ek-allow") && !rf.given() {
+			return nil, usagef("give at least one of the allocation flags, --tpm-ek-allow, --revocation-check, --revocation-ocsp or a device setting (--reprovision, --initial-twin, --iot-edge, --adopt-from, --disable-device-sas, --credential-policy)")
 		}
 		cc, err := c.dial()
 		if err != nil {
@@ -129,11 +135,16 @@ func groupUpdateCmd(env Env, r resource[*pb.EnrollmentGroup]) *cobra.Command {
 				upd.TpmEkAllowList = strings.Split(ekAllow, ",")
 			}
 		}
+		if rf.given() {
+			mask = append(mask, "revocation")
+			upd.Revocation = rf.policy(cur.GetRevocation())
+		}
 		return cl.UpdateEnrollmentGroup(cmd.Context(), &pb.UpdateEnrollmentGroupRequest{EnrollmentGroup: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
 	})
 	cmd.Flags().StringVar(&ekAllow, "tpm-ek-allow", "", `TPM groups: comma-separated EK hashes to admit ("" for none)`)
 	af = addAllocFlags(cmd)
 	sf = addSettingsFlags(cmd)
+	rf = addRevocationFlags(cmd)
 	return cmd
 }
 

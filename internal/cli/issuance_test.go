@@ -101,3 +101,47 @@ func TestIssuanceCommands(t *testing.T) {
 		s.run(2, args...)
 	}
 }
+
+// TestCRLCommands: a manufacturer CA's CRL uploaded, read and removed
+// through the CLI, and a group's revocation policy set and changed.
+func TestCRLCommands(t *testing.T) {
+	s := startDevServer(t)
+	s.run(0, "pki", "ca", "--cn", "Maker Root", "--out", "maker")
+	s.run(0, "ca", "create", "maker", "--cert", "maker/ca.pem")
+	ca, err := pki.Load("maker/ca.pem", "maker/ca-key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(3), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(77), RevocationTime: now.Add(-time.Minute)}}}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("maker.crl", der, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.run(0, "ca", "crl", "upload", "maker", "--crl", "maker.crl")
+	if out := s.run(0, "ca", "crl", "get", "maker"); !strings.Contains(out, "maker") || !strings.Contains(out, "NEXT UPDATE") {
+		t.Fatalf("crl get: %s", out)
+	}
+	s.run(0, "group", "create", "maker-devices", "--ca", "maker", "--revocation-check", "best-effort", "--revocation-ocsp")
+	var g struct {
+		Revocation struct {
+			Check string
+			Ocsp  bool
+		} `json:"revocation"`
+	}
+	if err := json.Unmarshal([]byte(s.run(0, "group", "get", "maker-devices", "-o", "json")), &g); err != nil || g.Revocation.Check != "REVOCATION_CHECK_BEST_EFFORT" || !g.Revocation.Ocsp {
+		t.Fatalf("group's revocation policy: %+v %v", g, err)
+	}
+	s.run(0, "group", "update", "maker-devices", "--revocation-check", "off")
+	g.Revocation.Ocsp = false
+	if err := json.Unmarshal([]byte(s.run(0, "group", "get", "maker-devices", "-o", "json")), &g); err != nil || g.Revocation.Check != "REVOCATION_CHECK_OFF" || g.Revocation.Ocsp {
+		t.Fatalf("after update: %+v %v", g, err)
+	}
+	s.run(2, "group", "update", "maker-devices", "--revocation-check", "sometimes")
+	s.run(0, "ca", "crl", "delete", "maker")
+	s.run(1, "ca", "crl", "get", "maker")
+	s.run(2, "ca", "crl", "upload", "maker")
+}
