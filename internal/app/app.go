@@ -146,8 +146,22 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			return fmt.Errorf("listen MQTT: %w", err)
 		}
 	}
+	var pkiLis net.Listener
+	if cfg.Listen.PKI != "" && a.Provisioning.Issuer != nil {
+		if pkiLis, err = net.Listen("tcp", cfg.Listen.PKI); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			if mqttLis != nil {
+				mqttLis.Close()
+			}
+			return fmt.Errorf("listen PKI: %w", err)
+		}
+	}
 	if a.Metrics != nil {
 		if metricsLis, err = net.Listen("tcp", cfg.Listen.Metrics); err != nil {
+			if pkiLis != nil {
+				pkiLis.Close()
+			}
 			grpcLis.Close()
 			httpLis.Close()
 			if mqttLis != nil {
@@ -191,7 +205,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		}
 		defer stopPprof()
 	}
-	return a.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis, MQTT: mqttLis, Metrics: metricsLis})
+	if pkiLis != nil {
+		fmt.Fprintf(a.opt.Stdout, "CRLs and OCSP of the issuing CAs: http://%s/pki/{ca}/crl, /ocsp\n", pkiLis.Addr())
+	}
+	return a.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis, MQTT: mqttLis, Metrics: metricsLis, PKI: pkiLis})
 }
 
 // Build wires the service: the data directory and server certificate
@@ -410,6 +427,8 @@ func (a *App) certificate() (tls.Certificate, error) {
 // serves the Prometheus metrics (plain HTTP) and needs listen.metrics.
 type Listeners struct {
 	GRPC, HTTP, MQTT, Metrics net.Listener
+	// PKI serves the issuing CAs' CRLs and OCSP over plain HTTP.
+	PKI net.Listener
 }
 
 // Serve serves gRPC on grpcLis and REST (and the DPS APIs) on httpLis
@@ -438,11 +457,18 @@ func (a *App) ServeListeners(ctx context.Context, l Listeners) error {
 		}
 		return errors.New("a metrics listener was given, but metrics are off (listen.metrics is empty)")
 	}
-	if iss := a.Provisioning.Issuer; iss != nil && a.Config.Issuance.PublicURL == "" && l.HTTP != nil {
-		// Issued certificates name the CRL and OCSP URLs on the REST
-		// listener as bound (a configured port 0 becomes the real one).
-		iss.BaseURL = "https://" + l.HTTP.Addr().String()
+	if iss := a.Provisioning.Issuer; iss != nil && a.Config.Issuance.PublicURL == "" {
+		// Issued certificates name the CRL and OCSP URLs where they are
+		// served, as bound (a configured port 0 becomes the real one):
+		// plain HTTP when listen.pki is set, else the REST listener.
+		switch {
+		case l.PKI != nil:
+			iss.BaseURL = "http://" + l.PKI.Addr().String()
+		case l.HTTP != nil:
+			iss.BaseURL = "https://" + l.HTTP.Addr().String()
+		}
 	}
+	defer a.servePKI(l.PKI)()
 	// Metrics are served until the rest has drained, so that a scrape
 	// sees the last registrations.
 	defer a.serveMetrics(l)()
@@ -621,4 +647,34 @@ func webhookClient(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
+}
+
+// servePKI serves the issuing CAs' CRLs and OCSP over plain HTTP on l
+// (listen.pki), under the IP filter's device rules, until the returned
+// stop is called.
+func (a *App) servePKI(l net.Listener) (stop func()) {
+	if l == nil {
+		return func() {}
+	}
+	if a.Provisioning.Issuer == nil {
+		l.Close()
+		return func() {}
+	}
+	l = a.ipFilter.Listener(l, "pki", ipfilter.Device)
+	srv := &http.Server{Handler: server.PKIHandler(a.Provisioning.Issuer), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.opt.Log.Error("PKI listener failed", "err", err)
+		}
+	}()
+	a.opt.Log.Info("serving CRLs and OCSP", "addr", l.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}
 }

@@ -35,6 +35,10 @@ type Config struct {
 		// port of its own so that it is never on a device-facing one by
 		// accident); "" turns it off.
 		Metrics string `yaml:"metrics"`
+		// PKI serves the issuing CAs' CRLs and OCSP responder over plain
+		// HTTP (/pki/, as relying parties fetch CRL distribution points;
+		// ADR 22); "" (the default) serves them only on the REST listener.
+		PKI string `yaml:"pki"`
 	} `yaml:"listen"`
 	TLS struct {
 		CertFile string `yaml:"cert_file"`
@@ -297,6 +301,8 @@ func Flags() []Flag {
 		{Name: "mqtt-listen", Usage: `DPS over MQTT (TLS) listen address; "off" turns it off`, set: func(c *Config, v string) { c.Listen.MQTT = offOr(v) }},
 		{Name: "metrics-listen", Usage: `Prometheus metrics (plain HTTP, /metrics) listen address; "off" turns it off`,
 			set: func(c *Config, v string) { c.Listen.Metrics = offOr(v) }},
+		{Name: "pki-listen", Usage: `plain-HTTP listen address for the issuing CAs' CRLs and OCSP (/pki/); "off" (the default) serves them on the REST listener only`,
+			set: func(c *Config, v string) { c.Listen.PKI = offOr(v) }},
 		{Name: "tls-cert", Usage: "server certificate chain (PEM)", set: func(c *Config, v string) { c.TLS.CertFile = v }},
 		{Name: "tls-key", Usage: "server private key (PEM)", set: func(c *Config, v string) { c.TLS.KeyFile = v }},
 		{Name: "log-level", Usage: "debug, info, warn or error", set: func(c *Config, v string) { c.Log.Level = v }},
@@ -418,6 +424,9 @@ func applyEnv(c *Config, env func(string) string) []error {
 	}
 	if v := env("ZEROTOUCH_LISTEN_METRICS"); v != "" {
 		c.Listen.Metrics = offOr(v)
+	}
+	if v := env("ZEROTOUCH_LISTEN_PKI"); v != "" {
+		c.Listen.PKI = offOr(v)
 	}
 	if v := env("ZEROTOUCH_MQTT_WEBSOCKETS"); v != "" {
 		b, err := strconv.ParseBool(v)

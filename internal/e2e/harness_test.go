@@ -63,6 +63,9 @@ type env struct {
 	close func()
 	// metricsAddr serves the Prometheus metrics (plain HTTP, /metrics).
 	metricsAddr string
+	// pkiAddr serves the issuing CAs' CRLs and OCSP over plain HTTP
+	// (options.pki).
+	pkiAddr string
 }
 
 // start runs a server on loopback with a store in t.TempDir().
@@ -71,6 +74,8 @@ func start(t *testing.T) *env { return startWith(t, options{}) }
 // options vary the server start: a wrapped registry for fault injection,
 // a rate limiter, another store (Redis), a clock.
 type options struct {
+	// pki serves the CRLs and OCSP over plain HTTP too (listen.pki).
+	pki     bool
 	wrap    func(registry.Store) registry.Store
 	limiter *ratelimit.Limiter
 	store   storagetest.Store
@@ -188,9 +193,18 @@ func startWith(t *testing.T, opt options) *env {
 		t.Fatal(err)
 	}
 	e.grpcAddr, e.httpAddr, e.mqttAddr, e.metricsAddr = gl.Addr().String(), hl.Addr().String(), ml.Addr().String(), pl.Addr().String()
+	var kl net.Listener
+	if opt.pki {
+		if kl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		e.pkiAddr = kl.Addr().String()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.ServeListeners(ctx, app.Listeners{GRPC: gl, HTTP: hl, MQTT: ml, Metrics: pl}) }()
+	go func() {
+		done <- a.ServeListeners(ctx, app.Listeners{GRPC: gl, HTTP: hl, MQTT: ml, Metrics: pl, PKI: kl})
+	}()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {

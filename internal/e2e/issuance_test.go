@@ -323,7 +323,7 @@ func TestDPSCertificateIssuance(t *testing.T) {
 // the device can no longer renew with it; a policy with revoke_on_disable
 // revokes when the registration is disabled.
 func TestRevocationPublished(t *testing.T) {
-	e := start(t)
+	e := startWith(t, options{pki: true})
 	is := e.newIssuing(&pb.CredentialPolicy{RevokeOnDisable: true})
 	chain := []*x509.Certificate{is.fleet.inter.Cert}
 	issue := func(id string) (*pki.Issued, []*x509.Certificate) {
@@ -335,6 +335,10 @@ func TestRevocationPublished(t *testing.T) {
 		return issuedDevice(t, reg, k)
 	}
 	revoked, rchain := issue("rev-1")
+	// With listen.pki the certificates point relying parties at plain HTTP.
+	if got := revoked.Cert.CRLDistributionPoints; len(got) != 1 || got[0] != "http://"+e.pkiAddr+"/pki/fleet-ops/crl" {
+		t.Fatalf("CRL distribution point %v, want the plain-HTTP listener", got)
+	}
 	kept, _ := issue("rev-2")
 	disabled, _ := issue("rev-3")
 
@@ -380,6 +384,16 @@ func TestRevocationPublished(t *testing.T) {
 	if !listed[revoked.Cert.SerialNumber.String()] || !listed[disabled.Cert.SerialNumber.String()] || listed[kept.Cert.SerialNumber.String()] {
 		t.Fatalf("CRL lists %v", listed)
 	}
+	// The same CRL over plain HTTP, from the URL in the certificate.
+	res, err = client.Get(revoked.Cert.CRLDistributionPoints[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainDER, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(plainDER) != string(crlDER) {
+		t.Fatalf("GET %s: %d, %d bytes (the HTTPS one has %d)", revoked.Cert.CRLDistributionPoints[0], res.StatusCode, len(plainDER), len(crlDER))
+	}
 	res, err = client.Get("https://" + e.httpAddr + "/pki/nope/crl")
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +435,7 @@ func TestRevocationPublished(t *testing.T) {
 			t.Fatalf("openssl ocsp -reqout: %v\n%s", err, outb)
 		}
 		reqDER, _ := os.ReadFile(reqPath)
-		res, err := client.Post("https://"+e.httpAddr+"/pki/fleet-ops/ocsp", "application/ocsp-request", strings.NewReader(string(reqDER)))
+		res, err := client.Post(revoked.Cert.OCSPServer[0], "application/ocsp-request", strings.NewReader(string(reqDER)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -435,6 +449,11 @@ func TestRevocationPublished(t *testing.T) {
 		}
 		if err != nil || !strings.Contains(string(outb), want) || !strings.Contains(string(outb), "Response verify OK") {
 			t.Errorf("openssl ocsp (revoked %v): %v\n%s", c.revoked, err, outb)
+		}
+		// And openssl as the whole client, over plain HTTP (listen.pki).
+		outb, err = exec.Command("openssl", "ocsp", hash, "-issuer", caPEM, "-cert", leafPEM, "-url", c.cert.OCSPServer[0], "-CAfile", caPEM, "-no_nonce").CombinedOutput()
+		if err != nil || !strings.Contains(string(outb), want) || !strings.Contains(string(outb), "Response verify OK") {
+			t.Errorf("openssl ocsp -url (revoked %v): %v\n%s", c.revoked, err, outb)
 		}
 	}
 }

@@ -319,6 +319,9 @@ func (s *issuanceService) ListRevocations(ctx context.Context, req *pb.ListRevoc
 	return out, nil
 }
 
+// PKIHandler is pkiHandler, for the plain-HTTP listener (listen.pki).
+func PKIHandler(a *issuance.Authority) http.Handler { return pkiHandler(a) }
+
 // pkiHandler publishes each issuing CA's CRL (GET /pki/{ca}/crl, DER) and
 // answers OCSP (POST /pki/{ca}/ocsp, and GET /pki/{ca}/ocsp/{base64
 // request} as RFC 6960 allows) without an access key: relying parties
