@@ -34,6 +34,7 @@ type Store interface {
 	Close() error
 	SetEventRetention(n int)
 	GroupsVersion(ctx context.Context) (uint64, error)
+	TrustVersion(ctx context.Context) (uint64, error)
 }
 
 // outboxSweeper is a store whose writes reach the assignment log through

@@ -43,12 +43,23 @@ func (m *Metrics) Enrollments(next provisioning.EnrollmentStore) provisioning.En
 		findIndividual: m.op("find_individual_by_thumbprint"), findCA: m.op("find_ca_by_thumbprint"),
 		findCAs: m.op("find_cas_by_subject"), findGroup: m.op("find_group_by_ca"), getGroup: m.op("get_group"),
 		listGroups: m.op("list_groups"), getIndividual: m.op("get_individual"), reserved: m.op("reserved_by_individual"),
-		groupsVersion: m.op("groups_version")}
+		groupsVersion: m.op("groups_version"), trustVersion: m.op("trust_version"), listCAs: m.op("list_cas")}
 }
 
 type enrollments struct {
 	provisioning.EnrollmentStore
 	findIndividual, findCA, findCAs, findGroup, getGroup, listGroups, getIndividual, reserved, groupsVersion *storeOp
+	trustVersion, listCAs                                                                                    *storeOp
+}
+
+func (s *enrollments) TrustVersion(ctx context.Context) (_ uint64, err error) {
+	defer s.trustVersion.done(time.Now(), &err)
+	return s.EnrollmentStore.TrustVersion(ctx)
+}
+
+func (s *enrollments) ListCAs(ctx context.Context, p enrollment.Page) (_ []*enrollment.CA, _ string, err error) {
+	defer s.listCAs.done(time.Now(), &err)
+	return s.EnrollmentStore.ListCAs(ctx, p)
 }
 
 func (s *enrollments) FindIndividualByThumbprint(ctx context.Context, thumbprint string) (_ *enrollment.Individual, err error) {

@@ -43,6 +43,10 @@ type EnrollmentStore interface {
 	enrollment.Lookup
 	GetGroup(ctx context.Context, id string) (*enrollment.Group, error)
 	ListGroups(ctx context.Context, p enrollment.Page) ([]*enrollment.Group, string, error)
+	ListCAs(ctx context.Context, p enrollment.Page) ([]*enrollment.CA, string, error)
+	// TrustVersion changes whenever a CA certificate or a group is
+	// written (the cache of them, trust.go).
+	TrustVersion(ctx context.Context) (uint64, error)
 	GetIndividual(ctx context.Context, registrationID string) (*enrollment.Individual, error)
 	// ReservedByIndividual reports whether an individual enrollment holds
 	// the name as its registration ID or its device ID.
@@ -101,8 +105,9 @@ type Service struct {
 	assigning  sync.Map
 	background sync.WaitGroup
 	// symGroups caches the symmetric-key groups and their opened keys
-	// (symkey.go).
+	// (symkey.go); trust the CAs and groups that chains match (trust.go).
 	symGroups symGroupCache
+	trust     trustCache
 }
 
 // Wait waits until background decisions (slow webhooks) have written
@@ -205,7 +210,11 @@ func (e X509Chain) byEnrollment(ctx context.Context, s *Service, regID string, n
 	if top := e.Chain[len(e.Chain)-1]; !x509att.IsSelfIssued(top) {
 		presented.TopIssuerKey = enrollment.SubjectKey(top.RawIssuer)
 	}
-	match, err := enrollment.Resolve(ctx, s.Enrollments, presented)
+	lookup, err := s.trusted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	match, err := enrollment.Resolve(ctx, lookup, presented)
 	if err != nil {
 		return nil, err
 	}

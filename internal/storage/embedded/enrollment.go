@@ -145,6 +145,17 @@ func (s *Store) GroupsVersion(ctx context.Context) (uint64, error) {
 	return groups.version(ctx, s)
 }
 
+// TrustVersion changes whenever a CA certificate or an enrollment group
+// is written (provisioning's cache of them, ADR 16).
+func (s *Store) TrustVersion(ctx context.Context) (uint64, error) {
+	var v uint64
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v = tx.Bucket(bCA).Sequence() + tx.Bucket(bGroup).Sequence()
+		return nil
+	})
+	return v, err
+}
+
 // GetGroup implements enrollment.GroupStore.
 func (s *Store) GetGroup(ctx context.Context, id string) (*enrollment.Group, error) {
 	return groups.get(ctx, s, id)

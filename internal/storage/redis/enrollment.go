@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -119,6 +120,27 @@ func (s *Store) DeleteCA(ctx context.Context, name, etag string) error {
 // is created, updated or deleted.
 func (s *Store) GroupsVersion(ctx context.Context) (uint64, error) {
 	return groups.readVersion(ctx, s)
+}
+
+// TrustVersion changes whenever a CA certificate or an enrollment group
+// is written (provisioning's cache of them, ADR 16): one MGET of the two
+// tables' versions, which share the config slot.
+func (s *Store) TrustVersion(ctx context.Context) (uint64, error) {
+	vals, err := s.c.MGet(ctx, cas.version(s), groups.version(s)).Result()
+	if err != nil {
+		return 0, s.fail(ctx, err)
+	}
+	var sum uint64
+	for _, v := range vals {
+		if str, ok := v.(string); ok {
+			n, err := strconv.ParseUint(str, 10, 64)
+			if err != nil {
+				return 0, fault.Wrap(fault.Internal, fault.InternalError, err, "decode a table version")
+			}
+			sum += n
+		}
+	}
+	return sum, nil
 }
 
 // CreateGroup implements enrollment.GroupStore.

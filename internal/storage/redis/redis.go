@@ -52,6 +52,9 @@ type Options struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	PoolTimeout  time.Duration
+	// Hook, if set, sees every command and pipeline sent (a test counts
+	// round trips with it).
+	Hook goredis.Hook
 }
 
 // Defaults for Options.
@@ -110,6 +113,9 @@ func Open(opt Options) (*Store, error) {
 		PoolTimeout:   orDefault(opt.PoolTimeout, DefaultPoolTimeout),
 		MaxRetries:    1,
 	})
+	if opt.Hook != nil {
+		c.AddHook(opt.Hook)
+	}
 	s := &Store{c: c, prefix: prefix, relayQ: make(chan *relayJob, 4*relayBatchMax), closing: make(chan struct{}), relayDone: make(chan struct{})}
 	go s.relayer()
 	return s, nil

@@ -263,3 +263,40 @@ func testAllShardsFollowWrites(t *testing.T, s Store) {
 		t.Fatalf("after delete and create: %s", got)
 	}
 }
+
+// testTrustVersion: every write of a CA certificate or an enrollment group
+// moves TrustVersion to a value it never had; other writes do not.
+func testTrustVersion(t *testing.T, s Store) {
+	ctx := t.Context()
+	seen := map[uint64]bool{}
+	step := func(what string, write func() error, moves bool) {
+		t.Helper()
+		before, err := s.TrustVersion(ctx)
+		must(t, err, "TrustVersion")
+		seen[before] = true
+		werr := write()
+		after, err := s.TrustVersion(ctx)
+		must(t, err, "TrustVersion")
+		if moved := after != before; moved != moves || moves && seen[after] {
+			t.Fatalf("%s (%v): version %d → %d, want moved=%v to a new value", what, werr, before, after, moves)
+		}
+	}
+	ca := newCA(t, "trust-root", "Trust Root")
+	var caEtag, gEtag string
+	step("create a CA", func() (err error) { caEtag, err = s.CreateCA(ctx, ca); return err }, true)
+	upd := *ca
+	upd.Etag, upd.Verified = caEtag, true
+	step("verify it", func() (err error) { caEtag, err = s.UpdateCA(ctx, &upd); return err }, true)
+	g := &enrollment.Group{ID: "trust-g", CAName: "trust-root", Allocation: hashed(), Meta: enrollment.Meta{Created: t0, Updated: t0}}
+	step("create its group", func() (err error) { gEtag, err = s.CreateGroup(ctx, g); return err }, true)
+	gu := *g
+	gu.Etag, gu.Disabled = gEtag, true
+	step("disable the group", func() (err error) { gEtag, err = s.UpdateGroup(ctx, &gu); return err }, true)
+	step("read", func() error { _, err := s.FindCAByThumbprint(ctx, ca.Thumbprint); return err }, false)
+	step("an individual enrollment", func() error {
+		_, err := s.CreateIndividual(ctx, &enrollment.Individual{RegistrationID: "trust-dev", Thumbprint: enrollment.Thumbprint([]byte("t")), Allocation: hashed()})
+		return err
+	}, false)
+	step("delete the group", func() error { return s.DeleteGroup(ctx, "trust-g", gEtag) }, true)
+	step("delete the CA", func() error { return s.DeleteCA(ctx, "trust-root", caEtag) }, true)
+}

@@ -37,6 +37,9 @@ type Store interface {
 	docs.Docs
 	// GroupsVersion changes on every group write (provisioning's cache).
 	GroupsVersion(ctx context.Context) (uint64, error)
+	// TrustVersion changes on every CA or group write (provisioning's
+	// cache of them).
+	TrustVersion(ctx context.Context) (uint64, error)
 	Close() error
 }
 
@@ -67,6 +70,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"ShardDeviceCounts", testShardDeviceCounts},
 		{"Clusters", testClusters},
 		{"GroupsVersion", testGroupsVersion},
+		{"TrustVersion", testTrustVersion},
 		{"AllShardsFollowWrites", testAllShardsFollowWrites},
 		{"EventLog", testEventLog},
 		{"EventRetention", testEventRetention},
