@@ -272,7 +272,11 @@ func (s *Service) tpmGroup(ctx context.Context, ek *tpm2.TPMTPublic, ekHash stri
 	if top := certs[len(certs)-1]; string(top.RawIssuer) != string(top.RawSubject) {
 		presented.TopIssuerKey = enrollment.SubjectKey(top.RawIssuer)
 	}
-	match, err := enrollment.ResolveGroup(ctx, s.Enrollments, presented, enrollment.MechanismTPM)
+	lookup, err := s.trusted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	match, err := enrollment.ResolveGroup(ctx, lookup, presented, enrollment.MechanismTPM)
 	if err != nil {
 		return nil, fault.Wrap(fault.Unauthenticated, fault.TPMEKUnknown, err, "the endorsement key is not enrolled, and its certificate leads to no TPM enrollment group")
 	}
