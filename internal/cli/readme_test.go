@@ -1,11 +1,15 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // readmeCommands returns the lines of the sh blocks in the README section
@@ -43,6 +47,15 @@ func shellWords(line string) (words []string, comment string) {
 	for i := 0; i < len(line); i++ {
 		c := line[i]
 		switch {
+		case c == '\'' && !quoted:
+			// A single-quoted string is taken as it is.
+			end := strings.IndexByte(line[i+1:], '\'')
+			if end < 0 {
+				end = len(line) - i - 1
+			}
+			w.WriteString(line[i+1 : i+1+end])
+			i += end + 1
+			inWord = true
 		case c == '"':
 			quoted, inWord = !quoted, true
 		case !quoted && c == '#' && !inWord:
@@ -64,7 +77,7 @@ func shellWords(line string) (words []string, comment string) {
 }
 
 // TestREADMEWalkThrough runs the README's five-minute walk-through and its
-// TPM section as written, line by line, against a dev server: every
+// TPM section as written, then the DPS section's MQTT example, line by line, against a dev server: every
 // ./zerotouch line must succeed, except those whose comment says
 // "refused: REASON", which must fail with that reason. Placeholders
 // (<CODE>, <REGISTRATION_ID>, <EK_BASE64>) take the values the earlier
@@ -78,7 +91,8 @@ func TestREADMEWalkThrough(t *testing.T) {
 	if len(lines) < 20 {
 		t.Fatalf("only %d commands in the walk-through", len(lines))
 	}
-	s := startDevServer(t)
+	mqttPort := freePort(t)
+	s := startServer(t, "--mqtt-listen", "127.0.0.1:"+mqttPort)
 	placeholders := map[string]*regexp.Regexp{
 		"<CODE>":            regexp.MustCompile(`(?m)(?:"verificationCode":\s*"|^)([0-9A-F]{16,})(?:"|$)`),
 		"<REGISTRATION_ID>": regexp.MustCompile(`registration ID: (\S+)`),
@@ -124,6 +138,68 @@ func TestREADMEWalkThrough(t *testing.T) {
 			t.Errorf("no command printed %s", p)
 		}
 	}
+
+	// The DPS section's MQTT example, on the same server, after the
+	// walk-through (it uses its group), with mosquitto_rr as written but
+	// for the port (8883 in the README).
+	dps := joinContinued(readmeCommands(t, string(raw), "## Azure DPS devices"))
+	if len(dps) < 3 {
+		t.Fatalf("only %d commands in the DPS section", len(dps))
+	}
+	for _, line := range dps {
+		words, _ := shellWords(line)
+		switch words[0] {
+		case "./zerotouch":
+			s.run(0, words[1:]...)
+		case "mosquitto_rr":
+			if _, err := exec.LookPath("mosquitto_rr"); err != nil {
+				if os.Getenv("CI") != "" {
+					t.Fatal("mosquitto_rr is required in CI (apt-get install mosquitto-clients)")
+				}
+				t.Skip("mosquitto_rr is not installed: the README's MQTT example is not run")
+			}
+			args := words[1:]
+			for i := range args {
+				if args[i] == "8883" && i > 0 && args[i-1] == "-p" {
+					args[i] = mqttPort
+				}
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			out, err := exec.CommandContext(ctx, "mosquitto_rr", args...).CombinedOutput()
+			cancel()
+			if err != nil || !strings.Contains(string(out), `"status":"assigned"`) {
+				t.Fatalf("%s: %v\n%s", line, err, out)
+			}
+		default:
+			t.Fatalf("README DPS line %q is neither ./zerotouch nor mosquitto_rr", line)
+		}
+	}
+}
+
+// joinContinued joins lines ending in a backslash with the next.
+func joinContinued(lines []string) []string {
+	var out []string
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		for strings.HasSuffix(line, `\`) && i+1 < len(lines) {
+			i++
+			line = strings.TrimSuffix(line, `\`) + " " + lines[i]
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// freePort is a loopback port nothing listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }
 
 // TestWrongPortSaysSo: a REST registration sent to the gRPC port, and a
@@ -168,15 +244,7 @@ func TestREADMEHubSection(t *testing.T) {
 	if err := os.WriteFile("twin.json", []byte(`{"tags":{"site":"eu"},"properties":{"desired":{"interval":30}}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var joined []string
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
-		for strings.HasSuffix(line, `\`) && i+1 < len(lines) {
-			i++
-			line = strings.TrimSuffix(line, `\`) + " " + lines[i]
-		}
-		joined = append(joined, line)
-	}
+	joined := joinContinued(lines)
 	if len(joined) < 8 {
 		t.Fatalf("only %d commands in the hub section", len(joined))
 	}
