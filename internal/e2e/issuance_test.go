@@ -26,6 +26,7 @@ import (
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/pki"
+	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 	"github.com/zerotouch/zerotouch/internal/tpmdevice"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -123,8 +124,15 @@ func issuedDevice(t *testing.T, reg *pb.Registration, key crypto.Signer) (*pki.I
 // its hub identity; it renews with that certificate alone; a superseded
 // and revoked certificate is refused; every bad CSR is named and writes
 // nothing.
-func TestCertificateIssuance(t *testing.T) {
-	e := start(t)
+func TestCertificateIssuance(t *testing.T) { testCertificateIssuance(t, start(t)) }
+
+// TestCertificateIssuanceOnRedis is the same on a real redis-server.
+func TestCertificateIssuanceOnRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	testCertificateIssuance(t, startWith(t, options{store: openRedis(t, srv.Addr())}))
+}
+
+func testCertificateIssuance(t *testing.T, e *env) {
 	is := e.newIssuing(&pb.CredentialPolicy{Validity: durationpb.New(48 * time.Hour)})
 	birth := is.fleet.device(t, "sensor-1")
 	chain := []*x509.Certificate{is.fleet.inter.Cert}
