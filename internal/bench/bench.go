@@ -144,6 +144,9 @@ type Fleet struct {
 	Offset   int
 	// CSRs are the devices' CSRs (DER), with Config.CSR.
 	CSRs [][]byte
+	// Policy is the credential policy the run made (Config.CSR), for the
+	// caller's own enrollments (TPM devices).
+	Policy string
 }
 
 func (f *Fleet) size() int { return max(len(f.Devices), len(f.DeviceIDs), f.Count) }
@@ -189,11 +192,6 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 	if err := ensureShard(actx, cc); err != nil {
 		return nil, err
 	}
-	if c.Attestation == "tpm" {
-		// The caller enrolls TPM devices and registers them (Fleet.Register):
-		// it owns the simulator.
-		return &Fleet{}, nil
-	}
 	policy := ""
 	if c.CSR {
 		policy = "bench-" + run
@@ -204,6 +202,11 @@ func Prepare(ctx context.Context, c *Config, n int) (*Fleet, error) {
 		if _, err := iss.CreateCredentialPolicy(actx, &pb.CreateCredentialPolicyRequest{CredentialPolicy: &pb.CredentialPolicy{Name: policy, IssuingCa: policy}}); err != nil {
 			return nil, fmt.Errorf("create credential policy: %w", err)
 		}
+	}
+	if c.Attestation == "tpm" {
+		// The caller enrolls TPM devices (under Fleet.Policy) and registers
+		// them (Fleet.Register): it owns the simulator.
+		return &Fleet{Policy: policy}, nil
 	}
 	if c.Attestation == "symmetric" {
 		g, err := pb.NewEnrollmentServiceClient(cc).CreateEnrollmentGroup(actx, &pb.CreateEnrollmentGroupRequest{EnrollmentGroup: &pb.EnrollmentGroup{

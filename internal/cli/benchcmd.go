@@ -63,7 +63,7 @@ func benchCmd(env Env) *cobra.Command {
 		"x509", "symmetric", "tpm")
 	choiceVar(cmd, &b.tpmEK, "tpm-ek", "ecc", "with --attestation tpm: EK algorithm, rsa or ecc", "rsa", "ecc")
 	fs.BoolVar(&b.reuse, "reuse", false, "symmetric keys: send each worker's devices over one TLS connection (a factory station or gateway)")
-	fs.BoolVar(&b.csr, "csr", false, "every device sends a CSR and must get a certificate (the run makes an issuing CA and a credential policy; x509 and symmetric, grpc, rest and dps)")
+	fs.BoolVar(&b.csr, "csr", false, "every device sends a CSR and must get a certificate (the run makes an issuing CA and a credential policy; grpc, rest or dps; a TPM's CSR is for its bound key, signed in the TPM)")
 	fs.StringVar(&b.idScope, "id-scope", "0ne00000001", "the server's DPS ID scope, for --transport dps and mqtt")
 	choiceVar(cmd, &b.mode, "mode", "both", "register, ceiling or both", "register", "ceiling", "both")
 	fs.IntVar(&b.devices, "devices", 2000, "devices per measurement")
@@ -83,7 +83,7 @@ func runBench(ctx context.Context, env Env, c *conn, devicesSet bool, b *benchOp
 		return err
 	}
 	if b.tpmWorker {
-		return runTPMWorker(ctx, env, c, c.httpServer, b.kex, tpmdevice.KeyType(b.tpmEK))
+		return runTPMWorker(ctx, env, c, c.httpServer, b.kex, tpmdevice.KeyType(b.tpmEK), b.csr)
 	}
 	transports, err := benchChoice("transport", b.transport, "grpc", "rest")
 	switch b.transport {
@@ -102,8 +102,8 @@ func runBench(ctx context.Context, env Env, c *conn, devicesSet bool, b *benchOp
 	if b.reuse && b.attestation != "symmetric" {
 		return fmt.Errorf("%w: --reuse needs --attestation symmetric (an X.509 device's identity is its connection)", errUsage)
 	}
-	if b.csr && (b.attestation == "tpm" || b.transport == "mqtt") {
-		return fmt.Errorf("%w: --csr is for --attestation x509 or symmetric over grpc, rest or dps", errUsage)
+	if b.csr && (b.transport == "mqtt" || b.attestation == "tpm" && b.transport == "dps") {
+		return fmt.Errorf("%w: --csr is for grpc, rest or dps (TPM devices: grpc or rest, their bound key's CSR signed in the TPM)", errUsage)
 	}
 	if b.reuse && b.transport == "mqtt" {
 		return fmt.Errorf("%w: --transport mqtt uses a fresh TLS connection per device (no --reuse)", errUsage)
@@ -183,8 +183,11 @@ func runBench(ctx context.Context, env Env, c *conn, devicesSet bool, b *benchOp
 	}
 	if b.attestation == "tpm" {
 		workerArgs := []string{"bench", "--tpm-worker", "--server", cfg.GRPCAddr, "--http-server", cfg.HTTPAddr, "--ca-file", c.caFile, "--kex", b.kex, "--tpm-ek", b.tpmEK}
+		if b.csr {
+			workerArgs = append(workerArgs, "--csr")
+		}
 		var stopWorkers func()
-		if fleet, stopWorkers, err = tpmFleet(ctx, &cfg, needed, tpmdevice.KeyType(b.tpmEK), workerArgs); err != nil {
+		if fleet, stopWorkers, err = tpmFleet(ctx, &cfg, needed, tpmdevice.KeyType(b.tpmEK), workerArgs, fleet.Policy); err != nil {
 			return err
 		}
 		defer stopWorkers()

@@ -3,6 +3,10 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,7 +63,7 @@ const maxTPMWorkers = 64
 // workerArgs); a device's TPM is the simulator opened with the device's
 // seed, so the EK enrolled here is the one its worker presents. The
 // returned func stops the workers.
-func tpmFleet(ctx context.Context, cfg *bench.Config, n int, kt tpmdevice.KeyType, workerArgs []string) (*bench.Fleet, func(), error) {
+func tpmFleet(ctx context.Context, cfg *bench.Config, n int, kt tpmdevice.KeyType, workerArgs []string, policy string) (*bench.Fleet, func(), error) {
 	run := time.Now().UnixNano()
 	regID := func(i int) string { return fmt.Sprintf("bench-tpm-%x-%07d", run, i) }
 	seed := func(i int) int64 { return run + int64(i) }
@@ -77,7 +81,7 @@ func tpmFleet(ctx context.Context, cfg *bench.Config, n int, kt tpmdevice.KeyTyp
 			if err != nil {
 				return nil, nil, err
 			}
-			batch = append(batch, &pb.Enrollment{RegistrationId: regID(i), Tpm: &pb.TpmAttestation{EndorsementKey: d.EKPublic()}})
+			batch = append(batch, &pb.Enrollment{RegistrationId: regID(i), Tpm: &pb.TpmAttestation{EndorsementKey: d.EKPublic()}, CredentialPolicy: policy})
 			closeTPM()
 		}
 		resp, err := enrollments.BatchCreateEnrollments(actx, &pb.BatchCreateEnrollmentsRequest{Enrollments: batch})
@@ -180,12 +184,12 @@ func (w *tpmWorker) register(transport string, seed int64, regID string) (time.D
 }
 
 // runTPMWorker is the worker side: one simulator, one device at a time.
-func runTPMWorker(ctx context.Context, env Env, c *conn, httpAddr, kex string, kt tpmdevice.KeyType) error {
+func runTPMWorker(ctx context.Context, env Env, c *conn, httpAddr, kex string, kt tpmdevice.KeyType, csr bool) error {
 	tc, err := c.tlsConfig(nil)
 	if err != nil {
 		return err
 	}
-	cfg := &bench.Config{GRPCAddr: c.server, HTTPAddr: httpAddr, KEX: kex, RootCAs: tc.RootCAs}
+	cfg := &bench.Config{GRPCAddr: c.server, HTTPAddr: httpAddr, KEX: kex, RootCAs: tc.RootCAs, CSR: csr}
 	if env.Stdin == nil {
 		return fmt.Errorf("%w: --tpm-worker reads its requests from standard input", errUsage)
 	}
@@ -220,6 +224,26 @@ func registerSimTPM(ctx context.Context, cfg *bench.Config, transport string, se
 	}
 	defer closeTPM()
 	dev := &timedTPM{Device: d, spent: time.Since(start)}
+	var csrFor makeCSR
+	if cfg.CSR {
+		// A CSR for the bound key, signed in the TPM (its time is the
+		// device's, as the key's creation is).
+		key, err := d.Signer()
+		if err != nil {
+			return dev.spent, err
+		}
+		csrFor = func(id string) ([]byte, error) {
+			t0 := time.Now()
+			defer func() { dev.spent += time.Since(t0) }()
+			return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
+		}
+	}
+	issued := func(resp *pb.RegisterResponse, err error) error {
+		if err == nil && cfg.CSR && len(resp.GetRegistration().GetIssuedCertificateChain()) == 0 {
+			return errors.New("no certificate issued")
+		}
+		return err
+	}
 	switch transport {
 	case "grpc":
 		conn, err := grpc.NewClient(cfg.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg.DeviceTLS())))
@@ -227,13 +251,11 @@ func registerSimTPM(ctx context.Context, cfg *bench.Config, transport string, se
 			return dev.spent, err
 		}
 		defer conn.Close()
-		_, err = RegisterTPMGRPC(ctx, pb.NewDeviceRegistrationServiceClient(conn), dev, regID)
-		return dev.spent, err
+		return dev.spent, issued(registerTPMGRPC(ctx, pb.NewDeviceRegistrationServiceClient(conn), dev, regID, csrFor))
 	case "rest":
 		tr := &http.Transport{TLSClientConfig: cfg.DeviceTLS()}
 		defer tr.CloseIdleConnections()
-		_, err = RegisterTPMREST(ctx, &http.Client{Transport: tr, Timeout: time.Minute}, cfg.HTTPAddr, dev, regID)
-		return dev.spent, err
+		return dev.spent, issued(registerTPMREST(ctx, &http.Client{Transport: tr, Timeout: time.Minute}, cfg.HTTPAddr, dev, regID, csrFor))
 	}
 	return dev.spent, fmt.Errorf("bench: TPM devices register over grpc or rest, not %q", transport)
 }
