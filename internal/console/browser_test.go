@@ -1,8 +1,14 @@
 package console_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
+	"math/big"
 	"os"
 	"strings"
 	"testing"
@@ -60,9 +66,14 @@ func reasonOf(t *testing.T, err error) string {
 // watch devices register live (registered over gRPC with real
 // certificates, as devices do); read a refusal's reason; disable the
 // group and see its devices refused; disable one device; create a
-// symmetric-key enrollment (keys shown once); meet an etag conflict.
-// Then a key that may only read: it sees no write control, and the API
-// refuses the write it tries anyway through the console's own code. Every
+// symmetric-key enrollment (keys shown once); meet an etag conflict;
+// make an issuing CA and a credential policy on the certificates page,
+// revoke the certificates of a device that registered with a CSR and find
+// the revocation listed; see issuing CAs and CRLs near expiry on the
+// overview. Then a key that may only read: it sees no write control (and
+// no certificates page), and the API refuses the write it tries anyway
+// through the console's own code; and a ServiceConfig-only key, whose
+// certificates page has no revoke control. Every
 // page is checked for labels, keyboard reach with a visible focus ring,
 // colour contrast, script errors, and bounded list calls; a screenshot of
 // each is saved.
@@ -226,6 +237,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	o.a11y("failed attempts")
 	o.shot("06-failed-attempts")
 
+	// Certificates: an issuing CA and a credential policy made on the page;
+	// an etag conflict and a refusal shown with their reasons; a device of
+	// the group registers with a CSR and gets a certificate, which the
+	// page revokes; the revocation is on the CA's list.
+	serial := certificatesPage(t, s, o, inter)
+	contrast(o, "certificates")
+
 	// Disable the group from the console: its devices are refused.
 	o.nav("groups", "Enrollment groups")
 	o.do("disable acme", chromedp.Click(chromedp.CSS(`button[aria-label="Disable group acme"]`)))
@@ -317,12 +335,32 @@ func TestConsoleInBrowser(t *testing.T) {
 	o.a11y("audit")
 	o.shot("10-audit")
 
-	// The overview, now with a refusal, devices and the hub's lag.
+	// What is about to expire: an imported issuing CA with ten days left;
+	// manufacturer CRLs: acme-root's due in two hours, one stale, one good
+	// for a week (not shown), and a CA with none (its 404 left out).
+	expiringSoon(t, s, root, now)
+
+	// The overview, now with a refusal, devices and the hub's lag, and what
+	// expires soon.
 	o.nav("overview", "Overview")
 	o.waitText("main table", refusal)
 	o.waitText("main table", "ENROLLMENT_DISABLED")
 	o.waitText("main table", "behind")
 	o.waitText("main table", "hub-1")
+	o.waitFor("the issuing CA that expires soon", `!!document.querySelector('main section a[data-issuing-ca="legacy-ops"]')`)
+	o.waitFor("the CRLs due or stale", `!!document.querySelector('main a[data-crl="acme-root"]') && !!document.querySelector('main a[data-crl="old-vendor"]')`)
+	for _, c := range []struct{ sel, text string }{
+		{`main a[data-issuing-ca="legacy-ops"]`, "days left"},
+		{`main a[data-crl="acme-root"]`, "due within 24 h"},
+		{`main a[data-crl="old-vendor"]`, "stale"},
+	} {
+		if got := eval[string](o, fmt.Sprintf(`document.querySelector(%q).closest('tr').textContent`, c.sel)); !strings.Contains(got, c.text) {
+			t.Errorf("overview: the row of %s reads %q, want %q in it", c.sel, got, c.text)
+		}
+	}
+	if n := o.count(`main a[data-issuing-ca="fleet-ops"], main a[data-crl="fresh-vendor"], main a[data-crl="quiet-vendor"], main section [role=alert]`); n != 0 {
+		t.Errorf("overview: %d rows or errors for CAs and CRLs that are not due (or a CA without a CRL)", n)
+	}
 	o.a11y("overview")
 	contrast(o, "overview")
 	o.shot("11-overview")
@@ -345,7 +383,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	r := newTab(t, browser, "reader", shots)
 	r.do("open the console", chromedp.Navigate(s.url+"/console/"), chromedp.WaitVisible(chromedp.ID("access-key")),
 		chromedp.SendKeys(chromedp.ID("access-key"), reader+"\n"), chromedp.WaitVisible(chromedp.CSS(`nav a[href="#/overview"]`)))
-	if r.count(`nav a[href="#/cas"]`)+r.count(`nav a[href="#/hubs"]`) != 0 {
+	if r.count(`nav a[href="#/cas"]`)+r.count(`nav a[href="#/hubs"]`)+r.count(`nav a[href="#/certificates"]`) != 0 {
 		t.Error("the reader is offered pages that need ServiceConfig")
 	}
 	writeControls := `main form[aria-label^="Create"], main form[aria-label^="Edit"], main form[aria-label^="Upload"], main [data-action], main .confirm`
@@ -371,12 +409,20 @@ func TestConsoleInBrowser(t *testing.T) {
 	contrast(r, "registration (reader)")
 	r.do("open hubs by its address", chromedp.Evaluate[chromedp.Void](`location.hash = '#/hubs'`))
 	r.waitText("main [role=alert]", "needs the ServiceConfig permission")
+	r.do("open certificates by its address", chromedp.Evaluate[chromedp.Void](`location.hash = '#/certificates'`))
+	r.waitText("main h1", "Certificates")
+	r.waitText("main [role=alert]", "needs the ServiceConfig permission")
+	if n := r.count(writeControls + `, main table, main form`); n != 0 {
+		t.Errorf("reader: the certificates page shows %d lists or controls", n)
+	}
+	r.shot("05-certificates")
 	// The reader tries anyway, through the console's own API module (the
 	// same instance, holding the key in memory): the server refuses.
 	for _, try := range []string{
 		`m.call('PATCH', '/v1/enrollmentGroups/acme', {query: {update_mask: 'provisioning_status'}, body: {provisioningStatus: 'PROVISIONING_STATUS_ENABLED'}})`,
 		`m.call('DELETE', '/v1/registrations/sensor-0002')`,
 		`m.call('POST', '/v1/shards', {body: {id: 'sneaky', hostname: 'x.example.com', weight: 1}})`,
+		`m.call('POST', '/v1/issuingCas/fleet-ops:disable', {body: {}})`,
 	} {
 		got := eval[string](r, `import('/console/js/api.js').then(m => `+try+`).then(() => 'written', e => e.status + ' ' + e.reason)`)
 		if got != "403 PERMISSION_DENIED" {
@@ -400,7 +446,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// The main colour pairs were all measured somewhere (and passed).
 	for _, sel := range []string{"body", "main h1", "nav a:not([aria-current])", "nav a[aria-current=page]", "nav span.muted", "header.top",
-		".btn.primary", ".btn.danger", "button.btn:not(.primary):not(.danger)", ".badge.ok", ".badge.warn", ".badge.off", ".hint",
+		".btn.primary", ".btn.danger", "button.btn:not(.primary):not(.danger)", ".badge.ok", ".badge.warn", ".badge.off", ".badge.bad", ".hint",
 		"table.data th", "table.data td", ".error", "svg.chart .axis", "label", "input"} {
 		if r, ok := measured[sel]; !ok {
 			t.Errorf("the contrast of %s was never measured", sel)
@@ -409,10 +455,211 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
-	for _, b := range []*tab{o, r} {
+	// A key that may configure the service but not write registrations:
+	// the certificates page, without the control that revokes.
+	pkiKey := s.newKey("pki-admin", access.ServiceConfig)
+	p := newTab(t, browser, "pki-admin", shots)
+	p.do("open the console", chromedp.Navigate(s.url+"/console/"), chromedp.WaitVisible(chromedp.ID("access-key")),
+		chromedp.SendKeys(chromedp.ID("access-key"), pkiKey+"\n"), chromedp.WaitVisible(chromedp.CSS(`nav a[href="#/overview"]`)))
+	p.nav("certificates", "Certificates")
+	p.waitFor("the issuing CAs", `!!document.querySelector('main table a[data-issuing-ca="fleet-ops"]') && !!document.querySelector('[data-policy="devices"]')`)
+	if p.count(`form[aria-label="Create an issuing CA"]`) != 1 || p.count(`form[aria-label="Revoke certificates"]`) != 0 {
+		t.Error("pki-admin: the certificates page should offer creating an issuing CA and no revoking")
+	}
+	p.waitText("main p.muted", "also needs the RegistrationStatusWrite permission")
+	p.a11y("certificates (ServiceConfig only)")
+	p.shot("01-certificates")
+	got := eval[string](p, `import('/console/js/api.js').then(m => m.call('POST', '/v1/certificates:revoke', {body: {registrationId: 'sensor-0004', reason: 1}})).then(() => 'written', e => e.status + ' ' + e.reason)`)
+	if got != "403 PERMISSION_DENIED" {
+		t.Errorf("pki-admin: revoking: %s, want 403 PERMISSION_DENIED", got)
+	}
+	if revs, err := pb.NewIssuanceServiceClient(s.dial(nil)).ListRevocations(as(t.Context(), s.ownerKey), &pb.ListRevocationsRequest{IssuingCa: "fleet-ops"}); err != nil ||
+		len(revs.GetRevocations()) != 1 || revs.GetRevocations()[0].GetSerial() != serial {
+		t.Errorf("fleet-ops's revocations after the refused one: %v %v", revs, err)
+	}
+
+	for _, b := range []*tab{o, r, p} {
 		b.noProblems()
-		if n := b.checkRequests(s.url); n < 5 {
+		if n := b.checkRequests(s.url); n < 5 && b != p {
 			t.Errorf("%s: only %d list calls seen; the request log is broken", b.name, n)
+		}
+	}
+}
+
+// certificatesPage drives the certificates page as the owner and returns
+// the serial of the certificate it revoked.
+func certificatesPage(t *testing.T, s *server, o *tab, inter *pki.Issued) string {
+	t.Helper()
+	owner := as(t.Context(), s.ownerKey)
+	cc := s.dial(nil)
+	defer cc.Close()
+	issuing := pb.NewIssuanceServiceClient(cc)
+
+	o.nav("certificates", "Certificates")
+	o.waitText("main table", "No issuing CAs yet")
+	o.a11y("certificates (empty)")
+	o.open("Create an issuing CA")
+	o.fill("issuing CA form", `input[name="issuing-ca-name"]`, "fleet-ops", `input[name="issuing-ca-cn"]`, "Acme Operational CA",
+		`select[name="issuing-ca-key-type"]`, "ecdsa-p384")
+	o.submit("Create an issuing CA")
+	activeRow := `[...document.querySelectorAll('main table tr')].some(tr => !!tr.querySelector('a[data-issuing-ca="fleet-ops"]') && !!tr.querySelector('[data-issuing-ca-state="%s"]'))`
+	o.waitFor("fleet-ops listed, active", fmt.Sprintf(activeRow, "active"))
+	o.waitText("main table", "Acme Operational CA")
+	o.waitText("main table code", "/pki/fleet-ops/crl")
+
+	o.open("Create a credential policy")
+	o.waitFor("fleet-ops offered", `!!document.querySelector('select[name="policy-issuing-ca"] option[value="fleet-ops"]')`)
+	o.fill("policy form", `input[name="policy-name"]`, "devices", `select[name="policy-issuing-ca"]`, "fleet-ops",
+		`input[name="policy-validity"]`, "2d", `input[name="policy-overlap"]`, "30m")
+	o.do("allow rsa-2048, revoke on disable", chromedp.Click(chromedp.CSS(`input[name="policy-key-type"][value="rsa-2048"]`)),
+		chromedp.Click(chromedp.CSS(`input[name="policy-revoke-on-disable"]`)))
+	o.submit("Create a credential policy")
+	o.waitFor("devices listed", `!!document.querySelector('main table [data-policy="devices"]')`)
+	o.waitText("main table", "2 d")
+	pol, err := issuing.GetCredentialPolicy(owner, &pb.GetCredentialPolicyRequest{Name: "devices"})
+	if err != nil || pol.GetIssuingCa() != "fleet-ops" || pol.GetValidity().AsDuration() != 48*time.Hour || pol.GetOverlap().AsDuration() != 30*time.Minute ||
+		!pol.GetRevokeOnDisable() || strings.Join(pol.GetKeyTypes(), " ") != "ecdsa-p256 ecdsa-p384 rsa-2048" {
+		t.Errorf("the policy made on the page: %v %v", pol, err)
+	}
+	o.a11y("certificates")
+	walk := o.tabWalk(60)
+	o.reaches("certificates", walk, "a|Certificates", "input|Name", "select|Key type", "button|Create issuing CA", "select|Issuing CA",
+		"input|rsa-2048", "input|Validity", "button|Create policy", "a|fleet-ops", "button|Disable issuing CA fleet-ops",
+		"button|Delete credential policy devices", "input|Registration ID", "select|Reason")
+	o.shot("13-certificates")
+
+	// An etag conflict: the CA changes (disabled and enabled again through
+	// the API) while the page has it; the page's disable is refused, says
+	// so, and works once reloaded.
+	ca, err := issuing.DisableIssuingCa(owner, &pb.DisableIssuingCaRequest{Name: "fleet-ops"})
+	if err == nil {
+		_, err = issuing.EnableIssuingCa(owner, &pb.EnableIssuingCaRequest{Name: "fleet-ops", Etag: ca.GetEtag()})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.do("disable fleet-ops", chromedp.Click(chromedp.CSS(`button[aria-label="Disable issuing CA fleet-ops"]`)))
+	o.waitText(`[data-reason="ETAG_MISMATCH"]`, "Changed by someone else")
+	o.do("reload after the conflict", chromedp.Click(chromedp.CSS(`[data-reason="ETAG_MISMATCH"] button`)))
+	o.waitFor("the conflict cleared", `!document.querySelector('[data-reason]')`)
+	o.do("disable fleet-ops again", chromedp.Click(chromedp.CSS(`button[aria-label="Disable issuing CA fleet-ops"]`)))
+	o.waitFor("fleet-ops disabled", fmt.Sprintf(activeRow, "disabled"))
+	o.do("enable fleet-ops", chromedp.Click(chromedp.CSS(`button[aria-label="Enable issuing CA fleet-ops"]`)))
+	o.waitFor("fleet-ops active again", fmt.Sprintf(activeRow, "active"))
+	if ca, err := issuing.GetIssuingCa(owner, &pb.GetIssuingCaRequest{Name: "fleet-ops"}); err != nil || ca.GetState() != pb.IssuingCaState_ISSUING_CA_STATE_ACTIVE {
+		t.Fatalf("fleet-ops after the page disabled and enabled it: %v %v", ca, err)
+	}
+
+	// The group names the policy; a device registers with a CSR.
+	ec := pb.NewEnrollmentServiceClient(cc)
+	g, err := ec.GetEnrollmentGroup(owner, &pb.GetEnrollmentGroupRequest{Id: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ec.UpdateEnrollmentGroup(owner, &pb.UpdateEnrollmentGroupRequest{
+		EnrollmentGroup: &pb.EnrollmentGroup{Id: "acme", Etag: g.GetEtag(), CredentialPolicy: "devices"},
+		UpdateMask:      &fieldmaskpb.FieldMask{Paths: []string{"credential_policy"}}}); err != nil {
+		t.Fatalf("set the group's credential policy: %v", err)
+	}
+	dev, err := pki.NewDevice("sensor-0004", inter, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "sensor-0004"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := s.registerCSR("sensor-0004", csr, dev, inter.Cert)
+	if err != nil {
+		t.Fatalf("register sensor-0004 with a CSR: %v", err)
+	}
+	serial := reg.GetIssuedCertificate().GetSerial()
+	if serial == "" || reg.GetIssuedCertificate().GetIssuingCa() != "fleet-ops" || len(reg.GetIssuedCertificateChain()) < 2 {
+		t.Fatalf("sensor-0004 got no certificate from fleet-ops: %v", reg.GetIssuedCertificate())
+	}
+
+	// A refusal, with its reason: sensor-0002 holds no issued certificate.
+	o.fill("revoke sensor-0002", `input[name="revoke-registration-id"]`, "sensor-0002")
+	o.submit("Revoke certificates")
+	o.waitText(".confirm .question", "sensor-0002")
+	o.do("confirm", chromedp.Click(chromedp.CSS(`button[data-action="confirm-revoke"]`)))
+	o.waitText(`form[aria-label="Revoke certificates"] [data-reason="RESOURCE_NOT_FOUND"]`, "holds no issued certificate")
+
+	// Revoke sensor-0004's certificates: asked first, then listed.
+	o.fill("revoke sensor-0004", `input[name="revoke-registration-id"]`, "sensor-0004", `select[name="revoke-reason"]`, "1")
+	o.submit("Revoke certificates")
+	o.waitText(".confirm .question", "keyCompromise")
+	o.a11y("certificates (revoking)")
+	o.shot("14-revoke-confirm")
+	o.do("confirm", chromedp.Click(chromedp.CSS(`button[data-action="confirm-revoke"]`)))
+	o.waitFor("the revoked serial shown", fmt.Sprintf(`!!document.querySelector('form[aria-label="Revoke certificates"] [data-serial=%q]')`, serial))
+	revs, err := issuing.ListRevocations(owner, &pb.ListRevocationsRequest{IssuingCa: "fleet-ops"})
+	if err != nil || len(revs.GetRevocations()) != 1 || revs.GetRevocations()[0].GetSerial() != serial ||
+		revs.GetRevocations()[0].GetRegistrationId() != "sensor-0004" || revs.GetRevocations()[0].GetReason() != 1 {
+		t.Errorf("fleet-ops's revocations after the page revoked sensor-0004: %v %v", revs, err)
+	}
+	// The CA's page lists it.
+	o.do("open fleet-ops", chromedp.Click(chromedp.CSS(`main table a[data-issuing-ca="fleet-ops"]`)))
+	o.waitText("main h2", "Issuing CA fleet-ops")
+	o.waitFor("the revocation listed", fmt.Sprintf(`[...document.querySelectorAll('main table tr')].some(tr => !!tr.querySelector('[data-serial=%q]') && tr.textContent.includes('sensor-0004') && tr.textContent.includes('keyCompromise (1)'))`, serial))
+	o.a11y("issuing CA")
+	o.shot("15-issuing-ca-revocations")
+	return serial
+}
+
+// expiringSoon imports an issuing CA that expires in ten days and uploads
+// manufacturer CAs and CRLs: acme-root's due in two hours, old-vendor's
+// stale since an hour, fresh-vendor's good for a week, quiet-vendor none.
+func expiringSoon(t *testing.T, s *server, root *pki.Issued, now time.Time) {
+	t.Helper()
+	owner := as(t.Context(), s.ownerKey)
+	cc := s.dial(nil)
+	defer cc.Close()
+	legacy, err := pki.NewCA("Legacy Operational CA", nil, now, 10*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := pki.KeyPEM(legacy.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewIssuanceServiceClient(cc).CreateIssuingCa(owner, &pb.CreateIssuingCaRequest{Name: "legacy-ops", Mode: pb.IssuingCaMode_ISSUING_CA_MODE_IMPORT,
+		CertificateChainPem: string(pki.CertPEM(legacy.Cert)), PrivateKeyPem: string(keyPEM)}); err != nil {
+		t.Fatalf("import legacy-ops: %v", err)
+	}
+	cas := pb.NewCertificateAuthorityServiceClient(cc)
+	upload := func(name string, ca *pki.Issued, this, next time.Time) {
+		t.Helper()
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: this, NextUpdate: next}, ca.Cert, ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cas.UploadCrl(owner, &pb.UploadCrlRequest{Name: name, CrlDer: der}); err != nil {
+			t.Fatalf("upload %s's CRL: %v", name, err)
+		}
+	}
+	upload("acme-root", root, now.Add(-time.Hour), now.Add(2*time.Hour))
+	for _, v := range []struct {
+		name       string
+		this, next time.Duration
+	}{
+		{"old-vendor", -48 * time.Hour, -time.Hour},
+		{"fresh-vendor", -time.Hour, 7 * 24 * time.Hour},
+		{"quiet-vendor", 0, 0},
+	} {
+		ca, err := pki.NewCA("Vendor "+v.name, nil, now, 400*24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cas.CreateCaCertificate(owner, &pb.CreateCaCertificateRequest{CaCertificate: &pb.CaCertificate{Name: v.name, CertificatePem: string(pki.CertPEM(ca.Cert))}}); err != nil {
+			t.Fatal(err)
+		}
+		if v.next != 0 {
+			upload(v.name, ca, now.Add(v.this), now.Add(v.next))
 		}
 	}
 }

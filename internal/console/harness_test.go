@@ -153,6 +153,15 @@ func (s *server) register(regID string, dev *pki.Issued, chain ...*x509.Certific
 	return res.GetRegistration(), err
 }
 
+// registerCSR registers a device over gRPC, as register does, asking
+// for an operational certificate with a PKCS#10 CSR (DER).
+func (s *server) registerCSR(regID string, csr []byte, dev *pki.Issued, chain ...*x509.Certificate) (*pb.Registration, error) {
+	cc := s.dial(dev, chain...)
+	defer cc.Close()
+	res, err := pb.NewDeviceRegistrationServiceClient(cc).Register(s.t.Context(), &pb.RegisterRequest{RegistrationId: regID, Csr: csr})
+	return res.GetRegistration(), err
+}
+
 // as is a context carrying an access key for gRPC calls.
 func as(ctx context.Context, key string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key)

@@ -198,16 +198,21 @@ func (b *tab) noProblems() {
 	b.problems = nil
 }
 
+// crlPath is GetCrl's path: the overview reads the CRL of each CA of
+// the page of CAs it read, and no more.
+var crlPath = regexp.MustCompile(`^/v1/caCertificates/[^/]+/crl$`)
+
 // checkRequests: the tab spoke only to the server; no URL carried an
 // access key; every list call asked for one bounded page (the console
-// never reads a collection whole).
+// never reads a collection whole); CRLs were read at most one per CA of
+// the pages of CAs read.
 func (b *tab) checkRequests(origin string) int {
 	b.t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	lists := map[string]bool{"/v1/shards": true, "/v1/caCertificates": true, "/v1/enrollmentGroups": true, "/v1/enrollments": true,
 		"/v1/registrations": true, "/v1/failedAttempts": true, "/v1/auditRecords": true, "/v1/hubClusters": true, "/v1/accessKeys": true}
-	n := 0
+	n, crls, caRows := 0, 0, 0
 	for _, r := range b.requests {
 		u, err := url.Parse(r.URL)
 		if err != nil {
@@ -229,7 +234,16 @@ func (b *tab) checkRequests(origin string) int {
 			if err != nil || size < 1 || size > 500 {
 				b.t.Errorf("%s: list call without a bounded page: %s", b.name, r.URL)
 			}
+			if u.Path == "/v1/caCertificates" {
+				caRows += size
+			}
 		}
+		if r.Method == "GET" && crlPath.MatchString(u.Path) {
+			crls++
+		}
+	}
+	if crls > caRows {
+		b.t.Errorf("%s: %d CRL reads for %d CA certificates listed: the overview must read at most one per CA it listed", b.name, crls, caRows)
 	}
 	return n
 }
@@ -337,7 +351,7 @@ const contrastScript = `(() => {
     return 'rgb(255, 255, 255)';
   };
   const sels = ['body', 'main h1', 'main p', 'nav a:not([aria-current])', 'nav a[aria-current=page]', 'nav span.muted', 'header.top', 'header.top .who .muted', '.btn.primary', '.btn.danger',
-    'button.btn:not(.primary):not(.danger)', '.badge.ok', '.badge.warn', '.badge.off', 'main .muted', '.hint', 'table.data th', 'table.data td',
+    'button.btn:not(.primary):not(.danger)', '.badge.ok', '.badge.warn', '.badge.off', '.badge.bad', 'main .muted', '.hint', 'table.data th', 'table.data td',
     '.error', '.once', 'svg.chart .axis', 'label', 'input', 'code.secret'];
   const out = [];
   for (const s of sels) {

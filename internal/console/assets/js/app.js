@@ -6,6 +6,7 @@ import * as api from './api.js';
 import { h, replace, field, input, errorBox, announce, button } from './dom.js';
 import overview from './pages/overview.js';
 import cas from './pages/cas.js';
+import certificates from './pages/certificates.js';
 import { groups, enrollments } from './pages/enrollments.js';
 import registrations from './pages/registrations.js';
 import { failedAttempts, audit } from './pages/logs.js';
@@ -16,6 +17,7 @@ import hubs from './pages/hubs.js';
 const pages = [
   { path: 'overview', title: 'Overview', render: overview, needs: null },
   { path: 'cas', title: 'CA certificates', render: cas, needs: 'ServiceConfig' },
+  { path: 'certificates', title: 'Certificates', render: certificates, needs: 'ServiceConfig' },
   { path: 'groups', title: 'Enrollment groups', render: groups, needs: 'EnrollmentRead' },
   { path: 'enrollments', title: 'Individual enrollments', render: enrollments, needs: 'EnrollmentRead' },
   { path: 'registrations', title: 'Registrations', render: registrations, needs: 'RegistrationStatusRead' },

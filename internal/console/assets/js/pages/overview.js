@@ -1,15 +1,21 @@
 // Overview: new devices per minute (live), refusals by reason, shards'
-// load against capacity and their hubs' acknowledged lag, CAs near expiry.
+// load against capacity and their hubs' acknowledged lag, CA certificates
+// and issuing CAs near expiry, manufacturer CRLs stale or nearly due.
 // Every read is bounded: shards (a few pages at most), one summary, one
-// page of refusals, one page of CAs. Nothing scans registrations.
+// page of refusals, one page of CAs (and the CRL of each CA on it, at
+// most maxCrlReads), the issuing CAs. Nothing scans registrations.
 
 import * as api from '../api.js';
 import { h, replace, section, table, when, badge, enumText, errorBox } from '../dom.js';
 import { barChart } from '../chart.js';
+import { issuingCaState, expiry } from './certificates.js';
 
 const pollMs = 5000;
 const windowMinutes = 30;
 const maxShardPages = 4; // 4 x 500 shards
+const caPage = 100; // the CA certificates read, and so the most CRLs read
+const crlReaders = 4; // CRL reads at a time
+const day = 24 * 3600 * 1000;
 
 // shardsAll reads every shard, bounded.
 export async function shardsAll() {
@@ -76,19 +82,24 @@ export default function overview(main, ctx) {
   const recent = section('Latest refusals');
   const shards = section('Shards');
   const expiring = section('CA certificates expiring within 30 days');
+  const issuing = section('Issuing CAs expiring within 30 days');
+  const crls = section('Manufacturer CRLs stale or due within 24 hours');
   const grid = h('div', { class: 'grid' });
   main.append(grid);
 
   shards.classList.add('wide');
   recent.classList.add('wide');
+  crls.classList.add('wide');
   const config = ctx.can('ServiceConfig');
   const status = ctx.can('RegistrationStatusRead');
   grid.append(
-    config ? rate : h('p', { class: 'muted' }, 'Shards, the live device rate and CA expiry need the ServiceConfig permission.'),
+    config ? rate : h('p', { class: 'muted' }, 'Shards, the live device rate, CA expiry and CRLs need the ServiceConfig permission.'),
     status ? refusals : h('p', { class: 'muted' }, 'Refusals need the RegistrationStatusRead permission.'),
     config ? shards : null,
     status ? recent : null,
-    config ? expiring : null);
+    config ? expiring : null,
+    config ? issuing : null,
+    config ? crls : null);
 
   const rateBody = h('div');
   const shardsBody = h('div');
@@ -100,6 +111,10 @@ export default function overview(main, ctx) {
   recent.append(recentBody, h('p', null, h('a', { href: '#/failed-attempts' }, 'All failed attempts')));
   const expiringBody = h('div');
   expiring.append(expiringBody);
+  const issuingBody = h('div');
+  issuing.append(issuingBody, h('p', null, h('a', { href: '#/certificates' }, 'All issuing CAs')));
+  const crlsBody = h('div');
+  crls.append(crlsBody);
 
   async function pollShards() {
     let list;
@@ -167,24 +182,89 @@ export default function overview(main, ctx) {
     }
   }
 
-  async function pollExpiring() {
+  // readExpiry reads the first page of CA certificates (those expiring
+  // within 30 days), the issuing CAs (likewise), and the CRL uploaded for
+  // each CA of that page (those past or within 24 hours of their
+  // nextUpdate; a CA without one answers 404 and is left out).
+  async function readExpiry() {
+    const now = Date.now();
+    let list = [];
+    let more = false;
     try {
-      const res = await api.page('/v1/caCertificates', {}, 100, '');
-      const soon = Date.now() + 30 * 24 * 3600 * 1000;
-      const list = (res.caCertificates || []).filter((c) => c.notAfter && new Date(c.notAfter).getTime() < soon);
+      const res = await api.page('/v1/caCertificates', {}, caPage, '');
+      list = res.caCertificates || [];
+      more = Boolean(res.nextPageToken);
+      const soon = list.filter((c) => c.notAfter && new Date(c.notAfter).getTime() < now + 30 * day);
       replace(expiringBody, table('CA certificates expiring soon', [
-        { title: 'Name', cell: (c) => c.name },
+        { title: 'Name', cell: (c) => h('a', { href: `#/cas?name=${encodeURIComponent(c.name)}` }, c.name) },
         { title: 'Subject', cell: (c) => c.subject },
-        { title: 'Expires', cell: (c) => when(c.notAfter) },
-      ], list, res.nextPageToken ? 'None on the first 100 CA certificates.' : 'None.'));
+        { title: 'Expires', cell: (c) => expiry(c.notAfter) },
+      ], soon, more ? `None on the first ${caPage} CA certificates.` : 'None.'));
     } catch (err) {
       replace(expiringBody, errorBox(err));
+      replace(crlsBody, h('p', { class: 'muted' }, 'The CRLs are read for the CA certificates listed, which could not be read.'));
+      list = null;
     }
+    readIssuing(now);
+    if (list !== null) {
+      readCrls(list, more, now);
+    }
+  }
+
+  async function readIssuing(now) {
+    try {
+      const res = await api.call('GET', '/v1/issuingCas');
+      const soon = (res.issuingCas || []).filter((c) => c.notAfter && new Date(c.notAfter).getTime() < now + 30 * day);
+      replace(issuingBody, table('Issuing CAs expiring soon', [
+        { title: 'Name', cell: (c) => h('a', { href: `#/certificates?ca=${encodeURIComponent(c.name)}`, 'data-issuing-ca': c.name }, c.name) },
+        { title: 'State', cell: issuingCaState },
+        { title: 'Subject', cell: (c) => c.subject },
+        { title: 'Expires', cell: (c) => expiry(c.notAfter) },
+      ], soon, 'None.'));
+    } catch (err) {
+      replace(issuingBody, errorBox(err));
+    }
+  }
+
+  async function readCrls(list, more, now) {
+    const found = [];
+    let failure = null;
+    let next = 0;
+    const reader = async () => {
+      while (next < list.length) {
+        const c = list[next];
+        next += 1;
+        try {
+          found.push(await api.call('GET', `/v1/caCertificates/${encodeURIComponent(c.name)}/crl`));
+        } catch (err) {
+          if (err.status !== 404) {
+            failure = failure || err;
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(crlReaders, list.length) }, reader));
+    const due = found.filter((c) => !c.nextUpdate || new Date(c.nextUpdate).getTime() < now + day)
+      .sort((a, b) => new Date(a.nextUpdate || 0).getTime() - new Date(b.nextUpdate || 0).getTime());
+    const state = (c) => (c.nextUpdate && new Date(c.nextUpdate).getTime() > now
+      ? badge('due within 24 h', 'warn')
+      : badge('stale', 'bad'));
+    replace(crlsBody, table('Manufacturer CRLs stale or due soon', [
+      { title: 'CA certificate', cell: (c) => h('a', { href: `#/cas?name=${encodeURIComponent(c.caCertificate)}`, 'data-crl': c.caCertificate }, c.caCertificate) },
+      { title: 'State', cell: state },
+      { title: 'Next update', cell: (c) => when(c.nextUpdate) },
+      { title: 'CRL number', cell: (c) => c.crlNumber || '', class: 'num' },
+      { title: 'Revoked', cell: (c) => String(c.revokedCount || 0), class: 'num' },
+    ], due, `None of the ${found.length} uploaded CRL${found.length === 1 ? '' : 's'}${more ? ` of the first ${caPage} CA certificates` : ''}.`),
+    h('p', { class: 'hint' }, 'A stale CRL still refuses what it lists, but devices whose certificates it covers are refused (REVOCATION_UNKNOWN) in groups with required checking until a newer one is uploaded: ',
+      h('code', null, 'zerotouch ca crl upload NAME --crl FILE'), '.'),
+    more ? h('p', { class: 'hint' }, `Only the CRLs of the first ${caPage} CA certificates are read here.`) : null,
+    failure ? errorBox(failure) : null);
   }
 
   if (ctx.can('ServiceConfig')) {
     ctx.every(pollMs, pollShards);
-    pollExpiring();
+    readExpiry();
   }
   if (ctx.can('RegistrationStatusRead')) {
     ctx.every(pollMs, pollRefusals);
