@@ -83,6 +83,32 @@ func orMode(m IssuingCAMode) IssuingCAMode {
 // CompleteIssuingCA takes the certificate an offline root signed for a
 // pending intermediate's CSR.
 func (s *Service) CompleteIssuingCA(ctx context.Context, name, etag, chainPEM string) (*issuance.CA, error) {
+	return s.updateIssuingCA(ctx, name, etag, func(ca *issuance.CA) (string, error) {
+		return "completed", ca.Complete(s.Secrets, chainPEM, s.Now())
+	})
+}
+
+// SetIssuingCAEnabled disables an issuing CA (it signs nothing more; its
+// CRL and OCSP answers stay published, and devices it issued can renew
+// under another) or enables it again.
+func (s *Service) SetIssuingCAEnabled(ctx context.Context, name, etag string, enabled bool) (*issuance.CA, error) {
+	return s.updateIssuingCA(ctx, name, etag, func(ca *issuance.CA) (string, error) {
+		switch {
+		case ca.State == issuance.CAPending:
+			return "", fault.New(fault.FailedPrecondition, fault.FieldInvalid, "issuing CA %q is waiting for its signed certificate", name)
+		case enabled:
+			ca.State = issuance.CAActive
+		default:
+			ca.State = issuance.CADisabled
+		}
+		ca.Updated = s.Now()
+		return "state=" + string(ca.State), nil
+	})
+}
+
+// updateIssuingCA reads the CA (its etag, when given, must be current),
+// changes it and writes it back under its etag.
+func (s *Service) updateIssuingCA(ctx context.Context, name, etag string, change func(*issuance.CA) (summary string, err error)) (*issuance.CA, error) {
 	if err := s.issuanceOn(); err != nil {
 		return nil, err
 	}
@@ -93,10 +119,11 @@ func (s *Service) CompleteIssuingCA(ctx context.Context, name, etag, chainPEM st
 	if etag != "" && etag != ca.Etag {
 		return nil, fault.EtagMismatchf("issuing CA %q was changed by someone else", name)
 	}
-	if err := ca.Complete(s.Secrets, chainPEM, s.Now()); err != nil {
+	summary, err := change(ca)
+	if err != nil {
 		return nil, err
 	}
-	ca.Etag, err = mutate(ctx, s, change{action: "UpdateIssuingCA", resource: name, ifMatch: ca.Etag, summary: "completed"},
+	ca.Etag, err = mutate(ctx, s, changeOf("UpdateIssuingCA", name, ca.Etag, summary),
 		func() (string, error) { return s.Issuance.UpdateIssuingCA(ctx, ca) })
 	if err != nil {
 		return nil, err
@@ -104,35 +131,8 @@ func (s *Service) CompleteIssuingCA(ctx context.Context, name, etag, chainPEM st
 	return ca, nil
 }
 
-// SetIssuingCAEnabled disables an issuing CA (it signs nothing more; its
-// CRL and OCSP answers stay published, and devices it issued can renew
-// under another) or enables it again.
-func (s *Service) SetIssuingCAEnabled(ctx context.Context, name, etag string, enabled bool) (*issuance.CA, error) {
-	if err := s.issuanceOn(); err != nil {
-		return nil, err
-	}
-	ca, err := s.Issuance.GetIssuingCA(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if etag != "" && etag != ca.Etag {
-		return nil, fault.EtagMismatchf("issuing CA %q was changed by someone else", name)
-	}
-	switch {
-	case ca.State == issuance.CAPending:
-		return nil, fault.New(fault.FailedPrecondition, fault.FieldInvalid, "issuing CA %q is waiting for its signed certificate", name)
-	case enabled:
-		ca.State = issuance.CAActive
-	default:
-		ca.State = issuance.CADisabled
-	}
-	ca.Updated = s.Now()
-	ca.Etag, err = mutate(ctx, s, change{action: "UpdateIssuingCA", resource: name, ifMatch: etag, summary: "state=" + string(ca.State)},
-		func() (string, error) { return s.Issuance.UpdateIssuingCA(ctx, ca) })
-	if err != nil {
-		return nil, err
-	}
-	return ca, nil
+func changeOf(action, resource, ifMatch, summary string) change {
+	return change{action: action, resource: resource, ifMatch: ifMatch, summary: summary}
 }
 
 // GetIssuingCA reads an issuing CA.

@@ -97,18 +97,25 @@ func subject(cn string) pkix.Name {
 	return pkix.Name{CommonName: cn, Organization: []string{"Zerotouch"}}
 }
 
-// NewRootCA generates a self-signed issuing CA inside Zerotouch.
-func NewRootCA(sealer *secrets.Sealer, name, commonName string, kt CAKeyType, now time.Time) (*CA, error) {
+// newKey checks a new CA's name and common name (defaulted) and makes its
+// key.
+func newKey(name, commonName string, kt CAKeyType) (string, crypto.Signer, error) {
 	if err := enrollment.ValidateID("issuing CA name", name); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if commonName == "" {
 		commonName = "Zerotouch issuing CA " + name
 	}
 	if err := checkCN(commonName); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	key, err := generateKey(kt)
+	return commonName, key, err
+}
+
+// NewRootCA generates a self-signed issuing CA inside Zerotouch.
+func NewRootCA(sealer *secrets.Sealer, name, commonName string, kt CAKeyType, now time.Time) (*CA, error) {
+	commonName, key, err := newKey(name, commonName, kt)
 	if err != nil {
 		return nil, err
 	}
@@ -136,16 +143,7 @@ func NewRootCA(sealer *secrets.Sealer, name, commonName string, kt CAKeyType, no
 // NewIntermediateCA generates a key inside Zerotouch and a CSR for the
 // operator's offline root to sign; Complete takes the signed certificate.
 func NewIntermediateCA(sealer *secrets.Sealer, name, commonName string, kt CAKeyType, now time.Time) (*CA, error) {
-	if err := enrollment.ValidateID("issuing CA name", name); err != nil {
-		return nil, err
-	}
-	if commonName == "" {
-		commonName = "Zerotouch issuing CA " + name
-	}
-	if err := checkCN(commonName); err != nil {
-		return nil, err
-	}
-	key, err := generateKey(kt)
+	commonName, key, err := newKey(name, commonName, kt)
 	if err != nil {
 		return nil, err
 	}
