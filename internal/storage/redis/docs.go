@@ -112,12 +112,18 @@ func (s *Store) DocsVersion(ctx context.Context, kinds ...string) (uint64, error
 	if err != nil {
 		return 0, s.fail(ctx, err)
 	}
+	return sumVersions(vals)
+}
+
+// sumVersions adds up version counters an MGET or HMGET read (absent
+// ones are 0).
+func sumVersions(vals []any) (uint64, error) {
 	var sum uint64
 	for _, v := range vals {
 		if str, ok := v.(string); ok {
 			n, err := strconv.ParseUint(str, 10, 64)
 			if err != nil {
-				return 0, fault.Wrap(fault.Internal, fault.InternalError, err, "decode a document version")
+				return 0, fault.Wrap(fault.Internal, fault.InternalError, err, "decode a version")
 			}
 			sum += n
 		}

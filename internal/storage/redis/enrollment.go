@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -130,17 +129,7 @@ func (s *Store) TrustVersion(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, s.fail(ctx, err)
 	}
-	var sum uint64
-	for _, v := range vals {
-		if str, ok := v.(string); ok {
-			n, err := strconv.ParseUint(str, 10, 64)
-			if err != nil {
-				return 0, fault.Wrap(fault.Internal, fault.InternalError, err, "decode a table version")
-			}
-			sum += n
-		}
-	}
-	return sum, nil
+	return sumVersions(vals)
 }
 
 // CreateGroup implements enrollment.GroupStore.
