@@ -78,7 +78,8 @@ type CRLEntry struct {
 // reasons. It is immutable.
 type CRL struct {
 	// Issuer is the NameKey of the CRL issuer's raw name, which is the
-	// raw issuer name of the certificates it covers.
+	// raw issuer name of the certificates it covers (a name, not an
+	// identity: see revocation.IssuerID).
 	Issuer string
 	// Number is the CRL number (nil when absent).
 	Number                 *big.Int
@@ -91,10 +92,9 @@ type CRL struct {
 }
 
 // NameKey is the hex of the first 128 bits of the SHA-256 of a raw (DER)
-// name: the issuer key of CRLs and of the certificates they revoke, which
-// registrations record and stores index (short, since every registration
-// carries it; a collision would need two CAs with different names, and a
-// CRL is applied only once its issuer's signature verified).
+// name (CRL.Issuer). It names an issuer by name only: what registrations
+// record and the disabling pass matches is the verified issuer's subject
+// and key (revocation.IssuerID), since two CAs may share a name.
 func NameKey(rawName []byte) string {
 	sum := sha256.Sum256(rawName)
 	return hex.EncodeToString(sum[:16])
@@ -263,6 +263,21 @@ func (c *CRL) Covers(cert *cx509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// CoversPoint reports whether the CRL, fetched from the distribution
+// point url that cert names, speaks for cert: Covers, and a partitioned
+// CRL names url among its distribution points (RFC 5280 6.3.3 b.2).
+func (c *CRL) CoversPoint(cert *cx509.Certificate, url string) bool {
+	return c.Covers(cert) && (len(c.partition) == 0 || slices.Contains(c.partition, url))
+}
+
+// CoversAsMuch reports whether c, fetched again from the distribution
+// point url that old came from, covers every kind of certificate (end
+// entity, CA) that old covers, and url.
+func (c *CRL) CoversAsMuch(old *CRL, url string) bool {
+	return (old.onlyCAs || !c.onlyCAs) && (old.onlyUsers || !c.onlyUsers) &&
+		(len(c.partition) == 0 || slices.Contains(c.partition, url))
 }
 
 // Lookup returns the entry revoking the serial, if any.

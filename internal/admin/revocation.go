@@ -2,9 +2,11 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
+	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/revocation"
@@ -72,20 +74,63 @@ func (s *Service) DeleteCRL(ctx context.Context, name string) error {
 // status becomes disabled, so that neither a re-enabled enrollment nor a
 // new certificate brings it back without an operator, and its identity is
 // disabled with the reason CERTIFICATE_REVOKED, which its hub gets as a
-// disabled event. Each change is recorded (actor "system").
+// disabled event. Each change is recorded (actor "system"). Registrations
+// of a group whose revocation check is off are left alone (that group
+// checks nothing). A registration that cannot be disabled does not stop
+// the pass: the errors are returned together at the end (the caller runs
+// the pass again), and the pass stops only when ctx ends.
 func (s *Service) DisableRevoked(ctx context.Context, refs []registry.CertRef) error {
-	n := 0
+	n, failed := 0, 0
+	var errs []error // the first few
+	fail := func(err error) {
+		if failed++; len(errs) < 5 {
+			errs = append(errs, err)
+		}
+	}
+	off := map[string]bool{} // group ID -> revocation check off
+	checkOff := func(groupID string) (bool, error) {
+		if groupID == "" {
+			return false, nil
+		}
+		if v, ok := off[groupID]; ok {
+			return v, nil
+		}
+		g, err := s.Store.GetGroup(ctx, groupID)
+		if fault.KindOf(err) == fault.NotFound {
+			return false, nil // an individual enrollment's or a deleted group's: disabled
+		}
+		if err != nil {
+			return false, err
+		}
+		off[groupID] = g.Revocation.EffectiveCheck() == enrollment.RevocationOff
+		return off[groupID], nil
+	}
 	for _, ref := range refs {
 		token := ""
 		for {
-			regs, next, err := s.Store.ListRegistrations(ctx, registry.Filter{Cert: &ref}, token, 200)
-			if err != nil {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
+			regs, next, err := s.Store.ListRegistrations(ctx, registry.Filter{Cert: &ref}, token, 200)
+			if err != nil {
+				fail(fmt.Errorf("list the registrations of certificate %s/%s: %w", ref.Issuer, ref.Serial, err))
+				break
+			}
 			for _, reg := range regs {
-				done, err := s.disableRevoked(ctx, reg, ref)
+				skip, err := checkOff(reg.GroupID)
+				if err == nil && skip {
+					continue
+				}
+				done := false
+				if err == nil {
+					done, err = s.disableRevoked(ctx, reg, ref)
+				}
 				if err != nil {
-					return err
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					fail(fmt.Errorf("registration %q: %w", reg.RegistrationID, err))
+					continue
 				}
 				if done {
 					n++
@@ -100,7 +145,10 @@ func (s *Service) DisableRevoked(ctx context.Context, refs []registry.CertRef) e
 	if n > 0 && s.Log != nil {
 		s.Log.Info("disabled the registrations of revoked certificates", "registrations", n, "certificates", len(refs))
 	}
-	return nil
+	if failed == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d registrations or certificates could not be processed: %w", failed, errors.Join(errs...))
 }
 
 // disableRevoked disables one registration, retrying when the device

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/zerotouch/zerotouch/internal/admin"
 	"github.com/zerotouch/zerotouch/internal/config"
@@ -20,7 +19,7 @@ import (
 func (a *App) checkRevocation(ctx context.Context, cfg *config.Config, store Store, prov *provisioning.Service, adm *admin.Service, opt Options) {
 	rev := &revocation.Checker{
 		Store:   docs.Revocations{D: store},
-		Client:  &http.Client{Timeout: cfg.Revocation.FetchTimeout},
+		Client:  revocation.NewClient(cfg.Revocation.FetchTimeout, cfg.Revocation.AllowPrivateNetworks),
 		Refresh: cfg.Revocation.RefreshInterval,
 		Now:     opt.Now,
 		Log:     opt.Log,

@@ -125,6 +125,11 @@ type Config struct {
 		// bounds how long a revocation published at a distribution point
 		// takes to reach registrations and the registered devices.
 		RefreshInterval time.Duration `yaml:"refresh_interval"`
+		// AllowPrivateNetworks lets CRL fetches and OCSP requests (at URLs
+		// that devices' certificates name) connect to loopback, link-local
+		// and private addresses; off, they are refused, so that a
+		// certificate cannot point this service at its own network.
+		AllowPrivateNetworks bool `yaml:"allow_private_networks"`
 	} `yaml:"revocation"`
 	Webhooks struct {
 		// CAFile adds CA certificates (PEM) to trust for custom

@@ -151,6 +151,7 @@ func startWith(t *testing.T, opt options) *env {
 	}
 	cfg.Hubs.PollInterval = cmp.Or(opt.hubPoll, 20*time.Millisecond)
 	cfg.Revocation.RefreshInterval = cmp.Or(opt.revocationRefresh, cfg.Revocation.RefreshInterval)
+	cfg.Revocation.AllowPrivateNetworks = true // the tests' distribution points and responders listen on 127.0.0.1
 	// No rate limits unless a test sets its own limiter: tests register
 	// thousands of devices from one address.
 	cfg.Device.RateLimit.PerIP.Limit, cfg.Device.RateLimit.PerRegistration.Limit, cfg.Device.RateLimit.TPMChallengesPerIP.Limit = 0, 0, 0

@@ -186,6 +186,9 @@ func (s *Service) renewalPlan(ctx context.Context, leaf *x509.Certificate, ca *i
 		// certificate: only the device's own credential can bring it back.
 		return nil, false, fault.New(fault.PermissionDenied, fault.RegistrationDisabled, "the device's identity is disabled; register with the device's own credential")
 	}
+	if err := s.birthRevoked(ctx, reg, ident); err != nil {
+		return nil, false, err
+	}
 	out := plan{regID: reg.RegistrationID, deviceID: reg.DeviceID, groupID: reg.GroupID, individual: reg.Individual,
 		thumbprint: reg.CredentialThumbprint, attType: reg.AttestationType, cred: ident.Credential}
 	instance := ""

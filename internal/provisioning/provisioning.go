@@ -326,7 +326,8 @@ type plan struct {
 func sameCredential(a, b registry.Credential) bool {
 	return a.Type == b.Type && a.X509Thumbprint == b.X509Thumbprint && a.CAThumbprint == b.CAThumbprint &&
 		a.TPMEKHash == b.TPMEKHash && bytes.Equal(a.TPMBoundKey, b.TPMBoundKey) && a.SymmetricKeyHash == b.SymmetricKeyHash &&
-		(a.Issued == nil) == (b.Issued == nil) && (a.Issued == nil || a.Issued.Serial == b.Issued.Serial)
+		(a.Issued == nil) == (b.Issued == nil) && (a.Issued == nil || a.Issued.Serial == b.Issued.Serial) &&
+		slices.Equal(a.X509Chain, b.X509Chain) // so a registration made before the chain was recorded gets it (ADR 23)
 }
 
 // record makes the registration real: sticky on re-registration, one

@@ -123,10 +123,14 @@ type Credential struct {
 	X509Chain []CertRef
 }
 
-// CertRef names a certificate as a CRL does: its issuer and its serial.
+// CertRef names a certificate by its verified issuer and its serial.
 type CertRef struct {
-	// Issuer is the certificate's raw issuer name hashed: hex of the
-	// first 128 bits of its SHA-256 (x509.NameKey).
+	// Issuer identifies the CA certificate that verified it (the next
+	// certificate of the device's verified path) by subject and public
+	// key: revocation.IssuerID, the hex SHA-256 of its raw subject and
+	// raw SubjectPublicKeyInfo. A CRL's serials are matched under the
+	// IssuerID of the CA whose signature on the CRL verified, so a CA
+	// with the same name but another key cannot revoke them.
 	Issuer string
 	// Serial is the serial number in lowercase hex.
 	Serial string

@@ -47,7 +47,8 @@ const (
 type Checker struct {
 	Store Store
 	// Client fetches CRLs and asks OCSP responders; its Timeout bounds
-	// each call (a client with DefaultFetchTimeout when nil).
+	// each call (NewClient(DefaultFetchTimeout, false) when nil: no
+	// private addresses, few redirects).
 	Client *http.Client
 	// Refresh is how often a fetched CRL is fetched again at most
 	// (DefaultRefresh when 0).
@@ -69,6 +70,11 @@ type Checker struct {
 	bg     context.Context
 	stop   context.CancelFunc
 	passes sync.WaitGroup
+	closed bool // under mu: no pass starts once Close began
+	// passing holds the CRLs (passKey) whose disabling pass runs on this
+	// replica; retryAt when one whose pass failed is tried again.
+	passing map[string]bool
+	retryAt map[string]time.Time
 
 	mu       sync.Mutex
 	version  uint64
@@ -88,14 +94,18 @@ type entry struct {
 	crl      *x509att.CRL
 	// checked is when this replica last fetched it (fetched CRLs).
 	checked time.Time
+	// unstored marks a fetched CRL that could not be stored: in use on
+	// this replica, stored (and its disabling pass run) by the next fetch.
+	unstored bool
 }
 
 func (c *Checker) init() {
 	c.once.Do(func() {
 		c.bg, c.stop = context.WithCancel(context.Background())
 		c.crls, c.byIssuer, c.failed, c.flights, c.ocsp = map[string]*entry{}, map[string][]*entry{}, map[string]time.Time{}, map[string]*flight{}, map[string]*x509att.OCSPAnswer{}
+		c.passing, c.retryAt = map[string]bool{}, map[string]time.Time{}
 		if c.Client == nil {
-			c.Client = &http.Client{Timeout: DefaultFetchTimeout}
+			c.Client = NewClient(DefaultFetchTimeout, false)
 		}
 		if c.Log == nil {
 			c.Log = slog.New(slog.DiscardHandler)
@@ -121,6 +131,9 @@ func orDefault(d, def time.Duration) time.Duration {
 // for the running ones to end.
 func (c *Checker) Close() {
 	c.init()
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.stop()
 	c.passes.Wait()
 }
@@ -144,15 +157,19 @@ func cdpID(url, issuerID string) string {
 func uploadID(ca string) string { return "ca:" + ca }
 
 // Refs names the certificates of a verified path (leaf first, anchor
-// last) below its anchor as CRLs name them: what a registration records
-// (registry.Credential.X509Chain).
+// last) below its anchor: each by the IssuerID of the certificate above
+// it in the path (its verified issuer: subject and key, not the name
+// alone) and its serial. It is what a registration records
+// (registry.Credential.X509Chain), and what a CRL's newly listed serials
+// are matched against, keyed by the IssuerID of the CRL's verified
+// signer: a CRL signed by another CA with the same name matches nothing.
 func Refs(path []*x509.Certificate) []registry.CertRef {
 	if len(path) < 2 {
 		return nil
 	}
 	out := make([]registry.CertRef, 0, len(path)-1)
-	for _, c := range path[:len(path)-1] {
-		out = append(out, registry.CertRef{Issuer: x509att.NameKey(c.RawIssuer), Serial: x509att.SerialHex(c.SerialNumber)})
+	for i, c := range path[:len(path)-1] {
+		out = append(out, registry.CertRef{Issuer: IssuerID(path[i+1]), Serial: x509att.SerialHex(c.SerialNumber)})
 	}
 	return out
 }
@@ -174,6 +191,9 @@ func (c *Checker) Check(ctx context.Context, path []*x509.Certificate, p enrollm
 	if err := c.ensureLoaded(ctx); err != nil {
 		return err
 	}
+	// Every certificate is checked before an unknown one refuses the
+	// path: a revoked certificate anywhere in it is CERTIFICATE_REVOKED.
+	var unknownErr error
 	for i := 0; i < len(path)-1; i++ {
 		cert, issuer := path[i], path[i+1]
 		st, why := c.status(ctx, cert, issuer, p.OCSP)
@@ -181,15 +201,42 @@ func (c *Checker) Check(ctx context.Context, path []*x509.Certificate, p enrollm
 		case st == revoked:
 			return fault.New(fault.Unauthenticated, fault.CertificateRevoked, "certificate %q (serial %s) is revoked: %s", cert.Subject.String(), x509att.SerialHex(cert.SerialNumber), why)
 		case st == unknown && check == enrollment.RevocationRequired:
-			err := fault.New(fault.Unavailable, fault.RevocationUnknown, "the revocation status of certificate %q (serial %s) is unknown: %s", cert.Subject.String(), x509att.SerialHex(cert.SerialNumber), why)
-			err.RetryAfter = unknownRetry
-			return err
+			if unknownErr == nil {
+				err := fault.New(fault.Unavailable, fault.RevocationUnknown, "the revocation status of certificate %q (serial %s) is unknown: %s", cert.Subject.String(), x509att.SerialHex(cert.SerialNumber), why)
+				err.RetryAfter = unknownRetry
+				unknownErr = err
+			}
 		case st == unknown:
 			c.Log.Warn("revocation status unknown; admitted (the group's revocation check is best_effort)", "subject", cert.Subject.String(),
 				"serial", x509att.SerialHex(cert.SerialNumber), "why", why)
 		}
 	}
-	return nil
+	return unknownErr
+}
+
+// RevokedRefs reports whether a CRL held in memory lists one of the
+// certificates a registration recorded (registry.Credential.X509Chain,
+// as Refs names them), matching the CRL's verified signer (IssuerID) and
+// the serial, and which. It fetches nothing: renewal with a certificate
+// Zerotouch issued uses it to recheck the device's birth chain.
+func (c *Checker) RevokedRefs(ctx context.Context, refs []registry.CertRef) (registry.CertRef, bool, error) {
+	if len(refs) == 0 {
+		return registry.CertRef{}, false, nil
+	}
+	c.init()
+	if err := c.ensureLoaded(ctx); err != nil {
+		return registry.CertRef{}, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range refs {
+		for _, e := range c.crls {
+			if e.issuerID == r.Issuer && e.crl.Has(r.Serial) {
+				return r, true, nil
+			}
+		}
+	}
+	return registry.CertRef{}, false, nil
 }
 
 type state int
@@ -234,10 +281,17 @@ func (c *Checker) status(ctx context.Context, cert, issuer *x509.Certificate, wi
 		if !fetchable(u) {
 			continue
 		}
-		e, err := c.fetched(ctx, u, issuer, issuerID)
+		e, err := c.fetched(ctx, u, cert, issuer, issuerID)
 		if e == nil {
 			sources++
 			why = append(why, "the CRL at "+u+" is unavailable: "+err.Error())
+			continue
+		}
+		if !e.crl.CoversPoint(cert, u) {
+			// The CRL held for the point speaks for other certificates:
+			// a source without an answer, not the absence of one.
+			sources++
+			why = append(why, "the CRL at "+u+" does not cover it")
 			continue
 		}
 		if consult(e, "the CRL at "+u) {
@@ -270,5 +324,6 @@ func (c *Checker) status(ctx context.Context, cert, issuer *x509.Certificate, wi
 
 // fetchable reports whether a URL is one this package fetches.
 func fetchable(u string) bool {
-	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
+	scheme, _, ok := strings.Cut(u, "://")
+	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
 }

@@ -462,8 +462,8 @@ func TestRefs(t *testing.T) {
 	d := device(t, "dev-1", inter, nil, nil)
 	refs := revocation.Refs([]*x509.Certificate{d.Cert, inter.Cert, root.Cert})
 	want := []registry.CertRef{
-		{Issuer: x509att.NameKey(inter.Cert.RawSubject), Serial: d.Cert.SerialNumber.Text(16)},
-		{Issuer: x509att.NameKey(root.Cert.RawSubject), Serial: inter.Cert.SerialNumber.Text(16)},
+		{Issuer: revocation.IssuerID(inter.Cert), Serial: d.Cert.SerialNumber.Text(16)},
+		{Issuer: revocation.IssuerID(root.Cert), Serial: inter.Cert.SerialNumber.Text(16)},
 	}
 	if !slices.Equal(refs, want) {
 		t.Fatalf("Refs = %v, want %v", refs, want)

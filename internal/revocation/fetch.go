@@ -32,11 +32,12 @@ const MaxSources = 1000
 
 var errTooManySources = fmt.Errorf("more than %d CRL sources are known", MaxSources)
 
-// fetched returns the CRL at url for certificates of issuer: the one
-// held, when it is fresh; otherwise one fetched now (shared by concurrent
-// callers, not retried within failBackoff of a failure). When the fetch
-// fails it returns the stale CRL held, if any, with the error.
-func (c *Checker) fetched(ctx context.Context, url string, issuer *x509.Certificate, issuerID string) (*entry, error) {
+// fetched returns the CRL at url (a distribution point that cert names)
+// for certificates of issuer: the one held, when it is fresh; otherwise
+// one fetched now (shared by concurrent callers, not retried within
+// failBackoff of a failure). When the fetch fails it returns the stale
+// CRL held, if any, with the error.
+func (c *Checker) fetched(ctx context.Context, url string, cert, issuer *x509.Certificate, issuerID string) (*entry, error) {
 	id := cdpID(url, issuerID)
 	now := c.now()
 	c.mu.Lock()
@@ -55,7 +56,7 @@ func (c *Checker) fetched(ctx context.Context, url string, issuer *x509.Certific
 		return nil, errTooManySources
 	}
 	c.mu.Unlock()
-	got, err := c.fetchShared(ctx, id, url, issuer)
+	got, err := c.fetchShared(ctx, id, url, cert, issuer)
 	if err != nil {
 		return e, err
 	}
@@ -64,14 +65,16 @@ func (c *Checker) fetched(ctx context.Context, url string, issuer *x509.Certific
 
 // fetchShared fetches the CRL of id once for every concurrent caller. The
 // fetch does not end with a caller's request: its own timeout bounds it.
-func (c *Checker) fetchShared(ctx context.Context, id, url string, issuer *x509.Certificate) (*entry, error) {
+// cert is the certificate that named the point (nil when the refresher
+// fetches it again).
+func (c *Checker) fetchShared(ctx context.Context, id, url string, cert, issuer *x509.Certificate) (*entry, error) {
 	c.mu.Lock()
 	f := c.flights[id]
 	if f == nil {
 		f = &flight{done: make(chan struct{})}
 		c.flights[id] = f
 		go func() {
-			f.e, f.err = c.fetchAndStore(context.WithoutCancel(ctx), id, url, issuer)
+			f.e, f.err = c.fetchAndStore(context.WithoutCancel(ctx), id, url, cert, issuer)
 			c.mu.Lock()
 			delete(c.flights, id)
 			c.mu.Unlock()
@@ -87,13 +90,34 @@ func (c *Checker) fetchShared(ctx context.Context, id, url string, issuer *x509.
 	}
 }
 
+// errNotCovering refuses a fetched CRL that does not speak for the
+// certificates of its distribution point.
+var errNotCovering = errors.New("the CRL served does not cover the certificates that name this distribution point (its issuing distribution point limits it to other certificates or another partition)")
+
 // fetchAndStore fetches the CRL at url, checks it against issuer, and
 // keeps it when it is new (or newer than the one held): in the store
 // (compare-and-swap, so that one replica wins a race) and in memory. The
 // certificates it newly revokes go to the disabling pass.
-func (c *Checker) fetchAndStore(ctx context.Context, id, url string, issuer *x509.Certificate) (*entry, error) {
+//
+// A CRL that does not cover cert (the certificate that named url; when
+// nil, every kind of certificate the CRL held covers) is refused, and not
+// stored: an ARL or another partition served at the point, even signed
+// by the right CA, neither stands for the CRL of these certificates nor
+// locks out the real one with a higher number.
+func (c *Checker) fetchAndStore(ctx context.Context, id, url string, cert, issuer *x509.Certificate) (*entry, error) {
 	now := c.now()
+	c.mu.Lock()
+	cur := c.crls[id]
+	c.mu.Unlock()
 	crl, der, err := c.fetchCRL(ctx, url, issuer)
+	if err == nil {
+		switch {
+		case cert != nil && !crl.CoversPoint(cert, url):
+			err = errNotCovering
+		case cert == nil && cur != nil && !crl.CoversAsMuch(cur.crl, url):
+			err = errNotCovering
+		}
+	}
 	if err != nil {
 		c.mu.Lock()
 		c.failed[id] = now.Add(failBackoff)
@@ -103,49 +127,84 @@ func (c *Checker) fetchAndStore(ctx context.Context, id, url string, issuer *x50
 	}
 	c.mu.Lock()
 	delete(c.failed, id)
-	cur := c.crls[id]
-	if cur != nil && (bytes.Equal(cur.stored.DER, der) || !crl.Newer(cur.crl)) {
+	cur = c.crls[id]
+	// A held CRL that does not cover the certificate (stored before
+	// fetches were checked for it) gives way to one that does.
+	curCovers := cur != nil && (cert == nil || cur.crl.CoversPoint(cert, url))
+	if cur != nil && !cur.unstored && curCovers && (bytes.Equal(cur.stored.DER, der) || !crl.Newer(cur.crl)) {
 		cur.checked = now // the same CRL, or an older one a cache served: keep ours
 		c.mu.Unlock()
 		return cur, nil
 	}
-	c.mu.Unlock()
-	st := &Stored{ID: id, URL: url, IssuerDER: issuer.Raw, DER: der, Updated: now}
-	if cur != nil {
-		st.Etag = cur.stored.Etag
+	if cur != nil && cur.unstored && !bytes.Equal(cur.stored.DER, der) && !crl.Newer(cur.crl) {
+		crl, der = cur.crl, cur.stored.DER // store the newer one held
 	}
-	etag, err := c.Store.PutCRL(ctx, st)
-	switch fault.KindOf(err) {
-	case fault.Conflict, fault.AlreadyExists, fault.NotFound:
-		// Another replica stored one first: it runs the disabling pass;
-		// use what is stored now.
+	c.mu.Unlock()
+	var st *Stored
+	var old *x509att.CRL
+	var etag string
+	for attempt := 0; ; attempt++ {
+		st = &Stored{ID: id, URL: url, IssuerDER: issuer.Raw, DER: der, Updated: now}
+		old = nil
+		if cur != nil {
+			st.Etag = cur.stored.Etag
+			// Only a CRL whose disabling pass completed is a base for the
+			// serials this one newly lists; otherwise all of them are.
+			if !cur.unstored && cur.stored.disabled() {
+				old = cur.crl
+			}
+			if cur.unstored && bytes.Equal(cur.stored.DER, der) {
+				st.Updated = cur.stored.Updated
+			}
+		}
+		etag, err = c.Store.PutCRL(ctx, st)
+		if k := fault.KindOf(err); k != fault.Conflict && k != fault.AlreadyExists && k != fault.NotFound {
+			break
+		}
+		// Another replica stored one first (it runs the disabling pass),
+		// or the document was rewritten (its disabling mark): store ours
+		// over what is stored if ours is newer, else use what is stored.
+		got, gerr := c.Store.GetCRL(ctx, id)
+		if gerr != nil && fault.KindOf(gerr) != fault.NotFound {
+			return nil, gerr
+		}
+		var gotE *entry
+		if gerr == nil {
+			gotE, _ = parse(got)
+			if gotE == nil {
+				gotE = &entry{stored: got} // unusable: replaced, all serials new
+			}
+		}
+		if attempt < 2 && (gotE == nil || gotE.crl == nil || (!bytes.Equal(got.DER, der) && crl.Newer(gotE.crl))) {
+			cur = gotE
+			continue
+		}
 		if err := c.reload(ctx, true); err != nil {
 			return nil, err
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if e := c.crls[id]; e != nil {
+		if e := c.crls[id]; e != nil && !e.unstored {
 			e.checked = now
 			return e, nil
 		}
 		return nil, fmt.Errorf("the CRL at %s changed while it was stored; retry", url)
 	}
-	if err != nil {
-		// Keep using it here; the next refresh stores it.
-		c.Log.Warn("could not store a fetched CRL; using it on this replica only", "url", url, "err", err)
-	}
-	st.Etag = etag
 	e := &entry{stored: st, issuer: issuer, issuerID: IssuerID(issuer), crl: crl, checked: now}
+	if err != nil {
+		// Keep using it here; the next fetch (by a registration or the
+		// refresher) stores it, and runs the disabling pass then.
+		c.Log.Warn("could not store a fetched CRL; using it on this replica only until it is stored", "url", url, "err", err)
+		e.unstored = true
+	} else {
+		st.Etag = etag
+	}
 	c.mu.Lock()
 	c.crls[id] = e
 	c.mu.Unlock()
-	var old *x509att.CRL
-	if cur != nil {
-		old = cur.crl
-	}
 	c.Log.Info("fetched a new CRL", "url", url, "issuer", issuer.Subject.String(), "revoked", crl.Len(), "next_update", crl.NextUpdate)
 	if err == nil {
-		c.disable(added(crl, old))
+		c.disable(e, added(crl, old, e.issuerID))
 	}
 	return e, nil
 }
@@ -245,12 +304,14 @@ func (c *Checker) queryOCSP(ctx context.Context, url string, cert, issuer *x509.
 	return x509att.CheckOCSP(body, cert, issuer, now)
 }
 
-// added names the certificates crl revokes that old (nil: none) did not.
-func added(crl, old *x509att.CRL) []registry.CertRef {
+// added names the certificates crl revokes that old (nil: none) did not,
+// as Refs names them: issuerID is the IssuerID of the certificate that
+// signed crl (checked by x509att.CheckCRL).
+func added(crl, old *x509att.CRL, issuerID string) []registry.CertRef {
 	var out []registry.CertRef
 	for _, s := range crl.Serials() {
 		if old == nil || !old.Has(s) {
-			out = append(out, registry.CertRef{Issuer: crl.Issuer, Serial: s})
+			out = append(out, registry.CertRef{Issuer: issuerID, Serial: s})
 		}
 	}
 	return out

@@ -1,11 +1,13 @@
 package revocation
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"time"
 
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
+	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
@@ -51,6 +53,12 @@ func (c *Checker) reload(ctx context.Context, force bool) error {
 			crls[st.ID] = e
 			continue
 		}
+		if e := held[st.ID]; e != nil && bytes.Equal(e.stored.DER, st.DER) && bytes.Equal(e.stored.IssuerDER, st.IssuerDER) {
+			// The same CRL rewritten (its disabling mark): no need to
+			// check it again.
+			crls[st.ID] = &entry{stored: st, issuer: e.issuer, issuerID: e.issuerID, crl: e.crl, checked: checked[st.ID]}
+			continue
+		}
 		e, err := parse(st)
 		if err != nil {
 			c.Log.Error("a stored CRL does not check against its issuer; ignored", "id", st.ID, "ca", st.CA, "url", st.URL, "err", err)
@@ -66,7 +74,7 @@ func (c *Checker) reload(ctx context.Context, force bool) error {
 	defer c.mu.Unlock()
 	// A fetch or upload that stored a CRL meanwhile is newer than the list.
 	for id, e := range c.crls {
-		if n := crls[id]; n != nil && n.stored.Etag != e.stored.Etag && e.stored.Updated.After(n.stored.Updated) {
+		if n := crls[id]; n != nil && n.stored.Etag != e.stored.Etag && e.stored.Updated.After(n.stored.Updated) && !bytes.Equal(n.stored.DER, e.stored.DER) {
 			crls[id] = e
 		}
 	}
@@ -109,6 +117,7 @@ func (c *Checker) Run(ctx context.Context) {
 			}
 			continue
 		}
+		c.catchUp()
 		c.RefreshDue(ctx)
 	}
 }
@@ -129,6 +138,9 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 			continue
 		}
 		at := e.checked.Add(refresh)
+		if e.unstored {
+			at = e.checked // stored again as soon as the floor allows
+		}
 		if q := e.crl.ThisUpdate.Add(e.crl.NextUpdate.Sub(e.crl.ThisUpdate) * 3 / 4); q.Before(at) {
 			at = q
 		}
@@ -149,32 +161,128 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		_, _ = c.fetchShared(ctx, d.id, d.url, d.issuer) // logged inside
+		_, _ = c.fetchShared(ctx, d.id, d.url, nil, d.issuer) // logged inside
 	}
 }
 
-// disable runs the disabling pass for refs now and again after Settle,
-// in the background.
-func (c *Checker) disable(refs []registry.CertRef) {
-	if c.Revoked == nil || len(refs) == 0 {
+// passKey names one CRL's disabling pass.
+func passKey(st *Stored) string { return st.ID + "@" + Digest(st.DER) }
+
+// disable runs the disabling pass of e's CRL for refs (the certificates
+// it newly lists) in the background: now, and again after Settle. When
+// the first pass completes without error the CRL is marked done in the
+// store (Stored.Disabled); otherwise a replica's catchUp runs it again.
+// The pass goes on past a registration it could not disable; Close stops
+// it.
+func (c *Checker) disable(e *entry, refs []registry.CertRef) {
+	if c.Revoked == nil {
 		return
 	}
 	c.init()
+	key := passKey(e.stored)
+	c.mu.Lock()
+	if c.closed || c.passing[key] {
+		c.mu.Unlock()
+		return
+	}
+	c.passing[key] = true
 	c.passes.Add(1)
+	c.mu.Unlock()
 	go func() {
 		defer c.passes.Done()
-		for pass := range 2 {
-			if err := c.Revoked(c.bg, refs); err != nil && c.bg.Err() == nil {
-				c.Log.Error("disabling the registrations of revoked certificates failed (the pass runs twice; those it missed are refused when they register)", "certificates", len(refs), "pass", pass+1, "err", err)
-			}
-			if pass == 1 {
-				return
-			}
-			select {
-			case <-c.bg.Done():
-				return
-			case <-time.After(orDefault(c.Settle, DefaultSettle)):
-			}
+		ok := c.pass(refs, 1)
+		if ok {
+			c.markDisabled(e.stored)
 		}
+		c.mu.Lock()
+		delete(c.passing, key)
+		if !ok {
+			c.retryAt[key] = c.now().Add(orDefault(c.Settle, DefaultSettle))
+		} else {
+			delete(c.retryAt, key)
+		}
+		c.mu.Unlock()
+		if !ok || len(refs) == 0 {
+			return
+		}
+		select {
+		case <-c.bg.Done():
+			return
+		case <-time.After(orDefault(c.Settle, DefaultSettle)):
+		}
+		c.pass(refs, 2)
 	}()
+}
+
+// pass runs one disabling pass; it reports whether it completed.
+func (c *Checker) pass(refs []registry.CertRef, n int) bool {
+	if len(refs) == 0 {
+		return true
+	}
+	err := c.Revoked(c.bg, refs)
+	if err != nil && c.bg.Err() == nil {
+		c.Log.Error("disabling the registrations of revoked certificates failed for some (the pass runs again; those it missed are refused when they register)", "certificates", len(refs), "pass", n, "err", err)
+	}
+	return err == nil && c.bg.Err() == nil
+}
+
+// markDisabled records in the store that st's CRL was processed (unless
+// it was replaced meanwhile).
+func (c *Checker) markDisabled(st *Stored) {
+	cur, err := c.Store.GetCRL(c.bg, st.ID)
+	if err != nil {
+		if fault.KindOf(err) != fault.NotFound && c.bg.Err() == nil {
+			c.Log.Warn("could not mark a CRL's disabling pass done; it runs again", "id", st.ID, "err", err)
+		}
+		return
+	}
+	d := Digest(st.DER)
+	if !bytes.Equal(cur.DER, st.DER) || cur.Disabled == d {
+		return
+	}
+	cur.Disabled = d
+	etag, err := c.Store.PutCRL(c.bg, cur)
+	if err != nil {
+		if k := fault.KindOf(err); k != fault.Conflict && k != fault.NotFound && c.bg.Err() == nil {
+			c.Log.Warn("could not mark a CRL's disabling pass done; it runs again", "id", st.ID, "err", err)
+		}
+		return
+	}
+	cur.Etag = etag
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.crls[st.ID]; e != nil && bytes.Equal(e.stored.DER, st.DER) && !e.unstored {
+		c.crls[st.ID] = &entry{stored: cur, issuer: e.issuer, issuerID: e.issuerID, crl: e.crl, checked: e.checked}
+		c.rebuildIssuers()
+	}
+}
+
+// catchUp runs the disabling pass, over all their serials, of the CRLs
+// held whose pass did not complete (their Stored.Disabled is behind),
+// once Settle has passed since they were stored (the replica that stored
+// one runs its pass first): a replica that stopped, or a pass that
+// failed, is resumed by any replica. The pass is idempotent.
+func (c *Checker) catchUp() {
+	if c.Revoked == nil {
+		return
+	}
+	now := c.now()
+	grace := orDefault(c.Settle, DefaultSettle)
+	var todo []*entry
+	c.mu.Lock()
+	for _, e := range c.crls {
+		if e.unstored || e.stored.disabled() || now.Sub(e.stored.Updated) < grace {
+			continue
+		}
+		key := passKey(e.stored)
+		if c.passing[key] || now.Before(c.retryAt[key]) {
+			continue
+		}
+		todo = append(todo, e)
+	}
+	c.mu.Unlock()
+	for _, e := range todo {
+		c.Log.Info("resuming the disabling pass of a CRL", "id", e.stored.ID, "ca", e.stored.CA, "url", e.stored.URL)
+		c.disable(e, added(e.crl, nil, e.issuerID))
+	}
 }

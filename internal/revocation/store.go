@@ -2,6 +2,8 @@ package revocation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 )
 
@@ -22,8 +24,22 @@ type Stored struct {
 	DER []byte
 	// Updated is when it was uploaded or when a fetch brought this CRL.
 	Updated time.Time
-	Etag    string
+	// Disabled is the Digest of the CRL whose newly listed certificates
+	// the disabling pass has processed completely (empty: none): when it
+	// is not this CRL's, any replica that holds it runs the pass again
+	// over all its serials (ADR 23).
+	Disabled string
+	Etag     string
 }
+
+// Digest names a CRL's DER for Stored.Disabled.
+func Digest(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:16])
+}
+
+// disabled reports whether the disabling pass completed for this CRL.
+func (s *Stored) disabled() bool { return s.Disabled != "" && s.Disabled == Digest(s.DER) }
 
 // Store keeps CRLs. Errors are fault kinds: NotFound, AlreadyExists,
 // Conflict on an etag mismatch, Unavailable.

@@ -45,36 +45,48 @@ func (c *Checker) Upload(ctx context.Context, ca string, caCert *x509.Certificat
 	}
 	id := uploadID(ca)
 	var old *x509att.CRL
-	etag := ""
-	cur, err := c.Store.GetCRL(ctx, id)
-	switch {
-	case err == nil:
-		etag = cur.Etag
-		if e, perr := parse(cur); perr == nil && IssuerID(e.issuer) == IssuerID(caCert) {
-			old = e.crl
-			if bytes.Equal(cur.DER, der) {
-				return info(e), nil
+	var st *Stored
+	for attempt := 0; ; attempt++ {
+		old = nil
+		etag := ""
+		cur, err := c.Store.GetCRL(ctx, id)
+		switch {
+		case err == nil:
+			etag = cur.Etag
+			if e, perr := parse(cur); perr == nil && IssuerID(e.issuer) == IssuerID(caCert) {
+				if cur.disabled() {
+					old = e.crl // else its pass did not complete: all serials
+				}
+				if bytes.Equal(cur.DER, der) {
+					return info(e), nil
+				}
+				if !crl.Newer(e.crl) {
+					return nil, fault.New(fault.FailedPrecondition, fault.FieldInvalid,
+						"the CRL is not newer than the one CA %q has (number %v, thisUpdate %s)", ca, e.crl.Number, e.crl.ThisUpdate.UTC().Format(time.RFC3339))
+				}
 			}
-			if !crl.Newer(old) {
-				return nil, fault.New(fault.FailedPrecondition, fault.FieldInvalid,
-					"the CRL is not newer than the one CA %q has (number %v, thisUpdate %s)", ca, old.Number, old.ThisUpdate.UTC().Format(time.RFC3339))
+		case fault.KindOf(err) != fault.NotFound:
+			return nil, err
+		}
+		st = &Stored{ID: id, CA: ca, IssuerDER: caCert.Raw, DER: der, Updated: c.now(), Etag: etag}
+		if st.Etag, err = c.Store.PutCRL(ctx, st); err != nil {
+			// A conflict is often the disabling mark of the CRL replaced
+			// (or another upload): read it again.
+			if k := fault.KindOf(err); k == fault.Conflict || k == fault.AlreadyExists || k == fault.NotFound {
+				if attempt < 2 {
+					continue
+				}
+				return nil, fault.New(fault.Conflict, fault.EtagMismatch, "the CRL of CA %q changed while this one was stored; upload again", ca)
 			}
+			return nil, err
 		}
-	case fault.KindOf(err) != fault.NotFound:
-		return nil, err
-	}
-	st := &Stored{ID: id, CA: ca, IssuerDER: caCert.Raw, DER: der, Updated: c.now(), Etag: etag}
-	if st.Etag, err = c.Store.PutCRL(ctx, st); err != nil {
-		if k := fault.KindOf(err); k == fault.Conflict || k == fault.AlreadyExists || k == fault.NotFound {
-			return nil, fault.New(fault.Conflict, fault.EtagMismatch, "the CRL of CA %q changed while this one was stored; upload again", ca)
-		}
-		return nil, err
+		break
 	}
 	e := &entry{stored: st, issuer: caCert, issuerID: IssuerID(caCert), crl: crl}
 	c.install(e)
-	refs := added(crl, old)
+	refs := added(crl, old, e.issuerID)
 	c.Log.Info("CRL uploaded", "ca", ca, "revoked", crl.Len(), "added", len(refs), "next_update", crl.NextUpdate)
-	c.disable(refs)
+	c.disable(e, refs)
 	out := info(e)
 	out.Added = len(refs)
 	return out, nil

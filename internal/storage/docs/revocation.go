@@ -27,6 +27,9 @@ type crlRecord struct {
 	IssuerDER []byte    `json:"issuer"`
 	DER       []byte    `json:"der"`
 	Updated   time.Time `json:"updated"`
+	// Disabled marks the CRL whose disabling pass completed
+	// (revocation.Stored.Disabled).
+	Disabled string `json:"disabled,omitempty"`
 }
 
 func crlDomain(d *Doc) (*revocation.Stored, error) {
@@ -34,7 +37,7 @@ func crlDomain(d *Doc) (*revocation.Stored, error) {
 	if err := json.Unmarshal(d.Raw, &r); err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode CRL %q", d.Name)
 	}
-	return &revocation.Stored{ID: d.Name, CA: r.CA, URL: r.URL, IssuerDER: r.IssuerDER, DER: r.DER, Updated: r.Updated, Etag: d.Etag}, nil
+	return &revocation.Stored{ID: d.Name, CA: r.CA, URL: r.URL, IssuerDER: r.IssuerDER, DER: r.DER, Updated: r.Updated, Disabled: r.Disabled, Etag: d.Etag}, nil
 }
 
 // ListCRLs implements revocation.Store.
@@ -71,7 +74,7 @@ func (s Revocations) GetCRL(ctx context.Context, id string) (*revocation.Stored,
 
 // PutCRL implements revocation.Store.
 func (s Revocations) PutCRL(ctx context.Context, c *revocation.Stored) (string, error) {
-	raw, err := json.Marshal(crlRecord{V: version, CA: c.CA, URL: c.URL, IssuerDER: c.IssuerDER, DER: c.DER, Updated: c.Updated})
+	raw, err := json.Marshal(crlRecord{V: version, CA: c.CA, URL: c.URL, IssuerDER: c.IssuerDER, DER: c.DER, Updated: c.Updated, Disabled: c.Disabled})
 	if err != nil {
 		return "", fault.Wrap(fault.Internal, fault.InternalError, err, "encode CRL %q", c.ID)
 	}
