@@ -95,6 +95,8 @@ func TestMetricsStoreWrappers(t *testing.T) {
 		func() error { _, err := enr.GetIndividual(ctx, "dev-1"); return err },
 		func() error { _, err := enr.ReservedByIndividual(ctx, "dev-1"); return err },
 		func() error { _, err := enr.GroupsVersion(ctx); return err },
+		func() error { _, err := enr.TrustVersion(ctx); return err },
+		func() error { _, _, err := enr.ListCAs(ctx, enrollment.Page{Limit: 10}); return err },
 		func() error {
 			return ch.PutChallenge(ctx, &attestation.Challenge{ID: "c1", RegistrationID: "dev-1", Data: []byte{1}, Expires: now.Add(time.Minute)})
 		},
@@ -110,13 +112,14 @@ func TestMetricsStoreWrappers(t *testing.T) {
 	for op, want := range map[string]int{"get_registration": 1, "create_registration": 2, "update_registration": 1, "get_identity": 1,
 		"all_shards": 1, "find_individual_by_thumbprint": 1, "find_ca_by_thumbprint": 1, "find_cas_by_subject": 1, "find_group_by_ca": 1,
 		"get_group": 1, "list_groups": 1, "get_individual": 1, "reserved_by_individual": 1, "groups_version": 1,
+		"trust_version": 1, "list_cas": 1,
 		"put_challenge": 1, "take_challenge": 1} {
 		if timed, failed := calls(t, m, op); timed != want || failed != 0 {
 			t.Errorf("%s: %d timed, %d failed; want %d and 0", op, timed, failed, want)
 		}
 	}
-	if n := testutil.CollectAndCount(m.storeSeconds); n != 16 {
-		t.Errorf("%d operations timed, want 16 (nothing else)", n)
+	if n := testutil.CollectAndCount(m.storeSeconds); n != 18 {
+		t.Errorf("%d operations timed, want 18 (nothing else)", n)
 	}
 
 	// A closed store fails: counted.
