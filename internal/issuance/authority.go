@@ -32,7 +32,11 @@ const (
 	// signed again.
 	CRLMinInterval = 10 * time.Second
 	// RevocationHorizon is how long after a certificate expired its
-	// revocation is kept (and listed): longer than any renewal grace.
+	// revocation is kept (and listed): longer than any renewal grace, as
+	// an operator's revocation of a serial is all that stops a current
+	// certificate renewing. A superseded one never renews (its
+	// registration holds another): its entry goes a CRL's life after it
+	// expired, which keeps a fleet's renewals from growing the CRL.
 	RevocationHorizon = MaxGrace + CRLValidity
 	// maxOCSPCache bounds the cached OCSP answers of a replica.
 	maxOCSPCache = 50_000
@@ -299,7 +303,7 @@ func (a *Authority) CRL(ctx context.Context, name string) ([]byte, error) {
 	var entries []x509.RevocationListEntry
 	var pending time.Time // the next future revocation to take effect
 	for _, r := range revs {
-		if now.After(r.NotAfter.Add(RevocationHorizon)) {
+		if now.After(r.NotAfter.Add(r.horizon())) {
 			_ = a.Store.DropRevocation(ctx, name, r.Serial) // long expired: nothing can present it
 			continue
 		}

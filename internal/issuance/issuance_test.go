@@ -383,3 +383,40 @@ func FuzzParseCSR(f *testing.F) {
 		}
 	})
 }
+
+// TestRevocationHorizon: a superseded certificate's entry goes a CRL's
+// life after it expired; an operator's revocation stays past any renewal
+// grace (it is what stops a current certificate renewing).
+func TestRevocationHorizon(t *testing.T) {
+	ctx := context.Background()
+	st, err := embedded.Open(t.TempDir() + "/z.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	store := docs.Issuance{D: st}
+	s := sealer(t)
+	clock := time.Now()
+	ca, _ := issuance.NewRootCA(s, "ca", "", "", clock)
+	if _, err := store.CreateIssuingCA(ctx, ca); err != nil {
+		t.Fatal(err)
+	}
+	expired := clock.Add(-3 * 24 * time.Hour)
+	for serial, reason := range map[string]int{"0a": issuance.ReasonSuperseded, "0b": issuance.ReasonKeyCompromise} {
+		if _, err := store.Revoke(ctx, &issuance.Revocation{IssuingCA: "ca", Serial: serial, RevokedAt: expired.Add(-time.Hour), Reason: reason, NotAfter: expired}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &issuance.Authority{Store: store, Sealer: s, Now: func() time.Time { return clock }}
+	der, err := a.CRL(ctx, "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, _ := x509.ParseRevocationList(der)
+	if len(crl.RevokedCertificateEntries) != 1 || issuance.SerialHex(crl.RevokedCertificateEntries[0].SerialNumber) != "0b" {
+		t.Fatalf("CRL lists %d entries, want only the key compromise", len(crl.RevokedCertificateEntries))
+	}
+	if _, err := store.GetRevocation(ctx, "ca", "0a"); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("the expired superseded entry was kept: %v", err)
+	}
+}

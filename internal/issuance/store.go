@@ -21,6 +21,15 @@ type Revocation struct {
 	NotAfter time.Time
 }
 
+// horizon is how long after its certificate expired the revocation is
+// kept.
+func (r *Revocation) horizon() time.Duration {
+	if r.Reason == ReasonSuperseded {
+		return CRLValidity
+	}
+	return RevocationHorizon
+}
+
 // CRL reason codes Zerotouch uses.
 const (
 	ReasonUnspecified   = 0
