@@ -387,15 +387,31 @@ func (s *Service) dropIssued(ctx context.Context, regID string, reason int, revs
 	return revs, fault.New(fault.Unavailable, fault.StoreUnavailable, "registration %q kept changing; its certificates are revoked, retry to drop them from it", regID)
 }
 
-// ListRevocations lists an issuing CA's revocations.
-func (s *Service) ListRevocations(ctx context.Context, ca string) ([]*issuance.Revocation, error) {
+// ListRevocations pages through an issuing CA's revocations in serial
+// order; the token is the last serial of the previous page.
+func (s *Service) ListRevocations(ctx context.Context, ca, token string, limit int) ([]*issuance.Revocation, string, error) {
 	if err := s.issuanceOn(); err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	if token != "" {
+		n, err := issuance.ParseSerial(token)
+		if err != nil {
+			return nil, "", fault.Invalidf("page_token is not one this list gave")
+		}
+		token = issuance.SerialHex(n)
 	}
 	if _, err := s.Issuance.GetIssuingCA(ctx, ca); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return s.Issuance.ListRevocations(ctx, ca)
+	revs, err := s.Issuance.PageRevocations(ctx, ca, token, limit+1)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(revs) > limit {
+		revs, next = revs[:limit], revs[limit-1].Serial
+	}
+	return revs, next, nil
 }
 
 // revokeOnDisable revokes a registration's issued certificates when the

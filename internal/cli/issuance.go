@@ -310,11 +310,14 @@ func certificateCmd(env Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := pb.NewIssuanceServiceClient(cc).ListRevocations(cmd.Context(), &pb.ListRevocationsRequest{IssuingCa: args[0]})
+			all, err := allPages(func(token string) ([]*pb.Revocation, string, error) {
+				p, err := pb.NewIssuanceServiceClient(cc).ListRevocations(cmd.Context(), &pb.ListRevocationsRequest{IssuingCa: args[0], PageSize: 1000, PageToken: token})
+				return p.GetRevocations(), p.GetNextPageToken(), err
+			})
 			if err != nil {
 				return err
 			}
-			return revocationTable.print(env.Stdout, lo, res, res.GetRevocations())
+			return revocationTable.print(env.Stdout, lo, &pb.ListRevocationsResponse{Revocations: all}, all)
 		})
 	lo = addOutput(list, formatTable, "the serials")
 	return group("certificate", "issued certificates: revoke, revocations", revoke, list)

@@ -714,3 +714,41 @@ s.on('error', e => { console.error(e.message); process.exit(1); });`
 		t.Fatalf("Node TLS client with the issued chain: server saw %q, node: %v %s", got, err, out)
 	}
 }
+
+// TestRevocationsPaged: an issuing CA's revocations are listed a page at a
+// time in serial order, every one once.
+func TestRevocationsPaged(t *testing.T) {
+	e := start(t)
+	cl := pb.NewIssuanceServiceClient(e.admin)
+	if _, err := cl.CreateIssuingCa(e.owner(), &pb.CreateIssuingCaRequest{Name: "paged"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []string{"05", "01", "0a", "03", "0b"} {
+		if _, err := cl.RevokeCertificates(e.owner(), &pb.RevokeCertificatesRequest{IssuingCa: "paged", Serial: serial, Reason: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	pages := 0
+	for token := ""; ; {
+		res, err := cl.ListRevocations(e.owner(), &pb.ListRevocationsRequest{IssuingCa: "paged", PageSize: 2, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, r := range res.GetRevocations() {
+			got = append(got, r.GetSerial())
+		}
+		if token = res.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if strings.Join(got, ",") != "01,03,05,0a,0b" || pages != 3 {
+		t.Fatalf("pages %d: %v", pages, got)
+	}
+	for _, req := range []*pb.ListRevocationsRequest{{IssuingCa: "paged", PageToken: "zz"}, {IssuingCa: "paged", PageSize: 5000}} {
+		if _, err := cl.ListRevocations(e.owner(), req); reasonOf(t, err) != "FIELD_INVALID" {
+			t.Fatalf("%v: %v", req, err)
+		}
+	}
+}

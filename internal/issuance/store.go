@@ -63,8 +63,11 @@ type Store interface {
 	Revoke(ctx context.Context, r *Revocation) (revoked bool, err error)
 	// GetRevocation returns a serial's revocation, or NotFound.
 	GetRevocation(ctx context.Context, ca, serial string) (*Revocation, error)
-	// ListRevocations returns every revocation of a CA.
+	// ListRevocations returns every revocation of a CA (for its CRL).
 	ListRevocations(ctx context.Context, ca string) ([]*Revocation, error)
+	// PageRevocations returns at most limit revocations of a CA in serial
+	// order, after the serial after ("" for the first).
+	PageRevocations(ctx context.Context, ca, after string, limit int) ([]*Revocation, error)
 	// RevocationsVersion changes whenever a CA's revocations do.
 	RevocationsVersion(ctx context.Context, ca string) (uint64, error)
 	// DropRevocation forgets a revocation (its certificate expired).

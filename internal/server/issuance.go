@@ -308,11 +308,18 @@ func (s *issuanceService) ListRevocations(ctx context.Context, req *pb.ListRevoc
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	revs, err := s.admin.ListRevocations(ctx, req.GetIssuingCa())
+	n := int(req.GetPageSize())
+	switch {
+	case n == 0:
+		n = 100
+	case n < 0 || n > 1000:
+		return nil, s.fail(ctx, fault.Invalidf("page_size %d is not 1-1000", n))
+	}
+	revs, next, err := s.admin.ListRevocations(ctx, req.GetIssuingCa(), req.GetPageToken(), n)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	out := &pb.ListRevocationsResponse{}
+	out := &pb.ListRevocationsResponse{NextPageToken: next}
 	for _, r := range revs {
 		out.Revocations = append(out.Revocations, revocationToPB(r))
 	}

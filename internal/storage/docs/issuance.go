@@ -270,6 +270,23 @@ func (s Issuance) ListRevocations(ctx context.Context, ca string) ([]*issuance.R
 	return out, nil
 }
 
+// PageRevocations implements issuance.Store.
+func (s Issuance) PageRevocations(ctx context.Context, ca, after string, limit int) ([]*issuance.Revocation, error) {
+	ds, err := s.D.ListDocs(ctx, revKind(ca), after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*issuance.Revocation, 0, len(ds))
+	for _, d := range ds {
+		r, err := revDomain(ca, d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // RevocationsVersion implements issuance.Store.
 func (s Issuance) RevocationsVersion(ctx context.Context, ca string) (uint64, error) {
 	return s.D.DocsVersion(ctx, revKind(ca))

@@ -1286,8 +1286,11 @@ func (x *RevokeCertificatesResponse) GetRevocations() []*Revocation {
 }
 
 type ListRevocationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	IssuingCa     string                 `protobuf:"bytes,1,opt,name=issuing_ca,json=issuingCa,proto3" json:"issuing_ca,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	IssuingCa string                 `protobuf:"bytes,1,opt,name=issuing_ca,json=issuingCa,proto3" json:"issuing_ca,omitempty"`
+	// At most 1000; 0 means 100. In serial order.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1329,9 +1332,24 @@ func (x *ListRevocationsRequest) GetIssuingCa() string {
 	return ""
 }
 
+func (x *ListRevocationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRevocationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListRevocationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Revocations   []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1371,6 +1389,13 @@ func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
 		return x.Revocations
 	}
 	return nil
+}
+
+func (x *ListRevocationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 var File_zerotouch_v1_issuance_proto protoreflect.FileDescriptor
@@ -1464,12 +1489,16 @@ const file_zerotouch_v1_issuance_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\x05R\x06reason\x127\n" +
 	"\tnot_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"X\n" +
 	"\x1aRevokeCertificatesResponse\x12:\n" +
-	"\vrevocations\x18\x01 \x03(\v2\x18.zerotouch.v1.RevocationR\vrevocations\"7\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x18.zerotouch.v1.RevocationR\vrevocations\"s\n" +
 	"\x16ListRevocationsRequest\x12\x1d\n" +
 	"\n" +
-	"issuing_ca\x18\x01 \x01(\tR\tissuingCa\"U\n" +
+	"issuing_ca\x18\x01 \x01(\tR\tissuingCa\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"}\n" +
 	"\x17ListRevocationsResponse\x12:\n" +
-	"\vrevocations\x18\x01 \x03(\v2\x18.zerotouch.v1.RevocationR\vrevocations*\x8c\x01\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x18.zerotouch.v1.RevocationR\vrevocations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8c\x01\n" +
 	"\x0eIssuingCaState\x12 \n" +
 	"\x1cISSUING_CA_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ISSUING_CA_STATE_ACTIVE\x10\x01\x12\x1c\n" +

@@ -522,6 +522,8 @@ func local_request_IssuanceService_RevokeCertificates_0(ctx context.Context, mar
 	return msg, metadata, err
 }
 
+var filter_IssuanceService_ListRevocations_0 = &utilities.DoubleArray{Encoding: map[string]int{"issuing_ca": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
 func request_IssuanceService_ListRevocations_0(ctx context.Context, marshaler runtime.Marshaler, client IssuanceServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq ListRevocationsRequest
@@ -535,6 +537,12 @@ func request_IssuanceService_ListRevocations_0(ctx context.Context, marshaler ru
 	protoReq.IssuingCa, err = runtime.String(val)
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "issuing_ca", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_IssuanceService_ListRevocations_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -556,6 +564,12 @@ func local_request_IssuanceService_ListRevocations_0(ctx context.Context, marsha
 	protoReq.IssuingCa, err = runtime.String(val)
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "issuing_ca", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_IssuanceService_ListRevocations_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.ListRevocations(ctx, &protoReq)
 	return msg, metadata, err

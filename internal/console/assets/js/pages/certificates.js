@@ -19,8 +19,7 @@ const defaultKeyTypes = ['ecdsa-p256', 'ecdsa-p384'];
 const caKeyTypes = [['ecdsa-p256', 'ECDSA P-256 (default)'], ['ecdsa-p384', 'ECDSA P-384 (about four times the CPU per certificate)']];
 export const reasons = [[0, 'unspecified'], [1, 'keyCompromise'], [3, 'affiliationChanged'], [4, 'superseded'],
   [5, 'cessationOfOperation'], [9, 'privilegeWithdrawn']];
-// At most this many of a CA's revocations are drawn (ListRevocations
-// answers them all: the API does not page them).
+// At most this many of a CA's revocations are read and drawn (one page).
 const maxRevocationRows = 200;
 
 export function reasonText(code) {
@@ -373,13 +372,12 @@ async function showDetail(el, name, ctx, refreshList) {
   parts.push(h('h3', null, `Revocations of ${c.name}`), revsBody);
   replace(el, section(`Issuing CA ${c.name}`, parts));
   try {
-    const res = await api.call('GET', `/v1/issuingCas/${encodeURIComponent(c.name)}/revocations`);
-    const t = (r) => new Date(r.revokeTime || 0).getTime() || 0;
-    const revs = (res.revocations || []).slice().sort((a, b) => t(b) - t(a));
-    replace(revsBody, revocationTable(`Revocations of ${c.name}`, revs.slice(0, maxRevocationRows), false),
-      revs.length > maxRevocationRows
-        ? h('p', { class: 'hint' }, `${revs.length} revocations; the newest ${maxRevocationRows} are shown. The CRL (${c.crlUrl}) lists them all.`)
-        : h('p', { class: 'hint' }, 'A superseded certificate’s revocation takes effect when its policy’s overlap ends; entries stay until 91 days after the certificate expired.'));
+    const res = await api.call('GET', `/v1/issuingCas/${encodeURIComponent(c.name)}/revocations?pageSize=${maxRevocationRows}`);
+    const revs = res.revocations || [];
+    replace(revsBody, revocationTable(`Revocations of ${c.name}`, revs, false),
+      res.nextPageToken
+        ? h('p', { class: 'hint' }, `The first ${maxRevocationRows} revocations by serial are shown. The CRL (${c.crlUrl}) lists them all.`)
+        : h('p', { class: 'hint' }, 'A superseded certificate’s revocation takes effect when its policy’s overlap ends; entries stay a day after the certificate expired (others 91 days).'));
   } catch (err) {
     replace(revsBody, errorBox(err));
   }
