@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
@@ -66,11 +67,13 @@ type Checker struct {
 	// registrations that hold them.
 	Revoked func(ctx context.Context, refs []registry.CertRef) error
 
-	once   sync.Once
-	bg     context.Context
-	stop   context.CancelFunc
-	passes sync.WaitGroup
-	closed bool // under mu: no pass starts once Close began
+	once sync.Once
+	bg   context.Context
+	// refreshing: a RefreshDue started by Run is in flight.
+	refreshing atomic.Bool
+	stop       context.CancelFunc
+	passes     sync.WaitGroup
+	closed     bool // under mu: no pass starts once Close began
 	// passing holds the CRLs (passKey) whose disabling pass runs on this
 	// replica; retryAt when one whose pass failed is tried again.
 	passing map[string]bool

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"sync"
 	"time"
 
 	x509att "github.com/zerotouch/zerotouch/attestation/x509"
@@ -118,9 +119,29 @@ func (c *Checker) Run(ctx context.Context) {
 			continue
 		}
 		c.catchUp()
-		c.RefreshDue(ctx)
+		// Fetching again runs beside the loop: slow or dead distribution
+		// points must not hold up loading the CRLs other replicas stored.
+		if c.refreshing.CompareAndSwap(false, true) {
+			c.mu.Lock()
+			closed := c.closed
+			if !closed {
+				c.passes.Add(1) // Close waits for it
+			}
+			c.mu.Unlock()
+			if closed {
+				return
+			}
+			go func() {
+				defer c.passes.Done()
+				defer c.refreshing.Store(false)
+				c.RefreshDue(ctx)
+			}()
+		}
 	}
 }
+
+// refreshParallel bounds the distribution points fetched at once.
+const refreshParallel = 8
 
 // RefreshDue fetches again every fetched CRL that is due.
 func (c *Checker) RefreshDue(ctx context.Context) {
@@ -157,12 +178,21 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
+	sem := make(chan struct{}, refreshParallel)
+	var wg sync.WaitGroup
 	for _, d := range todo {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		_, _ = c.fetchShared(ctx, d.id, d.url, nil, d.issuer) // logged inside
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, _ = c.fetchShared(ctx, d.id, d.url, nil, d.issuer) // logged inside
+		}()
 	}
+	wg.Wait()
 }
 
 // passKey names one CRL's disabling pass.

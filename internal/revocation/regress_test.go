@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -319,5 +320,64 @@ func TestSchemeCaseInsensitive(t *testing.T) {
 	c := newChecker(t, newStore(t), nil)
 	if err := c.Check(ctx, []*x509.Certificate{d.Cert, root.Cert}, required); reasonOf(err) != fault.CertificateRevoked {
 		t.Fatalf("HTTP:// point: %v", err)
+	}
+}
+
+// TestSlowPointsDoNotHoldUpReloads (review R5): while distribution points
+// hang, the replica still loads a CRL another replica stored. The points
+// answer once, then hang until the test ends; a refresh inside the loop
+// would keep the revoked device admitted until then.
+func TestSlowPointsDoNotHoldUpReloads(t *testing.T) {
+	ctx := t.Context()
+	now := time.Now()
+	root := newCA(t, "Acme Root", nil)
+	store := newStore(t)
+	a := newChecker(t, store, nil)
+	a.Client = &http.Client{Timeout: time.Minute}
+	a.Poll, a.Refresh = 10*time.Millisecond, 20*time.Millisecond
+	b := newChecker(t, store, nil)
+	good := signCRL(t, root, 1, now, now.Add(24*time.Hour))
+	release := make(chan struct{})
+	var answered atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if answered.Add(1) > 4 {
+			select { // hang: the refresh's fetches
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write(good)
+	}))
+	defer srv.Close()
+	defer close(release)
+	for i := range 4 {
+		d := device(t, fmt.Sprintf("d-%d", i), root, []string{fmt.Sprintf("%s/p%d.crl", srv.URL, i)}, nil)
+		if err := a.Check(ctx, []*x509.Certificate{d.Cert, root.Cert}, required); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	for answered.Load() <= 4 { // a refresh is under way, and hangs
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	bad := device(t, "bad-1", root, nil, nil)
+	if _, err := b.Upload(ctx, "acme-root", root.Cert, signCRL(t, root, 2, now, now.Add(time.Hour), bad.Cert.SerialNumber)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := a.Check(ctx, []*x509.Certificate{bad.Cert, root.Cert}, required)
+		if fault.ReasonOf(err) == fault.CertificateRevoked {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the CRL stored by the other replica was not loaded while distribution points hang: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
