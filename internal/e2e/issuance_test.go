@@ -25,6 +25,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 	"github.com/zerotouch/zerotouch/internal/tpmdevice"
@@ -751,4 +752,76 @@ func TestRevocationsPaged(t *testing.T) {
 			t.Fatalf("%v: %v", req, err)
 		}
 	}
+}
+
+// TestIssuedCertificateCannotActForAnother: as an attacker holding one
+// device's issued certificate and key: it registers as no other device,
+// gets no certificate for another name, and a key with ServiceConfig but
+// not RegistrationStatusWrite cannot revoke.
+func TestIssuedCertificateCannotActForAnother(t *testing.T) {
+	e := start(t)
+	is := e.newIssuing(nil)
+	chain := []*x509.Certificate{is.fleet.inter.Cert}
+	issue := func(id string) (*pki.Issued, []*x509.Certificate) {
+		k := newECKey(t, elliptic.P256())
+		reg, err := e.registerCSR(id, is.fleet.device(t, id), chain, makeCSR(t, id, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return issuedDevice(t, reg, k)
+	}
+	a, achain := issue("atk-a")
+	issue("atk-b")
+	before, _ := e.store.GetRegistration(t.Context(), "atk-b")
+
+	// Another device's registration ID, with or without a CSR for it.
+	if _, err := e.registerCSR("atk-b", a, achain, nil); reasonOf(t, err) != "REGISTRATION_ID_INVALID" {
+		t.Fatalf("A's certificate naming B: %v", err)
+	}
+	if _, err := e.registerCSR("atk-b", a, achain, makeCSR(t, "atk-b", newECKey(t, elliptic.P256()))); reasonOf(t, err) != "REGISTRATION_ID_INVALID" {
+		t.Fatalf("A's certificate naming B with B's CSR: %v", err)
+	}
+	// Its own ID, but a CSR for B: no certificate for another name.
+	if _, err := e.registerCSR("atk-a", a, achain, makeCSR(t, "atk-b", newECKey(t, elliptic.P256()))); reasonOf(t, err) != "CSR_SUBJECT_MISMATCH" {
+		t.Fatalf("a CSR for B with A's certificate: %v", err)
+	}
+	after, _ := e.store.GetRegistration(t.Context(), "atk-b")
+	if after.Etag != before.Etag || after.Issued.Serial != before.Issued.Serial {
+		t.Fatal("B's registration changed")
+	}
+	// A key that holds ServiceConfig only cannot revoke (that also needs
+	// RegistrationStatusWrite), so it cannot cut devices off.
+	svc := e.newKey("svc-only", access.ServiceConfig)
+	if _, err := pb.NewIssuanceServiceClient(e.admin).RevokeCertificates(as(t.Context(), svc), &pb.RevokeCertificatesRequest{RegistrationId: "atk-b"}); reasonOf(t, err) != "PERMISSION_DENIED" {
+		t.Fatalf("a ServiceConfig-only key revoked: %v", err)
+	}
+	if revs, _ := pb.NewIssuanceServiceClient(e.admin).ListRevocations(e.owner(), &pb.ListRevocationsRequest{IssuingCa: "fleet-ops"}); len(revs.GetRevocations()) != 0 {
+		t.Fatalf("revocations written by refused requests: %v", revs)
+	}
+}
+
+// TestTrustCacheFollowsDeletion: with the CAs and groups cached, a group
+// and CA deleted through the store refuse the next device at once.
+func TestTrustCacheFollowsDeletion(t *testing.T) {
+	e := start(t)
+	f := e.newFleet()
+	if _, err := e.registerGRPC("cache-1", f.device(t, "cache-1"), f.inter.Cert); err != nil {
+		t.Fatal(err) // the cache is loaded
+	}
+	g, _ := e.store.GetGroup(t.Context(), "acme")
+	if err := e.store.DeleteGroup(t.Context(), "acme", g.Etag); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.registerGRPC("cache-2", f.device(t, "cache-2"), f.inter.Cert); reasonOf(t, err) != "ENROLLMENT_NOT_FOUND" {
+		t.Fatalf("after the group's deletion: %v", err)
+	}
+	ca, _ := e.store.GetCA(t.Context(), "acme-root")
+	if err := e.store.DeleteCA(t.Context(), "acme-root", ca.Etag); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.registerGRPC("cache-3", f.device(t, "cache-3"), f.inter.Cert); reasonOf(t, err) != "CERTIFICATE_UNTRUSTED" {
+		t.Fatalf("after the CA's deletion: %v", err)
+	}
+	e.assertNoRegistration("cache-2")
+	e.assertNoRegistration("cache-3")
 }

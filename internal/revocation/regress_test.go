@@ -149,11 +149,13 @@ func TestRefreshKeepsCoveringCRL(t *testing.T) {
 // failingHook fails the disabling pass while fail is set.
 type failingHook struct {
 	hook
-	fail atomic.Bool
+	fail   atomic.Bool
+	failed atomic.Int32 // passes refused
 }
 
 func (h *failingHook) revoked(ctx context.Context, refs []registry.CertRef) error {
 	if h.fail.Load() {
+		h.failed.Add(1)
 		return errors.New("injected")
 	}
 	return h.hook.revoked(ctx, refs)
@@ -175,12 +177,16 @@ func TestDisablingPassResumed(t *testing.T) {
 	if _, err := a.Upload(ctx, "acme-root", root.Cert, signCRL(t, root, 1, now, now.Add(time.Hour), bad.Cert.SerialNumber)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); fh.failed.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the disabling pass never ran")
+		}
+	}
+	a.Close() // the failed pass has returned: nothing more marks the CRL
 	st, err := store.GetCRL(ctx, "ca:acme-root")
 	if err != nil || st.Disabled != "" {
 		t.Fatalf("marked after a failed pass: %q, %v", st.Disabled, err)
 	}
-	a.Close()
 	h := &hook{}
 	b := newChecker(t, store, h)
 	b.Settle, b.Poll = 10*time.Millisecond, 10*time.Millisecond
