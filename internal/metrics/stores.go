@@ -109,8 +109,25 @@ func (s *enrollments) GroupsVersion(ctx context.Context) (_ uint64, err error) {
 
 // Registry times a registration's registry reads and writes.
 func (m *Metrics) Registry(next registry.Store) registry.Store {
-	return &registryStore{Store: next, create: m.op("create_registration"), update: m.op("update_registration"),
+	r := &registryStore{Store: next, create: m.op("create_registration"), update: m.op("update_registration"),
 		get: m.op("get_registration"), identity: m.op("get_identity")}
+	if ra, ok := next.(registry.ReadAheader); ok {
+		return &readAheadStore{registryStore: r, next: ra, op: m.op("read_ahead")}
+	}
+	return r
+}
+
+// readAheadStore is the wrapper of a store that reads ahead (Redis).
+type readAheadStore struct {
+	*registryStore
+	next registry.ReadAheader
+	op   *storeOp
+}
+
+func (s *readAheadStore) ReadAhead(ctx context.Context, a registry.Ahead) context.Context {
+	var err error
+	defer s.op.done(time.Now(), &err)
+	return s.next.ReadAhead(ctx, a)
 }
 
 type registryStore struct {

@@ -155,6 +155,7 @@ func (s *Service) register(ctx context.Context, req *Request) (*Result, error) {
 			return nil, err
 		}
 	}
+	ctx = s.readAhead(ctx, req)
 	p, err := s.attest(ctx, req)
 	if err != nil {
 		return nil, err

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"sync"
 
+	x509att "github.com/zerotouch/zerotouch/attestation/x509"
 	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
 // The CA certificates and enrollment groups that X.509 and TPM group
@@ -139,4 +141,31 @@ func (l cachedLookup) FindGroupByCA(_ context.Context, caName string) (*enrollme
 		return g, nil
 	}
 	return nil, fault.NotFoundf("no enrollment group for CA %q", caName)
+}
+
+// readAhead has the registry read, in one round trip, what registering
+// req's device reads (issue #17): on Redis the trust and shard caches'
+// versions, the individual enrollment by the leaf's thumbprint, the
+// reservation of the name and the registration, with the count against
+// the device's address. Only X.509 evidence names
+// both before attestation; other requests read as they go.
+func (s *Service) readAhead(ctx context.Context, req *Request) context.Context {
+	ra, ok := s.Registry.(registry.ReadAheader)
+	if !ok {
+		return ctx
+	}
+	e, ok := req.Evidence.(X509Chain)
+	if !ok || len(e.Chain) == 0 {
+		return ctx
+	}
+	leaf := e.Chain[0]
+	regID, err := x509att.CommonName(leaf)
+	if err != nil || enrollment.ValidateRegistrationID(regID) != nil {
+		return ctx // refused by attestation, reading nothing
+	}
+	a := registry.Ahead{RegistrationID: regID, Thumbprint: enrollment.Thumbprint(leaf.Raw)}
+	if h, ok := s.Limiter.PeerHit(req.Peer); ok {
+		a.Count = h // the address's count, which attest makes first
+	}
+	return ra.ReadAhead(ctx, a)
 }

@@ -47,6 +47,23 @@ func (l *Limiter) AllowPeer(ctx context.Context, addr string) error {
 	return l.allow(ctx, "ip:"+peerIP(addr), l.PerIP, "requests from this address")
 }
 
+// Hit is a count a Counter is asked to make: Counter.Hit's arguments.
+type Hit struct {
+	Key    string
+	Start  time.Time
+	Window time.Duration
+}
+
+// PeerHit is the count AllowPeer makes for addr now, if its rule is on: a
+// store that reads ahead (issue #17) makes it in the same round trip as
+// its reads, and AllowPeer then takes that count.
+func (l *Limiter) PeerHit(addr string) (Hit, bool) {
+	if l == nil || l.PerIP.Limit <= 0 || l.PerIP.Window <= 0 {
+		return Hit{}, false
+	}
+	return Hit{Key: "ip:" + peerIP(addr), Start: l.Now().Truncate(l.PerIP.Window), Window: l.PerIP.Window}, true
+}
+
 // peerIP is addr's IP ("ip:port" or "ip").
 func peerIP(addr string) string {
 	if host, _, err := net.SplitHostPort(addr); err == nil {

@@ -8,6 +8,7 @@ package registry
 
 import (
 	"context"
+	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"time"
 )
 
@@ -177,6 +178,24 @@ type Filter struct {
 	// X509Chain holds the certificate (it walks that index alone; the
 	// other fields must then be empty).
 	Cert *CertRef
+}
+
+// ReadAheader is a store whose reads are network round trips (Redis):
+// ReadAhead reads, in one round trip, what a registration is about to
+// read (the caches' versions, the individual enrollment by thumbprint,
+// whether an individual enrollment reserves the name, the registration)
+// and makes the rate-limit count it names, and returns a context in which
+// each of those reads, and that count, takes its value once.
+type ReadAheader interface {
+	ReadAhead(ctx context.Context, a Ahead) context.Context
+}
+
+// Ahead is what ReadAhead reads: a registration's, and the credential
+// presented for it. Count, when its Key is set, is a rate-limit count
+// (ratelimit.Counter's Hit) to make in the same round trip.
+type Ahead struct {
+	RegistrationID, Thumbprint string
+	Count                      ratelimit.Hit
 }
 
 // Store keeps registrations and identities. Registration IDs are looked up

@@ -125,6 +125,15 @@ func (s *Store) GroupsVersion(ctx context.Context) (uint64, error) {
 // is written (provisioning's cache of them, ADR 16): one MGET of the two
 // tables' versions, which share the config slot.
 func (s *Store) TrustVersion(ctx context.Context) (uint64, error) {
+	if ahead, ok := s.readAheadAll(ctx, cas.version(s), groups.version(s)); ok {
+		vals := make([]any, len(ahead))
+		for i, v := range ahead {
+			if v.exists {
+				vals[i] = v.val
+			}
+		}
+		return sumVersions(vals)
+	}
 	vals, err := s.c.MGet(ctx, cas.version(s), groups.version(s)).Result()
 	if err != nil {
 		return 0, s.fail(ctx, err)
@@ -252,6 +261,9 @@ func (s *Store) ReservedByIndividual(ctx context.Context, name string) (bool, er
 		return false, err
 	}
 	key := enrollment.Key(name)
+	if ahead, ok := s.readAheadAll(ctx, individuals.key(s, key), s.indDevIndex(key)); ok {
+		return ahead[0].exists || ahead[1].exists, nil
+	}
 	n, err := s.c.Exists(ctx, individuals.key(s, key), s.indDevIndex(key)).Result()
 	if err != nil {
 		return false, s.fail(ctx, err)

@@ -137,8 +137,9 @@ func (s *Store) claimDevice(ctx context.Context, deviceID, key string) (time.Tim
 	return stamped, err
 }
 
-// CreateRegistration implements registry.Store: claim the device ID, add
-// the index entries, then write registration and identity as one key.
+// CreateRegistration implements registry.Store: in one script where the
+// keys allow (create.go); otherwise claim the device ID, add the index
+// entries, then write registration and identity as one key.
 func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registration, id *registry.Identity) (string, error) {
 	if reg.DeviceID != id.DeviceID {
 		return "", fault.New(fault.Internal, fault.InternalError, "registration and identity name different devices")
@@ -152,6 +153,15 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	if err != nil {
 		return "", err
 	}
+	events, err := outboxEntries(nil, id)
+	if err != nil {
+		return "", err
+	}
+	if done, err := s.createAtOnce(ctx, key, raw, reg, id, events); err != nil {
+		return "", err
+	} else if done {
+		return etag, nil
+	}
 	// Refuse an existing registration before touching the claim or indexes.
 	if n, err := s.c.Exists(ctx, s.regKey(key)).Result(); err != nil {
 		return "", s.fail(ctx, err)
@@ -159,10 +169,6 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		return "", fault.Existsf("registration %q already exists", reg.RegistrationID)
 	}
 	claimed, err := s.claimDevice(ctx, id.DeviceID, key)
-	if err != nil {
-		return "", err
-	}
-	events, err := outboxEntries(nil, id)
 	if err != nil {
 		return "", err
 	}
@@ -262,7 +268,18 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 
 // GetRegistration implements registry.Store.
 func (s *Store) GetRegistration(ctx context.Context, registrationID string) (*registry.Registration, error) {
-	d, err := s.loadDevice(ctx, s.c, enrollment.Key(registrationID))
+	key := enrollment.Key(registrationID)
+	if raw, exists, ok := s.readAhead(ctx, s.regKey(key)); ok {
+		if !exists {
+			return nil, fault.NotFoundf("registration %q not found", key)
+		}
+		d, err := decodeDevice(raw)
+		if err != nil {
+			return nil, err
+		}
+		return d.R, nil
+	}
+	d, err := s.loadDevice(ctx, s.c, key)
 	if err != nil {
 		return nil, err
 	}

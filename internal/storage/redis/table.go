@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	mrand "math/rand/v2"
+	"strconv"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -33,6 +34,16 @@ func versionStep() int64 { return 1 + mrand.Int64N(1<<32) }
 
 // readVersion returns the table's version (0 before its first write).
 func (t table[R, D]) readVersion(ctx context.Context, s *Store) (uint64, error) {
+	if val, exists, ok := s.readAhead(ctx, t.version(s)); ok {
+		if !exists {
+			return 0, nil
+		}
+		v, err := strconv.ParseUint(val, 10, 64)
+		if err != nil {
+			return 0, fault.Wrap(fault.Internal, fault.InternalError, err, "decode a version")
+		}
+		return v, nil
+	}
 	v, err := s.c.Get(ctx, t.version(s)).Uint64()
 	if errors.Is(err, goredis.Nil) {
 		return 0, nil
@@ -65,6 +76,12 @@ func (t table[R, D]) get(ctx context.Context, s *Store, id string) (D, error) {
 // via reads the record that an index key names, or NotFound.
 func (t table[R, D]) via(ctx context.Context, s *Store, index string) (D, error) {
 	var zero D
+	if id, exists, ok := s.readAhead(ctx, index); ok {
+		if !exists {
+			return zero, fault.NotFoundf("no %s for %q", t.what, index)
+		}
+		return t.get(ctx, s, id)
+	}
 	id, err := s.c.Get(ctx, index).Result()
 	if errors.Is(err, goredis.Nil) {
 		return zero, fault.NotFoundf("no %s for %q", t.what, index)

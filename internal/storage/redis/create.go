@@ -1,0 +1,96 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+)
+
+// A new registration in one round trip (issue #17). On a standalone Redis
+// or one behind Sentinel every key is on the one server, so a script can
+// do what CreateRegistration otherwise does in a dozen round trips (check,
+// claim the device ID, index, write, push to the outbox, relay) atomically:
+// refuse an existing registration, take the device ID's claim, add the
+// index entries, write the device and append its events to their shards'
+// logs. There is no outbox and no mark: nothing is left half done. It
+// declines (and the general path below runs) when another registration
+// holds the device ID's claim, whose rules need the holder's record, or
+// when an outbox of an earlier registration under this key is still being
+// relayed, whose events must reach the log first. On Redis Cluster the
+// keys are in different slots, so the general path always runs.
+var createDevice = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'decline' end
+local claim = redis.call('GET', KEYS[2])
+if claim then
+  local nul = string.find(claim, '\0', 1, true)
+  local owner = claim
+  if nul then owner = string.sub(claim, 1, nul - 1) end
+  if owner ~= ARGV[2] then return 'decline' end
+end
+redis.call('SET', KEYS[2], ARGV[3])
+local k, a = 4, 7
+local indexes = tonumber(ARGV[4])
+for i = 1, indexes do
+  redis.call('ZADD', KEYS[k], 0, ARGV[a])
+  k, a = k + 1, a + 1
+end
+redis.call('SET', KEYS[1], ARGV[1])
+local events = tonumber(ARGV[5])
+for i = 1, events do
+  local seq = redis.call('INCR', KEYS[k + 1])
+  redis.call('XADD', KEYS[k], 'MAXLEN', ARGV[6], seq .. '-0', 'e', ARGV[a])
+  k, a = k + 2, a + 1
+end
+return 'ok'`)
+
+// createAtOnce runs createDevice: done reports whether it wrote the
+// registration; false (with a nil error) when the general path must.
+func (s *Store) createAtOnce(ctx context.Context, key string, raw []byte, reg *registry.Registration, id *registry.Identity, events []any) (done bool, err error) {
+	if _, cluster := s.c.(*goredis.ClusterClient); cluster {
+		return false, nil
+	}
+	keys := []string{s.regKey(key), s.claimKey(id.DeviceID), s.outboxKey(key), s.idxShard(reg.Shard)}
+	members := []any{key}
+	if reg.GroupID != "" {
+		keys = append(keys, s.idxGroup(reg.GroupID))
+		members = append(members, key)
+	}
+	for _, ref := range id.Credential.X509Chain {
+		keys = append(keys, s.idxCert(ref.Issuer))
+		members = append(members, certMember(ref, key))
+	}
+	var bodies []any
+	for _, e := range events {
+		shard, body, ok := strings.Cut(e.(string), "\x00")
+		if !ok || shard == "" {
+			return false, fault.New(fault.Internal, fault.InternalError, "an event without its shard")
+		}
+		keys = append(keys, s.logKey(shard), s.logSeqKey(shard))
+		bodies = append(bodies, body)
+	}
+	claim := key + "\x00" + strconv.FormatInt(time.Now().UnixMilli(), 36)
+	args := append([]any{raw, key, claim, len(members), len(bodies), s.eventRetention()}, members...)
+	args = append(args, bodies...)
+	res, err := createDevice.Run(ctx, s.c, keys, args...).Text()
+	if err != nil {
+		return false, s.fail(ctx, err)
+	}
+	switch res {
+	case "ok":
+		if len(bodies) > 0 {
+			s.changes.Notify()
+		}
+		return true, nil
+	case "exists":
+		return false, fault.Existsf("registration %q already exists", reg.RegistrationID)
+	default:
+		return false, nil
+	}
+}

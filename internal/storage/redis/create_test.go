@@ -1,0 +1,136 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/zerotouch/zerotouch/allocation"
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/registry"
+	"github.com/zerotouch/zerotouch/internal/storage/redis"
+	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
+)
+
+// trips counts what the client sends: one per command sent alone, one per
+// pipeline.
+type trips struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (t *trips) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (t *trips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error { t.add(); return next(ctx, cmd) }
+}
+func (t *trips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error { t.add(); return next(ctx, cmds) }
+}
+func (t *trips) add()      { t.mu.Lock(); t.n++; t.mu.Unlock() }
+func (t *trips) take() int { t.mu.Lock(); defer t.mu.Unlock(); n := t.n; t.n = 0; return n }
+
+func newDevice(regID, deviceID, shard string, now time.Time) (*registry.Registration, *registry.Identity) {
+	reg := &registry.Registration{RegistrationID: regID, DeviceID: deviceID, Shard: shard, AssignedHub: shard + ".example.com",
+		Status: registry.Assigned, Substatus: registry.InitialAssignment, AttestationType: registry.X509, GroupID: "g1",
+		CredentialThumbprint: "aa11", InitialShard: shard, Created: now, Updated: now}
+	id := &registry.Identity{DeviceID: deviceID, RegistrationID: regID, Shard: shard, Status: registry.IdentityEnabled,
+		Credential: registry.Credential{Type: registry.X509, X509Thumbprint: "aa11", CAThumbprint: "bb22",
+			X509Chain: []registry.CertRef{{Issuer: "c1", Serial: "01"}, {Issuer: "c2", Serial: "02"}}},
+		Version: registry.NextVersion(0, now), Created: now, Updated: now}
+	return reg, id
+}
+
+// TestCreateInOneRoundTrip: on a standalone Redis a new registration is
+// one script (issue #17) that writes everything the general path writes:
+// the record, the device ID's claim, the shard, group and certificate
+// index entries, and its event in the shard's log. It declines to the
+// general path when the device ID is another registration's, and when an
+// earlier registration's events under the same key still wait in an
+// outbox (they reach the log first).
+func TestCreateInOneRoundTrip(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	rt := &trips{}
+	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}, Hook: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.CreateShard(ctx, &allocation.Shard{ID: "s1", Hostname: "s1.example.com", Weight: 1, State: allocation.Active}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	// The first script call loads it (EVALSHA, then EVAL).
+	warmReg, warmID := newDevice("warm", "warm", "s2", now)
+	warmReg.GroupID, warmID.Credential.X509Chain = "", nil
+	if _, err := s.CreateRegistration(ctx, warmReg, warmID); err != nil {
+		t.Fatal(err)
+	}
+
+	reg, id := newDevice("dev-1", "dev-1", "s1", now)
+	rt.take()
+	if _, err := s.CreateRegistration(ctx, reg, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := rt.take(); n != 1 {
+		t.Errorf("a new registration took %d round trips, want 1", n)
+	}
+	if got, err := s.GetIdentity(ctx, "dev-1"); err != nil || got.RegistrationID != "dev-1" || len(got.Credential.X509Chain) != 2 {
+		t.Fatalf("identity after the script: %+v, %v", got, err)
+	}
+	for _, f := range []registry.Filter{{Shard: "s1"}, {GroupID: "g1"}, {Cert: &registry.CertRef{Issuer: "c2", Serial: "02"}}} {
+		regs, _, err := s.ListRegistrations(ctx, f, "", 10)
+		if err != nil || len(regs) != 1 || regs[0].RegistrationID != "dev-1" {
+			t.Errorf("list by %+v: %d registrations, %v", f, len(regs), err)
+		}
+	}
+	evs, err := s.ReadEvents(ctx, "s1", 0, 10)
+	if err != nil || len(evs) != 1 || evs[0].Kind != registry.EventCreated || evs[0].Identity.DeviceID != "dev-1" {
+		t.Fatalf("log after the script: %d events, %v", len(evs), err)
+	}
+
+	// The same registration again: refused, nothing changes.
+	if _, err := s.CreateRegistration(ctx, reg, id); fault.ReasonOf(err) != fault.ResourceExists {
+		t.Fatalf("a second create: %v", err)
+	}
+	// Another registration with the same device ID: the general path
+	// refuses it, writing nothing.
+	reg2, id2 := newDevice("dev-2", "dev-1", "s1", now)
+	if _, err := s.CreateRegistration(ctx, reg2, id2); fault.ReasonOf(err) != fault.DeviceIDConflict {
+		t.Fatalf("another registration with the device ID: %v", err)
+	}
+	if _, err := s.GetRegistration(ctx, "dev-2"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("the refused registration was written: %v", err)
+	}
+
+	// Deleted with its relay stopped: its deletion waits in the outbox. A
+	// new registration under the same ID goes the general way, and after
+	// the sweep the log has the deletion before the new creation.
+	s.SetRelayOff(true)
+	if err := s.DeleteRegistration(ctx, "dev-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	reg3, id3 := newDevice("dev-1", "dev-1", "s1", now.Add(time.Second))
+	if _, err := s.CreateRegistration(ctx, reg3, id3); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := s.ReadEvents(ctx, "s1", 0, 10); len(evs) != 1 {
+		t.Fatalf("the script ran past a waiting outbox: %d events in the log", len(evs))
+	}
+	s.SetRelayOff(false)
+	if _, err := s.SweepOutboxes(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = s.ReadEvents(ctx, "s1", 0, 10)
+	if err != nil || len(evs) != 3 || evs[1].Kind != registry.EventDeleted || evs[2].Kind != registry.EventCreated {
+		kinds := []registry.EventKind{}
+		for _, e := range evs {
+			kinds = append(kinds, e.Kind)
+		}
+		t.Fatalf("log after the sweep: %v (%v), want created, deleted, created", kinds, err)
+	}
+}
