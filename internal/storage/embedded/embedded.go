@@ -11,6 +11,7 @@ package embedded
 
 import (
 	"context"
+	"encoding"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -188,12 +189,30 @@ func nextEtag(tx *bolt.Tx) (string, error) {
 	return strconv.FormatUint(seq, 36), nil
 }
 
+// putJSON writes a record: in its compact binary encoding if it has one
+// (registrations, identities and log events: record.CompactV1, ADR 1),
+// else as JSON.
 func putJSON(b *bolt.Bucket, key string, v any) error {
-	raw, err := json.Marshal(v)
+	var raw []byte
+	var err error
+	if m, ok := v.(encoding.BinaryMarshaler); ok {
+		raw, err = m.MarshalBinary()
+	} else {
+		raw, err = json.Marshal(v)
+	}
 	if err != nil {
 		return err
 	}
 	return b.Put([]byte(key), raw)
+}
+
+// decodeRecord reads a record putJSON wrote, or an earlier build's JSON:
+// a record type with a compact encoding decodes both.
+func decodeRecord(raw []byte, v any) error {
+	if u, ok := v.(encoding.BinaryUnmarshaler); ok {
+		return u.UnmarshalBinary(raw)
+	}
+	return json.Unmarshal(raw, v)
 }
 
 // checkEtag enforces compare-and-swap: want "" skips the check on deletes.

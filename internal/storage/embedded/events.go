@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,8 +81,8 @@ func (s *Store) ReadEvents(ctx context.Context, shard string, after uint64, limi
 			return registry.CursorExpired(shard, after)
 		}
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			var rec record.Event
-			if err := json.Unmarshal(v, &rec); err != nil || rec.Identity == nil {
+			rec, err := record.DecodeEvent(v, shard)
+			if err != nil {
 				return fault.Wrap(fault.Internal, fault.InternalError, err, "decode event %d of shard %q", binary.BigEndian.Uint64(k), shard)
 			}
 			out = append(out, rec.Domain(binary.BigEndian.Uint64(k)))

@@ -2,14 +2,14 @@ package embedded
 
 import (
 	"context"
-	"encoding/json"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/zerotouch/zerotouch/internal/fault"
 )
 
-// table is one bucket of JSON records of type R that read back as domain
+// table is one bucket of records (JSON, or compact where the record type
+// has a binary encoding: decodeRecord) of type R that read back as domain
 // values of type D. It holds the get, find-by-index, list and
 // compare-and-swap patterns every resource shares.
 type table[R, D any] struct {
@@ -26,7 +26,7 @@ func (t table[R, D]) load(tx *bolt.Tx, key string) (*R, error) {
 		return nil, fault.NotFoundf("%s %q not found", t.what, key)
 	}
 	var rec R
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	if err := decodeRecord(raw, &rec); err != nil {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode %s %q", t.what, key)
 	}
 	return &rec, nil

@@ -2,6 +2,9 @@
 // JSON record types with a schema version, and their conversions to and from
 // the domain types. Every backend stores these records, never the domain
 // structs, so that a domain change cannot silently change what is on disk.
+// The records stored once per device (registrations, identities, log
+// events) also have a compact binary encoding (compact.go), which the
+// stores write; their readers accept both.
 package record
 
 import (

@@ -17,10 +17,12 @@ type device struct {
 	I *registry.Identity
 }
 
-// deviceRecord is how a device is stored: registration and identity in one
-// compact JSON value (the bulk of Redis memory per device), with the
-// fields they share written once, thumbprints as raw bytes and times as
-// Unix nanoseconds. See docs/adr/0007-redis-layout.md.
+// deviceRecord is how earlier builds stored a device: registration and
+// identity in one JSON value, with the fields they share written once,
+// thumbprints as raw bytes and times as Unix nanoseconds. Devices are now
+// written in the compact binary encoding (record.EncodeDevice, first byte
+// record.CompactV1); records of this form (first byte '{') still decode.
+// See docs/adr/0007-redis-layout.md.
 type deviceRecord struct {
 	V          int    `json:"v"`
 	Reg        string `json:"r"`
@@ -64,88 +66,26 @@ type deviceRecord struct {
 	IDR    string `json:"idr,omitempty"`
 }
 
+// deviceRecordVersion is deviceRecord's "v".
 const deviceRecordVersion = 1
 
-func unhex(s string) ([]byte, error) {
-	if s == "" {
-		return nil, nil
-	}
-	return hex.DecodeString(s)
-}
-
+// encodeDevice encodes a registration and its identity as one compact
+// record (record.EncodeDevice): the bulk of Redis memory per device.
 func encodeDevice(r *registry.Registration, etag string, id *registry.Identity) ([]byte, error) {
-	thumb, err := unhex(r.CredentialThumbprint)
-	if err != nil {
-		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "credential thumbprint is not hex")
-	}
-	ca, err := unhex(id.Credential.CAThumbprint)
-	if err != nil {
-		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "CA thumbprint is not hex")
-	}
-	rec := deviceRecord{V: deviceRecordVersion, Reg: r.RegistrationID, Shard: r.Shard, Hub: r.AssignedHub,
-		Status: omitDefault(string(r.Status), string(registry.Assigned)), Substatus: omitDefault(string(r.Substatus), string(registry.InitialAssignment)),
-		Att: string(r.AttestationType), Group: r.GroupID, Individual: r.Individual, Thumb: thumb, Etag: etag,
-		Created: r.Created.UnixNano(), Updated: r.Updated.UnixNano(),
-		IStatus: omitDefault(string(id.Status), string(registry.IdentityEnabled)), ICA: ca, IVersion: id.Version,
-		ITwin: id.InitialTwin, IEdge: id.IoTEdge, Payload: r.Payload, IChain: encodeChain(id.Credential.X509Chain), IDR: record.KeptDisabledReason(id)}
-	if r.InitialShard != "" && r.InitialShard != r.Shard {
-		rec.IShard = r.InitialShard
-	}
-	rec.Iss, rec.Sup = record.FromIssued(r.Issued), record.FromIssued(r.Superseded)
-	if a, b := r.Issued, id.Credential.Issued; (a == nil) != (b == nil) || a != nil && *a != *b {
-		rec.IIss = record.FromIssued(b)
-		if b == nil {
-			rec.IIss = &record.Issued{} // none, though the registration has one
-		}
-	}
-	if r.DeviceID != r.RegistrationID {
-		rec.Dev = r.DeviceID
-	}
-	if string(id.Credential.Type) != rec.Att {
-		rec.ICred = string(id.Credential.Type)
-	}
-	// The credential's fingerprint is the registration's thumbprint unless
-	// recorded otherwise: the leaf's for X.509, the EK's for TPM.
-	fingerprint, other := id.Credential.X509Thumbprint, id.Credential.TPMEKHash
-	switch id.Credential.Type {
-	case registry.TPM:
-		fingerprint, other = id.Credential.TPMEKHash, id.Credential.X509Thumbprint
-		rec.IBK = id.Credential.TPMBoundKey
-	case registry.SymmetricKey:
-		fingerprint, other = id.Credential.SymmetricKeyHash, ""
-	}
-	if fingerprint != r.CredentialThumbprint {
-		if rec.IFP, err = unhex(fingerprint); err != nil {
-			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "identity fingerprint is not hex")
-		}
-	}
-	if other != "" {
-		if rec.IThumb, err = unhex(other); err != nil {
-			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "identity thumbprint is not hex")
-		}
-	}
-	if !id.Created.Equal(r.Created) {
-		rec.ICreated = id.Created.UnixNano()
-	}
-	if !id.Updated.Equal(r.Updated) {
-		rec.IUpdated = id.Updated.UnixNano()
-	}
-	return encode(&rec)
+	return record.EncodeDevice(record.FromRegistration(r, etag), record.FromIdentity(id)), nil
 }
 
-// encodeChain writes a chain compactly: issuer:serial pairs, comma
-// separated (both are hex).
-func encodeChain(refs []registry.CertRef) string {
-	var b strings.Builder
-	for i, r := range refs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(r.Issuer)
-		b.WriteByte(':')
-		b.WriteString(r.Serial)
+// decodeDevice decodes a device record: compact, or JSON (deviceRecord) as
+// earlier builds wrote it.
+func decodeDevice(raw string) (*device, error) {
+	if record.IsJSON([]byte(raw)) {
+		return decodeDeviceJSON(raw)
 	}
-	return b.String()
+	reg, id, err := record.DecodeDevice([]byte(raw))
+	if err != nil {
+		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode device record")
+	}
+	return &device{R: reg.Domain(), I: id.Domain()}, nil
 }
 
 func decodeChain(s string) ([]registry.CertRef, error) {
@@ -163,13 +103,6 @@ func decodeChain(s string) ([]registry.CertRef, error) {
 	return out, nil
 }
 
-func omitDefault(v, def string) string {
-	if v == def {
-		return ""
-	}
-	return v
-}
-
 func orDefaultString(v, def string) string {
 	if v == "" {
 		return def
@@ -177,7 +110,8 @@ func orDefaultString(v, def string) string {
 	return v
 }
 
-func decodeDevice(raw string) (*device, error) {
+// decodeDeviceJSON decodes a device record of an earlier build.
+func decodeDeviceJSON(raw string) (*device, error) {
 	var rec deviceRecord
 	if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.V != deviceRecordVersion {
 		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode device record (version %d)", rec.V)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -60,7 +59,11 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], seq .. '-0', 'e', ARGV[1])
 return seq`)
 )
 
-// outboxEntries encodes the events that turn old into new for the outbox.
+// outboxEntries encodes the events that turn old into new for the outbox,
+// in the compact encoding (record.Event.MarshalBinary), each with a nonce
+// of 8 random bytes that makes it unique in its outbox. The stream keeps
+// them as they are; decodeEvent reads them, and the JSON of earlier
+// builds.
 func outboxEntries(old, new *registry.Identity) ([]any, error) {
 	var out []any
 	for _, ev := range registry.Changes(old, new, time.Now()) {
@@ -69,8 +72,8 @@ func outboxEntries(old, new *registry.Identity) ([]any, error) {
 		if _, err := rand.Read(nonce[:]); err != nil {
 			return nil, err
 		}
-		rec.Nonce = base64.RawURLEncoding.EncodeToString(nonce[:])
-		raw, err := json.Marshal(rec)
+		rec.Nonce = string(nonce[:])
+		raw, err := rec.MarshalBinary()
 		if err != nil {
 			return nil, err
 		}
@@ -290,13 +293,23 @@ func (s *Store) ReadEvents(ctx context.Context, shard string, after uint64, limi
 			return nil, err
 		}
 		raw, _ := m.Values["e"].(string)
-		var rec record.Event
-		if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.Identity == nil {
-			return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode event %d of shard %q", seq, shard)
+		ev, err := decodeEvent(raw, shard, seq)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, rec.Domain(seq))
+		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// decodeEvent decodes a log entry of shard: compact, or the JSON of
+// earlier builds.
+func decodeEvent(raw, shard string, seq uint64) (*registry.Event, error) {
+	rec, err := record.DecodeEvent([]byte(raw), shard)
+	if err != nil {
+		return nil, fault.Wrap(fault.Internal, fault.InternalError, err, "decode event %d of shard %q", seq, shard)
+	}
+	return rec.Domain(seq), nil
 }
 
 func entrySeq(id string) (uint64, error) {
