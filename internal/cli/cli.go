@@ -101,7 +101,7 @@ func NewRoot(env Env) *cobra.Command {
 			root.AddCommand(c)
 		}
 	}
-	add("server", serveCmd(env), hubCmd(env), benchCmd(env))
+	add("server", serveCmd(env), hubCmd(env), withScale(benchCmd(env), env))
 	add("manage", caCmd(env), groupCmd(env), enrollmentCmd(env), shardCmd(env), hubClusterCmd(env), registrationCmd(env),
 		accessKeyCmd(env), auditCmd(env), failedAttemptsCmd(env), ipFilterCmd(env), webhookSecretCmd(env), dpsImportCmd(env),
 		issuingCACmd(env), credentialPolicyCmd(env), certificateCmd(env))
