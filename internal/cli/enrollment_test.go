@@ -23,7 +23,8 @@ func TestEnrollmentImport(t *testing.T) {
 	s := startDevServer(t)
 	taken := ekBase64(t)
 	s.run(0, "enrollment", "create", "taken", "--tpm-ek", taken)
-	ek1, ek2, ek3, ek5 := ekBase64(t), ekBase64(t), ekBase64(t), ekBase64(t)
+	s.run(0, "enrollment", "create", "taken-2", "--tpm-ek", ekBase64(t))
+	ek1, ek2, ek3, ek5, ek6 := ekBase64(t), ekBase64(t), ekBase64(t), ekBase64(t), ekBase64(t)
 	file := strings.Join([]string{
 		"registration_id,endorsement_key", // 1: the header
 		"# exported 2026-11-01",           // 2
@@ -35,8 +36,9 @@ func TestEnrollmentImport(t *testing.T) {
 		"DEV-A," + ek3,                    // 8: line 3's registration ID
 		"dev-e," + ek1,                    // 9: line 3's EK
 		"broken-ek,AAEC",                  // 10: the server refuses the EK
-		"taken," + taken,                  // 11: enrolled already
+		"taken," + taken,                  // 11: enrolled already, identically: unchanged
 		"dev-f," + ek5 + "\r",             // 12: CRLF
+		"taken-2," + ek6,                  // 13: enrolled already with another EK
 	}, "\n")
 	if err := os.WriteFile("eks.csv", []byte(file), 0o600); err != nil {
 		t.Fatal(err)
@@ -48,7 +50,7 @@ func TestEnrollmentImport(t *testing.T) {
 		`eks.csv:8: malformed: registration ID "DEV-A" is already on line 3`,
 		`eks.csv:9: malformed: the same endorsement key is already on line 3`,
 		`eks.csv:10: TPM_STRUCTURE_INVALID`,
-		`eks.csv:11: RESOURCE_ALREADY_EXISTS`,
+		`eks.csv:13: RESOURCE_ALREADY_EXISTS`,
 	}
 	check := func(out, summary string) {
 		t.Helper()
@@ -57,21 +59,22 @@ func TestEnrollmentImport(t *testing.T) {
 				t.Errorf("missing %q in:\n%s", w, out)
 			}
 		}
-		if strings.Count(out, "eks.csv:") != len(wantLines) || !strings.Contains(out, summary) || !strings.Contains(out, "6 of 9 lines failed") {
+		if strings.Count(out, "eks.csv:") != len(wantLines) || !strings.Contains(out, summary) || !strings.Contains(out, "6 of 10 lines failed") {
 			t.Fatalf("want only the bad lines and %q:\n%s", summary, out)
 		}
 	}
-	check(s.run(1, "enrollment", "import", "--dry-run", "eks.csv"), "3 would be created (dry run: nothing was written), 2 refused, 4 malformed")
-	if out := s.run(0, "enrollment", "list", "-o", "json"); count(out, "registrationId") != 1 {
+	check(s.run(1, "enrollment", "import", "--dry-run", "eks.csv"), "3 would be created (dry run: nothing was written), 2 refused, 4 malformed, 1 unchanged")
+	if out := s.run(0, "enrollment", "list", "-o", "json"); count(out, "registrationId") != 2 {
 		t.Fatalf("the dry run wrote:\n%s", out)
 	}
-	check(s.run(1, "enrollment", "import", "eks.csv"), "3 created, 2 refused, 4 malformed")
+	check(s.run(1, "enrollment", "import", "eks.csv"), "3 created, 2 refused, 4 malformed, 1 unchanged")
 	out := s.run(0, "enrollment", "list", "-o", "json")
-	if count(out, "registrationId") != 4 || !strings.Contains(out, `"dev-a"`) || !strings.Contains(out, `"dev-f"`) {
+	if count(out, "registrationId") != 5 || !strings.Contains(out, `"dev-a"`) || !strings.Contains(out, `"dev-f"`) {
 		t.Fatalf("after the import:\n%s", out)
 	}
-	// The same file again: every line that was good is now taken.
-	if out := s.run(1, "enrollment", "import", "--dry-run", "eks.csv"); !strings.Contains(out, "eks.csv:3: RESOURCE_ALREADY_EXISTS") || !strings.Contains(out, "0 would be created") {
+	// The same file again: every line that was good is now enrolled,
+	// identically, and unchanged.
+	if out := s.run(1, "enrollment", "import", "--dry-run", "eks.csv"); strings.Contains(out, "eks.csv:3:") || !strings.Contains(out, "0 would be created") || !strings.Contains(out, "4 unchanged") {
 		t.Fatalf("a dry run of enrolled lines:\n%s", out)
 	}
 

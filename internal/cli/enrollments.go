@@ -42,7 +42,7 @@ func enrollmentCmd(env Env) *cobra.Command {
 		},
 	}
 	return group("enrollment", "individual enrollments: create, import, get, list, update, enable, disable, delete",
-		enrollmentCreateCmd(env, r), enrollmentImportCmd(env), r.getCmd(env), r.listCmd(env), enrollmentUpdateCmd(env, r),
+		enrollmentCreateCmd(env, r), enrollmentImportCmd(env), enrollmentImportBenchCmd(env), r.getCmd(env), r.listCmd(env), enrollmentUpdateCmd(env, r),
 		enrollmentStatusCmd(env, r, "enable", pb.ProvisioningStatus_PROVISIONING_STATUS_ENABLED),
 		enrollmentStatusCmd(env, r, "disable", pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED),
 		r.deleteCmd(env))

@@ -18,6 +18,8 @@ import (
 type enrollmentService struct {
 	pb.UnsafeEnrollmentServiceServer
 	base
+	// imports are the replica's running ImportEnrollments streams.
+	imports importSlots
 }
 
 // settingsPaths are the update_mask paths of the device settings both

@@ -146,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 	b := base{admin: cfg.Admin, log: cfg.Log, ipf: cfg.IPFilter}
 	device := &deviceService{prov: cfg.Provisioning, log: cfg.Log}
 	cas := &caService{base: b}
-	enrollments := &enrollmentService{base: b}
+	enrollments := &enrollmentService{base: b, imports: newImportSlots()}
 	hubs := &hubService{base: b}
 	registrations := &registrationService{base: b}
 	keys := &accessKeyService{base: b, dpsHost: cfg.DPSHostName}
@@ -217,6 +217,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", requireJSON(gw, gw))
+	// Client streaming, which the gateway cannot map (importhttp.go).
+	mux.Handle("POST "+importPath, enrollments.importHandler(gw))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPIDocument)
@@ -432,6 +434,9 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		ctx = withRegion(ctx, s.cfg.Geo.locate(r.RemoteAddr, r.Header.Get))
 		r = r.WithContext(ctx)
 		limit := int64(maxRequestBytes)
+		if r.URL.Path == importPath {
+			limit = maxImportBodyBytes // each line is bounded by the handler
+		}
 		if r.URL.Path == "/v1/enrollments:batchCreate" || strings.HasSuffix(r.URL.Path, ":uploadCrl") ||
 			r.Method == http.MethodPost && (strings.EqualFold(r.URL.Path, "/enrollments") || strings.EqualFold(r.URL.Path, "/enrollmentGroups")) {
 			limit = maxBatchBytes

@@ -85,6 +85,64 @@ func (RevocationCheck) EnumDescriptor() ([]byte, []int) {
 	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{0}
 }
 
+// ImportOutcome is what became of one imported item.
+type ImportOutcome int32
+
+const (
+	ImportOutcome_IMPORT_OUTCOME_UNSPECIFIED ImportOutcome = 0
+	// Created (with validate_only: would be created).
+	ImportOutcome_IMPORT_OUTCOME_CREATED ImportOutcome = 1
+	// Already enrolled under the same registration ID with the same
+	// credential (a replayed item): nothing was written, and it counts as
+	// done.
+	ImportOutcome_IMPORT_OUTCOME_UNCHANGED ImportOutcome = 2
+	// Refused: see the result's error. Nothing was written for it.
+	ImportOutcome_IMPORT_OUTCOME_REFUSED ImportOutcome = 3
+)
+
+// Enum value maps for ImportOutcome.
+var (
+	ImportOutcome_name = map[int32]string{
+		0: "IMPORT_OUTCOME_UNSPECIFIED",
+		1: "IMPORT_OUTCOME_CREATED",
+		2: "IMPORT_OUTCOME_UNCHANGED",
+		3: "IMPORT_OUTCOME_REFUSED",
+	}
+	ImportOutcome_value = map[string]int32{
+		"IMPORT_OUTCOME_UNSPECIFIED": 0,
+		"IMPORT_OUTCOME_CREATED":     1,
+		"IMPORT_OUTCOME_UNCHANGED":   2,
+		"IMPORT_OUTCOME_REFUSED":     3,
+	}
+)
+
+func (x ImportOutcome) Enum() *ImportOutcome {
+	p := new(ImportOutcome)
+	*p = x
+	return p
+}
+
+func (x ImportOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ImportOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_zerotouch_v1_enrollment_proto_enumTypes[1].Descriptor()
+}
+
+func (ImportOutcome) Type() protoreflect.EnumType {
+	return &file_zerotouch_v1_enrollment_proto_enumTypes[1]
+}
+
+func (x ImportOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ImportOutcome.Descriptor instead.
+func (ImportOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{1}
+}
+
 // EnrollmentGroup admits every device whose certificate chain leads to its
 // CA certificate: X.509 devices by their certificate chain, or TPM devices
 // by their EK certificate chain to a TPM vendor CA. At most one group per
@@ -1263,6 +1321,274 @@ func (x *ItemError) GetMessage() string {
 	return ""
 }
 
+// ImportEnrollmentsRequest is one item of an import stream.
+type ImportEnrollmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The client's number for the item (a line number, say): positive and
+	// strictly increasing within a stream. Results carry it back; a client
+	// resuming after a dropped connection starts after the last one
+	// answered.
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// An X.509 (certificate_pem or sha256_thumbprint) or TPM enrollment,
+	// as CreateEnrollment takes it; symmetric-key enrollments are refused
+	// (their generated keys could not be returned). At most 64 KiB.
+	Enrollment *Enrollment `protobuf:"bytes,2,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
+	// Check every item as a create would and write nothing (a dry run).
+	// Taken from the first message; a later message may not change it.
+	ValidateOnly  bool `protobuf:"varint,3,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEnrollmentsRequest) Reset() {
+	*x = ImportEnrollmentsRequest{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEnrollmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEnrollmentsRequest) ProtoMessage() {}
+
+func (x *ImportEnrollmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEnrollmentsRequest.ProtoReflect.Descriptor instead.
+func (*ImportEnrollmentsRequest) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ImportEnrollmentsRequest) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ImportEnrollmentsRequest) GetEnrollment() *Enrollment {
+	if x != nil {
+		return x.Enrollment
+	}
+	return nil
+}
+
+func (x *ImportEnrollmentsRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
+}
+
+type ImportEnrollmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The results of the items written together, in the order received.
+	Results []*ImportEnrollmentsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Set on the last message only, once the client closed its side and
+	// every item was answered.
+	Summary       *ImportEnrollmentsSummary `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEnrollmentsResponse) Reset() {
+	*x = ImportEnrollmentsResponse{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEnrollmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEnrollmentsResponse) ProtoMessage() {}
+
+func (x *ImportEnrollmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEnrollmentsResponse.ProtoReflect.Descriptor instead.
+func (*ImportEnrollmentsResponse) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ImportEnrollmentsResponse) GetResults() []*ImportEnrollmentsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ImportEnrollmentsResponse) GetSummary() *ImportEnrollmentsSummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+// ImportEnrollmentsResult is the outcome of one item.
+type ImportEnrollmentsResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sequence int64                  `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Outcome  ImportOutcome          `protobuf:"varint,2,opt,name=outcome,proto3,enum=zerotouch.v1.ImportOutcome" json:"outcome,omitempty"`
+	// The enrollment's registration ID (derived from a TPM's EK when the
+	// item gave none), when known.
+	RegistrationId string `protobuf:"bytes,3,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	// Set when the item was refused.
+	Error         *ItemError `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEnrollmentsResult) Reset() {
+	*x = ImportEnrollmentsResult{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEnrollmentsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEnrollmentsResult) ProtoMessage() {}
+
+func (x *ImportEnrollmentsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEnrollmentsResult.ProtoReflect.Descriptor instead.
+func (*ImportEnrollmentsResult) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ImportEnrollmentsResult) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ImportEnrollmentsResult) GetOutcome() ImportOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return ImportOutcome_IMPORT_OUTCOME_UNSPECIFIED
+}
+
+func (x *ImportEnrollmentsResult) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
+	}
+	return ""
+}
+
+func (x *ImportEnrollmentsResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ImportEnrollmentsSummary is an import stream's totals.
+type ImportEnrollmentsSummary struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Created   int64                  `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	Unchanged int64                  `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	Refused   int64                  `protobuf:"varint,3,opt,name=refused,proto3" json:"refused,omitempty"`
+	// The largest number of items the server held at once, received and
+	// not yet answered: at most its window, however long the stream.
+	MaxInFlight   int64 `protobuf:"varint,4,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEnrollmentsSummary) Reset() {
+	*x = ImportEnrollmentsSummary{}
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEnrollmentsSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEnrollmentsSummary) ProtoMessage() {}
+
+func (x *ImportEnrollmentsSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEnrollmentsSummary.ProtoReflect.Descriptor instead.
+func (*ImportEnrollmentsSummary) Descriptor() ([]byte, []int) {
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ImportEnrollmentsSummary) GetCreated() int64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *ImportEnrollmentsSummary) GetUnchanged() int64 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *ImportEnrollmentsSummary) GetRefused() int64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *ImportEnrollmentsSummary) GetMaxInFlight() int64 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
 type GetEnrollmentRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	RegistrationId string                 `protobuf:"bytes,1,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
@@ -1272,7 +1598,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1610,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[16]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1623,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{16}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetEnrollmentRequest) GetRegistrationId() string {
@@ -1317,7 +1643,7 @@ type ListEnrollmentsRequest struct {
 
 func (x *ListEnrollmentsRequest) Reset() {
 	*x = ListEnrollmentsRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1655,7 @@ func (x *ListEnrollmentsRequest) String() string {
 func (*ListEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[17]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1668,7 @@ func (x *ListEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{17}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListEnrollmentsRequest) GetPageSize() int32 {
@@ -1369,7 +1695,7 @@ type ListEnrollmentsResponse struct {
 
 func (x *ListEnrollmentsResponse) Reset() {
 	*x = ListEnrollmentsResponse{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1707,7 @@ func (x *ListEnrollmentsResponse) String() string {
 func (*ListEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[18]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1720,7 @@ func (x *ListEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{18}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListEnrollmentsResponse) GetEnrollments() []*Enrollment {
@@ -1425,7 +1751,7 @@ type UpdateEnrollmentRequest struct {
 
 func (x *UpdateEnrollmentRequest) Reset() {
 	*x = UpdateEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1763,7 @@ func (x *UpdateEnrollmentRequest) String() string {
 func (*UpdateEnrollmentRequest) ProtoMessage() {}
 
 func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[19]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1776,7 @@ func (x *UpdateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{19}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateEnrollmentRequest) GetEnrollment() *Enrollment {
@@ -1477,7 +1803,7 @@ type DeleteEnrollmentRequest struct {
 
 func (x *DeleteEnrollmentRequest) Reset() {
 	*x = DeleteEnrollmentRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1815,7 @@ func (x *DeleteEnrollmentRequest) String() string {
 func (*DeleteEnrollmentRequest) ProtoMessage() {}
 
 func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[20]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1828,7 @@ func (x *DeleteEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{20}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteEnrollmentRequest) GetRegistrationId() string {
@@ -1528,7 +1854,7 @@ type GetWebhookSecretRequest struct {
 
 func (x *GetWebhookSecretRequest) Reset() {
 	*x = GetWebhookSecretRequest{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1866,7 @@ func (x *GetWebhookSecretRequest) String() string {
 func (*GetWebhookSecretRequest) ProtoMessage() {}
 
 func (x *GetWebhookSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[21]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1879,7 @@ func (x *GetWebhookSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWebhookSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetWebhookSecretRequest) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{21}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetWebhookSecretRequest) GetUrl() string {
@@ -1573,7 +1899,7 @@ type WebhookSecret struct {
 
 func (x *WebhookSecret) Reset() {
 	*x = WebhookSecret{}
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[22]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1911,7 @@ func (x *WebhookSecret) String() string {
 func (*WebhookSecret) ProtoMessage() {}
 
 func (x *WebhookSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[22]
+	mi := &file_zerotouch_v1_enrollment_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1924,7 @@ func (x *WebhookSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookSecret.ProtoReflect.Descriptor instead.
 func (*WebhookSecret) Descriptor() ([]byte, []int) {
-	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{22}
+	return file_zerotouch_v1_enrollment_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WebhookSecret) GetUrl() string {
@@ -1719,7 +2045,26 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\tItemError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"?\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x95\x01\n" +
+	"\x18ImportEnrollmentsRequest\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x128\n" +
+	"\n" +
+	"enrollment\x18\x02 \x01(\v2\x18.zerotouch.v1.EnrollmentR\n" +
+	"enrollment\x12#\n" +
+	"\rvalidate_only\x18\x03 \x01(\bR\fvalidateOnly\"\x9e\x01\n" +
+	"\x19ImportEnrollmentsResponse\x12?\n" +
+	"\aresults\x18\x01 \x03(\v2%.zerotouch.v1.ImportEnrollmentsResultR\aresults\x12@\n" +
+	"\asummary\x18\x02 \x01(\v2&.zerotouch.v1.ImportEnrollmentsSummaryR\asummary\"\xc4\x01\n" +
+	"\x17ImportEnrollmentsResult\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x125\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1b.zerotouch.v1.ImportOutcomeR\aoutcome\x12'\n" +
+	"\x0fregistration_id\x18\x03 \x01(\tR\x0eregistrationId\x12-\n" +
+	"\x05error\x18\x04 \x01(\v2\x17.zerotouch.v1.ItemErrorR\x05error\"\x90\x01\n" +
+	"\x18ImportEnrollmentsSummary\x12\x18\n" +
+	"\acreated\x18\x01 \x01(\x03R\acreated\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\x03R\tunchanged\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\x03R\arefused\x12\"\n" +
+	"\rmax_in_flight\x18\x04 \x01(\x03R\vmaxInFlight\"?\n" +
 	"\x14GetEnrollmentRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"T\n" +
 	"\x16ListEnrollmentsRequest\x12\x1b\n" +
@@ -1747,7 +2092,12 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x1cREVOCATION_CHECK_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19REVOCATION_CHECK_REQUIRED\x10\x01\x12 \n" +
 	"\x1cREVOCATION_CHECK_BEST_EFFORT\x10\x02\x12\x18\n" +
-	"\x14REVOCATION_CHECK_OFF\x10\x032\xf6\f\n" +
+	"\x14REVOCATION_CHECK_OFF\x10\x03*\x85\x01\n" +
+	"\rImportOutcome\x12\x1e\n" +
+	"\x1aIMPORT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16IMPORT_OUTCOME_CREATED\x10\x01\x12\x1c\n" +
+	"\x18IMPORT_OUTCOME_UNCHANGED\x10\x02\x12\x1a\n" +
+	"\x16IMPORT_OUTCOME_REFUSED\x10\x032\xe0\r\n" +
 	"\x11EnrollmentService\x12\x92\x01\n" +
 	"\x15CreateEnrollmentGroup\x12*.zerotouch.v1.CreateEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\".\x82\xd3\xe4\x93\x02(:\x10enrollment_group\"\x14/v1/enrollmentGroups\x12\x7f\n" +
 	"\x12GetEnrollmentGroup\x12'.zerotouch.v1.GetEnrollmentGroupRequest\x1a\x1d.zerotouch.v1.EnrollmentGroup\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/enrollmentGroups/{id}\x12\x8b\x01\n" +
@@ -1756,7 +2106,8 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\x15DeleteEnrollmentGroup\x12*.zerotouch.v1.DeleteEnrollmentGroupRequest\x1a\x16.google.protobuf.Empty\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/enrollmentGroups/{id}\x12x\n" +
 	"\x10CreateEnrollment\x12%.zerotouch.v1.CreateEnrollmentRequest\x1a\x18.zerotouch.v1.Enrollment\"#\x82\xd3\xe4\x93\x02\x1d:\n" +
 	"enrollment\"\x0f/v1/enrollments\x12\x9b\x01\n" +
-	"\x16BatchCreateEnrollments\x12+.zerotouch.v1.BatchCreateEnrollmentsRequest\x1a,.zerotouch.v1.BatchCreateEnrollmentsResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/enrollments:batchCreate\x12x\n" +
+	"\x16BatchCreateEnrollments\x12+.zerotouch.v1.BatchCreateEnrollmentsRequest\x1a,.zerotouch.v1.BatchCreateEnrollmentsResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/enrollments:batchCreate\x12h\n" +
+	"\x11ImportEnrollments\x12&.zerotouch.v1.ImportEnrollmentsRequest\x1a'.zerotouch.v1.ImportEnrollmentsResponse(\x010\x01\x12x\n" +
 	"\rGetEnrollment\x12\".zerotouch.v1.GetEnrollmentRequest\x1a\x18.zerotouch.v1.Enrollment\")\x82\xd3\xe4\x93\x02#\x12!/v1/enrollments/{registration_id}\x12w\n" +
 	"\x0fListEnrollments\x12$.zerotouch.v1.ListEnrollmentsRequest\x1a%.zerotouch.v1.ListEnrollmentsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/enrollments\x12\x95\x01\n" +
 	"\x10UpdateEnrollment\x12%.zerotouch.v1.UpdateEnrollmentRequest\x1a\x18.zerotouch.v1.Enrollment\"@\x82\xd3\xe4\x93\x02::\n" +
@@ -1776,100 +2127,112 @@ func file_zerotouch_v1_enrollment_proto_rawDescGZIP() []byte {
 	return file_zerotouch_v1_enrollment_proto_rawDescData
 }
 
-var file_zerotouch_v1_enrollment_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_zerotouch_v1_enrollment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_zerotouch_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_zerotouch_v1_enrollment_proto_goTypes = []any{
 	(RevocationCheck)(0),                   // 0: zerotouch.v1.RevocationCheck
-	(*EnrollmentGroup)(nil),                // 1: zerotouch.v1.EnrollmentGroup
-	(*RevocationPolicy)(nil),               // 2: zerotouch.v1.RevocationPolicy
-	(*CreateEnrollmentGroupRequest)(nil),   // 3: zerotouch.v1.CreateEnrollmentGroupRequest
-	(*GetEnrollmentGroupRequest)(nil),      // 4: zerotouch.v1.GetEnrollmentGroupRequest
-	(*ListEnrollmentGroupsRequest)(nil),    // 5: zerotouch.v1.ListEnrollmentGroupsRequest
-	(*ListEnrollmentGroupsResponse)(nil),   // 6: zerotouch.v1.ListEnrollmentGroupsResponse
-	(*UpdateEnrollmentGroupRequest)(nil),   // 7: zerotouch.v1.UpdateEnrollmentGroupRequest
-	(*DeleteEnrollmentGroupRequest)(nil),   // 8: zerotouch.v1.DeleteEnrollmentGroupRequest
-	(*Enrollment)(nil),                     // 9: zerotouch.v1.Enrollment
-	(*SymmetricKeyAttestation)(nil),        // 10: zerotouch.v1.SymmetricKeyAttestation
-	(*TpmAttestation)(nil),                 // 11: zerotouch.v1.TpmAttestation
-	(*CreateEnrollmentRequest)(nil),        // 12: zerotouch.v1.CreateEnrollmentRequest
-	(*BatchCreateEnrollmentsRequest)(nil),  // 13: zerotouch.v1.BatchCreateEnrollmentsRequest
-	(*BatchCreateEnrollmentsResponse)(nil), // 14: zerotouch.v1.BatchCreateEnrollmentsResponse
-	(*BatchCreateEnrollmentsResult)(nil),   // 15: zerotouch.v1.BatchCreateEnrollmentsResult
-	(*ItemError)(nil),                      // 16: zerotouch.v1.ItemError
-	(*GetEnrollmentRequest)(nil),           // 17: zerotouch.v1.GetEnrollmentRequest
-	(*ListEnrollmentsRequest)(nil),         // 18: zerotouch.v1.ListEnrollmentsRequest
-	(*ListEnrollmentsResponse)(nil),        // 19: zerotouch.v1.ListEnrollmentsResponse
-	(*UpdateEnrollmentRequest)(nil),        // 20: zerotouch.v1.UpdateEnrollmentRequest
-	(*DeleteEnrollmentRequest)(nil),        // 21: zerotouch.v1.DeleteEnrollmentRequest
-	(*GetWebhookSecretRequest)(nil),        // 22: zerotouch.v1.GetWebhookSecretRequest
-	(*WebhookSecret)(nil),                  // 23: zerotouch.v1.WebhookSecret
-	(ProvisioningStatus)(0),                // 24: zerotouch.v1.ProvisioningStatus
-	(*Allocation)(nil),                     // 25: zerotouch.v1.Allocation
-	(*timestamppb.Timestamp)(nil),          // 26: google.protobuf.Timestamp
-	(AttestationType)(0),                   // 27: zerotouch.v1.AttestationType
-	(ReprovisionPolicy)(0),                 // 28: zerotouch.v1.ReprovisionPolicy
-	(*fieldmaskpb.FieldMask)(nil),          // 29: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                  // 30: google.protobuf.Empty
+	(ImportOutcome)(0),                     // 1: zerotouch.v1.ImportOutcome
+	(*EnrollmentGroup)(nil),                // 2: zerotouch.v1.EnrollmentGroup
+	(*RevocationPolicy)(nil),               // 3: zerotouch.v1.RevocationPolicy
+	(*CreateEnrollmentGroupRequest)(nil),   // 4: zerotouch.v1.CreateEnrollmentGroupRequest
+	(*GetEnrollmentGroupRequest)(nil),      // 5: zerotouch.v1.GetEnrollmentGroupRequest
+	(*ListEnrollmentGroupsRequest)(nil),    // 6: zerotouch.v1.ListEnrollmentGroupsRequest
+	(*ListEnrollmentGroupsResponse)(nil),   // 7: zerotouch.v1.ListEnrollmentGroupsResponse
+	(*UpdateEnrollmentGroupRequest)(nil),   // 8: zerotouch.v1.UpdateEnrollmentGroupRequest
+	(*DeleteEnrollmentGroupRequest)(nil),   // 9: zerotouch.v1.DeleteEnrollmentGroupRequest
+	(*Enrollment)(nil),                     // 10: zerotouch.v1.Enrollment
+	(*SymmetricKeyAttestation)(nil),        // 11: zerotouch.v1.SymmetricKeyAttestation
+	(*TpmAttestation)(nil),                 // 12: zerotouch.v1.TpmAttestation
+	(*CreateEnrollmentRequest)(nil),        // 13: zerotouch.v1.CreateEnrollmentRequest
+	(*BatchCreateEnrollmentsRequest)(nil),  // 14: zerotouch.v1.BatchCreateEnrollmentsRequest
+	(*BatchCreateEnrollmentsResponse)(nil), // 15: zerotouch.v1.BatchCreateEnrollmentsResponse
+	(*BatchCreateEnrollmentsResult)(nil),   // 16: zerotouch.v1.BatchCreateEnrollmentsResult
+	(*ItemError)(nil),                      // 17: zerotouch.v1.ItemError
+	(*ImportEnrollmentsRequest)(nil),       // 18: zerotouch.v1.ImportEnrollmentsRequest
+	(*ImportEnrollmentsResponse)(nil),      // 19: zerotouch.v1.ImportEnrollmentsResponse
+	(*ImportEnrollmentsResult)(nil),        // 20: zerotouch.v1.ImportEnrollmentsResult
+	(*ImportEnrollmentsSummary)(nil),       // 21: zerotouch.v1.ImportEnrollmentsSummary
+	(*GetEnrollmentRequest)(nil),           // 22: zerotouch.v1.GetEnrollmentRequest
+	(*ListEnrollmentsRequest)(nil),         // 23: zerotouch.v1.ListEnrollmentsRequest
+	(*ListEnrollmentsResponse)(nil),        // 24: zerotouch.v1.ListEnrollmentsResponse
+	(*UpdateEnrollmentRequest)(nil),        // 25: zerotouch.v1.UpdateEnrollmentRequest
+	(*DeleteEnrollmentRequest)(nil),        // 26: zerotouch.v1.DeleteEnrollmentRequest
+	(*GetWebhookSecretRequest)(nil),        // 27: zerotouch.v1.GetWebhookSecretRequest
+	(*WebhookSecret)(nil),                  // 28: zerotouch.v1.WebhookSecret
+	(ProvisioningStatus)(0),                // 29: zerotouch.v1.ProvisioningStatus
+	(*Allocation)(nil),                     // 30: zerotouch.v1.Allocation
+	(*timestamppb.Timestamp)(nil),          // 31: google.protobuf.Timestamp
+	(AttestationType)(0),                   // 32: zerotouch.v1.AttestationType
+	(ReprovisionPolicy)(0),                 // 33: zerotouch.v1.ReprovisionPolicy
+	(*fieldmaskpb.FieldMask)(nil),          // 34: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 35: google.protobuf.Empty
 }
 var file_zerotouch_v1_enrollment_proto_depIdxs = []int32{
-	24, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	25, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
-	26, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
-	26, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
-	27, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
-	10, // 5: zerotouch.v1.EnrollmentGroup.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
-	28, // 6: zerotouch.v1.EnrollmentGroup.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
-	2,  // 7: zerotouch.v1.EnrollmentGroup.revocation:type_name -> zerotouch.v1.RevocationPolicy
+	29, // 0: zerotouch.v1.EnrollmentGroup.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	30, // 1: zerotouch.v1.EnrollmentGroup.allocation:type_name -> zerotouch.v1.Allocation
+	31, // 2: zerotouch.v1.EnrollmentGroup.create_time:type_name -> google.protobuf.Timestamp
+	31, // 3: zerotouch.v1.EnrollmentGroup.update_time:type_name -> google.protobuf.Timestamp
+	32, // 4: zerotouch.v1.EnrollmentGroup.attestation_type:type_name -> zerotouch.v1.AttestationType
+	11, // 5: zerotouch.v1.EnrollmentGroup.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
+	33, // 6: zerotouch.v1.EnrollmentGroup.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
+	3,  // 7: zerotouch.v1.EnrollmentGroup.revocation:type_name -> zerotouch.v1.RevocationPolicy
 	0,  // 8: zerotouch.v1.RevocationPolicy.check:type_name -> zerotouch.v1.RevocationCheck
-	1,  // 9: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	1,  // 10: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
-	1,  // 11: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
-	29, // 12: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	24, // 13: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
-	25, // 14: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
-	26, // 15: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
-	26, // 16: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
-	11, // 17: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
-	27, // 18: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
-	10, // 19: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
-	28, // 20: zerotouch.v1.Enrollment.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
-	9,  // 21: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	9,  // 22: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
-	15, // 23: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
-	9,  // 24: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
-	16, // 25: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
-	9,  // 26: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
-	9,  // 27: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
-	29, // 28: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 29: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
-	4,  // 30: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
-	5,  // 31: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
-	7,  // 32: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
-	8,  // 33: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
-	12, // 34: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
-	13, // 35: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
-	17, // 36: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
-	18, // 37: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
-	20, // 38: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
-	21, // 39: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
-	22, // 40: zerotouch.v1.EnrollmentService.GetWebhookSecret:input_type -> zerotouch.v1.GetWebhookSecretRequest
-	1,  // 41: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	1,  // 42: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	6,  // 43: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
-	1,  // 44: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
-	30, // 45: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
-	9,  // 46: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
-	14, // 47: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
-	9,  // 48: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
-	19, // 49: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
-	9,  // 50: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
-	30, // 51: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
-	23, // 52: zerotouch.v1.EnrollmentService.GetWebhookSecret:output_type -> zerotouch.v1.WebhookSecret
-	41, // [41:53] is the sub-list for method output_type
-	29, // [29:41] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	2,  // 9: zerotouch.v1.CreateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	2,  // 10: zerotouch.v1.ListEnrollmentGroupsResponse.enrollment_groups:type_name -> zerotouch.v1.EnrollmentGroup
+	2,  // 11: zerotouch.v1.UpdateEnrollmentGroupRequest.enrollment_group:type_name -> zerotouch.v1.EnrollmentGroup
+	34, // 12: zerotouch.v1.UpdateEnrollmentGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	29, // 13: zerotouch.v1.Enrollment.provisioning_status:type_name -> zerotouch.v1.ProvisioningStatus
+	30, // 14: zerotouch.v1.Enrollment.allocation:type_name -> zerotouch.v1.Allocation
+	31, // 15: zerotouch.v1.Enrollment.create_time:type_name -> google.protobuf.Timestamp
+	31, // 16: zerotouch.v1.Enrollment.update_time:type_name -> google.protobuf.Timestamp
+	12, // 17: zerotouch.v1.Enrollment.tpm:type_name -> zerotouch.v1.TpmAttestation
+	32, // 18: zerotouch.v1.Enrollment.attestation_type:type_name -> zerotouch.v1.AttestationType
+	11, // 19: zerotouch.v1.Enrollment.symmetric_key:type_name -> zerotouch.v1.SymmetricKeyAttestation
+	33, // 20: zerotouch.v1.Enrollment.reprovision_policy:type_name -> zerotouch.v1.ReprovisionPolicy
+	10, // 21: zerotouch.v1.CreateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	10, // 22: zerotouch.v1.BatchCreateEnrollmentsRequest.enrollments:type_name -> zerotouch.v1.Enrollment
+	16, // 23: zerotouch.v1.BatchCreateEnrollmentsResponse.results:type_name -> zerotouch.v1.BatchCreateEnrollmentsResult
+	10, // 24: zerotouch.v1.BatchCreateEnrollmentsResult.enrollment:type_name -> zerotouch.v1.Enrollment
+	17, // 25: zerotouch.v1.BatchCreateEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
+	10, // 26: zerotouch.v1.ImportEnrollmentsRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	20, // 27: zerotouch.v1.ImportEnrollmentsResponse.results:type_name -> zerotouch.v1.ImportEnrollmentsResult
+	21, // 28: zerotouch.v1.ImportEnrollmentsResponse.summary:type_name -> zerotouch.v1.ImportEnrollmentsSummary
+	1,  // 29: zerotouch.v1.ImportEnrollmentsResult.outcome:type_name -> zerotouch.v1.ImportOutcome
+	17, // 30: zerotouch.v1.ImportEnrollmentsResult.error:type_name -> zerotouch.v1.ItemError
+	10, // 31: zerotouch.v1.ListEnrollmentsResponse.enrollments:type_name -> zerotouch.v1.Enrollment
+	10, // 32: zerotouch.v1.UpdateEnrollmentRequest.enrollment:type_name -> zerotouch.v1.Enrollment
+	34, // 33: zerotouch.v1.UpdateEnrollmentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 34: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:input_type -> zerotouch.v1.CreateEnrollmentGroupRequest
+	5,  // 35: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:input_type -> zerotouch.v1.GetEnrollmentGroupRequest
+	6,  // 36: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:input_type -> zerotouch.v1.ListEnrollmentGroupsRequest
+	8,  // 37: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:input_type -> zerotouch.v1.UpdateEnrollmentGroupRequest
+	9,  // 38: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:input_type -> zerotouch.v1.DeleteEnrollmentGroupRequest
+	13, // 39: zerotouch.v1.EnrollmentService.CreateEnrollment:input_type -> zerotouch.v1.CreateEnrollmentRequest
+	14, // 40: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:input_type -> zerotouch.v1.BatchCreateEnrollmentsRequest
+	18, // 41: zerotouch.v1.EnrollmentService.ImportEnrollments:input_type -> zerotouch.v1.ImportEnrollmentsRequest
+	22, // 42: zerotouch.v1.EnrollmentService.GetEnrollment:input_type -> zerotouch.v1.GetEnrollmentRequest
+	23, // 43: zerotouch.v1.EnrollmentService.ListEnrollments:input_type -> zerotouch.v1.ListEnrollmentsRequest
+	25, // 44: zerotouch.v1.EnrollmentService.UpdateEnrollment:input_type -> zerotouch.v1.UpdateEnrollmentRequest
+	26, // 45: zerotouch.v1.EnrollmentService.DeleteEnrollment:input_type -> zerotouch.v1.DeleteEnrollmentRequest
+	27, // 46: zerotouch.v1.EnrollmentService.GetWebhookSecret:input_type -> zerotouch.v1.GetWebhookSecretRequest
+	2,  // 47: zerotouch.v1.EnrollmentService.CreateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	2,  // 48: zerotouch.v1.EnrollmentService.GetEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	7,  // 49: zerotouch.v1.EnrollmentService.ListEnrollmentGroups:output_type -> zerotouch.v1.ListEnrollmentGroupsResponse
+	2,  // 50: zerotouch.v1.EnrollmentService.UpdateEnrollmentGroup:output_type -> zerotouch.v1.EnrollmentGroup
+	35, // 51: zerotouch.v1.EnrollmentService.DeleteEnrollmentGroup:output_type -> google.protobuf.Empty
+	10, // 52: zerotouch.v1.EnrollmentService.CreateEnrollment:output_type -> zerotouch.v1.Enrollment
+	15, // 53: zerotouch.v1.EnrollmentService.BatchCreateEnrollments:output_type -> zerotouch.v1.BatchCreateEnrollmentsResponse
+	19, // 54: zerotouch.v1.EnrollmentService.ImportEnrollments:output_type -> zerotouch.v1.ImportEnrollmentsResponse
+	10, // 55: zerotouch.v1.EnrollmentService.GetEnrollment:output_type -> zerotouch.v1.Enrollment
+	24, // 56: zerotouch.v1.EnrollmentService.ListEnrollments:output_type -> zerotouch.v1.ListEnrollmentsResponse
+	10, // 57: zerotouch.v1.EnrollmentService.UpdateEnrollment:output_type -> zerotouch.v1.Enrollment
+	35, // 58: zerotouch.v1.EnrollmentService.DeleteEnrollment:output_type -> google.protobuf.Empty
+	28, // 59: zerotouch.v1.EnrollmentService.GetWebhookSecret:output_type -> zerotouch.v1.WebhookSecret
+	47, // [47:60] is the sub-list for method output_type
+	34, // [34:47] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_zerotouch_v1_enrollment_proto_init() }
@@ -1883,8 +2246,8 @@ func file_zerotouch_v1_enrollment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zerotouch_v1_enrollment_proto_rawDesc), len(file_zerotouch_v1_enrollment_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   23,
+			NumEnums:      2,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	EnrollmentService_DeleteEnrollmentGroup_FullMethodName  = "/zerotouch.v1.EnrollmentService/DeleteEnrollmentGroup"
 	EnrollmentService_CreateEnrollment_FullMethodName       = "/zerotouch.v1.EnrollmentService/CreateEnrollment"
 	EnrollmentService_BatchCreateEnrollments_FullMethodName = "/zerotouch.v1.EnrollmentService/BatchCreateEnrollments"
+	EnrollmentService_ImportEnrollments_FullMethodName      = "/zerotouch.v1.EnrollmentService/ImportEnrollments"
 	EnrollmentService_GetEnrollment_FullMethodName          = "/zerotouch.v1.EnrollmentService/GetEnrollment"
 	EnrollmentService_ListEnrollments_FullMethodName        = "/zerotouch.v1.EnrollmentService/ListEnrollments"
 	EnrollmentService_UpdateEnrollment_FullMethodName       = "/zerotouch.v1.EnrollmentService/UpdateEnrollment"
@@ -54,6 +55,21 @@ type EnrollmentServiceClient interface {
 	// factory's EK list, say) and answers for each: created, or why not.
 	// Items are independent: one refusal does not stop the others.
 	BatchCreateEnrollments(ctx context.Context, in *BatchCreateEnrollmentsRequest, opts ...grpc.CallOption) (*BatchCreateEnrollmentsResponse, error)
+	// ImportEnrollments creates individual enrollments (X.509 and TPM) from
+	// a stream of any length: a factory's million EKs. The client sends one
+	// item per message, numbered by a strictly increasing sequence; the
+	// server writes them in batches, as BatchCreateEnrollments checks them,
+	// and answers every item, in order: created, unchanged (the same
+	// registration ID was already enrolled with the same credential), or
+	// refused with its reason. It holds at most a bounded window of
+	// unanswered items (gRPC flow control holds the client back), so its
+	// memory does not grow with the stream. An import is idempotent: after a
+	// dropped connection the client resumes on a new stream after the last
+	// item answered, and a replay of the whole file changes nothing. When
+	// the client closes its side, the last message carries the totals.
+	// Requires ENROLLMENT_WRITE. Not mapped by the gateway (it cannot stream
+	// a request); REST clients POST NDJSON to /v1/enrollments:import.
+	ImportEnrollments(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportEnrollmentsRequest, ImportEnrollmentsResponse], error)
 	GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error)
 	ListEnrollments(ctx context.Context, in *ListEnrollmentsRequest, opts ...grpc.CallOption) (*ListEnrollmentsResponse, error)
 	UpdateEnrollment(ctx context.Context, in *UpdateEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error)
@@ -142,6 +158,19 @@ func (c *enrollmentServiceClient) BatchCreateEnrollments(ctx context.Context, in
 	return out, nil
 }
 
+func (c *enrollmentServiceClient) ImportEnrollments(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportEnrollmentsRequest, ImportEnrollmentsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EnrollmentService_ServiceDesc.Streams[0], EnrollmentService_ImportEnrollments_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportEnrollmentsRequest, ImportEnrollmentsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EnrollmentService_ImportEnrollmentsClient = grpc.BidiStreamingClient[ImportEnrollmentsRequest, ImportEnrollmentsResponse]
+
 func (c *enrollmentServiceClient) GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*Enrollment, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Enrollment)
@@ -212,6 +241,21 @@ type EnrollmentServiceServer interface {
 	// factory's EK list, say) and answers for each: created, or why not.
 	// Items are independent: one refusal does not stop the others.
 	BatchCreateEnrollments(context.Context, *BatchCreateEnrollmentsRequest) (*BatchCreateEnrollmentsResponse, error)
+	// ImportEnrollments creates individual enrollments (X.509 and TPM) from
+	// a stream of any length: a factory's million EKs. The client sends one
+	// item per message, numbered by a strictly increasing sequence; the
+	// server writes them in batches, as BatchCreateEnrollments checks them,
+	// and answers every item, in order: created, unchanged (the same
+	// registration ID was already enrolled with the same credential), or
+	// refused with its reason. It holds at most a bounded window of
+	// unanswered items (gRPC flow control holds the client back), so its
+	// memory does not grow with the stream. An import is idempotent: after a
+	// dropped connection the client resumes on a new stream after the last
+	// item answered, and a replay of the whole file changes nothing. When
+	// the client closes its side, the last message carries the totals.
+	// Requires ENROLLMENT_WRITE. Not mapped by the gateway (it cannot stream
+	// a request); REST clients POST NDJSON to /v1/enrollments:import.
+	ImportEnrollments(grpc.BidiStreamingServer[ImportEnrollmentsRequest, ImportEnrollmentsResponse]) error
 	GetEnrollment(context.Context, *GetEnrollmentRequest) (*Enrollment, error)
 	ListEnrollments(context.Context, *ListEnrollmentsRequest) (*ListEnrollmentsResponse, error)
 	UpdateEnrollment(context.Context, *UpdateEnrollmentRequest) (*Enrollment, error)
@@ -250,6 +294,9 @@ func (UnimplementedEnrollmentServiceServer) CreateEnrollment(context.Context, *C
 }
 func (UnimplementedEnrollmentServiceServer) BatchCreateEnrollments(context.Context, *BatchCreateEnrollmentsRequest) (*BatchCreateEnrollmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BatchCreateEnrollments not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) ImportEnrollments(grpc.BidiStreamingServer[ImportEnrollmentsRequest, ImportEnrollmentsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportEnrollments not implemented")
 }
 func (UnimplementedEnrollmentServiceServer) GetEnrollment(context.Context, *GetEnrollmentRequest) (*Enrollment, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEnrollment not implemented")
@@ -413,6 +460,13 @@ func _EnrollmentService_BatchCreateEnrollments_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnrollmentService_ImportEnrollments_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EnrollmentServiceServer).ImportEnrollments(&grpc.GenericServerStream[ImportEnrollmentsRequest, ImportEnrollmentsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EnrollmentService_ImportEnrollmentsServer = grpc.BidiStreamingServer[ImportEnrollmentsRequest, ImportEnrollmentsResponse]
+
 func _EnrollmentService_GetEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetEnrollmentRequest)
 	if err := dec(in); err != nil {
@@ -559,6 +613,13 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _EnrollmentService_GetWebhookSecret_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ImportEnrollments",
+			Handler:       _EnrollmentService_ImportEnrollments_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "zerotouch/v1/enrollment.proto",
 }
