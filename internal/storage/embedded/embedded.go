@@ -223,8 +223,15 @@ func checkEtag(kind, id, want, have string) error {
 	return nil
 }
 
+// pageScanFactor bounds the entries one page examines: limit times this.
+// A filter that skips most entries (a sparse shard within a big group)
+// answers a short page, even an empty one, with a token to go on, instead
+// of walking the whole index in one request (issue #17: no full scans).
+const pageScanFactor = 4
+
 // page walks bucket b in key order from after token, calling fn for each
-// key/value until limit items were accepted. It returns the next token.
+// key/value until limit items were accepted or limit×pageScanFactor
+// examined. It returns the next token.
 func page(b *bolt.Bucket, prefix []byte, token string, limit int, fn func(k, v []byte) (bool, error)) (string, error) {
 	c := b.Cursor()
 	var k, v []byte
@@ -240,13 +247,19 @@ func page(b *bolt.Bucket, prefix []byte, token string, limit int, fn func(k, v [
 			k, v = c.Next()
 		}
 	}
-	n := 0
+	n, examined := 0, 0
 	for ; k != nil && hasPrefix(k, prefix); k, v = c.Next() {
 		ok, err := fn(k, v)
 		if err != nil {
 			return "", err
 		}
-		if !ok {
+		if examined++; !ok {
+			if examined >= limit*pageScanFactor {
+				if nk, _ := c.Next(); nk != nil && hasPrefix(nk, prefix) {
+					return base64.RawURLEncoding.EncodeToString(k), nil
+				}
+				return "", nil
+			}
 			continue
 		}
 		n++
