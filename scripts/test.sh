@@ -128,6 +128,7 @@ for target in \
   ./attestation/tpm:FuzzParseEKCertificate \
   ./attestation/symkey:FuzzParse \
   ./internal/issuance:FuzzParseCSR \
+  ./internal/storage/record:FuzzDecodeCompact \
   ./internal/provisioning:FuzzOwnership \
   ./internal/mqtt:FuzzParseTopic \
   ./internal/mqtt:FuzzParseUsername; do

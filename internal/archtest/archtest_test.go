@@ -127,6 +127,8 @@ var layerOf = map[string]layer{
 	"cmd":          wiring,
 	"internal/app": wiring,
 	"internal/cli": wiring,
+	// The scale benchmark seeds stores directly and spawns servers.
+	"internal/scale": wiring,
 
 	// tests: packages with only tests. Anything (test imports are not
 	// checked in any layer).

@@ -24,6 +24,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/attestation/tpm"
 	"github.com/zerotouch/zerotouch/enrollment"
+	"github.com/zerotouch/zerotouch/internal/access"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
@@ -192,6 +193,28 @@ func testImport(t *testing.T, e *env) {
 	}
 	if n := enrolledCount(t, e); n != 4 {
 		t.Fatalf("%d enrollments after the replay, want 4", n)
+	}
+
+	// A replayed item says unchanged only when the enrollment is what it
+	// describes, and only to a key that may read enrollments: another
+	// device ID or status is refused as existing, and so is an identical
+	// item from a write-only key (it learns no more than that the ID is
+	// taken).
+	changed := []*pb.Enrollment{
+		{RegistrationId: "tpm-1", DeviceId: "another", Tpm: &pb.TpmAttestation{EndorsementKey: ek1}},
+		{RegistrationId: "x509-1", Sha256Thumbprint: th1, ProvisioningStatus: pb.ProvisioningStatus_PROVISIONING_STATUS_DISABLED},
+		{RegistrationId: "x509-1", Sha256Thumbprint: th1, InitialTwin: `{"tags":{"a":1}}`},
+	}
+	for i, it := range changed {
+		results, _ := importStream(t, e.owner(), e.admin, []*pb.Enrollment{it}, false)
+		if r := results[1]; r.GetOutcome() != pb.ImportOutcome_IMPORT_OUTCOME_REFUSED || r.GetError().GetReason() != "RESOURCE_ALREADY_EXISTS" {
+			t.Errorf("changed replay %d: %v, want refused as existing", i, r)
+		}
+	}
+	writer := e.newKey("import-writer", access.EnrollmentWrite)
+	results, _ = importStream(t, as(t.Context(), writer), e.admin, items[:1], false)
+	if r := results[1]; r.GetOutcome() != pb.ImportOutcome_IMPORT_OUTCOME_REFUSED || r.GetError().GetReason() != "RESOURCE_ALREADY_EXISTS" {
+		t.Errorf("an identical replay by a write-only key: %v, want refused as existing", r)
 	}
 
 	// Without the permission, nothing is read.

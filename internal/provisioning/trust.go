@@ -155,8 +155,8 @@ func (s *Service) readAhead(ctx context.Context, req *Request) context.Context {
 		return ctx
 	}
 	e, ok := req.Evidence.(X509Chain)
-	if !ok || len(e.Chain) == 0 {
-		return ctx
+	if !ok || len(e.Chain) == 0 || req.check() != nil {
+		return ctx // a request check refuses counts nothing against its address
 	}
 	leaf := e.Chain[0]
 	regID, err := x509att.CommonName(leaf)

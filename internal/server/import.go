@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +48,15 @@ const (
 	maxImportDuration = time.Hour
 	// maxImportStreams bounds the imports one replica runs at once.
 	maxImportStreams = 4
+	// maxImportBytes bounds the bytes of the items a stream holds (with
+	// importWindow, what a stream can make the replica keep).
+	maxImportBytes = 16 << 20
 )
+
+// importIdle ends a stream that sends no item for that long, so an idle
+// client cannot hold one of the replica's import slots (a variable for
+// tests).
+var importIdle = 2 * time.Minute
 
 // importSlots are a replica's import streams.
 type importSlots chan struct{}
@@ -81,6 +91,8 @@ type importItem struct {
 	// (empty when the item is malformed).
 	regID, regKey, thumb string
 	res                  *pb.ImportEnrollmentsResult
+	// size is the item's encoded size (the stream's byte budget).
+	size int64
 }
 
 // ImportEnrollments implements EnrollmentService.
@@ -135,6 +147,16 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 	ctx, cancel := context.WithTimeoutCause(ctx, maxImportDuration,
 		fault.New(fault.ResourceExhausted, fault.DeadlineExceeded, "an import stream lasts at most %v; resume on a new stream after the last item answered", maxImportDuration))
 	var inFlight, peak atomic.Int64
+	// held is the bytes of the items in flight; the reader waits while a
+	// new item would take it past maxImportBytes.
+	var (
+		bmu       sync.Mutex
+		held      int64
+		peakBytes int64
+	)
+	room := sync.NewCond(&bmu)
+	stopWaking := context.AfterFunc(ctx, func() { bmu.Lock(); room.Broadcast(); bmu.Unlock() })
+	defer stopWaking()
 	queue := make(chan *importItem, importWindow-importChunk-1)
 	readErr := make(chan error, 1)
 	readerDone := make(chan struct{})
@@ -156,11 +178,19 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 				}
 				return
 			}
+			size := int64(proto.Size(in))
+			bmu.Lock()
+			for held > 0 && held+size > maxImportBytes && ctx.Err() == nil {
+				room.Wait()
+			}
+			held += size
+			peakBytes = max(peakBytes, held)
+			bmu.Unlock()
 			n := inFlight.Add(1)
 			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 			}
 			select {
-			case queue <- &importItem{seq: seq, in: in, refusal: refusal}:
+			case queue <- &importItem{seq: seq, in: in, refusal: refusal, size: size}:
 			case <-ctx.Done():
 				return
 			}
@@ -170,9 +200,20 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 	chunk := make([]*importItem, 0, importChunk)
 	linger := time.NewTimer(time.Hour)
 	defer linger.Stop()
+	idle := time.NewTimer(importIdle)
+	defer idle.Stop()
 	for {
 		chunk = chunk[:0]
-		it, ok := <-queue
+		idle.Reset(importIdle)
+		var it *importItem
+		var ok bool
+		select {
+		case it, ok = <-queue:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-idle.C:
+			return nil, fault.New(fault.ResourceExhausted, fault.DeadlineExceeded, "no item for %v: the import stream ended; resume on a new stream after the last item answered", importIdle)
+		}
 		if ok {
 			chunk = append(chunk, it)
 			linger.Reset(importLinger)
@@ -199,6 +240,9 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 				return nil, err
 			}
 			sum.MaxInFlight = peak.Load()
+			bmu.Lock()
+			sum.MaxInFlightBytes = peakBytes
+			bmu.Unlock()
 			return sum, nil
 		}
 		wctx := ctx
@@ -222,6 +266,14 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 			return nil, err
 		}
 		inFlight.Add(-int64(len(chunk)))
+		var freed int64
+		for _, it := range chunk {
+			freed += it.size
+		}
+		bmu.Lock()
+		held -= freed
+		room.Broadcast()
+		bmu.Unlock()
 		if err := context.Cause(ctx); err != nil {
 			return nil, err
 		}
@@ -244,6 +296,9 @@ func (s *enrollmentService) writeChunk(ctx context.Context, chunk []*importItem)
 			continue
 		}
 		if seen[it.regKey] || seen["#"+it.thumb] {
+			// It waits for an earlier item; so does any later item that
+			// names what this one names.
+			seen[it.regKey], seen["#"+it.thumb] = true, true
 			later = append(later, it)
 			continue
 		}
@@ -264,8 +319,8 @@ func (s *enrollmentService) importOne(ctx context.Context, it *importItem) {
 	switch {
 	case err == nil:
 		it.res = &pb.ImportEnrollmentsResult{Sequence: it.seq, Outcome: pb.ImportOutcome_IMPORT_OUTCOME_CREATED, RegistrationId: e.GetRegistrationId()}
-	case errors.Is(err, fault.ErrAlreadyExists):
-		if old, gerr := s.admin.GetIndividual(ctx, it.regID); gerr == nil && it.thumb != "" && strings.EqualFold(old.Thumbprint, it.thumb) {
+	case errors.Is(err, fault.ErrAlreadyExists) && mayRead(ctx):
+		if old, gerr := s.admin.GetIndividual(ctx, it.regID); gerr == nil && sameImport(it, old) {
 			it.res = &pb.ImportEnrollmentsResult{Sequence: it.seq, Outcome: pb.ImportOutcome_IMPORT_OUTCOME_UNCHANGED, RegistrationId: old.RegistrationID}
 			return
 		}
@@ -273,6 +328,42 @@ func (s *enrollmentService) importOne(ctx context.Context, it *importItem) {
 	default:
 		it.res = s.refused(ctx, it, err)
 	}
+}
+
+// mayRead reports whether the caller may read enrollments: only then does
+// a replayed item say the enrollment exists as the item describes it (to
+// a write-only key it is refused like any existing one).
+func mayRead(ctx context.Context) bool {
+	c := admin.CallerOf(ctx)
+	return c != nil && c.Key != nil && access.Require(c.Key, access.EnrollmentRead) == nil
+}
+
+// sameImport reports whether the stored enrollment is what the item
+// describes: its credential and mechanism, device ID, status, allocation
+// and device settings (not its etag or times).
+func sameImport(it *importItem, old *enrollment.Individual) bool {
+	in := it.in
+	mech := enrollment.MechanismX509
+	if in.GetTpm() != nil {
+		mech = enrollment.MechanismTPM
+	}
+	if it.thumb == "" || !strings.EqualFold(old.Thumbprint, it.thumb) || old.Mechanism != mech {
+		return false
+	}
+	disabled, err := statusToDisabled(in.GetProvisioningStatus())
+	if err != nil {
+		return false
+	}
+	alloc, err := allocationFromPB(in.GetAllocation())
+	if err != nil {
+		return false
+	}
+	want := &enrollment.Individual{RegistrationID: it.regID, DeviceID: in.GetDeviceId(), Disabled: disabled, Allocation: alloc}
+	if err := settingsFromPB(in, nil, &want.DeviceSettings); err != nil {
+		return false
+	}
+	return want.EffectiveDeviceID() == old.EffectiveDeviceID() && want.Disabled == old.Disabled &&
+		reflect.DeepEqual(want.Allocation, old.Allocation) && reflect.DeepEqual(want.DeviceSettings, old.DeviceSettings)
 }
 
 func (s *enrollmentService) refused(ctx context.Context, it *importItem, err error) *pb.ImportEnrollmentsResult {

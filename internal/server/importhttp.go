@@ -98,7 +98,8 @@ func (s *enrollmentService) importHandler(gw *runtime.ServeMux) http.Handler {
 				}
 				line++
 				if tooLong {
-					return max(line, last+1), nil, fault.New(fault.InvalidArgument, fault.BodyTooLarge, "line %d is longer than %d bytes", line, maxImportItemBytes), nil
+					last = max(line, last+1)
+					return last, nil, fault.New(fault.InvalidArgument, fault.BodyTooLarge, "line %d is longer than %d bytes", line, maxImportItemBytes), nil
 				}
 				text = bytes.TrimSpace(text)
 				if len(text) == 0 {

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"github.com/zerotouch/zerotouch/internal/storage/record/wire"
 )
 
 // The compact binary encoding of the records stored once per device
@@ -45,39 +45,39 @@ func IsJSON(raw []byte) bool { return len(raw) > 0 && raw[0] == '{' }
 // hexNums are the field numbers of one hex string: even-length lowercase
 // hex as bytes, odd-length as the bytes of "0"+s, anything else as a
 // string.
-type hexNums struct{ even, odd, str protowire.Number }
+type hexNums struct{ even, odd, str wire.Number }
 
 // timeNums are the field numbers of one time: Unix nanoseconds, or
 // seconds and nanoseconds.
-type timeNums struct{ nanos, secs protowire.Number }
+type timeNums struct{ nanos, secs wire.Number }
 
 type enc struct{ b []byte }
 
-func (e *enc) str(num protowire.Number, s string) {
-	e.b = protowire.AppendTag(e.b, num, protowire.BytesType)
-	e.b = protowire.AppendString(e.b, s)
+func (e *enc) str(num wire.Number, s string) {
+	e.b = wire.AppendTag(e.b, num, wire.BytesType)
+	e.b = wire.AppendString(e.b, s)
 }
 
 // strDef writes s unless it is def.
-func (e *enc) strDef(num protowire.Number, s, def string) {
+func (e *enc) strDef(num wire.Number, s, def string) {
 	if s != def {
 		e.str(num, s)
 	}
 }
 
-func (e *enc) bytes(num protowire.Number, v []byte) {
+func (e *enc) bytes(num wire.Number, v []byte) {
 	if len(v) > 0 {
-		e.b = protowire.AppendTag(e.b, num, protowire.BytesType)
-		e.b = protowire.AppendBytes(e.b, v)
+		e.b = wire.AppendTag(e.b, num, wire.BytesType)
+		e.b = wire.AppendBytes(e.b, v)
 	}
 }
 
-func (e *enc) uvarint(num protowire.Number, v uint64) {
-	e.b = protowire.AppendTag(e.b, num, protowire.VarintType)
-	e.b = protowire.AppendVarint(e.b, v)
+func (e *enc) uvarint(num wire.Number, v uint64) {
+	e.b = wire.AppendTag(e.b, num, wire.VarintType)
+	e.b = wire.AppendVarint(e.b, v)
 }
 
-func (e *enc) flag(num protowire.Number, v bool) {
+func (e *enc) flag(num wire.Number, v bool) {
 	if v {
 		e.uvarint(num, 1)
 	}
@@ -118,29 +118,29 @@ func (e *enc) timeDef(n timeNums, t time.Time, def *time.Time) {
 		return
 	}
 	if inNanos(t) {
-		e.uvarint(n.nanos, protowire.EncodeZigZag(t.UnixNano()))
+		e.uvarint(n.nanos, wire.EncodeZigZag(t.UnixNano()))
 		return
 	}
 	var v []byte
-	v = protowire.AppendVarint(v, protowire.EncodeZigZag(t.Unix()))
-	v = protowire.AppendVarint(v, uint64(t.Nanosecond()))
-	e.b = protowire.AppendTag(e.b, n.secs, protowire.BytesType)
-	e.b = protowire.AppendBytes(e.b, v)
+	v = wire.AppendVarint(v, wire.EncodeZigZag(t.Unix()))
+	v = wire.AppendVarint(v, uint64(t.Nanosecond()))
+	e.b = wire.AppendTag(e.b, n.secs, wire.BytesType)
+	e.b = wire.AppendBytes(e.b, v)
 }
 
-func (e *enc) msg(num protowire.Number, fn func(*enc)) {
+func (e *enc) msg(num wire.Number, fn func(*enc)) {
 	var m enc
 	fn(&m)
-	e.b = protowire.AppendTag(e.b, num, protowire.BytesType)
-	e.b = protowire.AppendBytes(e.b, m.b)
+	e.b = wire.AppendTag(e.b, num, wire.BytesType)
+	e.b = wire.AppendBytes(e.b, m.b)
 }
 
 var errCompact = errors.New("malformed compact record")
 
 // field is one decoded field: v for length-delimited ones, x for varints.
 type field struct {
-	num protowire.Number
-	typ protowire.Type
+	num wire.Number
+	typ wire.Type
 	v   []byte
 	x   uint64
 }
@@ -149,19 +149,19 @@ type field struct {
 // skipping others.
 func walk(b []byte, fn func(f field) error) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := wire.ConsumeTag(b)
 		if n < 0 {
 			return errCompact
 		}
 		b = b[n:]
 		f := field{num: num, typ: typ}
 		switch typ {
-		case protowire.VarintType:
-			f.x, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			f.v, n = protowire.ConsumeBytes(b)
+		case wire.VarintType:
+			f.x, n = wire.ConsumeVarint(b)
+		case wire.BytesType:
+			f.v, n = wire.ConsumeBytes(b)
 		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			n = wire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
 				return errCompact
 			}
@@ -201,17 +201,17 @@ func hexField(f field, n hexNums, s *string) bool {
 func timeField(f field, n timeNums, t *time.Time, set *bool) (bool, error) {
 	switch f.num {
 	case n.nanos:
-		*t = time.Unix(0, protowire.DecodeZigZag(f.x)).UTC()
+		*t = time.Unix(0, wire.DecodeZigZag(f.x)).UTC()
 	case n.secs:
-		sec, k := protowire.ConsumeVarint(f.v)
+		sec, k := wire.ConsumeVarint(f.v)
 		if k < 0 {
 			return true, errCompact
 		}
-		nsec, j := protowire.ConsumeVarint(f.v[k:])
+		nsec, j := wire.ConsumeVarint(f.v[k:])
 		if j < 0 {
 			return true, errCompact
 		}
-		*t = time.Unix(protowire.DecodeZigZag(sec), int64(nsec)).UTC()
+		*t = time.Unix(wire.DecodeZigZag(sec), int64(nsec)).UTC()
 	default:
 		return false, nil
 	}
@@ -235,7 +235,7 @@ const (
 	issEnrollment = 7
 )
 
-func (e *enc) issued(num protowire.Number, r *Issued) {
+func (e *enc) issued(num wire.Number, r *Issued) {
 	e.msg(num, func(m *enc) {
 		m.hexDef(issSerial, r.Serial, "")
 		m.hexDef(issThumb, r.Thumbprint, "")
@@ -471,7 +471,7 @@ func (e *enc) identity(r *Identity, base idBase) {
 	e.hexDef(idX509, r.X509Thumbprint, x509)
 	e.hexDef(idCA, r.CAThumbprint, "")
 	e.hexDef(idEK, r.TPMEKHash, ek)
-	e.uvarint(idVersion, protowire.EncodeZigZag(r.Version-versionBase(r.Created)))
+	e.uvarint(idVersion, wire.EncodeZigZag(r.Version-versionBase(r.Created)))
 	e.hexDef(idSym, r.SymKeyHash, sym)
 	switch {
 	case sameIssued(r.Issued, base.issued):
@@ -533,7 +533,7 @@ func decodeIdentity(b []byte, base idBase) (*Identity, error) {
 		case idType:
 			r.CredType = string(f.v)
 		case idVersion:
-			r.Version, versionSet = protowire.DecodeZigZag(f.x), true
+			r.Version, versionSet = wire.DecodeZigZag(f.x), true
 		case idIssued:
 			c, err := decodeIssued(f.v)
 			if err != nil {
@@ -717,7 +717,7 @@ func (r *Event) MarshalBinary() ([]byte, error) {
 		e.str(evKind, r.Kind)
 	}
 	if up := r.Identity.Updated; inNanos(r.Time) && inNanos(up) {
-		e.uvarint(evTimeDiff, protowire.EncodeZigZag(r.Time.UnixNano()-up.UnixNano()))
+		e.uvarint(evTimeDiff, wire.EncodeZigZag(r.Time.UnixNano()-up.UnixNano()))
 	} else {
 		e.timeDef(evTime, r.Time, nil)
 	}
@@ -758,7 +758,7 @@ func DecodeEvent(raw []byte, shard string) (*Event, error) {
 			}
 			r.Kind = evKinds[f.x]
 		case evTimeDiff:
-			diff, diffSet = protowire.DecodeZigZag(f.x), true
+			diff, diffSet = wire.DecodeZigZag(f.x), true
 		case evIdentity:
 			idRaw = f.v
 		case evNonce:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
@@ -132,5 +133,47 @@ func TestCreateInOneRoundTrip(t *testing.T) {
 			kinds = append(kinds, e.Kind)
 		}
 		t.Fatalf("log after the sweep: %v (%v), want created, deleted, created", kinds, err)
+	}
+}
+
+// TestRateCountersAlwaysExpire: a count whose window's end is already past
+// on Redis's clock (a replica's slow clock, a delayed request) leaves no
+// counter without an expiry, counted alone or with the read-ahead.
+func TestRateCountersAlwaysExpire(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	past, now := time.Now().Add(-time.Hour), time.Now().Truncate(time.Minute)
+	if _, err := s.Hit(ctx, "ip:192.0.2.1", past, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Hit(ctx, "ip:192.0.2.2", now, time.Minute); err != nil || n != 1 {
+		t.Fatalf("count %d, %v", n, err)
+	}
+	ahead := s.ReadAhead(ctx, registry.Ahead{RegistrationID: "dev-1", Count: ratelimit.Hit{Key: "ip:192.0.2.3", Start: past, Window: time.Minute}})
+	if _, err := s.Hit(ahead, "ip:192.0.2.3", past, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ahead = s.ReadAhead(ctx, registry.Ahead{RegistrationID: "dev-1", Count: ratelimit.Hit{Key: "ip:192.0.2.2", Start: now, Window: time.Minute}})
+	if n, err := s.Hit(ahead, "ip:192.0.2.2", now, time.Minute); err != nil || n != 2 {
+		t.Fatalf("the count made ahead: %d, %v; want 2", n, err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	keys, err := c.Keys(ctx, "zt:rl:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 {
+		t.Errorf("counters %v: want only the current window's", keys)
+	}
+	for _, k := range keys {
+		if ttl := c.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Errorf("counter %s has no expiry (%v)", k, ttl)
+		}
 	}
 }

@@ -56,7 +56,7 @@ func (s *Store) ReadAhead(ctx context.Context, req registry.Ahead) context.Conte
 	exists := []string{individuals.key(s, key), s.indDevIndex(key)}
 	var getCmds []*goredis.StringCmd
 	var existsCmds []*goredis.IntCmd
-	var count *goredis.IntCmd
+	var count *goredis.Cmd
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		if h := req.Count; h.Key != "" {
 			count = s.hit(ctx, p, h.Key, h.Start, h.Window)
@@ -72,7 +72,7 @@ func (s *Store) ReadAhead(ctx context.Context, req registry.Ahead) context.Conte
 	a := &ahead{vals: make(map[string]*aheadVal, len(gets)+len(exists))}
 	if count != nil {
 		// Counted, whatever else failed: Hit must not count it again.
-		n, cerr := count.Result()
+		n, cerr := count.Int64()
 		if cerr != nil {
 			return ctx
 		}

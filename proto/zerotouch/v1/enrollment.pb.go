@@ -1526,9 +1526,12 @@ type ImportEnrollmentsSummary struct {
 	Refused   int64                  `protobuf:"varint,3,opt,name=refused,proto3" json:"refused,omitempty"`
 	// The largest number of items the server held at once, received and
 	// not yet answered: at most its window, however long the stream.
-	MaxInFlight   int64 `protobuf:"varint,4,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxInFlight int64 `protobuf:"varint,4,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// The most bytes of items the server held at once (encoded items): at
+	// most 16 MiB, or one item when a single item is larger.
+	MaxInFlightBytes int64 `protobuf:"varint,5,opt,name=max_in_flight_bytes,json=maxInFlightBytes,proto3" json:"max_in_flight_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ImportEnrollmentsSummary) Reset() {
@@ -1585,6 +1588,13 @@ func (x *ImportEnrollmentsSummary) GetRefused() int64 {
 func (x *ImportEnrollmentsSummary) GetMaxInFlight() int64 {
 	if x != nil {
 		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *ImportEnrollmentsSummary) GetMaxInFlightBytes() int64 {
+	if x != nil {
+		return x.MaxInFlightBytes
 	}
 	return 0
 }
@@ -2059,12 +2069,13 @@ const file_zerotouch_v1_enrollment_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x125\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1b.zerotouch.v1.ImportOutcomeR\aoutcome\x12'\n" +
 	"\x0fregistration_id\x18\x03 \x01(\tR\x0eregistrationId\x12-\n" +
-	"\x05error\x18\x04 \x01(\v2\x17.zerotouch.v1.ItemErrorR\x05error\"\x90\x01\n" +
+	"\x05error\x18\x04 \x01(\v2\x17.zerotouch.v1.ItemErrorR\x05error\"\xbf\x01\n" +
 	"\x18ImportEnrollmentsSummary\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\x03R\acreated\x12\x1c\n" +
 	"\tunchanged\x18\x02 \x01(\x03R\tunchanged\x12\x18\n" +
 	"\arefused\x18\x03 \x01(\x03R\arefused\x12\"\n" +
-	"\rmax_in_flight\x18\x04 \x01(\x03R\vmaxInFlight\"?\n" +
+	"\rmax_in_flight\x18\x04 \x01(\x03R\vmaxInFlight\x12-\n" +
+	"\x13max_in_flight_bytes\x18\x05 \x01(\x03R\x10maxInFlightBytes\"?\n" +
 	"\x14GetEnrollmentRequest\x12'\n" +
 	"\x0fregistration_id\x18\x01 \x01(\tR\x0eregistrationId\"T\n" +
 	"\x16ListEnrollmentsRequest\x12\x1b\n" +
