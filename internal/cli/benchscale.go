@@ -60,6 +60,7 @@ func benchScaleCmd(env Env) *cobra.Command {
 	fs.IntVar(&o.TPMDevices, "tpm-devices", 400, "new TPM devices (simulated, individual enrollments) registered at each size (0: none)")
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "X.509 devices in flight")
 	fs.IntVar(&o.TPMConcurrency, "tpm-concurrency", 4, "TPM devices in flight (one simulator worker process each)")
+	fs.IntVar(&o.Rounds, "rounds", 1, "with more than 1: keep every size's server running and measure the registration rates in this many interleaved rounds, reporting medians (ratios between sizes from one run)")
 	fs.IntVar(&o.PageSize, "page-size", 100, "items per page of the lists and queries")
 	fs.IntVar(&o.MaxPages, "max-pages", 0, "pages walked per list (0: every page)")
 	fs.StringVar(&workDir, "work-dir", "", "where each size's data directory is made (default: the temporary directory)")

@@ -68,7 +68,11 @@ func Print(w io.Writer, points []*Point) {
 	}
 	st := points[0].Storage
 	seed := &table{title: Tables[0] + " (" + st + ")", head: []string{"devices", "registrations", "individual enrollments", "seed time", "writes/s"}}
-	reg := &table{title: Tables[1] + " (" + st + ", gRPC, one fresh TLS connection per device)",
+	regTitle := Tables[1] + " (" + st + ", gRPC, one fresh TLS connection per device)"
+	if r := points[0].Rounds; r > 1 {
+		regTitle = fmt.Sprintf("%s (%s, gRPC, one fresh TLS connection per device; median of %d interleaved rounds, every size each round)", Tables[1], st, r)
+	}
+	reg := &table{title: regTitle,
 		head: []string{"devices in store", "kind", "ok / attempted", "registrations/s", "vs smallest size", "p50 / p99 ms", "server CPU µs/registration"}}
 	bytesT := &table{title: Tables[2] + " (" + st + ")", head: []string{"devices", "all, per registered device", "registrations + identities + indexes, per registration",
 		"individual enrollments, per enrollment", "assignment log, per registered device", "log events kept", "file size per device"}}

@@ -1,12 +1,14 @@
 package scale
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/zerotouch/zerotouch/internal/bench"
@@ -27,13 +29,23 @@ type Options struct {
 	// Redis that holds keys is refused.
 	RedisFlush bool
 	KeyPrefix  string
-	Shards     int
+	// redisNotEmpty: the Redis holds earlier sizes' keys (interleaved
+	// rounds), so it is neither checked empty nor flushed.
+	redisNotEmpty bool
+	Shards        int
 	// SeedWorkers write concurrently (default 64).
 	SeedWorkers int
 	// X509Devices and TPMDevices register on fresh TLS at each size (0
 	// skips); Concurrency and TPMConcurrency are in flight.
 	X509Devices, TPMDevices     int
 	Concurrency, TPMConcurrency int
+	// Rounds > 1 keeps every size's server running and measures the
+	// registration rates in that many interleaved rounds (each round
+	// every size in turn), reporting each kind's median round: ratios
+	// between sizes measured in one run, not skewed by the machine's load
+	// drifting between sizes. On Redis each size then has its own key
+	// prefix in the one Redis (emptied before the first size only).
+	Rounds int
 	// PageSize items per page; MaxPages bounds each list's walk (0: every
 	// page).
 	PageSize, MaxPages int
@@ -100,8 +112,10 @@ type Point struct {
 	PageSize   int
 	Snapshot   SnapshotStats
 	// Registrations are the load generator's reports (X.509 group devices,
-	// TPM individual enrollments), on fresh TLS per device.
+	// TPM individual enrollments), on fresh TLS per device: with Rounds,
+	// each kind's median round.
 	Registrations []*bench.Report
+	Rounds        int
 	// Masters is the Redis Cluster's balance after seeding.
 	Masters []Master
 }
@@ -123,37 +137,88 @@ func Run(ctx context.Context, o *Options) ([]*Point, error) {
 		o.SeedWorkers = 64
 	}
 	var out []*Point
-	for _, n := range o.Sizes {
-		p, err := runSize(ctx, o, n)
+	if o.Rounds <= 1 {
+		for _, n := range o.Sizes {
+			p, _, err := runSize(ctx, o, n, false)
+			if err != nil {
+				return out, fmt.Errorf("%d devices: %w", n, err)
+			}
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	// Interleaved: every size seeded and measured (but for the rates)
+	// with its server left running, then the rounds.
+	var servers []*Server
+	defer func() {
+		for _, s := range servers {
+			_ = s.Stop()
+			if !o.Keep {
+				_ = os.RemoveAll(s.Dir)
+			}
+		}
+	}()
+	for i, n := range o.Sizes {
+		so := *o
+		so.RedisFlush = o.RedisFlush && i == 0
+		so.redisNotEmpty = i > 0
+		if o.Storage == "redis" {
+			so.KeyPrefix = fmt.Sprintf("%s%d", o.keyPrefix(), n)
+		}
+		p, s, err := runSize(ctx, &so, n, true)
 		if err != nil {
 			return out, fmt.Errorf("%d devices: %w", n, err)
 		}
-		out = append(out, p)
+		out, servers = append(out, p), append(servers, s)
+	}
+	rounds := make([][][]*bench.Report, len(out)) // size, round, kind
+	for r := range o.Rounds {
+		for i, s := range servers {
+			o.logf("round %d of %d, %d devices:", r+1, o.Rounds, out[i].Size)
+			reps, err := measureRegistrations(ctx, o, s)
+			if err != nil {
+				return out, fmt.Errorf("%d devices, round %d: %w", out[i].Size, r+1, err)
+			}
+			rounds[i] = append(rounds[i], reps)
+		}
+	}
+	for i, p := range out {
+		p.Rounds = len(rounds[i])
+		for k := range rounds[i][0] {
+			var reps []*bench.Report
+			for _, rr := range rounds[i] {
+				reps = append(reps, rr[k])
+			}
+			slices.SortFunc(reps, func(a, b *bench.Report) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+			p.Registrations = append(p.Registrations, reps[len(reps)/2])
+		}
 	}
 	return out, nil
 }
 
-func runSize(ctx context.Context, o *Options, n int) (*Point, error) {
+// runSize seeds a fresh store with n devices and measures it; with
+// keep, it measures no registrations and returns the server running.
+func runSize(ctx context.Context, o *Options, n int, keep bool) (*Point, *Server, error) {
 	dir, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("zerotouch-scale-%d-", n))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if !o.Keep {
+	if !o.Keep && !keep { // kept running: Run removes it once the server stops
 		defer os.RemoveAll(dir)
 	}
 	p := &Point{Size: n, Storage: o.Storage, PageSize: o.PageSize}
 	f, err := NewFixture(o.Shards)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.logf("%d devices, %s store: seeding (%s)", n, o.Storage, dir)
 	if err := seedStore(ctx, o, f, dir, n, p); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.logf("seeded %d registrations and %d individual enrollments in %s", p.Seed.Mix.X509+p.Seed.Mix.TPM, p.Seed.Mix.TPM+p.Seed.Mix.Enrolled, p.Seed.Duration.Round(time.Millisecond))
 	if o.Storage == "redis" && o.redisCluster() {
 		if p.Masters, err = RedisMasters(ctx, o); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
@@ -161,33 +226,40 @@ func runSize(ctx context.Context, o *Options, n int) (*Point, error) {
 	// replica start measured.
 	s, err := Spawn(ctx, o, dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.Stop(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if s, err = Spawn(ctx, o, dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer s.Stop()
+	stop := s.Stop
+	if keep {
+		stop = func() error { return nil }
+	}
+	defer func() { _ = stop() }()
 	p.Startup = s.Ready
 	if p.StartupMem, err = ReadMemory(s.PID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.logf("server ready in %s, %d MiB resident", s.Ready.Round(time.Millisecond), p.StartupMem.RSS>>20)
 
 	if p.Pages, err = MeasurePages(ctx, s, o.PageSize, o.MaxPages); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.logf("pages walked")
 	if p.Snapshot, err = MeasureSnapshot(ctx, s, f, ShardID(0)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.logf("snapshot of %s: %d identities in %s", p.Snapshot.Shard, p.Snapshot.Identities, p.Snapshot.Duration.Round(time.Millisecond))
-	if p.Registrations, err = measureRegistrations(ctx, o, s); err != nil {
-		return nil, err
+	if keep {
+		return p, s, nil
 	}
-	return p, s.Stop()
+	if p.Registrations, err = measureRegistrations(ctx, o, s); err != nil {
+		return nil, nil, err
+	}
+	return p, nil, s.Stop()
 }
 
 // seedStore opens the store, writes the configuration and the devices,
@@ -238,8 +310,10 @@ func seedStore(ctx context.Context, o *Options, f *Fixture, dir string, n int, p
 		p.Bytes.File = after.File
 		return nil
 	default:
-		if err := redisEmpty(ctx, o, o.RedisFlush); err != nil {
-			return err
+		if !o.redisNotEmpty {
+			if err := redisEmpty(ctx, o, o.RedisFlush); err != nil {
+				return err
+			}
 		}
 		st, err := redis.Open(redis.Options{Addrs: o.RedisAddrs, Cluster: o.redisCluster(), KeyPrefix: o.keyPrefix(), PoolSize: o.SeedWorkers + 8})
 		if err != nil {
