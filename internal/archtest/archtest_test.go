@@ -55,6 +55,8 @@ var layerOf = map[string]layer{
 	// support: leaf libraries that know nothing of Zerotouch's records
 	// (certificate minting). Standard library and crypto only.
 	"internal/pki": support,
+	// Bounded line reading (import files, NDJSON bodies).
+	"internal/lines": support,
 
 	// service: the application's own records and policies that use cases,
 	// transports and stores share (registry identities and their store

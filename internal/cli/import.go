@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/zerotouch/zerotouch/internal/lines"
 	"hash/maphash"
 	"io"
 	"os"
@@ -180,7 +181,7 @@ func importAttempt(ctx context.Context, out io.Writer, cl pb.EnrollmentServiceCl
 		sendErr <- func() error {
 			br := bufio.NewReaderSize(f, maxImportLine+1)
 			for n := int64(1); ; n++ {
-				raw, tooLong, err := readImportLine(br)
+				raw, tooLong, err := lines.Read(br)
 				if errors.Is(err, io.EOF) {
 					return stream.CloseSend()
 				}
@@ -233,23 +234,6 @@ func importAttempt(ctx context.Context, out io.Writer, cl pb.EnrollmentServiceCl
 		return err
 	}
 	return nil
-}
-
-// readImportLine reads one line without its newline; a line longer than
-// the reader's buffer is skipped to its end and reported as tooLong.
-func readImportLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
-	line, err = br.ReadSlice('\n')
-	for errors.Is(err, bufio.ErrBufferFull) {
-		tooLong = true
-		_, err = br.ReadSlice('\n')
-	}
-	switch {
-	case err == nil:
-		return line[:len(line)-1], tooLong, nil
-	case errors.Is(err, io.EOF) && (len(line) > 0 || tooLong):
-		return line, tooLong, nil
-	}
-	return nil, false, err
 }
 
 // lineParser turns an import file's lines into enrollments, reporting

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"github.com/zerotouch/zerotouch/internal/tpmdevice"
 	"math/big"
 	"sync"
 	"sync/atomic"
@@ -275,22 +276,6 @@ func eccEK() ([]byte, error) {
 	return tpm.EKFromPEM(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
 }
 
-// boundKeyTemplate is internal/tpmdevice's: an ECC P-256 restricted
-// signing key fixed to its TPM.
-var boundKeyTemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgECC,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
-		Restricted: true, SignEncrypt: true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Scheme: tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256})},
-		CurveID: tpm2.TPMECCNistP256,
-	}),
-}
-
 // boundKey is a fresh bound key's TPM2B_PUBLIC.
 func boundKey() ([]byte, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -302,7 +287,7 @@ func boundKey() ([]byte, error) {
 		return nil, err
 	}
 	b := raw.Bytes()
-	t := boundKeyTemplate
+	t := tpmdevice.BoundKeyTemplate
 	t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: b[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: b[33:]}})
 	return tpm.MarshalPublic(&t), nil
 }

@@ -3,8 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"errors"
-	"io"
+	"github.com/zerotouch/zerotouch/internal/lines"
 	"mime"
 	"net/http"
 	"strconv"
@@ -92,7 +91,7 @@ func (s *enrollmentService) importHandler(gw *runtime.ServeMux) http.Handler {
 		line, last := int64(0), int64(0)
 		next := func() (int64, *pb.Enrollment, error, error) {
 			for {
-				text, tooLong, err := readLine(br)
+				text, tooLong, err := lines.Read(br)
 				if err != nil {
 					return 0, nil, nil, err
 				}
@@ -154,22 +153,4 @@ func (s *enrollmentService) importHandler(gw *runtime.ServeMux) http.Handler {
 		_ = writeLine(sum, "summary")
 		_ = rc.Flush()
 	})
-}
-
-// readLine reads one line (without its newline); a line longer than the
-// reader's buffer is read to its end and reported as tooLong. The last
-// line need not end in a newline.
-func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
-	line, err = br.ReadSlice('\n')
-	for errors.Is(err, bufio.ErrBufferFull) {
-		tooLong = true
-		_, err = br.ReadSlice('\n')
-	}
-	switch {
-	case err == nil:
-		return line[:len(line)-1], tooLong, nil
-	case errors.Is(err, io.EOF) && (len(line) > 0 || tooLong):
-		return line, tooLong, nil
-	}
-	return nil, false, err
 }

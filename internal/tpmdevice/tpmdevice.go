@@ -37,9 +37,9 @@ const (
 	ECC KeyType = "ecc"
 )
 
-// boundKeyTemplate is an ECC P-256 restricted signing key (an attestation
+// BoundKeyTemplate is an ECC P-256 restricted signing key (an attestation
 // key): fixed to the TPM and its parent, created inside the TPM.
-var boundKeyTemplate = tpm2.TPMTPublic{
+var BoundKeyTemplate = tpm2.TPMTPublic{
 	Type:    tpm2.TPMAlgECC,
 	NameAlg: tpm2.TPMAlgSHA256,
 	ObjectAttributes: tpm2.TPMAObject{
@@ -96,7 +96,7 @@ func New(t transport.TPM, kt KeyType, opt Options) (*Device, error) {
 		return nil, fmt.Errorf("create SRK: %w", err)
 	}
 	defer tpm2.FlushContext{FlushHandle: srk.ObjectHandle}.Execute(t)
-	tmpl := boundKeyTemplate
+	tmpl := BoundKeyTemplate
 	if opt.BoundKey != nil {
 		tmpl = *opt.BoundKey
 	}
