@@ -177,3 +177,52 @@ func TestRateCountersAlwaysExpire(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceIDFreedOnceTheDeletionIsLogged: a deleted registration's
+// device ID goes to another registration at once when the deletion is in
+// the log, and not while the deletion waits in an outbox (the other's
+// creation could reach the hubs first, and the late deletion remove the
+// live identity): then the claim is left to go stale.
+func TestDeviceIDFreedOnceTheDeletionIsLogged(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	now := time.Now()
+	create := func(regID, deviceID string) error {
+		reg, id := newDevice(regID, deviceID, "s1", now)
+		_, err := s.CreateRegistration(ctx, reg, id)
+		return err
+	}
+	if err := create("k1", "dev-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRegistration(ctx, "k1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("k2", "dev-a"); err != nil {
+		t.Fatalf("the device ID of a deletion in the log: %v", err)
+	}
+
+	if err := create("k3", "dev-b"); err != nil {
+		t.Fatal(err)
+	}
+	s.SetRelayOff(true)
+	if err := s.DeleteRegistration(ctx, "k3", ""); err != nil {
+		t.Fatal(err)
+	}
+	s.SetRelayOff(false)
+	if err := create("k4", "dev-b"); fault.ReasonOf(err) != fault.DeviceIDConflict {
+		t.Fatalf("the device ID of a deletion not yet in the log: %v, want DEVICE_ID_CONFLICT", err)
+	}
+	if _, err := s.SweepOutboxes(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.ReadEvents(ctx, "s1", 0, 10)
+	if err != nil || len(evs) != 5 || evs[4].Kind != registry.EventDeleted || evs[4].Identity.DeviceID != "dev-b" {
+		t.Fatalf("log: %d events (%v), want the deletion of dev-b last", len(evs), err)
+	}
+}

@@ -116,28 +116,32 @@ const relayBatchMax = 256
 // outbox read in its transaction; either way it drops the write's mark.
 // Concurrent writes are relayed together (two round trips per batch, as
 // a group commit), and the write returns once its events are in the log.
-// A failed relay leaves the mark for the sweeper.
-func (s *Store) relay(ctx context.Context, key string, outbox *goredis.StringSliceCmd, mark goredis.Z, werr error) {
+// A failed relay leaves the mark for the sweeper. It reports whether the
+// events are known to be in the log.
+func (s *Store) relay(ctx context.Context, key string, outbox *goredis.StringSliceCmd, mark goredis.Z, werr error) (relayed bool) {
 	job := &relayJob{key: key, mark: mark.Member, done: make(chan struct{})}
 	if werr == nil && outbox != nil {
 		job.entries = outbox.Val()
 	}
 	if s.relayOff.Load() {
-		return
+		return false
 	}
 	select {
 	case s.relayQ <- job:
 		select {
 		case <-job.done:
+			relayed = job.err == nil
 		case <-ctx.Done():
 		case <-s.relayDone: // closed: the sweeper relays it
 		}
 	default: // the relayer is saturated: relay this one here
 		s.relayBatch(ctx, []*relayJob{job})
+		relayed = job.err == nil
 	}
 	if len(job.entries) > 0 {
 		s.changes.Notify()
 	}
+	return relayed
 }
 
 // Changed returns a channel closed by the next registration write this

@@ -337,12 +337,19 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 		})
 		return err
 	}, s.regKey(key))
-	s.relay(ctx, key, outbox, mark, err)
+	relayed := s.relay(ctx, key, outbox, mark, err)
 	if err != nil {
 		return err
 	}
 	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID, old.I.Credential.X509Chain)
-	s.releaseClaim(ctx, old.I.DeviceID, key)
+	// The device ID is free for another registration only once the
+	// deletion is in the log: otherwise the other's creation could reach
+	// the hubs first, and the late deletion remove the live identity. A
+	// claim left behind goes stale in claimStaleAfter, long after the
+	// sweeper relayed the deletion.
+	if relayed {
+		s.releaseClaim(ctx, old.I.DeviceID, key)
+	}
 	return nil
 }
 
