@@ -198,13 +198,19 @@ func Run(ctx context.Context, o *Options) ([]*Point, error) {
 
 // runSize seeds a fresh store with n devices and measures it; with
 // keep, it measures no registrations and returns the server running.
-func runSize(ctx context.Context, o *Options, n int, keep bool) (*Point, *Server, error) {
+func runSize(ctx context.Context, o *Options, n int, keep bool) (_ *Point, _ *Server, rerr error) {
 	dir, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("zerotouch-scale-%d-", n))
 	if err != nil {
 		return nil, nil, err
 	}
-	if !o.Keep && !keep { // kept running: Run removes it once the server stops
-		defer os.RemoveAll(dir)
+	if !o.Keep {
+		// Kept running, the directory goes when Run stops the server;
+		// on an error here, at once.
+		defer func() {
+			if !keep || rerr != nil {
+				os.RemoveAll(dir)
+			}
+		}()
 	}
 	p := &Point{Size: n, Storage: o.Storage, PageSize: o.PageSize}
 	f, err := NewFixture(o.Shards)
@@ -234,11 +240,11 @@ func runSize(ctx context.Context, o *Options, n int, keep bool) (*Point, *Server
 	if s, err = Spawn(ctx, o, dir); err != nil {
 		return nil, nil, err
 	}
-	stop := s.Stop
-	if keep {
-		stop = func() error { return nil }
-	}
-	defer func() { _ = stop() }()
+	defer func() {
+		if !keep || rerr != nil { // kept running only when handed to Run
+			_ = s.Stop()
+		}
+	}()
 	p.Startup = s.Ready
 	if p.StartupMem, err = ReadMemory(s.PID); err != nil {
 		return nil, nil, err

@@ -140,9 +140,10 @@ func (s *enrollmentService) ImportEnrollments(stream pb.EnrollmentService_Import
 
 // runImport reads items from next until io.EOF, writes them in chunks and
 // answers them through send, and returns the totals. validateOnly is read
-// once the first item arrived. If unblock is set, runImport calls it when
-// it returns early and waits for the reader to stop (next must then
-// return); else next must return once ctx is done.
+// once the first item arrived. If unblock is set (it may be called more
+// than once), runImport calls it when it returns early and waits for the reader to stop (next and send must
+// then return); else (gRPC) the reader's Recv and a blocked Send return
+// once the handler has returned, which cancels the stream.
 func (s *enrollmentService) runImport(ctx context.Context, next importSource, validateOnly func() bool, send importSink, unblock func()) (*pb.ImportEnrollmentsSummary, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, maxImportDuration,
 		fault.New(fault.ResourceExhausted, fault.DeadlineExceeded, "an import stream lasts at most %v; resume on a new stream after the last item answered", maxImportDuration))
@@ -262,7 +263,7 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 				sum.Refused++
 			}
 		}
-		if err := send(results); err != nil {
+		if err := sendWithin(ctx, send, results, unblock); err != nil {
 			return nil, err
 		}
 		inFlight.Add(-int64(len(chunk)))
@@ -278,6 +279,33 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 			return nil, err
 		}
 	}
+}
+
+// sendWithin sends a chunk's answers, and gives up when the client has read
+// none of them for importIdle or ctx ends: a client that sends items and
+// never reads the answers cannot hold the stream, and its import slot, by
+// leaving the send blocked on flow control. Over gRPC the blocked Send
+// returns once the handler returns (the stream is cancelled); over REST
+// unblock ends the connection's deadlines and the send is waited for.
+func sendWithin(ctx context.Context, send importSink, results []*pb.ImportEnrollmentsResult, unblock func()) error {
+	errc := make(chan error, 1)
+	go func() { errc <- send(results) }()
+	t := time.NewTimer(importIdle)
+	defer t.Stop()
+	var cause error
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		cause = context.Cause(ctx)
+	case <-t.C:
+		cause = fault.New(fault.ResourceExhausted, fault.DeadlineExceeded, "the client read no answers for %v: the import stream ended; resume on a new stream after the last item answered", importIdle)
+	}
+	if unblock != nil {
+		unblock()
+		<-errc
+	}
+	return cause
 }
 
 // writeChunk answers every item of chunk. Items are written concurrently,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,5 +77,33 @@ func TestImportByteBudget(t *testing.T) {
 	}
 	if n := sum.GetMaxInFlight(); n >= importWindow {
 		t.Errorf("%d items in flight: the byte budget did not hold them", n)
+	}
+}
+
+// TestImportEndsUnreadStreams: a client that sends items and never reads
+// the answers (the send blocked on flow control) does not hold the stream:
+// it ends after importIdle, and the blocked send is released.
+func TestImportEndsUnreadStreams(t *testing.T) {
+	f := newEnrollmentFixture(t)
+	defer func(d time.Duration) { importIdle = d }(importIdle)
+	importIdle = 50 * time.Millisecond
+	ctx, err := f.svc.authorize(f.as(access.EnrollmentWrite), access.EnrollmentWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	next := func() (int64, *pb.Enrollment, error, error) {
+		if i == 3 {
+			return 0, nil, nil, io.EOF
+		}
+		i++
+		return int64(i), &pb.Enrollment{RegistrationId: fmt.Sprintf("unread-%d", i), Sha256Thumbprint: fmt.Sprintf("%064x", i)}, nil, nil
+	}
+	released := make(chan struct{})
+	blocked := func([]*pb.ImportEnrollmentsResult) error { <-released; return errors.New("the connection ended") }
+	var once sync.Once
+	_, err = f.svc.runImport(ctx, next, func() bool { return true }, blocked, func() { once.Do(func() { close(released) }) })
+	if fault.ReasonOf(err) != fault.DeadlineExceeded {
+		t.Fatalf("a stream whose answers are never read: %v, want DEADLINE_EXCEEDED", err)
 	}
 }

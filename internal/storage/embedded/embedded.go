@@ -247,23 +247,18 @@ func page(b *bolt.Bucket, prefix []byte, token string, limit int, fn func(k, v [
 			k, v = c.Next()
 		}
 	}
+	limit = max(limit, 1)
 	n, examined := 0, 0
 	for ; k != nil && hasPrefix(k, prefix); k, v = c.Next() {
 		ok, err := fn(k, v)
 		if err != nil {
 			return "", err
 		}
-		if examined++; !ok {
-			if examined >= limit*pageScanFactor {
-				if nk, _ := c.Next(); nk != nil && hasPrefix(nk, prefix) {
-					return base64.RawURLEncoding.EncodeToString(k), nil
-				}
-				return "", nil
-			}
-			continue
+		examined++
+		if ok {
+			n++
 		}
-		n++
-		if n == limit {
+		if n == limit || examined >= limit*pageScanFactor {
 			if nk, _ := c.Next(); nk != nil && hasPrefix(nk, prefix) {
 				return base64.RawURLEncoding.EncodeToString(k), nil
 			}
