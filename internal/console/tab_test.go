@@ -99,12 +99,22 @@ func newTab(t *testing.T, parent context.Context, name, shots string) *tab {
 	return b
 }
 
-// do runs actions, failing the test with what was being done.
+// do runs actions, failing the test with what was being done. A node the
+// page replaced between being found and being used (a re-render after a
+// reload) is found again: the browser reports it before any event is
+// dispatched, so nothing ran twice.
 func (b *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
+	for {
+		err := chromedp.Do(ctx, actions...)
+		if err == nil {
+			return
+		}
+		if strings.Contains(err.Error(), "Could not find node with given id") && ctx.Err() == nil {
+			continue
+		}
 		b.shot("failed-" + what)
 		b.t.Fatalf("%s: %s: %v", b.name, what, err)
 	}

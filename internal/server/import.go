@@ -131,7 +131,7 @@ func (s *enrollmentService) ImportEnrollments(stream pb.EnrollmentService_Import
 	}
 	sum, err := s.runImport(ctx, next, func() bool { return validateOnly }, func(rs []*pb.ImportEnrollmentsResult) error {
 		return stream.Send(&pb.ImportEnrollmentsResponse{Results: rs})
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		return s.fail(ctx, err)
 	}
@@ -140,11 +140,12 @@ func (s *enrollmentService) ImportEnrollments(stream pb.EnrollmentService_Import
 
 // runImport reads items from next until io.EOF, writes them in chunks and
 // answers them through send, and returns the totals. validateOnly is read
-// once the first item arrived. If unblock is set (it may be called more
-// than once), runImport calls it when it returns early and waits for the reader to stop (next and send must
-// then return); else (gRPC) the reader's Recv and a blocked Send return
-// once the handler has returned, which cancels the stream.
-func (s *enrollmentService) runImport(ctx context.Context, next importSource, validateOnly func() bool, send importSink, unblock func()) (*pb.ImportEnrollmentsSummary, error) {
+// once the first item arrived. If unblock is set, runImport calls it as
+// it returns and waits for the reader to stop (next must then return); if
+// abortSend is set, a send that gives up calls it and waits for the send
+// to return. Else (gRPC) the reader's Recv and a blocked Send return once
+// the handler has returned, which cancels the stream.
+func (s *enrollmentService) runImport(ctx context.Context, next importSource, validateOnly func() bool, send importSink, unblock, abortSend func()) (*pb.ImportEnrollmentsSummary, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, maxImportDuration,
 		fault.New(fault.ResourceExhausted, fault.DeadlineExceeded, "an import stream lasts at most %v; resume on a new stream after the last item answered", maxImportDuration))
 	var inFlight, peak atomic.Int64
@@ -263,7 +264,7 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 				sum.Refused++
 			}
 		}
-		if err := sendWithin(ctx, send, results, unblock); err != nil {
+		if err := sendWithin(ctx, send, results, abortSend); err != nil {
 			return nil, err
 		}
 		inFlight.Add(-int64(len(chunk)))
@@ -286,8 +287,8 @@ func (s *enrollmentService) runImport(ctx context.Context, next importSource, va
 // never reads the answers cannot hold the stream, and its import slot, by
 // leaving the send blocked on flow control. Over gRPC the blocked Send
 // returns once the handler returns (the stream is cancelled); over REST
-// unblock ends the connection's deadlines and the send is waited for.
-func sendWithin(ctx context.Context, send importSink, results []*pb.ImportEnrollmentsResult, unblock func()) error {
+// abort ends the connection's write deadline and the send is waited for.
+func sendWithin(ctx context.Context, send importSink, results []*pb.ImportEnrollmentsResult, abort func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- send(results) }()
 	t := time.NewTimer(importIdle)
@@ -301,8 +302,8 @@ func sendWithin(ctx context.Context, send importSink, results []*pb.ImportEnroll
 	case <-t.C:
 		cause = fault.New(fault.ResourceExhausted, fault.DeadlineExceeded, "the client read no answers for %v: the import stream ended; resume on a new stream after the last item answered", importIdle)
 	}
-	if unblock != nil {
-		unblock()
+	if abort != nil {
+		abort()
 		<-errc
 	}
 	return cause

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +28,7 @@ func TestImportEndsIdleStreams(t *testing.T) {
 			return 0, nil, nil, context.Canceled
 		}
 		_, err := f.svc.runImport(ctx, next, func() bool { return false },
-			func([]*pb.ImportEnrollmentsResult) error { return nil }, func() { close(stop) })
+			func([]*pb.ImportEnrollmentsResult) error { return nil }, func() { close(stop) }, nil)
 		return err
 	}
 	if err := run(t.Context()); fault.ReasonOf(err) != fault.DeadlineExceeded {
@@ -65,7 +64,7 @@ func TestImportByteBudget(t *testing.T) {
 	}
 	answered := 0
 	sum, err := f.svc.runImport(ctx, next, func() bool { return true },
-		func(rs []*pb.ImportEnrollmentsResult) error { answered += len(rs); return nil }, nil)
+		func(rs []*pb.ImportEnrollmentsResult) error { answered += len(rs); return nil }, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +100,7 @@ func TestImportEndsUnreadStreams(t *testing.T) {
 	}
 	released := make(chan struct{})
 	blocked := func([]*pb.ImportEnrollmentsResult) error { <-released; return errors.New("the connection ended") }
-	var once sync.Once
-	_, err = f.svc.runImport(ctx, next, func() bool { return true }, blocked, func() { once.Do(func() { close(released) }) })
+	_, err = f.svc.runImport(ctx, next, func() bool { return true }, blocked, nil, func() { close(released) })
 	if fault.ReasonOf(err) != fault.DeadlineExceeded {
 		t.Fatalf("a stream whose answers are never read: %v, want DEADLINE_EXCEEDED", err)
 	}

@@ -142,7 +142,7 @@ func (s *enrollmentService) importHandler(gw *runtime.ServeMux) http.Handler {
 				}
 			}
 			return rc.Flush()
-		}, func() { _ = rc.SetReadDeadline(time.Now()); _ = rc.SetWriteDeadline(time.Now()) })
+		}, func() { _ = rc.SetReadDeadline(time.Now()) }, func() { _ = rc.SetWriteDeadline(time.Now()) })
 		if err != nil {
 			s.admin.Refused(ctx, "ImportEnrollments", "", err)
 			st := status.Convert(toStatus(ctx, s.log, err, false))
