@@ -256,13 +256,16 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	out := faultLoad(t, envs, f, devs, func(applied func()) {
 		c.redis.Kill()
 		applied()
-		time.Sleep(1500 * time.Millisecond) // the outage's length, not a wait for a condition
+		// The outage's length, not a wait for a condition: longer than the
+		// client's dial retries, which ride out a shorter one now that a
+		// registration makes three round trips.
+		time.Sleep(3 * time.Second)
 		c.redis.Restart()
 	})
 	checkAfterFault(t, c, envs, f, devs, out)
 }
 
-// TestRedisPausedUnderLoad stops redis-server (SIGSTOP) for three seconds
+// TestRedisPausedUnderLoad stops redis-server (SIGSTOP) for five seconds
 // in the middle of a load, as a cut network would, then continues it.
 func TestRedisPausedUnderLoad(t *testing.T) {
 	c := newCluster(t, 2)
@@ -271,7 +274,9 @@ func TestRedisPausedUnderLoad(t *testing.T) {
 	out := faultLoad(t, envs, f, devs, func(applied func()) {
 		c.redis.Pause()
 		applied()
-		time.Sleep(3 * time.Second) // the outage's length, not a wait for a condition
+		// The outage's length, not a wait for a condition: past the
+		// client's 3 s read timeout, so the requests in flight fail.
+		time.Sleep(5 * time.Second)
 		c.redis.Resume()
 	})
 	checkAfterFault(t, c, envs, f, devs, out)

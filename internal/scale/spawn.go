@@ -56,8 +56,23 @@ func freeAddr() (string, error) {
 }
 
 // Spawn starts o.Binary serve on dir (the store seeded there, or Redis)
-// and waits until it is ready.
+// and waits until it is ready. A server that exits before it is ready is
+// started again on other ports, twice at most: a port found free can be
+// taken by another process before the server binds it.
 func Spawn(ctx context.Context, o *Options, dir string) (*Server, error) {
+	var err error
+	for range 3 {
+		var s *Server
+		if s, err = spawnOnce(ctx, o, dir); err == nil || !errors.Is(err, errExited) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+var errExited = errors.New("spawned server exited before it was ready")
+
+func spawnOnce(ctx context.Context, o *Options, dir string) (*Server, error) {
 	var addrs [3]string
 	for i := range addrs {
 		a, err := freeAddr()
@@ -90,7 +105,7 @@ func Spawn(ctx context.Context, o *Options, dir string) (*Server, error) {
 		}
 		select {
 		case werr := <-exited:
-			return nil, fmt.Errorf("spawned server exited before it was ready: %v (%v)", werr, err)
+			return nil, fmt.Errorf("%w: %v (%v)", errExited, werr, err)
 		case <-ctx.Done():
 			s.kill(exited)
 			return nil, ctx.Err()
