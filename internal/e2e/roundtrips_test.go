@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -9,9 +10,12 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/zerotouch/zerotouch/internal/fault"
+	"github.com/zerotouch/zerotouch/internal/pki"
 	"github.com/zerotouch/zerotouch/internal/ratelimit"
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
+	pb "github.com/zerotouch/zerotouch/proto/zerotouch/v1"
 )
 
 // roundTrips counts what a Redis client sends: one per command sent alone,
@@ -136,5 +140,74 @@ func TestRoundTripsPerRegistration(t *testing.T) {
 	}
 	if _, err := e.registerGRPC("count-2", f.device(t, "count-2"), f.inter.Cert); reasonOf(t, err) != "ENROLLMENT_DISABLED" {
 		t.Fatalf("after disabling the group behind the cache: %v", err)
+	}
+}
+
+// TestReadAheadGivesNothingAway (issue #17): what a registration reads
+// ahead, before attestation, is keyed by the name the certificate claims.
+// A chain nobody trusts that names another device's registration ID is
+// refused, leaves that registration as it was and counts nothing against
+// it; a trusted group device that names an ID an individual enrollment
+// reserves is refused with the ownership reason (the reservation read
+// ahead is the one checked), and nothing is written.
+func TestReadAheadGivesNothingAway(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	st, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limiter := &ratelimit.Limiter{Counter: st, Now: time.Now,
+		PerIP: ratelimit.Rule{Limit: 1000, Window: time.Hour}, PerRegistration: ratelimit.Rule{Limit: 100, Window: time.Hour}}
+	e := startWith(t, options{store: st, limiter: limiter})
+	f := e.newFleet()
+	victim, err := e.registerGRPC("victim-1", f.device(t, "victim-1"), f.inter.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	counted := func(id string) int {
+		ks, err := c.Keys(t.Context(), "zt:rl:reg:"+id+":*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, k := range ks {
+			v, _ := c.Get(t.Context(), k).Int()
+			n += v
+		}
+		return n
+	}
+
+	// A rogue chain claiming the victim's ID.
+	rogue, err := pki.NewCA("Rogue Root", nil, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := pki.NewDevice("victim-1", rogue, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.registerGRPC("victim-1", leaf); reasonOf(t, err) != "CERTIFICATE_UNTRUSTED" {
+		t.Fatalf("a rogue chain naming another device: %v", err)
+	}
+	if got, err := st.GetRegistration(t.Context(), "victim-1"); err != nil || got.Etag != victim.GetEtag() {
+		t.Fatalf("the victim's registration after the rogue attempt: %+v, %v", got, err)
+	}
+	if n := counted("victim-1"); n != 1 {
+		t.Errorf("the victim was counted %d times, want 1 (its own registration)", n)
+	}
+
+	// A trusted group device naming an ID an individual enrollment holds.
+	other := f.device(t, "reserved-1")
+	if _, err := pb.NewEnrollmentServiceClient(e.admin).CreateEnrollment(e.owner(), &pb.CreateEnrollmentRequest{Enrollment: &pb.Enrollment{
+		RegistrationId: "reserved-1", Sha256Thumbprint: randomThumbprint(t)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.registerGRPC("reserved-1", other, f.inter.Cert); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("a group device taking a reserved ID: %v", err)
+	}
+	if _, err := st.GetRegistration(t.Context(), "reserved-1"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("the refused device was written: %v", err)
 	}
 }

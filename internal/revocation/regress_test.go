@@ -367,8 +367,10 @@ func TestSlowPointsDoNotHoldUpReloads(t *testing.T) {
 	done := make(chan struct{})
 	go func() { a.Run(runCtx); close(done) }()
 	defer func() { stop(); <-done }()
-	for answered.Load() <= 4 { // a refresh is under way, and hangs
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); answered.Load() <= 4; time.Sleep(5 * time.Millisecond) { // a refresh is under way, and hangs
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh reached the distribution points")
+		}
 	}
 
 	bad := device(t, "bad-1", root, nil, nil)
