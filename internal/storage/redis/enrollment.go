@@ -16,25 +16,19 @@ import (
 )
 
 var (
-	cas         = table[record.CA, *enrollment.CA]{"ca", "CA certificate", (*record.CA).Domain, func(r *record.CA) string { return r.Etag }}
-	groups      = table[record.Group, *enrollment.Group]{"grp", "enrollment group", (*record.Group).Domain, func(r *record.Group) string { return r.Etag }}
-	individuals = table[record.Individual, *enrollment.Individual]{"ind", "enrollment", (*record.Individual).Domain, func(r *record.Individual) string { return r.Etag }}
-	shards      = table[record.Shard, *allocation.Shard]{"shard", "shard", (*record.Shard).Domain, func(r *record.Shard) string { return r.Etag }}
-	accessKeys  = table[record.AccessKey, *access.Key]{"akey", "access key", (*record.AccessKey).Domain, func(*record.AccessKey) string { return "" }}
-	clusters    = table[record.Cluster, *allocation.Cluster]{"hubc", "hub cluster", (*record.Cluster).Domain, func(r *record.Cluster) string { return r.Etag }}
+	cas        = table[record.CA, *enrollment.CA]{"ca", "CA certificate", (*record.CA).Domain, func(r *record.CA) string { return r.Etag }}
+	groups     = table[record.Group, *enrollment.Group]{"grp", "enrollment group", (*record.Group).Domain, func(r *record.Group) string { return r.Etag }}
+	shards     = table[record.Shard, *allocation.Shard]{"shard", "shard", (*record.Shard).Domain, func(r *record.Shard) string { return r.Etag }}
+	accessKeys = table[record.AccessKey, *access.Key]{"akey", "access key", (*record.AccessKey).Domain, func(*record.AccessKey) string { return "" }}
+	clusters   = table[record.Cluster, *allocation.Cluster]{"hubc", "hub cluster", (*record.Cluster).Domain, func(r *record.Cluster) string { return r.Etag }}
 )
 
 // Index keys, all in the configuration slot. Unique indexes are one string
 // key per value, so a transaction watches only the values it touches and
 // concurrent creates (a bulk upload) do not collide.
-func (s *Store) caThumbIndex(thumb string) string  { return s.cfgKey("ca_thumb", thumb) }
-func (s *Store) caSubjectIndex(key string) string  { return s.cfgKey("ca_subj", key) }
-func (s *Store) groupCAIndex(ca string) string     { return s.cfgKey("grp_ca", ca) }
-func (s *Store) indThumbIndex(thumb string) string { return s.cfgKey("ind_thumb", thumb) }
-
-// indDevIndex maps Key(device ID) to the registration key of the
-// individual enrollment that assigns it (ADR 17).
-func (s *Store) indDevIndex(dev string) string { return s.cfgKey("ind_dev", enrollment.Key(dev)) }
+func (s *Store) caThumbIndex(thumb string) string { return s.cfgKey("ca_thumb", thumb) }
+func (s *Store) caSubjectIndex(key string) string { return s.cfgKey("ca_subj", key) }
+func (s *Store) groupCAIndex(ca string) string    { return s.cfgKey("grp_ca", ca) }
 
 // getString returns a string key's value, "" when absent.
 func getString(ctx context.Context, c goredis.Cmdable, key string) (string, error) {
@@ -194,198 +188,6 @@ func (s *Store) DeleteGroup(ctx context.Context, id, etag string) error {
 	return groups.remove(ctx, s, id, etag, nil, nil, func(p goredis.Pipeliner, rec *record.Group) {
 		if rec.CAName != "" {
 			p.Del(ctx, s.groupCAIndex(rec.CAName))
-		}
-	})
-}
-
-// CreateIndividual implements enrollment.IndividualStore.
-func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
-	if err := s.ensureDeviceIndex(ctx); err != nil {
-		return "", err
-	}
-	etag := newEtag()
-	key := enrollment.Key(e.RegistrationID)
-	dev := e.EffectiveDeviceID()
-	err := individuals.create(ctx, s, key, record.FromIndividual(e, etag),
-		[]string{s.indThumbIndex(e.Thumbprint), s.indDevIndex(key), s.indDevIndex(dev), individuals.key(s, enrollment.Key(dev))},
-		func(tx *goredis.Tx) error {
-			other, err := getString(ctx, tx, s.indThumbIndex(e.Thumbprint))
-			if err != nil {
-				return err
-			}
-			if other != "" {
-				return fault.Existsf("this certificate is already enrolled as %q", other)
-			}
-			return s.checkNames(ctx, tx, key, dev)
-		},
-		func(p goredis.Pipeliner) {
-			p.Set(ctx, s.indThumbIndex(e.Thumbprint), key, 0)
-			p.Set(ctx, s.indDevIndex(dev), key, 0)
-		})
-	return etag, err
-}
-
-// checkNames refuses an individual enrollment (registration key key) whose
-// registration ID or device ID another individual enrollment holds as its
-// registration ID or device ID (ADR 17: one namespace of reserved names).
-func (s *Store) checkNames(ctx context.Context, tx *goredis.Tx, key, deviceID string) error {
-	other, err := getString(ctx, tx, s.indDevIndex(key))
-	if err != nil {
-		return err
-	}
-	if other != "" && other != key {
-		return enrollment.NameTaken(key, other, true)
-	}
-	if other, err = getString(ctx, tx, s.indDevIndex(deviceID)); err != nil {
-		return err
-	}
-	if other != "" && other != key {
-		return enrollment.NameTaken(deviceID, other, true)
-	}
-	if dev := enrollment.Key(deviceID); dev != key {
-		n, err := tx.Exists(ctx, individuals.key(s, dev)).Result()
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			return enrollment.NameTaken(deviceID, dev, false)
-		}
-	}
-	return nil
-}
-
-// ReservedByIndividual implements enrollment.IndividualStore: one EXISTS
-// over the enrollment and the device-ID index, both in the config slot.
-func (s *Store) ReservedByIndividual(ctx context.Context, name string) (bool, error) {
-	if err := s.ensureDeviceIndex(ctx); err != nil {
-		return false, err
-	}
-	key := enrollment.Key(name)
-	if ahead, ok := s.readAheadAll(ctx, individuals.key(s, key), s.indDevIndex(key)); ok {
-		return ahead[0].exists || ahead[1].exists, nil
-	}
-	n, err := s.c.Exists(ctx, individuals.key(s, key), s.indDevIndex(key)).Result()
-	if err != nil {
-		return false, s.fail(ctx, err)
-	}
-	return n > 0, nil
-}
-
-// ensureDeviceIndex builds the device-ID index once for a store written by
-// a build before it existed; a marker key records that it is complete.
-// After the first success in a process it costs nothing.
-func (s *Store) ensureDeviceIndex(ctx context.Context) error {
-	if s.devIndexReady.Load() {
-		return nil
-	}
-	marker := s.cfgKey("ind_dev:built")
-	n, err := s.c.Exists(ctx, marker).Result()
-	if err != nil {
-		return s.fail(ctx, err)
-	}
-	if n == 0 {
-		token := ""
-		for {
-			ids, next, err := rangePage(ctx, s.c, individuals.list(s), "", token, 1000)
-			if err != nil {
-				return s.fail(ctx, err)
-			}
-			for _, id := range ids {
-				rec, err := individuals.load(ctx, s, s.c, id)
-				if errors.Is(err, fault.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if err := s.c.SetNX(ctx, s.indDevIndex(rec.Device()), id, 0).Err(); err != nil {
-					return s.fail(ctx, err)
-				}
-			}
-			if next == "" {
-				break
-			}
-			token = next
-		}
-		if err := s.c.Set(ctx, marker, "1", 0).Err(); err != nil {
-			return s.fail(ctx, err)
-		}
-	}
-	s.devIndexReady.Store(true)
-	return nil
-}
-
-// GetIndividual implements enrollment.IndividualStore.
-func (s *Store) GetIndividual(ctx context.Context, registrationID string) (*enrollment.Individual, error) {
-	return individuals.get(ctx, s, enrollment.Key(registrationID))
-}
-
-// FindIndividualByThumbprint implements enrollment.IndividualStore.
-func (s *Store) FindIndividualByThumbprint(ctx context.Context, thumbprint string) (*enrollment.Individual, error) {
-	return individuals.via(ctx, s, s.indThumbIndex(thumbprint))
-}
-
-// ListIndividuals implements enrollment.IndividualStore.
-func (s *Store) ListIndividuals(ctx context.Context, p enrollment.Page) ([]*enrollment.Individual, string, error) {
-	return individuals.page(ctx, s, p.Token, p.Limit)
-}
-
-// UpdateIndividual implements enrollment.IndividualStore. A changed device
-// ID moves its index entry in the same transaction, under the name rule.
-func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) (string, error) {
-	if err := s.ensureDeviceIndex(ctx); err != nil {
-		return "", err
-	}
-	key := enrollment.Key(e.RegistrationID)
-	newDev := e.EffectiveDeviceID()
-	rkey := individuals.key(s, key)
-	etag := newEtag()
-	err := s.watch(ctx, func(tx *goredis.Tx) error {
-		rec, err := individuals.load(ctx, s, tx, key)
-		if err != nil {
-			return err
-		}
-		if err := checkEtag(individuals.what, key, e.Etag, rec.Etag); err != nil {
-			return err
-		}
-		oldDev := rec.Device()
-		moved := enrollment.Key(oldDev) != enrollment.Key(newDev)
-		if moved {
-			if err := s.checkNames(ctx, tx, key, newDev); err != nil {
-				return err
-			}
-		}
-		rec.ApplyUpdate(e, etag)
-		raw, err := encode(rec)
-		if err != nil {
-			return err
-		}
-		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.Set(ctx, rkey, raw, 0)
-			p.IncrBy(ctx, individuals.version(s), versionStep())
-			if moved {
-				p.Del(ctx, s.indDevIndex(oldDev))
-				p.Set(ctx, s.indDevIndex(newDev), key, 0)
-			}
-			return nil
-		})
-		return err
-	}, rkey, s.indDevIndex(newDev), individuals.key(s, enrollment.Key(newDev)))
-	return etag, err
-}
-
-// DeleteIndividual implements enrollment.IndividualStore.
-func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag string) error {
-	key := enrollment.Key(registrationID)
-	owned := false // the device-ID index entry is this enrollment's
-	return individuals.remove(ctx, s, key, etag, nil, func(tx *goredis.Tx, rec *record.Individual) error {
-		other, err := getString(ctx, tx, s.indDevIndex(rec.Device()))
-		owned = other == key
-		return err
-	}, func(p goredis.Pipeliner, rec *record.Individual) {
-		p.Del(ctx, s.indThumbIndex(rec.Thumbprint))
-		if owned {
-			p.Del(ctx, s.indDevIndex(rec.Device()))
 		}
 	})
 }

@@ -45,15 +45,16 @@ type ahead struct {
 // read, in one round trip. On any error it reads nothing ahead (each read
 // then goes to Redis, as without it).
 func (s *Store) ReadAhead(ctx context.Context, req registry.Ahead) context.Context {
-	if !s.devIndexReady.Load() {
-		return ctx // ReservedByIndividual builds the device-ID index first
+	if !s.indLayoutReady.Load() {
+		return ctx // the first use of individual enrollments moves them first
 	}
 	key := enrollment.Key(req.RegistrationID)
 	gets := []string{cas.version(s), groups.version(s), shards.version(s), s.regKey(key)}
 	if req.Thumbprint != "" {
-		gets = append(gets, s.indThumbIndex(req.Thumbprint))
+		gets = append(gets, s.thumbClaim(req.Thumbprint))
 	}
-	exists := []string{individuals.key(s, key), s.indDevIndex(key)}
+	gets = append(gets, s.nameClaim(key))
+	exists := []string{s.indKey(key)}
 	var getCmds []*goredis.StringCmd
 	var existsCmds []*goredis.IntCmd
 	var count *goredis.Cmd

@@ -5,13 +5,13 @@
 // a real 3-master cluster, and a master behind a real Sentinel.
 //
 // Layout (see docs/adr/0007-redis-layout.md): enrollment configuration
-// (CAs, groups, individual enrollments, shards, access keys) shares one hash
-// slot, {<prefix>:cfg}, so its multi-key updates are WATCH/MULTI
-// transactions; a registration and its registry identity are one key,
-// {<prefix>:r:<registration key>}, so a device is written whole or not at
-// all; the device-ID claim and the list indexes live in their own slots and
-// are written so that a failure leaves at worst an entry that readers
-// ignore. Lists page over sorted sets; no request scans the keyspace.
+// (CAs, groups, shards, access keys) shares one hash slot, {<prefix>:cfg},
+// so its multi-key updates are WATCH/MULTI transactions; a registration and
+// its registry identity are one key, {<prefix>:r:<registration key>}, so a
+// device is written whole or not at all, and an individual enrollment is a
+// key in the same slot (individual.go, ADR 24); the device-ID, thumbprint
+// and name claims and the list indexes live in their own slots and are
+// written so that a failure leaves at worst an entry that readers ignore. Lists page over sorted sets; no request scans the keyspace.
 package redis
 
 import (
@@ -76,9 +76,10 @@ type Store struct {
 	changes registry.Broadcast
 	// shardCache holds AllShards' decoded shards (enrollment.go).
 	shardCache atomic.Pointer[shardList]
-	// devIndexReady: the individual device-ID index is known complete
-	// (ensureDeviceIndex).
-	devIndexReady atomic.Bool
+	// indLayoutReady: individual enrollments are known to be in the
+	// layout of individual.go (ensureLayout, under indLayoutMu).
+	indLayoutReady atomic.Bool
+	indLayoutMu    sync.Mutex
 	// attemptsTTL is the failed-attempt log's retention (attempts.go).
 	attemptsTTL atomic.Int64
 	// The relayer (events.go): writes queue their outboxes on relayQ.

@@ -2,12 +2,10 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/zerotouch/zerotouch/attestation"
-	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
 	"github.com/zerotouch/zerotouch/internal/storage/redis/redistest"
 	"github.com/zerotouch/zerotouch/internal/storage/storagetest"
@@ -111,40 +109,3 @@ func TestConformanceSentinel(t *testing.T) {
 	})
 }
 
-// TestDeviceIndexBuiltOnFirstUse: a Redis store written before the
-// device-ID index existed (no index keys, no marker) gets it on first use.
-func TestDeviceIndexBuiltOnFirstUse(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	ctx := context.Background()
-	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		e := &enrollment.Individual{RegistrationID: fmt.Sprintf("ind-%d", i), DeviceID: fmt.Sprintf("sensor-%d", i), Thumbprint: enrollment.Thumbprint(fmt.Appendf(nil, "x%d", i))}
-		if _, err := s.CreateIndividual(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close()
-	s2, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	keys, err := s2.Client().Keys(ctx, "{zt:cfg}:ind_dev*").Result()
-	if err != nil || len(keys) != 4 { // three entries and the marker
-		t.Fatalf("index keys = %v, %v", keys, err)
-	}
-	if err := s2.Client().Del(ctx, keys...).Err(); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if held, err := s2.ReservedByIndividual(ctx, fmt.Sprintf("Sensor-%d", i)); err != nil || !held {
-			t.Fatalf("sensor-%d: ReservedByIndividual = %v, %v", i, held, err)
-		}
-	}
-	if held, _ := s2.ReservedByIndividual(ctx, "sensor-9"); held {
-		t.Fatal("an unreserved name is reserved")
-	}
-}

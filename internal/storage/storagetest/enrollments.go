@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -355,6 +356,57 @@ func testIndividualCRUD(t *testing.T, s Store) {
 	must(t, s.DeleteIndividual(ctx, "DEVICE-1", etag2), "DeleteIndividual")
 	_, err = s.FindIndividualByThumbprint(ctx, thumb)
 	wantKind(t, err, fault.NotFound, "thumbprint index after delete")
+	// The same thumbprint and registration ID may be enrolled again.
+	e.Etag = ""
+	_, err = s.CreateIndividual(ctx, e)
+	must(t, err, "CreateIndividual(again after delete)")
+	byThumb, err = s.FindIndividualByThumbprint(ctx, thumb)
+	must(t, err, "FindIndividualByThumbprint(again)")
+	if byThumb.RegistrationID != "Device-1" || byThumb.DeviceID != "" {
+		t.Fatalf("FindIndividualByThumbprint(again) = %+v", byThumb)
+	}
+}
+
+// testIndividualPages pages through enough enrollments, in small pages,
+// to see each once and in registration-ID order (Redis keeps them in
+// several lists, merged per page).
+func testIndividualPages(t *testing.T, s Store) {
+	ctx := t.Context()
+	var want []string
+	for i := range 41 {
+		id := fmt.Sprintf("pg-%03d", (i*17)%41)
+		want = append(want, id)
+		_, err := s.CreateIndividual(ctx, &enrollment.Individual{RegistrationID: id,
+			Thumbprint: enrollment.Thumbprint([]byte(id)), Allocation: hashed()})
+		must(t, err, "CreateIndividual")
+	}
+	must(t, s.DeleteIndividual(ctx, "pg-007", ""), "DeleteIndividual")
+	want = slices.DeleteFunc(want, func(id string) bool { return id == "pg-007" })
+	slices.Sort(want)
+	var got []string
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("paging does not end")
+		}
+		list, next, err := s.ListIndividuals(ctx, enrollment.Page{Token: token, Limit: 6})
+		must(t, err, "ListIndividuals")
+		if len(list) > 6 {
+			t.Fatalf("a page of %d for a limit of 6", len(list))
+		}
+		for _, e := range list {
+			got = append(got, e.RegistrationID)
+		}
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged = %v\nwant %v", got, want)
+	}
+	_, _, err := s.ListIndividuals(ctx, enrollment.Page{Token: "!!not a token", Limit: 6})
+	wantKind(t, err, fault.InvalidArgument, "ListIndividuals(bad token)")
 }
 
 // testIndividualNames checks ADR 17's reservation: an individual

@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"GroupUpdateDelete", testGroupUpdateDelete},
 		{"IndividualCRUD", testIndividualCRUD},
 		{"IndividualNames", testIndividualNames},
+		{"IndividualPages", testIndividualPages},
 		{"ShardCRUD", testShardCRUD},
 		{"RegistrationCreate", testRegistrationCreate},
 		{"RegistrationConcurrentCreate", testRegistrationConcurrentCreate},
