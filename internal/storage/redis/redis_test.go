@@ -108,4 +108,3 @@ func TestConformanceSentinel(t *testing.T) {
 		return s
 	})
 }
-
