@@ -53,7 +53,6 @@ func (s *Store) nameClaim(name string) string {
 func (s *Store) indList(bucket int) string {
 	return "{" + s.prefix + ":inds:" + strconv.Itoa(bucket) + "}"
 }
-func (s *Store) indVersion() string              { return s.cfgKey("ind:version") }
 func (s *Store) indLayoutMarker() string         { return s.cfgKey("ind:layout") }
 func (s *Store) legacyInd(key string) string     { return s.cfgKey("ind", key) }
 func (s *Store) legacyIndList() string           { return s.cfgKey("inds") }
@@ -139,31 +138,37 @@ func parseIndClaim(v string) (owner string, at time.Time) {
 }
 
 var (
-	// acquireClaim: take an absent claim (1), restamp one the owner holds
-	// (2, its old value), or report another's (0, its value).
+	// acquireClaim takes an absent claim (1), or reports the value of one
+	// held (0, its value). Its own value (a retried call) counts as taken
+	// (1); with ARGV[3] set, so does its owner's (the move of old data).
 	acquireClaim = goredis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then
   redis.call('SET', KEYS[1], ARGV[2])
   return {1, ''}
 end
-local nul = string.find(v, '\0', 1, true)
-local owner = nul and string.sub(v, 1, nul - 1) or v
-if owner == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
-  return {2, v}
+if v == ARGV[2] then return {1, ''} end
+if ARGV[3] == '1' then
+  local nul = string.find(v, '\0', 1, true)
+  if nul and string.sub(v, 1, nul - 1) == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2])
+    return {1, ''}
+  end
 end
 return {0, v}
 `)
-	// swapClaim replaces a claim's value if it is still ARGV[1].
+	// swapClaim replaces a claim's value if it is still ARGV[1] (or is
+	// already ARGV[2]: a retried call).
 	swapClaim = goredis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[2] then return 1 end
+if v == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 `)
-	// releaseClaim deletes a claim if its value is still ARGV[1].
+	// releaseClaim deletes a key if its value is still ARGV[1].
 	releaseClaim = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -173,9 +178,10 @@ return 0
 )
 
 // claimAll makes key the owner of every claim in specs, or refuses with
-// none of them made: a claim it made from nothing (or took over) is
-// released again; one key already held stays. It returns when the claims
-// were stamped.
+// none of them made (a claim it made is released again). A claim held
+// already, even under key (another create of key under way, or one that
+// failed), is taken over only when stale and unused (takeOver). It returns
+// when the claims were stamped.
 func (s *Store) claimAll(ctx context.Context, key string, specs []claimSpec) (time.Time, []heldClaim, error) {
 	stamped := time.Now()
 	vals := make([]string, len(specs))
@@ -183,29 +189,24 @@ func (s *Store) claimAll(ctx context.Context, key string, specs []claimSpec) (ti
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, c := range specs {
 			vals[i] = newClaimValue(key, stamped)
-			cmds[i] = acquireClaim.Eval(ctx, p, []string{c.key}, key, vals[i])
+			cmds[i] = acquireClaim.Eval(ctx, p, []string{c.key}, key, vals[i], "0")
 		}
 		return nil
 	})
 	var made []heldClaim
 	var refusal error
 	for i, cmd := range cmds {
-		res, cerr := cmd.Slice()
-		if cerr != nil || len(res) != 2 {
+		state, old, cerr := claimResult(cmd)
+		switch {
+		case cerr != nil:
 			if refusal == nil {
 				refusal = s.fail(ctx, errors.Join(cerr, err))
 			}
-			continue
-		}
-		state, _ := res[0].(int64)
-		old, _ := res[1].(string)
-		switch state {
-		case 1:
+			// It may have been made: release it too if it was.
 			made = append(made, heldClaim{specs[i].key, vals[i]})
-		case 0:
-			if refusal != nil {
-				continue
-			}
+		case state == 1:
+			made = append(made, heldClaim{specs[i].key, vals[i]})
+		case refusal == nil:
 			if refusal = s.takeOver(ctx, specs[i], old, vals[i]); refusal == nil {
 				made = append(made, heldClaim{specs[i].key, vals[i]})
 			}
@@ -216,6 +217,20 @@ func (s *Store) claimAll(ctx context.Context, key string, specs []claimSpec) (ti
 		return time.Time{}, nil, refusal
 	}
 	return stamped, made, nil
+}
+
+// claimResult reads acquireClaim's answer.
+func claimResult(cmd *goredis.Cmd) (state int64, old string, err error) {
+	res, err := cmd.Slice()
+	if err != nil {
+		return 0, "", err
+	}
+	if len(res) != 2 {
+		return 0, "", errors.New("unexpected claim script answer")
+	}
+	state, _ = res[0].(int64)
+	old, _ = res[1].(string)
+	return state, old, nil
 }
 
 // heldClaim is a claim key and the value this operation wrote to it.
@@ -292,37 +307,50 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 	} else if n > 0 {
 		return "", fault.Existsf("%s %q already exists", indWhat, key)
 	}
-	stamped, made, err := s.claimAll(ctx, key, s.claimsOf(rec))
-	if err != nil {
-		return "", err
-	}
-	if time.Since(stamped) > claimFreshFor {
-		s.release(ctx, made)
-		return "", fault.New(fault.Unavailable, fault.StoreUnavailable, "the enrollment took too long; retry")
-	}
-	// The record first, then its list entry: a delete that ran meanwhile
-	// lists the key again if the record is there after it unlisted it.
-	set, err := s.c.SetNX(ctx, s.indKey(key), raw, 0).Result()
-	if err != nil {
-		return "", s.fail(ctx, err) // the claims stay: the write may have landed
-	}
-	if !set {
-		s.release(ctx, made) // claims made now are not the existing enrollment's
-		return "", fault.Existsf("%s %q already exists", indWhat, key)
-	}
-	_, err = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.ZAdd(ctx, s.indList(indBucket(key)), goredis.Z{Member: key})
-		p.IncrBy(ctx, s.indVersion(), versionStep())
-		return nil
-	})
-	if err != nil {
-		// Not listed: undo the record (if it is still this one) and claims.
-		if n, uerr := releaseClaim.Run(context.WithoutCancel(ctx), s.c, []string{s.indKey(key)}, raw).Int(); uerr == nil && n == 1 {
-			s.release(ctx, made)
-		}
+	// Listed before it is written, so that a failure leaves at worst an
+	// entry that lists skip; listed again after, in case a delete of key
+	// running meanwhile unlisted it.
+	list := s.indList(indBucket(key))
+	if err := s.c.ZAdd(ctx, list, goredis.Z{Member: key}).Err(); err != nil {
 		return "", s.fail(ctx, err)
 	}
+	stamped, made, err := s.claimAll(ctx, key, s.claimsOf(rec))
+	if err == nil && time.Since(stamped) > claimFreshFor {
+		s.release(ctx, made)
+		err = fault.New(fault.Unavailable, fault.StoreUnavailable, "the enrollment took too long; retry")
+	}
+	if err != nil {
+		s.unlist(ctx, key)
+		return "", err
+	}
+	set, err := s.c.SetNX(ctx, s.indKey(key), raw, 0).Result()
+	if err != nil {
+		return "", s.fail(ctx, err) // claims and entry stay: the write may have landed
+	}
+	if !set {
+		// A retried SETNX whose first try landed finds its own record.
+		if cur, err := getString(ctx, s.c, s.indKey(key)); err != nil {
+			return "", s.fail(ctx, err)
+		} else if cur != string(raw) {
+			s.release(ctx, made) // the claims made now are not the existing enrollment's
+			return "", fault.Existsf("%s %q already exists", indWhat, key)
+		}
+	}
+	_ = s.c.ZAdd(ctx, list, goredis.Z{Member: key}).Err() // listed already, but for a delete meanwhile
 	return etag, nil
+}
+
+// unlist removes key's list entry, then lists it again if its enrollment
+// exists (created meanwhile: a create lists its record after writing it).
+func (s *Store) unlist(ctx context.Context, key string) {
+	ctx = context.WithoutCancel(ctx)
+	list := s.indList(indBucket(key))
+	if s.c.ZRem(ctx, list, key).Err() != nil {
+		return
+	}
+	if n, err := s.c.Exists(ctx, s.indKey(key)).Result(); err == nil && n > 0 {
+		_ = s.c.ZAdd(ctx, list, goredis.Z{Member: key}).Err()
+	}
 }
 
 // ReservedByIndividual implements enrollment.IndividualStore: whether an
@@ -335,24 +363,24 @@ func (s *Store) ReservedByIndividual(ctx context.Context, name string) (bool, er
 	var claim string
 	var own bool // an enrollment under key exists
 	if ahead, ok := s.readAheadAll(ctx, s.nameClaim(key), s.indKey(key)); ok {
-		if !ahead[0].exists {
-			return false, nil
-		}
 		claim, own = ahead[0].val, ahead[1].exists
 	} else {
-		v, err := getString(ctx, s.c, s.nameClaim(key))
-		if err != nil || v == "" {
+		var claimCmd *goredis.StringCmd
+		var ownCmd *goredis.IntCmd
+		_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			claimCmd = p.Get(ctx, s.nameClaim(key))
+			ownCmd = p.Exists(ctx, s.indKey(key))
+			return nil
+		})
+		if err != nil && !errors.Is(err, goredis.Nil) {
 			return false, s.fail(ctx, err)
 		}
-		claim = v
-		n, err := s.c.Exists(ctx, s.indKey(key)).Result()
-		if err != nil {
-			return false, s.fail(ctx, err)
-		}
-		own = n > 0
+		claim, own = claimCmd.Val(), ownCmd.Val() > 0
 	}
+	// An enrollment under the name holds it, claimed or not; otherwise the
+	// claim's owner, if its enrollment uses the name.
 	owner, _ := parseIndClaim(claim)
-	if owner == key {
+	if own || claim == "" || owner == key {
 		return own, nil
 	}
 	rec, err := s.loadInd(ctx, s.c, owner)
@@ -421,25 +449,13 @@ func (s *Store) ListIndividuals(ctx context.Context, p enrollment.Page) ([]*enro
 		}
 		start = "(" + string(after)
 	}
-	cmds := make([]*goredis.StringSliceCmd, indBuckets)
-	_, err := s.c.Pipelined(ctx, func(pl goredis.Pipeliner) error {
-		for b := range indBuckets {
-			cmds[b] = pl.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.indList(b), Start: start, Stop: "+", ByLex: true, Count: int64(limit + 1)})
-		}
-		return nil
-	})
+	keys, more, err := s.mergeBuckets(ctx, start, limit)
 	if err != nil {
 		return nil, "", s.fail(ctx, err)
 	}
-	var keys []string
-	for _, c := range cmds {
-		keys = append(keys, c.Val()...)
-	}
-	slices.Sort(keys)
 	next := ""
-	if len(keys) > limit {
-		keys = keys[:limit]
-		next = base64.RawURLEncoding.EncodeToString([]byte(keys[limit-1]))
+	if more {
+		next = base64.RawURLEncoding.EncodeToString([]byte(keys[len(keys)-1]))
 	}
 	recs, err := s.loadInds(ctx, keys)
 	if err != nil {
@@ -450,6 +466,71 @@ func (s *Store) ListIndividuals(ctx context.Context, p enrollment.Page) ([]*enro
 		out = append(out, r.Domain())
 	}
 	return out, next, nil
+}
+
+// mergeBuckets returns the first limit keys after start (a ZRANGE BYLEX
+// bound) over every list bucket, and whether more follow. It reads a
+// little over each bucket's share of a page, and more from the buckets
+// that could still hold smaller keys only when that was not enough (rare:
+// keys spread evenly over the buckets).
+func (s *Store) mergeBuckets(ctx context.Context, start string, limit int) ([]string, bool, error) {
+	type bucket struct {
+		from string // ZRANGE start of the next read
+		got  []string
+		done bool // read to its end
+	}
+	bs := make([]bucket, indBuckets)
+	for i := range bs {
+		bs[i].from = start
+	}
+	per := 2*limit/indBuckets + 2
+	for {
+		var read []int
+		cmds := make([]*goredis.StringSliceCmd, indBuckets)
+		_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i := range bs {
+				if !bs[i].done {
+					read = append(read, i)
+					cmds[i] = p.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.indList(i), Start: bs[i].from, Stop: "+", ByLex: true, Count: int64(per)})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		for _, i := range read {
+			got := cmds[i].Val()
+			bs[i].got = append(bs[i].got, got...)
+			bs[i].done = len(got) < per
+			if len(got) > 0 {
+				bs[i].from = "(" + got[len(got)-1]
+			}
+		}
+		// Keys up to the smallest last key of a bucket not read to its
+		// end are certainly the smallest of all.
+		bound, bounded := "", false
+		var all []string
+		for _, b := range bs {
+			all = append(all, b.got...)
+			if !b.done && (!bounded || b.got[len(b.got)-1] < bound) {
+				bound, bounded = b.got[len(b.got)-1], true
+			}
+		}
+		slices.Sort(all)
+		certain := len(all)
+		if bounded {
+			certain, _ = slices.BinarySearch(all, bound)
+			certain++ // bound itself
+		}
+		switch {
+		case certain > limit:
+			return all[:limit], true, nil
+		case !bounded:
+			return all, false, nil
+		}
+		per *= 2
+	}
 }
 
 // loadInds reads enrollments in one pipeline (they live in different
@@ -560,7 +641,6 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 			}
 			continue
 		}
-		_ = s.c.IncrBy(ctx, s.indVersion(), versionStep()).Err()
 		if owner, _ := parseIndClaim(oldClaim.val); oldClaim.val != "" && owner == key {
 			s.release(ctx, []heldClaim{oldClaim})
 		}
@@ -599,11 +679,11 @@ func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag strin
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, goredis.Nil) {
-			return s.fail(ctx, err)
-		}
 		var mine []heldClaim
 		for i, c := range cmds {
+			if err := c.Err(); err != nil && !errors.Is(err, goredis.Nil) {
+				return s.fail(ctx, err)
+			}
 			held[i] = heldClaim{specs[i].key, c.Val()}
 			if owner, _ := parseIndClaim(held[i].val); held[i].val != "" && owner == key {
 				mine = append(mine, held[i])
@@ -634,114 +714,208 @@ func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag strin
 		if changed {
 			continue
 		}
-		// Unlist it, then list it again if it was created again meanwhile
-		// (a create lists its record after writing it).
-		list := s.indList(indBucket(key))
-		_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			p.ZRem(ctx, list, key)
-			p.IncrBy(ctx, s.indVersion(), versionStep())
-			return nil
-		})
-		if n, err := s.c.Exists(ctx, rkey).Result(); err == nil && n > 0 {
-			_ = s.c.ZAdd(ctx, list, goredis.Z{Member: key}).Err()
-		}
+		s.unlist(ctx, key)
 		s.release(ctx, mine)
 		return nil
 	}
 	return fault.New(fault.Unavailable, fault.StoreUnavailable, "too much contention on enrollment %q; retry", key)
 }
 
-// ensureLayout moves individual enrollments written by a build before
-// issue #17's layout out of the configuration slot, once: each is claimed,
-// copied (unless already copied) and listed, then its old keys deleted; a
-// marker records the end. It runs on a process's first use of individual
-// enrollments; concurrent runs (other replicas) do the same work again
-// harmlessly. After the first success in a process it costs nothing.
+// ensureLayout waits until individual enrollments are in this layout.
+// Those written by a build before it (in the configuration slot, with
+// their indexes) are moved once, by one replica at a time (moveLayout),
+// in the background: a request waits for it at most layoutWait, then is
+// told to retry. After the first success in a process it costs nothing.
 func (s *Store) ensureLayout(ctx context.Context) error {
 	if s.indLayoutReady.Load() {
 		return nil
 	}
 	s.indLayoutMu.Lock()
-	defer s.indLayoutMu.Unlock()
-	if s.indLayoutReady.Load() {
-		return nil
+	done := s.indMoving
+	if done == nil {
+		done = make(chan struct{})
+		s.indMoving = done
+		go func() {
+			mctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-s.closing:
+					cancel()
+				case <-done:
+				}
+			}()
+			err := s.moveLayout(mctx)
+			s.indLayoutMu.Lock()
+			if err == nil {
+				s.indLayoutReady.Store(true)
+			}
+			s.indMoveErr, s.indMoving = err, nil
+			s.indLayoutMu.Unlock()
+			close(done)
+		}()
 	}
-	n, err := s.c.Exists(ctx, s.indLayoutMarker()).Result()
-	if err != nil {
+	s.indLayoutMu.Unlock()
+	wait := time.NewTimer(layoutWait)
+	defer wait.Stop()
+	select {
+	case <-done:
+		s.indLayoutMu.Lock()
+		err := s.indMoveErr
+		s.indLayoutMu.Unlock()
+		if s.indLayoutReady.Load() {
+			return nil
+		}
 		return s.fail(ctx, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wait.C:
+		return fault.New(fault.Unavailable, fault.StoreUnavailable, "individual enrollments are being moved to this build's storage layout; retry shortly")
 	}
-	if n == 0 {
-		if err := s.moveLegacyIndividuals(ctx); err != nil {
+}
+
+const (
+	layoutWait  = 5 * time.Second
+	layoutBatch = 500
+)
+
+// layoutLease is how long a mover holds the move without renewing it.
+var layoutLease = time.Minute
+
+// renewLease extends the move's lease if this mover (ARGV[1]) holds it
+// and the move is not marked done (KEYS[2]).
+var renewLease = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
+// moveLayout moves the enrollments of an earlier build, unless the marker
+// says it is done. One mover at a time holds a lease; it renews it before
+// each batch's writes and stops if it lost it, so that a mover that
+// stalled cannot write old copies after another finished (and an operator
+// changed or deleted them). Nothing else writes individual enrollments
+// until the marker is set.
+func (s *Store) moveLayout(ctx context.Context) error {
+	lease := s.cfgKey("ind:moving")
+	holder := newEtag()
+	for {
+		n, err := s.c.Exists(ctx, s.indLayoutMarker()).Result()
+		if err != nil {
 			return err
 		}
-		_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.Set(ctx, s.indLayoutMarker(), "2", 0)
-			p.Del(ctx, s.cfgKey("ind_dev:built"))
+		if n > 0 {
 			return nil
-		})
+		}
+		ok, err := s.c.SetNX(ctx, lease, holder, layoutLease).Result()
 		if err != nil {
-			return s.fail(ctx, err)
+			return err
+		}
+		if ok {
+			break
+		}
+		select { // another replica is moving them
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	s.indLayoutReady.Store(true)
-	return nil
-}
-
-func (s *Store) moveLegacyIndividuals(ctx context.Context) error {
+	token := ""
 	for {
-		ids, err := s.c.ZRange(ctx, s.legacyIndList(), 0, 499).Result()
+		ids, next, err := rangePage(ctx, s.c, s.legacyIndList(), "", token, layoutBatch)
 		if err != nil {
-			return s.fail(ctx, err)
+			return err
 		}
-		if len(ids) == 0 {
-			return nil
-		}
-		for _, id := range ids {
-			var rec record.Individual
-			ok, err := getJSON(ctx, s.c, s.legacyInd(id), &rec)
-			if err != nil {
-				return s.fail(ctx, err)
-			}
-			if ok {
-				if err := s.moveLegacy(ctx, id, &rec); err != nil {
-					return err
+		if len(ids) > 0 {
+			if err := s.moveBatch(ctx, ids, func() error {
+				ok, err := renewLease.Run(ctx, s.c, []string{lease, s.indLayoutMarker()}, holder, layoutLease.Milliseconds()).Bool()
+				if err == nil && !ok {
+					err = errors.New("lost the lease on moving individual enrollments")
 				}
-			}
-			_, err = s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-				p.Del(ctx, s.legacyInd(id))
-				p.ZRem(ctx, s.legacyIndList(), id)
-				if ok {
-					p.Del(ctx, s.legacyThumb(rec.Thumbprint), s.legacyDev(id), s.legacyDev(rec.Device()))
-				}
-				return nil
-			})
-			if err != nil {
-				return s.fail(ctx, err)
-			}
-		}
-	}
-}
-
-// moveLegacy claims and copies one enrollment. A claim another enrollment
-// already uses (data written before the name rule, ADR 17) stays with it:
-// the first to move keeps it, as the old index kept the first.
-func (s *Store) moveLegacy(ctx context.Context, key string, rec *record.Individual) error {
-	for _, c := range s.claimsOf(rec) {
-		if _, _, err := s.claimAll(ctx, key, []claimSpec{c}); err != nil {
-			if fault.KindOf(err) != fault.AlreadyExists {
+				return err
+			}); err != nil {
 				return err
 			}
 		}
+		if next == "" {
+			break
+		}
+		token = next
 	}
-	raw, err := encode(rec)
+	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, s.indLayoutMarker(), "2", 0)
+		p.Del(ctx, s.cfgKey("ind_dev:built"), lease)
+		return nil
+	})
+	return err
+}
+
+// moveBatch moves enrollments of the old layout: claims their values
+// (adopting claims a stopped earlier move made for the same enrollment),
+// lists and writes them unless already written, then deletes the old keys.
+// A name another moved enrollment already claims (data from before the
+// name rule, ADR 17) stays with the first, as the old index kept it. A
+// record that does not decode is left where it is.
+func (s *Store) moveBatch(ctx context.Context, ids []string, renew func() error) error {
+	gets := make([]*goredis.StringCmd, len(ids))
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, id := range ids {
+			gets[i] = p.Get(ctx, s.legacyInd(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return err
+	}
+	type moving struct {
+		id  string
+		raw string
+		rec record.Individual
+	}
+	var batch []moving
+	var gone []string // listed, but the record is absent
+	for i, g := range gets {
+		raw, err := g.Result()
+		if errors.Is(err, goredis.Nil) {
+			gone = append(gone, ids[i])
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		m := moving{id: ids[i], raw: raw}
+		if decodeString(raw, &m.rec) != nil {
+			continue
+		}
+		batch = append(batch, m)
+	}
+	if err := renew(); err != nil {
+		return err
+	}
+	now := time.Now()
+	_, err = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, m := range batch {
+			for _, c := range s.claimsOf(&m.rec) {
+				acquireClaim.Eval(ctx, p, []string{c.key}, m.id, newClaimValue(m.id, now), "1")
+			}
+			p.ZAdd(ctx, s.indList(indBucket(m.id)), goredis.Z{Member: m.id})
+			p.SetNX(ctx, s.indKey(m.id), m.raw, 0)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	_, err = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.SetNX(ctx, s.indKey(key), raw, 0)
-		p.ZAdd(ctx, s.indList(indBucket(key)), goredis.Z{Member: key})
-		p.IncrBy(ctx, s.indVersion(), versionStep())
+		for _, m := range batch {
+			p.Del(ctx, s.legacyInd(m.id), s.legacyThumb(m.rec.Thumbprint), s.legacyDev(m.id), s.legacyDev(m.rec.Device()))
+			p.ZRem(ctx, s.legacyIndList(), m.id)
+		}
+		for _, id := range gone {
+			p.ZRem(ctx, s.legacyIndList(), id)
+		}
 		return nil
 	})
-	return s.fail(ctx, err)
+	return err
 }

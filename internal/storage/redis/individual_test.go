@@ -284,7 +284,7 @@ func TestLegacyIndividualsMoved(t *testing.T) {
 	if errA != nil || errB != nil {
 		t.Fatalf("first use: %v, %v", errA, errB)
 	}
-	if old, _ := c.Keys(ctx, "{zt:cfg}:ind*").Result(); len(old) != 2 { // the version and the layout marker
+	if old, _ := c.Keys(ctx, "{zt:cfg}:ind*").Result(); len(old) != 1 { // the layout marker
 		t.Fatalf("left in the configuration slot: %d keys, e.g. %q", len(old), old[:min(3, len(old))])
 	}
 	for _, i := range []int{0, 1, 599, 1199} {
@@ -357,4 +357,222 @@ func TestIndividualsSpreadOverCluster(t *testing.T) {
 		}
 	}
 	t.Logf("keys per master: %v", sizes)
+}
+
+// pauser blocks the first command (or pipeline holding one) that match
+// accepts, after it ran, until resume is closed.
+type pauser struct {
+	match           func(goredis.Cmder) bool
+	once            sync.Once
+	reached, resume chan struct{}
+}
+
+func newPauser(match func(goredis.Cmder) bool) *pauser {
+	return &pauser{match: match, reached: make(chan struct{}), resume: make(chan struct{})}
+}
+
+func (p *pauser) hit(cmds ...goredis.Cmder) bool {
+	for _, c := range cmds {
+		if p.match(c) {
+			first := false
+			p.once.Do(func() { first = true })
+			return first
+		}
+	}
+	return false
+}
+
+func (p *pauser) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (p *pauser) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		if p.hit(cmd) {
+			close(p.reached)
+			<-p.resume
+		}
+		return err
+	}
+}
+func (p *pauser) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		err := next(ctx, cmds)
+		if p.hit(cmds...) {
+			close(p.reached)
+			<-p.resume
+		}
+		return err
+	}
+}
+
+// replayer runs the first command match accepts twice, as go-redis does
+// when a reply is lost to a read timeout (it retries once).
+type replayer struct {
+	match func(goredis.Cmder) bool
+	once  sync.Once
+}
+
+func (r *replayer) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (r *replayer) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+func (r *replayer) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if r.match(cmd) {
+			twice := false
+			r.once.Do(func() { twice = true })
+			if twice {
+				_ = next(ctx, cmd) // applied; its reply is lost
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func openHooked(t *testing.T, addr string, h goredis.Hook) *redis.Store {
+	t.Helper()
+	s, err := redis.Open(redis.Options{Addrs: []string{addr}, KeyPrefix: "zt", Hook: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func isRecordSet(c goredis.Cmder) bool {
+	return c.Name() == "set" && len(c.Args()) > 1 && strings.HasSuffix(fmt.Sprint(c.Args()[1]), "}:ind")
+}
+
+// wantHeld checks that every value of victim's enrollment is held: its
+// names are reserved, its thumbprint finds it, and no other enrollment
+// can take either.
+func wantHeld(t *testing.T, s *redis.Store, regID, devID, credential string) {
+	t.Helper()
+	ctx := t.Context()
+	for _, name := range []string{regID, strings.ToUpper(devID)} {
+		if held, err := s.ReservedByIndividual(ctx, name); err != nil || !held {
+			t.Fatalf("ReservedByIndividual(%q) = %v, %v", name, held, err)
+		}
+	}
+	if got, err := s.FindIndividualByThumbprint(ctx, enrollment.Thumbprint([]byte(credential))); err != nil || !strings.EqualFold(got.RegistrationID, regID) {
+		t.Fatalf("FindIndividualByThumbprint = %+v, %v", got, err)
+	}
+	if _, err := s.CreateIndividual(ctx, ind("intruder", regID, "intruder")); fault.KindOf(err) != fault.AlreadyExists {
+		t.Fatalf("another enrollment with the name as its device ID: %v", err)
+	}
+	if _, err := s.CreateIndividual(ctx, ind("twin", "", credential)); fault.KindOf(err) != fault.AlreadyExists {
+		t.Fatalf("another enrollment with the credential: %v", err)
+	}
+}
+
+// TestStalledCreateCannotWriteUnclaimed (review finding): a create of K
+// that stalls between its claims and its write, while a retry of it and
+// a delete run, never leaves K written without its claims: the retry is
+// refused while the stalled create's claims are fresh.
+func TestStalledCreateCannotWriteUnclaimed(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	p := newPauser(func(c goredis.Cmder) bool { return c.Name() == "evalsha" || c.Name() == "eval" })
+	a := openHooked(t, srv.Addr(), p)
+	b := openHooked(t, srv.Addr(), nil)
+	e := func() *enrollment.Individual { return ind("victim", "victim-dev", "victim-cert") }
+	var errA error
+	done := make(chan struct{})
+	go func() { _, errA = a.CreateIndividual(ctx, e()); close(done) }()
+	select {
+	case <-p.reached: // a holds its claims
+	case <-done:
+		t.Fatalf("the create ended before its claims: %v", errA)
+	}
+	if _, err := b.CreateIndividual(ctx, e()); fault.KindOf(err) != fault.AlreadyExists || !strings.Contains(err.Error(), "being enrolled") {
+		t.Fatalf("a second create while the first holds the claims: %v, want AlreadyExists (being enrolled)", err)
+	}
+	if err := b.DeleteIndividual(ctx, "victim", ""); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("delete: %v", err)
+	}
+	close(p.resume)
+	<-done
+	if errA != nil {
+		t.Fatalf("the stalled create: %v", errA)
+	}
+	wantHeld(t, b, "victim", "victim-dev", "victim-cert")
+}
+
+// TestRetriedWriteFindsItself (review finding): a create whose record
+// write was applied but whose reply was lost (go-redis retries it once)
+// succeeds, listed and holding its claims, instead of reporting
+// AlreadyExists and releasing them.
+func TestRetriedWriteFindsItself(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	s := openHooked(t, srv.Addr(), &replayer{match: isRecordSet})
+	if _, err := s.CreateIndividual(ctx, ind("orphan", "orphan-dev", "orphan-cert")); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	list, _, err := s.ListIndividuals(ctx, enrollment.Page{Limit: 10})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("listed %d, %v", len(list), err)
+	}
+	wantHeld(t, s, "orphan", "orphan-dev", "orphan-cert")
+	// A retried claim script finds its own value too.
+	r := openHooked(t, srv.Addr(), &replayer{match: func(c goredis.Cmder) bool { return c.Name() == "evalsha" || c.Name() == "eval" }})
+	if _, err := r.CreateIndividual(ctx, ind("again", "", "again-cert")); err != nil {
+		t.Fatalf("create with a retried claim: %v", err)
+	}
+}
+
+// TestStalledMoveCannotResurrect (review finding): a replica that stalls
+// while moving old enrollments loses its lease; another finishes the
+// move, an operator deletes an enrollment and enrolls its certificate
+// again under another ID; the stalled mover then writes nothing.
+func TestStalledMoveCannotResurrect(t *testing.T) {
+	defer redis.SetLayoutLease(300 * time.Millisecond)()
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	e := ind("Legacy-X", "", "legacy-x")
+	raw, err := json.Marshal(record.FromIndividual(e, "etag-x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.TxPipelined(ctx, func(pl goredis.Pipeliner) error {
+		pl.Set(ctx, "{zt:cfg}:ind:legacy-x", raw, 0)
+		pl.ZAdd(ctx, "{zt:cfg}:inds", goredis.Z{Member: "legacy-x"})
+		pl.Set(ctx, "{zt:cfg}:ind_thumb:"+e.Thumbprint, "legacy-x", 0)
+		pl.Set(ctx, "{zt:cfg}:ind_dev:legacy-x", "legacy-x", 0)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPauser(func(cmd goredis.Cmder) bool {
+		return cmd.Name() == "get" && len(cmd.Args()) > 1 && cmd.Args()[1] == "{zt:cfg}:ind:legacy-x"
+	})
+	a := openHooked(t, srv.Addr(), p)
+	b := openHooked(t, srv.Addr(), nil)
+	done := make(chan struct{})
+	var errA error
+	go func() { _, errA = a.GetIndividual(ctx, "nothing"); close(done) }()
+	select {
+	case <-p.reached: // a holds the lease, has read the old record
+	case <-done:
+		t.Fatalf("a ended first: %v", errA)
+	}
+	if _, err := b.GetIndividual(ctx, "legacy-x"); err != nil { // b moves it once a's lease lapses
+		t.Fatalf("b's move: %v", err)
+	}
+	if err := b.DeleteIndividual(ctx, "legacy-x", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateIndividual(ctx, ind("new-y", "", "legacy-x")); err != nil {
+		t.Fatal(err)
+	}
+	close(p.resume)
+	<-done
+	if _, err := b.GetIndividual(ctx, "legacy-x"); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("the deleted enrollment after the stalled move: %v, want NotFound", err)
+	}
+	if got, err := a.FindIndividualByThumbprint(ctx, e.Thumbprint); err != nil || got.RegistrationID != "new-y" {
+		t.Fatalf("the certificate's enrollment: %+v, %v", got, err)
+	}
 }

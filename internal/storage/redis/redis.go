@@ -80,6 +80,8 @@ type Store struct {
 	// layout of individual.go (ensureLayout, under indLayoutMu).
 	indLayoutReady atomic.Bool
 	indLayoutMu    sync.Mutex
+	indMoving      chan struct{} // closed when the running move ends
+	indMoveErr     error         // the last move's failure
 	// attemptsTTL is the failed-attempt log's retention (attempts.go).
 	attemptsTTL atomic.Int64
 	// The relayer (events.go): writes queue their outboxes on relayQ.
