@@ -323,6 +323,11 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 		s.unlist(ctx, key)
 		return "", err
 	}
+	if err := ctx.Err(); err != nil { // not sent: undo
+		s.release(ctx, made)
+		s.unlist(ctx, key)
+		return "", err
+	}
 	set, err := s.c.SetNX(ctx, s.indKey(key), raw, 0).Result()
 	if err != nil {
 		return "", s.fail(ctx, err) // claims and entry stay: the write may have landed
@@ -634,6 +639,17 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 			})
 			return err
 		}, rkey)
+		if err != nil && fault.KindOf(err) == fault.Unavailable {
+			// The write may have landed with its reply lost: if it did,
+			// the claims are the enrollment's now.
+			rec, rerr := s.loadInd(context.WithoutCancel(ctx), s.c, key)
+			switch {
+			case rerr != nil:
+				return "", err // unknown: the new claim stays, and lapses unused
+			case rec != nil && rec.Etag == etag:
+				err = nil
+			}
+		}
 		if err != nil || changed {
 			s.release(ctx, made)
 			if err != nil {
@@ -800,6 +816,7 @@ return 1
 func (s *Store) moveLayout(ctx context.Context) error {
 	lease := s.cfgKey("ind:moving")
 	holder := newEtag()
+	var renewed time.Time
 	for {
 		n, err := s.c.Exists(ctx, s.indLayoutMarker()).Result()
 		if err != nil {
@@ -821,6 +838,20 @@ func (s *Store) moveLayout(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	// Hand the lease back however the move ends, so that another replica
+	// (or this one, on the next request) need not wait for it to lapse.
+	defer func() {
+		_ = releaseClaim.Run(context.WithoutCancel(ctx), s.c, []string{lease}, holder).Err()
+	}()
+	renew := func() error {
+		at := time.Now()
+		ok, err := renewLease.Run(ctx, s.c, []string{lease, s.indLayoutMarker()}, holder, layoutLease.Milliseconds()).Bool()
+		if err == nil && !ok {
+			err = errLostLease
+		}
+		renewed = at
+		return err
+	}
 	token := ""
 	for {
 		ids, next, err := rangePage(ctx, s.c, s.legacyIndList(), "", token, layoutBatch)
@@ -828,12 +859,13 @@ func (s *Store) moveLayout(ctx context.Context) error {
 			return err
 		}
 		if len(ids) > 0 {
-			if err := s.moveBatch(ctx, ids, func() error {
-				ok, err := renewLease.Run(ctx, s.c, []string{lease, s.indLayoutMarker()}, holder, layoutLease.Milliseconds()).Bool()
-				if err == nil && !ok {
-					err = errors.New("lost the lease on moving individual enrollments")
+			if err := s.moveBatch(ctx, ids, renew, func() error {
+				// A mover that stalled since it renewed may have lost the
+				// lease to another that finished: it writes nothing.
+				if time.Since(renewed) > layoutLease/2 {
+					return errLostLease
 				}
-				return err
+				return nil
 			}); err != nil {
 				return err
 			}
@@ -843,13 +875,23 @@ func (s *Store) moveLayout(ctx context.Context) error {
 		}
 		token = next
 	}
-	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Set(ctx, s.indLayoutMarker(), "2", 0)
-		p.Del(ctx, s.cfgKey("ind_dev:built"), lease)
-		return nil
-	})
+	ok, err := finishMove.Run(ctx, s.c, []string{lease, s.indLayoutMarker(), s.cfgKey("ind_dev:built")}, holder).Bool()
+	if err == nil && !ok {
+		err = errLostLease
+	}
 	return err
 }
+
+var errLostLease = errors.New("lost the lease on moving individual enrollments")
+
+// finishMove marks the move done if this mover (ARGV[1]) still holds the
+// lease, and drops the lease and the old index's marker.
+var finishMove = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], '2')
+redis.call('DEL', KEYS[1], KEYS[3])
+return 1
+`)
 
 // moveBatch moves enrollments of the old layout: claims their values
 // (adopting claims a stopped earlier move made for the same enrollment),
@@ -857,7 +899,7 @@ func (s *Store) moveLayout(ctx context.Context) error {
 // A name another moved enrollment already claims (data from before the
 // name rule, ADR 17) stays with the first, as the old index kept it. A
 // record that does not decode is left where it is.
-func (s *Store) moveBatch(ctx context.Context, ids []string, renew func() error) error {
+func (s *Store) moveBatch(ctx context.Context, ids []string, renew, stillHeld func() error) error {
 	gets := make([]*goredis.StringCmd, len(ids))
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, id := range ids {
@@ -894,6 +936,9 @@ func (s *Store) moveBatch(ctx context.Context, ids []string, renew func() error)
 		return err
 	}
 	now := time.Now()
+	if err := stillHeld(); err != nil {
+		return err
+	}
 	_, err = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, m := range batch {
 			for _, c := range s.claimsOf(&m.rec) {

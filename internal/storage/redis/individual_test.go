@@ -3,11 +3,13 @@ package redis_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -413,7 +415,16 @@ type replayer struct {
 
 func (r *replayer) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 func (r *replayer) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		if slices.ContainsFunc(cmds, r.match) {
+			twice := false
+			r.once.Do(func() { twice = true })
+			if twice {
+				_ = next(ctx, cmds) // applied; its replies are lost
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 func (r *replayer) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
@@ -471,7 +482,9 @@ func wantHeld(t *testing.T, s *redis.Store, regID, devID, credential string) {
 func TestStalledCreateCannotWriteUnclaimed(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	ctx := t.Context()
-	p := newPauser(func(c goredis.Cmder) bool { return c.Name() == "evalsha" || c.Name() == "eval" })
+	p := newPauser(func(c goredis.Cmder) bool {
+		return (c.Name() == "evalsha" || c.Name() == "eval") && strings.Contains(fmt.Sprint(c.Args()), "{zt:t:")
+	})
 	a := openHooked(t, srv.Addr(), p)
 	b := openHooked(t, srv.Addr(), nil)
 	e := func() *enrollment.Individual { return ind("victim", "victim-dev", "victim-cert") }
@@ -514,10 +527,13 @@ func TestRetriedWriteFindsItself(t *testing.T) {
 	}
 	wantHeld(t, s, "orphan", "orphan-dev", "orphan-cert")
 	// A retried claim script finds its own value too.
-	r := openHooked(t, srv.Addr(), &replayer{match: func(c goredis.Cmder) bool { return c.Name() == "evalsha" || c.Name() == "eval" }})
+	r := openHooked(t, srv.Addr(), &replayer{match: func(c goredis.Cmder) bool {
+		return (c.Name() == "evalsha" || c.Name() == "eval") && strings.Contains(fmt.Sprint(c.Args()), "{zt:t:")
+	}})
 	if _, err := r.CreateIndividual(ctx, ind("again", "", "again-cert")); err != nil {
 		t.Fatalf("create with a retried claim: %v", err)
 	}
+	wantHeld(t, r, "again", "again", "again-cert")
 }
 
 // TestStalledMoveCannotResurrect (review finding): a replica that stalls
@@ -574,5 +590,161 @@ func TestStalledMoveCannotResurrect(t *testing.T) {
 	}
 	if got, err := a.FindIndividualByThumbprint(ctx, e.Thumbprint); err != nil || got.RegistrationID != "new-y" {
 		t.Fatalf("the certificate's enrollment: %+v, %v", got, err)
+	}
+}
+
+// hookFn is a go-redis hook made of functions.
+type hookFn struct {
+	proc func(next goredis.ProcessHook) goredis.ProcessHook
+	pipe func(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook
+}
+
+func (h *hookFn) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h *hookFn) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	if h.proc == nil {
+		return next
+	}
+	return h.proc(next)
+}
+func (h *hookFn) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	if h.pipe == nil {
+		return next
+	}
+	return h.pipe(next)
+}
+
+func putLegacy(t *testing.T, c *goredis.Client, e *enrollment.Individual) {
+	t.Helper()
+	ctx := t.Context()
+	raw, err := json.Marshal(record.FromIndividual(e, "etag-"+e.RegistrationID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := enrollment.Key(e.RegistrationID)
+	_, err = c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, "{zt:cfg}:ind:"+key, raw, 0)
+		p.ZAdd(ctx, "{zt:cfg}:inds", goredis.Z{Member: key})
+		p.Set(ctx, "{zt:cfg}:ind_thumb:"+e.Thumbprint, key, 0)
+		p.Set(ctx, "{zt:cfg}:ind_dev:"+enrollment.Key(e.EffectiveDeviceID()), key, 0)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUpdateWithLostReplyKeepsItsClaim (second review): an update that
+// moves the device ID, applied but with its reply lost, reports success
+// and keeps the new device ID's claim.
+func TestUpdateWithLostReplyKeepsItsClaim(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	var armed atomic.Bool
+	s := openHooked(t, srv.Addr(), &hookFn{pipe: func(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+		return func(ctx context.Context, cmds []goredis.Cmder) error {
+			err := next(ctx, cmds)
+			if slices.ContainsFunc(cmds, isRecordSet) && armed.CompareAndSwap(true, false) {
+				return errors.New("read tcp: i/o timeout") // applied, reply lost
+			}
+			return err
+		}
+	}})
+	if _, err := s.CreateIndividual(ctx, ind("victim", "dev-1", "victim")); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.GetIndividual(ctx, "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.DeviceID = "dev-2"
+	armed.Store(true)
+	if _, err := s.UpdateIndividual(ctx, e); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if armed.Load() {
+		t.Fatal("the reply was not lost")
+	}
+	wantHeld(t, s, "victim", "dev-2", "victim")
+	if held, err := s.ReservedByIndividual(ctx, "dev-1"); err != nil || held {
+		t.Fatalf("the old device ID: reserved = %v, %v", held, err)
+	}
+}
+
+// TestMoverStalledAfterRenewingWritesNothing (second review): a mover
+// that renewed its lease, then stalled past it while another finished
+// the move and an enrollment was deleted, writes nothing when it wakes.
+func TestMoverStalledAfterRenewingWritesNothing(t *testing.T) {
+	defer redis.SetLayoutLease(300 * time.Millisecond)()
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	e := ind("Legacy-X", "", "legacy-x")
+	putLegacy(t, c, e)
+	reached, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a := openHooked(t, srv.Addr(), &hookFn{proc: func(next goredis.ProcessHook) goredis.ProcessHook {
+		return func(ctx context.Context, cmd goredis.Cmder) error {
+			err := next(ctx, cmd)
+			if (cmd.Name() == "evalsha" || cmd.Name() == "eval") && strings.Contains(fmt.Sprint(cmd.Args()), "{zt:cfg}:ind:moving") {
+				if v, _ := cmd.(*goredis.Cmd).Int64(); v == 1 {
+					once.Do(func() { close(reached); <-resume })
+				}
+			}
+			return err
+		}
+	}})
+	b := openHooked(t, srv.Addr(), nil)
+	done := make(chan struct{})
+	go func() { _, _ = a.GetIndividual(ctx, "nothing"); close(done) }()
+	<-reached                                                   // a renewed its lease; its writes are not sent yet
+	if _, err := b.GetIndividual(ctx, "legacy-x"); err != nil { // once a's lease lapses
+		t.Fatalf("b's move: %v", err)
+	}
+	if err := b.DeleteIndividual(ctx, "legacy-x", ""); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	<-done
+	if _, err := b.GetIndividual(ctx, "legacy-x"); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("the deleted enrollment after the stalled mover woke: %v, want NotFound", err)
+	}
+	if _, err := b.FindIndividualByThumbprint(ctx, e.Thumbprint); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("its certificate after the stalled mover woke: %v, want NotFound", err)
+	}
+}
+
+// TestFailedMoveHandsBackItsLease (second review): a move that fails on a
+// transient error releases its lease, so another replica (or the next
+// request) moves the enrollments at once rather than after the lease.
+func TestFailedMoveHandsBackItsLease(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	putLegacy(t, c, ind("Legacy-Y", "", "legacy-y"))
+	var fail atomic.Bool
+	fail.Store(true)
+	a := openHooked(t, srv.Addr(), &hookFn{pipe: func(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+		return func(ctx context.Context, cmds []goredis.Cmder) error {
+			if slices.ContainsFunc(cmds, func(c goredis.Cmder) bool { return c.Name() == "zadd" }) && fail.Load() {
+				return errors.New("dial tcp: connection refused")
+			}
+			return next(ctx, cmds)
+		}
+	}})
+	if _, err := a.GetIndividual(ctx, "legacy-y"); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("the request whose move failed: %v, want Unavailable", err)
+	}
+	fail.Store(false)
+	if n, err := c.Exists(ctx, "{zt:cfg}:ind:moving").Result(); err != nil || n != 0 {
+		t.Fatalf("the failed move's lease is still held (%d, %v)", n, err)
+	}
+	b := openAt(t, []string{srv.Addr()}, false, "zt")
+	if _, err := b.GetIndividual(ctx, "legacy-y"); err != nil {
+		t.Fatalf("another replica after the failure: %v", err)
+	}
+	if _, err := a.GetIndividual(ctx, "legacy-y"); err != nil {
+		t.Fatalf("the same replica after the failure: %v", err)
 	}
 }
