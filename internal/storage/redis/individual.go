@@ -541,30 +541,17 @@ func (s *Store) mergeBuckets(ctx context.Context, start string, limit int) ([]st
 // loadInds reads enrollments in one pipeline (they live in different
 // slots), skipping any that vanished.
 func (s *Store) loadInds(ctx context.Context, keys []string) ([]*record.Individual, error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	cmds := make([]*goredis.StringCmd, len(keys))
-	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, s.indKey(k))
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, s.fail(ctx, err)
+	vals, err := s.getAll(ctx, keys, s.indKey)
+	if err != nil {
+		return nil, err
 	}
 	var out []*record.Individual
-	for _, c := range cmds {
-		str, err := c.Result()
-		if errors.Is(err, goredis.Nil) {
+	for _, v := range vals {
+		if v == nil {
 			continue
 		}
-		if err != nil {
-			return nil, s.fail(ctx, err)
-		}
 		var rec record.Individual
-		if err := decodeString(str, &rec); err != nil {
+		if err := decodeString(*v, &rec); err != nil {
 			return nil, err
 		}
 		out = append(out, &rec)
@@ -612,19 +599,7 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 			}
 		}
 		etag := newEtag()
-		changed := false // the enrollment changed since it was read: start again
-		err = s.watch(ctx, func(tx *goredis.Tx) error {
-			rec, err := s.loadInd(ctx, tx, key)
-			if err != nil {
-				return err
-			}
-			if rec == nil {
-				return fault.NotFoundf("%s %q not found", indWhat, key)
-			}
-			if rec.Etag != cur.Etag {
-				changed = true
-				return nil
-			}
+		changed, err := s.writeUnchanged(ctx, key, cur.Etag, func(rec *record.Individual, p goredis.Pipeliner) error {
 			if !stamped.IsZero() && time.Since(stamped) > claimFreshFor {
 				return fault.New(fault.Unavailable, fault.StoreUnavailable, "the update took too long; retry")
 			}
@@ -633,12 +608,9 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 			if err != nil {
 				return err
 			}
-			_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-				p.Set(ctx, rkey, raw, 0)
-				return nil
-			})
-			return err
-		}, rkey)
+			p.Set(ctx, rkey, raw, 0)
+			return nil
+		})
 		if err != nil && fault.KindOf(err) == fault.Unavailable {
 			// The write may have landed with its reply lost: if it did,
 			// the claims are the enrollment's now.
@@ -663,6 +635,28 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 		return etag, nil
 	}
 	return "", fault.New(fault.Unavailable, fault.StoreUnavailable, "too much contention on enrollment %q; retry", key)
+}
+
+// writeUnchanged queues write's commands in a transaction on key's
+// enrollment if its etag is still was; changed reports that it is not
+// (the caller starts again). An error from write sends nothing.
+func (s *Store) writeUnchanged(ctx context.Context, key, was string, write func(rec *record.Individual, p goredis.Pipeliner) error) (changed bool, err error) {
+	err = s.watch(ctx, func(tx *goredis.Tx) error {
+		rec, err := s.loadInd(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return fault.NotFoundf("%s %q not found", indWhat, key)
+		}
+		if rec.Etag != was {
+			changed = true
+			return nil
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error { return write(rec, p) })
+		return err
+	}, s.indKey(key))
+	return changed, err
 }
 
 // DeleteIndividual implements enrollment.IndividualStore: delete the
@@ -705,25 +699,10 @@ func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag strin
 				mine = append(mine, held[i])
 			}
 		}
-		changed := false
-		err = s.watch(ctx, func(tx *goredis.Tx) error {
-			rec, err := s.loadInd(ctx, tx, key)
-			if err != nil {
-				return err
-			}
-			if rec == nil {
-				return fault.NotFoundf("%s %q not found", indWhat, key)
-			}
-			if rec.Etag != cur.Etag {
-				changed = true
-				return nil
-			}
-			_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-				p.Del(ctx, rkey)
-				return nil
-			})
-			return err
-		}, rkey)
+		changed, err := s.writeUnchanged(ctx, key, cur.Etag, func(_ *record.Individual, p goredis.Pipeliner) error {
+			p.Del(ctx, rkey)
+			return nil
+		})
 		if err != nil {
 			return err
 		}

@@ -256,21 +256,7 @@ func TestLegacyIndividualsMoved(t *testing.T) {
 		if i%3 == 0 {
 			e.DeviceID = fmt.Sprintf("sensor-%04d", i)
 		}
-		raw, err := json.Marshal(record.FromIndividual(e, fmt.Sprintf("etag-%d", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		key := enrollment.Key(e.RegistrationID)
-		_, err = c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.Set(ctx, "{zt:cfg}:ind:"+key, raw, 0)
-			p.ZAdd(ctx, "{zt:cfg}:inds", goredis.Z{Member: key})
-			p.Set(ctx, "{zt:cfg}:ind_thumb:"+e.Thumbprint, key, 0)
-			p.Set(ctx, "{zt:cfg}:ind_dev:"+enrollment.Key(e.EffectiveDeviceID()), key, 0)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		putLegacy(t, c, e)
 	}
 	if err := c.Set(ctx, "{zt:cfg}:ind_dev:built", "1", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -292,7 +278,7 @@ func TestLegacyIndividualsMoved(t *testing.T) {
 	for _, i := range []int{0, 1, 599, 1199} {
 		id := fmt.Sprintf("Legacy-%04d", i)
 		got, err := a.FindIndividualByThumbprint(ctx, enrollment.Thumbprint(fmt.Appendf(nil, "legacy-%d", i)))
-		if err != nil || got.RegistrationID != id || got.Etag != fmt.Sprintf("etag-%d", i) {
+		if err != nil || got.RegistrationID != id || got.Etag != "etag-"+id {
 			t.Fatalf("%s by thumbprint: %+v, %v", id, got, err)
 		}
 		name := id

@@ -459,20 +459,56 @@ func (s *Store) pageAcrossShards(ctx context.Context, token string, limit int) (
 // loadDevices reads registrations in one pipeline (they live in different
 // slots); absent ones come back nil.
 func (s *Store) loadDevices(ctx context.Context, keys []string) ([]*device, error) {
+	vals, err := s.getAll(ctx, keys, s.regKey)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*device, len(keys))
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
+		if out[i], err = decodeDevice(*v); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// getAll reads the keys that name gives keys: one MGET on a single
+// server, a pipeline on a cluster (they are in different slots: one batch
+// per node); absent ones come back nil.
+func (s *Store) getAll(ctx context.Context, keys []string, name func(string) string) ([]*string, error) {
 	if len(keys) == 0 {
 		return nil, nil
+	}
+	out := make([]*string, len(keys))
+	if _, cluster := s.c.(*goredis.ClusterClient); !cluster {
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = name(k)
+		}
+		vals, err := s.c.MGet(ctx, names...).Result()
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		for i, v := range vals {
+			if str, ok := v.(string); ok {
+				out[i] = &str
+			}
+		}
+		return out, nil
 	}
 	cmds := make([]*goredis.StringCmd, len(keys))
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = p.Get(ctx, s.regKey(k))
+			cmds[i] = p.Get(ctx, name(k))
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, s.fail(ctx, err)
 	}
-	out := make([]*device, len(keys))
 	for i, c := range cmds {
 		v, err := c.Result()
 		if errors.Is(err, goredis.Nil) {
@@ -481,9 +517,7 @@ func (s *Store) loadDevices(ctx context.Context, keys []string) ([]*device, erro
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
-		if out[i], err = decodeDevice(v); err != nil {
-			return nil, err
-		}
+		out[i] = &v
 	}
 	return out, nil
 }
