@@ -611,15 +611,18 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 			p.Set(ctx, rkey, raw, 0)
 			return nil
 		})
-		if err != nil && fault.KindOf(err) == fault.Unavailable {
-			// The write may have landed with its reply lost: if it did,
-			// the claims are the enrollment's now.
+		if err != nil {
+			// The write may have landed with its reply lost (a timeout, or
+			// the caller gone): the claim stays while the enrollment uses
+			// its value, whoever wrote it.
 			rec, rerr := s.loadInd(context.WithoutCancel(ctx), s.c, key)
 			switch {
 			case rerr != nil:
-				return "", err // unknown: the new claim stays, and lapses unused
+				return "", err // unknown: the new claim stays, and lapses if unused
 			case rec != nil && rec.Etag == etag:
-				err = nil
+				err = nil // it landed
+			case len(made) > 0 && s.devClaim(newDev).usedBy(rec):
+				return "", err
 			}
 		}
 		if err != nil || changed {

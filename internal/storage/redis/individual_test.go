@@ -656,6 +656,40 @@ func TestUpdateWithLostReplyKeepsItsClaim(t *testing.T) {
 	}
 }
 
+// TestCancelledUpdateKeepsItsClaim (third review): an update applied
+// while its caller went away (the reply lost to a cancelled context, not
+// a timeout) keeps the new device ID's claim.
+func TestCancelledUpdateKeepsItsClaim(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	var armed atomic.Bool
+	var cancel context.CancelFunc
+	s := openHooked(t, srv.Addr(), &hookFn{pipe: func(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+		return func(ctx context.Context, cmds []goredis.Cmder) error {
+			err := next(ctx, cmds)
+			if slices.ContainsFunc(cmds, isRecordSet) && armed.CompareAndSwap(true, false) {
+				cancel()
+				return context.Canceled
+			}
+			return err
+		}
+	}})
+	if _, err := s.CreateIndividual(ctx, ind("victim", "dev-1", "victim")); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.GetIndividual(ctx, "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.DeviceID = "dev-2"
+	uctx, c := context.WithCancel(ctx)
+	defer c()
+	cancel = c
+	armed.Store(true)
+	_, _ = s.UpdateIndividual(uctx, e) // succeeded or cancelled: either way dev-2 is held
+	wantHeld(t, s, "victim", "dev-2", "victim")
+}
+
 // TestMoverStalledAfterRenewingWritesNothing (second review): a mover
 // that renewed its lease, then stalled past it while another finished
 // the move and an enrollment was deleted, writes nothing when it wakes.
