@@ -533,20 +533,7 @@ func TestStalledMoveCannotResurrect(t *testing.T) {
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	e := ind("Legacy-X", "", "legacy-x")
-	raw, err := json.Marshal(record.FromIndividual(e, "etag-x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.TxPipelined(ctx, func(pl goredis.Pipeliner) error {
-		pl.Set(ctx, "{zt:cfg}:ind:legacy-x", raw, 0)
-		pl.ZAdd(ctx, "{zt:cfg}:inds", goredis.Z{Member: "legacy-x"})
-		pl.Set(ctx, "{zt:cfg}:ind_thumb:"+e.Thumbprint, "legacy-x", 0)
-		pl.Set(ctx, "{zt:cfg}:ind_dev:legacy-x", "legacy-x", 0)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	putLegacy(t, c, e)
 	p := newPauser(func(cmd goredis.Cmder) bool {
 		return cmd.Name() == "get" && len(cmd.Args()) > 1 && cmd.Args()[1] == "{zt:cfg}:ind:legacy-x"
 	})
