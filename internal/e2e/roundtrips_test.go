@@ -148,8 +148,9 @@ func TestRoundTripsPerRegistration(t *testing.T) {
 // A chain nobody trusts that names another device's registration ID is
 // refused, leaves that registration as it was and counts nothing against
 // it; a trusted group device that names an ID an individual enrollment
-// reserves is refused with the ownership reason (the reservation read
-// ahead is the one checked), and nothing is written.
+// reserves, as registration ID or as device ID, is refused with the
+// ownership reason (the reservation read ahead is the one checked), and
+// nothing is written.
 func TestReadAheadGivesNothingAway(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	st, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
@@ -208,6 +209,20 @@ func TestReadAheadGivesNothingAway(t *testing.T) {
 		t.Fatalf("a group device taking a reserved ID: %v", err)
 	}
 	if _, err := st.GetRegistration(t.Context(), "reserved-1"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("the refused device was written: %v", err)
+	}
+
+	// A trusted group device naming another individual enrollment's device
+	// ID (its name claim is owned under another key: the owner's
+	// enrollment is read to confirm it).
+	if _, err := pb.NewEnrollmentServiceClient(e.admin).CreateEnrollment(e.owner(), &pb.CreateEnrollmentRequest{Enrollment: &pb.Enrollment{
+		RegistrationId: "meter-enrollment", DeviceId: "Meter-7", Sha256Thumbprint: randomThumbprint(t)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.registerGRPC("meter-7", f.device(t, "meter-7"), f.inter.Cert); reasonOf(t, err) != "REGISTRATION_ID_OWNED" {
+		t.Fatalf("a group device taking an individual enrollment's device ID: %v", err)
+	}
+	if _, err := st.GetRegistration(t.Context(), "meter-7"); !errors.Is(err, fault.ErrNotFound) {
 		t.Fatalf("the refused device was written: %v", err)
 	}
 }

@@ -141,11 +141,7 @@ func TestCreateInOneRoundTrip(t *testing.T) {
 // counter without an expiry, counted alone or with the read-ahead.
 func TestRateCountersAlwaysExpire(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openAt(t, []string{srv.Addr()}, false, "zt")
 	ctx := t.Context()
 	past, now := time.Now().Add(-time.Hour), time.Now().Truncate(time.Minute)
 	for want := int64(1); want <= 2; want++ {
@@ -187,11 +183,7 @@ func TestRateCountersAlwaysExpire(t *testing.T) {
 // live identity): then the claim is left to go stale.
 func TestDeviceIDFreedOnceTheDeletionIsLogged(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openAt(t, []string{srv.Addr()}, false, "zt")
 	ctx := t.Context()
 	now := time.Now()
 	create := func(regID, deviceID string) error {

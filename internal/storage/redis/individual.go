@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -129,14 +128,6 @@ func newClaimValue(owner string, at time.Time) string {
 	return owner + "\x00" + strconv.FormatInt(at.UnixMilli(), 36) + "\x00" + hex.EncodeToString(nonce[:])
 }
 
-// parseIndClaim splits a claim's value into its owner and stamp.
-func parseIndClaim(v string) (owner string, at time.Time) {
-	owner, rest, _ := strings.Cut(v, "\x00")
-	ts, _, _ := strings.Cut(rest, "\x00")
-	n, _ := strconv.ParseInt(ts, 36, 64)
-	return owner, time.UnixMilli(n)
-}
-
 var (
 	// acquireClaim takes an absent claim (1), or reports the value of one
 	// held (0, its value). Its own value (a retried call) counts as taken
@@ -168,8 +159,9 @@ if v == ARGV[1] then
 end
 return 0
 `)
-	// releaseClaim deletes a key if its value is still ARGV[1].
-	releaseClaim = goredis.NewScript(`
+	// deleteIfValue deletes a key (a claim, the lease) if its value is
+	// still ARGV[1].
+	deleteIfValue = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -239,7 +231,7 @@ type heldClaim struct{ key, val string }
 // takeOver replaces another owner's claim (its value old) with val if that
 // owner's enrollment does not use it and the claim is stale.
 func (s *Store) takeOver(ctx context.Context, c claimSpec, old, val string) error {
-	owner, at := parseIndClaim(old)
+	owner, at := parseClaim(old)
 	rec, err := s.loadInd(ctx, s.c, owner)
 	if err != nil {
 		return err
@@ -269,7 +261,7 @@ func (s *Store) release(ctx context.Context, claims []heldClaim) {
 	ctx = context.WithoutCancel(ctx)
 	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, c := range claims {
-			releaseClaim.Eval(ctx, p, []string{c.key}, c.val)
+			deleteIfValue.Eval(ctx, p, []string{c.key}, c.val)
 		}
 		return nil
 	})
@@ -301,7 +293,7 @@ func (s *Store) CreateIndividual(ctx context.Context, e *enrollment.Individual) 
 	if err != nil {
 		return "", err
 	}
-	// An existing enrollment is refused before its claims are restamped.
+	// An existing enrollment is refused before anything is written.
 	if n, err := s.c.Exists(ctx, s.indKey(key)).Result(); err != nil {
 		return "", s.fail(ctx, err)
 	} else if n > 0 {
@@ -384,7 +376,7 @@ func (s *Store) ReservedByIndividual(ctx context.Context, name string) (bool, er
 	}
 	// An enrollment under the name holds it, claimed or not; otherwise the
 	// claim's owner, if its enrollment uses the name.
-	owner, _ := parseIndClaim(claim)
+	owner, _ := parseClaim(claim)
 	if own || claim == "" || owner == key {
 		return own, nil
 	}
@@ -427,7 +419,7 @@ func (s *Store) FindIndividualByThumbprint(ctx context.Context, thumbprint strin
 		exists = v != ""
 	}
 	if exists {
-		owner, _ := parseIndClaim(v)
+		owner, _ := parseClaim(v)
 		rec, err := s.loadInd(ctx, s.c, owner)
 		if err != nil {
 			return nil, err
@@ -632,7 +624,7 @@ func (s *Store) UpdateIndividual(ctx context.Context, e *enrollment.Individual) 
 			}
 			continue
 		}
-		if owner, _ := parseIndClaim(oldClaim.val); oldClaim.val != "" && owner == key {
+		if owner, _ := parseClaim(oldClaim.val); oldClaim.val != "" && owner == key {
 			s.release(ctx, []heldClaim{oldClaim})
 		}
 		return etag, nil
@@ -698,7 +690,7 @@ func (s *Store) DeleteIndividual(ctx context.Context, registrationID, etag strin
 				return s.fail(ctx, err)
 			}
 			held[i] = heldClaim{specs[i].key, c.Val()}
-			if owner, _ := parseIndClaim(held[i].val); held[i].val != "" && owner == key {
+			if owner, _ := parseClaim(held[i].val); held[i].val != "" && owner == key {
 				mine = append(mine, held[i])
 			}
 		}
@@ -823,7 +815,7 @@ func (s *Store) moveLayout(ctx context.Context) error {
 	// Hand the lease back however the move ends, so that another replica
 	// (or this one, on the next request) need not wait for it to lapse.
 	defer func() {
-		_ = releaseClaim.Run(context.WithoutCancel(ctx), s.c, []string{lease}, holder).Err()
+		_ = deleteIfValue.Run(context.WithoutCancel(ctx), s.c, []string{lease}, holder).Err()
 	}()
 	renew := func() error {
 		at := time.Now()

@@ -522,50 +522,6 @@ func TestRetriedWriteFindsItself(t *testing.T) {
 	wantHeld(t, r, "again", "again", "again-cert")
 }
 
-// TestStalledMoveCannotResurrect (review finding): a replica that stalls
-// while moving old enrollments loses its lease; another finishes the
-// move, an operator deletes an enrollment and enrolls its certificate
-// again under another ID; the stalled mover then writes nothing.
-func TestStalledMoveCannotResurrect(t *testing.T) {
-	defer redis.SetLayoutLease(300 * time.Millisecond)()
-	srv := redistest.Start(t, redistest.Options{})
-	ctx := t.Context()
-	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
-	defer c.Close()
-	e := ind("Legacy-X", "", "legacy-x")
-	putLegacy(t, c, e)
-	p := newPauser(func(cmd goredis.Cmder) bool {
-		return cmd.Name() == "get" && len(cmd.Args()) > 1 && cmd.Args()[1] == "{zt:cfg}:ind:legacy-x"
-	})
-	a := openHooked(t, srv.Addr(), p)
-	b := openHooked(t, srv.Addr(), nil)
-	done := make(chan struct{})
-	var errA error
-	go func() { _, errA = a.GetIndividual(ctx, "nothing"); close(done) }()
-	select {
-	case <-p.reached: // a holds the lease, has read the old record
-	case <-done:
-		t.Fatalf("a ended first: %v", errA)
-	}
-	if _, err := b.GetIndividual(ctx, "legacy-x"); err != nil { // b moves it once a's lease lapses
-		t.Fatalf("b's move: %v", err)
-	}
-	if err := b.DeleteIndividual(ctx, "legacy-x", ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.CreateIndividual(ctx, ind("new-y", "", "legacy-x")); err != nil {
-		t.Fatal(err)
-	}
-	close(p.resume)
-	<-done
-	if _, err := b.GetIndividual(ctx, "legacy-x"); fault.KindOf(err) != fault.NotFound {
-		t.Fatalf("the deleted enrollment after the stalled move: %v, want NotFound", err)
-	}
-	if got, err := a.FindIndividualByThumbprint(ctx, e.Thumbprint); err != nil || got.RegistrationID != "new-y" {
-		t.Fatalf("the certificate's enrollment: %+v, %v", got, err)
-	}
-}
-
 // hookFn is a go-redis hook made of functions.
 type hookFn struct {
 	proc func(next goredis.ProcessHook) goredis.ProcessHook
@@ -677,47 +633,65 @@ func TestCancelledUpdateKeepsItsClaim(t *testing.T) {
 	wantHeld(t, s, "victim", "dev-2", "victim")
 }
 
-// TestMoverStalledAfterRenewingWritesNothing (second review): a mover
-// that renewed its lease, then stalled past it while another finished
-// the move and an enrollment was deleted, writes nothing when it wakes.
-func TestMoverStalledAfterRenewingWritesNothing(t *testing.T) {
+// TestStalledMoverWritesNothing (first and second reviews): a replica
+// that stalls while moving old enrollments, after reading an old record
+// or after renewing its lease, loses the lease; another finishes the
+// move, an operator deletes an enrollment and enrolls its certificate
+// again under another ID; the stalled mover, when it wakes, writes
+// nothing.
+func TestStalledMoverWritesNothing(t *testing.T) {
 	defer redis.SetLayoutLease(300 * time.Millisecond)()
-	srv := redistest.Start(t, redistest.Options{})
-	ctx := t.Context()
-	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
-	defer c.Close()
-	e := ind("Legacy-X", "", "legacy-x")
-	putLegacy(t, c, e)
-	reached, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	a := openHooked(t, srv.Addr(), &hookFn{proc: func(next goredis.ProcessHook) goredis.ProcessHook {
-		return func(ctx context.Context, cmd goredis.Cmder) error {
-			err := next(ctx, cmd)
-			if (cmd.Name() == "evalsha" || cmd.Name() == "eval") && strings.Contains(fmt.Sprint(cmd.Args()), "{zt:cfg}:ind:moving") {
-				if v, _ := cmd.(*goredis.Cmd).Int64(); v == 1 {
-					once.Do(func() { close(reached); <-resume })
-				}
+	for _, c := range []struct {
+		name  string
+		stall func(goredis.Cmder) bool
+	}{
+		{"after reading an old record", func(cmd goredis.Cmder) bool {
+			return cmd.Name() == "get" && len(cmd.Args()) > 1 && cmd.Args()[1] == "{zt:cfg}:ind:legacy-x"
+		}},
+		{"after renewing its lease", func(cmd goredis.Cmder) bool {
+			if cmd.Name() != "evalsha" && cmd.Name() != "eval" || !strings.Contains(fmt.Sprint(cmd.Args()), "{zt:cfg}:ind:moving") {
+				return false
 			}
-			return err
-		}
-	}})
-	b := openHooked(t, srv.Addr(), nil)
-	done := make(chan struct{})
-	go func() { _, _ = a.GetIndividual(ctx, "nothing"); close(done) }()
-	<-reached                                                   // a renewed its lease; its writes are not sent yet
-	if _, err := b.GetIndividual(ctx, "legacy-x"); err != nil { // once a's lease lapses
-		t.Fatalf("b's move: %v", err)
-	}
-	if err := b.DeleteIndividual(ctx, "legacy-x", ""); err != nil {
-		t.Fatal(err)
-	}
-	close(resume)
-	<-done
-	if _, err := b.GetIndividual(ctx, "legacy-x"); fault.KindOf(err) != fault.NotFound {
-		t.Fatalf("the deleted enrollment after the stalled mover woke: %v, want NotFound", err)
-	}
-	if _, err := b.FindIndividualByThumbprint(ctx, e.Thumbprint); fault.KindOf(err) != fault.NotFound {
-		t.Fatalf("its certificate after the stalled mover woke: %v, want NotFound", err)
+			renewed, _ := cmd.(*goredis.Cmd).Int64()
+			return renewed == 1
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			ctx := t.Context()
+			rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+			defer rc.Close()
+			e := ind("Legacy-X", "", "legacy-x")
+			putLegacy(t, rc, e)
+			p := newPauser(c.stall)
+			a := openHooked(t, srv.Addr(), p)
+			b := openHooked(t, srv.Addr(), nil)
+			done := make(chan struct{})
+			var errA error
+			go func() { _, errA = a.GetIndividual(ctx, "nothing"); close(done) }()
+			select {
+			case <-p.reached: // a holds the lease, and stalls
+			case <-done:
+				t.Fatalf("a ended first: %v", errA)
+			}
+			if _, err := b.GetIndividual(ctx, "legacy-x"); err != nil { // b moves it once a's lease lapses
+				t.Fatalf("b's move: %v", err)
+			}
+			if err := b.DeleteIndividual(ctx, "legacy-x", ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.CreateIndividual(ctx, ind("new-y", "", "legacy-x")); err != nil {
+				t.Fatal(err)
+			}
+			close(p.resume)
+			<-done
+			if _, err := b.GetIndividual(ctx, "legacy-x"); fault.KindOf(err) != fault.NotFound {
+				t.Fatalf("the deleted enrollment after the stalled mover woke: %v, want NotFound", err)
+			}
+			if got, err := a.FindIndividualByThumbprint(ctx, e.Thumbprint); err != nil || got.RegistrationID != "new-y" {
+				t.Fatalf("the certificate's enrollment: %+v, %v", got, err)
+			}
+		})
 	}
 }
 

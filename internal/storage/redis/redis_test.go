@@ -47,11 +47,7 @@ func TestConformanceCluster(t *testing.T) {
 // their expiry, so untaken challenges do not accumulate.
 func TestChallengeKeysExpire(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openAt(t, []string{srv.Addr()}, false, "zt")
 	ctx := context.Background()
 	c := &attestation.Challenge{ID: "c1", RegistrationID: "d", Expires: time.Now().Add(2 * time.Minute)}
 	if err := s.PutChallenge(ctx, c); err != nil {
@@ -65,11 +61,7 @@ func TestChallengeKeysExpire(t *testing.T) {
 
 func TestRateCounter(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	s, err := redis.Open(redis.Options{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openAt(t, []string{srv.Addr()}, false, "zt")
 	ctx := context.Background()
 	start := time.Now().Truncate(time.Minute)
 	for want := int64(1); want <= 3; want++ {

@@ -91,9 +91,11 @@ func hasCert(id *registry.Identity, ref registry.CertRef) bool {
 }
 
 // A claim's value is the holder's registration key and, after a NUL, when
-// it was stamped (Unix milliseconds, base 36).
+// it was stamped (Unix milliseconds, base 36); an enrollment's claim adds
+// a NUL and a nonce (individual.go).
 func parseClaim(v string) (owner string, at time.Time) {
-	owner, ts, _ := strings.Cut(v, "\x00")
+	owner, rest, _ := strings.Cut(v, "\x00")
+	ts, _, _ := strings.Cut(rest, "\x00")
 	n, _ := strconv.ParseInt(ts, 36, 64)
 	return owner, time.UnixMilli(n)
 }
