@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,11 +205,16 @@ func TestMemoryPerDevice(t *testing.T) {
 	})
 	afterX509 := usedMemory(t, s)
 	logX509, eventsX509, eventLenX509 := logUsage(t, c)
-	if eventsX509 != int64(n) {
-		t.Fatalf("%d events in the logs, want %d", eventsX509, n)
+	var want int64 // the 4 shards' logs keep at most the retention each
+	for sh := range 4 {
+		want += min(int64((n-sh+3)/4), registry.DefaultEventRetention)
+	}
+	if eventsX509 != want {
+		t.Fatalf("%d events in the logs, want %d", eventsX509, want)
 	}
 	x509Split := measureSplit(t, c, func(i int) string { return fmt.Sprintf("sensor-%07d", i) }, n,
-		append(append(keysLike(t, c, "zt:ix:shard:*"), keysLike(t, c, "zt:ix:grp:*")...), keysLike(t, c, "zt:ix:crt:*")...))
+		slices.Concat(keysLike(t, c, "zt:ix:shard:*"), keysLike(t, c, "zt:ix:grp:*"), keysLike(t, c, "zt:ix:crt:*"),
+			keysLike(t, c, "zt:ix:pth:*"), keysLike(t, c, "zt:ix:lp:*"), keysLike(t, c, "zt:ix:sub:*"), keysLike(t, c, "zt:ix:kid:*")))
 	x509Split.log, x509Split.eventLen = float64(logX509)/float64(n), eventLenX509
 
 	m := max(1, n/10)
@@ -242,11 +248,13 @@ func TestMemoryPerDevice(t *testing.T) {
 	t.Logf("Redis used_memory per TPM individual device: %.0f bytes over %d (%s)", perTPM, m, tpmSplit)
 	t.Logf("Redis used_memory per individual enrollment: %.0f bytes over %d", perEnrollment, n)
 	t.Logf("log at retention: at most %d events per shard, so %.0f bytes per shard at most; past %d devices per shard the log's share per device falls as retention/devices",
-		registry.DefaultEventRetention, x509Split.log*registry.DefaultEventRetention, registry.DefaultEventRetention)
-	// A regression guard: the 1 KiB aim of issue 17 also needs smaller
-	// index entries and claims (docs/performance.md).
-	if perX509 > 1536 {
-		t.Errorf("%.0f bytes per X.509 device, more than the 1.5 KiB guard", perX509)
+		registry.DefaultEventRetention, float64(logX509)/float64(eventsX509)*registry.DefaultEventRetention, registry.DefaultEventRetention)
+	// A regression guard at any size (issue 17 aims at 1 KiB with the log
+	// at retention: 960 B at 1,000,000 devices on 4 shards; 1,060 B at
+	// 100,000 and 1,226 B at 10,000, where the log keeps every event and
+	// the keyspace's tables weigh more; docs/performance.md).
+	if perX509 > 1300 {
+		t.Errorf("%.0f bytes per X.509 device, more than the 1,300 B guard", perX509)
 	}
 }
 
