@@ -559,4 +559,27 @@ func TestCRLOnRedisReplicas(t *testing.T) {
 	b.assertNoRegistration("other-1")
 	b.waitRevoked("victim-1")
 	a.waitRevoked("victim-1")
+
+	// The root's CRL revokes the intermediate: a device under it, found
+	// through its chain's path (one index member per device on Redis),
+	// is disabled too, and one of another intermediate is not.
+	spare, err := pki.NewCA("Acme Devices Issuing 2", f.root, now, 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, kept := f.device(t, "third-1"), f.deviceFrom(t, "kept-1", spare)
+	if _, err := b.registerGRPC("third-1", third, f.inter.Cert); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.registerGRPC("kept-1", kept, spare.Cert); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewCertificateAuthorityServiceClient(a.admin).UploadCrl(a.owner(), &pb.UploadCrlRequest{Name: "acme-root",
+		CrlDer: crlOf(t, f.root, 1, now, now.Add(time.Hour), f.inter.Cert.SerialNumber)}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitRevoked("third-1")
+	if reg, err := a.store.GetRegistration(t.Context(), "kept-1"); err != nil || reg.Status != registry.Assigned {
+		t.Fatalf("a device of another intermediate after the root's CRL: %+v, %v", reg, err)
+	}
 }
