@@ -62,8 +62,9 @@ func (s *Store) createAtOnce(ctx context.Context, key string, raw []byte, reg *r
 		keys = append(keys, s.idxGroup(reg.GroupID))
 		members = append(members, key)
 	}
-	for _, e := range s.chainIndex(id.Credential.X509Chain, key) {
-		keys, members = append(keys, e.zkey), append(members, e.member)
+	for _, ref := range id.Credential.X509Chain {
+		keys = append(keys, s.idxCert(ref.Issuer))
+		members = append(members, certMember(ref, key))
 	}
 	var bodies []any
 	for _, e := range events {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,13 @@ func (s *Store) claimKey(deviceID string) string { return "{" + s.prefix + ":d:"
 func (s *Store) idxShard(id string) string       { return s.prefix + ":ix:shard:" + id }
 func (s *Store) idxGroup(id string) string       { return s.prefix + ":ix:grp:" + id }
 
+// idxCert is the index of registrations by the certificates of their
+// identity's X.509 chain (ADR 23): one sorted set per issuer, members
+// serial NUL registration key.
+func (s *Store) idxCert(issuer string) string { return s.prefix + ":ix:crt:" + issuer }
+
+func certMember(ref registry.CertRef, key string) string { return ref.Serial + "\x00" + key }
+
 func (s *Store) loadDevice(ctx context.Context, c goredis.Cmdable, key string) (*device, error) {
 	raw, err := c.Get(ctx, s.regKey(key)).Result()
 	if errors.Is(err, goredis.Nil) {
@@ -52,19 +60,17 @@ func (s *Store) addIndexes(ctx context.Context, key, shard, group string, certs 
 		if group != "" {
 			p.ZAdd(ctx, s.idxGroup(group), goredis.Z{Member: key})
 		}
-		for _, e := range s.chainIndex(certs, key) {
-			p.ZAdd(ctx, e.zkey, goredis.Z{Member: e.member})
+		for _, ref := range certs {
+			p.ZAdd(ctx, s.idxCert(ref.Issuer), goredis.Z{Member: certMember(ref, key)})
 		}
 		return nil
 	})
 	return s.fail(ctx, err)
 }
 
-// dropIndexes removes key from the indexes named, and its certificate
-// index entries for chain that next does not have (best effort: a leftover
+// dropIndexes removes key from the indexes named (best effort: a leftover
 // entry is skipped by lists).
-func (s *Store) dropIndexes(ctx context.Context, key, shard, group string, chain, next []registry.CertRef) {
-	certs := s.staleCertMembers(chain, next, key)
+func (s *Store) dropIndexes(ctx context.Context, key, shard, group string, certs []registry.CertRef) {
 	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		if shard != "" {
 			p.ZRem(ctx, s.idxShard(shard), key)
@@ -72,11 +78,16 @@ func (s *Store) dropIndexes(ctx context.Context, key, shard, group string, chain
 		if group != "" {
 			p.ZRem(ctx, s.idxGroup(group), key)
 		}
-		for _, e := range certs {
-			p.ZRem(ctx, e.zkey, e.member)
+		for _, ref := range certs {
+			p.ZRem(ctx, s.idxCert(ref.Issuer), certMember(ref, key))
 		}
 		return nil
 	})
+}
+
+// hasCert reports whether an identity's chain holds the certificate.
+func hasCert(id *registry.Identity, ref registry.CertRef) bool {
+	return slices.Contains(id.Credential.X509Chain, ref)
 }
 
 // A claim's value is the holder's registration key and, after a NUL, when
@@ -247,7 +258,13 @@ func (s *Store) UpdateRegistration(ctx context.Context, reg *registry.Registrati
 	if old.R.GroupID != reg.GroupID {
 		group = old.R.GroupID
 	}
-	s.dropIndexes(ctx, key, shard, group, old.I.Credential.X509Chain, id.Credential.X509Chain)
+	var certs []registry.CertRef
+	for _, ref := range old.I.Credential.X509Chain {
+		if !hasCert(id, ref) {
+			certs = append(certs, ref)
+		}
+	}
+	s.dropIndexes(ctx, key, shard, group, certs)
 	return etag, nil
 }
 
@@ -326,7 +343,7 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 	if err != nil {
 		return err
 	}
-	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID, old.I.Credential.X509Chain, nil)
+	s.dropIndexes(ctx, key, old.R.Shard, old.R.GroupID, old.I.Credential.X509Chain)
 	// The device ID is free for another registration only once the
 	// deletion is in the log: otherwise the other's creation could reach
 	// the hubs first, and the late deletion remove the live identity. A
@@ -369,7 +386,11 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 	var err error
 	switch {
 	case f.Cert != nil:
-		return s.listByCert(ctx, *f.Cert, token, limit)
+		prefix := certMember(*f.Cert, "")
+		keys, next, err = rangePage(ctx, s.c, s.idxCert(f.Cert.Issuer), prefix, token, limit)
+		for i, k := range keys {
+			keys[i] = k[len(prefix):]
+		}
 	case f.GroupID != "":
 		keys, next, err = rangePage(ctx, s.c, s.idxGroup(f.GroupID), "", token, limit)
 	case f.Shard != "":
@@ -386,7 +407,7 @@ func (s *Store) ListRegistrations(ctx context.Context, f registry.Filter, token 
 	}
 	var out []*registry.Registration
 	for _, d := range devs {
-		if d == nil || f.GroupID != "" && d.R.GroupID != f.GroupID || f.Shard != "" && d.R.Shard != f.Shard {
+		if d == nil || f.GroupID != "" && d.R.GroupID != f.GroupID || f.Shard != "" && d.R.Shard != f.Shard || f.Cert != nil && !hasCert(d.I, *f.Cert) {
 			continue
 		}
 		out = append(out, d.R)
