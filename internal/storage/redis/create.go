@@ -8,6 +8,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/zerotouch/zerotouch/enrollment"
 	"github.com/zerotouch/zerotouch/internal/fault"
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
@@ -16,26 +17,43 @@ import (
 // or one behind Sentinel every key is on the one server, so a script can
 // do what CreateRegistration otherwise does in a dozen round trips (check,
 // claim the device ID, index, write, push to the outbox, relay) atomically:
-// refuse an existing registration, take the device ID's claim, add the
-// index entries, write the device and append its events to their shards'
-// logs. There is no outbox and no mark: nothing is left half done. It
-// declines (and the general path below runs) when another registration
-// holds the device ID's claim, whose rules need the holder's record, or
-// when an outbox of an earlier registration under this key is still being
-// relayed, whose events must reach the log first. On Redis Cluster the
-// keys are in different slots, so the general path always runs.
+// refuse an existing registration, hold the device ID (at its home by the
+// record alone; elsewhere by a claim in the home's slot), add the index
+// entries, write the device and append its events to their shards' logs.
+// There is no outbox and no mark: nothing is left half done. It declines
+// (and the general path below runs) when another registration holds a
+// claim on the device ID (new or an earlier build's), whose rules need
+// the holder's record; when, away from home, the home registration exists
+// or its events wait in an outbox; and when an outbox of an earlier
+// registration under this key is still being relayed, whose events must
+// reach the log first. On Redis Cluster the keys are in different slots,
+// so the general path always runs.
+//
+// KEYS: record, its outbox, the device ID's claim, an earlier build's
+// claim, the home's record and outbox, then the indexes, then each
+// event's log and sequence. ARGV: record, key, the claim's value (empty at
+// home), indexes, events, the log's retention, then index members and
+// events.
 var createDevice = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'decline' end
-local claim = redis.call('GET', KEYS[2])
-if claim then
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'decline' end
+local function others(k)
+  local claim = redis.call('GET', k)
+  if not claim then return false end
   local nul = string.find(claim, '\0', 1, true)
   local owner = claim
   if nul then owner = string.sub(claim, 1, nul - 1) end
-  if owner ~= ARGV[2] then return 'decline' end
+  return owner ~= ARGV[2]
 end
-redis.call('SET', KEYS[2], ARGV[3])
-local k, a = 4, 7
+if others(KEYS[3]) or others(KEYS[4]) then return 'decline' end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[3])
+else
+  if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('EXISTS', KEYS[6]) == 1 then return 'decline' end
+  redis.call('SET', KEYS[3], ARGV[3])
+end
+redis.call('DEL', KEYS[4])
+local k, a = 7, 7
 local indexes = tonumber(ARGV[4])
 for i = 1, indexes do
   redis.call('ZADD', KEYS[k], 0, ARGV[a])
@@ -56,7 +74,9 @@ func (s *Store) createAtOnce(ctx context.Context, key string, raw []byte, reg *r
 	if _, cluster := s.c.(*goredis.ClusterClient); cluster {
 		return false, nil
 	}
-	keys := []string{s.regKey(key), s.claimKey(id.DeviceID), s.outboxKey(key), s.idxShard(reg.Shard)}
+	home := enrollment.Key(id.DeviceID)
+	keys := []string{s.regKey(key), s.outboxKey(key), s.claimKey(id.DeviceID), s.legacyClaimKey(id.DeviceID),
+		s.regKey(home), s.outboxKey(home), s.idxShard(reg.Shard)}
 	members := []any{key}
 	if reg.GroupID != "" {
 		keys = append(keys, s.idxGroup(reg.GroupID))
@@ -75,7 +95,10 @@ func (s *Store) createAtOnce(ctx context.Context, key string, raw []byte, reg *r
 		keys = append(keys, s.logKey(shard), s.logSeqKey(shard))
 		bodies = append(bodies, body)
 	}
-	claim := key + "\x00" + strconv.FormatInt(time.Now().UnixMilli(), 36)
+	claim := ""
+	if home != key {
+		claim = key + "\x00" + strconv.FormatInt(time.Now().UnixMilli(), 36)
+	}
 	args := append([]any{raw, key, claim, len(members), len(bodies), s.eventRetention()}, members...)
 	args = append(args, bodies...)
 	res, err := createDevice.Run(ctx, s.c, keys, args...).Text()

@@ -128,7 +128,7 @@ func measureSplit(t *testing.T, c goredis.UniversalClient, ids func(i int) strin
 		id := ids(i)
 		key := enrollment.Key(id)
 		sp.record += float64(memoryUsage(t, c, "{zt:r:"+key+"}"))
-		sp.claim += float64(memoryUsage(t, c, "{zt:d:"+id+"}"))
+		sp.claim += float64(memoryUsage(t, c, "{zt:r:"+key+"}:d:"+id, "{zt:d:"+id+"}"))
 		l, err := c.StrLen(ctx, "{zt:r:"+key+"}").Result()
 		if err != nil {
 			t.Fatal(err)

@@ -16,21 +16,42 @@ import (
 	"github.com/zerotouch/zerotouch/internal/registry"
 )
 
-// Device-ID claims. A claim names the registration that holds a device ID.
-// A creator writes its registration only while its claim is younger than
-// claimFreshFor; another registration may take over a claim only when it
+// Device IDs (ADR 7). A device ID is held by at most one registration.
+// Its home is the registration key enrollment.Key(deviceID), the slot of
+// the registration whose ID it is (case folded). A registration at its
+// device ID's home, one whose device ID is its registration ID (every
+// group device), holds it by its record alone. Any other holds it by a
+// claim in the home's slot, {<prefix>:r:<home>}:d:<device ID>, so that a
+// home registration's write and another registration's claim are decided
+// in one slot, atomically, on Redis Cluster too. A claim names the
+// registration that holds the device ID. A creator writes its
+// registration only while its claim is younger than claimFreshFor;
+// another registration (or the home's) may take over a claim only when it
 // is older than claimStaleAfter and its holder has no registration with
 // that device ID. With replica clocks within (claimStaleAfter -
-// claimFreshFor) of each other, two registrations never hold one device ID.
+// claimFreshFor) of each other, two registrations never hold one device
+// ID. Builds before issue #17 claimed every device ID at
+// {<prefix>:d:<device ID>} (legacyClaimKey): those claims are honoured by
+// the same rules and never written again.
 const (
 	claimFreshFor   = time.Minute
 	claimStaleAfter = 2 * time.Minute
 )
 
-func (s *Store) regKey(key string) string        { return "{" + s.prefix + ":r:" + key + "}" }
-func (s *Store) claimKey(deviceID string) string { return "{" + s.prefix + ":d:" + deviceID + "}" }
-func (s *Store) idxShard(id string) string       { return s.prefix + ":ix:shard:" + id }
-func (s *Store) idxGroup(id string) string       { return s.prefix + ":ix:grp:" + id }
+func (s *Store) regKey(key string) string { return "{" + s.prefix + ":r:" + key + "}" }
+func (s *Store) claimKey(deviceID string) string {
+	return s.regKey(enrollment.Key(deviceID)) + ":d:" + deviceID
+}
+func (s *Store) legacyClaimKey(deviceID string) string {
+	return "{" + s.prefix + ":d:" + deviceID + "}"
+}
+
+// atHome reports whether the registration key is deviceID's home: such a
+// registration holds its device ID without a claim.
+func atHome(key, deviceID string) bool { return enrollment.Key(deviceID) == key }
+
+func (s *Store) idxShard(id string) string { return s.prefix + ":ix:shard:" + id }
+func (s *Store) idxGroup(id string) string { return s.prefix + ":ix:grp:" + id }
 
 // idxCert is the index of registrations by the certificates of their
 // identity's X.509 chain (ADR 23): one sorted set per issuer, members
@@ -100,33 +121,69 @@ func parseClaim(v string) (owner string, at time.Time) {
 	return owner, time.UnixMilli(n)
 }
 
-// claimDevice makes key the holder of deviceID's claim, or fails with
-// DEVICE_ID_CONFLICT. It returns when the claim was (re)stamped.
+// othersClaim decides on claim value v of deviceID, read by registration
+// key: nil when key holds it or may take it over, DEVICE_ID_CONFLICT while
+// its holder's registration uses the device ID or the claim is younger
+// than claimStaleAfter.
+func (s *Store) othersClaim(ctx context.Context, deviceID, v, key string) error {
+	owner, at := parseClaim(v)
+	if owner == key {
+		return nil
+	}
+	other, err := s.loadDevice(ctx, s.c, owner)
+	switch {
+	case err == nil && other.I.DeviceID == deviceID:
+		return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q belongs to another registration", deviceID)
+	case err != nil && !errors.Is(err, fault.ErrNotFound):
+		return err
+	case time.Since(at) < claimStaleAfter:
+		return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q is being claimed by another registration", deviceID)
+	}
+	return nil
+}
+
+// claimDevice makes key, a registration away from deviceID's home, the
+// holder of its claim, or fails with DEVICE_ID_CONFLICT: while the home
+// registration holds the device ID, or its events (a deletion of it, say)
+// are not yet in the log, or another registration holds the claim. It
+// returns when the claim was (re)stamped.
 func (s *Store) claimDevice(ctx context.Context, deviceID, key string) (time.Time, error) {
-	ck := s.claimKey(deviceID)
+	ck, home := s.claimKey(deviceID), s.regKey(enrollment.Key(deviceID))
 	var stamped time.Time
 	err := s.watch(ctx, func(tx *goredis.Tx) error {
+		raw, err := tx.Get(ctx, home).Result()
+		switch {
+		case errors.Is(err, goredis.Nil):
+		case err != nil:
+			return err
+		default:
+			d, err := decodeDevice(raw)
+			if err != nil {
+				return err
+			}
+			if d.I.DeviceID == deviceID {
+				return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q belongs to registration %q", deviceID, d.R.RegistrationID)
+			}
+		}
+		// The other side of DeleteRegistration's rule: a device ID is free
+		// for another registration only once its deletion is in the log.
+		if n, err := tx.Exists(ctx, s.outboxKey(enrollment.Key(deviceID))).Result(); err != nil {
+			return err
+		} else if n > 0 {
+			return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q is being released by registration %q; retry once its events are in the log", deviceID, enrollment.Key(deviceID))
+		}
 		v, err := tx.Get(ctx, ck).Result()
 		switch {
 		case errors.Is(err, goredis.Nil):
 		case err != nil:
 			return err
 		default:
-			owner, at := parseClaim(v)
-			if owner == key && time.Since(at) < claimFreshFor/2 {
+			if owner, at := parseClaim(v); owner == key && time.Since(at) < claimFreshFor/2 {
 				stamped = at // a concurrent registration of the same device claimed it just now
 				return nil
 			}
-			if owner != key {
-				other, err := s.loadDevice(ctx, s.c, owner)
-				switch {
-				case err == nil && other.I.DeviceID == deviceID:
-					return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q belongs to another registration", deviceID)
-				case err != nil && !errors.Is(err, fault.ErrNotFound):
-					return err
-				case time.Since(at) < claimStaleAfter:
-					return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q is being claimed by another registration", deviceID)
-				}
+			if err := s.othersClaim(ctx, deviceID, v, key); err != nil {
+				return err
 			}
 		}
 		stamped = time.Now()
@@ -135,7 +192,7 @@ func (s *Store) claimDevice(ctx context.Context, deviceID, key string) (time.Tim
 			return nil
 		})
 		return err
-	}, ck)
+	}, ck, home, s.outboxKey(enrollment.Key(deviceID)))
 	return stamped, err
 }
 
@@ -164,19 +221,43 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	} else if done {
 		return etag, nil
 	}
-	// Refuse an existing registration before touching the claim or indexes.
-	if n, err := s.c.Exists(ctx, s.regKey(key)).Result(); err != nil {
+	// Refuse an existing registration, or a device ID an earlier build
+	// claimed for another, before touching claims or indexes. Such claims
+	// are never written again, so a check apart from the write holds.
+	var exists *goredis.IntCmd
+	var legacy *goredis.StringCmd
+	if _, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		exists = p.Exists(ctx, s.regKey(key))
+		legacy = p.Get(ctx, s.legacyClaimKey(id.DeviceID))
+		return nil
+	}); err != nil && !errors.Is(err, goredis.Nil) {
 		return "", s.fail(ctx, err)
-	} else if n > 0 {
+	}
+	if exists.Val() > 0 {
 		return "", fault.Existsf("registration %q already exists", reg.RegistrationID)
 	}
-	claimed, err := s.claimDevice(ctx, id.DeviceID, key)
-	if err != nil {
-		return "", err
+	if v, err := legacy.Result(); err == nil {
+		if err := s.othersClaim(ctx, id.DeviceID, v, key); err != nil {
+			return "", err
+		}
+		// Stale and unused (or this key's own): gone, if still as read.
+		_ = deleteIfValue.Run(ctx, s.c, []string{s.legacyClaimKey(id.DeviceID)}, v).Err()
+	}
+	home := atHome(key, id.DeviceID)
+	var claimed time.Time
+	if !home {
+		if claimed, err = s.claimDevice(ctx, id.DeviceID, key); err != nil {
+			return "", err
+		}
 	}
 	mark := s.newMark(key)
 	if err := s.addIndexes(ctx, key, reg.Shard, reg.GroupID, id.Credential.X509Chain, mark); err != nil {
 		return "", err
+	}
+	ck := s.claimKey(id.DeviceID)
+	watched := []string{s.regKey(key)}
+	if home {
+		watched = append(watched, ck)
 	}
 	var outbox *goredis.StringSliceCmd
 	err = s.watch(ctx, func(tx *goredis.Tx) error {
@@ -187,16 +268,35 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		if n > 0 {
 			return fault.Existsf("registration %q already exists", reg.RegistrationID)
 		}
-		if time.Since(claimed) > claimFreshFor {
+		// At home the record holds the device ID, decided here against a
+		// claim another registration may have made (same slot); a claim
+		// of this key's own, left by an earlier attempt, goes.
+		ownClaim := false
+		if home {
+			v, err := tx.Get(ctx, ck).Result()
+			switch {
+			case errors.Is(err, goredis.Nil):
+			case err != nil:
+				return err
+			default:
+				if err := s.othersClaim(ctx, id.DeviceID, v, key); err != nil {
+					return err
+				}
+				ownClaim = true
+			}
+		} else if time.Since(claimed) > claimFreshFor {
 			return fault.New(fault.Unavailable, fault.StoreUnavailable, "registration took too long; retry")
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			if ownClaim {
+				p.Del(ctx, ck)
+			}
 			p.Set(ctx, s.regKey(key), raw, 0)
 			outbox = s.pushOutbox(ctx, p, key, events)
 			return nil
 		})
 		return err
-	}, s.regKey(key))
+	}, watched...)
 	s.relay(ctx, key, outbox, mark, err) // on failure the sweeper relays it
 	if err != nil {
 		return "", err
@@ -288,24 +388,43 @@ func (s *Store) GetRegistration(ctx context.Context, registrationID string) (*re
 	return d.R, nil
 }
 
-// GetIdentity implements registry.Store.
+// GetIdentity implements registry.Store: the registration at the device
+// ID's home if its record names the device ID, else the holder of its
+// claim (or of a claim an earlier build made), if its record names it.
 func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Identity, error) {
-	v, err := s.c.Get(ctx, s.claimKey(deviceID)).Result()
-	if errors.Is(err, goredis.Nil) {
-		return nil, fault.NotFoundf("identity %q not found", deviceID)
-	}
-	if err != nil {
+	var rec, claim, legacy *goredis.StringCmd
+	if _, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		rec = p.Get(ctx, s.regKey(enrollment.Key(deviceID)))
+		claim = p.Get(ctx, s.claimKey(deviceID))
+		legacy = p.Get(ctx, s.legacyClaimKey(deviceID))
+		return nil
+	}); err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, s.fail(ctx, err)
 	}
-	owner, _ := parseClaim(v)
-	d, err := s.loadDevice(ctx, s.c, owner)
-	if err != nil || d.I.DeviceID != deviceID {
-		if err == nil || errors.Is(err, fault.ErrNotFound) {
-			return nil, fault.NotFoundf("identity %q not found", deviceID)
+	if raw, err := rec.Result(); err == nil {
+		d, err := decodeDevice(raw)
+		if err != nil {
+			return nil, err
 		}
-		return nil, err
+		if d.I.DeviceID == deviceID {
+			return d.I, nil
+		}
 	}
-	return d.I, nil
+	for _, c := range []*goredis.StringCmd{claim, legacy} {
+		v, err := c.Result()
+		if err != nil {
+			continue
+		}
+		owner, _ := parseClaim(v)
+		d, err := s.loadDevice(ctx, s.c, owner)
+		if err == nil && d.I.DeviceID == deviceID {
+			return d.I, nil
+		}
+		if err != nil && !errors.Is(err, fault.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return nil, fault.NotFoundf("identity %q not found", deviceID)
 }
 
 // DeleteRegistration implements registry.Store.
@@ -348,17 +467,20 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 	// deletion is in the log: otherwise the other's creation could reach
 	// the hubs first, and the late deletion remove the live identity. A
 	// claim left behind goes stale in claimStaleAfter, long after the
-	// sweeper relayed the deletion.
+	// sweeper relayed the deletion; at home, claimDevice waits for the
+	// outbox to be relayed.
 	if relayed {
-		s.releaseClaim(ctx, old.I.DeviceID, key)
+		if !atHome(key, old.I.DeviceID) {
+			s.releaseClaim(ctx, s.claimKey(old.I.DeviceID), key)
+		}
+		s.releaseClaim(ctx, s.legacyClaimKey(old.I.DeviceID), key)
 	}
 	return nil
 }
 
-// releaseClaim deletes deviceID's claim if key still holds it (best
-// effort: a leftover claim is taken over once stale).
-func (s *Store) releaseClaim(ctx context.Context, deviceID, key string) {
-	ck := s.claimKey(deviceID)
+// releaseClaim deletes the claim ck if key still holds it (best effort: a
+// leftover claim is taken over once stale).
+func (s *Store) releaseClaim(ctx context.Context, ck, key string) {
 	_ = s.watch(ctx, func(tx *goredis.Tx) error {
 		v, err := tx.Get(ctx, ck).Result()
 		if err != nil {
