@@ -46,9 +46,7 @@ local function others(k)
   return owner ~= ARGV[2]
 end
 if others(KEYS[3]) or others(KEYS[4]) then return 'decline' end
-if ARGV[3] == '' then
-  redis.call('DEL', KEYS[3])
-else
+if ARGV[3] ~= '' then
   if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('EXISTS', KEYS[6]) == 1 then return 'decline' end
   redis.call('SET', KEYS[3], ARGV[3])
 end

@@ -3,7 +3,9 @@ package redis_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,5 +231,78 @@ func TestDeviceIDFreedAtHomeOnceTheDeletionIsLogged(t *testing.T) {
 				t.Fatalf("after the sweep: %v", err)
 			}
 		})
+	}
+}
+
+// TestStaleClaimWaitsForTheDeletionInTheLog (review): a claim is stamped
+// when it is made, so a registration older than claimStaleAfter holds a
+// stale claim; deleted while its relay fails, its device ID still goes to
+// no other registration (away from home, at home, or over a claim an
+// earlier build made) until the deletion is in the log.
+func TestStaleClaimWaitsForTheDeletionInTheLog(t *testing.T) {
+	for name, s := range deviceIDStores(t) {
+		for _, c := range []struct {
+			name, taker string
+			legacy      bool
+		}{
+			{"away", "taker", false},
+			{"home", "", false},
+			{"earlier build", "taker", true},
+		} {
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				ctx := t.Context()
+				rc := s.Client()
+				now := time.Now()
+				devID := "stale-" + strings.ReplaceAll(name+"-"+c.name, " ", "-")
+				taker := c.taker + "-" + devID
+				if c.taker == "" {
+					taker = devID // at home
+				}
+				create := func(regID string) error {
+					reg, id := newDevice(regID, devID, "s1", now)
+					_, err := s.CreateRegistration(ctx, reg, id)
+					return err
+				}
+				if err := create("old-" + devID); err != nil {
+					t.Fatal(err)
+				}
+				// An hour old, as a registration made long ago.
+				claim := "{zt:r:" + devID + "}:d:" + devID
+				stale := "old-" + devID + "\x00" + strconv.FormatInt(now.Add(-time.Hour).UnixMilli(), 36)
+				rc.Set(ctx, claim, stale, 0)
+				if c.legacy {
+					rc.Del(ctx, claim)
+					rc.Set(ctx, "{zt:d:"+devID+"}", stale, 0)
+				}
+				s.SetRelayOff(true)
+				if err := s.DeleteRegistration(ctx, "old-"+devID, ""); err != nil {
+					t.Fatal(err)
+				}
+				s.SetRelayOff(false)
+				if err := create(taker); fault.ReasonOf(err) != fault.DeviceIDConflict {
+					t.Fatalf("%s takes the device ID of a deletion not yet in the log: %v", taker, err)
+				}
+				if _, err := s.SweepOutboxes(ctx, 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := create(taker); err != nil {
+					t.Fatalf("after the sweep: %v", err)
+				}
+				evs, err := s.ReadEvents(ctx, "s1", 0, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var kinds []string
+				for _, e := range evs {
+					if e.Identity.DeviceID == devID {
+						kinds = append(kinds, string(e.Kind)+" "+e.Identity.RegistrationID)
+					}
+				}
+				want := []string{"created old-" + devID, "deleted old-" + devID, "created " + taker}
+				if !slices.Equal(kinds, want) {
+					t.Fatalf("the log: %v, want %v", kinds, want)
+				}
+			})
+		}
 	}
 }

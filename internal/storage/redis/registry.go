@@ -123,19 +123,38 @@ func parseClaim(v string) (owner string, at time.Time) {
 
 // othersClaim decides on claim value v of deviceID, read by registration
 // key: nil when key holds it or may take it over, DEVICE_ID_CONFLICT while
-// its holder's registration uses the device ID or the claim is younger
-// than claimStaleAfter.
+// its holder's registration uses the device ID, while the holder's events
+// wait in its outbox (its deletion is not yet in the log: another's
+// creation must not reach the hubs first), or while the claim is younger
+// than claimStaleAfter. The holder's record and outbox are read in one
+// transaction (one slot): a deletion removes the one and fills the other
+// in one.
 func (s *Store) othersClaim(ctx context.Context, deviceID, v, key string) error {
 	owner, at := parseClaim(v)
 	if owner == key {
 		return nil
 	}
-	other, err := s.loadDevice(ctx, s.c, owner)
-	switch {
-	case err == nil && other.I.DeviceID == deviceID:
-		return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q belongs to another registration", deviceID)
-	case err != nil && !errors.Is(err, fault.ErrNotFound):
+	var rec *goredis.StringCmd
+	var pending *goredis.IntCmd
+	if _, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		rec = p.Get(ctx, s.regKey(owner))
+		pending = p.Exists(ctx, s.outboxKey(owner))
+		return nil
+	}); err != nil && !errors.Is(err, goredis.Nil) {
 		return err
+	}
+	if raw, err := rec.Result(); err == nil {
+		other, err := decodeDevice(raw)
+		if err != nil {
+			return err
+		}
+		if other.I.DeviceID == deviceID {
+			return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q belongs to another registration", deviceID)
+		}
+	}
+	switch {
+	case pending.Val() > 0:
+		return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q is being released by another registration; retry once its events are in the log", deviceID)
 	case time.Since(at) < claimStaleAfter:
 		return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q is being claimed by another registration", deviceID)
 	}
@@ -269,9 +288,10 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 			return fault.Existsf("registration %q already exists", reg.RegistrationID)
 		}
 		// At home the record holds the device ID, decided here against a
-		// claim another registration may have made (same slot); a claim
-		// of this key's own, left by an earlier attempt, goes.
-		ownClaim := false
+		// claim another registration may have made (same slot): one that
+		// may be taken over (stale, unused, its holder's events logged)
+		// goes.
+		takeOver := false
 		if home {
 			v, err := tx.Get(ctx, ck).Result()
 			switch {
@@ -282,13 +302,13 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 				if err := s.othersClaim(ctx, id.DeviceID, v, key); err != nil {
 					return err
 				}
-				ownClaim = true
+				takeOver = true
 			}
 		} else if time.Since(claimed) > claimFreshFor {
 			return fault.New(fault.Unavailable, fault.StoreUnavailable, "registration took too long; retry")
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			if ownClaim {
+			if takeOver {
 				p.Del(ctx, ck)
 			}
 			p.Set(ctx, s.regKey(key), raw, 0)
@@ -401,6 +421,13 @@ func (s *Store) GetIdentity(ctx context.Context, deviceID string) (*registry.Ide
 	}); err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, s.fail(ctx, err)
 	}
+	// A pipeline reports its first error only: an absent key must not
+	// hide another's failure.
+	for _, c := range []*goredis.StringCmd{rec, claim, legacy} {
+		if err := c.Err(); err != nil && !errors.Is(err, goredis.Nil) {
+			return nil, s.fail(ctx, err)
+		}
+	}
 	if raw, err := rec.Result(); err == nil {
 		d, err := decodeDevice(raw)
 		if err != nil {
@@ -466,9 +493,8 @@ func (s *Store) DeleteRegistration(ctx context.Context, registrationID, etag str
 	// The device ID is free for another registration only once the
 	// deletion is in the log: otherwise the other's creation could reach
 	// the hubs first, and the late deletion remove the live identity. A
-	// claim left behind goes stale in claimStaleAfter, long after the
-	// sweeper relayed the deletion; at home, claimDevice waits for the
-	// outbox to be relayed.
+	// claim left behind is taken over only once the deletion is in the
+	// log (othersClaim); at home, claimDevice waits for the same.
 	if relayed {
 		if !atHome(key, old.I.DeviceID) {
 			s.releaseClaim(ctx, s.claimKey(old.I.DeviceID), key)
