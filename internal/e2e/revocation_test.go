@@ -560,9 +560,9 @@ func TestCRLOnRedisReplicas(t *testing.T) {
 	b.waitRevoked("victim-1")
 	a.waitRevoked("victim-1")
 
-	// The root's CRL revokes the intermediate: a device under it, found
-	// through its chain's path (one index member per device on Redis),
-	// is disabled too, and one of another intermediate is not.
+	// The root's CRL revokes the intermediate: a device under it is
+	// disabled too (found by the intermediate's own index entry), and one
+	// of another intermediate is not.
 	spare, err := pki.NewCA("Acme Devices Issuing 2", f.root, now, 48*time.Hour)
 	if err != nil {
 		t.Fatal(err)

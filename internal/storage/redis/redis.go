@@ -9,9 +9,12 @@
 // so its multi-key updates are WATCH/MULTI transactions; a registration and
 // its registry identity are one key, {<prefix>:r:<registration key>}, so a
 // device is written whole or not at all, and an individual enrollment is a
-// key in the same slot (individual.go, ADR 24); the device-ID, thumbprint
-// and name claims and the list indexes live in their own slots and are
-// written so that a failure leaves at worst an entry that readers ignore. Lists page over sorted sets; no request scans the keyspace.
+// key in the same slot (individual.go, ADR 24); a device ID is held by the
+// record of the registration of that name, or else by a claim in that
+// registration's slot (registry.go); the thumbprint and name claims and the
+// list indexes live in their own slots. Keys in several slots are written
+// so that a failure leaves at worst an entry that readers ignore. Lists
+// page over sorted sets; no request scans the keyspace.
 package redis
 
 import (
