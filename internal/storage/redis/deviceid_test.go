@@ -1,12 +1,14 @@
 package redis_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,12 +40,7 @@ func TestDeviceIDAtHome(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := t.Context()
 			c := s.Client()
-			now := time.Now()
-			create := func(regID, deviceID string) error {
-				reg, id := newDevice(regID, deviceID, "s1", now)
-				_, err := s.CreateRegistration(ctx, reg, id)
-				return err
-			}
+			create := creator(t, s)
 			if err := create("Sensor-1", "Sensor-1"); err != nil {
 				t.Fatal(err)
 			}
@@ -158,11 +155,7 @@ func TestDeviceIDClaimsOfEarlierBuilds(t *testing.T) {
 			ctx := t.Context()
 			c := s.Client()
 			now := time.Now()
-			create := func(regID, deviceID string) error {
-				reg, id := newDevice(regID, deviceID, "s1", now)
-				_, err := s.CreateRegistration(ctx, reg, id)
-				return err
-			}
+			create := creator(t, s)
 			// k9 holds dev-z as an earlier build left it.
 			if err := create("k9", "dev-z"); err != nil {
 				t.Fatal(err)
@@ -207,12 +200,7 @@ func TestDeviceIDFreedAtHomeOnceTheDeletionIsLogged(t *testing.T) {
 	for name, s := range deviceIDStores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := t.Context()
-			now := time.Now()
-			create := func(regID, deviceID string) error {
-				reg, id := newDevice(regID, deviceID, "s1", now)
-				_, err := s.CreateRegistration(ctx, reg, id)
-				return err
-			}
+			create := creator(t, s)
 			if err := create("dev-w", "dev-w"); err != nil {
 				t.Fatal(err)
 			}
@@ -258,11 +246,7 @@ func TestStaleClaimWaitsForTheDeletionInTheLog(t *testing.T) {
 				if c.taker == "" {
 					taker = devID // at home
 				}
-				create := func(regID string) error {
-					reg, id := newDevice(regID, devID, "s1", now)
-					_, err := s.CreateRegistration(ctx, reg, id)
-					return err
-				}
+				create := func(regID string) error { return creator(t, s)(regID, devID) }
 				if err := create("old-" + devID); err != nil {
 					t.Fatal(err)
 				}
@@ -304,5 +288,118 @@ func TestStaleClaimWaitsForTheDeletionInTheLog(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// creator creates registrations of shard s1 (newDevice's) in s.
+func creator(t *testing.T, s *redis.Store) func(regID, deviceID string) error {
+	return func(regID, deviceID string) error {
+		reg, id := newDevice(regID, deviceID, "s1", time.Now())
+		_, err := s.CreateRegistration(t.Context(), reg, id)
+		return err
+	}
+}
+
+// TestOwnEarlierClaimKeptUntilWritten (review): a registration that
+// re-creates itself over its own claim of an earlier build, while its
+// deletion still waits in its outbox, keeps that claim if the create is
+// refused: no other registration takes the device ID before the deletion
+// is in the log.
+func TestOwnEarlierClaimKeptUntilWritten(t *testing.T) {
+	for name, s := range deviceIDStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			c := s.Client()
+			create := creator(t, s)
+			// old-l holds dev-l as an earlier build left it.
+			if err := create("old-l", "dev-l"); err != nil {
+				t.Fatal(err)
+			}
+			v := c.Get(ctx, "{zt:r:dev-l}:d:dev-l").Val()
+			c.Del(ctx, "{zt:r:dev-l}:d:dev-l")
+			c.Set(ctx, "{zt:d:dev-l}", v, 0)
+			// Its deletion, and an update of the home registration (another
+			// device ID), wait in their outboxes.
+			if err := create("dev-l", "other-dev-l"); err != nil {
+				t.Fatal(err)
+			}
+			s.SetRelayOff(true)
+			if err := s.DeleteRegistration(ctx, "old-l", ""); err != nil {
+				t.Fatal(err)
+			}
+			home, err := s.GetRegistration(ctx, "dev-l")
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := s.GetIdentity(ctx, "other-dev-l")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if home.Etag, err = s.UpdateRegistration(ctx, home, id); err != nil {
+				t.Fatal(err)
+			}
+			s.SetRelayOff(false)
+			// The re-create is refused (the home's outbox waits) ...
+			if err := create("old-l", "dev-l"); fault.ReasonOf(err) != fault.DeviceIDConflict {
+				t.Fatalf("the re-create: %v", err)
+			}
+			if n := c.Exists(ctx, "{zt:d:dev-l}").Val(); n != 1 {
+				t.Fatal("the refused re-create dropped its earlier claim")
+			}
+			// ... and once the home's outbox is relayed, nobody else takes
+			// the device ID while old-l's deletion waits.
+			if _, err := s.UpdateRegistration(ctx, home, id); err != nil {
+				t.Fatal(err)
+			}
+			if err := create("taker-l", "dev-l"); fault.ReasonOf(err) != fault.DeviceIDConflict {
+				t.Fatalf("another takes the device ID of a deletion not in the log: %v", err)
+			}
+		})
+	}
+}
+
+// TestLostReplyOfADeletionIsRelayed (review): a deletion whose
+// transaction committed but whose reply was lost keeps its sweep mark, so
+// the sweeper puts the deletion in the log (before, the mark was dropped:
+// the hubs never learnt of the deletion, and the device ID stayed
+// refused to everyone).
+func TestLostReplyOfADeletionIsRelayed(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	var armed atomic.Bool
+	s := openHooked(t, srv.Addr(), &hookFn{pipe: func(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+		return func(ctx context.Context, cmds []goredis.Cmder) error {
+			err := next(ctx, cmds)
+			if armed.Load() && slices.ContainsFunc(cmds, func(c goredis.Cmder) bool {
+				return c.Name() == "del" && len(c.Args()) > 1 && c.Args()[1] == "{zt:r:dev-a}"
+			}) && armed.CompareAndSwap(true, false) {
+				return errors.New("read tcp: i/o timeout") // applied, reply lost
+			}
+			return err
+		}
+	}})
+	create := creator(t, s)
+	if err := create("dev-a", "dev-a"); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	if err := s.DeleteRegistration(ctx, "dev-a", ""); fault.ReasonOf(err) != fault.StoreUnavailable {
+		t.Fatalf("a deletion whose reply was lost: %v", err)
+	}
+	if armed.Load() {
+		t.Fatal("the hook never fired")
+	}
+	if err := create("taker-a", "dev-a"); fault.ReasonOf(err) != fault.DeviceIDConflict {
+		t.Fatalf("before the sweep: %v", err)
+	}
+	if n, err := s.SweepOutboxes(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("the sweep relayed %d outboxes (%v), want the deletion's", n, err)
+	}
+	evs, err := s.ReadEvents(ctx, "s1", 0, 10)
+	if err != nil || len(evs) != 2 || evs[1].Kind != "deleted" || evs[1].Identity.DeviceID != "dev-a" {
+		t.Fatalf("the log after the sweep: %d events, %v; want created, deleted", len(evs), err)
+	}
+	if err := create("taker-a", "dev-a"); err != nil {
+		t.Fatalf("after the sweep: %v", err)
 	}
 }

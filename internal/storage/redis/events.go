@@ -113,12 +113,20 @@ type relayJob struct {
 const relayBatchMax = 256
 
 // relay finishes a write: if it committed (werr nil), it relays the
-// outbox read in its transaction; either way it drops the write's mark.
-// Concurrent writes are relayed together (two round trips per batch, as
-// a group commit), and the write returns once its events are in the log.
-// A failed relay leaves the mark for the sweeper. It reports whether the
-// events are known to be in the log.
+// outbox read in its transaction and drops the write's mark; if it was
+// refused before its transaction ran (a fault other than UNAVAILABLE: the
+// registration exists, the etag is stale), it drops the mark. Otherwise
+// the transaction may have committed with its reply lost (a timeout, a
+// dropped connection, a caller gone): the mark stays, and the sweeper
+// relays what the outbox holds, or drops the mark if nothing. Concurrent
+// writes are relayed together (two round trips per batch, as a group
+// commit), and the write returns once its events are in the log. A failed
+// relay leaves the mark for the sweeper. It reports whether the events
+// are known to be in the log.
 func (s *Store) relay(ctx context.Context, key string, outbox *goredis.StringSliceCmd, mark goredis.Z, werr error) (relayed bool) {
+	if f, ok := fault.As(werr); werr != nil && (!ok || f.Kind == fault.Unavailable) {
+		return false
+	}
 	job := &relayJob{key: key, mark: mark.Member, done: make(chan struct{})}
 	if werr == nil && outbox != nil {
 		job.entries = outbox.Val()

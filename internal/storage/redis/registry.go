@@ -143,6 +143,9 @@ func (s *Store) othersClaim(ctx context.Context, deviceID, v, key string) error 
 	}); err != nil && !errors.Is(err, goredis.Nil) {
 		return err
 	}
+	if err := pending.Err(); err != nil {
+		return err
+	}
 	if raw, err := rec.Result(); err == nil {
 		other, err := decodeDevice(raw)
 		if err != nil {
@@ -255,12 +258,20 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 	if exists.Val() > 0 {
 		return "", fault.Existsf("registration %q already exists", reg.RegistrationID)
 	}
+	legacyOwn := ""
 	if v, err := legacy.Result(); err == nil {
 		if err := s.othersClaim(ctx, id.DeviceID, v, key); err != nil {
 			return "", err
 		}
-		// Stale and unused (or this key's own): gone, if still as read.
-		_ = deleteIfValue.Run(ctx, s.c, []string{s.legacyClaimKey(id.DeviceID)}, v).Err()
+		// Another's, stale and unused with its events logged: gone, if
+		// still as read. This key's own stays until the create is
+		// written: it holds the device ID meanwhile (a deletion of this
+		// key's may still wait in the outbox).
+		if owner, _ := parseClaim(v); owner != key {
+			_ = deleteIfValue.Run(ctx, s.c, []string{s.legacyClaimKey(id.DeviceID)}, v).Err()
+		} else {
+			legacyOwn = v
+		}
 	}
 	home := atHome(key, id.DeviceID)
 	var claimed time.Time
@@ -317,9 +328,12 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		})
 		return err
 	}, watched...)
-	s.relay(ctx, key, outbox, mark, err) // on failure the sweeper relays it
+	s.relay(ctx, key, outbox, mark, err)
 	if err != nil {
 		return "", err
+	}
+	if legacyOwn != "" {
+		_ = deleteIfValue.Run(ctx, s.c, []string{s.legacyClaimKey(id.DeviceID)}, legacyOwn).Err()
 	}
 	return etag, nil
 }

@@ -28,23 +28,7 @@ func testCertIndex(t *testing.T, s Store) {
 		_, err := s.CreateRegistration(ctx, reg, id)
 		must(t, err, "CreateRegistration")
 	}
-	list := func(ref registry.CertRef, limit int) []string {
-		t.Helper()
-		var ids []string
-		token := ""
-		for {
-			regs, next, err := s.ListRegistrations(ctx, registry.Filter{Cert: &ref}, token, limit)
-			must(t, err, "ListRegistrations(cert)")
-			for _, r := range regs {
-				ids = append(ids, r.RegistrationID)
-			}
-			if next == "" {
-				slices.Sort(ids)
-				return ids
-			}
-			token = next
-		}
-	}
+	list := func(ref registry.CertRef, limit int) []string { return listByCert(t, s, ref, limit) }
 	if got := list(inter, 2); !slices.Equal(got, []string{"dev-0", "dev-1", "dev-2", "dev-3", "dev-4"}) {
 		t.Fatalf("by intermediate: %v", got)
 	}
@@ -147,26 +131,7 @@ func testCertHierarchy(t *testing.T, s Store) {
 		must(t, err, "CreateRegistration "+id)
 	}
 	for _, limit := range []int{1, 2, 100} {
-		list := func(ref registry.CertRef) []string {
-			t.Helper()
-			var ids []string
-			token := ""
-			for pages := 0; ; pages++ {
-				if pages > 100 {
-					t.Fatalf("listing %v does not end", ref)
-				}
-				regs, next, err := s.ListRegistrations(ctx, registry.Filter{Cert: &ref}, token, limit)
-				must(t, err, "ListRegistrations(cert)")
-				for _, r := range regs {
-					ids = append(ids, r.RegistrationID)
-				}
-				if next == "" {
-					slices.Sort(ids)
-					return ids
-				}
-				token = next
-			}
-		}
+		list := func(ref registry.CertRef) []string { return listByCert(t, s, ref, limit) }
 		for _, c := range []struct {
 			ref  registry.CertRef
 			want []string
@@ -206,5 +171,28 @@ func testCertHierarchy(t *testing.T, s Store) {
 	ref = top
 	if regs, _, err := s.ListRegistrations(ctx, registry.Filter{Cert: &ref}, "", 100); err != nil || len(regs) != 0 {
 		t.Errorf("after deleting them all: %v, %v", regs, err)
+	}
+}
+
+// listByCert lists the registration IDs found by a certificate, sorted,
+// in pages of limit (at most 100 pages).
+func listByCert(t *testing.T, s Store, ref registry.CertRef, limit int) []string {
+	t.Helper()
+	var ids []string
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 100 {
+			t.Fatalf("listing %v does not end", ref)
+		}
+		regs, next, err := s.ListRegistrations(t.Context(), registry.Filter{Cert: &ref}, token, limit)
+		must(t, err, "ListRegistrations(cert)")
+		for _, r := range regs {
+			ids = append(ids, r.RegistrationID)
+		}
+		if next == "" {
+			slices.Sort(ids)
+			return ids
+		}
+		token = next
 	}
 }
