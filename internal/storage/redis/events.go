@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -232,27 +233,37 @@ func (s *Store) relayBatch(ctx context.Context, jobs []*relayJob) {
 }
 
 // SweepOutboxes relays the outboxes of writes marked more than olderThan
-// ago (a replica that stopped between a write and its relay) and returns
-// how many marks it cleared. Every replica runs it periodically; relaying
-// an outbox that its writer is relaying too only duplicates events.
+// ago (a replica that stopped between a write and its relay, a write whose
+// outcome it did not learn) and returns how many marks it cleared. Every
+// replica runs it periodically; relaying an outbox that its writer is
+// relaying too only duplicates events. A mark it cannot relay is passed
+// over, not allowed to hold up the others; the first such failure is
+// returned at the end.
 func (s *Store) SweepOutboxes(ctx context.Context, olderThan time.Duration) (int, error) {
-	n := 0
+	n, skipped := 0, 0
+	var first error
 	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
 		maxScore := strconv.FormatInt(time.Now().Add(-olderThan).UnixMicro(), 10)
-		zs, err := s.c.ZRangeByScore(ctx, s.outboxIndex(), &goredis.ZRangeBy{Min: "-inf", Max: maxScore, Count: 100}).Result()
+		zs, err := s.c.ZRangeByScore(ctx, s.outboxIndex(), &goredis.ZRangeBy{Min: "-inf", Max: maxScore, Offset: int64(skipped), Count: 100}).Result()
 		if err != nil {
 			return n, s.fail(ctx, err)
 		}
 		for _, member := range zs {
 			key, _, _ := strings.Cut(member, "\x00")
 			entries, err := s.c.LRange(ctx, s.outboxKey(key), 0, -1).Result()
-			if err != nil {
-				return n, s.fail(ctx, err)
+			job := &relayJob{key: key, entries: entries, mark: member, err: err}
+			if err == nil {
+				s.relayBatch(ctx, []*relayJob{job})
 			}
-			job := &relayJob{key: key, entries: entries, mark: member}
-			s.relayBatch(ctx, []*relayJob{job})
 			if job.err != nil {
-				return n, s.fail(ctx, job.err)
+				if first == nil {
+					first = s.fail(ctx, fmt.Errorf("relay the outbox of %q: %w", key, job.err))
+				}
+				skipped++ // its mark stays, before the ones still to read
+				continue
 			}
 			if len(entries) > 0 {
 				s.changes.Notify()
@@ -260,7 +271,7 @@ func (s *Store) SweepOutboxes(ctx context.Context, olderThan time.Duration) (int
 			n++
 		}
 		if len(zs) < 100 {
-			return n, nil
+			return n, first
 		}
 	}
 }

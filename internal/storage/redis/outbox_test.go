@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/zerotouch/zerotouch/allocation"
 	"github.com/zerotouch/zerotouch/internal/registry"
 	"github.com/zerotouch/zerotouch/internal/storage/redis"
@@ -79,5 +81,36 @@ func TestOutboxSweep(t *testing.T) {
 			t.Fatalf("%s deleted before it was created", ev.Identity.DeviceID)
 		}
 		seen[ev.Identity.DeviceID] = ev.Kind
+	}
+}
+
+// TestSweepPassesOverABadOutbox: a mark whose outbox cannot be relayed
+// (here a key of the wrong type) does not hold up the marks after it: the
+// sweep relays them and reports the failure.
+func TestSweepPassesOverABadOutbox(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s := openAt(t, []string{srv.Addr()}, false, "zt")
+	ctx := t.Context()
+	c := s.Client()
+	c.Set(ctx, "{zt:r:bad}:ob", "not a list", 0)
+	c.ZAdd(ctx, "zt:ix:outbox", goredis.Z{Score: 1, Member: "bad\x00x"})
+	s.SetRelayOff(true)
+	if err := creator(t, s)("dev-ok", "dev-ok"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRegistration(ctx, "dev-ok", ""); err != nil {
+		t.Fatal(err)
+	}
+	s.SetRelayOff(false)
+	n, err := s.SweepOutboxes(ctx, 0)
+	if err == nil || n != 1 {
+		t.Fatalf("sweep: %d marks cleared, %v; want 1 and the bad outbox's error", n, err)
+	}
+	evs, err := s.ReadEvents(ctx, "s1", 0, 10)
+	if err != nil || len(evs) != 2 || evs[1].Kind != registry.EventDeleted {
+		t.Fatalf("the log after the sweep: %d events, %v; want the creation and the deletion", len(evs), err)
+	}
+	if got := c.ZRange(ctx, "zt:ix:outbox", 0, -1).Val(); len(got) != 1 || got[0] != "bad\x00x" {
+		t.Fatalf("marks left: %q, want the bad one only", got)
 	}
 }

@@ -99,7 +99,9 @@ export default function certificates(main, ctx) {
         showDetail(detail, selected, ctx, loadCas);
       }
     } catch (err) {
-      replace(msg, errorBox(err, () => { replace(msg); loadCas(); }));
+      // Reload: the box goes once the list is read again, so a click
+      // after it acts on the current etags.
+      replace(msg, errorBox(err, async () => { await loadCas(); replace(msg); }));
     }
   };
   const stateButton = (c, label, verb) => {
@@ -156,7 +158,7 @@ export default function certificates(main, ctx) {
             announce(`Credential policy ${p.name} deleted`);
             await loadPolicies();
           } catch (err) {
-            replace(msg, errorBox(err, () => { replace(msg); loadPolicies(); }));
+            replace(msg, errorBox(err, async () => { await loadPolicies(); replace(msg); }));
           }
         }),
     });
