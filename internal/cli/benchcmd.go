@@ -308,20 +308,38 @@ func ratios(reports []*bench.Report) []string {
 // without, its file's size (which grows in steps, so a short run can
 // measure 0).
 func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, storage, redisAddrs string, metrics bool, logLevel string) (func(), error) {
+	// Ports are picked free and then bound by the server: another process
+	// may take one in between, and the server then exits at once. Such a
+	// start is retried on other ports.
+	var err error
+	for range 3 {
+		var stop func()
+		var exited bool
+		if stop, exited, err = spawnOnce(ctx, env, cfg, c, storage, redisAddrs, metrics, logLevel); err == nil || !exited {
+			return stop, err
+		}
+	}
+	return nil, err
+}
+
+// spawnOnce is one start of spawnServer's; exited reports that the server
+// stopped before it was ready.
+func spawnOnce(ctx context.Context, env Env, cfg *bench.Config, c *conn, storage, redisAddrs string, metrics bool, logLevel string) (stop func(), exited bool, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	dir, err := os.MkdirTemp("", "zerotouch-bench-")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	grpcAddr, httpAddr, mqttAddr, metricsAddr := freeAddr(), freeAddr(), freeAddr(), ""
 	if metrics {
 		metricsAddr = freeAddr()
 	}
 	if grpcAddr == "" || httpAddr == "" || mqttAddr == "" || metrics && metricsAddr == "" {
-		return nil, fmt.Errorf("no free port")
+		os.RemoveAll(dir)
+		return nil, false, fmt.Errorf("no free port")
 	}
 	// Every simulated device connects from 127.0.0.1.
 	conf := fmt.Sprintf("dev: true\ndata_dir: %s\nlisten: {grpc: %q, http: %q, mqtt: %q, metrics: %q}\nlog: {level: %s, format: json}\ndevice: {rate_limit: {per_ip: {limit: 0}, per_registration: {limit: 0}}}\nmqtt: {max_connections_per_ip: 100000}\ndps: {id_scope: %s}\nstorage:\n  backend: %s\n", dir, grpcAddr, httpAddr, mqttAddr, metricsAddr, logLevel, cfg.IDScope, storage)
@@ -329,16 +347,20 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 		conf += fmt.Sprintf("  redis: {addrs: [%s]}\n", redisAddrs)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "zerotouch.yaml"), []byte(conf), 0o600); err != nil {
-		return nil, err
+		os.RemoveAll(dir)
+		return nil, false, err
 	}
 	cmd := exec.Command(self, "serve", "--config", filepath.Join(dir, "zerotouch.yaml"))
 	cmd.Stderr = env.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		os.RemoveAll(dir)
+		return nil, false, err
 	}
-	stop := func() {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	stop = func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		<-done
 		os.RemoveAll(dir)
 	}
 	// The spawned server's own owner key, not one from the environment.
@@ -351,11 +373,16 @@ func spawnServer(ctx context.Context, env Env, cfg *bench.Config, c *conn, stora
 	case storage != "redis":
 		cfg.StoreSize = fileSize(filepath.Join(dir, "zerotouch.db"))
 	}
-	if err := waitReady(ctx, httpAddr, c.caFile, 30*time.Second); err != nil {
+	if err := waitReady(ctx, httpAddr, c.caFile, 30*time.Second, done); err != nil {
+		select {
+		case <-done:
+			exited = true
+		default:
+		}
 		stop()
-		return nil, fmt.Errorf("spawned server: %w", err)
+		return nil, exited, fmt.Errorf("spawned server: %w", err)
 	}
-	return stop, nil
+	return stop, false, nil
 }
 
 func freeAddr() string {
@@ -367,9 +394,16 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-func waitReady(ctx context.Context, httpAddr, caFile string, within time.Duration) error {
+// waitReady polls /readyz until it answers 200, within, or the server
+// exits (done closed).
+func waitReady(ctx context.Context, httpAddr, caFile string, within time.Duration, done <-chan struct{}) error {
 	deadline := time.Now().Add(within)
 	for {
+		select {
+		case <-done:
+			return fmt.Errorf("the server exited before it was ready (see its log above)")
+		default:
+		}
 		err := func() error {
 			cas, err := pki.LoadCertificates(caFile)
 			if err != nil {

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +18,7 @@ import (
 // the report's counts and fields (never its speed).
 func TestBenchTool(t *testing.T) {
 	bin := zerotouchBinary(t)
-	out, err := exec.Command(bin, "bench", "--spawn", "--devices", "40", "--concurrency", "4", "--json").Output()
+	out, err := benchOutput(bin, "bench", "--spawn", "--devices", "40", "--concurrency", "4", "--json")
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
@@ -59,7 +61,7 @@ func TestBenchTool(t *testing.T) {
 		{"--transport", "mqtt", "--attestation", "symmetric", "--mode", "register"}, // and dps, to compare
 		{"--attestation", "tpm"}, // both transports, register only
 	} {
-		out, err := exec.Command(bin, append([]string{"bench", "--spawn", "--devices", "30", "--concurrency", "4", "--json"}, args...)...).Output()
+		out, err := benchOutput(bin, append([]string{"bench", "--spawn", "--devices", "30", "--concurrency", "4", "--json"}, args...)...)
 		if err != nil {
 			t.Fatalf("bench %v: %v\n%s", args, err, out)
 		}
@@ -84,7 +86,7 @@ func TestBenchTool(t *testing.T) {
 	// DPS over MQTT: fresh TLS per device, its ceiling (TLS and
 	// CONNECT/CONNACK), the rate against the ceiling and the DPS HTTPS API,
 	// and the server's memory per idle connection.
-	out, err = exec.Command(bin, "bench", "--spawn", "--transport", "mqtt", "--devices", "20", "--concurrency", "4", "--json").Output()
+	out, err = benchOutput(bin, "bench", "--spawn", "--transport", "mqtt", "--devices", "20", "--concurrency", "4", "--json")
 	var mq struct {
 		Reports []bench.Report `json:"reports"`
 		Ratios  []string       `json:"ratios"`
@@ -109,7 +111,7 @@ func TestBenchTool(t *testing.T) {
 		{"--attestation", "symmetric", "--reuse", "--devices", "200000", "--duration", "500ms", "--transport", "grpc"},
 		{"--rate", "20", "--duration", "1s", "--transport", "rest"},
 	} {
-		out, err := exec.Command(bin, append([]string{"bench", "--spawn", "--mode", "register", "--concurrency", "4", "--json"}, args...)...).Output()
+		out, err := benchOutput(bin, append([]string{"bench", "--spawn", "--mode", "register", "--concurrency", "4", "--json"}, args...)...)
 		var res struct {
 			Reports []bench.Report `json:"reports"`
 		}
@@ -124,7 +126,7 @@ func TestBenchTool(t *testing.T) {
 
 	// The Redis backend: store bytes per device come from Redis's memory.
 	rs := redistest.Start(t, redistest.Options{})
-	out, err = exec.Command(bin, "bench", "--spawn", "--storage", "redis", "--redis-addrs", rs.Addr(), "--devices", "30", "--concurrency", "4", "--mode", "register", "--transport", "rest", "--json").Output()
+	out, err = benchOutput(bin, "bench", "--spawn", "--storage", "redis", "--redis-addrs", rs.Addr(), "--devices", "30", "--concurrency", "4", "--mode", "register", "--transport", "rest", "--json")
 	if err != nil {
 		t.Fatalf("bench on Redis: %v\n%s", err, out)
 	}
@@ -167,8 +169,8 @@ func TestBenchSpreadsOverReplicas(t *testing.T) {
 	e1.createShard("spread", 1)
 	run := func() bench.Report {
 		t.Helper()
-		out, err := exec.Command(bin, "bench", "--server", e1.grpcAddr+","+e2.grpcAddr, "--http-server", e1.httpAddr+","+e2.httpAddr,
-			"--ca-file", caFile, "--access-key", e1.ownerKey, "--transport", "rest", "--mode", "register", "--devices", "40", "--concurrency", "4", "--json").Output()
+		out, err := benchOutput(bin, "bench", "--server", e1.grpcAddr+","+e2.grpcAddr, "--http-server", e1.httpAddr+","+e2.httpAddr,
+			"--ca-file", caFile, "--access-key", e1.ownerKey, "--transport", "rest", "--mode", "register", "--devices", "40", "--concurrency", "4", "--json")
 		var res struct {
 			Reports []bench.Report `json:"reports"`
 		}
@@ -184,4 +186,17 @@ func TestBenchSpreadsOverReplicas(t *testing.T) {
 	if r := run(); r.Succeeded < 10 || r.Succeeded > 30 {
 		t.Fatalf("with one replica down, %d of 40 succeeded; want about half", r.Succeeded)
 	}
+}
+
+// benchOutput runs the bench tool and returns its standard output (the
+// JSON report); when it fails, the error carries its standard error.
+func benchOutput(bin string, args ...string) ([]byte, error) {
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%w; stderr:\n%s", err, stderr.Bytes())
+	}
+	return out, nil
 }
