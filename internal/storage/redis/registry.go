@@ -173,12 +173,11 @@ func (s *Store) claimDevice(ctx context.Context, deviceID, key string) (time.Tim
 	ck, home := s.claimKey(deviceID), s.regKey(enrollment.Key(deviceID))
 	var stamped time.Time
 	err := s.watch(ctx, func(tx *goredis.Tx) error {
-		raw, err := tx.Get(ctx, home).Result()
-		switch {
-		case errors.Is(err, goredis.Nil):
-		case err != nil:
+		raw, err := getString(ctx, tx, home)
+		if err != nil {
 			return err
-		default:
+		}
+		if raw != "" {
 			d, err := decodeDevice(raw)
 			if err != nil {
 				return err
@@ -194,12 +193,11 @@ func (s *Store) claimDevice(ctx context.Context, deviceID, key string) (time.Tim
 		} else if n > 0 {
 			return fault.New(fault.AlreadyExists, fault.DeviceIDConflict, "device ID %q is being released by registration %q; retry once its events are in the log", deviceID, enrollment.Key(deviceID))
 		}
-		v, err := tx.Get(ctx, ck).Result()
-		switch {
-		case errors.Is(err, goredis.Nil):
-		case err != nil:
+		v, err := getString(ctx, tx, ck)
+		if err != nil {
 			return err
-		default:
+		}
+		if v != "" {
 			if owner, at := parseClaim(v); owner == key && time.Since(at) < claimFreshFor/2 {
 				stamped = at // a concurrent registration of the same device claimed it just now
 				return nil
@@ -304,12 +302,11 @@ func (s *Store) CreateRegistration(ctx context.Context, reg *registry.Registrati
 		// goes.
 		takeOver := false
 		if home {
-			v, err := tx.Get(ctx, ck).Result()
-			switch {
-			case errors.Is(err, goredis.Nil):
-			case err != nil:
+			v, err := getString(ctx, tx, ck)
+			if err != nil {
 				return err
-			default:
+			}
+			if v != "" {
 				if err := s.othersClaim(ctx, id.DeviceID, v, key); err != nil {
 					return err
 				}
